@@ -1,0 +1,50 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "NormCL",
+    products: [
+        .library(name: "NormCL", targets: ["NormCL"]),
+        .executable(name: "normcl-bench", targets: ["NormCLBenchmark"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+    ],
+    targets: [
+        // The OpenCL C API (<CL/cl.h>), linked against the ICD loader.
+        .systemLibrary(
+            name: "COpenCL",
+            pkgConfig: "OpenCL",
+            providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
+        ),
+        // Build-time tool: turns Kernels/*.cl into Swift string constants.
+        .executableTarget(name: "EmbedKernelsTool"),
+        .plugin(
+            name: "EmbedKernels",
+            capability: .buildTool(),
+            dependencies: ["EmbedKernelsTool"]
+        ),
+        .target(
+            name: "NormCL",
+            dependencies: ["COpenCL"],
+            plugins: ["EmbedKernels"]
+        ),
+        .executableTarget(
+            name: "NormCLBenchmark",
+            dependencies: [
+                "NormCL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/NormCLBenchmark"
+        ),
+        .testTarget(
+            name: "NormCLTests",
+            dependencies: [
+                "NormCL",
+                .product(name: "Numerics", package: "swift-numerics"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

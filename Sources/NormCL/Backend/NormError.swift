@@ -1,0 +1,39 @@
+/// A problem with the arguments of a NormCL call: what a caller can get wrong.
+///
+/// Device and driver failures are ``OpenCLError`` and ``KernelBuildError`` instead.
+public enum NormError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A shape that the op cannot take, e.g. fewer than two dimensions for BatchNorm.
+    case invalidShape(argument: String, reason: String)
+    /// A tensor whose shape differs from the one the op needs.
+    case shapeMismatch(argument: String, expected: [Int], actual: [Int])
+    /// A tensor with no elements.
+    case emptyTensor(argument: String, shape: [Int])
+    /// A scalar argument out of its range (eps, momentum, …).
+    case invalidArgument(argument: String, reason: String)
+    /// Training statistics over a single value per channel (PyTorch: "Expected more
+    /// than 1 value per channel when training").
+    case tooFewValuesPerChannel(valuesPerChannel: Int, shape: [Int])
+    /// A tensor on another backend or device than the op's input.
+    case backendMismatch(argument: String, expected: String, actual: String)
+    /// A tensor layout or element type that this op does not support (yet).
+    case unsupported(argument: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidShape(let argument, let reason):
+            "invalid shape for '\(argument)': \(reason)"
+        case .shapeMismatch(let argument, let expected, let actual):
+            "'\(argument)' has shape \(actual), expected \(expected)"
+        case .emptyTensor(let argument, let shape):
+            "'\(argument)' is empty (shape \(shape))"
+        case .invalidArgument(let argument, let reason):
+            "invalid '\(argument)': \(reason)"
+        case .tooFewValuesPerChannel(let count, let shape):
+            "expected more than 1 value per channel when training, got \(count) for input of shape \(shape)"
+        case .backendMismatch(let argument, let expected, let actual):
+            "'\(argument)' is on \(actual), expected \(expected)"
+        case .unsupported(let argument, let reason):
+            "unsupported '\(argument)': \(reason)"
+        }
+    }
+}

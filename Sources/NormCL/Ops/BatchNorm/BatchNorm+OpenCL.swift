@@ -1,0 +1,95 @@
+/// Enqueues the kernels of a ``BatchNormPlan`` (from `Kernels/batch_norm.cl`).
+///
+/// Nothing here waits: the outputs are device tensors whose contents are ready once
+/// the returned events complete, which a later read does implicitly.
+enum BatchNormKernels {
+    struct Inputs {
+        var x: DeviceBuffer
+        var weight: DeviceBuffer?
+        var bias: DeviceBuffer?
+        var runningMean: DeviceBuffer?
+        var runningVar: DeviceBuffer?
+        /// Effective weight of the new batch in the running update.
+        var momentum: Float
+        var eps: Float
+    }
+
+    struct Outputs {
+        var output: Tensor
+        var saveMean: Tensor?
+        var saveInvstd: Tensor?
+        var runningMean: Tensor?
+        var runningVar: Tensor?
+        var events: [KernelEvent]
+    }
+
+    static func run(_ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
+        let program = try runtime.program(.batchNorm, options: plan.buildOptions(for: problem))
+        let channelShape = [problem.channels]
+        let output = try Tensor(uninitializedShape: problem.shape, layout: problem.layout, on: runtime)
+        let batch = KernelArgument.uint(UInt32(problem.batch))
+        let elementwiseGlobal = plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize
+
+        if plan.strategy == .inference {
+            let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            let scaleEvent = try runtime.enqueue(
+                "bn_inference_scale", from: program,
+                global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
+                arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(scale)])
+            let applyEvent = try runtime.enqueue(
+                "bn_apply", from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
+                arguments: [
+                    .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
+                    .buffer(inputs.runningMean), .buffer(scale), .buffer(inputs.bias),
+                ])
+            return Outputs(output: output, events: [scaleEvent, applyEvent])
+        }
+
+        let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
+        let saveInvstd = try Tensor(uninitializedShape: channelShape, on: runtime)
+        let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
+        let runningMeanOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        let runningVarOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        let statisticsArguments: [KernelArgument] = [
+            .buffer(saveMean.deviceBuffer), .buffer(saveInvstd.deviceBuffer),
+            .buffer(inputs.runningMean), .buffer(inputs.runningVar),
+            .buffer(runningMeanOut?.deviceBuffer), .buffer(runningVarOut?.deviceBuffer),
+            .float(inputs.momentum), .float(inputs.eps),
+        ]
+        let wg = plan.reductionWorkGroupSize
+        var events: [KernelEvent] = []
+        switch plan.strategy {
+        case .fusedPerChannel:
+            events.append(
+                try runtime.enqueue(
+                    "bn_train_fused", from: program, global: [problem.channels * wg], local: [wg],
+                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), batch, .buffer(inputs.weight), .buffer(inputs.bias)]
+                        + statisticsArguments))
+        case .splitReduction(let groups):
+            let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
+            let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            events.append(
+                try runtime.enqueue(
+                    "bn_partial_moments", from: program, global: [groups * wg, problem.channels], local: [wg, 1],
+                    arguments: [.buffer(inputs.x), batch, .buffer(partials)]))
+            events.append(
+                try runtime.enqueue(
+                    "bn_finish_moments", from: program,
+                    global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
+                    arguments: [.buffer(partials), .uint(UInt32(groups)), batch, .buffer(inputs.weight)]
+                        + statisticsArguments + [.buffer(scale)]))
+            events.append(
+                try runtime.enqueue(
+                    "bn_apply", from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
+                    arguments: [
+                        .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
+                        .buffer(saveMean.deviceBuffer), .buffer(scale), .buffer(inputs.bias),
+                    ]))
+        case .inference:
+            preconditionFailure("handled above")
+        }
+        return Outputs(
+            output: output, saveMean: saveMean, saveInvstd: saveInvstd,
+            runningMean: runningMeanOut, runningVar: runningVarOut, events: events)
+    }
+}

@@ -1,0 +1,65 @@
+/// A BatchNorm layer that owns its parameters and running statistics, as
+/// `torch.nn.BatchNorm1d/2d/3d` (one type for every rank).
+///
+/// In training mode (``isTraining``, the default) it normalises with batch statistics
+/// and, when it tracks running statistics, updates them; in inference mode it
+/// normalises with the running statistics. Without tracking it always uses batch
+/// statistics. The math is that of ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)``.
+public struct BatchNorm: Sendable {
+    /// C, the number of channels.
+    public let numFeatures: Int
+    /// Added to the variance inside the square root (default `1e-5`).
+    public var eps: Float
+    /// Weight of the new batch in the running update (default 0.1); nil for a
+    /// cumulative average.
+    public var momentum: Float?
+    /// γ, initially 1; nil when the layer is not affine.
+    public var weight: Tensor?
+    /// β, initially 0; nil when the layer is not affine.
+    public var bias: Tensor?
+    /// The running statistics; nil when the layer does not track them.
+    public var runningStatistics: RunningStatistics?
+    /// Training (batch statistics) or inference (running statistics) mode.
+    public var isTraining: Bool = true
+
+    /// A layer with PyTorch's defaults on `backend`.
+    ///
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `numFeatures ≤ 0`,
+    ///   non-finite or negative `eps`, or momentum outside [0, 1].
+    public init(
+        numFeatures: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
+        trackRunningStats: Bool = true, on backend: Backend
+    ) throws {
+        guard numFeatures > 0 else {
+            throw NormError.invalidArgument(argument: "numFeatures", reason: "must be positive, got \(numFeatures)")
+        }
+        guard eps.isFinite, eps >= 0 else {
+            throw NormError.invalidArgument(argument: "eps", reason: "must be finite and non-negative, got \(eps)")
+        }
+        if let momentum, !(momentum >= 0 && momentum <= 1) {
+            throw NormError.invalidArgument(argument: "momentum", reason: "must lie in [0, 1], got \(momentum)")
+        }
+        self.numFeatures = numFeatures
+        self.eps = eps
+        self.momentum = momentum
+        if affine {
+            weight = try Tensor(repeating: 1, shape: [numFeatures], on: backend)
+            bias = try Tensor(repeating: 0, shape: [numFeatures], on: backend)
+        }
+        if trackRunningStats {
+            runningStatistics = try RunningStatistics(channels: numFeatures, on: backend)
+        }
+    }
+
+    /// Normalises `input` and, in training mode, updates the running statistics.
+    public mutating func callAsFunction(_ input: Tensor) throws -> Tensor {
+        try forward(input).output
+    }
+
+    /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
+    public mutating func forward(_ input: Tensor) throws -> BatchNormOutput {
+        try batchNorm(
+            input, weight: weight, bias: bias, runningStatistics: &runningStatistics, training: isTraining,
+            momentum: momentum, eps: eps)
+    }
+}

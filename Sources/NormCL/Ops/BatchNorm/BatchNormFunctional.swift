@@ -1,0 +1,125 @@
+/// Batch normalisation, as `torch.nn.functional.batch_norm`.
+///
+/// With batch statistics (`training == true`, or no running statistics given), per
+/// channel `c` over all of N and the spatial dims (`n = N·M` values):
+///
+///     mean_c = Σ x / n            var_c = Σ (x − mean_c)² / n      (biased)
+///     y = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
+///
+/// and, when `runningStatistics` is given in training, it is updated in place:
+///
+///     running_mean = (1 − m)·running_mean + m·mean_c
+///     running_var  = (1 − m)·running_var  + m·var_c·n/(n − 1)  (unbiased)
+///
+/// with `m = momentum`, or `m = 1 / numBatchesTracked` (a cumulative average) when
+/// `momentum` is nil; `numBatchesTracked` is incremented first. In inference
+/// (`training == false` with running statistics) the running statistics replace the
+/// batch statistics and nothing is updated.
+///
+/// Statistics are computed in one pass over the data in float32 with Chan's merge of
+/// shifted block sums, which stays accurate for data with a large mean (`1e4 + N(0,1)`).
+///
+/// - Parameters:
+///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first.
+///   - weight: γ, shape `[C]`, or nil for γ = 1.
+///   - bias: β, shape `[C]`, or nil for β = 0.
+///   - runningStatistics: running mean and variance (shape `[C]`), or nil.
+///   - training: whether to normalise with batch statistics (and update the running ones).
+///   - momentum: weight of the new batch in the running update, in [0, 1]; nil for a
+///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
+///   - eps: added to the variance inside the square root; finite and ≥ 0.
+/// - Returns: the output, and in training the saved mean and inverse standard
+///   deviation for the backward pass.
+/// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, empty
+///   input, non-finite or negative eps, momentum outside [0, 1], a single value per
+///   channel in training, tensors on different backends); ``OpenCLError`` or
+///   ``KernelBuildError`` when the device fails.
+public func batchNorm(
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
+    runningStatistics: inout RunningStatistics?, training: Bool,
+    momentum: Float? = 0.1, eps: Float = 1e-5
+) throws -> BatchNormOutput {
+    try batchNorm(
+        input, weight: weight, bias: bias, runningStatistics: &runningStatistics, training: training,
+        momentum: momentum, eps: eps, strategy: nil)
+}
+
+/// Batch normalisation with batch statistics and no running statistics: the training
+/// forward of `torch.nn.functional.batch_norm(x, None, None, weight, bias, True, …)`.
+///
+/// See ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` for the math.
+public func batchNorm(_ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5) throws -> BatchNormOutput {
+    var none: RunningStatistics? = nil
+    return try batchNorm(input, weight: weight, bias: bias, runningStatistics: &none, training: true, eps: eps)
+}
+
+/// One-shot batch normalisation of host values with batch statistics: uploads,
+/// normalises, downloads.
+///
+/// - Parameter backend: where to run; ``Backend/default`` when nil.
+public func batchNorm(
+    _ values: [Float], shape: [Int], weight: [Float]? = nil, bias: [Float]? = nil,
+    eps: Float = 1e-5, on backend: Backend? = nil
+) throws -> [Float] {
+    let backend = try backend ?? Backend.default
+    let input = try Tensor(values, shape: shape, on: backend)
+    let weight = try weight.map { try Tensor($0, on: backend) }
+    let bias = try bias.map { try Tensor($0, on: backend) }
+    return try batchNorm(input, weight: weight, bias: bias, eps: eps).output.toArray()
+}
+
+/// The one implementation behind the public entry points; `strategy` forces a plan
+/// strategy on OpenCL (tests use it to cover each one).
+func batchNorm(
+    _ input: Tensor, weight: Tensor?, bias: Tensor?,
+    runningStatistics: inout RunningStatistics?, training: Bool,
+    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?
+) throws -> BatchNormOutput {
+    let usesBatchStatistics = training || runningStatistics == nil
+    let mode: BatchNormProblem.Mode =
+        usesBatchStatistics ? .training(updatesRunningStatistics: training && runningStatistics != nil) : .inference
+    let problem = try BatchNormProblem.validated(
+        input: input, weight: weight, bias: bias, running: runningStatistics, mode: mode, momentum: momentum, eps: eps)
+
+    // Updated on a copy, assigned back only when the op succeeded.
+    var updated = runningStatistics
+    // PyTorch increments num_batches_tracked before a cumulative-average update.
+    var effectiveMomentum = momentum ?? 0
+    if problem.mode == .training(updatesRunningStatistics: true), let tracked = updated?.numBatchesTracked {
+        updated?.numBatchesTracked = tracked + 1
+        effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
+    }
+
+    switch input.backend {
+    case .reference:
+        let result = ReferenceBatchNorm.forward(
+            problem, x: try input.toArray(), weight: try weight?.toArray(), bias: try bias?.toArray(),
+            runningMean: try runningStatistics?.mean.toArray(), runningVar: try runningStatistics?.variance.toArray(),
+            momentum: Double(effectiveMomentum), eps: Double(eps))
+        if let mean = result.runningMean, let variance = result.runningVar {
+            updated?.mean = try Tensor(mean, on: .reference)
+            updated?.variance = try Tensor(variance, on: .reference)
+        }
+        runningStatistics = updated
+        return BatchNormOutput(
+            output: Tensor(shape: problem.shape, layout: problem.layout, storage: .host(result.output)),
+            saveMean: try result.saveMean.map { try Tensor($0, on: .reference) },
+            saveInvstd: try result.saveInvstd.map { try Tensor($0, on: .reference) },
+            events: [])
+    case .openCL(let runtime):
+        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
+        let inputs = BatchNormKernels.Inputs(
+            x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
+            runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
+            momentum: effectiveMomentum, eps: eps)
+        let result = try BatchNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        if let mean = result.runningMean, let variance = result.runningVar {
+            updated?.mean = mean
+            updated?.variance = variance
+        }
+        runningStatistics = updated
+        return BatchNormOutput(
+            output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd, events: result.events)
+    }
+}

@@ -1,0 +1,91 @@
+/// How a ``BatchNormProblem`` runs on one OpenCL device: which kernels, and their
+/// launch geometry, chosen from the problem's shape and the device's limits.
+///
+/// Strategies (each says when it applies):
+/// - ``Strategy/fusedPerChannel``: training, when there are enough channels to keep
+///   every compute unit busy with one work-group each. One launch: a work-group
+///   computes its channel's statistics, then normalises the channel while it is
+///   still in cache.
+/// - ``Strategy/splitReduction(groupsPerChannel:)``: training with few channels and
+///   long reductions (e.g. `C = 1`, millions of values). `G` work-groups per channel
+///   write partial moments, one work-item per channel merges them in a fixed order,
+///   and an elementwise pass normalises. Three launches, no host wait between them.
+/// - ``Strategy/inference``: a per-channel scale from the running statistics, then
+///   the elementwise pass. Two launches.
+struct BatchNormPlan: Equatable, Sendable {
+    enum Strategy: Equatable, Sendable {
+        case fusedPerChannel
+        case splitReduction(groupsPerChannel: Int)
+        case inference
+    }
+
+    let strategy: Strategy
+    /// Elements per load along the spatial axis: 4 when `M % 4 == 0`, else 1.
+    let vectorWidth: Int
+    let reductionWorkGroupSize: Int
+    let elementwiseWorkGroupSize: Int
+    let elementwiseWorkGroups: Int
+    let chunkedAccess: Bool
+    /// Whether element indices need 64 bits (more than 2^32 elements).
+    let wideIndices: Bool
+
+    /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
+    /// to run every strategy on shapes where the heuristic would not pick it).
+    init(problem: BatchNormProblem, device: OpenCLDevice, tuning: DeviceTuning, strategy forced: Strategy? = nil) {
+        vectorWidth = problem.spatial % 4 == 0 ? 4 : 1
+        chunkedAccess = tuning.chunkedAccess
+        wideIndices = problem.count + (1 << 20) >= 1 << 32
+        // Three floats of local memory per work-item in the reduction tree.
+        let localLimit = device.localMemoryBytes / (3 * MemoryLayout<Float>.size)
+        reductionWorkGroupSize = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
+        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
+
+        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
+        let vectors = problem.count / vectorWidth
+        let vectorsPerChannel = problem.valuesPerChannel / vectorWidth
+        elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
+
+        if let forced {
+            strategy = forced
+        } else if !problem.isTraining {
+            strategy = .inference
+        } else {
+            // Split only when channels alone cannot fill the device and each slice still
+            // gets a worthwhile amount of data.
+            let wanted = targetGroups.ceilingDivided(by: problem.channels)
+            let worthwhile = vectorsPerChannel / max(1, tuning.minimumVectorsPerWorkGroup)
+            let groups = min(wanted, worthwhile, 1024)
+            strategy = groups > 1 ? .splitReduction(groupsPerChannel: groups) : .fusedPerChannel
+        }
+    }
+
+    /// The `-D` constants the kernels of `batch_norm.cl` are specialised with.
+    func buildOptions(for problem: BatchNormProblem) -> String {
+        let updatesRunning = problem.mode == .training(updatesRunningStatistics: true)
+        return [
+            "-cl-std=CL1.2",
+            "-D CHANNELS=\(problem.channels)",
+            "-D SPATIAL=\(problem.spatial)",
+            "-D VEC=\(vectorWidth)",
+            "-D WG=\(reductionWorkGroupSize)",
+            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
+            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
+            "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
+            "-D TRACK_RUNNING=\(updatesRunning ? 1 : 0)",
+            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
+        ].joined(separator: " ")
+    }
+
+    static func powerOfTwo(atMost limit: Int) -> Int {
+        var size = 1
+        while size * 2 <= limit { size *= 2 }
+        return size
+    }
+}
+
+extension Int {
+    /// `⌈self / divisor⌉` for positive divisors.
+    func ceilingDivided(by divisor: Int) -> Int { (self + divisor - 1) / divisor }
+    /// The smallest multiple of `multiple` that is at least `self`.
+    func roundedUp(toMultipleOf multiple: Int) -> Int { ceilingDivided(by: multiple) * multiple }
+}

@@ -1,0 +1,82 @@
+/// A BatchNorm forward call, described by what decides how to run it.
+///
+/// Built from the call's tensors by ``validated(input:weight:bias:running:mode:momentum:eps:)``,
+/// which is also where every argument check lives; plans and backends take a problem
+/// that is known to be valid.
+struct BatchNormProblem: Hashable, Sendable {
+    enum Mode: Hashable, Sendable {
+        /// Batch statistics; `updatesRunningStatistics` when running statistics are given.
+        case training(updatesRunningStatistics: Bool)
+        /// Running statistics.
+        case inference
+    }
+
+    /// The input shape `(N, C, *S)`.
+    let shape: [Int]
+    let layout: TensorLayout
+    let mode: Mode
+    let hasWeight: Bool
+    let hasBias: Bool
+
+    /// N.
+    var batch: Int { shape[0] }
+    /// C.
+    var channels: Int { shape[1] }
+    /// M, the product of the spatial dims (1 for `(N, C)` input).
+    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
+    /// n = N·M, the values each channel's statistics run over.
+    var valuesPerChannel: Int { batch * spatial }
+    /// Every element of the input.
+    var count: Int { shape.reduce(1, *) }
+
+    var isTraining: Bool {
+        if case .training = mode { true } else { false }
+    }
+
+    /// Checks every argument and describes the call.
+    ///
+    /// - Throws: ``NormError`` naming the first argument that is wrong.
+    static func validated(
+        input: Tensor, weight: Tensor?, bias: Tensor?, running: RunningStatistics?,
+        mode: Mode, momentum: Float?, eps: Float
+    ) throws(NormError) -> BatchNormProblem {
+        let shape = input.shape
+        guard shape.count >= 2 else {
+            throw .invalidShape(argument: "input", reason: "BatchNorm needs (N, C, *spatial), got \(shape)")
+        }
+        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
+        guard input.layout == .channelsFirst else {
+            throw .unsupported(argument: "input", reason: "BatchNorm runs on channelsFirst (NCHW) tensors only so far")
+        }
+        let channels = shape[1]
+        let backend = input.backend
+        func checkPerChannel(_ tensor: Tensor?, _ name: String) throws(NormError) {
+            guard let tensor else { return }
+            guard tensor.shape == [channels] else {
+                throw .shapeMismatch(argument: name, expected: [channels], actual: tensor.shape)
+            }
+            guard tensor.backend.isSame(as: backend) else {
+                throw .backendMismatch(argument: name, expected: backend.name, actual: tensor.backend.name)
+            }
+        }
+        try checkPerChannel(weight, "weight")
+        try checkPerChannel(bias, "bias")
+        try checkPerChannel(running?.mean, "runningMean")
+        try checkPerChannel(running?.variance, "runningVar")
+        guard eps.isFinite, eps >= 0 else {
+            throw .invalidArgument(argument: "eps", reason: "must be finite and non-negative, got \(eps)")
+        }
+        if let momentum, !(momentum >= 0 && momentum <= 1) {
+            throw .invalidArgument(argument: "momentum", reason: "must lie in [0, 1], got \(momentum)")
+        }
+        if let running, running.numBatchesTracked < 0 {
+            throw .invalidArgument(argument: "numBatchesTracked", reason: "must be non-negative, got \(running.numBatchesTracked)")
+        }
+        let problem = BatchNormProblem(
+            shape: shape, layout: input.layout, mode: mode, hasWeight: weight != nil, hasBias: bias != nil)
+        if problem.isTraining && problem.valuesPerChannel <= 1 {
+            throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
+        }
+        return problem
+    }
+}

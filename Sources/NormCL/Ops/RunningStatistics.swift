@@ -1,0 +1,30 @@
+/// Per-channel running mean and unbiased variance, as BatchNorm (and InstanceNorm or
+/// Switchable Norm with tracking) keep them for inference.
+///
+/// Matches PyTorch's `running_mean`, `running_var` and `num_batches_tracked` buffers.
+public struct RunningStatistics: Sendable {
+    /// Running mean per channel, initially 0.
+    public var mean: Tensor
+    /// Running unbiased variance per channel, initially 1.
+    public var variance: Tensor
+    /// Training steps that updated these statistics; with `momentum == nil` the
+    /// update is a cumulative average with factor `1 / numBatchesTracked`.
+    public var numBatchesTracked: Int
+
+    /// Mean 0 and variance 1 for `channels` channels, as PyTorch initialises them.
+    public init(channels: Int, on backend: Backend) throws {
+        guard channels > 0 else {
+            throw NormError.invalidArgument(argument: "channels", reason: "must be positive, got \(channels)")
+        }
+        mean = try Tensor([Float](repeating: 0, count: channels), on: backend)
+        variance = try Tensor([Float](repeating: 1, count: channels), on: backend)
+        numBatchesTracked = 0
+    }
+
+    /// Wraps existing statistics, e.g. loaded from a checkpoint.
+    public init(mean: Tensor, variance: Tensor, numBatchesTracked: Int = 0) {
+        self.mean = mean
+        self.variance = variance
+        self.numBatchesTracked = numBatchesTracked
+    }
+}

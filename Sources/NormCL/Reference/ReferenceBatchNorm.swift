@@ -1,0 +1,97 @@
+/// BatchNorm on the CPU, written for clarity: float64 accumulation, two passes over
+/// the data, the formulas of SPEC.md taken literally.
+///
+/// The OpenCL kernels are tested against this, and it is what ``Backend/reference``
+/// runs. Element (n, c, m) of an NCHW tensor is at `(n·C + c)·M + m`.
+enum ReferenceBatchNorm {
+    struct Result {
+        var output: [Float]
+        var saveMean: [Float]?
+        var saveInvstd: [Float]?
+        var runningMean: [Float]?
+        var runningVar: [Float]?
+    }
+
+    /// Mean and biased variance per channel: `mean_c = Σx/n`, `var_c = Σ(x − mean_c)²/n`.
+    static func channelStatistics(_ x: [Float], batch: Int, channels: Int, spatial: Int) -> (mean: [Double], variance: [Double]) {
+        let n = Double(batch * spatial)
+        var mean = [Double](repeating: 0, count: channels)
+        var variance = [Double](repeating: 0, count: channels)
+        for c in 0..<channels {
+            var sum = 0.0
+            for b in 0..<batch {
+                let base = (b * channels + c) * spatial
+                for m in 0..<spatial { sum += Double(x[base + m]) }
+            }
+            mean[c] = sum / n
+            var squares = 0.0
+            for b in 0..<batch {
+                let base = (b * channels + c) * spatial
+                for m in 0..<spatial {
+                    let d = Double(x[base + m]) - mean[c]
+                    squares += d * d
+                }
+            }
+            variance[c] = squares / n
+        }
+        return (mean, variance)
+    }
+
+    /// `y = (x − mean_c)·invstd_c·γ_c + β_c`, computed in float64 and rounded once.
+    static func normalize(
+        _ x: [Float], batch: Int, channels: Int, spatial: Int,
+        mean: [Double], invstd: [Double], weight: [Float]?, bias: [Float]?
+    ) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let gamma = weight.map { Double($0[c]) } ?? 1
+                let beta = bias.map { Double($0[c]) } ?? 0
+                let base = (b * channels + c) * spatial
+                for m in 0..<spatial {
+                    y[base + m] = Float((Double(x[base + m]) - mean[c]) * invstd[c] * gamma + beta)
+                }
+            }
+        }
+        return y
+    }
+
+    /// The whole forward pass of ``BatchNormProblem``.
+    ///
+    /// - Parameter momentum: the effective update weight of the new batch (already
+    ///   resolved from `nil` to `1 / numBatchesTracked`).
+    static func forward(
+        _ problem: BatchNormProblem, x: [Float], weight: [Float]?, bias: [Float]?,
+        runningMean: [Float]?, runningVar: [Float]?, momentum: Double, eps: Double
+    ) -> Result {
+        let (batch, channels, spatial) = (problem.batch, problem.channels, problem.spatial)
+        switch problem.mode {
+        case .inference:
+            let mean = (runningMean ?? [Float](repeating: 0, count: channels)).map(Double.init)
+            let invstd = (runningVar ?? [Float](repeating: 1, count: channels)).map { 1 / (Double($0) + eps).squareRoot() }
+            let y = normalize(x, batch: batch, channels: channels, spatial: spatial, mean: mean, invstd: invstd, weight: weight, bias: bias)
+            return Result(output: y)
+        case .training(let updatesRunning):
+            let (mean, variance) = channelStatistics(x, batch: batch, channels: channels, spatial: spatial)
+            let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
+            let y = normalize(x, batch: batch, channels: channels, spatial: spatial, mean: mean, invstd: invstd, weight: weight, bias: bias)
+            var result = Result(output: y, saveMean: mean.map(Float.init), saveInvstd: invstd.map(Float.init))
+            if updatesRunning, let runningMean, let runningVar {
+                let n = Double(problem.valuesPerChannel)
+                result.runningMean = (0..<channels).map { c in
+                    Float((1 - momentum) * Double(runningMean[c]) + momentum * mean[c])
+                }
+                result.runningVar = (0..<channels).map { c in
+                    Float((1 - momentum) * Double(runningVar[c]) + momentum * variance[c] * n / (n - 1))
+                }
+            }
+            return result
+        }
+    }
+}
+
+extension ReferenceBatchNorm.Result {
+    init(output: [Float]) {
+        self.init(output: output, saveMean: nil, saveInvstd: nil, runningMean: nil, runningVar: nil)
+    }
+}

@@ -1,0 +1,47 @@
+import COpenCL
+
+/// A `cl_mem` buffer in one runtime's context, released when the last reference goes.
+///
+/// OpenCL keeps a released buffer alive until the commands that use it have finished,
+/// so dropping a buffer while kernels on it are still queued is safe.
+final class DeviceBuffer: @unchecked Sendable {
+    let handle: cl_mem
+    let byteCount: Int
+    let runtime: OpenCLRuntime
+
+    /// Allocates `byteCount` bytes of uninitialised device memory.
+    init(byteCount: Int, on runtime: OpenCLRuntime) throws(OpenCLError) {
+        precondition(byteCount > 0, "empty buffers are rejected before allocation")
+        var status: cl_int = CL_SUCCESS
+        guard let handle = clCreateBuffer(runtime.context, cl_mem_flags(CL_MEM_READ_WRITE), byteCount, nil, &status),
+            status == CL_SUCCESS
+        else { throw OpenCLError(code: status, call: "clCreateBuffer(\(byteCount) bytes)") }
+        self.handle = handle
+        self.byteCount = byteCount
+        self.runtime = runtime
+    }
+
+    deinit { clReleaseMemObject(handle) }
+
+    /// Copies `values` into the buffer, blocking until the copy is done.
+    func upload<T: BitwiseCopyable>(_ values: [T]) throws(OpenCLError) {
+        precondition(values.count * MemoryLayout<T>.stride == byteCount, "upload size mismatch")
+        let status = values.withUnsafeBytes { bytes in
+            clEnqueueWriteBuffer(runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, bytes.baseAddress, 0, nil, nil)
+        }
+        try check(status, "clEnqueueWriteBuffer")
+    }
+
+    /// Copies the buffer to the host after every command queued before it has run.
+    func download<T: BitwiseCopyable>(as type: T.Type = T.self) throws(OpenCLError) -> [T] {
+        let count = byteCount / MemoryLayout<T>.stride
+        var status: cl_int = CL_SUCCESS
+        let values = Array<T>(unsafeUninitializedCapacity: count) { destination, initialized in
+            status = clEnqueueReadBuffer(
+                runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, destination.baseAddress, 0, nil, nil)
+            initialized = status == CL_SUCCESS ? count : 0
+        }
+        try check(status, "clEnqueueReadBuffer")
+        return values
+    }
+}

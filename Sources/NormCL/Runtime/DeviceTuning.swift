@@ -1,0 +1,46 @@
+/// Launch parameters that depend on the kind of device, kept apart from the kernels
+/// and the plans (as CLBlast keeps its tuned parameters apart from its routines).
+///
+/// The CPU values were measured on PoCL 3.1 with 2 compute units (see the
+/// benchmark program's `--sweep-tuning`); the GPU values follow what peers use
+/// (MIOpen, OpenVINO): wide interleaved work-groups for coalesced loads.
+public struct DeviceTuning: Sendable, Equatable {
+    /// Work-items per work-group in reduction kernels (a power of two).
+    public var reductionWorkGroupSize: Int
+    /// Work-items per work-group in elementwise kernels.
+    public var elementwiseWorkGroupSize: Int
+    /// How many work-groups per compute unit keep the device busy.
+    public var workGroupsPerComputeUnit: Int
+    /// The fewest vectors a reduction work-group should get before a reduction is
+    /// split over more work-groups (splitting has a cost: partials and a merge step).
+    public var minimumVectorsPerWorkGroup: Int
+    /// Whether each work-item walks one contiguous chunk (`true`: CPUs, whose
+    /// prefetchers follow a stream) or neighbouring work-items read neighbouring
+    /// vectors (`false`: GPUs, which coalesce them).
+    public var chunkedAccess: Bool
+
+    public init(
+        reductionWorkGroupSize: Int, elementwiseWorkGroupSize: Int, workGroupsPerComputeUnit: Int,
+        minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool
+    ) {
+        self.reductionWorkGroupSize = reductionWorkGroupSize
+        self.elementwiseWorkGroupSize = elementwiseWorkGroupSize
+        self.workGroupsPerComputeUnit = workGroupsPerComputeUnit
+        self.minimumVectorsPerWorkGroup = minimumVectorsPerWorkGroup
+        self.chunkedAccess = chunkedAccess
+    }
+
+    /// The defaults for a device of `device.kind`.
+    public init(for device: OpenCLDevice) {
+        switch device.kind {
+        case .cpu:
+            self.init(
+                reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
+                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true)
+        case .gpu, .accelerator, .other:
+            self.init(
+                reductionWorkGroupSize: 256, elementwiseWorkGroupSize: 256, workGroupsPerComputeUnit: 8,
+                minimumVectorsPerWorkGroup: 2048, chunkedAccess: false)
+        }
+    }
+}

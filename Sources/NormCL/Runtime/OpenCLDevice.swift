@@ -1,0 +1,102 @@
+import COpenCL
+
+/// One OpenCL device and the limits that plans are chosen from.
+///
+/// A plain description read once at discovery; the handle it wraps is owned by the
+/// OpenCL platform and valid for the life of the process.
+public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
+    /// The kind of processor an OpenCL device reports itself as.
+    public enum Kind: String, Sendable {
+        case gpu, cpu, accelerator, other
+    }
+
+    /// The position of this device in the discovery order (platforms, then devices).
+    public let index: Int
+    public let name: String
+    public let vendor: String
+    public let platformName: String
+    public let kind: Kind
+    /// `CL_DEVICE_MAX_COMPUTE_UNITS`.
+    public let computeUnits: Int
+    /// `CL_DEVICE_MAX_WORK_GROUP_SIZE`.
+    public let maxWorkGroupSize: Int
+    /// `CL_DEVICE_LOCAL_MEM_SIZE` in bytes.
+    public let localMemoryBytes: Int
+    /// `CL_DEVICE_GLOBAL_MEM_SIZE` in bytes.
+    public let globalMemoryBytes: Int
+    /// `CL_DEVICE_MAX_MEM_ALLOC_SIZE` in bytes: the largest single buffer.
+    public let maxAllocationBytes: Int
+    /// `CL_DEVICE_OPENCL_C_VERSION`, e.g. `"OpenCL C 1.2 pocl"`.
+    public let openCLCVersion: String
+    /// `CL_DEVICE_EXTENSIONS`, split on spaces.
+    public let extensions: Set<String>
+
+    /// Whether the device computes in double precision (`cl_khr_fp64`).
+    public var supportsFloat64: Bool { extensions.contains("cl_khr_fp64") }
+    /// Whether the device does half-precision arithmetic (`cl_khr_fp16`).
+    public var supportsFloat16Arithmetic: Bool { extensions.contains("cl_khr_fp16") }
+
+    let id: cl_device_id
+    let platform: cl_platform_id
+
+    public var description: String {
+        "#\(index) \(name) (\(kind.rawValue), \(platformName)): \(computeUnits) compute units, work-groups ≤ \(maxWorkGroupSize), \(localMemoryBytes / 1024) KiB local, \(globalMemoryBytes >> 20) MiB global"
+    }
+
+    init(index: Int, id: cl_device_id, platform: cl_platform_id) throws(OpenCLError) {
+        self.index = index
+        self.id = id
+        self.platform = platform
+        name = try Self.string(id, CL_DEVICE_NAME).trimmingSpaces()
+        vendor = try Self.string(id, CL_DEVICE_VENDOR).trimmingSpaces()
+        platformName = try Self.platformString(platform, CL_PLATFORM_NAME).trimmingSpaces()
+        let type: cl_device_type = try Self.scalar(id, CL_DEVICE_TYPE)
+        kind =
+            if type & cl_device_type(CL_DEVICE_TYPE_GPU) != 0 { .gpu }
+            else if type & cl_device_type(CL_DEVICE_TYPE_CPU) != 0 { .cpu }
+            else if type & cl_device_type(CL_DEVICE_TYPE_ACCELERATOR) != 0 { .accelerator }
+            else { .other }
+        computeUnits = Int(try Self.scalar(id, CL_DEVICE_MAX_COMPUTE_UNITS) as cl_uint)
+        maxWorkGroupSize = Int(try Self.scalar(id, CL_DEVICE_MAX_WORK_GROUP_SIZE) as Int)
+        localMemoryBytes = Int(try Self.scalar(id, CL_DEVICE_LOCAL_MEM_SIZE) as cl_ulong)
+        globalMemoryBytes = Int(try Self.scalar(id, CL_DEVICE_GLOBAL_MEM_SIZE) as cl_ulong)
+        maxAllocationBytes = Int(try Self.scalar(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE) as cl_ulong)
+        openCLCVersion = try Self.string(id, CL_DEVICE_OPENCL_C_VERSION).trimmingSpaces()
+        extensions = Set(try Self.string(id, CL_DEVICE_EXTENSIONS).split(separator: " ").map(String.init))
+    }
+
+    static func scalar<T: BitwiseCopyable>(_ id: cl_device_id, _ param: Int32) throws(OpenCLError) -> T {
+        try withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer throws(OpenCLError) -> T in
+            try check(
+                clGetDeviceInfo(id, cl_device_info(param), MemoryLayout<T>.size, buffer.baseAddress, nil),
+                "clGetDeviceInfo")
+            return buffer[0]
+        }
+    }
+
+    static func string(_ id: cl_device_id, _ param: Int32) throws(OpenCLError) -> String {
+        var size = 0
+        try check(clGetDeviceInfo(id, cl_device_info(param), 0, nil, &size), "clGetDeviceInfo")
+        var bytes = [CChar](repeating: 0, count: size + 1)
+        try check(clGetDeviceInfo(id, cl_device_info(param), size, &bytes, nil), "clGetDeviceInfo")
+        return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+    }
+
+    static func platformString(_ id: cl_platform_id, _ param: Int32) throws(OpenCLError) -> String {
+        var size = 0
+        try check(clGetPlatformInfo(id, cl_platform_info(param), 0, nil, &size), "clGetPlatformInfo")
+        var bytes = [CChar](repeating: 0, count: size + 1)
+        try check(clGetPlatformInfo(id, cl_platform_info(param), size, &bytes, nil), "clGetPlatformInfo")
+        return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(scalars[first...last])
+    }
+}

@@ -1,0 +1,95 @@
+import COpenCL
+
+/// One OpenCL device with its context, in-order command queue and program cache.
+///
+/// Every op on a device tensor enqueues its kernels on this queue without waiting;
+/// reading a result back (``Tensor/toArray()``) is what waits. Profiling is enabled on
+/// the queue, so each op's ``KernelEvent``s report device-side kernel times.
+///
+/// Thread safety: OpenCL 1.2 makes contexts, queues, programs and buffers safe to use
+/// from several threads; the one unsafe call, `clSetKernelArg`, only ever runs on a
+/// kernel object checked out of ``ProgramCache`` by one launch at a time.
+public final class OpenCLRuntime: @unchecked Sendable {
+    /// The device this runtime runs on.
+    public let device: OpenCLDevice
+    /// Launch parameters tuned per kind of device (see ``DeviceTuning``).
+    public let tuning: DeviceTuning
+    let context: cl_context
+    let queue: cl_command_queue
+    let programs: ProgramCache
+
+    /// Creates a context and a profiling-enabled in-order queue on `device`.
+    public init(device: OpenCLDevice) throws(OpenCLError) {
+        var status: cl_int = CL_SUCCESS
+        var deviceID: cl_device_id? = device.id
+        guard let context = clCreateContext(nil, 1, &deviceID, nil, nil, &status), status == CL_SUCCESS else {
+            throw OpenCLError(code: status, call: "clCreateContext")
+        }
+        var properties: [cl_queue_properties] = [
+            cl_queue_properties(CL_QUEUE_PROPERTIES), cl_queue_properties(CL_QUEUE_PROFILING_ENABLE), 0,
+        ]
+        guard let queue = clCreateCommandQueueWithProperties(context, device.id, &properties, &status),
+            status == CL_SUCCESS
+        else {
+            clReleaseContext(context)
+            throw OpenCLError(code: status, call: "clCreateCommandQueueWithProperties")
+        }
+        self.device = device
+        self.tuning = DeviceTuning(for: device)
+        self.context = context
+        self.queue = queue
+        self.programs = ProgramCache()
+    }
+
+    /// A runtime on ``DeviceDiscovery/defaultDevice()``.
+    public convenience init() throws {
+        try self.init(device: DeviceDiscovery.defaultDevice())
+    }
+
+    deinit {
+        clFinish(queue)
+        programs.releaseAll()
+        clReleaseCommandQueue(queue)
+        clReleaseContext(context)
+    }
+
+    /// Blocks until every command enqueued so far has finished.
+    public func finish() throws(OpenCLError) {
+        try check(clFinish(queue), "clFinish")
+    }
+
+    /// The compiled program for `source` with `options`, built on first use and cached.
+    func program(_ source: KernelSource, options: String) throws -> CompiledProgram {
+        try programs.program(source: source, options: options, context: context, device: device)
+    }
+
+    /// Enqueues one kernel launch and returns its event without waiting for it.
+    ///
+    /// `global` must be a multiple of `local` in every dimension (PoCL has no
+    /// non-uniform work-groups); kernels guard their tails.
+    @discardableResult
+    func enqueue(
+        _ kernelName: String, from program: CompiledProgram,
+        global: [Int], local: [Int], arguments: [KernelArgument]
+    ) throws -> KernelEvent {
+        precondition(global.count == local.count && (1...3).contains(global.count), "bad launch geometry")
+        precondition(zip(global, local).allSatisfy { $0 % $1 == 0 }, "global size not a multiple of local size")
+        return try program.withKernel(kernelName) { kernel throws(OpenCLError) -> KernelEvent in
+            for (index, argument) in arguments.enumerated() {
+                try argument.set(on: kernel, at: cl_uint(index))
+            }
+            var event: cl_event?
+            try global.withUnsafeBufferPointer { globalSizes throws(OpenCLError) in
+                try local.withUnsafeBufferPointer { localSizes throws(OpenCLError) in
+                    try check(
+                        clEnqueueNDRangeKernel(
+                            queue, kernel, cl_uint(global.count), nil,
+                            globalSizes.baseAddress, localSizes.baseAddress, 0, nil, &event),
+                        "clEnqueueNDRangeKernel(\(kernelName))")
+                }
+            }
+            guard let event else { throw OpenCLError(code: CL_INVALID_EVENT, call: "clEnqueueNDRangeKernel(\(kernelName))") }
+            return KernelEvent(name: kernelName, handle: event)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import COpenCL
+import Synchronization
+
+/// Compiled programs of one context, keyed by (kernel source, build options).
+///
+/// Each distinct key is built once per process; concurrent first requests for the
+/// same key wait for the one build instead of compiling twice. A failed build is not
+/// cached, so a later call reports the same ``KernelBuildError`` again.
+final class ProgramCache: Sendable {
+    private struct Key: Hashable {
+        let source: KernelSource
+        let options: String
+    }
+
+    private let programs = Mutex<[Key: CompiledProgram]>([:])
+    /// Serialises builds: PoCL's compiler is not reentrant-safe across threads, and two
+    /// threads asking for the same program should share one build.
+    private let buildLock = Mutex<Void>(())
+
+    /// The number of programs built so far (for tests of the cache).
+    var count: Int { programs.withLock { $0.count } }
+
+    func program(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
+        let key = Key(source: source, options: options)
+        if let cached = programs.withLock({ $0[key] }) { return cached }
+        return try buildLock.withLock { _ in
+            if let cached = programs.withLock({ $0[key] }) { return cached }
+            let built = try CompiledProgram.build(source: source, options: options, context: context, device: device)
+            programs.withLock { $0[key] = built }
+            return built
+        }
+    }
+
+    func releaseAll() {
+        programs.withLock { $0.removeAll() }
+    }
+}
+
+/// A built `cl_program` and a pool of its kernel objects.
+///
+/// `clSetKernelArg` is the one OpenCL call that is not thread-safe, so a kernel object
+/// is checked out to one launch at a time; launches on other threads get their own.
+final class CompiledProgram: @unchecked Sendable {
+    let handle: cl_program
+    let sourceName: String
+    private let idleKernels = Mutex<[String: [KernelHandle]]>([:])
+
+    private struct KernelHandle: @unchecked Sendable {
+        let kernel: cl_kernel
+    }
+
+    private init(handle: cl_program, sourceName: String) {
+        self.handle = handle
+        self.sourceName = sourceName
+    }
+
+    deinit {
+        idleKernels.withLock { pools in
+            for handle in pools.values.joined() { clReleaseKernel(handle.kernel) }
+        }
+        clReleaseProgram(handle)
+    }
+
+    static func build(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
+        var status: cl_int = CL_SUCCESS
+        let program: cl_program? = source.text.withCString { text in
+            var pointer: UnsafePointer<CChar>? = text
+            return clCreateProgramWithSource(context, 1, &pointer, nil, &status)
+        }
+        guard let program, status == CL_SUCCESS else {
+            throw OpenCLError(code: status, call: "clCreateProgramWithSource(\(source.name))")
+        }
+        var deviceID: cl_device_id? = device.id
+        status = clBuildProgram(program, 1, &deviceID, options, nil, nil)
+        if status != CL_SUCCESS {
+            let log = buildLog(program, device: device.id)
+            clReleaseProgram(program)
+            throw KernelBuildError(
+                program: source.name, options: options, device: device.name,
+                status: OpenCLError(code: status, call: "clBuildProgram"), log: log)
+        }
+        return CompiledProgram(handle: program, sourceName: source.name)
+    }
+
+    private static func buildLog(_ program: cl_program, device: cl_device_id) -> String {
+        var size = 0
+        guard clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size) == CL_SUCCESS,
+            size > 0
+        else { return "(no build log)" }
+        var bytes = [CChar](repeating: 0, count: size + 1)
+        guard clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &bytes, nil) == CL_SUCCESS
+        else { return "(no build log)" }
+        return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+    }
+
+    /// Runs `body` with a kernel object for `name` that no other thread is using.
+    func withKernel<R>(_ name: String, _ body: (cl_kernel) throws(OpenCLError) -> R) throws(OpenCLError) -> R {
+        let kernel: cl_kernel
+        if let idle = idleKernels.withLock({ $0[name]?.popLast() }) {
+            kernel = idle.kernel
+        } else {
+            var status: cl_int = CL_SUCCESS
+            guard let created = clCreateKernel(handle, name, &status), status == CL_SUCCESS else {
+                throw OpenCLError(code: status, call: "clCreateKernel(\(sourceName).\(name))")
+            }
+            kernel = created
+        }
+        defer { idleKernels.withLock { $0[name, default: []].append(KernelHandle(kernel: kernel)) } }
+        return try body(kernel)
+    }
+}

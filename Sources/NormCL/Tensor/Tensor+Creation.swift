@@ -1,0 +1,11 @@
+extension Tensor {
+    /// A tensor of `shape` with every element `value`.
+    public init(repeating value: Float, shape: [Int], layout: TensorLayout = .channelsFirst, on backend: Backend) throws {
+        try self.init([Float](repeating: value, count: Swift.max(0, shape.reduce(1, *))), shape: shape, layout: layout, on: backend)
+    }
+
+    /// A one-dimensional tensor of `values`.
+    public init(_ values: [Float], on backend: Backend) throws {
+        try self.init(values, shape: [values.count], on: backend)
+    }
+}

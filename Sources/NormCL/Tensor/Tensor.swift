@@ -1,0 +1,83 @@
+/// An n-dimensional array of values on one ``Backend``: device memory for OpenCL,
+/// host memory for the CPU reference path.
+///
+/// A `Tensor` is a value: ops never modify their inputs, they return new tensors. On
+/// OpenCL the data stays on the device between ops; ``toArray()`` is the only call
+/// that waits for queued kernels and copies back.
+public struct Tensor: Sendable {
+    /// The logical shape, e.g. `[N, C, H, W]` (also for ``TensorLayout/channelsLast``).
+    public let shape: [Int]
+    /// How the channel axis is laid out in memory.
+    public let layout: TensorLayout
+    /// The element storage type.
+    public let elementType: ElementType
+    let storage: Storage
+
+    enum Storage: Sendable {
+        case host([Float])
+        case device(DeviceBuffer)
+    }
+
+    /// The number of elements, the product of ``shape``.
+    public var count: Int { shape.reduce(1, *) }
+
+    /// The backend that holds the data.
+    public var backend: Backend {
+        switch storage {
+        case .host: .reference
+        case .device(let buffer): .openCL(buffer.runtime)
+        }
+    }
+
+    /// Copies `values` to `backend`.
+    ///
+    /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when
+    ///   `values.count` is not the product of `shape`, ``NormError/invalidShape(argument:reason:)``
+    ///   for a negative dimension, ``NormError/emptyTensor(argument:shape:)`` for zero
+    ///   elements, or an ``OpenCLError`` when the device cannot allocate.
+    public init(
+        _ values: [Float], shape: [Int], layout: TensorLayout = .channelsFirst, on backend: Backend
+    ) throws {
+        if let negative = shape.first(where: { $0 < 0 }) {
+            throw NormError.invalidShape(argument: "shape", reason: "dimension \(negative) is negative in \(shape)")
+        }
+        let count = shape.reduce(1, *)
+        guard values.count == count else {
+            throw NormError.shapeMismatch(argument: "values", expected: shape, actual: [values.count])
+        }
+        guard count > 0 else { throw NormError.emptyTensor(argument: "values", shape: shape) }
+        self.shape = shape
+        self.layout = layout
+        self.elementType = .float32
+        switch backend {
+        case .reference:
+            storage = .host(values)
+        case .openCL(let runtime):
+            let buffer = try DeviceBuffer(byteCount: count * ElementType.float32.byteCount, on: runtime)
+            try buffer.upload(values)
+            storage = .device(buffer)
+        }
+    }
+
+    /// Wraps existing storage.
+    init(shape: [Int], layout: TensorLayout, storage: Storage) {
+        self.shape = shape
+        self.layout = layout
+        self.elementType = .float32
+        self.storage = storage
+    }
+
+    /// A tensor of uninitialised device memory (filled by the kernel that follows).
+    init(uninitializedShape shape: [Int], layout: TensorLayout = .channelsFirst, on runtime: OpenCLRuntime) throws {
+        let buffer = try DeviceBuffer(byteCount: shape.reduce(1, *) * ElementType.float32.byteCount, on: runtime)
+        self.init(shape: shape, layout: layout, storage: .device(buffer))
+    }
+
+    /// The values in memory order, after every op queued before this call has finished.
+    public func toArray() throws -> [Float] {
+        switch storage {
+        case .host(let values): values
+        case .device(let buffer): try buffer.download(as: Float.self)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Testing
+@testable import NormCL
+
+/// Runs BatchNorm on a backend and on the reference with the same data, and checks
+/// every output against the reference within stated tolerances.
+struct BatchNormHarness {
+    var shape: [Int]
+    var x: [Float]
+    var weight: [Float]?
+    var bias: [Float]?
+    var runningMean: [Float]?
+    var runningVar: [Float]?
+    var momentum: Float? = 0.1
+    var eps: Float = 1e-5
+
+    var channels: Int { shape[1] }
+
+    /// Random data `offset + scale·N(0,1)`, random affine parameters and running statistics.
+    init(shape: [Int], offset: Double = 0, scale: Double = 1, affine: Bool = true, tracking: Bool = true, seed: UInt64 = 1) {
+        var rng = SeededGenerator(seed: seed)
+        self.shape = shape
+        let channels = shape[1]
+        x = rng.normals(shape.reduce(1, *), offset: offset, scale: scale)
+        if affine {
+            weight = rng.normals(channels, offset: 1, scale: 0.5)
+            bias = rng.normals(channels, scale: 0.5)
+        }
+        if tracking {
+            runningMean = rng.normals(channels)
+            runningVar = (0..<channels).map { _ in Float.random(in: 0.5...2, using: &rng) }
+        }
+    }
+
+    struct Result {
+        var output: [Float]
+        var saveMean: [Float]?
+        var saveInvstd: [Float]?
+        var runningMean: [Float]?
+        var runningVar: [Float]?
+        var numBatchesTracked: Int?
+    }
+
+    func run(on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil) throws -> Result {
+        let input = try Tensor(x, shape: shape, on: backend)
+        let w = try weight.map { try Tensor($0, on: backend) }
+        let b = try bias.map { try Tensor($0, on: backend) }
+        var running: RunningStatistics? = nil
+        if let runningMean, let runningVar {
+            running = RunningStatistics(mean: try Tensor(runningMean, on: backend), variance: try Tensor(runningVar, on: backend))
+        }
+        let out = try batchNorm(
+            input, weight: w, bias: b, runningStatistics: &running, training: training,
+            momentum: momentum, eps: eps, strategy: strategy)
+        return Result(
+            output: try out.output.toArray(), saveMean: try out.saveMean?.toArray(), saveInvstd: try out.saveInvstd?.toArray(),
+            runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
+            numBatchesTracked: running?.numBatchesTracked)
+    }
+
+    /// Compares `backend` (with `strategy`) against the reference.
+    ///
+    /// Tolerances, and why:
+    /// - statistics: relative 2e-6 on the mean's deviation scale and 2e-5 on invstd —
+    ///   float32 sums of shifted blocks merged with Chan's formula keep ~20 bits;
+    /// - outputs: `1e-5·(1 + |y|)` for the float32 variance and multiply-add, plus the
+    ///   unavoidable cost of holding the mean in float32: half an ulp of `|μ|` shifts
+    ///   every `x − μ` by up to `2^-24·|μ|`, scaled by `invstd·|γ|` (we allow 4 such
+    ///   ulps). For `1e4 + N(0,1)` that is 2.4e-3·invstd, while the naïve
+    ///   `E[x²] − E[x]²` is off by O(1) or NaN there.
+    func check(on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let expected = try run(on: .reference, training: training)
+        let actual = try run(on: backend, training: training, strategy: strategy)
+        let label = "\(shape) \(backend.name) training=\(training) strategy=\(strategy.map { "\($0)" } ?? "auto")"
+        let spatial = shape.dropFirst(2).reduce(1, *)
+        // Per-channel scale of the mean's rounding error in the output.
+        let meanScale: [Double] = (0..<channels).map { c in
+            let mean: Double
+            let invstd: Double
+            if training {
+                mean = Double(expected.saveMean?[c] ?? 0)
+                invstd = Double(expected.saveInvstd?[c] ?? 1)
+            } else {
+                mean = Double(runningMean?[c] ?? 0)
+                let variance = Double(runningVar?[c] ?? 1)
+                invstd = 1 / (variance + Double(eps)).squareRoot()
+            }
+            let gamma = Swift.abs(Double(weight?[c] ?? 1))
+            return 4 * 0x1p-24 * Swift.abs(mean) * invstd * gamma
+        }
+        expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
+            let c = (i / spatial) % channels
+            return 1e-5 * (1 + Swift.abs(Double(expected.output[i]))) + meanScale[c]
+        }
+        if training {
+            // The mean is compared on the scale of the data's spread (1/invstd), plus its own ulp.
+            if let m = actual.saveMean, let e = expected.saveMean, let s = expected.saveInvstd {
+                expectClose(m, e, "saveMean \(label)", sourceLocation: sourceLocation) { c in
+                    2e-6 / Double(s[c]) + 2 * 0x1p-24 * Swift.abs(Double(e[c]))
+                }
+            } else {
+                Issue.record("saveMean missing \(label)", sourceLocation: sourceLocation)
+            }
+            if let s = actual.saveInvstd, let e = expected.saveInvstd {
+                expectClose(s, e, "saveInvstd \(label)", relative: 2e-5)
+            } else {
+                Issue.record("saveInvstd missing \(label)", sourceLocation: sourceLocation)
+            }
+        } else {
+            #expect(actual.saveMean == nil && actual.saveInvstd == nil, "inference returns no saved statistics")
+        }
+        if let e = expected.runningMean, let a = actual.runningMean, let s = expected.saveInvstd {
+            expectClose(a, e, "runningMean \(label)", sourceLocation: sourceLocation) { c in
+                2e-6 / Double(s[c]) + 4 * 0x1p-24 * (Swift.abs(Double(e[c])) + 1)
+            }
+            expectClose(actual.runningVar ?? [], expected.runningVar ?? [], "runningVar \(label)", relative: 2e-5, absolute: 1e-6)
+            #expect(actual.numBatchesTracked == expected.numBatchesTracked)
+        } else {
+            #expect(actual.runningMean == expected.runningMean, "running statistics presence \(label)")
+        }
+    }
+}
