@@ -11,6 +11,8 @@
 //   HAS_BIAS       1 when bias (beta) is given, else beta = 0
 //   TRACK_RUNNING  1 when training updates running statistics
 //   INDEX_T        uint or ulong: wide enough for every element index
+//   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
+//   TILE           column vectors per work-item in bn_train_columns
 //
 // Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: each work-item sums
 // blocks of BLOCK vectors shifted by its running mean, folds each block into
@@ -81,12 +83,65 @@ inline INDEX_T channel_vector(INDEX_T v, uint c) {
     return (n * CHANNELS + c) * SPATIAL_VECS + m;
 }
 
+// Folds one block of b values, summed as s and ss after subtracting `shift`, into acc.
+inline Moments fold_block(Moments acc, float shift, float s, float ss, float b) {
+    float block_mean = s / b;
+    Moments block = {b, shift + block_mean, ss - s * block_mean};
+    if (block.m2 < 0.0f) block.m2 = 0.0f;  // rounding; NaN passes through
+    return moments_merge(acc, block);
+}
+
+#if CHUNKED
+// The work-item's vectors come as contiguous runs, one per (n, c) plane it touches;
+// the body sees each run as a pointer and a length, with no index division
+// inside the run (CPU compilers vectorize these loops).
+#define FOR_EACH_RUN(r, c, p, len, ...)                                           \
+    for (INDEX_T v_ = (r).first; v_ < (r).end;) {                                 \
+        INDEX_T n_ = v_ / SPATIAL_VECS;                                            \
+        INDEX_T m_ = v_ - n_ * SPATIAL_VECS;                                       \
+        INDEX_T len = min((INDEX_T)(SPATIAL_VECS - m_), (r).end - v_);             \
+        INDEX_T p = (n_ * CHANNELS + (c)) * SPATIAL_VECS + m_;                     \
+        __VA_ARGS__;                                                               \
+        v_ += len;                                                                 \
+    }
+#endif
+
 inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r) {
     Moments acc = {0.0f, 0.0f, 0.0f};
-    INDEX_T v = r.first;
-    if (v >= r.end) return acc;
-    float shift = FIRST_LANE(x[channel_vector(v, c)]);
-    while (v < r.end) {
+    if (r.first >= r.end) return acc;
+    float shift = FIRST_LANE(x[channel_vector(r.first, c)]);
+#if CHUNKED
+    FOR_EACH_RUN(r, c, p, len, {
+        INDEX_T k = 0;
+        for (; k + BLOCK <= len; k += BLOCK) {
+            // Two vector accumulators per sum: independent add chains, so the loop runs
+            // at load speed instead of waiting on one chain of dependent float adds.
+            floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
+            for (int j = 0; j < BLOCK; j += 2) {
+                floatv d0 = x[p + k + j] - shift;
+                floatv d1 = x[p + k + j + 1] - shift;
+                s0 += d0;
+                s1 += d1;
+                q0 += d0 * d0;
+                q1 += d1 * d1;
+            }
+            floatv s = s0 + s1, q = q0 + q1;
+            acc = fold_block(acc, shift, HSUM(s), HSUM(q), (float)(BLOCK * VEC));
+            shift = acc.mean;
+        }
+        if (k < len) {
+            floatv s = 0.0f, q = 0.0f;
+            for (INDEX_T j = k; j < len; ++j) {
+                floatv d = x[p + j] - shift;
+                s += d;
+                q += d * d;
+            }
+            acc = fold_block(acc, shift, HSUM(s), HSUM(q), (float)((len - k) * VEC));
+            shift = acc.mean;
+        }
+    })
+#else
+    for (INDEX_T v = r.first; v < r.end;) {
         float s = 0.0f, ss = 0.0f, b = 0.0f;
         for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
             floatv d = x[channel_vector(v, c)] - shift;
@@ -94,12 +149,10 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r)
             ss += HSUM(d * d);
             b += (float)VEC;
         }
-        float block_mean = s / b;
-        Moments block = {b, shift + block_mean, ss - s * block_mean};
-        if (block.m2 < 0.0f) block.m2 = 0.0f;  // rounding; NaN passes through
-        acc = moments_merge(acc, block);
+        acc = fold_block(acc, shift, s, ss, b);
         shift = acc.mean;
     }
+#endif
     return acc;
 }
 
@@ -180,10 +233,136 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float mean = coefficients[0], scale = coefficients[1], beta = coefficients[2];
+#if CHUNKED
+    FOR_EACH_RUN(r, c, p, len, {
+        for (INDEX_T j = 0; j < len; ++j) y[p + j] = (x[p + j] - mean) * scale + beta;
+    })
+#else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         INDEX_T i = channel_vector(v, c);
         y[i] = (x[i] - mean) * scale + beta;
     }
+#endif
+}
+
+// Training for (N, C) input (M == 1, BatchNorm1d): each channel is a column of a
+// row-major N x C matrix. A work-item owns TILE adjacent column vectors of CVEC
+// channels and walks the rows, so each row segment it reads is contiguous (CPUs)
+// while neighbouring work-items read neighbouring tiles (GPUs, TILE = 1, coalesce).
+// No work-group reduction: each lane keeps block-shifted moments as in
+// accumulate_channel. TILE is a build option from DeviceTuning.columnTile.
+#if CVEC == 4
+typedef float4 floatc;
+#define CLOAD(i, p) vload4((i), (p))
+#else
+typedef float floatc;
+#define CLOAD(i, p) ((p)[(i)])
+#endif
+#define COLUMN_VECS (CHANNELS / CVEC)
+
+__kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uint batch,
+                               __global const float *weight, __global const float *bias,
+                               __global float *save_mean, __global float *save_invstd,
+                               __global const float *running_mean_in, __global const float *running_var_in,
+                               __global float *running_mean_out, __global float *running_var_out,
+                               float momentum, float eps) {
+    uint first = get_global_id(0) * TILE;
+    if (first >= COLUMN_VECS) return;
+    uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
+    floatc shift[TILE], mean[TILE], m2[TILE], s[TILE], q[TILE];
+    for (uint t = 0; t < width; ++t) {
+        shift[t] = x[first + t];
+        mean[t] = 0.0f;
+        m2[t] = 0.0f;
+    }
+    float count = 0.0f;
+    for (uint n = 0; n < batch;) {
+        uint rows = min((uint)BLOCK, batch - n);
+        for (uint t = 0; t < width; ++t) { s[t] = 0.0f; q[t] = 0.0f; }
+        for (uint k = 0; k < rows; ++k) {
+            __global const floatc *row = x + (size_t)(n + k) * COLUMN_VECS + first;
+            for (uint t = 0; t < width; ++t) {
+                floatc d = row[t] - shift[t];
+                s[t] += d;
+                q[t] += d * d;
+            }
+        }
+        // fold_block and moments_merge, lane-wise; all lanes share the counts.
+        float b = (float)rows, total = count + b;
+        for (uint t = 0; t < width; ++t) {
+            floatc block_mean = s[t] / b;
+            floatc block_m2 = q[t] - s[t] * block_mean;
+            block_m2 = select(block_m2, (floatc)0.0f, block_m2 < (floatc)0.0f);
+            floatc delta = shift[t] + block_mean - mean[t];
+            mean[t] += delta * (b / total);
+            m2[t] += block_m2 + delta * delta * (count * b / total);
+            shift[t] = mean[t];
+        }
+        count = total;
+        n += rows;
+    }
+    // Per channel: saved and running statistics; s and q now hold scale and beta.
+    for (uint t = 0; t < width; ++t) {
+        float lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC];
+#if CVEC == 4
+        vstore4(mean[t], 0, lanes_mean);
+        vstore4(m2[t], 0, lanes_m2);
+#else
+        lanes_mean[0] = mean[t];
+        lanes_m2[0] = m2[t];
+#endif
+        for (uint i = 0; i < CVEC; ++i) {
+            Moments m = {count, lanes_mean[i], lanes_m2[i]};
+            lanes_scale[i] = finish_channel((first + t) * CVEC + i, m, (float)batch, weight, save_mean, save_invstd,
+                                            running_mean_in, running_var_in, running_mean_out,
+                                            running_var_out, momentum, eps).y;
+        }
+        s[t] = CLOAD(0, lanes_scale);
+#if HAS_BIAS
+        q[t] = CLOAD(first + t, bias);
+#else
+        q[t] = 0.0f;
+#endif
+    }
+    for (uint n = 0; n < batch; ++n) {
+        size_t row = (size_t)n * COLUMN_VECS + first;
+        for (uint t = 0; t < width; ++t) y[row + t] = (x[row + t] - mean[t]) * s[t] + q[t];
+    }
+}
+
+// Inference for (N, C) input: y = (x - mean) * scale + bias row by row, with the
+// per-channel coefficients loaded as vectors alongside each row segment.
+__kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uint batch,
+                               __global const float *mean, __global const float *scale,
+                               __global const float *bias) {
+    INDEX_T total = (INDEX_T)batch * COLUMN_VECS;
+    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
+#if CHUNKED
+    for (INDEX_T v = r.first; v < r.end;) {
+        INDEX_T row = v / COLUMN_VECS;
+        uint column = (uint)(v - row * COLUMN_VECS);
+        INDEX_T len = min((row + 1) * COLUMN_VECS, r.end) - v;
+        for (uint j = 0; j < len; ++j) {
+#if HAS_BIAS
+            floatc b = CLOAD(column + j, bias);
+#else
+            floatc b = 0.0f;
+#endif
+            y[v + j] = (x[v + j] - CLOAD(column + j, mean)) * CLOAD(column + j, scale) + b;
+        }
+        v += len;
+    }
+#else
+    for (INDEX_T v = r.first; v < r.end; v += r.stride) {
+        uint column = (uint)(v % COLUMN_VECS);
+#if HAS_BIAS
+        floatc b = CLOAD(column, bias);
+#else
+        floatc b = 0.0f;
+#endif
+        y[v] = (x[v] - CLOAD(column, mean)) * CLOAD(column, scale) + b;
+    }
+#endif
 }
 
 // Training, split reduction, step 1 of 3: work-group (g, c) reduces slice g of
@@ -249,6 +428,22 @@ __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
                        __global const float *bias) {
     INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
+#if CHUNKED
+    // Contiguous runs inside one (n, c) plane share their coefficients.
+    for (INDEX_T v = r.first; v < r.end;) {
+        INDEX_T plane = v / SPATIAL_VECS;
+        INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
+        uint c = (uint)(plane % CHANNELS);
+        float m = mean[c], s = scale[c];
+#if HAS_BIAS
+        float b = bias[c];
+#else
+        float b = 0.0f;
+#endif
+        for (INDEX_T j = v; j < v + len; ++j) y[j] = (x[j] - m) * s + b;
+        v += len;
+    }
+#else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
 #if HAS_BIAS
@@ -257,4 +452,5 @@ __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
         y[v] = (x[v] - mean[c]) * scale[c];
 #endif
     }
+#endif
 }

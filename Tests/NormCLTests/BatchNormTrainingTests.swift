@@ -8,7 +8,7 @@ struct BatchNormTrainingTests {
     /// or vector width, 1d/2d/3d, many tiny channels and few long ones.
     static let shapes: [[Int]] = [
         [2, 1], [1, 1, 2], [3, 5], [7, 3, 11], [2, 3, 5, 7], [5, 7, 13, 17], [2, 3, 2, 3, 5],
-        [1, 1, 4099], [2, 13, 8, 8], [16, 3, 33, 33], [4, 6, 17, 19], [64, 512], [256, 37], [3, 2, 1, 1],
+        [1, 1, 4099], [2, 13, 8, 8], [16, 3, 33, 33], [4, 6, 17, 19], [64, 512], [256, 37], [3, 2, 1, 1], [37, 8], [1000, 20], [5, 4096],
         [2, 64, 56, 56], [1, 2, 65_537],
     ]
 
@@ -22,7 +22,9 @@ struct BatchNormTrainingTests {
     func everyStrategy(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
         let harness = BatchNormHarness(shape: shape, seed: UInt64(shape.count * 7919))
-        for strategy: BatchNormPlan.Strategy in [.fusedPerChannel, .splitReduction(groupsPerChannel: 3), .splitReduction(groupsPerChannel: 64)] {
+        var strategies: [BatchNormPlan.Strategy] = [.fusedPerChannel, .splitReduction(groupsPerChannel: 3), .splitReduction(groupsPerChannel: 64)]
+        if shape.count == 2 || shape.dropFirst(2).allSatisfy({ $0 == 1 }) { strategies.append(.columns) }
+        for strategy in strategies {
             try harness.check(on: .openCL(runtime), training: true, strategy: strategy)
         }
     }

@@ -18,11 +18,16 @@ public struct DeviceTuning: Sendable, Equatable {
     /// prefetchers follow a stream) or neighbouring work-items read neighbouring
     /// vectors (`false`: GPUs, which coalesce them).
     public var chunkedAccess: Bool
+    /// Adjacent column vectors (of 4 channels) one work-item owns when it walks the
+    /// rows of a row-major `(rows, C)` matrix: several on CPUs, so each row segment is
+    /// one contiguous read; 1 on GPUs, where neighbouring work-items coalesce.
+    public var columnTile: Int
 
     public init(
         reductionWorkGroupSize: Int, elementwiseWorkGroupSize: Int, workGroupsPerComputeUnit: Int,
-        minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool
+        minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool, columnTile: Int
     ) {
+        self.columnTile = columnTile
         self.reductionWorkGroupSize = reductionWorkGroupSize
         self.elementwiseWorkGroupSize = elementwiseWorkGroupSize
         self.workGroupsPerComputeUnit = workGroupsPerComputeUnit
@@ -36,11 +41,11 @@ public struct DeviceTuning: Sendable, Equatable {
         case .cpu:
             self.init(
                 reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true)
+                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
         case .gpu, .accelerator, .other:
             self.init(
                 reductionWorkGroupSize: 256, elementwiseWorkGroupSize: 256, workGroupsPerComputeUnit: 8,
-                minimumVectorsPerWorkGroup: 2048, chunkedAccess: false)
+                minimumVectorsPerWorkGroup: 2048, chunkedAccess: false, columnTile: 1)
         }
     }
 }

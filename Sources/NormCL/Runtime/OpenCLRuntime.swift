@@ -35,7 +35,13 @@ public final class OpenCLRuntime: @unchecked Sendable {
             throw OpenCLError(code: status, call: "clCreateCommandQueueWithProperties")
         }
         self.device = device
-        self.tuning = DeviceTuning(for: device)
+        var tuning = DeviceTuning(for: device)
+        if let overrides = environment(DeviceTuning.environmentVariable) {
+            let (applied, rejected) = tuning.applying(overrides: overrides)
+            if !rejected.isEmpty { printToStandardError("NormCL: ignoring \(DeviceTuning.environmentVariable) entries \(rejected)") }
+            tuning = applied
+        }
+        self.tuning = tuning
         self.context = context
         self.queue = queue
         self.programs = ProgramCache()

@@ -36,8 +36,10 @@ enum BatchNormKernels {
                 "bn_inference_scale", from: program,
                 global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
                 arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(scale)])
+            // (N, C) input: row-wise with channel vectors, not per-plane runs of length 1.
+            let applyKernel = problem.spatial == 1 ? "bn_apply_columns" : "bn_apply"
             let applyEvent = try runtime.enqueue(
-                "bn_apply", from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
+                applyKernel, from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
                 arguments: [
                     .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
                     .buffer(inputs.runningMean), .buffer(scale), .buffer(inputs.bias),
@@ -85,6 +87,16 @@ enum BatchNormKernels {
                         .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
                         .buffer(saveMean.deviceBuffer), .buffer(scale), .buffer(inputs.bias),
                     ]))
+        case .columns:
+            precondition(problem.spatial == 1, "the column kernel takes (N, C) input")
+            let items = (problem.channels / plan.channelVectorWidth).ceilingDivided(by: plan.columnTile)
+            let local = min(plan.elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4))
+            events.append(
+                try runtime.enqueue(
+                    "bn_train_columns", from: program,
+                    global: [items.roundedUp(toMultipleOf: local)], local: [local],
+                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), batch, .buffer(inputs.weight), .buffer(inputs.bias)]
+                        + statisticsArguments))
         case .inference:
             preconditionFailure("handled above")
         }

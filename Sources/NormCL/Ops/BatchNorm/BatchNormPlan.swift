@@ -10,18 +10,27 @@
 ///   long reductions (e.g. `C = 1`, millions of values). `G` work-groups per channel
 ///   write partial moments, one work-item per channel merges them in a fixed order,
 ///   and an elementwise pass normalises. Three launches, no host wait between them.
+/// - ``Strategy/columns``: training on `(N, C)` input (`M == 1`, BatchNorm1d) with
+///   enough channels to fill the device. Each channel is a strided column there, so
+///   work-items take adjacent channels (4 per load when `C % 4 == 0`) and walk the
+///   rows; no work-group reduction. One launch.
 /// - ``Strategy/inference``: a per-channel scale from the running statistics, then
 ///   the elementwise pass. Two launches.
 struct BatchNormPlan: Equatable, Sendable {
     enum Strategy: Equatable, Sendable {
         case fusedPerChannel
         case splitReduction(groupsPerChannel: Int)
+        case columns
         case inference
     }
 
     let strategy: Strategy
     /// Elements per load along the spatial axis: 4 when `M % 4 == 0`, else 1.
     let vectorWidth: Int
+    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
+    let channelVectorWidth: Int
+    /// Column vectors per work-item in the column kernel.
+    let columnTile: Int
     let reductionWorkGroupSize: Int
     let elementwiseWorkGroupSize: Int
     let elementwiseWorkGroups: Int
@@ -33,6 +42,8 @@ struct BatchNormPlan: Equatable, Sendable {
     /// to run every strategy on shapes where the heuristic would not pick it).
     init(problem: BatchNormProblem, device: OpenCLDevice, tuning: DeviceTuning, strategy forced: Strategy? = nil) {
         vectorWidth = problem.spatial % 4 == 0 ? 4 : 1
+        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
+        columnTile = max(1, tuning.columnTile)
         chunkedAccess = tuning.chunkedAccess
         wideIndices = problem.count + (1 << 20) >= 1 << 32
         // Three floats of local memory per work-item in the reduction tree.
@@ -49,6 +60,8 @@ struct BatchNormPlan: Equatable, Sendable {
             strategy = forced
         } else if !problem.isTraining {
             strategy = .inference
+        } else if problem.spatial == 1, (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile) >= targetGroups {
+            strategy = .columns
         } else {
             // Split only when channels alone cannot fill the device and each slice still
             // gets a worthwhile amount of data.
@@ -73,6 +86,8 @@ struct BatchNormPlan: Equatable, Sendable {
             "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
             "-D TRACK_RUNNING=\(updatesRunning ? 1 : 0)",
             "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
+            "-D CVEC=\(channelVectorWidth)",
+            "-D TILE=\(columnTile)",
         ].joined(separator: " ")
     }
 

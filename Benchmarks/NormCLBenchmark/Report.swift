@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The table on stdout and the JSON file.
+enum Report {
+    static func table(_ results: [CaseResult], copyBandwidth: Double?) -> String {
+        var rows = [["case", "kernel ms", "min ms", "host ms", "first ms", "GB/s", "% copy", "× ref", "check"]]
+        for r in results {
+            rows.append([
+                r.name,
+                format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), format(r.firstCallMilliseconds, digits: 1),
+                format(r.gigabytesPerSecond, digits: 1),
+                copyBandwidth.map { format(100 * r.gigabytesPerSecond / $0, digits: 0) + "%" } ?? "–",
+                r.speedupOverReference.map { format($0, digits: 1) + "×" } ?? "–",
+                r.matchesReference.map { $0 ? "ok" : "MISMATCH" } ?? "–",
+            ])
+        }
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.enumerated().map { index, row in
+            let line = row.enumerated().map { column, cell in
+                column == 0 ? cell.padding(to: widths[column]) : cell.leftPadding(to: widths[column])
+            }.joined(separator: "  ")
+            return index == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
+        }.joined(separator: "\n")
+    }
+
+    static func json(_ results: [CaseResult], device: String, copyBandwidth: Double?, iterations: Int) -> String {
+        func number(_ value: Double?) -> String {
+            guard let value, value.isFinite else { return "null" }
+            return String(value)
+        }
+        func string(_ text: String) -> String {
+            "\"" + text.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
+        }
+        let cases = results.map { r in
+            """
+                {"name": \(string(r.name)), "op": \(string(r.op)), "shape": [\(r.shape.map(String.init).joined(separator: ", "))], \
+            "layout": \(string(r.layout)), "dtype": \(string(r.dtype)), "ideal_bytes": \(r.idealBytes), \
+            "first_call_ms": \(number(r.firstCallMilliseconds)), "kernel_median_ms": \(number(r.kernel?.median)), \
+            "kernel_min_ms": \(number(r.kernel?.minimum)), "host_median_ms": \(number(r.host.median)), \
+            "host_min_ms": \(number(r.host.minimum)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
+            "fraction_of_copy": \(number(copyBandwidth.map { r.gigabytesPerSecond / $0 })), \
+            "reference_ms": \(number(r.referenceMilliseconds)), "speedup_over_reference": \(number(r.speedupOverReference)), \
+            "max_error": \(number(r.maxError)), "matches_reference": \(r.matchesReference.map { $0 ? "true" : "false" } ?? "null")}
+            """
+        }
+        return """
+            {
+              "device": \(string(device)),
+              "copy_bandwidth_gb_per_s": \(number(copyBandwidth)),
+              "iterations": \(iterations),
+              "cases": [
+            \(cases.joined(separator: ",\n"))
+              ]
+            }
+
+            """
+    }
+
+    static func format(_ value: Double?, digits: Int = 3) -> String {
+        guard let value, value.isFinite else { return "–" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let rounded = (value * scale).rounded() / scale
+        var text = String(rounded)
+        if digits == 0, text.hasSuffix(".0") { text.removeLast(2) }
+        if let dot = text.firstIndex(of: "."), digits > 0 {
+            let decimals = text.distance(from: dot, to: text.endIndex) - 1
+            if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+        }
+        return text
+    }
+
+    /// Writes `text` to `path`.
+    static func write(_ text: String, to path: String) throws {
+        guard let file = fopen(path, "w") else { throw BenchmarkError.cannotWrite(path) }
+        defer { fclose(file) }
+        _ = text.withCString { fputs($0, file) }
+    }
+}
+
+enum BenchmarkError: Error, CustomStringConvertible {
+    case cannotWrite(String)
+    var description: String {
+        switch self {
+        case .cannotWrite(let path): "cannot write \(path)"
+        }
+    }
+}
+
+extension String {
+    func padding(to width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
+    func leftPadding(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for character in self { if character == target { out += replacement } else { out.append(character) } }
+        return out
+    }
+}
