@@ -25,28 +25,43 @@ enum BatchNormKernels {
 
     static func run(_ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
         let program = try runtime.program(.batchNorm, options: plan.buildOptions(for: problem))
-        let channelShape = [problem.channels]
         let output = try Tensor(uninitializedShape: problem.shape, layout: problem.layout, on: runtime)
+        if plan.strategy == .inference {
+            return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
+        }
+        return try runTraining(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
+    }
+
+    /// Scale per channel from the running statistics, then the elementwise pass.
+    private static func runInference(
+        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
+        on runtime: OpenCLRuntime
+    ) throws -> Outputs {
+        let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+        let scaleEvent = try runtime.enqueue(
+            "bn_inference_scale", from: program,
+            global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
+            arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(scale)])
+        // (N, C) input: row-wise with channel vectors, not per-plane runs of length 1.
+        let applyKernel = problem.spatial == 1 ? "bn_apply_columns" : "bn_apply"
+        let applyEvent = try runtime.enqueue(
+            applyKernel, from: program,
+            global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
+            arguments: [
+                .buffer(inputs.x), .buffer(output.deviceBuffer), .uint(UInt32(problem.batch)),
+                .buffer(inputs.runningMean), .buffer(scale), .buffer(inputs.bias),
+            ])
+        return Outputs(output: output, events: [scaleEvent, applyEvent])
+    }
+
+    /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
+    private static func runTraining(
+        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
+        on runtime: OpenCLRuntime
+    ) throws -> Outputs {
+        let channelShape = [problem.channels]
         let batch = KernelArgument.uint(UInt32(problem.batch))
         let elementwiseGlobal = plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize
-
-        if plan.strategy == .inference {
-            let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let scaleEvent = try runtime.enqueue(
-                "bn_inference_scale", from: program,
-                global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
-                arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(scale)])
-            // (N, C) input: row-wise with channel vectors, not per-plane runs of length 1.
-            let applyKernel = problem.spatial == 1 ? "bn_apply_columns" : "bn_apply"
-            let applyEvent = try runtime.enqueue(
-                applyKernel, from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
-                arguments: [
-                    .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
-                    .buffer(inputs.runningMean), .buffer(scale), .buffer(inputs.bias),
-                ])
-            return Outputs(output: output, events: [scaleEvent, applyEvent])
-        }
-
         let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
         let saveInvstd = try Tensor(uninitializedShape: channelShape, on: runtime)
         let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
@@ -98,7 +113,7 @@ enum BatchNormKernels {
                     arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), batch, .buffer(inputs.weight), .buffer(inputs.bias)]
                         + statisticsArguments))
         case .inference:
-            preconditionFailure("handled above")
+            return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
         }
         return Outputs(
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
