@@ -41,7 +41,9 @@ public struct Tensor: Sendable {
         if let negative = shape.first(where: { $0 < 0 }) {
             throw NormError.invalidShape(argument: "shape", reason: "dimension \(negative) is negative in \(shape)")
         }
-        let count = shape.reduce(1, *)
+        guard let count = shape.checkedProduct else {
+            throw NormError.invalidShape(argument: "shape", reason: "\(shape) has more elements than Int can count")
+        }
         guard values.count == count else {
             throw NormError.shapeMismatch(argument: "values", expected: shape, actual: [values.count])
         }

@@ -46,7 +46,9 @@ struct BatchNormProblem: Hashable, Sendable {
         }
         guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
         // Kernels take N, C and M as 32-bit values (element offsets may be 64-bit).
-        guard shape[0] <= UInt32.max, shape[1] <= UInt32.max, shape.dropFirst(2).reduce(1, *) <= UInt32.max else {
+        guard shape.checkedProduct != nil, shape[0] <= UInt32.max, shape[1] <= UInt32.max,
+            shape.dropFirst(2).reduce(1, *) <= UInt32.max
+        else {
             throw .invalidShape(argument: "input", reason: "N, C and the spatial size must each be below 2^32, got \(shape)")
         }
         guard input.layout == .channelsFirst else {
