@@ -14,11 +14,15 @@
 //   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
 //   TILE           column vectors per work-item in bn_train_columns
 //
-// Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: each work-item sums
-// blocks of BLOCK vectors shifted by its running mean, folds each block into
-// (count, mean, M2) with Chan's formula, and work-items merge the same way. The
-// shift keeps the sums small, so data like 1e4 + N(0, 1) loses no precision, and a
-// block bounds the cancellation of ss - s*s/b even when the first shift is poor.
+// Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: every value is taken
+// relative to one pilot per channel (its first element), shared by all work-items
+// and work-groups, so every mean below is `mean - pilot`: small numbers whose float32
+// rounding stays at the scale of the data's spread, not of its offset (1e4 + N(0, 1)
+// keeps full precision). Each work-item sums blocks of BLOCK vectors shifted by its
+// running mean, folds each block into (count, mean, M2) with Chan's formula, and
+// work-items and work-groups merge the same way. The block bounds the cancellation
+// of ss - s*s/b even when the first shift is poor. Counts are floats: exact up to
+// 2^24 per work-item, and beyond that only the merge weights round (by ~1e-7).
 
 #define SPATIAL_VECS (SPATIAL / VEC)
 #define BLOCK 16
@@ -33,7 +37,7 @@ typedef float floatv;
 #define FIRST_LANE(v) (v)
 #endif
 
-// Count, mean and sum of squared deviations of a set of values.
+// Count, mean (relative to the channel's pilot) and sum of squared deviations.
 typedef struct {
     float count;
     float mean;
@@ -106,10 +110,15 @@ inline Moments fold_block(Moments acc, float shift, float s, float ss, float b) 
     }
 #endif
 
-inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r) {
+// Channel c's pilot: its first element.
+inline float channel_pilot(__global const floatv *x, uint c) {
+    return FIRST_LANE(x[channel_vector(0, c)]);
+}
+
+inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     if (r.first >= r.end) return acc;
-    float shift = FIRST_LANE(x[channel_vector(r.first, c)]);
+    float shift = FIRST_LANE(x[channel_vector(r.first, c)]) - pilot;
 #if CHUNKED
     FOR_EACH_RUN(r, c, p, len, {
         INDEX_T k = 0;
@@ -118,8 +127,8 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r)
             // at load speed instead of waiting on one chain of dependent float adds.
             floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
             for (int j = 0; j < BLOCK; j += 2) {
-                floatv d0 = x[p + k + j] - shift;
-                floatv d1 = x[p + k + j + 1] - shift;
+                floatv d0 = (x[p + k + j] - pilot) - shift;
+                floatv d1 = (x[p + k + j + 1] - pilot) - shift;
                 s0 += d0;
                 s1 += d1;
                 q0 += d0 * d0;
@@ -132,7 +141,7 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r)
         if (k < len) {
             floatv s = 0.0f, q = 0.0f;
             for (INDEX_T j = k; j < len; ++j) {
-                floatv d = x[p + j] - shift;
+                floatv d = (x[p + j] - pilot) - shift;
                 s += d;
                 q += d * d;
             }
@@ -144,7 +153,7 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r)
     for (INDEX_T v = r.first; v < r.end;) {
         float s = 0.0f, ss = 0.0f, b = 0.0f;
         for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = x[channel_vector(v, c)] - shift;
+            floatv d = (x[channel_vector(v, c)] - pilot) - shift;
             s += HSUM(d);
             ss += HSUM(d * d);
             b += (float)VEC;
@@ -179,8 +188,8 @@ inline Moments reduce_work_group(Moments m, __local float *lc, __local float *lm
 }
 
 // Turns channel c's moments into its saved and running statistics; returns
-// (mean, gamma * invstd), the coefficients of y = (x - mean) * scale + beta.
-inline float2 finish_channel(uint c, Moments m, float count,
+// (m.mean, gamma * invstd): y = ((x - pilot) - m.mean) * scale + beta.
+inline float2 finish_channel(uint c, Moments m, float count, float pilot,
                              __global const float *weight,
                              __global float *save_mean, __global float *save_invstd,
                              __global const float *running_mean_in, __global const float *running_var_in,
@@ -188,11 +197,12 @@ inline float2 finish_channel(uint c, Moments m, float count,
                              float momentum, float eps) {
     float var = m.m2 / count;  // biased: normalisation uses it
     float invstd = 1.0f / sqrt(var + eps);
-    save_mean[c] = m.mean;
+    float mean = pilot + m.mean;
+    save_mean[c] = mean;
     save_invstd[c] = invstd;
 #if TRACK_RUNNING
     // Running variance is unbiased, as in PyTorch: var * n / (n - 1).
-    running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * m.mean;
+    running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * mean;
     running_var_out[c] = (1.0f - momentum) * running_var_in[c] + momentum * (m.m2 / (count - 1.0f));
 #endif
 #if HAS_WEIGHT
@@ -217,10 +227,11 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
     uint lid = get_local_id(0);
     INDEX_T total = (INDEX_T)batch * SPATIAL_VECS;
     ItemRange r = item_range(0, total, lid, WG);
-    Moments m = reduce_work_group(accumulate_channel(x, c, r), lc, lm, lq);
+    float pilot = channel_pilot(x, c);
+    Moments m = reduce_work_group(accumulate_channel(x, c, r, pilot), lc, lm, lq);
     if (lid == 0) {
         float count = (float)((INDEX_T)batch * SPATIAL);
-        float2 mean_scale = finish_channel(c, m, count, weight, save_mean, save_invstd,
+        float2 mean_scale = finish_channel(c, m, count, pilot, weight, save_mean, save_invstd,
                                            running_mean_in, running_var_in, running_mean_out,
                                            running_var_out, momentum, eps);
         coefficients[0] = mean_scale.x;
@@ -235,12 +246,12 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
     float mean = coefficients[0], scale = coefficients[1], beta = coefficients[2];
 #if CHUNKED
     FOR_EACH_RUN(r, c, p, len, {
-        for (INDEX_T j = 0; j < len; ++j) y[p + j] = (x[p + j] - mean) * scale + beta;
+        for (INDEX_T j = 0; j < len; ++j) y[p + j] = ((x[p + j] - pilot) - mean) * scale + beta;
     })
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         INDEX_T i = channel_vector(v, c);
-        y[i] = (x[i] - mean) * scale + beta;
+        y[i] = ((x[i] - pilot) - mean) * scale + beta;
     }
 #endif
 }
@@ -269,9 +280,11 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
     uint first = get_global_id(0) * TILE;
     if (first >= COLUMN_VECS) return;
     uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
-    floatc shift[TILE], mean[TILE], m2[TILE], s[TILE], q[TILE];
+    // Per column vector: pilot (row 0), then shift, mean and M2 relative to it.
+    floatc pilot[TILE], shift[TILE], mean[TILE], m2[TILE], s[TILE], q[TILE];
     for (uint t = 0; t < width; ++t) {
-        shift[t] = x[first + t];
+        pilot[t] = x[first + t];
+        shift[t] = 0.0f;
         mean[t] = 0.0f;
         m2[t] = 0.0f;
     }
@@ -282,7 +295,7 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
         for (uint k = 0; k < rows; ++k) {
             __global const floatc *row = x + (size_t)(n + k) * COLUMN_VECS + first;
             for (uint t = 0; t < width; ++t) {
-                floatc d = row[t] - shift[t];
+                floatc d = (row[t] - pilot[t]) - shift[t];
                 s[t] += d;
                 q[t] += d * d;
             }
@@ -303,19 +316,21 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
     }
     // Per channel: saved and running statistics; s and q now hold scale and beta.
     for (uint t = 0; t < width; ++t) {
-        float lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC];
+        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC];
 #if CVEC == 4
+        vstore4(pilot[t], 0, lanes_pilot);
         vstore4(mean[t], 0, lanes_mean);
         vstore4(m2[t], 0, lanes_m2);
 #else
+        lanes_pilot[0] = pilot[t];
         lanes_mean[0] = mean[t];
         lanes_m2[0] = m2[t];
 #endif
         for (uint i = 0; i < CVEC; ++i) {
             Moments m = {count, lanes_mean[i], lanes_m2[i]};
-            lanes_scale[i] = finish_channel((first + t) * CVEC + i, m, (float)batch, weight, save_mean, save_invstd,
-                                            running_mean_in, running_var_in, running_mean_out,
-                                            running_var_out, momentum, eps).y;
+            lanes_scale[i] = finish_channel((first + t) * CVEC + i, m, (float)batch, lanes_pilot[i], weight,
+                                            save_mean, save_invstd, running_mean_in, running_var_in,
+                                            running_mean_out, running_var_out, momentum, eps).y;
         }
         s[t] = CLOAD(0, lanes_scale);
 #if HAS_BIAS
@@ -326,15 +341,15 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
     }
     for (uint n = 0; n < batch; ++n) {
         size_t row = (size_t)n * COLUMN_VECS + first;
-        for (uint t = 0; t < width; ++t) y[row + t] = (x[row + t] - mean[t]) * s[t] + q[t];
+        for (uint t = 0; t < width; ++t) y[row + t] = ((x[row + t] - pilot[t]) - mean[t]) * s[t] + q[t];
     }
 }
 
-// Inference for (N, C) input: y = (x - mean) * scale + bias row by row, with the
-// per-channel coefficients loaded as vectors alongside each row segment.
+// y = ((x - pilot[c]) - offset[c]) * scale[c] + bias[c] for (N, C) input, row by
+// row, with the per-channel coefficients loaded as vectors beside each row segment.
 __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uint batch,
-                               __global const float *mean, __global const float *scale,
-                               __global const float *bias) {
+                               __global const float *pilot, __global const float *offset,
+                               __global const float *scale, __global const float *bias) {
     INDEX_T total = (INDEX_T)batch * COLUMN_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
 #if CHUNKED
@@ -343,30 +358,31 @@ __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uin
         uint column = (uint)(v - row * COLUMN_VECS);
         INDEX_T len = min((row + 1) * COLUMN_VECS, r.end) - v;
         for (uint j = 0; j < len; ++j) {
+            uint k = column + j;
 #if HAS_BIAS
-            floatc b = CLOAD(column + j, bias);
+            floatc b = CLOAD(k, bias);
 #else
             floatc b = 0.0f;
 #endif
-            y[v + j] = (x[v + j] - CLOAD(column + j, mean)) * CLOAD(column + j, scale) + b;
+            y[v + j] = ((x[v + j] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + b;
         }
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
-        uint column = (uint)(v % COLUMN_VECS);
+        uint k = (uint)(v % COLUMN_VECS);
 #if HAS_BIAS
-        floatc b = CLOAD(column, bias);
+        floatc b = CLOAD(k, bias);
 #else
         floatc b = 0.0f;
 #endif
-        y[v] = (x[v] - CLOAD(column, mean)) * CLOAD(column, scale) + b;
+        y[v] = ((x[v] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + b;
     }
 #endif
 }
 
 // Training, split reduction, step 1 of 3: work-group (g, c) reduces slice g of
-// channel c and writes its (count, mean, M2) to partials[(c * G + g) * 3 ...].
+// channel c and writes its (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...].
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bn_partial_moments(__global const floatv *x, uint batch, __global float *partials) {
     __local float lc[WG], lm[WG], lq[WG];
@@ -377,7 +393,8 @@ void bn_partial_moments(__global const floatv *x, uint batch, __global float *pa
     INDEX_T per = (total + groups - 1) / groups;
     INDEX_T lo = min((INDEX_T)g * per, total);
     INDEX_T hi = min(lo + per, total);
-    Moments m = reduce_work_group(accumulate_channel(x, c, item_range(lo, hi, lid, WG)), lc, lm, lq);
+    float pilot = channel_pilot(x, c);
+    Moments m = reduce_work_group(accumulate_channel(x, c, item_range(lo, hi, lid, WG), pilot), lc, lm, lq);
     if (lid == 0) {
         __global float *p = partials + ((size_t)c * groups + g) * 3;
         p[0] = m.count;
@@ -388,13 +405,14 @@ void bn_partial_moments(__global const floatv *x, uint batch, __global float *pa
 
 // Training, split reduction, step 2 of 3: one work-item per channel merges its
 // partials in order (deterministic), writes saved and running statistics, and the
-// per-channel coefficients for bn_apply (mean goes to save_mean).
-__kernel void bn_finish_moments(__global const float *partials, uint groups, uint batch,
+// per-channel coefficients of bn_apply: pilot, offset = mean - pilot, and scale.
+__kernel void bn_finish_moments(__global const floatv *x, __global const float *partials, uint groups, uint batch,
                                 __global const float *weight,
                                 __global float *save_mean, __global float *save_invstd,
                                 __global const float *running_mean_in, __global const float *running_var_in,
                                 __global float *running_mean_out, __global float *running_var_out,
-                                float momentum, float eps, __global float *scale) {
+                                float momentum, float eps,
+                                __global float *pilot_out, __global float *offset, __global float *scale) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
     Moments m = {0.0f, 0.0f, 0.0f};
@@ -404,28 +422,35 @@ __kernel void bn_finish_moments(__global const float *partials, uint groups, uin
         m = moments_merge(m, part);
     }
     float count = (float)((INDEX_T)batch * SPATIAL);
-    scale[c] = finish_channel(c, m, count, weight, save_mean, save_invstd, running_mean_in,
-                              running_var_in, running_mean_out, running_var_out, momentum, eps).y;
+    float pilot = channel_pilot(x, c);
+    float2 mean_scale = finish_channel(c, m, count, pilot, weight, save_mean, save_invstd, running_mean_in,
+                                       running_var_in, running_mean_out, running_var_out, momentum, eps);
+    pilot_out[c] = pilot;
+    offset[c] = mean_scale.x;
+    scale[c] = mean_scale.y;
 }
 
-// Inference, step 1 of 2: scale = gamma / sqrt(running_var + eps), one work-item per channel.
+// Inference, step 1 of 2, one work-item per channel: scale = gamma / sqrt(running_var
+// + eps) and offset = 0, so bn_apply computes (x - running_mean) * scale + bias.
 __kernel void bn_inference_scale(__global const float *running_var, __global const float *weight,
-                                 float eps, __global float *scale) {
+                                 float eps, __global float *offset, __global float *scale) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
     float s = 1.0f / sqrt(running_var[c] + eps);
 #if HAS_WEIGHT
     s *= weight[c];
 #endif
+    offset[c] = 0.0f;
     scale[c] = s;
 }
 
-// y = (x - mean[c]) * scale[c] + bias[c] over every element: step 3 of the split
-// training path and step 2 of inference. Subtracting the mean first (rather than
-// x * scale + shift) keeps large-mean data from cancelling.
+// y = ((x - pilot[c]) - offset[c]) * scale[c] + bias[c] over every element: step 3
+// of the split training path (pilot = the channel's first element, offset = mean -
+// pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting
+// before scaling keeps large-mean data from cancelling.
 __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
-                       __global const float *mean, __global const float *scale,
-                       __global const float *bias) {
+                       __global const float *pilot, __global const float *offset,
+                       __global const float *scale, __global const float *bias) {
     INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
 #if CHUNKED
@@ -434,22 +459,22 @@ __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
         INDEX_T plane = v / SPATIAL_VECS;
         INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
         uint c = (uint)(plane % CHANNELS);
-        float m = mean[c], s = scale[c];
+        float k = pilot[c], o = offset[c], s = scale[c];
 #if HAS_BIAS
         float b = bias[c];
 #else
         float b = 0.0f;
 #endif
-        for (INDEX_T j = v; j < v + len; ++j) y[j] = (x[j] - m) * s + b;
+        for (INDEX_T j = v; j < v + len; ++j) y[j] = ((x[j] - k) - o) * s + b;
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
 #if HAS_BIAS
-        y[v] = (x[v] - mean[c]) * scale[c] + bias[c];
+        y[v] = ((x[v] - pilot[c]) - offset[c]) * scale[c] + bias[c];
 #else
-        y[v] = (x[v] - mean[c]) * scale[c];
+        y[v] = ((x[v] - pilot[c]) - offset[c]) * scale[c];
 #endif
     }
 #endif

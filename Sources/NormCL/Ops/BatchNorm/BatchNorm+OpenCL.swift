@@ -37,11 +37,12 @@ enum BatchNormKernels {
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
+        let offset = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
         let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
         let scaleEvent = try runtime.enqueue(
             "bn_inference_scale", from: program,
             global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
-            arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(scale)])
+            arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(offset), .buffer(scale)])
         // (N, C) input: row-wise with channel vectors, not per-plane runs of length 1.
         let applyKernel = problem.spatial == 1 ? "bn_apply_columns" : "bn_apply"
         let applyEvent = try runtime.enqueue(
@@ -49,7 +50,7 @@ enum BatchNormKernels {
             global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
             arguments: [
                 .buffer(inputs.x), .buffer(output.deviceBuffer), .uint(UInt32(problem.batch)),
-                .buffer(inputs.runningMean), .buffer(scale), .buffer(inputs.bias),
+                .buffer(inputs.runningMean), .buffer(offset), .buffer(scale), .buffer(inputs.bias),
             ])
         return Outputs(output: output, events: [scaleEvent, applyEvent])
     }
@@ -84,6 +85,8 @@ enum BatchNormKernels {
                         + statisticsArguments))
         case .splitReduction(let groups):
             let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
+            let pilot = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            let offset = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             events.append(
                 try runtime.enqueue(
@@ -93,14 +96,14 @@ enum BatchNormKernels {
                 try runtime.enqueue(
                     "bn_finish_moments", from: program,
                     global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
-                    arguments: [.buffer(partials), .uint(UInt32(groups)), batch, .buffer(inputs.weight)]
-                        + statisticsArguments + [.buffer(scale)]))
+                    arguments: [.buffer(inputs.x), .buffer(partials), .uint(UInt32(groups)), batch, .buffer(inputs.weight)]
+                        + statisticsArguments + [.buffer(pilot), .buffer(offset), .buffer(scale)]))
             events.append(
                 try runtime.enqueue(
                     "bn_apply", from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
                     arguments: [
                         .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
-                        .buffer(saveMean.deviceBuffer), .buffer(scale), .buffer(inputs.bias),
+                        .buffer(pilot), .buffer(offset), .buffer(scale), .buffer(inputs.bias),
                     ]))
         case .columns:
             precondition(problem.spatial == 1, "the column kernel takes (N, C) input")
