@@ -15,8 +15,9 @@
 //   TILE           column vectors per work-item in bn_train_columns
 //
 // Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: every value is taken
-// relative to one pilot per channel (its first element), shared by all work-items
-// and work-groups, so every mean below is `mean - pilot`: small numbers whose float32
+// relative to one pilot per channel (the median of five of its elements, spread
+// over the channel, so one outlier cannot be it), shared by all work-items and
+// work-groups, so every mean below is `mean - pilot`: small numbers whose float32
 // rounding stays at the scale of the data's spread, not of its offset (1e4 + N(0, 1)
 // keeps full precision). Each work-item sums blocks of BLOCK vectors shifted by its
 // running mean, folds each block into (count, mean, M2) with Chan's formula, and
@@ -123,9 +124,23 @@ inline Moments fold_block(Moments acc, float *carry, float shift, float s, float
     }
 #endif
 
-// Channel c's pilot: its first element.
-inline float channel_pilot(__global const floatv *x, uint c) {
-    return FIRST_LANE(x[channel_vector(0, c)]);
+// The median of five values: the two middle ones of the first four, then the
+// median of those and e. fmin/fmax skip NaN (a NaN still reaches the sums).
+inline float median3(float a, float b, float c) {
+    return fmax(fmin(a, b), fmin(fmax(a, b), c));
+}
+
+inline float median5(float a, float b, float c, float d, float e) {
+    return median3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e);
+}
+
+// Channel c's pilot: the median of five elements at 0, 1/4, 1/2, 3/4 and the end
+// of its (n, m) order. Every kernel computes the same value from the same elements.
+inline float channel_pilot(__global const floatv *x, uint c, uint batch) {
+    INDEX_T last = (INDEX_T)batch * SPATIAL_VECS - 1;
+    return median5(FIRST_LANE(x[channel_vector(0, c)]), FIRST_LANE(x[channel_vector(last / 4, c)]),
+                   FIRST_LANE(x[channel_vector(last / 2, c)]), FIRST_LANE(x[channel_vector(last - last / 4, c)]),
+                   FIRST_LANE(x[channel_vector(last, c)]));
 }
 
 inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r, float pilot) {
@@ -241,7 +256,7 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
     uint lid = get_local_id(0);
     INDEX_T total = (INDEX_T)batch * SPATIAL_VECS;
     ItemRange r = item_range(0, total, lid, WG);
-    float pilot = channel_pilot(x, c);
+    float pilot = channel_pilot(x, c, batch);
     Moments m = reduce_work_group(accumulate_channel(x, c, r, pilot), lc, lm, lq);
     if (lid == 0) {
         float count = (float)((INDEX_T)batch * SPATIAL);
@@ -294,10 +309,17 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
     uint first = get_global_id(0) * TILE;
     if (first >= COLUMN_VECS) return;
     uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
-    // Per column vector: pilot (row 0), then shift, mean and M2 relative to it.
+    // Per column vector: pilot (median of rows 0, 1/4, 1/2, 3/4, last, as in
+    // channel_pilot), then shift, mean and M2 relative to it.
     floatc pilot[TILE], shift[TILE], mean[TILE], m2[TILE], s[TILE], q[TILE];
+    size_t last = batch - 1;
     for (uint t = 0; t < width; ++t) {
-        pilot[t] = x[first + t];
+        floatc a = x[first + t], b = x[(last / 4) * COLUMN_VECS + first + t];
+        floatc c = x[(last / 2) * COLUMN_VECS + first + t], d = x[(last - last / 4) * COLUMN_VECS + first + t];
+        floatc e = x[last * COLUMN_VECS + first + t];
+        floatc low = fmin(a, b), high = fmax(a, b), low2 = fmin(c, d), high2 = fmax(c, d);
+        floatc mid1 = fmax(low, low2), mid2 = fmin(high, high2);
+        pilot[t] = fmax(fmin(mid1, mid2), fmin(fmax(mid1, mid2), e));
         shift[t] = 0.0f;
         mean[t] = 0.0f;
         m2[t] = 0.0f;
@@ -407,7 +429,7 @@ void bn_partial_moments(__global const floatv *x, uint batch, __global float *pa
     INDEX_T per = (total + groups - 1) / groups;
     INDEX_T lo = min((INDEX_T)g * per, total);
     INDEX_T hi = min(lo + per, total);
-    float pilot = channel_pilot(x, c);
+    float pilot = channel_pilot(x, c, batch);
     Moments m = reduce_work_group(accumulate_channel(x, c, item_range(lo, hi, lid, WG), pilot), lc, lm, lq);
     if (lid == 0) {
         __global float *p = partials + ((size_t)c * groups + g) * 3;
@@ -436,7 +458,7 @@ __kernel void bn_finish_moments(__global const floatv *x, __global const float *
         m = moments_merge(m, part);
     }
     float count = (float)((INDEX_T)batch * SPATIAL);
-    float pilot = channel_pilot(x, c);
+    float pilot = channel_pilot(x, c, batch);
     float2 mean_scale = finish_channel(c, m, count, pilot, weight, save_mean, save_invstd, running_mean_in,
                                        running_var_in, running_mean_out, running_var_out, momentum, eps);
     pilot_out[c] = pilot;
@@ -459,7 +481,7 @@ __kernel void bn_inference_scale(__global const float *running_var, __global con
 }
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + bias[c] over every element: step 3
-// of the split training path (pilot = the channel's first element, offset = mean -
+// of the split training path (pilot = channel_pilot, offset = mean -
 // pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting
 // before scaling keeps large-mean data from cancelling.
 __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,

@@ -29,8 +29,10 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "Write every figure as JSON to this file.")
     var json: String?
 
-    @Flag(help: "Skip timing the CPU reference path (it is slow on big shapes).")
-    var skipReference = false
+    mutating func validate() throws {
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+    }
 
     mutating func run() throws {
         let backend = try selectBackend()
@@ -112,7 +114,7 @@ struct NormCLBench: ParsableCommand {
             let reference = try PreparedCase(benchmarkCase, input: values, on: .reference)
             start = clock.now
             let expected = try reference.run().output.toArray()
-            referenceTime = skipReference ? nil : (clock.now - start).milliseconds
+            referenceTime = (clock.now - start).milliseconds
             var worst = 0.0
             var ok = true
             for (a, e) in zip(output, expected) {

@@ -86,17 +86,16 @@ struct BatchNormErrorTests {
                 try batchNorm(input, runningStatistics: &running, training: true)
             }
             #expect(running?.numBatchesTracked == 0)
-            // Without running statistics inference uses batch statistics, so it fails too.
-            var none: RunningStatistics? = nil
-            #expect(throws: NormError.tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)) {
-                try batchNorm(input, runningStatistics: &none, training: false)
-            }
             #expect(throws: NormError.tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)) {
                 try batchNorm(input)
             }
             var layer = try BatchNorm(numFeatures: 3, on: backend)
             #expect(throws: NormError.tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)) { try layer(input) }
             #expect(layer.runningStatistics?.numBatchesTracked == 0)
+            // A layer without running statistics uses batch statistics in inference too.
+            var untracked = try BatchNorm(numFeatures: 3, trackRunningStats: false, on: backend)
+            untracked.isTraining = false
+            #expect(throws: NormError.tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)) { try untracked(input) }
 
             // Inference with running statistics is fine: y = (x − μ)/sqrt(σ² + eps).
             let y = try batchNorm(input, runningStatistics: &running, training: false).output.toArray()
@@ -289,5 +288,32 @@ struct BatchNormErrorTests {
         // And the layer still works afterwards.
         _ = try layer(input)
         #expect(layer.runningStatistics?.numBatchesTracked == 2)
+    }
+}
+
+/// Inputs that would overflow an integer must be errors, not traps.
+@Suite("BatchNorm overflow guards")
+struct BatchNormOverflowTests {
+    @Test("numBatchesTracked at Int.max cannot be incremented", arguments: BackendChoice.allCases)
+    func trackedAtMaximum(choice: BackendChoice) throws {
+        let backend = try choice.backend()
+        let input = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], on: backend)
+        var running: RunningStatistics? = try RunningStatistics(channels: 3, on: backend)
+        running?.numBatchesTracked = Int.max
+        #expect(throws: NormError.invalidArgument(argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(Int.max)")) {
+            try batchNorm(input, runningStatistics: &running, training: true, momentum: nil)
+        }
+        #expect(running?.numBatchesTracked == Int.max)
+    }
+
+    @Test("a shape whose element count overflows Int")
+    func overflowingShape() {
+        let shape = [1 << 40, 1 << 40, 4]
+        #expect(throws: NormError.invalidShape(argument: "shape", reason: "\(shape) has more elements than Int can count")) {
+            try Tensor(repeating: 0, shape: shape, on: .reference)
+        }
+        #expect(throws: NormError.invalidShape(argument: "shape", reason: "\(shape) has more elements than Int can count")) {
+            try Tensor([1], shape: shape, on: .reference)
+        }
     }
 }

@@ -4,8 +4,10 @@ extension DeviceTuning {
     /// `NORMCL_TUNING=reductionWorkGroupSize=64,chunkedAccess=0`.
     public static let environmentVariable = "NORMCL_TUNING"
 
-    /// `self` with the overrides of `text` applied; unknown names and bad values are
-    /// reported in the returned list and otherwise ignored.
+    /// `self` with the overrides of `text` applied; unknown names and values out of
+    /// range are reported in the returned list and otherwise ignored. Ranges keep
+    /// launches sane: work-groups 1…4096, 1…1024 groups per compute unit, tiles 1…64
+    /// (a tile sizes private arrays in the column kernel).
     public func applying(overrides text: String) -> (tuning: DeviceTuning, rejected: [String]) {
         var tuning = self
         var rejected: [String] = []
@@ -16,12 +18,12 @@ extension DeviceTuning {
                 continue
             }
             switch parts[0] {
-            case "reductionWorkGroupSize" where value > 0: tuning.reductionWorkGroupSize = value
-            case "elementwiseWorkGroupSize" where value > 0: tuning.elementwiseWorkGroupSize = value
-            case "workGroupsPerComputeUnit" where value > 0: tuning.workGroupsPerComputeUnit = value
+            case "reductionWorkGroupSize" where (1...4096).contains(value): tuning.reductionWorkGroupSize = value
+            case "elementwiseWorkGroupSize" where (1...4096).contains(value): tuning.elementwiseWorkGroupSize = value
+            case "workGroupsPerComputeUnit" where (1...1024).contains(value): tuning.workGroupsPerComputeUnit = value
             case "minimumVectorsPerWorkGroup" where value > 0: tuning.minimumVectorsPerWorkGroup = value
-            case "chunkedAccess": tuning.chunkedAccess = value != 0
-            case "columnTile" where value > 0: tuning.columnTile = value
+            case "chunkedAccess" where value <= 1: tuning.chunkedAccess = value != 0
+            case "columnTile" where (1...64).contains(value): tuning.columnTile = value
             default: rejected.append(String(pair))
             }
         }

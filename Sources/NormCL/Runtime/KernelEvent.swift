@@ -8,10 +8,13 @@ public final class KernelEvent: @unchecked Sendable {
     /// The kernel's function name in its `.cl` file.
     public let name: String
     let handle: cl_event
+    /// Keeps the queue and context alive while the event can still be queried.
+    let runtime: OpenCLRuntime
 
-    init(name: String, handle: cl_event) {
+    init(name: String, handle: cl_event, runtime: OpenCLRuntime) {
         self.name = name
         self.handle = handle
+        self.runtime = runtime
     }
 
     deinit { clReleaseEvent(handle) }

@@ -75,20 +75,27 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
     }
 
     static func string(_ id: cl_device_id, _ param: Int32) throws(OpenCLError) -> String {
-        var size = 0
-        try check(clGetDeviceInfo(id, cl_device_info(param), 0, nil, &size), "clGetDeviceInfo")
-        var bytes = [CChar](repeating: 0, count: size + 1)
-        try check(clGetDeviceInfo(id, cl_device_info(param), size, &bytes, nil), "clGetDeviceInfo")
-        return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+        try infoString("clGetDeviceInfo") { clGetDeviceInfo(id, cl_device_info(param), $0, $1, $2) }
     }
 
     static func platformString(_ id: cl_platform_id, _ param: Int32) throws(OpenCLError) -> String {
-        var size = 0
-        try check(clGetPlatformInfo(id, cl_platform_info(param), 0, nil, &size), "clGetPlatformInfo")
-        var bytes = [CChar](repeating: 0, count: size + 1)
-        try check(clGetPlatformInfo(id, cl_platform_info(param), size, &bytes, nil), "clGetPlatformInfo")
-        return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+        try infoString("clGetPlatformInfo") { clGetPlatformInfo(id, cl_platform_info(param), $0, $1, $2) }
     }
+}
+
+/// Reads a string-valued `clGet…Info` query: asks for the size, then the bytes.
+/// `query(size, destination, sizeReturned)` is the OpenCL call with its object and parameter bound.
+func infoString(
+    _ call: String, _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> cl_int
+) throws(OpenCLError) -> String {
+    var size = 0
+    try check(query(0, nil, &size), call)
+    var bytes = [CChar](repeating: 0, count: size + 1)
+    try check(bytes.withUnsafeMutableBytes { query(size, $0.baseAddress, nil) }, call)
+    return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+}
+
+extension OpenCLDevice {
 }
 
 extension String {

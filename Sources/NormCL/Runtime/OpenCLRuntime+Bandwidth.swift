@@ -8,11 +8,11 @@ extension OpenCLRuntime {
         let vectors = max(1, megabytes << 20 / 16)
         let source = try DeviceBuffer(byteCount: vectors * 16, on: self)
         let destination = try DeviceBuffer(byteCount: vectors * 16, on: self)
-        let wide = vectors + (1 << 20) >= 1 << 32
-        let program = try program(
-            .memory, options: "-cl-std=CL1.2 -D CHUNKED=\(tuning.chunkedAccess ? 1 : 0) -D INDEX_T=\(wide ? "ulong" : "uint")")
         let local = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
         let groups = max(1, min(device.computeUnits * tuning.workGroupsPerComputeUnit, vectors.ceilingDivided(by: local)))
+        let wide = vectors + 2 * groups * local >= 1 << 32
+        let program = try program(
+            .memory, options: "-cl-std=CL1.2 -D CHUNKED=\(tuning.chunkedAccess ? 1 : 0) -D INDEX_T=\(wide ? "ulong" : "uint")")
         var rates: [Double] = []
         for iteration in 0...max(1, iterations) {
             let event = try enqueue(

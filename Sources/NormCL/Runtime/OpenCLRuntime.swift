@@ -95,7 +95,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
                 }
             }
             guard let event else { throw OpenCLError(code: CL_INVALID_EVENT, call: "clEnqueueNDRangeKernel(\(kernelName))") }
-            return KernelEvent(name: kernelName, handle: event)
+            return KernelEvent(name: kernelName, handle: event, runtime: self)
         }
     }
 }

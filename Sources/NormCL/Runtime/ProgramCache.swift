@@ -13,9 +13,6 @@ final class ProgramCache: Sendable {
     }
 
     private let programs = Mutex<[Key: CompiledProgram]>([:])
-    /// Serialises builds: PoCL's compiler is not reentrant-safe across threads, and two
-    /// threads asking for the same program should share one build.
-    private let buildLock = Mutex<Void>(())
 
     /// The number of programs built so far (for tests of the cache).
     var count: Int { programs.withLock { $0.count } }
@@ -23,7 +20,7 @@ final class ProgramCache: Sendable {
     func program(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
         let key = Key(source: source, options: options)
         if let cached = programs.withLock({ $0[key] }) { return cached }
-        return try buildLock.withLock { _ in
+        return try programBuildLock.withLock { _ in
             if let cached = programs.withLock({ $0[key] }) { return cached }
             let built = try CompiledProgram.build(source: source, options: options, context: context, device: device)
             programs.withLock { $0[key] = built }
@@ -35,6 +32,11 @@ final class ProgramCache: Sendable {
         programs.withLock { $0.removeAll() }
     }
 }
+
+/// Serialises program builds across every runtime of the process: two threads asking
+/// for the same program share one build, and compilers (PoCL's among them) are not
+/// all safe to run from several threads at once.
+private let programBuildLock = Mutex<Void>(())
 
 /// A built `cl_program` and a pool of its kernel objects.
 ///
@@ -83,14 +85,10 @@ final class CompiledProgram: @unchecked Sendable {
     }
 
     private static func buildLog(_ program: cl_program, device: cl_device_id) -> String {
-        var size = 0
-        guard clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size) == CL_SUCCESS,
-            size > 0
-        else { return "(no build log)" }
-        var bytes = [CChar](repeating: 0, count: size + 1)
-        guard clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &bytes, nil) == CL_SUCCESS
-        else { return "(no build log)" }
-        return String(decoding: bytes.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self)
+        let log = try? infoString("clGetProgramBuildInfo") {
+            clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), $0, $1, $2)
+        }
+        return log.flatMap { $0.isEmpty ? nil : $0 } ?? "(no build log)"
     }
 
     /// Runs `body` with a kernel object for `name` that no other thread is using.

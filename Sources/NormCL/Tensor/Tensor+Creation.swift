@@ -1,7 +1,10 @@
 extension Tensor {
     /// A tensor of `shape` with every element `value`.
     public init(repeating value: Float, shape: [Int], layout: TensorLayout = .channelsFirst, on backend: Backend) throws {
-        try self.init([Float](repeating: value, count: Swift.max(0, shape.reduce(1, *))), shape: shape, layout: layout, on: backend)
+        guard let count = shape.checkedProduct else {
+            throw NormError.invalidShape(argument: "shape", reason: "\(shape) has more elements than Int can count")
+        }
+        try self.init([Float](repeating: value, count: Swift.max(0, count)), shape: shape, layout: layout, on: backend)
     }
 
     /// A one-dimensional tensor of `values`.

@@ -62,8 +62,9 @@ struct BatchNormHarness {
     /// Tolerances, and why they can be this tight:
     /// - every statistic is accumulated relative to a per-channel pilot value, so
     ///   float32 rounds quantities of the size of the data's spread, never of its
-    ///   offset: invstd and the running variance agree with float64 to 1e-6 relative
-    ///   (about 17 float32 ulps), also for `1e4 + N(0,1)`;
+    ///   offset: invstd agrees with float64 to 1e-6 relative (about 17 float32 ulps),
+    ///   also for `1e4 + N(0,1)`, and the variance, whose relative error is twice
+    ///   invstd's, to 2e-6 (reached when a few outliers dominate a channel);
     /// - outputs are formed as `((x − pilot) − (mean − pilot))·scale + β`, so they
     ///   carry no error proportional to |mean| either: `2e-6·(1 + |y|)` covers the
     ///   invstd error times |x̂| plus the final multiply-add. (Formed as
@@ -98,7 +99,7 @@ struct BatchNormHarness {
             expectClose(a, e, "runningMean \(label)", sourceLocation: sourceLocation) { c in
                 2e-6 / Double(s[c]) + 4 * 0x1p-24 * (Swift.abs(Double(e[c])) + 1)
             }
-            expectClose(actual.runningVar ?? [], expected.runningVar ?? [], "runningVar \(label)", relative: 1e-6, absolute: 1e-7)
+            expectClose(actual.runningVar ?? [], expected.runningVar ?? [], "runningVar \(label)", relative: 2e-6, absolute: 1e-7)
             #expect(actual.numBatchesTracked == expected.numBatchesTracked)
         } else {
             #expect(actual.runningMean == expected.runningMean, "running statistics presence \(label)")

@@ -41,7 +41,7 @@ enum BatchNormKernels {
         let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
         let scaleEvent = try runtime.enqueue(
             "bn_inference_scale", from: program,
-            global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
+            global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)], local: [plan.perChannelWorkGroupSize],
             arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(offset), .buffer(scale)])
         // (N, C) input: row-wise with channel vectors, not per-plane runs of length 1.
         let applyKernel = problem.spatial == 1 ? "bn_apply_columns" : "bn_apply"
@@ -95,12 +95,14 @@ enum BatchNormKernels {
             events.append(
                 try runtime.enqueue(
                     "bn_finish_moments", from: program,
-                    global: [problem.channels.roundedUp(toMultipleOf: 64)], local: [64],
+                    global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)],
+                    local: [plan.perChannelWorkGroupSize],
                     arguments: [.buffer(inputs.x), .buffer(partials), .uint(UInt32(groups)), batch, .buffer(inputs.weight)]
                         + statisticsArguments + [.buffer(pilot), .buffer(offset), .buffer(scale)]))
             events.append(
                 try runtime.enqueue(
-                    "bn_apply", from: program, global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
+                    problem.spatial == 1 ? "bn_apply_columns" : "bn_apply", from: program,
+                    global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
                     arguments: [
                         .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
                         .buffer(pilot), .buffer(offset), .buffer(scale), .buffer(inputs.bias),

@@ -4,7 +4,7 @@
 /// In training mode (``isTraining``, the default) it normalises with batch statistics
 /// and, when it tracks running statistics, updates them; in inference mode it
 /// normalises with the running statistics. Without tracking it always uses batch
-/// statistics. The math is that of ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)``.
+/// statistics (as PyTorch's modules do). The math is that of ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)``.
 public struct BatchNorm: Sendable {
     /// C, the number of channels.
     public let numFeatures: Int
@@ -33,12 +33,8 @@ public struct BatchNorm: Sendable {
         guard numFeatures > 0 else {
             throw NormError.invalidArgument(argument: "numFeatures", reason: "must be positive, got \(numFeatures)")
         }
-        guard eps.isFinite, eps >= 0 else {
-            throw NormError.invalidArgument(argument: "eps", reason: "must be finite and non-negative, got \(eps)")
-        }
-        if let momentum, !(momentum >= 0 && momentum <= 1) {
-            throw NormError.invalidArgument(argument: "momentum", reason: "must lie in [0, 1], got \(momentum)")
-        }
+        try NormError.checkEps(eps)
+        try NormError.checkMomentum(momentum)
         self.numFeatures = numFeatures
         self.eps = eps
         self.momentum = momentum
@@ -58,8 +54,9 @@ public struct BatchNorm: Sendable {
 
     /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
     public mutating func forward(_ input: Tensor) throws -> BatchNormOutput {
+        // As torch.nn.BatchNorm: without running statistics, inference uses batch statistics.
         try batchNorm(
-            input, weight: weight, bias: bias, runningStatistics: &runningStatistics, training: isTraining,
-            momentum: momentum, eps: eps)
+            input, weight: weight, bias: bias, runningStatistics: &runningStatistics,
+            training: isTraining || runningStatistics == nil, momentum: momentum, eps: eps)
     }
 }

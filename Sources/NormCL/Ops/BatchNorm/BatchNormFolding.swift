@@ -38,9 +38,7 @@ public struct BatchNormFolding: Sendable, Equatable {
                 throw NormError.shapeMismatch(argument: name, expected: [channels], actual: [values.count])
             }
         }
-        guard eps.isFinite, eps >= 0 else {
-            throw NormError.invalidArgument(argument: "eps", reason: "must be finite and non-negative, got \(eps)")
-        }
+        try NormError.checkEps(eps)
         var scale = [Float](), shift = [Float]()
         for c in 0..<channels {
             let s = Double(weight?[c] ?? 1) / (Double(runningVar[c]) + Double(eps)).squareRoot()

@@ -6,15 +6,16 @@
 ///     mean_c = Σ x / n            var_c = Σ (x − mean_c)² / n      (biased)
 ///     y = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
 ///
-/// and, when `runningStatistics` is given in training, it is updated in place:
+/// and, when `runningStatistics` is given in training, it is replaced by the updated
+/// statistics (new tensors; the old ones keep their values):
 ///
 ///     running_mean = (1 − m)·running_mean + m·mean_c
 ///     running_var  = (1 − m)·running_var  + m·var_c·n/(n − 1)  (unbiased)
 ///
 /// with `m = momentum`, or `m = 1 / numBatchesTracked` (a cumulative average) when
 /// `momentum` is nil; `numBatchesTracked` is incremented first. In inference
-/// (`training == false` with running statistics) the running statistics replace the
-/// batch statistics and nothing is updated.
+/// (`training == false`) the running statistics replace the batch statistics and
+/// nothing is updated; they are required then, as in PyTorch.
 ///
 /// Statistics are computed in one pass over the data in float32 with Chan's merge of
 /// shifted block sums, which stays accurate for data with a large mean (`1e4 + N(0,1)`).
@@ -23,7 +24,8 @@
 ///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first.
 ///   - weight: γ, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, shape `[C]`, or nil for β = 0.
-///   - runningStatistics: running mean and variance (shape `[C]`), or nil.
+///   - runningStatistics: running mean and variance (shape `[C]`); nil is allowed in
+///     training only.
 ///   - training: whether to normalise with batch statistics (and update the running ones).
 ///   - momentum: weight of the new batch in the running update, in [0, 1]; nil for a
 ///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
@@ -32,7 +34,8 @@
 ///   deviation for the backward pass.
 /// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, empty
 ///   input, non-finite or negative eps, momentum outside [0, 1], a single value per
-///   channel in training, tensors on different backends); ``OpenCLError`` or
+///   channel in training, no running statistics in inference, tensors on different
+///   backends); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
@@ -75,9 +78,8 @@ func batchNorm(
     runningStatistics: inout RunningStatistics?, training: Bool,
     momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?
 ) throws -> BatchNormOutput {
-    let usesBatchStatistics = training || runningStatistics == nil
     let mode: BatchNormProblem.Mode =
-        usesBatchStatistics ? .training(updatesRunningStatistics: training && runningStatistics != nil) : .inference
+        training ? .training(updatesRunningStatistics: runningStatistics != nil) : .inference
     let problem = try BatchNormProblem.validated(
         input: input, weight: weight, bias: bias, running: runningStatistics, mode: mode, momentum: momentum, eps: eps)
 

@@ -35,26 +35,36 @@ struct BatchNormPlan: Equatable, Sendable {
     let elementwiseWorkGroupSize: Int
     let elementwiseWorkGroups: Int
     let chunkedAccess: Bool
-    /// Whether element indices need 64 bits (more than 2^32 elements).
+    /// Whether element indices need 64 bits: the elements, plus the overshoot of a
+    /// work-item's range past the end (up to the number of work-items), reach 2^32.
     let wideIndices: Bool
+    /// Work-group size of the one-work-item-per-channel kernels (scale, merge).
+    let perChannelWorkGroupSize: Int
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
     /// to run every strategy on shapes where the heuristic would not pick it).
     init(problem: BatchNormProblem, device: OpenCLDevice, tuning: DeviceTuning, strategy forced: Strategy? = nil) {
+        if let forced {
+            precondition((forced == .inference) == !problem.isTraining, "strategy \(forced) does not fit mode \(problem.mode)")
+            precondition(forced != .columns || problem.spatial == 1, "the column strategy takes (N, C) input")
+        }
         vectorWidth = problem.spatial % 4 == 0 ? 4 : 1
         channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
         columnTile = max(1, tuning.columnTile)
         chunkedAccess = tuning.chunkedAccess
-        wideIndices = problem.count + (1 << 20) >= 1 << 32
-        // Three floats of local memory per work-item in the reduction tree.
-        let localLimit = device.localMemoryBytes / (3 * MemoryLayout<Float>.size)
+        // Three floats of local memory per work-item in the reduction tree, plus three
+        // coefficients per work-group.
+        let localLimit = (device.localMemoryBytes - 16) / (3 * MemoryLayout<Float>.size)
         reductionWorkGroupSize = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
         elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
+        perChannelWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
 
         let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
         let vectors = problem.count / vectorWidth
         let vectorsPerChannel = problem.valuesPerChannel / vectorWidth
         elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
+        let maximumItems = max(reductionWorkGroupSize, elementwiseWorkGroups * elementwiseWorkGroupSize)
+        wideIndices = problem.count + 2 * maximumItems >= 1 << 32
 
         if let forced {
             strategy = forced

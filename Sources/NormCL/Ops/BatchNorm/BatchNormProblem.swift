@@ -69,19 +69,20 @@ struct BatchNormProblem: Hashable, Sendable {
         try checkPerChannel(bias, "bias")
         try checkPerChannel(running?.mean, "runningMean")
         try checkPerChannel(running?.variance, "runningVar")
-        guard eps.isFinite, eps >= 0 else {
-            throw .invalidArgument(argument: "eps", reason: "must be finite and non-negative, got \(eps)")
-        }
-        if let momentum, !(momentum >= 0 && momentum <= 1) {
-            throw .invalidArgument(argument: "momentum", reason: "must lie in [0, 1], got \(momentum)")
-        }
-        if let running, running.numBatchesTracked < 0 {
-            throw .invalidArgument(argument: "numBatchesTracked", reason: "must be non-negative, got \(running.numBatchesTracked)")
+        try NormError.checkEps(eps)
+        try NormError.checkMomentum(momentum)
+        if let running, running.numBatchesTracked < 0 || running.numBatchesTracked == Int.max {
+            throw .invalidArgument(
+                argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
         }
         let problem = BatchNormProblem(
             shape: shape, layout: input.layout, mode: mode, hasWeight: weight != nil, hasBias: bias != nil)
         if problem.isTraining && problem.valuesPerChannel <= 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
+        }
+        if !problem.isTraining && running == nil {
+            // PyTorch: "running_mean must be defined in evaluation mode".
+            throw .invalidArgument(argument: "runningStatistics", reason: "inference (training: false) needs running statistics")
         }
         return problem
     }
