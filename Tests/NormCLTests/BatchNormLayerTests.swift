@@ -89,14 +89,23 @@ struct BatchNormLayerTests {
             }
         }
         for layer in [pair.openCL, pair.reference] {
-            let running = try #require(layer.runningStatistics)
             // 1e-5·(1 + |v|): float32 storage of the statistics between steps, and a float32 momentum.
-            expectClose(try running.mean.toArray(), mean.map(Float.init), "\(layer.weight!.backend.name) running mean vs hand") { i in
-                1e-5 * (1 + Swift.abs(mean[i]))
-            }
-            expectClose(try running.variance.toArray(), variance.map(Float.init), "\(layer.weight!.backend.name) running var vs hand") { i in
-                1e-5 * (1 + Swift.abs(variance[i]))
-            }
+            try Self.expectRunning(layer, mean: mean, variance: variance, "\(layer.weight!.backend.name) vs hand")
+        }
+    }
+
+    /// Checks a layer's running statistics against values computed in the test, within
+    /// 1e-5·(1 + |v|).
+    static func expectRunning(
+        _ layer: BatchNorm, mean: [Double], variance: [Double], _ label: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let running = try #require(layer.runningStatistics)
+        expectClose(try running.mean.toArray(), mean.map(Float.init), "\(label): running mean", sourceLocation: sourceLocation) { i in
+            1e-5 * (1 + Swift.abs(mean[i]))
+        }
+        expectClose(try running.variance.toArray(), variance.map(Float.init), "\(label): running var", sourceLocation: sourceLocation) { i in
+            1e-5 * (1 + Swift.abs(variance[i]))
         }
     }
 
@@ -124,15 +133,9 @@ struct BatchNormLayerTests {
                 }
             }
             for layer in [pair.openCL, pair.reference] {
-                let running = try #require(layer.runningStatistics)
-                #expect(running.numBatchesTracked == k)
+                #expect(layer.runningStatistics?.numBatchesTracked == k)
                 // 1e-5·(1 + |v|): k float32 updates with factors 1/k.
-                expectClose(try running.mean.toArray(), meanAverage.map(Float.init), "\(layer.weight!.backend.name) after \(k) steps: mean") { i in
-                    1e-5 * (1 + Swift.abs(meanAverage[i]))
-                }
-                expectClose(try running.variance.toArray(), varAverage.map(Float.init), "\(layer.weight!.backend.name) after \(k) steps: var") { i in
-                    1e-5 * (1 + Swift.abs(varAverage[i]))
-                }
+                try Self.expectRunning(layer, mean: meanAverage, variance: varAverage, "\(layer.weight!.backend.name) after \(k) steps")
             }
         }
     }
