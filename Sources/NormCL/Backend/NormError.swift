@@ -18,6 +18,7 @@ public enum NormError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A tensor layout or element type that this op does not support (yet).
     case unsupported(argument: String, reason: String)
 
+    /// A sentence naming the argument and what was expected.
     public var description: String {
         switch self {
         case .invalidShape(let argument, let reason):

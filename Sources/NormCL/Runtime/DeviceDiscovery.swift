@@ -79,6 +79,7 @@ public enum DeviceSelectionError: Error, Equatable, Sendable, CustomStringConver
     /// OpenCL is installed but reports no device.
     case noDevice
 
+    /// What went wrong; for ``noMatch(request:available:)``, the list of devices.
     public var description: String {
         switch self {
         case .noMatch(let request, let available):

@@ -23,6 +23,7 @@ public struct DeviceTuning: Sendable, Equatable {
     /// one contiguous read; 1 on GPUs, where neighbouring work-items coalesce.
     public var columnTile: Int
 
+    /// Explicit values, e.g. for a device whose kind's defaults do not fit.
     public init(
         reductionWorkGroupSize: Int, elementwiseWorkGroupSize: Int, workGroupsPerComputeUnit: Int,
         minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool, columnTile: Int

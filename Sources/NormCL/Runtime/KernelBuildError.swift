@@ -13,6 +13,7 @@ public struct KernelBuildError: Error, Sendable, CustomStringConvertible {
     /// The compiler's build log.
     public let log: String
 
+    /// The program, options, device and status, then the build log.
     public var description: String {
         "OpenCL program '\(program)' failed to build for \(device) with options '\(options)': \(status.name)\n\(log)"
     }

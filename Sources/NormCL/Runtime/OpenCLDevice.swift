@@ -12,9 +12,13 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
 
     /// The position of this device in the discovery order (platforms, then devices).
     public let index: Int
+    /// `CL_DEVICE_NAME`, e.g. `"NVIDIA H100 80GB HBM3"` or `"pthread-haswell-…"` (PoCL).
     public let name: String
+    /// `CL_DEVICE_VENDOR`.
     public let vendor: String
+    /// `CL_PLATFORM_NAME` of the platform (driver) the device belongs to.
     public let platformName: String
+    /// GPU, CPU, accelerator or other, from `CL_DEVICE_TYPE`.
     public let kind: Kind
     /// `CL_DEVICE_MAX_COMPUTE_UNITS`.
     public let computeUnits: Int
@@ -39,6 +43,7 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
     let id: cl_device_id
     let platform: cl_platform_id
 
+    /// One line: index, name, kind, platform and the limits plans use.
     public var description: String {
         "#\(index) \(name) (\(kind.rawValue), \(platformName)): \(computeUnits) compute units, work-groups ≤ \(maxWorkGroupSize), \(localMemoryBytes / 1024) KiB local, \(globalMemoryBytes >> 20) MiB global"
     }

@@ -10,6 +10,7 @@ public struct OpenCLError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The OpenCL API function that returned `code`, e.g. `"clCreateBuffer"`.
     public let call: String
 
+    /// An error for `call` returning `code`.
     public init(code: Int32, call: String) {
         self.code = code
         self.call = call
@@ -24,6 +25,7 @@ public struct OpenCLError: Error, Equatable, Sendable, CustomStringConvertible {
             || code == CL_OUT_OF_HOST_MEMORY || code == CL_INVALID_BUFFER_SIZE
     }
 
+    /// E.g. `"clCreateBuffer(…) failed with CL_INVALID_BUFFER_SIZE (-61)"`.
     public var description: String { "\(call) failed with \(name) (\(code))" }
 }
 
