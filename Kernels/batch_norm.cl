@@ -1,4 +1,6 @@
-// BatchNorm forward, contiguous NCHW: training (batch statistics) and inference.
+// BatchNorm forward, channels-first (NCHW) and channels-last (NHWC): training (batch
+// statistics) and inference. Channels-last input, and (N, C) input, are a row-major
+// (rows, C) matrix to the column kernels (rows = N * M).
 //
 // Build options, all set by BatchNormPlan (Sources/NormCL/Ops/BatchNorm/BatchNormPlan.swift):
 //   CHANNELS       C
@@ -285,8 +287,8 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
 #endif
 }
 
-// Training for (N, C) input (M == 1, BatchNorm1d): each channel is a column of a
-// row-major N x C matrix. A work-item owns TILE adjacent column vectors of CVEC
+// Training on a row-major (rows, C) matrix: (N, C) input (M == 1, BatchNorm1d), or
+// channels-last input with rows = N * M. Each channel is a column. A work-item owns TILE adjacent column vectors of CVEC
 // channels and walks the rows, so each row segment it reads is contiguous (CPUs)
 // while neighbouring work-items read neighbouring tiles (GPUs, TILE = 1, coalesce).
 // No work-group reduction: each lane keeps block-shifted moments as in
@@ -300,33 +302,32 @@ typedef float floatc;
 #endif
 #define COLUMN_VECS (CHANNELS / CVEC)
 
-__kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uint batch,
-                               __global const float *weight, __global const float *bias,
-                               __global float *save_mean, __global float *save_invstd,
-                               __global const float *running_mean_in, __global const float *running_var_in,
-                               __global float *running_mean_out, __global float *running_var_out,
-                               float momentum, float eps) {
-    uint first = get_global_id(0) * TILE;
-    if (first >= COLUMN_VECS) return;
-    uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
-    // Per column vector: pilot (median of rows 0, 1/4, 1/2, 3/4, last, as in
-    // channel_pilot), then shift, mean and M2 relative to it.
-    floatc pilot[TILE], shift[TILE], mean[TILE], m2[TILE], s[TILE], q[TILE];
-    size_t last = batch - 1;
+// Column vector k's pilot: the median of its values in rows 0, 1/4, 1/2, 3/4 and the
+// last (as channel_pilot does along a channel), lane by lane.
+inline floatc column_pilot(__global const floatc *x, uint rows, uint k) {
+    size_t last = rows - 1;
+    floatc a = x[k], b = x[(last / 4) * COLUMN_VECS + k], c = x[(last / 2) * COLUMN_VECS + k];
+    floatc d = x[(last - last / 4) * COLUMN_VECS + k], e = x[last * COLUMN_VECS + k];
+    floatc mid1 = fmax(fmin(a, b), fmin(c, d)), mid2 = fmin(fmax(a, b), fmax(c, d));
+    return fmax(fmin(mid1, mid2), fmin(fmax(mid1, mid2), e));
+}
+
+// Moments of column vectors first ..< first + width over rows [lo, hi), relative to
+// `pilot`, lane by lane: block-shifted sums folded with Chan's formula, M2
+// Kahan-compensated, as in accumulate_channel and fold_block (all lanes share the
+// counts). Fills mean and m2; returns the count.
+inline float accumulate_columns(__global const floatc *x, uint first, uint width, uint lo, uint hi,
+                                const floatc *pilot, floatc *mean, floatc *m2) {
+    floatc shift[TILE], s[TILE], q[TILE], carry[TILE];
     for (uint t = 0; t < width; ++t) {
-        floatc a = x[first + t], b = x[(last / 4) * COLUMN_VECS + first + t];
-        floatc c = x[(last / 2) * COLUMN_VECS + first + t], d = x[(last - last / 4) * COLUMN_VECS + first + t];
-        floatc e = x[last * COLUMN_VECS + first + t];
-        floatc low = fmin(a, b), high = fmax(a, b), low2 = fmin(c, d), high2 = fmax(c, d);
-        floatc mid1 = fmax(low, low2), mid2 = fmin(high, high2);
-        pilot[t] = fmax(fmin(mid1, mid2), fmin(fmax(mid1, mid2), e));
         shift[t] = 0.0f;
         mean[t] = 0.0f;
         m2[t] = 0.0f;
+        carry[t] = 0.0f;
     }
     float count = 0.0f;
-    for (uint n = 0; n < batch;) {
-        uint rows = min((uint)BLOCK, batch - n);
+    for (uint n = lo; n < hi;) {
+        uint rows = min((uint)BLOCK, hi - n);
         for (uint t = 0; t < width; ++t) { s[t] = 0.0f; q[t] = 0.0f; }
         for (uint k = 0; k < rows; ++k) {
             __global const floatc *row = x + (size_t)(n + k) * COLUMN_VECS + first;
@@ -336,91 +337,135 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
                 q[t] += d * d;
             }
         }
-        // fold_block and moments_merge, lane-wise; all lanes share the counts.
         float b = (float)rows, total = count + b;
         for (uint t = 0; t < width; ++t) {
             floatc block_mean = s[t] / b;
             floatc block_m2 = q[t] - s[t] * block_mean;
             block_m2 = select(block_m2, (floatc)0.0f, block_m2 < (floatc)0.0f);
             floatc delta = shift[t] + block_mean - mean[t];
+            floatc increment = block_m2 + delta * delta * (count * b / total) - carry[t];
+            floatc sum = m2[t] + increment;
+            carry[t] = (sum - m2[t]) - increment;
+            m2[t] = sum;
             mean[t] += delta * (b / total);
-            m2[t] += block_m2 + delta * delta * (count * b / total);
             shift[t] = mean[t];
         }
         count = total;
         n += rows;
     }
-    // Per channel: saved and running statistics; s and q now hold scale and beta.
+    return count;
+}
+
+// Splits a column vector into its CVEC lanes.
+inline void column_lanes(floatc v, float *lanes) {
+#if CVEC == 4
+    vstore4(v, 0, lanes);
+#else
+    lanes[0] = v;
+#endif
+}
+
+__kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uint batch,
+                               __global const float *weight, __global const float *bias,
+                               __global float *save_mean, __global float *save_invstd,
+                               __global const float *running_mean_in, __global const float *running_var_in,
+                               __global float *running_mean_out, __global float *running_var_out,
+                               float momentum, float eps) {
+    uint first = get_global_id(0) * TILE;
+    if (first >= COLUMN_VECS) return;
+    uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
+    floatc pilot[TILE], mean[TILE], m2[TILE], scale[TILE], beta[TILE];
+    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, batch, first + t);
+    float count = accumulate_columns(x, first, width, 0, batch, pilot, mean, m2);
+    // Per channel: saved and running statistics, and the coefficients.
     for (uint t = 0; t < width; ++t) {
         float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC];
-#if CVEC == 4
-        vstore4(pilot[t], 0, lanes_pilot);
-        vstore4(mean[t], 0, lanes_mean);
-        vstore4(m2[t], 0, lanes_m2);
-#else
-        lanes_pilot[0] = pilot[t];
-        lanes_mean[0] = mean[t];
-        lanes_m2[0] = m2[t];
-#endif
+        column_lanes(pilot[t], lanes_pilot);
+        column_lanes(mean[t], lanes_mean);
+        column_lanes(m2[t], lanes_m2);
         for (uint i = 0; i < CVEC; ++i) {
             Moments m = {count, lanes_mean[i], lanes_m2[i]};
             lanes_scale[i] = finish_channel((first + t) * CVEC + i, m, (float)batch, lanes_pilot[i], weight,
                                             save_mean, save_invstd, running_mean_in, running_var_in,
                                             running_mean_out, running_var_out, momentum, eps).y;
         }
-        s[t] = CLOAD(0, lanes_scale);
+        scale[t] = CLOAD(0, lanes_scale);
 #if HAS_BIAS
-        q[t] = CLOAD(first + t, bias);
+        beta[t] = CLOAD(first + t, bias);
 #else
-        q[t] = 0.0f;
+        beta[t] = 0.0f;
 #endif
     }
     for (uint n = 0; n < batch; ++n) {
         size_t row = (size_t)n * COLUMN_VECS + first;
-        for (uint t = 0; t < width; ++t) y[row + t] = ((x[row + t] - pilot[t]) - mean[t]) * s[t] + q[t];
+        for (uint t = 0; t < width; ++t) y[row + t] = ((x[row + t] - pilot[t]) - mean[t]) * scale[t] + beta[t];
     }
 }
 
-// y = ((x - pilot[c]) - offset[c]) * scale[c] + bias[c] for (N, C) input, row by
-// row, with the per-channel coefficients loaded as vectors beside each row segment.
+// Columns, split reduction, step 1 of 3 (then bn_finish_moments, bn_apply_columns):
+// work-item (i, g) reduces the TILE column vectors of item i over row slice g and
+// writes each channel's (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...];
+// row slice 0 also writes the pilots.
+__kernel void bn_column_partials(__global const floatc *x, uint batch, __global float *partials,
+                                 __global float *pilots) {
+    uint first = get_global_id(0) * TILE;
+    if (first >= COLUMN_VECS) return;
+    uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
+    uint g = get_global_id(1), groups = get_global_size(1);
+    uint per = (batch + groups - 1) / groups;
+    uint lo = min(g * per, batch), hi = min(lo + per, batch);
+    floatc pilot[TILE], mean[TILE], m2[TILE];
+    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, batch, first + t);
+    float count = accumulate_columns(x, first, width, lo, hi, pilot, mean, m2);
+    for (uint t = 0; t < width; ++t) {
+        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC];
+        column_lanes(pilot[t], lanes_pilot);
+        column_lanes(mean[t], lanes_mean);
+        column_lanes(m2[t], lanes_m2);
+        for (uint i = 0; i < CVEC; ++i) {
+            uint c = (first + t) * CVEC + i;
+            __global float *p = partials + ((size_t)c * groups + g) * 3;
+            p[0] = count;
+            p[1] = lanes_mean[i];
+            p[2] = lanes_m2[i];
+            if (g == 0) pilots[c] = lanes_pilot[i];
+        }
+    }
+}
+
+// y = (x - pilot[c]) * scale[c] + shift[c] for (rows, C) input, row by row, with the
+// per-channel coefficients loaded as vectors beside each row segment.
 __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uint batch,
-                               __global const float *pilot, __global const float *offset,
-                               __global const float *scale, __global const float *bias) {
+                               __global const float *pilot, __global const float *scale,
+                               __global const float *shift) {
     INDEX_T total = (INDEX_T)batch * COLUMN_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
 #if CHUNKED
     for (INDEX_T v = r.first; v < r.end;) {
         INDEX_T row = v / COLUMN_VECS;
         uint column = (uint)(v - row * COLUMN_VECS);
-        INDEX_T len = min((row + 1) * COLUMN_VECS, r.end) - v;
+        uint len = (uint)(min((row + 1) * COLUMN_VECS, r.end) - v);
+        __global const floatc *in = x + v;
+        __global floatc *out = y + v;
         for (uint j = 0; j < len; ++j) {
             uint k = column + j;
-#if HAS_BIAS
-            floatc b = CLOAD(k, bias);
-#else
-            floatc b = 0.0f;
-#endif
-            y[v + j] = ((x[v + j] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + b;
+            out[j] = (in[j] - CLOAD(k, pilot)) * CLOAD(k, scale) + CLOAD(k, shift);
         }
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint k = (uint)(v % COLUMN_VECS);
-#if HAS_BIAS
-        floatc b = CLOAD(k, bias);
-#else
-        floatc b = 0.0f;
-#endif
-        y[v] = ((x[v] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + b;
+        y[v] = (x[v] - CLOAD(k, pilot)) * CLOAD(k, scale) + CLOAD(k, shift);
     }
 #endif
 }
 
 // Training, split reduction, step 1 of 3: work-group (g, c) reduces slice g of
-// channel c and writes its (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...].
+// channel c and writes its (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...];
+// slice 0 also writes the channel's pilot.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bn_partial_moments(__global const floatv *x, uint batch, __global float *partials) {
+void bn_partial_moments(__global const floatv *x, uint batch, __global float *partials, __global float *pilots) {
     __local float lc[WG], lm[WG], lq[WG];
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint c = get_group_id(1);
@@ -436,19 +481,22 @@ void bn_partial_moments(__global const floatv *x, uint batch, __global float *pa
         p[0] = m.count;
         p[1] = m.mean;
         p[2] = m.m2;
+        if (g == 0) pilots[c] = pilot;
     }
 }
 
-// Training, split reduction, step 2 of 3: one work-item per channel merges its
-// partials in order (deterministic), writes saved and running statistics, and the
-// per-channel coefficients of bn_apply: pilot, offset = mean - pilot, and scale.
-__kernel void bn_finish_moments(__global const floatv *x, __global const float *partials, uint groups, uint batch,
+// Training, split reduction (per channel or per column), step 2 of 3: one work-item
+// per channel merges its partials in order (deterministic), writes saved and running
+// statistics, and the coefficients of the apply step: y = (x - pilot) * scale + shift
+// with shift = beta - (mean - pilot) * scale. (mean - pilot) is of the data's spread,
+// so folding it into the shift cancels nothing.
+__kernel void bn_finish_moments(__global const float *pilots, __global const float *partials, uint groups, float count,
                                 __global const float *weight,
                                 __global float *save_mean, __global float *save_invstd,
                                 __global const float *running_mean_in, __global const float *running_var_in,
                                 __global float *running_mean_out, __global float *running_var_out,
-                                float momentum, float eps,
-                                __global float *pilot_out, __global float *offset, __global float *scale) {
+                                float momentum, float eps, __global const float *bias,
+                                __global float *scale, __global float *shift) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
     Moments m = {0.0f, 0.0f, 0.0f};
@@ -457,36 +505,43 @@ __kernel void bn_finish_moments(__global const floatv *x, __global const float *
         Moments part = {p[0], p[1], p[2]};
         m = moments_merge(m, part);
     }
-    float count = (float)((INDEX_T)batch * SPATIAL);
-    float pilot = channel_pilot(x, c, batch);
-    float2 mean_scale = finish_channel(c, m, count, pilot, weight, save_mean, save_invstd, running_mean_in,
+    float2 mean_scale = finish_channel(c, m, count, pilots[c], weight, save_mean, save_invstd, running_mean_in,
                                        running_var_in, running_mean_out, running_var_out, momentum, eps);
-    pilot_out[c] = pilot;
-    offset[c] = mean_scale.x;
+#if HAS_BIAS
+    float beta = bias[c];
+#else
+    float beta = 0.0f;
+#endif
     scale[c] = mean_scale.y;
+    shift[c] = beta - mean_scale.x * mean_scale.y;
 }
 
 // Inference, step 1 of 2, one work-item per channel: scale = gamma / sqrt(running_var
-// + eps) and offset = 0, so bn_apply computes (x - running_mean) * scale + bias.
+// + eps) and shift = beta, so the apply step computes (x - running_mean) * scale + beta.
 __kernel void bn_inference_scale(__global const float *running_var, __global const float *weight,
-                                 float eps, __global float *offset, __global float *scale) {
+                                 __global const float *bias, float eps, __global float *scale,
+                                 __global float *shift) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
     float s = 1.0f / sqrt(running_var[c] + eps);
 #if HAS_WEIGHT
     s *= weight[c];
 #endif
-    offset[c] = 0.0f;
     scale[c] = s;
+#if HAS_BIAS
+    shift[c] = bias[c];
+#else
+    shift[c] = 0.0f;
+#endif
 }
 
-// y = ((x - pilot[c]) - offset[c]) * scale[c] + bias[c] over every element: step 3
-// of the split training path (pilot = channel_pilot, offset = mean -
-// pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting
-// before scaling keeps large-mean data from cancelling.
+// y = (x - pilot[c]) * scale[c] + shift[c] over every element of NCHW input: step 3
+// of the split training path (pilot from channel_pilot) and step 2 of inference
+// (pilot = running mean). Subtracting before scaling keeps large-mean data from
+// cancelling.
 __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
-                       __global const float *pilot, __global const float *offset,
-                       __global const float *scale, __global const float *bias) {
+                       __global const float *pilot, __global const float *scale,
+                       __global const float *shift) {
     INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
 #if CHUNKED
@@ -495,23 +550,14 @@ __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
         INDEX_T plane = v / SPATIAL_VECS;
         INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
         uint c = (uint)(plane % CHANNELS);
-        float k = pilot[c], o = offset[c], s = scale[c];
-#if HAS_BIAS
-        float b = bias[c];
-#else
-        float b = 0.0f;
-#endif
-        for (INDEX_T j = v; j < v + len; ++j) y[j] = ((x[j] - k) - o) * s + b;
+        float k = pilot[c], s = scale[c], b = shift[c];
+        for (INDEX_T j = v; j < v + len; ++j) y[j] = (x[j] - k) * s + b;
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
-#if HAS_BIAS
-        y[v] = ((x[v] - pilot[c]) - offset[c]) * scale[c] + bias[c];
-#else
-        y[v] = ((x[v] - pilot[c]) - offset[c]) * scale[c];
-#endif
+        y[v] = (x[v] - pilot[c]) * scale[c] + shift[c];
     }
 #endif
 }

@@ -9,7 +9,7 @@ struct BenchmarkCase: Sendable {
 
     let op: Op
     let shape: [Int]
-    let layout: TensorLayout = .channelsFirst
+    var layout: TensorLayout = .channelsFirst
 
     var name: String { "\(op.rawValue) \(shapeText) \(layout == .channelsFirst ? "NCHW" : "NHWC") f32" }
     var shapeText: String { "(" + shape.map(String.init).joined(separator: ",") + ")" }
@@ -27,11 +27,17 @@ struct BenchmarkCase: Sendable {
         }
     }
 
-    /// The suite: real shapes from CNNs (ResNet-50 stages) and a BatchNorm1d.
+    /// The suite: real shapes from CNNs (ResNet-50 stages) and a BatchNorm1d, in NCHW,
+    /// and the 4-d ones in channels-last (NHWC) too.
     static func suite(quick: Bool) -> [BenchmarkCase] {
         let shapes: [[Int]] = quick ? [[8, 64, 28, 28], [64, 512]] : [[32, 64, 56, 56], [8, 128, 28, 28], [256, 2048]]
-        return shapes.flatMap { shape in
-            [BenchmarkCase(op: .batchNormTraining, shape: shape), BenchmarkCase(op: .batchNormInference, shape: shape)]
+        let layouts: [(shape: [Int], layout: TensorLayout)] =
+            shapes.map { ($0, .channelsFirst) } + shapes.filter { $0.count == 4 }.map { ($0, .channelsLast) }
+        return layouts.flatMap { shape, layout in
+            [
+                BenchmarkCase(op: .batchNormTraining, shape: shape, layout: layout),
+                BenchmarkCase(op: .batchNormInference, shape: shape, layout: layout),
+            ]
         }
     }
 }
@@ -42,7 +48,7 @@ struct PreparedCase {
 
     init(_ benchmarkCase: BenchmarkCase, input values: [Float], on backend: Backend) throws {
         let channels = benchmarkCase.channels
-        let input = try Tensor(values, shape: benchmarkCase.shape, on: backend)
+        let input = try Tensor(values, shape: benchmarkCase.shape, layout: benchmarkCase.layout, on: backend)
         let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
         let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
         let statistics = RunningStatistics(

@@ -34,16 +34,19 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cases = []
-    for shape in SHAPES:
+    layouts = [(shape, "NCHW") for shape in SHAPES] + [(shape, "NHWC") for shape in SHAPES if len(shape) == 4]
+    for shape, layout in layouts:
         c = shape[1]
         x = torch.rand(shape) * 4 - 1.5
+        if layout == "NHWC":
+            x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = torch.ones(c), torch.zeros(c)
         for mode in ("train", "eval"):
             running_mean, running_var = torch.zeros(c), torch.ones(c)
             training = mode == "train"
             run = lambda: F.batch_norm(x, running_mean, running_var, weight, bias, training, 0.1, 1e-5)
             median, minimum = time_ms(run, args.iterations)
-            name = f"BatchNorm {mode} ({','.join(map(str, shape))}) NCHW f32"
+            name = f"BatchNorm {mode} ({','.join(map(str, shape))}) {layout} f32"
             cases.append({"name": name, "median_ms": median, "min_ms": minimum})
             print(f"{name:42s} {median:8.3f} {minimum:8.3f}")
     if args.json:

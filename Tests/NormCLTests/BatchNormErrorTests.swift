@@ -183,17 +183,6 @@ struct BatchNormErrorTests {
         #expect(Self.caseAndArgument(error) == "invalidArgument(numBatchesTracked)")
     }
 
-    @Test("a channelsLast input is unsupported", arguments: BackendChoice.allCases)
-    func channelsLast(choice: BackendChoice) throws {
-        let backend = try choice.backend()
-        let input = try Tensor([Float](repeating: 1, count: 2 * 3 * 2 * 2), shape: [2, 3, 2, 2], layout: .channelsLast, on: backend)
-        for training in [true, false] {
-            var running = try Self.running(3, on: backend)
-            let error = #expect(throws: NormError.self) { try batchNorm(input, runningStatistics: &running, training: training) }
-            #expect(Self.caseAndArgument(error) == "unsupported(input)", "\(String(describing: error))")
-        }
-    }
-
     /// Parameters on another backend than the input: both directions, and running
     /// statistics too.
     @Test("tensors on different backends")

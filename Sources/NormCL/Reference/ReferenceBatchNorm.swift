@@ -2,8 +2,22 @@
 /// the data, the formulas of SPEC.md taken literally.
 ///
 /// The OpenCL kernels are tested against this, and it is what ``Backend/reference``
-/// runs. Element (n, c, m) of an NCHW tensor is at `(n·C + c)·M + m`.
+/// runs. Element (n, c, m) is at `(n·C + c)·M + m` in NCHW and at `(n·M + m)·C + c`
+/// in channels-last memory.
 enum ReferenceBatchNorm {
+    /// Where element (n, c, m) of an `(N, C, M)` tensor lives in memory.
+    struct Indexing {
+        let batch: Int, channels: Int, spatial: Int
+        let layout: TensorLayout
+
+        func callAsFunction(_ n: Int, _ c: Int, _ m: Int) -> Int {
+            switch layout {
+            case .channelsFirst: (n * channels + c) * spatial + m
+            case .channelsLast: (n * spatial + m) * channels + c
+            }
+        }
+    }
+
     struct Result {
         var output: [Float]
         var saveMean: [Float]?
@@ -13,22 +27,20 @@ enum ReferenceBatchNorm {
     }
 
     /// Mean and biased variance per channel: `mean_c = Σx/n`, `var_c = Σ(x − mean_c)²/n`.
-    static func channelStatistics(_ x: [Float], batch: Int, channels: Int, spatial: Int) -> (mean: [Double], variance: [Double]) {
-        let n = Double(batch * spatial)
-        var mean = [Double](repeating: 0, count: channels)
-        var variance = [Double](repeating: 0, count: channels)
-        for c in 0..<channels {
+    static func channelStatistics(_ x: [Float], _ index: Indexing) -> (mean: [Double], variance: [Double]) {
+        let n = Double(index.batch * index.spatial)
+        var mean = [Double](repeating: 0, count: index.channels)
+        var variance = [Double](repeating: 0, count: index.channels)
+        for c in 0..<index.channels {
             var sum = 0.0
-            for b in 0..<batch {
-                let base = (b * channels + c) * spatial
-                for m in 0..<spatial { sum += Double(x[base + m]) }
+            for b in 0..<index.batch {
+                for m in 0..<index.spatial { sum += Double(x[index(b, c, m)]) }
             }
             mean[c] = sum / n
             var squares = 0.0
-            for b in 0..<batch {
-                let base = (b * channels + c) * spatial
-                for m in 0..<spatial {
-                    let d = Double(x[base + m]) - mean[c]
+            for b in 0..<index.batch {
+                for m in 0..<index.spatial {
+                    let d = Double(x[index(b, c, m)]) - mean[c]
                     squares += d * d
                 }
             }
@@ -39,17 +51,16 @@ enum ReferenceBatchNorm {
 
     /// `y = (x − mean_c)·invstd_c·γ_c + β_c`, computed in float64 and rounded once.
     static func normalize(
-        _ x: [Float], batch: Int, channels: Int, spatial: Int,
-        mean: [Double], invstd: [Double], weight: [Float]?, bias: [Float]?
+        _ x: [Float], _ index: Indexing, mean: [Double], invstd: [Double], weight: [Float]?, bias: [Float]?
     ) -> [Float] {
         var y = [Float](repeating: 0, count: x.count)
-        for b in 0..<batch {
-            for c in 0..<channels {
+        for b in 0..<index.batch {
+            for c in 0..<index.channels {
                 let gamma = weight.map { Double($0[c]) } ?? 1
                 let beta = bias.map { Double($0[c]) } ?? 0
-                let base = (b * channels + c) * spatial
-                for m in 0..<spatial {
-                    y[base + m] = Float((Double(x[base + m]) - mean[c]) * invstd[c] * gamma + beta)
+                for m in 0..<index.spatial {
+                    let i = index(b, c, m)
+                    y[i] = Float((Double(x[i]) - mean[c]) * invstd[c] * gamma + beta)
                 }
             }
         }
@@ -64,17 +75,18 @@ enum ReferenceBatchNorm {
         _ problem: BatchNormProblem, x: [Float], weight: [Float]?, bias: [Float]?,
         runningMean: [Float]?, runningVar: [Float]?, momentum: Double, eps: Double
     ) -> Result {
-        let (batch, channels, spatial) = (problem.batch, problem.channels, problem.spatial)
+        let channels = problem.channels
+        let index = Indexing(batch: problem.batch, channels: channels, spatial: problem.spatial, layout: problem.layout)
         switch problem.mode {
         case .inference:
             let mean = (runningMean ?? [Float](repeating: 0, count: channels)).map(Double.init)
             let invstd = (runningVar ?? [Float](repeating: 1, count: channels)).map { 1 / (Double($0) + eps).squareRoot() }
-            let y = normalize(x, batch: batch, channels: channels, spatial: spatial, mean: mean, invstd: invstd, weight: weight, bias: bias)
+            let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias)
             return Result(output: y)
         case .training(let updatesRunning):
-            let (mean, variance) = channelStatistics(x, batch: batch, channels: channels, spatial: spatial)
+            let (mean, variance) = channelStatistics(x, index)
             let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
-            let y = normalize(x, batch: batch, channels: channels, spatial: spatial, mean: mean, invstd: invstd, weight: weight, bias: bias)
+            let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias)
             var result = Result(output: y, saveMean: mean.map(Float.init), saveInvstd: invstd.map(Float.init))
             if updatesRunning, let runningMean, let runningVar {
                 let n = Double(problem.valuesPerChannel)

@@ -5,6 +5,8 @@ import Testing
 /// every output against the reference within stated tolerances.
 struct BatchNormHarness {
     var shape: [Int]
+    /// How `x` is laid out in memory (shape stays `(N, C, *S)`).
+    var layout: TensorLayout = .channelsFirst
     var x: [Float]
     var weight: [Float]?
     var bias: [Float]?
@@ -41,7 +43,7 @@ struct BatchNormHarness {
     }
 
     func run(on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil) throws -> Result {
-        let input = try Tensor(x, shape: shape, on: backend)
+        let input = try Tensor(x, shape: shape, layout: layout, on: backend)
         let w = try weight.map { try Tensor($0, on: backend) }
         let b = try bias.map { try Tensor($0, on: backend) }
         var running: RunningStatistics? = nil
@@ -74,7 +76,7 @@ struct BatchNormHarness {
     func check(on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let expected = try run(on: .reference, training: training)
         let actual = try run(on: backend, training: training, strategy: strategy)
-        let label = "\(shape) \(backend.name) training=\(training) strategy=\(strategy.map { "\($0)" } ?? "auto")"
+        let label = "\(shape) \(layout) \(backend.name) training=\(training) strategy=\(strategy.map { "\($0)" } ?? "auto")"
         expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
             2e-6 * (1 + Swift.abs(Double(expected.output[i])))
         }

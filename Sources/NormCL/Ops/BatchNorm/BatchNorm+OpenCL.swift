@@ -37,22 +37,35 @@ enum BatchNormKernels {
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
-        let offset = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
         let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+        let shift = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
         let scaleEvent = try runtime.enqueue(
             "bn_inference_scale", from: program,
             global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)], local: [plan.perChannelWorkGroupSize],
-            arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .float(inputs.eps), .buffer(offset), .buffer(scale)])
-        // (N, C) input: row-wise with channel vectors, not per-plane runs of length 1.
-        let applyKernel = problem.spatial == 1 ? "bn_apply_columns" : "bn_apply"
-        let applyEvent = try runtime.enqueue(
-            applyKernel, from: program,
+            arguments: [
+                .buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias), .float(inputs.eps),
+                .buffer(scale), .buffer(shift),
+            ])
+        let applyEvent = try enqueueApply(
+            problem, plan: plan, x: inputs.x, output: output, pilot: inputs.runningMean, scale: scale, shift: shift,
+            program: program, on: runtime)
+        return Outputs(output: output, events: [scaleEvent, applyEvent])
+    }
+
+    /// `y = (x − pilot_c)·scale_c + shift_c` over every element: per plane for NCHW,
+    /// row by row with channel vectors for a `(rows, C)` matrix.
+    private static func enqueueApply(
+        _ problem: BatchNormProblem, plan: BatchNormPlan, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
+        scale: DeviceBuffer, shift: DeviceBuffer, program: CompiledProgram, on runtime: OpenCLRuntime
+    ) throws -> KernelEvent {
+        let (kernel, count) =
+            problem.isRowsByChannels ? ("bn_apply_columns", problem.valuesPerChannel) : ("bn_apply", problem.batch)
+        return try runtime.enqueue(
+            kernel, from: program,
             global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
             arguments: [
-                .buffer(inputs.x), .buffer(output.deviceBuffer), .uint(UInt32(problem.batch)),
-                .buffer(inputs.runningMean), .buffer(offset), .buffer(scale), .buffer(inputs.bias),
+                .buffer(x), .buffer(output.deviceBuffer), .uint(UInt32(count)), .buffer(pilot), .buffer(scale), .buffer(shift),
             ])
-        return Outputs(output: output, events: [scaleEvent, applyEvent])
     }
 
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
@@ -62,7 +75,7 @@ enum BatchNormKernels {
     ) throws -> Outputs {
         let channelShape = [problem.channels]
         let batch = KernelArgument.uint(UInt32(problem.batch))
-        let elementwiseGlobal = plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize
+        let rows = KernelArgument.uint(UInt32(problem.valuesPerChannel))
         let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
         let saveInvstd = try Tensor(uninitializedShape: channelShape, on: runtime)
         let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
@@ -83,39 +96,44 @@ enum BatchNormKernels {
                     "bn_train_fused", from: program, global: [problem.channels * wg], local: [wg],
                     arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), batch, .buffer(inputs.weight), .buffer(inputs.bias)]
                         + statisticsArguments))
-        case .splitReduction(let groups):
+        case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
+            // Partial moments per (channel, slice), merged per channel, then the apply pass.
             let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
-            let pilot = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let offset = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            let pilots = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            events.append(
-                try runtime.enqueue(
-                    "bn_partial_moments", from: program, global: [groups * wg, problem.channels], local: [wg, 1],
-                    arguments: [.buffer(inputs.x), batch, .buffer(partials)]))
+            let shift = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            if case .splitColumns = plan.strategy {
+                let (items, local) = columnItems(problem, plan: plan)
+                events.append(
+                    try runtime.enqueue(
+                        "bn_column_partials", from: program, global: [items.roundedUp(toMultipleOf: local), groups],
+                        local: [local, 1], arguments: [.buffer(inputs.x), rows, .buffer(partials), .buffer(pilots)]))
+            } else {
+                events.append(
+                    try runtime.enqueue(
+                        "bn_partial_moments", from: program, global: [groups * wg, problem.channels], local: [wg, 1],
+                        arguments: [.buffer(inputs.x), batch, .buffer(partials), .buffer(pilots)]))
+            }
             events.append(
                 try runtime.enqueue(
                     "bn_finish_moments", from: program,
                     global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)],
                     local: [plan.perChannelWorkGroupSize],
-                    arguments: [.buffer(inputs.x), .buffer(partials), .uint(UInt32(groups)), batch, .buffer(inputs.weight)]
-                        + statisticsArguments + [.buffer(pilot), .buffer(offset), .buffer(scale)]))
-            events.append(
-                try runtime.enqueue(
-                    problem.spatial == 1 ? "bn_apply_columns" : "bn_apply", from: program,
-                    global: [elementwiseGlobal], local: [plan.elementwiseWorkGroupSize],
                     arguments: [
-                        .buffer(inputs.x), .buffer(output.deviceBuffer), batch,
-                        .buffer(pilot), .buffer(offset), .buffer(scale), .buffer(inputs.bias),
-                    ]))
+                        .buffer(pilots), .buffer(partials), .uint(UInt32(groups)), .float(Float(problem.valuesPerChannel)),
+                        .buffer(inputs.weight),
+                    ] + statisticsArguments + [.buffer(inputs.bias), .buffer(scale), .buffer(shift)]))
+            events.append(
+                try enqueueApply(
+                    problem, plan: plan, x: inputs.x, output: output, pilot: pilots, scale: scale, shift: shift,
+                    program: program, on: runtime))
         case .columns:
-            precondition(problem.spatial == 1, "the column kernel takes (N, C) input")
-            let items = (problem.channels / plan.channelVectorWidth).ceilingDivided(by: plan.columnTile)
-            let local = min(plan.elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4))
+            let (items, local) = columnItems(problem, plan: plan)
             events.append(
                 try runtime.enqueue(
                     "bn_train_columns", from: program,
                     global: [items.roundedUp(toMultipleOf: local)], local: [local],
-                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), batch, .buffer(inputs.weight), .buffer(inputs.bias)]
+                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), rows, .buffer(inputs.weight), .buffer(inputs.bias)]
                         + statisticsArguments))
         case .inference:
             return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
@@ -123,5 +141,12 @@ enum BatchNormKernels {
         return Outputs(
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
             runningMean: runningMeanOut, runningVar: runningVarOut, events: events)
+    }
+
+    /// Work-items of the column kernels (one per tile of column vectors) and their
+    /// work-group size.
+    private static func columnItems(_ problem: BatchNormProblem, plan: BatchNormPlan) -> (items: Int, local: Int) {
+        let items = (problem.channels / plan.channelVectorWidth).ceilingDivided(by: plan.columnTile)
+        return (items, min(plan.elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4)))
     }
 }

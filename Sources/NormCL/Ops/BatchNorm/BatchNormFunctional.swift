@@ -21,7 +21,8 @@
 /// shifted block sums, which stays accurate for data with a large mean (`1e4 + N(0,1)`).
 ///
 /// - Parameters:
-///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first.
+///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first
+///     or channels-last; the output has the same layout.
 ///   - weight: γ, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, shape `[C]`, or nil for β = 0.
 ///   - runningStatistics: running mean and variance (shape `[C]`); nil is allowed in

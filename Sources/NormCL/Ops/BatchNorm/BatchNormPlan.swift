@@ -10,10 +10,15 @@
 ///   long reductions (e.g. `C = 1`, millions of values). `G` work-groups per channel
 ///   write partial moments, one work-item per channel merges them in a fixed order,
 ///   and an elementwise pass normalises. Three launches, no host wait between them.
-/// - ``Strategy/columns``: training on `(N, C)` input (`M == 1`, BatchNorm1d) with
-///   enough channels to fill the device. Each channel is a strided column there, so
-///   work-items take adjacent channels (4 per load when `C % 4 == 0`) and walk the
+/// - ``Strategy/columns``: training on a row-major `(rows, C)` matrix — channels-last
+///   input (`rows = N·M`) or `(N, C)` input — with enough channels to fill the device.
+///   Each channel is a strided column there, so work-items take adjacent channels (4
+///   per load when `C % 4 == 0`, ``DeviceTuning/columnTile`` vectors each) and walk the
 ///   rows; no work-group reduction. One launch.
+/// - ``Strategy/splitColumns(rowGroups:)``: the same matrix with too few channels to
+///   fill the device (e.g. NHWC with C = 64): `R` row slices write partial moments per
+///   channel, merged per channel in a fixed order, then a row-wise elementwise pass.
+///   Three launches.
 /// - ``Strategy/inference``: a per-channel scale from the running statistics, then
 ///   the elementwise pass. Two launches.
 struct BatchNormPlan: Equatable, Sendable {
@@ -21,11 +26,12 @@ struct BatchNormPlan: Equatable, Sendable {
         case fusedPerChannel
         case splitReduction(groupsPerChannel: Int)
         case columns
+        case splitColumns(rowGroups: Int)
         case inference
     }
 
     let strategy: Strategy
-    /// Elements per load along the spatial axis: 4 when `M % 4 == 0`, else 1.
+    /// Elements per load along the spatial axis of NCHW input: 4 when `M % 4 == 0`, else 1.
     let vectorWidth: Int
     /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
     let channelVectorWidth: Int
@@ -46,9 +52,16 @@ struct BatchNormPlan: Equatable, Sendable {
     init(problem: BatchNormProblem, device: OpenCLDevice, tuning: DeviceTuning, strategy forced: Strategy? = nil) {
         if let forced {
             precondition((forced == .inference) == !problem.isTraining, "strategy \(forced) does not fit mode \(problem.mode)")
-            precondition(forced != .columns || problem.spatial == 1, "the column strategy takes (N, C) input")
+            switch forced {
+            case .columns, .splitColumns:
+                precondition(problem.isRowsByChannels, "column strategies take (rows, C) input")
+            case .fusedPerChannel, .splitReduction:
+                precondition(!problem.isRowsByChannels || problem.layout == .channelsFirst, "per-channel strategies take NCHW input")
+            case .inference:
+                break
+            }
         }
-        vectorWidth = problem.spatial % 4 == 0 ? 4 : 1
+        vectorWidth = problem.layout == .channelsFirst && problem.spatial % 4 == 0 ? 4 : 1
         channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
         columnTile = max(1, tuning.columnTile)
         chunkedAccess = tuning.chunkedAccess
@@ -70,8 +83,12 @@ struct BatchNormPlan: Equatable, Sendable {
             strategy = forced
         } else if !problem.isTraining {
             strategy = .inference
-        } else if problem.spatial == 1, (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile) >= targetGroups {
-            strategy = .columns
+        } else if problem.isRowsByChannels {
+            // Split the rows only when the channels alone cannot fill the device.
+            let items = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
+            let rows = problem.valuesPerChannel
+            let groups = min(targetGroups.ceilingDivided(by: items), rows / Self.minimumRowsPerGroup, 1024)
+            strategy = groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         } else {
             // Split only when channels alone cannot fill the device and each slice still
             // gets a worthwhile amount of data.
@@ -100,6 +117,9 @@ struct BatchNormPlan: Equatable, Sendable {
             "-D TILE=\(columnTile)",
         ].joined(separator: " ")
     }
+
+    /// Fewer rows than this per slice make the partials cost more than they save.
+    static let minimumRowsPerGroup = 64
 
     static func powerOfTwo(atMost limit: Int) -> Int {
         var size = 1

@@ -24,8 +24,12 @@ struct BatchNormProblem: Hashable, Sendable {
     var channels: Int { shape[1] }
     /// M, the product of the spatial dims (1 for `(N, C)` input).
     var spatial: Int { shape.dropFirst(2).reduce(1, *) }
-    /// n = N·M, the values each channel's statistics run over.
+    /// n = N·M, the values each channel's statistics run over; also the rows of the
+    /// `(rows, C)` matrix the column kernels see.
     var valuesPerChannel: Int { batch * spatial }
+    /// Whether memory holds a row-major `(N·M, C)` matrix: channels-last input, or
+    /// `(N, C)` input of either layout. The column kernels take these.
+    var isRowsByChannels: Bool { layout == .channelsLast || spatial == 1 }
     /// Every element of the input.
     var count: Int { shape.reduce(1, *) }
 
@@ -45,14 +49,10 @@ struct BatchNormProblem: Hashable, Sendable {
             throw .invalidShape(argument: "input", reason: "BatchNorm needs (N, C, *spatial), got \(shape)")
         }
         guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
-        // Kernels take N, C and M as 32-bit values (element offsets may be 64-bit).
-        guard shape.checkedProduct != nil, shape[0] <= UInt32.max, shape[1] <= UInt32.max,
-            shape.dropFirst(2).reduce(1, *) <= UInt32.max
-        else {
-            throw .invalidShape(argument: "input", reason: "N, C and the spatial size must each be below 2^32, got \(shape)")
-        }
-        guard input.layout == .channelsFirst else {
-            throw .unsupported(argument: "input", reason: "BatchNorm runs on channelsFirst (NCHW) tensors only so far")
+        // Kernels take N, C, M and the rows N·M of channels-last input as 32-bit values
+        // (element offsets may be 64-bit).
+        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, shape[1] <= UInt32.max else {
+            throw .invalidShape(argument: "input", reason: "N·M and C must each be below 2^32, got \(shape)")
         }
         let channels = shape[1]
         let backend = input.backend
