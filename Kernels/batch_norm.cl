@@ -14,7 +14,7 @@
 //   TRACK_RUNNING  1 when training updates running statistics
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
-//   TILE           column vectors per work-item in bn_train_columns
+//   TILE           column vectors per work-item in the column kernels
 //
 // Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: every value is taken
 // relative to one pilot per channel (the median of five of its elements, spread
@@ -91,22 +91,25 @@ inline INDEX_T channel_vector(INDEX_T v, uint c) {
 }
 
 // Folds one block of b values, summed as s and ss after subtracting `shift`, into
-// acc with Chan's formula. A work-item folds up to millions of blocks into one M2,
-// so that running sum is Kahan-compensated (`carry`): float32 recursive summation
-// would drift by ~sqrt(blocks) ulps (2e-6 relative at 4M values per work-group).
-inline Moments fold_block(Moments acc, float *carry, float shift, float s, float ss, float b) {
+// acc with Chan's formula. A work-item folds up to millions of blocks into one M2
+// and one mean, so both running sums are Kahan-compensated (`carry`): float32
+// recursive summation would drift by ~sqrt(blocks) ulps (2e-6 relative at 4M values
+// per work-group, and more when the mean sits far from the pilot).
+inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, float ss, float b) {
     float block_mean = s / b;
     float block_m2 = ss - s * block_mean;
     if (block_m2 < 0.0f) block_m2 = 0.0f;  // rounding; NaN passes through
     float n = acc.count + b;
     float delta = shift + block_mean - acc.mean;
     float wb = b / n;
-    float increment = block_m2 + delta * delta * acc.count * wb;
-    float compensated = increment - *carry;
-    float m2 = acc.m2 + compensated;
-    *carry = (m2 - acc.m2) - compensated;
+    float increment = block_m2 + delta * delta * acc.count * wb - carry->x;
+    float m2 = acc.m2 + increment;
+    carry->x = (m2 - acc.m2) - increment;
     acc.m2 = m2;
-    acc.mean += delta * wb;
+    float step = delta * wb - carry->y;
+    float mean = acc.mean + step;
+    carry->y = (mean - acc.mean) - step;
+    acc.mean = mean;
     acc.count = n;
     return acc;
 }
@@ -147,7 +150,7 @@ inline float channel_pilot(__global const floatv *x, uint c, uint batch) {
 
 inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
-    float carry = 0.0f;
+    float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (r.first >= r.end) return acc;
     float shift = FIRST_LANE(x[channel_vector(r.first, c)]) - pilot;
 #if CHUNKED
@@ -318,12 +321,13 @@ inline floatc column_pilot(__global const floatc *x, uint rows, uint k) {
 // counts). Fills mean and m2; returns the count.
 inline float accumulate_columns(__global const floatc *x, uint first, uint width, uint lo, uint hi,
                                 const floatc *pilot, floatc *mean, floatc *m2) {
-    floatc shift[TILE], s[TILE], q[TILE], carry[TILE];
+    floatc shift[TILE], s[TILE], q[TILE], carry[TILE], mean_carry[TILE];
     for (uint t = 0; t < width; ++t) {
         shift[t] = 0.0f;
         mean[t] = 0.0f;
         m2[t] = 0.0f;
         carry[t] = 0.0f;
+        mean_carry[t] = 0.0f;
     }
     float count = 0.0f;
     for (uint n = lo; n < hi;) {
@@ -347,7 +351,10 @@ inline float accumulate_columns(__global const floatc *x, uint first, uint width
             floatc sum = m2[t] + increment;
             carry[t] = (sum - m2[t]) - increment;
             m2[t] = sum;
-            mean[t] += delta * (b / total);
+            floatc step = delta * (b / total) - mean_carry[t];
+            floatc updated = mean[t] + step;
+            mean_carry[t] = (updated - mean[t]) - step;
+            mean[t] = updated;
             shift[t] = mean[t];
         }
         count = total;
@@ -412,8 +419,9 @@ __kernel void bn_column_partials(__global const floatc *x, uint batch, __global 
     if (first >= COLUMN_VECS) return;
     uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
     uint g = get_global_id(1), groups = get_global_size(1);
-    uint per = (batch + groups - 1) / groups;
-    uint lo = min(g * per, batch), hi = min(lo + per, batch);
+    // 64-bit: batch + groups - 1 and g * per can pass 2^32 for huge row counts.
+    ulong per = ((ulong)batch + groups - 1) / groups;
+    uint lo = (uint)min((ulong)g * per, (ulong)batch), hi = (uint)min((ulong)lo + per, (ulong)batch);
     floatc pilot[TILE], mean[TILE], m2[TILE];
     for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, batch, first + t);
     float count = accumulate_columns(x, first, width, lo, hi, pilot, mean, m2);
@@ -433,11 +441,11 @@ __kernel void bn_column_partials(__global const floatc *x, uint batch, __global 
     }
 }
 
-// y = (x - pilot[c]) * scale[c] + shift[c] for (rows, C) input, row by row, with the
-// per-channel coefficients loaded as vectors beside each row segment.
+// y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] for (rows, C) input, row by
+// row, with the per-channel coefficients loaded as vectors beside each row segment.
 __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uint batch,
-                               __global const float *pilot, __global const float *scale,
-                               __global const float *shift) {
+                               __global const float *pilot, __global const float *offset,
+                               __global const float *scale, __global const float *shift) {
     INDEX_T total = (INDEX_T)batch * COLUMN_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
 #if CHUNKED
@@ -449,14 +457,14 @@ __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uin
         __global floatc *out = y + v;
         for (uint j = 0; j < len; ++j) {
             uint k = column + j;
-            out[j] = (in[j] - CLOAD(k, pilot)) * CLOAD(k, scale) + CLOAD(k, shift);
+            out[j] = ((in[j] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift);
         }
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint k = (uint)(v % COLUMN_VECS);
-        y[v] = (x[v] - CLOAD(k, pilot)) * CLOAD(k, scale) + CLOAD(k, shift);
+        y[v] = ((x[v] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift);
     }
 #endif
 }
@@ -487,16 +495,16 @@ void bn_partial_moments(__global const floatv *x, uint batch, __global float *pa
 
 // Training, split reduction (per channel or per column), step 2 of 3: one work-item
 // per channel merges its partials in order (deterministic), writes saved and running
-// statistics, and the coefficients of the apply step: y = (x - pilot) * scale + shift
-// with shift = beta - (mean - pilot) * scale. (mean - pilot) is of the data's spread,
-// so folding it into the shift cancels nothing.
+// statistics, and the coefficients of the apply step: y = ((x - pilot) - offset) *
+// scale + shift with offset = mean - pilot and shift = beta. (Folding offset into the
+// shift would cancel when the pilot lies far from the mean; x - pilot - offset does not.)
 __kernel void bn_finish_moments(__global const float *pilots, __global const float *partials, uint groups, float count,
                                 __global const float *weight,
                                 __global float *save_mean, __global float *save_invstd,
                                 __global const float *running_mean_in, __global const float *running_var_in,
                                 __global float *running_mean_out, __global float *running_var_out,
                                 float momentum, float eps, __global const float *bias,
-                                __global float *scale, __global float *shift) {
+                                __global float *offset, __global float *scale, __global float *shift) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
     Moments m = {0.0f, 0.0f, 0.0f};
@@ -512,21 +520,24 @@ __kernel void bn_finish_moments(__global const float *pilots, __global const flo
 #else
     float beta = 0.0f;
 #endif
+    offset[c] = mean_scale.x;
     scale[c] = mean_scale.y;
-    shift[c] = beta - mean_scale.x * mean_scale.y;
+    shift[c] = beta;
 }
 
-// Inference, step 1 of 2, one work-item per channel: scale = gamma / sqrt(running_var
-// + eps) and shift = beta, so the apply step computes (x - running_mean) * scale + beta.
+// Inference, step 1 of 2, one work-item per channel: offset = 0, scale = gamma /
+// sqrt(running_var + eps) and shift = beta, so the apply step computes
+// (x - running_mean) * scale + beta.
 __kernel void bn_inference_scale(__global const float *running_var, __global const float *weight,
-                                 __global const float *bias, float eps, __global float *scale,
-                                 __global float *shift) {
+                                 __global const float *bias, float eps, __global float *offset,
+                                 __global float *scale, __global float *shift) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
     float s = 1.0f / sqrt(running_var[c] + eps);
 #if HAS_WEIGHT
     s *= weight[c];
 #endif
+    offset[c] = 0.0f;
     scale[c] = s;
 #if HAS_BIAS
     shift[c] = bias[c];
@@ -535,13 +546,13 @@ __kernel void bn_inference_scale(__global const float *running_var, __global con
 #endif
 }
 
-// y = (x - pilot[c]) * scale[c] + shift[c] over every element of NCHW input: step 3
-// of the split training path (pilot from channel_pilot) and step 2 of inference
-// (pilot = running mean). Subtracting before scaling keeps large-mean data from
-// cancelling.
+// y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] over every element of NCHW
+// input: step 3 of the split training path (pilot from channel_pilot, offset = mean -
+// pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting
+// before scaling keeps large-mean data from cancelling.
 __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
-                       __global const float *pilot, __global const float *scale,
-                       __global const float *shift) {
+                       __global const float *pilot, __global const float *offset,
+                       __global const float *scale, __global const float *shift) {
     INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
 #if CHUNKED
@@ -550,14 +561,14 @@ __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
         INDEX_T plane = v / SPATIAL_VECS;
         INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
         uint c = (uint)(plane % CHANNELS);
-        float k = pilot[c], s = scale[c], b = shift[c];
-        for (INDEX_T j = v; j < v + len; ++j) y[j] = (x[j] - k) * s + b;
+        float k = pilot[c], o = offset[c], s = scale[c], b = shift[c];
+        for (INDEX_T j = v; j < v + len; ++j) y[j] = ((x[j] - k) - o) * s + b;
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
-        y[v] = (x[v] - pilot[c]) * scale[c] + shift[c];
+        y[v] = ((x[v] - pilot[c]) - offset[c]) * scale[c] + shift[c];
     }
 #endif
 }

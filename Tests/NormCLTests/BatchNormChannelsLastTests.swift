@@ -8,6 +8,8 @@ struct BatchNormChannelsLastTests {
     static let shapes: [[Int]] = [
         [2, 1, 3, 3], [3, 5, 7], [2, 3, 5, 7], [4, 64, 9, 11], [2, 13, 8, 8], [8, 6, 17, 19], [2, 3, 2, 3, 5],
         [1, 2, 4099], [5, 8, 1, 1], [2, 256, 4, 4], [1, 4, 65_537],
+        // Several column tiles with a narrower last one (CVEC 4 and CVEC 1).
+        [3, 68, 5, 5], [4, 37, 6, 6], [200, 260],
     ]
 
     @Test("training matches the reference with every column strategy", arguments: shapes)
@@ -20,6 +22,20 @@ struct BatchNormChannelsLastTests {
         ]
         for strategy in strategies {
             try harness.check(on: .openCL(runtime), training: true, strategy: strategy)
+        }
+    }
+
+    @Test("without affine parameters, without tracking, and with a cumulative average")
+    func parameterVariants() throws {
+        let runtime = try #require(sharedRuntime)
+        for (affine, tracking) in [(false, true), (true, false), (false, false)] {
+            var harness = BatchNormHarness(shape: [6, 12, 9, 9], affine: affine, tracking: tracking, seed: 23)
+            harness.layout = .channelsLast
+            harness.momentum = nil
+            for strategy: BatchNormPlan.Strategy? in [nil, .columns, .splitColumns(rowGroups: 4)] {
+                try harness.check(on: .openCL(runtime), training: true, strategy: strategy)
+            }
+            if tracking { try harness.check(on: .openCL(runtime), training: false) }
         }
     }
 
@@ -46,8 +62,40 @@ struct BatchNormChannelsLastTests {
         }
     }
 
+    /// Three of the five rows the pilot is sampled from (0, 1/4, 1/2) hold an outlier
+    /// in every channel, so the median is the outlier, ~150σ from the mean, over 65,536
+    /// rows. The float32 `mean − pilot ≈ −1000` then rounds at ulp(1000), so the bound
+    /// is the harness's plus 4 ulps of |mean − pilot|; every path must apply
+    /// `((x − pilot) − (mean − pilot))·scale`, since folding `(mean − pilot)·scale` into
+    /// the shift rounds the output itself at that magnitude (outside this bound).
+    @Test("the pilot itself an outlier, NHWC and NCHW")
+    func outlierPilot() throws {
+        let runtime = try #require(sharedRuntime)
+        let shape = [16, 4, 64, 64]
+        let rows = 16 * 64 * 64, channels = 4, spatial = 64 * 64
+        var nhwc = BatchNormHarness(shape: shape, seed: 29)
+        nhwc.layout = .channelsLast
+        let last = rows - 1
+        for row in [0, last / 4, last / 2] {
+            for c in 0..<channels { nhwc.x[row * channels + c] = 1000 }
+        }
+        let distance = [Double](repeating: 1000, count: channels)  // |mean − pilot| ≈ 1000
+        for strategy: BatchNormPlan.Strategy? in [nil, .columns, .splitColumns(rowGroups: 7)] {
+            try nhwc.check(on: .openCL(runtime), training: true, strategy: strategy, pilotDistance: distance)
+        }
+        var nchw = BatchNormHarness(shape: shape, seed: 29)
+        for v in [0, last / 4, last / 2] {
+            let n = v / spatial, m = v % spatial
+            for c in 0..<channels { nchw.x[(n * channels + c) * spatial + m] = 1000 }
+        }
+        for strategy: BatchNormPlan.Strategy? in [nil, .fusedPerChannel, .splitReduction(groupsPerChannel: 7)] {
+            try nchw.check(on: .openCL(runtime), training: true, strategy: strategy, pilotDistance: distance)
+        }
+    }
+
     /// The same values in both layouts give the same results, element for element
-    /// (after permuting back), within the harness's output tolerance.
+    /// (after permuting back), within the harness's output tolerance, for every pair
+    /// of strategies.
     @Test("equals NCHW on the same data permuted", arguments: [[4, 6, 5, 7], [8, 64, 14, 14], [3, 10, 33]])
     func matchesChannelsFirst(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
@@ -61,16 +109,25 @@ struct BatchNormChannelsLastTests {
         }
         for i in nchw.x.indices { nhwc.x[nhwcIndex(i)] = nchw.x[i] }
         #expect(batch * channels * spatial == nchw.x.count)
-        for training in [true, false] {
-            let a = try nchw.run(on: .openCL(runtime), training: training)
-            let b = try nhwc.run(on: .openCL(runtime), training: training)
+        let pairs: [(training: Bool, nchw: BatchNormPlan.Strategy?, nhwc: BatchNormPlan.Strategy?)] = [
+            (false, nil, nil), (true, nil, nil),
+            (true, .fusedPerChannel, .columns), (true, .splitReduction(groupsPerChannel: 3), .splitColumns(rowGroups: 3)),
+            (true, .fusedPerChannel, .splitColumns(rowGroups: 5)),
+        ]
+        for (training, nchwStrategy, nhwcStrategy) in pairs {
+            let label = "NHWC \(nhwcStrategy.map { "\($0)" } ?? "auto") vs NCHW \(nchwStrategy.map { "\($0)" } ?? "auto")"
+            let a = try nchw.run(on: .openCL(runtime), training: training, strategy: nchwStrategy)
+            let b = try nhwc.run(on: .openCL(runtime), training: training, strategy: nhwcStrategy)
             let permuted = nchw.x.indices.map { b.output[nhwcIndex($0)] }
-            expectClose(permuted, a.output, "NHWC vs NCHW output training=\(training)") { i in
+            expectClose(permuted, a.output, "\(label) output training=\(training)") { i in
                 2e-6 * (1 + Swift.abs(Double(a.output[i])))
             }
-            if training {
-                expectClose(b.saveInvstd ?? [], a.saveInvstd ?? [], "NHWC vs NCHW invstd", relative: 1e-6)
-                expectClose(b.runningVar ?? [], a.runningVar ?? [], "NHWC vs NCHW running var", relative: 2e-6)
+            if training, let invstd = a.saveInvstd {
+                expectClose(b.saveMean ?? [], a.saveMean ?? [], "\(label) mean") { c in
+                    2e-6 / Double(invstd[c]) + 2 * 0x1p-24 * Swift.abs(Double(a.saveMean?[c] ?? 0))
+                }
+                expectClose(b.saveInvstd ?? [], invstd, "\(label) invstd", relative: 1e-6)
+                expectClose(b.runningVar ?? [], a.runningVar ?? [], "\(label) running var", relative: 2e-6)
             }
         }
     }
@@ -86,10 +143,14 @@ struct BatchNormChannelsLastTests {
             return BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning).strategy
         }
         let target = runtime.device.computeUnits * runtime.tuning.workGroupsPerComputeUnit
-        let channelsToFill = 4 * runtime.tuning.columnTile * target
+        // Enough channels for `target` full column work-groups: no split.
+        let channelsToFill = 4 * runtime.tuning.columnTile * target * runtime.tuning.elementwiseWorkGroupSize
         #expect(try strategy([64, channelsToFill, 2, 2]) == .columns)
         if case .splitColumns(let groups) = try strategy([32, 64, 56, 56]) {
-            #expect(groups > 1 && groups <= 1024)
+            // Enough work-items: at least one column work-group per targeted work-group.
+            let items = (64 / 4).ceilingDivided(by: runtime.tuning.columnTile)
+            let local = min(runtime.tuning.elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4))
+            #expect(groups <= 1024 && items.roundedUp(toMultipleOf: local) * groups >= min(target * local, 1024 * local))
         } else {
             Issue.record("NHWC (32, 64, 56, 56) should split its rows on \(runtime.device.name)")
         }

@@ -306,3 +306,19 @@ struct BatchNormOverflowTests {
         }
     }
 }
+
+extension BatchNormOverflowTests {
+    /// Kernels take the N·M rows of channels-last input as a 32-bit count: a shape with
+    /// more rows is rejected by validation, which reads only the shape (the stand-in
+    /// tensor below has the shape but a single stored value, so nothing is allocated).
+    @Test("N·M rows beyond 32 bits are rejected")
+    func rowsBeyond32Bits() throws {
+        let shape = [1 << 17, 1, 1 << 16]  // 2^33 rows of one channel
+        let input = Tensor(shape: shape, layout: .channelsLast, storage: .host([0]))
+        #expect(throws: NormError.invalidShape(argument: "input", reason: "N·M and C must each be below 2^32, got \(shape)")) {
+            try BatchNormProblem.validated(
+                input: input, weight: nil, bias: nil, running: nil, mode: .training(updatesRunningStatistics: false),
+                momentum: 0.1, eps: 1e-5)
+        }
+    }
+}

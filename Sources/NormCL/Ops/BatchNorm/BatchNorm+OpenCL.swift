@@ -37,26 +37,37 @@ enum BatchNormKernels {
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
-        let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-        let shift = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+        let coefficients = try Coefficients(channels: problem.channels, on: runtime)
         let scaleEvent = try runtime.enqueue(
             "bn_inference_scale", from: program,
             global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)], local: [plan.perChannelWorkGroupSize],
-            arguments: [
-                .buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias), .float(inputs.eps),
-                .buffer(scale), .buffer(shift),
-            ])
+            arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias), .float(inputs.eps)]
+                + coefficients.arguments)
         let applyEvent = try enqueueApply(
-            problem, plan: plan, x: inputs.x, output: output, pilot: inputs.runningMean, scale: scale, shift: shift,
+            problem, plan: plan, x: inputs.x, output: output, pilot: inputs.runningMean, coefficients: coefficients,
             program: program, on: runtime)
         return Outputs(output: output, events: [scaleEvent, applyEvent])
     }
 
-    /// `y = (x − pilot_c)·scale_c + shift_c` over every element: per plane for NCHW,
-    /// row by row with channel vectors for a `(rows, C)` matrix.
+    /// Per-channel `offset`, `scale` and `shift` of the apply step, written by the
+    /// kernel before it.
+    private struct Coefficients {
+        let offset: DeviceBuffer, scale: DeviceBuffer, shift: DeviceBuffer
+
+        init(channels: Int, on runtime: OpenCLRuntime) throws {
+            offset = try DeviceBuffer(byteCount: channels * 4, on: runtime)
+            scale = try DeviceBuffer(byteCount: channels * 4, on: runtime)
+            shift = try DeviceBuffer(byteCount: channels * 4, on: runtime)
+        }
+
+        var arguments: [KernelArgument] { [.buffer(offset), .buffer(scale), .buffer(shift)] }
+    }
+
+    /// `y = ((x − pilot_c) − offset_c)·scale_c + shift_c` over every element: per plane
+    /// for NCHW, row by row with channel vectors for a `(rows, C)` matrix.
     private static func enqueueApply(
         _ problem: BatchNormProblem, plan: BatchNormPlan, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
-        scale: DeviceBuffer, shift: DeviceBuffer, program: CompiledProgram, on runtime: OpenCLRuntime
+        coefficients: Coefficients, program: CompiledProgram, on runtime: OpenCLRuntime
     ) throws -> KernelEvent {
         let (kernel, count) =
             problem.isRowsByChannels ? ("bn_apply_columns", problem.valuesPerChannel) : ("bn_apply", problem.batch)
@@ -64,8 +75,8 @@ enum BatchNormKernels {
             kernel, from: program,
             global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
             arguments: [
-                .buffer(x), .buffer(output.deviceBuffer), .uint(UInt32(count)), .buffer(pilot), .buffer(scale), .buffer(shift),
-            ])
+                .buffer(x), .buffer(output.deviceBuffer), .uint(UInt32(count)), .buffer(pilot),
+            ] + coefficients.arguments)
     }
 
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
@@ -100,8 +111,7 @@ enum BatchNormKernels {
             // Partial moments per (channel, slice), merged per channel, then the apply pass.
             let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
             let pilots = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let shift = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            let coefficients = try Coefficients(channels: problem.channels, on: runtime)
             if case .splitColumns = plan.strategy {
                 let (items, local) = columnItems(problem, plan: plan)
                 events.append(
@@ -122,10 +132,10 @@ enum BatchNormKernels {
                     arguments: [
                         .buffer(pilots), .buffer(partials), .uint(UInt32(groups)), .float(Float(problem.valuesPerChannel)),
                         .buffer(inputs.weight),
-                    ] + statisticsArguments + [.buffer(inputs.bias), .buffer(scale), .buffer(shift)]))
+                    ] + statisticsArguments + [.buffer(inputs.bias)] + coefficients.arguments))
             events.append(
                 try enqueueApply(
-                    problem, plan: plan, x: inputs.x, output: output, pilot: pilots, scale: scale, shift: shift,
+                    problem, plan: plan, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients,
                     program: program, on: runtime))
         case .columns:
             let (items, local) = columnItems(problem, plan: plan)

@@ -56,7 +56,7 @@ struct BatchNormPlan: Equatable, Sendable {
             case .columns, .splitColumns:
                 precondition(problem.isRowsByChannels, "column strategies take (rows, C) input")
             case .fusedPerChannel, .splitReduction:
-                precondition(!problem.isRowsByChannels || problem.layout == .channelsFirst, "per-channel strategies take NCHW input")
+                precondition(problem.layout == .channelsFirst || problem.spatial == 1, "per-channel strategies take NCHW memory")
             case .inference:
                 break
             }
@@ -84,10 +84,12 @@ struct BatchNormPlan: Equatable, Sendable {
         } else if !problem.isTraining {
             strategy = .inference
         } else if problem.isRowsByChannels {
-            // Split the rows only when the channels alone cannot fill the device.
+            // Split the rows only when the channels alone cannot fill the device: aim for
+            // targetGroups work-groups of a full column work-group each.
             let items = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
+            let local = min(elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4))
             let rows = problem.valuesPerChannel
-            let groups = min(targetGroups.ceilingDivided(by: items), rows / Self.minimumRowsPerGroup, 1024)
+            let groups = min((targetGroups * local).ceilingDivided(by: items), rows / Self.minimumRowsPerGroup, 1024)
             strategy = groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         } else {
             // Split only when channels alone cannot fill the device and each slice still
