@@ -84,12 +84,15 @@ struct BatchNormPlan: Equatable, Sendable {
         } else if !problem.isTraining {
             strategy = .inference
         } else if problem.isRowsByChannels {
-            // Split the rows only when the channels alone cannot fill the device: aim for
-            // targetGroups work-groups of a full column work-group each.
+            // Split the rows only when the channels alone cannot fill the device. With
+            // chunked access (CPUs) a work-group's items run one after another on one core,
+            // so the aim is targetGroups busy work-items; on GPUs it is targetGroups full
+            // work-groups of work-items.
             let items = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
             let local = min(elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4))
+            let wantedItems = chunkedAccess ? targetGroups : targetGroups * local
             let rows = problem.valuesPerChannel
-            let groups = min((targetGroups * local).ceilingDivided(by: items), rows / Self.minimumRowsPerGroup, 1024)
+            let groups = min(wantedItems.ceilingDivided(by: items), rows / Self.minimumRowsPerGroup, 1024)
             strategy = groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         } else {
             // Split only when channels alone cannot fill the device and each slice still
