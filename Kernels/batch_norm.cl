@@ -129,23 +129,20 @@ inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, floa
     }
 #endif
 
-// The median of five values: the two middle ones of the first four, then the
-// median of those and e. fmin/fmax skip NaN (a NaN still reaches the sums).
-inline float median3(float a, float b, float c) {
-    return fmax(fmin(a, b), fmin(fmax(a, b), c));
-}
-
-inline float median5(float a, float b, float c, float d, float e) {
-    return median3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e);
-}
+// The median of five values, for float and vector types alike (lane by lane): the
+// two middle ones of the first four, then the median of those and e. fmin/fmax skip
+// NaN (a NaN still reaches the sums). Arguments must be plain variables.
+#define MEDIAN3(a, b, c) fmax(fmin(a, b), fmin(fmax(a, b), c))
+#define MEDIAN5(a, b, c, d, e) MEDIAN3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e)
 
 // Channel c's pilot: the median of five elements at 0, 1/4, 1/2, 3/4 and the end
 // of its (n, m) order. Every kernel computes the same value from the same elements.
 inline float channel_pilot(__global const floatv *x, uint c, uint batch) {
     INDEX_T last = (INDEX_T)batch * SPATIAL_VECS - 1;
-    return median5(FIRST_LANE(x[channel_vector(0, c)]), FIRST_LANE(x[channel_vector(last / 4, c)]),
-                   FIRST_LANE(x[channel_vector(last / 2, c)]), FIRST_LANE(x[channel_vector(last - last / 4, c)]),
-                   FIRST_LANE(x[channel_vector(last, c)]));
+    float a = FIRST_LANE(x[channel_vector(0, c)]), b = FIRST_LANE(x[channel_vector(last / 4, c)]);
+    float d = FIRST_LANE(x[channel_vector(last / 2, c)]), e = FIRST_LANE(x[channel_vector(last - last / 4, c)]);
+    float f = FIRST_LANE(x[channel_vector(last, c)]);
+    return MEDIAN5(a, b, d, e, f);
 }
 
 inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r, float pilot) {
@@ -311,8 +308,7 @@ inline floatc column_pilot(__global const floatc *x, uint rows, uint k) {
     size_t last = rows - 1;
     floatc a = x[k], b = x[(last / 4) * COLUMN_VECS + k], c = x[(last / 2) * COLUMN_VECS + k];
     floatc d = x[(last - last / 4) * COLUMN_VECS + k], e = x[last * COLUMN_VECS + k];
-    floatc mid1 = fmax(fmin(a, b), fmin(c, d)), mid2 = fmin(fmax(a, b), fmax(c, d));
-    return fmax(fmin(mid1, mid2), fmin(fmax(mid1, mid2), e));
+    return MEDIAN5(a, b, c, d, e);
 }
 
 // Moments of column vectors first ..< first + width over rows [lo, hi), relative to

@@ -113,11 +113,11 @@ enum BatchNormKernels {
             let pilots = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let coefficients = try Coefficients(channels: problem.channels, on: runtime)
             if case .splitColumns = plan.strategy {
-                let (items, local) = columnItems(problem, plan: plan)
+                let local = plan.columnWorkGroupSize
                 events.append(
                     try runtime.enqueue(
-                        "bn_column_partials", from: program, global: [items.roundedUp(toMultipleOf: local), groups],
-                        local: [local, 1], arguments: [.buffer(inputs.x), rows, .buffer(partials), .buffer(pilots)]))
+                        "bn_column_partials", from: program,
+                        global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), groups], local: [local, 1], arguments: [.buffer(inputs.x), rows, .buffer(partials), .buffer(pilots)]))
             } else {
                 events.append(
                     try runtime.enqueue(
@@ -138,25 +138,19 @@ enum BatchNormKernels {
                     problem, plan: plan, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients,
                     program: program, on: runtime))
         case .columns:
-            let (items, local) = columnItems(problem, plan: plan)
+            let local = plan.columnWorkGroupSize
             events.append(
                 try runtime.enqueue(
                     "bn_train_columns", from: program,
-                    global: [items.roundedUp(toMultipleOf: local)], local: [local],
+                    global: [plan.columnWorkItems.roundedUp(toMultipleOf: local)], local: [local],
                     arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), rows, .buffer(inputs.weight), .buffer(inputs.bias)]
                         + statisticsArguments))
         case .inference:
-            return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
+            preconditionFailure("run(_:plan:inputs:on:) sends inference plans to runInference")
         }
         return Outputs(
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
             runningMean: runningMeanOut, runningVar: runningVarOut, events: events)
     }
 
-    /// Work-items of the column kernels (one per tile of column vectors) and their
-    /// work-group size.
-    private static func columnItems(_ problem: BatchNormProblem, plan: BatchNormPlan) -> (items: Int, local: Int) {
-        let items = (problem.channels / plan.channelVectorWidth).ceilingDivided(by: plan.columnTile)
-        return (items, min(plan.elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4)))
-    }
 }

@@ -35,8 +35,12 @@ struct BatchNormPlan: Equatable, Sendable {
     let vectorWidth: Int
     /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
     let channelVectorWidth: Int
-    /// Column vectors per work-item in the column kernel.
+    /// Column vectors per work-item in the column kernels.
     let columnTile: Int
+    /// Work-items of the column kernels (one per tile of column vectors), and their
+    /// work-group size.
+    let columnWorkItems: Int
+    let columnWorkGroupSize: Int
     let reductionWorkGroupSize: Int
     let elementwiseWorkGroupSize: Int
     let elementwiseWorkGroups: Int
@@ -71,6 +75,8 @@ struct BatchNormPlan: Equatable, Sendable {
         reductionWorkGroupSize = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
         elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
         perChannelWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
+        columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
+        columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
 
         let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
         let vectors = problem.count / vectorWidth
@@ -88,11 +94,9 @@ struct BatchNormPlan: Equatable, Sendable {
             // chunked access (CPUs) a work-group's items run one after another on one core,
             // so the aim is targetGroups busy work-items; on GPUs it is targetGroups full
             // work-groups of work-items.
-            let items = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
-            let local = min(elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4))
-            let wantedItems = chunkedAccess ? targetGroups : targetGroups * local
+            let wantedItems = chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
             let rows = problem.valuesPerChannel
-            let groups = min(wantedItems.ceilingDivided(by: items), rows / Self.minimumRowsPerGroup, 1024)
+            let groups = min(wantedItems.ceilingDivided(by: columnWorkItems), rows / Self.minimumRowsPerGroup, 1024)
             strategy = groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         } else {
             // Split only when channels alone cannot fill the device and each slice still
