@@ -40,27 +40,6 @@ typedef float floatv;
 #define FIRST_LANE(v) (v)
 #endif
 
-// Count, mean (relative to the channel's pilot) and sum of squared deviations.
-typedef struct {
-    float count;
-    float mean;
-    float m2;
-} Moments;
-
-// Chan et al.'s pairwise merge: exact in exact arithmetic, stable in float.
-inline Moments moments_merge(Moments a, Moments b) {
-    float n = a.count + b.count;
-    if (b.count == 0.0f) return a;
-    if (a.count == 0.0f) return b;
-    float delta = b.mean - a.mean;
-    float wb = b.count / n;
-    Moments r;
-    r.count = n;
-    r.mean = a.mean + delta * wb;
-    r.m2 = a.m2 + b.m2 + delta * delta * a.count * wb;
-    return r;
-}
-
 // A work-item's share of the index range [lo, hi).
 typedef struct {
     INDEX_T first;
@@ -90,30 +69,6 @@ inline INDEX_T channel_vector(INDEX_T v, uint c) {
     return (n * CHANNELS + c) * SPATIAL_VECS + m;
 }
 
-// Folds one block of b values, summed as s and ss after subtracting `shift`, into
-// acc with Chan's formula. A work-item folds up to millions of blocks into one M2
-// and one mean, so both running sums are Kahan-compensated (`carry`): float32
-// recursive summation would drift by ~sqrt(blocks) ulps (2e-6 relative at 4M values
-// per work-group, and more when the mean sits far from the pilot).
-inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, float ss, float b) {
-    float block_mean = s / b;
-    float block_m2 = ss - s * block_mean;
-    if (block_m2 < 0.0f) block_m2 = 0.0f;  // rounding; NaN passes through
-    float n = acc.count + b;
-    float delta = shift + block_mean - acc.mean;
-    float wb = b / n;
-    float increment = block_m2 + delta * delta * acc.count * wb - carry->x;
-    float m2 = acc.m2 + increment;
-    carry->x = (m2 - acc.m2) - increment;
-    acc.m2 = m2;
-    float step = delta * wb - carry->y;
-    float mean = acc.mean + step;
-    carry->y = (mean - acc.mean) - step;
-    acc.mean = mean;
-    acc.count = n;
-    return acc;
-}
-
 #if CHUNKED
 // The work-item's vectors come as contiguous runs, one per (n, c) plane it touches;
 // the body sees each run as a pointer and a length, with no index division
@@ -128,12 +83,6 @@ inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, floa
         v_ += len;                                                                 \
     }
 #endif
-
-// The median of five values, for float and vector types alike (lane by lane): the
-// two middle ones of the first four, then the median of those and e. fmin/fmax skip
-// NaN (a NaN still reaches the sums). Arguments must be plain variables.
-#define MEDIAN3(a, b, c) fmax(fmin(a, b), fmin(fmax(a, b), c))
-#define MEDIAN5(a, b, c, d, e) MEDIAN3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e)
 
 // Channel c's pilot: the median of five elements at 0, 1/4, 1/2, 3/4 and the end
 // of its (n, m) order. Every kernel computes the same value from the same elements.

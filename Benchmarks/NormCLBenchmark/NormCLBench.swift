@@ -86,21 +86,21 @@ struct NormCLBench: ParsableCommand {
     func measure(_ benchmarkCase: BenchmarkCase, on backend: Backend, iterations: Int, warmup: Int) throws -> CaseResult {
         var rng = SystemRandomNumberGenerator()
         let values = (0..<benchmarkCase.count).map { _ in Float.random(in: -2...2, using: &rng) + 0.5 }
-        let prepared = try PreparedCase(benchmarkCase, input: values, on: backend)
+        let run = try benchmarkCase.prepare(values, backend)
         let clock = ContinuousClock()
 
         // First call: includes program build and kernel code generation.
         var start = clock.now
-        let first = try prepared.run()
+        let first = try run()
         let output = try first.output.toArray()
         let firstCall = (clock.now - start).milliseconds
 
-        for _ in 0..<warmup { _ = try prepared.run().events.spanNanoseconds() }
+        for _ in 0..<warmup { _ = try run().events.spanNanoseconds() }
         var kernelTimes: [Double] = []
         var hostTimes: [Double] = []
         for _ in 0..<iterations {
             start = clock.now
-            let (result, events) = try prepared.run()
+            let (result, events) = try run()
             if let last = events.last { try last.wait() } else { _ = try result.toArray() }
             hostTimes.append((clock.now - start).milliseconds)
             if !events.isEmpty { kernelTimes.append(Double(try events.spanNanoseconds()) / 1e6) }
@@ -111,24 +111,23 @@ struct NormCLBench: ParsableCommand {
         var maxError: Double? = nil
         var matches: Bool? = nil
         if case .openCL = backend {
-            let reference = try PreparedCase(benchmarkCase, input: values, on: .reference)
+            let reference = try benchmarkCase.prepare(values, .reference)
             start = clock.now
-            let expected = try reference.run().output.toArray()
+            let expected = try reference().output.toArray()
             referenceTime = (clock.now - start).milliseconds
             var worst = 0.0
             var ok = true
             for (a, e) in zip(output, expected) {
                 let error = abs(Double(a) - Double(e))
                 worst = max(worst, error.isNaN ? .infinity : error)
-                // Data is O(1); float32 statistics keep ~1e-5 relative (see the tests).
-                if !(error <= 1e-4 * (1 + abs(Double(e)))) { ok = false }
+                if !(error <= benchmarkCase.tolerance * (1 + abs(Double(e)))) { ok = false }
             }
             maxError = worst
             matches = ok
         }
         return CaseResult(
-            name: benchmarkCase.name, op: benchmarkCase.op.rawValue, shape: benchmarkCase.shape,
-            layout: benchmarkCase.layout.rawValue, dtype: "float32", idealBytes: benchmarkCase.idealBytes,
+            name: benchmarkCase.name, op: benchmarkCase.op, shape: benchmarkCase.shape,
+            layout: benchmarkCase.layout.rawValue, dtype: benchmarkCase.elementType.rawValue, idealBytes: benchmarkCase.idealBytes,
             firstCallMilliseconds: firstCall, kernel: kernelTimes.isEmpty ? nil : TimingSummary(kernelTimes),
             host: TimingSummary(hostTimes), referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches)
     }

@@ -13,3 +13,19 @@ extension NormError {
         }
     }
 }
+
+extension NormError {
+    /// Throws unless `tensor` (when given) has `shape`, lives on `backend` and is
+    /// float32 (parameters and statistics are float32 for every storage type).
+    static func checkParameter(_ tensor: Tensor?, _ name: String, shape: [Int], backend: Backend) throws(NormError) {
+        guard let tensor else { return }
+        guard tensor.shape == shape else { throw .shapeMismatch(argument: name, expected: shape, actual: tensor.shape) }
+        guard tensor.backend.isSame(as: backend) else {
+            throw .backendMismatch(argument: name, expected: backend.name, actual: tensor.backend.name)
+        }
+        guard tensor.elementType == .float32 else {
+            throw .unsupported(
+                argument: name, reason: "parameters and statistics are float32 (got \(tensor.elementType.rawValue))")
+        }
+    }
+}

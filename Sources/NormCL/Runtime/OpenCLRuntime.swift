@@ -64,7 +64,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
         try check(clFinish(queue), "clFinish")
     }
 
-    /// The compiled program for `source` with `options`, built on first use and cached.
+    /// The compiled program for `source` (after `Kernels/common.cl`) with `options`,
+    /// built on first use and cached.
     func program(_ source: KernelSource, options: String) throws -> CompiledProgram {
         try programs.program(source: source, options: options, context: context, device: device)
     }

@@ -1,14 +1,16 @@
 import COpenCL
 import Synchronization
 
-/// Compiled programs of one context, keyed by (kernel source, build options).
+/// Compiled programs of one context, keyed by (kernel file name, build options).
 ///
 /// Each distinct key is built once per process; concurrent first requests for the
 /// same key wait for the one build instead of compiling twice. A failed build is not
 /// cached, so a later call reports the same ``KernelBuildError`` again.
 final class ProgramCache: Sendable {
+    /// Names, not texts: each kernel file has a unique name, and hashing a name is
+    /// cheap on every launch.
     private struct Key: Hashable {
-        let source: KernelSource
+        let sourceName: String
         let options: String
     }
 
@@ -18,7 +20,7 @@ final class ProgramCache: Sendable {
     var count: Int { programs.withLock { $0.count } }
 
     func program(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
-        let key = Key(source: source, options: options)
+        let key = Key(sourceName: source.name, options: options)
         if let cached = programs.withLock({ $0[key] }) { return cached }
         return try programBuildLock.withLock { _ in
             if let cached = programs.withLock({ $0[key] }) { return cached }
@@ -65,7 +67,11 @@ final class CompiledProgram: @unchecked Sendable {
 
     static func build(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
         var status: cl_int = CL_SUCCESS
-        let program: cl_program? = source.text.withCString { text in
+        // `Kernels/common.cl` first; `#line` keeps the build log's line numbers those of
+        // the op's own file.
+        let text = source.name == KernelSource.common.name
+            ? source.text : KernelSource.common.text + "\n#line 1\n" + source.text
+        let program: cl_program? = text.withCString { text in
             var pointer: UnsafePointer<CChar>? = text
             return clCreateProgramWithSource(context, 1, &pointer, nil, &status)
         }

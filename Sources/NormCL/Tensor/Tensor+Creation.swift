@@ -1,10 +1,13 @@
 extension Tensor {
     /// A tensor of `shape` with every element `value`.
-    public init(repeating value: Float, shape: [Int], layout: TensorLayout = .channelsFirst, on backend: Backend) throws {
+    public init(
+        repeating value: Float, shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
+        on backend: Backend
+    ) throws {
         guard let count = shape.checkedProduct else {
             throw NormError.invalidShape(argument: "shape", reason: "\(shape) has more elements than Int can count")
         }
-        try self.init([Float](repeating: value, count: Swift.max(0, count)), shape: shape, layout: layout, on: backend)
+        try self.init([Float](repeating: value, count: Swift.max(0, count)), shape: shape, layout: layout, elementType: elementType, on: backend)
     }
 
     /// A one-dimensional tensor of `values`.

@@ -9,3 +9,12 @@ extension Tensor {
         if case .host(let values) = storage { values } else { nil }
     }
 }
+
+extension Tensor {
+    /// A host tensor of a reference result, rounded to `elementType` as a device
+    /// kernel's store would round it.
+    init(referenceValues values: [Float], shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32) {
+        let stored = elementType == .float32 ? values : values.map { elementType.rounded($0) }
+        self.init(shape: shape, layout: layout, elementType: elementType, storage: .host(stored))
+    }
+}

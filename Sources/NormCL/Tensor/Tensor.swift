@@ -29,14 +29,16 @@ public struct Tensor: Sendable {
         }
     }
 
-    /// Copies `values` to `backend`.
+    /// Copies `values` to `backend`, stored as `elementType` (rounded to nearest even
+    /// for ``ElementType/float16``).
     ///
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when
     ///   `values.count` is not the product of `shape`, ``NormError/invalidShape(argument:reason:)``
     ///   for a negative dimension, ``NormError/emptyTensor(argument:shape:)`` for zero
     ///   elements, or an ``OpenCLError`` when the device cannot allocate.
     public init(
-        _ values: [Float], shape: [Int], layout: TensorLayout = .channelsFirst, on backend: Backend
+        _ values: [Float], shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
+        on backend: Backend
     ) throws {
         if let negative = shape.first(where: { $0 < 0 }) {
             throw NormError.invalidShape(argument: "shape", reason: "dimension \(negative) is negative in \(shape)")
@@ -50,36 +52,48 @@ public struct Tensor: Sendable {
         guard count > 0 else { throw NormError.emptyTensor(argument: "values", shape: shape) }
         self.shape = shape
         self.layout = layout
-        self.elementType = .float32
-        switch backend {
-        case .reference:
+        self.elementType = elementType
+        switch (backend, elementType) {
+        case (.reference, .float32):
             storage = .host(values)
-        case .openCL(let runtime):
-            let buffer = try DeviceBuffer(byteCount: count * ElementType.float32.byteCount, on: runtime)
-            try buffer.upload(values)
+        case (.reference, .float16):
+            // Host tensors keep Floats holding exactly the half values.
+            storage = .host(values.map { elementType.rounded($0) })
+        case (.openCL(let runtime), _):
+            let buffer = try DeviceBuffer(byteCount: count * elementType.byteCount, on: runtime)
+            switch elementType {
+            case .float32: try buffer.upload(values)
+            case .float16: try buffer.upload(values.map { Float16($0) })
+            }
             storage = .device(buffer)
         }
     }
 
-    /// Wraps existing storage.
-    init(shape: [Int], layout: TensorLayout, storage: Storage) {
+    /// Wraps existing storage; host values of a float16 tensor must already be
+    /// rounded to half precision.
+    init(shape: [Int], layout: TensorLayout, elementType: ElementType = .float32, storage: Storage) {
         self.shape = shape
         self.layout = layout
-        self.elementType = .float32
+        self.elementType = elementType
         self.storage = storage
     }
 
     /// A tensor of uninitialised device memory (filled by the kernel that follows).
-    init(uninitializedShape shape: [Int], layout: TensorLayout = .channelsFirst, on runtime: OpenCLRuntime) throws {
-        let buffer = try DeviceBuffer(byteCount: shape.reduce(1, *) * ElementType.float32.byteCount, on: runtime)
-        self.init(shape: shape, layout: layout, storage: .device(buffer))
+    init(
+        uninitializedShape shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
+        on runtime: OpenCLRuntime
+    ) throws {
+        let buffer = try DeviceBuffer(byteCount: shape.reduce(1, *) * elementType.byteCount, on: runtime)
+        self.init(shape: shape, layout: layout, elementType: elementType, storage: .device(buffer))
     }
 
-    /// The values in memory order, after every op queued before this call has finished.
+    /// The values in memory order, after every op queued before this call has finished
+    /// (half values widened to Float exactly).
     public func toArray() throws -> [Float] {
-        switch storage {
-        case .host(let values): values
-        case .device(let buffer): try buffer.download(as: Float.self)
+        switch (storage, elementType) {
+        case (.host(let values), _): values
+        case (.device(let buffer), .float32): try buffer.download(as: Float.self)
+        case (.device(let buffer), .float16): try buffer.download(as: Float16.self).map { Float($0) }
         }
     }
 }

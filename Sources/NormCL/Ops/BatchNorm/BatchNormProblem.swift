@@ -56,19 +56,10 @@ struct BatchNormProblem: Hashable, Sendable {
         }
         let channels = shape[1]
         let backend = input.backend
-        func checkPerChannel(_ tensor: Tensor?, _ name: String) throws(NormError) {
-            guard let tensor else { return }
-            guard tensor.shape == [channels] else {
-                throw .shapeMismatch(argument: name, expected: [channels], actual: tensor.shape)
-            }
-            guard tensor.backend.isSame(as: backend) else {
-                throw .backendMismatch(argument: name, expected: backend.name, actual: tensor.backend.name)
-            }
-        }
-        try checkPerChannel(weight, "weight")
-        try checkPerChannel(bias, "bias")
-        try checkPerChannel(running?.mean, "runningMean")
-        try checkPerChannel(running?.variance, "runningVar")
+        try NormError.checkParameter(weight, "weight", shape: [channels], backend: backend)
+        try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
+        try NormError.checkParameter(running?.mean, "runningMean", shape: [channels], backend: backend)
+        try NormError.checkParameter(running?.variance, "runningVar", shape: [channels], backend: backend)
         try NormError.checkEps(eps)
         try NormError.checkMomentum(momentum)
         if let running, running.numBatchesTracked < 0 || running.numBatchesTracked == Int.max {

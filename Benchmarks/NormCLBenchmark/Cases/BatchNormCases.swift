@@ -1,0 +1,41 @@
+import NormCL
+
+extension BenchmarkCase {
+    /// Real shapes from CNNs (ResNet-50 stages) and a BatchNorm1d, in NCHW, and the
+    /// 4-d ones in channels-last (NHWC) too; training and inference; float32, and
+    /// half storage for the first shape.
+    static func batchNormCases(quick: Bool) -> [BenchmarkCase] {
+        let shapes: [[Int]] = quick ? [[8, 64, 28, 28], [64, 512]] : [[32, 64, 56, 56], [8, 128, 28, 28], [256, 2048]]
+        let layouts: [(shape: [Int], layout: TensorLayout)] =
+            shapes.map { ($0, .channelsFirst) } + shapes.filter { $0.count == 4 }.map { ($0, .channelsLast) }
+        let float32 = layouts.flatMap { shape, layout in
+            [true, false].map { batchNorm(training: $0, shape: shape, layout: layout, elementType: .float32) }
+        }
+        let half = [true, false].map { batchNorm(training: $0, shape: shapes[0], layout: .channelsFirst, elementType: .float16) }
+        return float32 + half
+    }
+
+    static func batchNorm(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let channels = shape[1]
+        let count = shape.reduce(1, *)
+        // γ, β, running mean/var read; in training also running in/out and save mean/invstd written.
+        let parameterBytes = channels * 4 * (training ? 8 : 4)
+        return BenchmarkCase(
+            op: training ? "BatchNorm train" : "BatchNorm eval", shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let statistics = RunningStatistics(
+                mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
+                variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
+            return {
+                // A fresh copy of the running statistics each call, so every call does the same work.
+                var running: RunningStatistics? = statistics
+                let out = try NormCL.batchNorm(input, weight: weight, bias: bias, runningStatistics: &running, training: training)
+                return (out.output, out.events)
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// Included before every kernel file (OpenCLRuntime.program prepends it): element
+// storage, and the one-pass statistics every op shares.
+//
+// Build options:
+//   STORAGE_HALF   1: tensors hold 16-bit floats, loaded and stored with the core
+//                  vload_half/vstore_half (no cl_khr_fp16 needed; stores round to
+//                  nearest even); 0 (default): float32. Arithmetic is float32 either way.
+
+#ifndef STORAGE_HALF
+#define STORAGE_HALF 0
+#endif
+
+#if STORAGE_HALF
+typedef half storage_t;
+#define LOAD1(p, i) vload_half((i), (p))
+#define LOAD4(p, i) vload_half4((i), (p))
+#define STORE1(v, p, i) vstore_half((v), (i), (p))
+#define STORE4(v, p, i) vstore_half4((v), (i), (p))
+#else
+typedef float storage_t;
+#define LOAD1(p, i) ((p)[i])
+#define LOAD4(p, i) (((__global const float4 *)(p))[i])
+#define STORE1(v, p, i) ((p)[i] = (v))
+#define STORE4(v, p, i) (((__global float4 *)(p))[i] = (v))
+#endif
+
+// Count, mean (relative to a pilot value) and sum of squared deviations.
+typedef struct {
+    float count;
+    float mean;
+    float m2;
+} Moments;
+
+// Chan et al.'s pairwise merge: exact in exact arithmetic, stable in float.
+inline Moments moments_merge(Moments a, Moments b) {
+    float n = a.count + b.count;
+    if (b.count == 0.0f) return a;
+    if (a.count == 0.0f) return b;
+    float delta = b.mean - a.mean;
+    float wb = b.count / n;
+    Moments r;
+    r.count = n;
+    r.mean = a.mean + delta * wb;
+    r.m2 = a.m2 + b.m2 + delta * delta * a.count * wb;
+    return r;
+}
+
+// Folds one block of b values, summed as s and ss after subtracting `shift`, into
+// acc with Chan's formula. A work-item folds up to millions of blocks into one M2
+// and one mean, so both running sums are Kahan-compensated (`carry`): float32
+// recursive summation would drift by ~sqrt(blocks) ulps (2e-6 relative at 4M values
+// per work-group, and more when the mean sits far from the pilot).
+inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, float ss, float b) {
+    float block_mean = s / b;
+    float block_m2 = ss - s * block_mean;
+    if (block_m2 < 0.0f) block_m2 = 0.0f;  // rounding; NaN passes through
+    float n = acc.count + b;
+    float delta = shift + block_mean - acc.mean;
+    float wb = b / n;
+    float increment = block_m2 + delta * delta * acc.count * wb - carry->x;
+    float m2 = acc.m2 + increment;
+    carry->x = (m2 - acc.m2) - increment;
+    acc.m2 = m2;
+    float step = delta * wb - carry->y;
+    float mean = acc.mean + step;
+    carry->y = (mean - acc.mean) - step;
+    acc.mean = mean;
+    acc.count = n;
+    return acc;
+}
+
+// The median of five values, for float and vector types alike (lane by lane): the
+// two middle ones of the first four, then the median of those and e. fmin/fmax skip
+// NaN (a NaN still reaches the sums). Arguments must be plain variables.
+#define MEDIAN3(a, b, c) fmax(fmin(a, b), fmin(fmax(a, b), c))
+#define MEDIAN5(a, b, c, d, e) MEDIAN3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e)
+
