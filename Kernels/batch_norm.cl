@@ -12,6 +12,7 @@
 //   HAS_WEIGHT     1 when weight (gamma) is given, else gamma = 1
 //   HAS_BIAS       1 when bias (beta) is given, else beta = 0
 //   TRACK_RUNNING  1 when training updates running statistics
+//   RENORM         1 for Batch Renormalization (training, corrected by r and d)
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
 //   TILE           column vectors per work-item in the column kernels
@@ -30,14 +31,19 @@
 #define SPATIAL_VECS (SPATIAL / VEC)
 #define BLOCK 16
 
+// x and y are storage_t (float or half, Kernels/common.cl), loaded as floatv.
 #if VEC == 4
 typedef float4 floatv;
 #define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
 #define FIRST_LANE(v) ((v).x)
+#define LOADV(p, i) LOAD4(p, i)
+#define STOREV(v, p, i) STORE4(v, p, i)
 #else
 typedef float floatv;
 #define HSUM(v) (v)
 #define FIRST_LANE(v) (v)
+#define LOADV(p, i) LOAD1(p, i)
+#define STOREV(v, p, i) STORE1(v, p, i)
 #endif
 
 // A work-item's share of the index range [lo, hi).
@@ -86,19 +92,19 @@ inline INDEX_T channel_vector(INDEX_T v, uint c) {
 
 // Channel c's pilot: the median of five elements at 0, 1/4, 1/2, 3/4 and the end
 // of its (n, m) order. Every kernel computes the same value from the same elements.
-inline float channel_pilot(__global const floatv *x, uint c, uint batch) {
+inline float channel_pilot(__global const storage_t *x, uint c, uint batch) {
     INDEX_T last = (INDEX_T)batch * SPATIAL_VECS - 1;
-    float a = FIRST_LANE(x[channel_vector(0, c)]), b = FIRST_LANE(x[channel_vector(last / 4, c)]);
-    float d = FIRST_LANE(x[channel_vector(last / 2, c)]), e = FIRST_LANE(x[channel_vector(last - last / 4, c)]);
-    float f = FIRST_LANE(x[channel_vector(last, c)]);
+    float a = FIRST_LANE(LOADV(x, channel_vector(0, c))), b = FIRST_LANE(LOADV(x, channel_vector(last / 4, c)));
+    float d = FIRST_LANE(LOADV(x, channel_vector(last / 2, c))), e = FIRST_LANE(LOADV(x, channel_vector(last - last / 4, c)));
+    float f = FIRST_LANE(LOADV(x, channel_vector(last, c)));
     return MEDIAN5(a, b, d, e, f);
 }
 
-inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r, float pilot) {
+inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange r, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (r.first >= r.end) return acc;
-    float shift = FIRST_LANE(x[channel_vector(r.first, c)]) - pilot;
+    float shift = FIRST_LANE(LOADV(x, channel_vector(r.first, c))) - pilot;
 #if CHUNKED
     FOR_EACH_RUN(r, c, p, len, {
         INDEX_T k = 0;
@@ -107,8 +113,8 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r,
             // at load speed instead of waiting on one chain of dependent float adds.
             floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
             for (int j = 0; j < BLOCK; j += 2) {
-                floatv d0 = (x[p + k + j] - pilot) - shift;
-                floatv d1 = (x[p + k + j + 1] - pilot) - shift;
+                floatv d0 = (LOADV(x, p + k + j) - pilot) - shift;
+                floatv d1 = (LOADV(x, p + k + j + 1) - pilot) - shift;
                 s0 += d0;
                 s1 += d1;
                 q0 += d0 * d0;
@@ -121,7 +127,7 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r,
         if (k < len) {
             floatv s = 0.0f, q = 0.0f;
             for (INDEX_T j = k; j < len; ++j) {
-                floatv d = (x[p + j] - pilot) - shift;
+                floatv d = (LOADV(x, p + j) - pilot) - shift;
                 s += d;
                 q += d * d;
             }
@@ -133,7 +139,7 @@ inline Moments accumulate_channel(__global const floatv *x, uint c, ItemRange r,
     for (INDEX_T v = r.first; v < r.end;) {
         float s = 0.0f, ss = 0.0f, b = 0.0f;
         for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (x[channel_vector(v, c)] - pilot) - shift;
+            floatv d = (LOADV(x, channel_vector(v, c)) - pilot) - shift;
             s += HSUM(d);
             ss += HSUM(d * d);
             b += (float)VEC;
@@ -167,40 +173,65 @@ inline Moments reduce_work_group(Moments m, __local float *lc, __local float *lm
     return r;
 }
 
-// Turns channel c's moments into its saved and running statistics; returns
-// (m.mean, gamma * invstd): y = ((x - pilot) - m.mean) * scale + beta.
-inline float2 finish_channel(uint c, Moments m, float count, float pilot,
-                             __global const float *weight,
-                             __global float *save_mean, __global float *save_invstd,
-                             __global const float *running_mean_in, __global const float *running_var_in,
-                             __global float *running_mean_out, __global float *running_var_out,
-                             float momentum, float eps) {
+// The statistics arguments every training kernel takes, in this order.
+#define STATISTICS_PARAMETERS                                                              \
+    __global float *save_mean, __global float *save_invstd,                                \
+    __global const float *running_mean_in, __global const float *running_var_in,           \
+    __global float *running_mean_out, __global float *running_var_out,                     \
+    float momentum, float eps, __global float *renorm_r, __global float *renorm_d,          \
+    float rmax, float dmax
+#define STATISTICS_ARGUMENTS                                                               \
+    save_mean, save_invstd, running_mean_in, running_var_in, running_mean_out,             \
+    running_var_out, momentum, eps, renorm_r, renorm_d, rmax, dmax
+
+// Turns channel c's moments into its saved and running statistics and returns the
+// coefficients (offset, scale, shift) of y = ((x - pilot) - offset) * scale + shift:
+// offset = mean - pilot, scale = gamma * invstd, shift = beta. Batch Renormalization
+// (RENORM) corrects with r = clamp(sigma_B / sigma, 1/rmax, rmax) and
+// d = clamp((mean_B - running_mean) / sigma, -dmax, dmax), sigma from the running
+// variance read before the update: scale = gamma * r * invstd, shift = beta + gamma * d.
+inline float3 finish_channel(uint c, Moments m, float count, float pilot,
+                             __global const float *weight, __global const float *bias,
+                             STATISTICS_PARAMETERS) {
     float var = m.m2 / count;  // biased: normalisation uses it
     float invstd = 1.0f / sqrt(var + eps);
     float mean = pilot + m.mean;
     save_mean[c] = mean;
     save_invstd[c] = invstd;
+#if HAS_WEIGHT
+    float gamma = weight[c];
+#else
+    float gamma = 1.0f;
+#endif
+#if HAS_BIAS
+    float beta = bias[c];
+#else
+    float beta = 0.0f;
+#endif
+    float scale = invstd * gamma, shift = beta;
+#if RENORM
+    float sigma = sqrt(running_var_in[c] + eps);
+    float r = clamp(sqrt(var + eps) / sigma, 1.0f / rmax, rmax);
+    // (pilot - running mean) + (mean - pilot): no rounding at the size of a large mean.
+    float d = clamp(((pilot - running_mean_in[c]) + m.mean) / sigma, -dmax, dmax);
+    renorm_r[c] = r;
+    renorm_d[c] = d;
+    scale *= r;
+    shift += gamma * d;
+#endif
 #if TRACK_RUNNING
     // Running variance is unbiased, as in PyTorch: var * n / (n - 1).
     running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * mean;
     running_var_out[c] = (1.0f - momentum) * running_var_in[c] + momentum * (m.m2 / (count - 1.0f));
 #endif
-#if HAS_WEIGHT
-    return (float2)(m.mean, invstd * weight[c]);
-#else
-    return (float2)(m.mean, invstd);
-#endif
+    return (float3)(m.mean, scale, shift);
 }
 
 // Training, one work-group per channel: statistics, then normalisation of the same
 // elements while they are still in cache. One launch for the whole op.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
-                    __global const float *weight, __global const float *bias,
-                    __global float *save_mean, __global float *save_invstd,
-                    __global const float *running_mean_in, __global const float *running_var_in,
-                    __global float *running_mean_out, __global float *running_var_out,
-                    float momentum, float eps) {
+void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint batch,
+                    __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
     __local float lc[WG], lm[WG], lq[WG];
     __local float coefficients[3];
     uint c = get_group_id(0);
@@ -211,27 +242,21 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
     Moments m = reduce_work_group(accumulate_channel(x, c, r, pilot), lc, lm, lq);
     if (lid == 0) {
         float count = (float)((INDEX_T)batch * SPATIAL);
-        float2 mean_scale = finish_channel(c, m, count, pilot, weight, save_mean, save_invstd,
-                                           running_mean_in, running_var_in, running_mean_out,
-                                           running_var_out, momentum, eps);
-        coefficients[0] = mean_scale.x;
-        coefficients[1] = mean_scale.y;
-#if HAS_BIAS
-        coefficients[2] = bias[c];
-#else
-        coefficients[2] = 0.0f;
-#endif
+        float3 k = finish_channel(c, m, count, pilot, weight, bias, STATISTICS_ARGUMENTS);
+        coefficients[0] = k.x;
+        coefficients[1] = k.y;
+        coefficients[2] = k.z;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float mean = coefficients[0], scale = coefficients[1], beta = coefficients[2];
 #if CHUNKED
     FOR_EACH_RUN(r, c, p, len, {
-        for (INDEX_T j = 0; j < len; ++j) y[p + j] = ((x[p + j] - pilot) - mean) * scale + beta;
+        for (INDEX_T j = 0; j < len; ++j) STOREV(((LOADV(x, p + j) - pilot) - mean) * scale + beta, y, p + j);
     })
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         INDEX_T i = channel_vector(v, c);
-        y[i] = ((x[i] - pilot) - mean) * scale + beta;
+        STOREV(((LOADV(x, i) - pilot) - mean) * scale + beta, y, i);
     }
 #endif
 }
@@ -245,18 +270,22 @@ void bn_train_fused(__global const floatv *x, __global floatv *y, uint batch,
 #if CVEC == 4
 typedef float4 floatc;
 #define CLOAD(i, p) vload4((i), (p))
+#define LOADC(p, i) LOAD4(p, i)
+#define STOREC(v, p, i) STORE4(v, p, i)
 #else
 typedef float floatc;
 #define CLOAD(i, p) ((p)[(i)])
+#define LOADC(p, i) LOAD1(p, i)
+#define STOREC(v, p, i) STORE1(v, p, i)
 #endif
 #define COLUMN_VECS (CHANNELS / CVEC)
 
 // Column vector k's pilot: the median of its values in rows 0, 1/4, 1/2, 3/4 and the
 // last (as channel_pilot does along a channel), lane by lane.
-inline floatc column_pilot(__global const floatc *x, uint rows, uint k) {
+inline floatc column_pilot(__global const storage_t *x, uint rows, uint k) {
     size_t last = rows - 1;
-    floatc a = x[k], b = x[(last / 4) * COLUMN_VECS + k], c = x[(last / 2) * COLUMN_VECS + k];
-    floatc d = x[(last - last / 4) * COLUMN_VECS + k], e = x[last * COLUMN_VECS + k];
+    floatc a = LOADC(x, k), b = LOADC(x, (last / 4) * COLUMN_VECS + k), c = LOADC(x, (last / 2) * COLUMN_VECS + k);
+    floatc d = LOADC(x, (last - last / 4) * COLUMN_VECS + k), e = LOADC(x, last * COLUMN_VECS + k);
     return MEDIAN5(a, b, c, d, e);
 }
 
@@ -264,7 +293,7 @@ inline floatc column_pilot(__global const floatc *x, uint rows, uint k) {
 // `pilot`, lane by lane: block-shifted sums folded with Chan's formula, M2
 // Kahan-compensated, as in accumulate_channel and fold_block (all lanes share the
 // counts). Fills mean and m2; returns the count.
-inline float accumulate_columns(__global const floatc *x, uint first, uint width, uint lo, uint hi,
+inline float accumulate_columns(__global const storage_t *x, uint first, uint width, uint lo, uint hi,
                                 const floatc *pilot, floatc *mean, floatc *m2) {
     floatc shift[TILE], s[TILE], q[TILE], carry[TILE], mean_carry[TILE];
     for (uint t = 0; t < width; ++t) {
@@ -279,9 +308,9 @@ inline float accumulate_columns(__global const floatc *x, uint first, uint width
         uint rows = min((uint)BLOCK, hi - n);
         for (uint t = 0; t < width; ++t) { s[t] = 0.0f; q[t] = 0.0f; }
         for (uint k = 0; k < rows; ++k) {
-            __global const floatc *row = x + (size_t)(n + k) * COLUMN_VECS + first;
+            size_t row = (size_t)(n + k) * COLUMN_VECS + first;
             for (uint t = 0; t < width; ++t) {
-                floatc d = (row[t] - pilot[t]) - shift[t];
+                floatc d = (LOADC(x, row + t) - pilot[t]) - shift[t];
                 s[t] += d;
                 q[t] += d * d;
             }
@@ -317,12 +346,8 @@ inline void column_lanes(floatc v, float *lanes) {
 #endif
 }
 
-__kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uint batch,
-                               __global const float *weight, __global const float *bias,
-                               __global float *save_mean, __global float *save_invstd,
-                               __global const float *running_mean_in, __global const float *running_var_in,
-                               __global float *running_mean_out, __global float *running_var_out,
-                               float momentum, float eps) {
+__kernel void bn_train_columns(__global const storage_t *x, __global storage_t *y, uint batch,
+                               __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
     uint first = get_global_id(0) * TILE;
     if (first >= COLUMN_VECS) return;
     uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
@@ -331,26 +356,23 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
     float count = accumulate_columns(x, first, width, 0, batch, pilot, mean, m2);
     // Per channel: saved and running statistics, and the coefficients.
     for (uint t = 0; t < width; ++t) {
-        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC];
+        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC], lanes_shift[CVEC];
         column_lanes(pilot[t], lanes_pilot);
         column_lanes(mean[t], lanes_mean);
         column_lanes(m2[t], lanes_m2);
         for (uint i = 0; i < CVEC; ++i) {
             Moments m = {count, lanes_mean[i], lanes_m2[i]};
-            lanes_scale[i] = finish_channel((first + t) * CVEC + i, m, (float)batch, lanes_pilot[i], weight,
-                                            save_mean, save_invstd, running_mean_in, running_var_in,
-                                            running_mean_out, running_var_out, momentum, eps).y;
+            float3 k = finish_channel((first + t) * CVEC + i, m, (float)batch, lanes_pilot[i], weight, bias,
+                                      STATISTICS_ARGUMENTS);
+            lanes_scale[i] = k.y;
+            lanes_shift[i] = k.z;
         }
         scale[t] = CLOAD(0, lanes_scale);
-#if HAS_BIAS
-        beta[t] = CLOAD(first + t, bias);
-#else
-        beta[t] = 0.0f;
-#endif
+        beta[t] = CLOAD(0, lanes_shift);
     }
     for (uint n = 0; n < batch; ++n) {
         size_t row = (size_t)n * COLUMN_VECS + first;
-        for (uint t = 0; t < width; ++t) y[row + t] = ((x[row + t] - pilot[t]) - mean[t]) * scale[t] + beta[t];
+        for (uint t = 0; t < width; ++t) STOREC(((LOADC(x, row + t) - pilot[t]) - mean[t]) * scale[t] + beta[t], y, row + t);
     }
 }
 
@@ -358,7 +380,7 @@ __kernel void bn_train_columns(__global const floatc *x, __global floatc *y, uin
 // work-item (i, g) reduces the TILE column vectors of item i over row slice g and
 // writes each channel's (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...];
 // row slice 0 also writes the pilots.
-__kernel void bn_column_partials(__global const floatc *x, uint batch, __global float *partials,
+__kernel void bn_column_partials(__global const storage_t *x, uint batch, __global float *partials,
                                  __global float *pilots) {
     uint first = get_global_id(0) * TILE;
     if (first >= COLUMN_VECS) return;
@@ -388,7 +410,7 @@ __kernel void bn_column_partials(__global const floatc *x, uint batch, __global 
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] for (rows, C) input, row by
 // row, with the per-channel coefficients loaded as vectors beside each row segment.
-__kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uint batch,
+__kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *y, uint batch,
                                __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
     INDEX_T total = (INDEX_T)batch * COLUMN_VECS;
@@ -398,18 +420,16 @@ __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uin
         INDEX_T row = v / COLUMN_VECS;
         uint column = (uint)(v - row * COLUMN_VECS);
         uint len = (uint)(min((row + 1) * COLUMN_VECS, r.end) - v);
-        __global const floatc *in = x + v;
-        __global floatc *out = y + v;
         for (uint j = 0; j < len; ++j) {
             uint k = column + j;
-            out[j] = ((in[j] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift);
+            STOREC(((LOADC(x, v + j) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift), y, v + j);
         }
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint k = (uint)(v % COLUMN_VECS);
-        y[v] = ((x[v] - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift);
+        STOREC(((LOADC(x, v) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift), y, v);
     }
 #endif
 }
@@ -418,7 +438,7 @@ __kernel void bn_apply_columns(__global const floatc *x, __global floatc *y, uin
 // channel c and writes its (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...];
 // slice 0 also writes the channel's pilot.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bn_partial_moments(__global const floatv *x, uint batch, __global float *partials, __global float *pilots) {
+void bn_partial_moments(__global const storage_t *x, uint batch, __global float *partials, __global float *pilots) {
     __local float lc[WG], lm[WG], lq[WG];
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint c = get_group_id(1);
@@ -444,11 +464,7 @@ void bn_partial_moments(__global const floatv *x, uint batch, __global float *pa
 // scale + shift with offset = mean - pilot and shift = beta. (Folding offset into the
 // shift would cancel when the pilot lies far from the mean; x - pilot - offset does not.)
 __kernel void bn_finish_moments(__global const float *pilots, __global const float *partials, uint groups, float count,
-                                __global const float *weight,
-                                __global float *save_mean, __global float *save_invstd,
-                                __global const float *running_mean_in, __global const float *running_var_in,
-                                __global float *running_mean_out, __global float *running_var_out,
-                                float momentum, float eps, __global const float *bias,
+                                __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS,
                                 __global float *offset, __global float *scale, __global float *shift) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
@@ -458,16 +474,10 @@ __kernel void bn_finish_moments(__global const float *pilots, __global const flo
         Moments part = {p[0], p[1], p[2]};
         m = moments_merge(m, part);
     }
-    float2 mean_scale = finish_channel(c, m, count, pilots[c], weight, save_mean, save_invstd, running_mean_in,
-                                       running_var_in, running_mean_out, running_var_out, momentum, eps);
-#if HAS_BIAS
-    float beta = bias[c];
-#else
-    float beta = 0.0f;
-#endif
-    offset[c] = mean_scale.x;
-    scale[c] = mean_scale.y;
-    shift[c] = beta;
+    float3 k = finish_channel(c, m, count, pilots[c], weight, bias, STATISTICS_ARGUMENTS);
+    offset[c] = k.x;
+    scale[c] = k.y;
+    shift[c] = k.z;
 }
 
 // Inference, step 1 of 2, one work-item per channel: offset = 0, scale = gamma /
@@ -495,7 +505,7 @@ __kernel void bn_inference_scale(__global const float *running_var, __global con
 // input: step 3 of the split training path (pilot from channel_pilot, offset = mean -
 // pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting
 // before scaling keeps large-mean data from cancelling.
-__kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
+__kernel void bn_apply(__global const storage_t *x, __global storage_t *y, uint batch,
                        __global const float *pilot, __global const float *offset,
                        __global const float *scale, __global const float *shift) {
     INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
@@ -507,13 +517,13 @@ __kernel void bn_apply(__global const floatv *x, __global floatv *y, uint batch,
         INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
         uint c = (uint)(plane % CHANNELS);
         float k = pilot[c], o = offset[c], s = scale[c], b = shift[c];
-        for (INDEX_T j = v; j < v + len; ++j) y[j] = ((x[j] - k) - o) * s + b;
+        for (INDEX_T j = v; j < v + len; ++j) STOREV(((LOADV(x, j) - k) - o) * s + b, y, j);
         v += len;
     }
 #else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
-        y[v] = ((x[v] - pilot[c]) - offset[c]) * scale[c] + shift[c];
+        STOREV(((LOADV(x, v) - pilot[c]) - offset[c]) * scale[c] + shift[c], y, v);
     }
 #endif
 }

@@ -24,6 +24,8 @@ enum ReferenceBatchNorm {
         var saveInvstd: [Float]?
         var runningMean: [Float]?
         var runningVar: [Float]?
+        var renormR: [Float]? = nil
+        var renormD: [Float]? = nil
     }
 
     /// Mean and biased variance per channel: `mean_c = Σx/n`, `var_c = Σ(x − mean_c)²/n`.
@@ -49,18 +51,21 @@ enum ReferenceBatchNorm {
         return (mean, variance)
     }
 
-    /// `y = (x − mean_c)·invstd_c·γ_c + β_c`, computed in float64 and rounded once.
+    /// `y = ((x − mean_c)·invstd_c·r_c + d_c)·γ_c + β_c` (r = 1, d = 0 unless Batch
+    /// Renorm), computed in float64 and rounded once.
     static func normalize(
-        _ x: [Float], _ index: Indexing, mean: [Double], invstd: [Double], weight: [Float]?, bias: [Float]?
+        _ x: [Float], _ index: Indexing, mean: [Double], invstd: [Double], weight: [Float]?, bias: [Float]?,
+        r: [Double]? = nil, d: [Double]? = nil
     ) -> [Float] {
         var y = [Float](repeating: 0, count: x.count)
         for b in 0..<index.batch {
             for c in 0..<index.channels {
                 let gamma = weight.map { Double($0[c]) } ?? 1
                 let beta = bias.map { Double($0[c]) } ?? 0
+                let rc = r?[c] ?? 1, dc = d?[c] ?? 0
                 for m in 0..<index.spatial {
                     let i = index(b, c, m)
-                    y[i] = Float((Double(x[i]) - mean[c]) * invstd[c] * gamma + beta)
+                    y[i] = Float(((Double(x[i]) - mean[c]) * invstd[c] * rc + dc) * gamma + beta)
                 }
             }
         }
@@ -73,7 +78,8 @@ enum ReferenceBatchNorm {
     ///   resolved from `nil` to `1 / numBatchesTracked`).
     static func forward(
         _ problem: BatchNormProblem, x: [Float], weight: [Float]?, bias: [Float]?,
-        runningMean: [Float]?, runningVar: [Float]?, momentum: Double, eps: Double
+        runningMean: [Float]?, runningVar: [Float]?, momentum: Double, eps: Double,
+        renorm: BatchRenormLimits? = nil
     ) -> Result {
         let channels = problem.channels
         let index = Indexing(batch: problem.batch, channels: channels, spatial: problem.spatial, layout: problem.layout)
@@ -86,8 +92,18 @@ enum ReferenceBatchNorm {
         case .training(let updatesRunning):
             let (mean, variance) = channelStatistics(x, index)
             let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
-            let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias)
+            var r: [Double]? = nil, d: [Double]? = nil
+            if let renorm, let runningMean, let runningVar {
+                // SPEC.md: r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − μ)/σ, −dmax, dmax).
+                let rmax = Double(renorm.rmax), dmax = Double(renorm.dmax)
+                let sigma = runningVar.map { (Double($0) + eps).squareRoot() }
+                r = (0..<channels).map { c in min(max((variance[c] + eps).squareRoot() / sigma[c], 1 / rmax), rmax) }
+                d = (0..<channels).map { c in min(max((mean[c] - Double(runningMean[c])) / sigma[c], -dmax), dmax) }
+            }
+            let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias, r: r, d: d)
             var result = Result(output: y, saveMean: mean.map(Float.init), saveInvstd: invstd.map(Float.init))
+            result.renormR = r?.map(Float.init)
+            result.renormD = d?.map(Float.init)
             if updatesRunning, let runningMean, let runningVar {
                 let n = Double(problem.valuesPerChannel)
                 result.runningMean = (0..<channels).map { c in

@@ -14,6 +14,10 @@ struct BatchNormHarness {
     var runningVar: [Float]?
     var momentum: Float? = 0.1
     var eps: Float = 1e-5
+    /// Storage of x and y (statistics and parameters stay float32).
+    var elementType: ElementType = .float32
+    /// Batch Renorm's limits (training only; needs running statistics).
+    var renorm: BatchRenormLimits?
 
     var channels: Int { shape[1] }
 
@@ -40,10 +44,12 @@ struct BatchNormHarness {
         var runningMean: [Float]?
         var runningVar: [Float]?
         var numBatchesTracked: Int?
+        var renormR: [Float]?
+        var renormD: [Float]?
     }
 
     func run(on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil) throws -> Result {
-        let input = try Tensor(x, shape: shape, layout: layout, on: backend)
+        let input = try Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend)
         let w = try weight.map { try Tensor($0, on: backend) }
         let b = try bias.map { try Tensor($0, on: backend) }
         var running: RunningStatistics? = nil
@@ -52,11 +58,13 @@ struct BatchNormHarness {
         }
         let out = try batchNorm(
             input, weight: w, bias: b, runningStatistics: &running, training: training,
-            momentum: momentum, eps: eps, strategy: strategy)
+            momentum: momentum, eps: eps, strategy: strategy, renorm: training ? renorm : nil)
+        #expect(out.output.elementType == elementType)
         return Result(
             output: try out.output.toArray(), saveMean: try out.saveMean?.toArray(), saveInvstd: try out.saveInvstd?.toArray(),
             runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
-            numBatchesTracked: running?.numBatchesTracked)
+            numBatchesTracked: running?.numBatchesTracked,
+            renormR: try out.renormR?.toArray(), renormD: try out.renormD?.toArray())
     }
 
     /// Compares `backend` (with `strategy`) against the reference.
@@ -80,6 +88,12 @@ struct BatchNormHarness {
     /// the formula, so the mean and output bounds widen by 4 ulps of `|mean − pilot|`;
     /// and the sums of squares hold terms far above σ², so the relative bounds widen to
     /// 4e-6 on invstd and outputs and 8e-6 on the variance.
+    ///
+    /// Half storage: both sides read the same half inputs, so statistics keep their
+    /// float32 bounds; each output is rounded to half once more, and the float32 and
+    /// float64 results may round to neighbouring halves: 2^-10·|y| on top. Batch Renorm
+    /// multiplies the normalised value by r ≤ rmax and adds γ·d, whose error is the
+    /// mean's over σ: the output bound doubles.
     func check(
         on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil, pilotDistance: [Double]? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
@@ -87,7 +101,8 @@ struct BatchNormHarness {
         let expected = try run(on: .reference, training: training)
         let actual = try run(on: backend, training: training, strategy: strategy)
         let label = "\(shape) \(layout) \(backend.name) training=\(training) strategy=\(strategy.map { "\($0)" } ?? "auto")"
-        let relative = pilotDistance == nil ? 2e-6 : 4e-6
+        let relative = (pilotDistance == nil ? 2e-6 : 4e-6) * (renorm == nil ? 1 : 2)
+        let halfRounding = elementType == .float16 ? 0x1p-10 : 0
         // 4 ulps of |mean − pilot|, in data units, per channel (0 unless pilotDistance is given).
         let slack = (0..<channels).map { 4 * 0x1p-24 * (pilotDistance?[$0] ?? 0) }
         let spatial = shape.dropFirst(2).reduce(1, *)
@@ -96,6 +111,14 @@ struct BatchNormHarness {
             let c = channel(ofElement: i)
             let scale = Double(expected.saveInvstd?[c] ?? 1) * Swift.abs(Double(weight?[c] ?? 1))
             return relative * (1 + Swift.abs(Double(expected.output[i]))) + slack[c] * scale
+                + halfRounding * Swift.abs(Double(expected.output[i]))
+        }
+        if elementType == .float16 {
+            // Neighbouring halves only where float32 and float64 straddle a rounding
+            // boundary: rare (float32 error ~1e-6 of a half ulp ~1e-3). Round-to-zero
+            // stores, or arithmetic in half, would differ on a large share.
+            let differing = zip(actual.output, expected.output).filter { $0 != $1 }.count
+            #expect(differing <= 2 + actual.output.count / 100, "\(differing) of \(actual.output.count) halves differ \(label)")
         }
         if training {
             // The mean is compared on the scale of the data's spread (1/invstd), plus its own ulp.
@@ -113,6 +136,16 @@ struct BatchNormHarness {
             }
         } else {
             #expect(actual.saveMean == nil && actual.saveInvstd == nil, "inference returns no saved statistics")
+        }
+        if training, renorm != nil {
+            if let r = actual.renormR, let er = expected.renormR, let d = actual.renormD, let ed = expected.renormD {
+                expectClose(r, er, "renorm r \(label)", relative: 2e-6)
+                expectClose(d, ed, "renorm d \(label)", relative: 2e-6, absolute: 4e-6)
+            } else {
+                Issue.record("renorm r/d missing \(label)", sourceLocation: sourceLocation)
+            }
+        } else {
+            #expect(actual.renormR == nil && actual.renormD == nil, "r and d only for Batch Renorm")
         }
         if let e = expected.runningMean, let a = actual.runningMean, let s = expected.saveInvstd {
             expectClose(a, e, "runningMean \(label)", sourceLocation: sourceLocation) { c in

@@ -12,6 +12,8 @@ enum BatchNormKernels {
         /// Effective weight of the new batch in the running update.
         var momentum: Float
         var eps: Float
+        /// Batch Renorm's limits (problems with `renorm` only).
+        var renorm: BatchRenormLimits? = nil
     }
 
     struct Outputs {
@@ -20,12 +22,15 @@ enum BatchNormKernels {
         var saveInvstd: Tensor?
         var runningMean: Tensor?
         var runningVar: Tensor?
+        var renormR: Tensor? = nil
+        var renormD: Tensor? = nil
         var events: [KernelEvent]
     }
 
     static func run(_ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
         let program = try runtime.program(.batchNorm, options: plan.buildOptions(for: problem))
-        let output = try Tensor(uninitializedShape: problem.shape, layout: problem.layout, on: runtime)
+        let output = try Tensor(
+            uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         if plan.strategy == .inference {
             return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
         }
@@ -92,11 +97,16 @@ enum BatchNormKernels {
         let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
         let runningMeanOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         let runningVarOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        let renormR = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        let renormD = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        // STATISTICS_PARAMETERS in batch_norm.cl.
         let statisticsArguments: [KernelArgument] = [
             .buffer(saveMean.deviceBuffer), .buffer(saveInvstd.deviceBuffer),
             .buffer(inputs.runningMean), .buffer(inputs.runningVar),
             .buffer(runningMeanOut?.deviceBuffer), .buffer(runningVarOut?.deviceBuffer),
             .float(inputs.momentum), .float(inputs.eps),
+            .buffer(renormR?.deviceBuffer), .buffer(renormD?.deviceBuffer),
+            .float(inputs.renorm?.rmax ?? 1), .float(inputs.renorm?.dmax ?? 0),
         ]
         let wg = plan.reductionWorkGroupSize
         var events: [KernelEvent] = []
@@ -131,8 +141,8 @@ enum BatchNormKernels {
                     local: [plan.perChannelWorkGroupSize],
                     arguments: [
                         .buffer(pilots), .buffer(partials), .uint(UInt32(groups)), .float(Float(problem.valuesPerChannel)),
-                        .buffer(inputs.weight),
-                    ] + statisticsArguments + [.buffer(inputs.bias)] + coefficients.arguments))
+                        .buffer(inputs.weight), .buffer(inputs.bias),
+                    ] + statisticsArguments + coefficients.arguments))
             events.append(
                 try enqueueApply(
                     problem, plan: plan, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients,
@@ -150,7 +160,7 @@ enum BatchNormKernels {
         }
         return Outputs(
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
-            runningMean: runningMeanOut, runningVar: runningVarOut, events: events)
+            runningMean: runningMeanOut, runningVar: runningVarOut, renormR: renormR, renormD: renormD, events: events)
     }
 
 }

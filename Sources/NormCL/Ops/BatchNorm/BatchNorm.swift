@@ -21,6 +21,9 @@ public struct BatchNorm: Sendable {
     public var runningStatistics: RunningStatistics?
     /// Training (batch statistics) or inference (running statistics) mode.
     public var isTraining: Bool = true
+    /// Batch Renormalization's limits for training steps (nil: plain BatchNorm). Set
+    /// and ramp them during training; they need tracked running statistics.
+    public var renorm: BatchRenormLimits?
 
     /// A layer with PyTorch's defaults on `backend`.
     ///
@@ -55,8 +58,9 @@ public struct BatchNorm: Sendable {
     /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
     public mutating func forward(_ input: Tensor) throws -> BatchNormOutput {
         // As torch.nn.BatchNorm: without running statistics, inference uses batch statistics.
-        try batchNorm(
+        let training = isTraining || runningStatistics == nil
+        return try batchNorm(
             input, weight: weight, bias: bias, runningStatistics: &runningStatistics,
-            training: isTraining || runningStatistics == nil, momentum: momentum, eps: eps)
+            training: training, momentum: momentum, eps: eps, strategy: nil, renorm: training ? renorm : nil)
     }
 }

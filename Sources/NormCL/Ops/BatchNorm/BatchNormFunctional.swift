@@ -72,17 +72,46 @@ public func batchNorm(
     return try batchNorm(input, weight: weight, bias: bias, eps: eps).output.toArray()
 }
 
+/// Batch Renormalization's training forward (Ioffe, 2017): BatchNorm with batch
+/// statistics, corrected towards the running statistics by `r` and `d` (see
+/// ``BatchRenormLimits`` for the math), with the running statistics updated as
+/// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` updates them.
+///
+/// PyTorch has no Batch Renorm; this follows the paper and SPEC.md. Inference of a
+/// Batch-Renorm-trained model is plain BatchNorm inference (`training: false`).
+///
+/// - Parameters:
+///   - limits: `rmax ≥ 1`, `dmax ≥ 0`; ``BatchRenormLimits/batchNorm`` gives BatchNorm.
+///   - runningStatistics: required: they define `μ` and `σ` and are updated.
+/// - Returns: as BatchNorm training, plus ``BatchNormOutput/renormR`` and
+///   ``BatchNormOutput/renormD``.
+/// - Throws: as BatchNorm training, and ``NormError/invalidArgument(argument:reason:)``
+///   for `rmax < 1` or `dmax < 0` (or NaN).
+public func batchRenorm(
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
+    runningStatistics: inout RunningStatistics, limits: BatchRenormLimits,
+    momentum: Float? = 0.1, eps: Float = 1e-5
+) throws -> BatchNormOutput {
+    var running: RunningStatistics? = runningStatistics
+    let output = try batchNorm(
+        input, weight: weight, bias: bias, runningStatistics: &running, training: true,
+        momentum: momentum, eps: eps, strategy: nil, renorm: limits)
+    if let running { runningStatistics = running }
+    return output
+}
+
 /// The one implementation behind the public entry points; `strategy` forces a plan
 /// strategy on OpenCL (tests use it to cover each one).
 func batchNorm(
     _ input: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool,
-    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?
+    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits? = nil
 ) throws -> BatchNormOutput {
     let mode: BatchNormProblem.Mode =
         training ? .training(updatesRunningStatistics: runningStatistics != nil) : .inference
     let problem = try BatchNormProblem.validated(
-        input: input, weight: weight, bias: bias, running: runningStatistics, mode: mode, momentum: momentum, eps: eps)
+        input: input, weight: weight, bias: bias, running: runningStatistics, mode: mode, momentum: momentum, eps: eps,
+        renorm: renorm)
 
     // Updated on a copy, assigned back only when the op succeeded.
     var updated = runningStatistics
@@ -98,16 +127,20 @@ func batchNorm(
         let result = ReferenceBatchNorm.forward(
             problem, x: try input.toArray(), weight: try weight?.toArray(), bias: try bias?.toArray(),
             runningMean: try runningStatistics?.mean.toArray(), runningVar: try runningStatistics?.variance.toArray(),
-            momentum: Double(effectiveMomentum), eps: Double(eps))
+            momentum: Double(effectiveMomentum), eps: Double(eps), renorm: renorm)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = try Tensor(mean, on: .reference)
             updated?.variance = try Tensor(variance, on: .reference)
         }
         runningStatistics = updated
         return BatchNormOutput(
-            output: Tensor(shape: problem.shape, layout: problem.layout, storage: .host(result.output)),
+            output: Tensor(
+                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
+                elementType: problem.elementType),
             saveMean: try result.saveMean.map { try Tensor($0, on: .reference) },
             saveInvstd: try result.saveInvstd.map { try Tensor($0, on: .reference) },
+            renormR: try result.renormR.map { try Tensor($0, on: .reference) },
+            renormD: try result.renormD.map { try Tensor($0, on: .reference) },
             events: [])
     case .openCL(let runtime):
         guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
@@ -115,7 +148,7 @@ func batchNorm(
         let inputs = BatchNormKernels.Inputs(
             x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
             runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
-            momentum: effectiveMomentum, eps: eps)
+            momentum: effectiveMomentum, eps: eps, renorm: renorm)
         let result = try BatchNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = mean
@@ -123,6 +156,7 @@ func batchNorm(
         }
         runningStatistics = updated
         return BatchNormOutput(
-            output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd, events: result.events)
+            output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd,
+            renormR: result.renormR, renormD: result.renormD, events: result.events)
     }
 }

@@ -1,12 +1,28 @@
 /// What a BatchNorm forward pass returns.
 public struct BatchNormOutput: Sendable {
-    /// The normalised tensor, same shape and layout as the input.
+    /// The normalised tensor, same shape, layout and element type as the input.
     public let output: Tensor
-    /// Training only: the batch mean per channel, for the backward pass.
+    /// Training only: the batch mean per channel (float32), for the backward pass.
     public let saveMean: Tensor?
-    /// Training only: `1 / sqrt(var + eps)` per channel (biased batch variance).
+    /// Training only: `1 / sqrt(var + eps)` per channel (biased batch variance, float32).
     public let saveInvstd: Tensor?
+    /// Batch Renorm only: the correction factors `r` and `d` per channel (see
+    /// ``BatchRenormLimits``), constants in the backward pass.
+    public let renormR: Tensor?
+    public let renormD: Tensor?
     /// The OpenCL kernels the op enqueued, in order (empty on the reference path);
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
+
+    init(
+        output: Tensor, saveMean: Tensor?, saveInvstd: Tensor?, renormR: Tensor? = nil, renormD: Tensor? = nil,
+        events: [KernelEvent]
+    ) {
+        self.output = output
+        self.saveMean = saveMean
+        self.saveInvstd = saveInvstd
+        self.renormR = renormR
+        self.renormD = renormD
+        self.events = events
+    }
 }

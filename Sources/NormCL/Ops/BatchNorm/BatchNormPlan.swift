@@ -121,6 +121,8 @@ struct BatchNormPlan: Equatable, Sendable {
             "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
             "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
             "-D TRACK_RUNNING=\(updatesRunning ? 1 : 0)",
+            "-D RENORM=\(problem.renorm ? 1 : 0)",
+            problem.elementType.buildOption,
             "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
             "-D CVEC=\(channelVectorWidth)",
             "-D TILE=\(columnTile)",

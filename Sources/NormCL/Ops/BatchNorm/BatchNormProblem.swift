@@ -14,7 +14,11 @@ struct BatchNormProblem: Hashable, Sendable {
     /// The input shape `(N, C, *S)`.
     let shape: [Int]
     let layout: TensorLayout
+    let elementType: ElementType
     let mode: Mode
+    /// Batch Renormalization: training corrected by `r` and `d` (limits are kernel
+    /// arguments, not part of the problem: they change every step while ramping up).
+    let renorm: Bool
     let hasWeight: Bool
     let hasBias: Bool
 
@@ -42,7 +46,7 @@ struct BatchNormProblem: Hashable, Sendable {
     /// - Throws: ``NormError`` naming the first argument that is wrong.
     static func validated(
         input: Tensor, weight: Tensor?, bias: Tensor?, running: RunningStatistics?,
-        mode: Mode, momentum: Float?, eps: Float
+        mode: Mode, momentum: Float?, eps: Float, renorm: BatchRenormLimits? = nil
     ) throws(NormError) -> BatchNormProblem {
         let shape = input.shape
         guard shape.count >= 2 else {
@@ -66,8 +70,16 @@ struct BatchNormProblem: Hashable, Sendable {
             throw .invalidArgument(
                 argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
         }
+        if let renorm {
+            try renorm.validate()
+            guard running != nil, mode == .training(updatesRunningStatistics: true) else {
+                throw .invalidArgument(
+                    argument: "runningStatistics", reason: "Batch Renorm trains against running statistics: pass them")
+            }
+        }
         let problem = BatchNormProblem(
-            shape: shape, layout: input.layout, mode: mode, hasWeight: weight != nil, hasBias: bias != nil)
+            shape: shape, layout: input.layout, elementType: input.elementType, mode: mode, renorm: renorm != nil,
+            hasWeight: weight != nil, hasBias: bias != nil)
         if problem.isTraining && problem.valuesPerChannel <= 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
         }
