@@ -1,0 +1,56 @@
+import NormCL
+
+extension BenchmarkCase {
+    /// GroupNorm (8, 512, 32, 32) with G = 32 (a diffusion U-Net block) and
+    /// InstanceNorm (8, 64, 128, 128) (style transfer), NCHW and NHWC, float32 and
+    /// half storage; quick mode uses smaller shapes.
+    static func groupNormCases(quick: Bool) -> [BenchmarkCase] {
+        let groupShape = quick ? [4, 128, 16, 16] : [8, 512, 32, 32]
+        let instanceShape = quick ? [4, 32, 32, 32] : [8, 64, 128, 128]
+        return ElementType.allCases.flatMap { elementType in
+            TensorLayout.allCases.flatMap { layout in
+                [
+                    groupNorm(shape: groupShape, groups: 32, layout: layout, elementType: elementType),
+                    instanceNorm(shape: instanceShape, layout: layout, elementType: elementType),
+                ]
+            }
+        }
+    }
+
+    static func groupNorm(shape: [Int], groups: Int, layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let channels = shape[1]
+        let count = shape.reduce(1, *)
+        // γ, β read; save mean/invstd written per (n, g).
+        let parameterBytes = channels * 4 * 2 + shape[0] * groups * 4 * 2
+        return BenchmarkCase(
+            op: "GroupNorm G=\(groups)", shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            return {
+                let out = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
+                return (out.output, out.events)
+            }
+        }
+    }
+
+    /// InstanceNorm as `torch.nn.InstanceNorm2d(C)` trains by default: instance
+    /// statistics, no affine, no running statistics.
+    static func instanceNorm(shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let count = shape.reduce(1, *)
+        // save mean/invstd written per (n, c).
+        let parameterBytes = shape[0] * shape[1] * 4 * 2
+        return BenchmarkCase(
+            op: "InstanceNorm", shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            return {
+                let out = try NormCL.instanceNorm(input)
+                return (out.output, out.events)
+            }
+        }
+    }
+}

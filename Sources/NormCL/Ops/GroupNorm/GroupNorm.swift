@@ -1,0 +1,58 @@
+/// A GroupNorm layer that owns its affine parameters, as `torch.nn.GroupNorm`.
+///
+/// GroupNorm has no running statistics, so training and inference compute the same
+/// thing; the math is that of ``groupNorm(_:numGroups:weight:bias:eps:)``.
+public struct GroupNorm: Sendable {
+    /// G, the number of groups; divides ``numChannels``.
+    public let numGroups: Int
+    /// C, the number of channels.
+    public let numChannels: Int
+    /// Added to the variance inside the square root (default `1e-5`).
+    public var eps: Float
+    /// γ per channel, initially 1; nil when the layer is not affine.
+    public var weight: Tensor?
+    /// β per channel, initially 0; nil when the layer is not affine.
+    public var bias: Tensor?
+
+    /// A layer with PyTorch's defaults on `backend` (`affine` true: γ = 1, β = 0).
+    ///
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `numGroups ≤ 0`,
+    ///   `numChannels ≤ 0`, C not divisible by G, or non-finite or negative `eps`.
+    public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true, on backend: Backend) throws {
+        guard numChannels > 0 else {
+            throw NormError.invalidArgument(argument: "numChannels", reason: "must be positive, got \(numChannels)")
+        }
+        guard numGroups > 0 else {
+            throw NormError.invalidArgument(argument: "numGroups", reason: "must be positive, got \(numGroups)")
+        }
+        guard numChannels % numGroups == 0 else {
+            throw NormError.invalidArgument(
+                argument: "numGroups", reason: "the \(numChannels) channels must divide into \(numGroups) groups evenly")
+        }
+        try NormError.checkEps(eps)
+        self.numGroups = numGroups
+        self.numChannels = numChannels
+        self.eps = eps
+        if affine {
+            weight = try Tensor(repeating: 1, shape: [numChannels], on: backend)
+            bias = try Tensor(repeating: 0, shape: [numChannels], on: backend)
+        }
+    }
+
+    /// Normalises `input` (`(N, C, *S)` with C == ``numChannels``).
+    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+        try forward(input).output
+    }
+
+    /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
+    ///
+    /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when the input's
+    ///   channels differ from ``numChannels``, and what ``groupNorm(_:numGroups:weight:bias:eps:)`` throws.
+    public func forward(_ input: Tensor) throws -> GroupNormOutput {
+        if input.shape.count >= 2, input.shape[1] != numChannels {
+            throw NormError.shapeMismatch(
+                argument: "input", expected: [input.shape[0], numChannels] + input.shape.dropFirst(2), actual: input.shape)
+        }
+        return try groupNorm(input, numGroups: numGroups, weight: weight, bias: bias, eps: eps)
+    }
+}

@@ -1,0 +1,79 @@
+/// A GroupNorm or InstanceNorm forward call, described by what decides how to run it.
+///
+/// InstanceNorm is GroupNorm with `groups == channels`, plus running statistics: both
+/// share this problem, the plan and the kernels of `Kernels/group_norm.cl`. Built by
+/// ``validated(input:groups:weight:bias:statistics:eps:op:)``, where the checks
+/// common to both ops live (InstanceNorm's own checks are in `InstanceNormFunctional`).
+struct GroupNormProblem: Hashable, Sendable {
+    /// Where the normalisation statistics come from.
+    enum Statistics: Hashable, Sendable {
+        /// One mean and biased variance per (n, g) from the input;
+        /// `savesVariance` when InstanceNorm also needs the variances to update
+        /// running statistics.
+        case input(savesVariance: Bool)
+        /// InstanceNorm inference: the running statistics per channel.
+        case running
+    }
+
+    /// The input shape `(N, C, *S)`.
+    let shape: [Int]
+    let layout: TensorLayout
+    let elementType: ElementType
+    /// G; C for InstanceNorm.
+    let groups: Int
+    let statistics: Statistics
+    let hasWeight: Bool
+    let hasBias: Bool
+
+    /// N.
+    var batch: Int { shape[0] }
+    /// C.
+    var channels: Int { shape[1] }
+    /// M, the product of the spatial dims (1 for `(N, C)` input).
+    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
+    /// C / G.
+    var channelsPerGroup: Int { channels / groups }
+    /// The (n, g) pairs, one mean and variance each: N·G.
+    var rows: Int { batch * groups }
+    /// The values each (n, g) pair's statistics run over: (C/G)·M.
+    var valuesPerRow: Int { channelsPerGroup * spatial }
+    /// Every element of the input.
+    var count: Int { shape.reduce(1, *) }
+    /// Whether each (n, g) pair is one contiguous run in memory: channels-first input,
+    /// or `(N, C)` input of either layout.
+    var hasContiguousRows: Bool { layout == .channelsFirst || spatial == 1 }
+
+    /// Checks the arguments both ops share and describes the call.
+    ///
+    /// - Parameter op: the op's name for messages ("GroupNorm", "InstanceNorm").
+    /// - Throws: ``NormError`` naming the first argument that is wrong.
+    static func validated(
+        input: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, statistics: Statistics, eps: Float, op: String
+    ) throws(NormError) -> GroupNormProblem {
+        let shape = input.shape
+        guard shape.count >= 2 else {
+            throw .invalidShape(argument: "input", reason: "\(op) needs (N, C, *spatial), got \(shape)")
+        }
+        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
+        // Kernels take N·M, N·C, N·G and C as 32-bit values (element offsets may be 64-bit).
+        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, count / shape.dropFirst(2).reduce(1, *) <= UInt32.max
+        else {
+            throw .invalidShape(argument: "input", reason: "N·M and N·C must each be below 2^32, got \(shape)")
+        }
+        let channels = shape[1]
+        guard groups > 0 else {
+            throw .invalidArgument(argument: "numGroups", reason: "must be positive, got \(groups)")
+        }
+        guard channels % groups == 0 else {
+            throw .invalidArgument(
+                argument: "numGroups", reason: "the \(channels) channels must divide into \(groups) groups evenly")
+        }
+        let backend = input.backend
+        try NormError.checkParameter(weight, "weight", shape: [channels], backend: backend)
+        try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
+        try NormError.checkEps(eps)
+        return GroupNormProblem(
+            shape: shape, layout: input.layout, elementType: input.elementType, groups: groups, statistics: statistics,
+            hasWeight: weight != nil, hasBias: bias != nil)
+    }
+}
