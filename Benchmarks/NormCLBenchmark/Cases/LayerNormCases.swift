@@ -1,0 +1,48 @@
+import NormCL
+
+extension BenchmarkCase {
+    /// Transformer-sized rows: LayerNorm (8192, 1024) and (4096, 4096), RMSNorm
+    /// (4096, 4096); float32 and half storage each (quick mode: (512, 1024)).
+    static func layerNormCases(quick: Bool) -> [BenchmarkCase] {
+        let layerShapes: [[Int]] = quick ? [[512, 1024]] : [[8192, 1024], [4096, 4096]]
+        let rmsShapes: [[Int]] = quick ? [[512, 1024]] : [[4096, 4096]]
+        return ElementType.allCases.flatMap { type in
+            layerShapes.map { layerNorm(shape: $0, elementType: type) } + rmsShapes.map { rmsNorm(shape: $0, elementType: type) }
+        }
+    }
+
+    static func layerNorm(shape: [Int], elementType: ElementType) -> BenchmarkCase {
+        let d = shape[1], rows = shape[0]
+        // γ and β read; mean and invstd written per row.
+        let parameterBytes = 2 * d * 4 + 2 * rows * 4
+        return BenchmarkCase(
+            op: "LayerNorm", shape: shape, elementType: elementType,
+            idealBytes: 2 * elementBytes(rows * d, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let bias = try Tensor((0..<d).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            return {
+                let out = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
+                return (out.output, out.events)
+            }
+        }
+    }
+
+    static func rmsNorm(shape: [Int], elementType: ElementType) -> BenchmarkCase {
+        let d = shape[1], rows = shape[0]
+        // γ read; rstd written per row.
+        let parameterBytes = d * 4 + rows * 4
+        return BenchmarkCase(
+            op: "RMSNorm", shape: shape, elementType: elementType,
+            idealBytes: 2 * elementBytes(rows * d, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            return {
+                let out = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
+                return (out.output, out.events)
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+/// A LayerNorm layer that owns its parameters, as `torch.nn.LayerNorm`.
+///
+/// Normalises each sample over its trailing ``normalizedShape`` dims with that
+/// sample's own statistics (no running statistics, the same in training and
+/// inference). The math is that of ``layerNorm(_:normalizedShape:weight:bias:eps:)``.
+public struct LayerNorm: Sendable {
+    /// The trailing dims normalised over.
+    public let normalizedShape: [Int]
+    /// Added to the variance inside the square root (default `1e-5`).
+    public var eps: Float
+    /// γ of shape ``normalizedShape``, initially 1; nil without elementwise affine.
+    public var weight: Tensor?
+    /// β of shape ``normalizedShape``, initially 0; nil without elementwise affine or bias.
+    public var bias: Tensor?
+
+    /// A layer with PyTorch's defaults on `backend`.
+    ///
+    /// - Parameters:
+    ///   - elementwiseAffine: whether the layer has γ (and β, when `bias` is true).
+    ///   - bias: whether the affine layer has β (PyTorch's `bias=True`).
+    /// - Throws: ``NormError/invalidShape(argument:reason:)`` for an empty or
+    ///   non-positive `normalizedShape`, ``NormError/invalidArgument(argument:reason:)``
+    ///   for non-finite or negative `eps`.
+    public init(normalizedShape: [Int], eps: Float = 1e-5, elementwiseAffine: Bool = true, bias: Bool = true, on backend: Backend) throws {
+        guard !normalizedShape.isEmpty, normalizedShape.allSatisfy({ $0 > 0 }) else {
+            throw NormError.invalidShape(argument: "normalizedShape", reason: "needs at least one positive dim, got \(normalizedShape)")
+        }
+        try NormError.checkEps(eps)
+        self.normalizedShape = normalizedShape
+        self.eps = eps
+        if elementwiseAffine {
+            weight = try Tensor(repeating: 1, shape: normalizedShape, on: backend)
+            if bias { self.bias = try Tensor(repeating: 0, shape: normalizedShape, on: backend) }
+        }
+    }
+
+    /// Normalises `input`.
+    public func callAsFunction(_ input: Tensor) throws -> Tensor {
+        try forward(input).output
+    }
+
+    /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
+    public func forward(_ input: Tensor) throws -> LayerNormOutput {
+        try layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+    }
+}

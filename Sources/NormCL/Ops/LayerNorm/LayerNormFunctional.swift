@@ -1,0 +1,83 @@
+/// Layer normalisation, as `torch.nn.functional.layer_norm(x, normalized_shape,
+/// weight, bias, eps)`.
+///
+/// The trailing dims of `input` must equal `normalizedShape`; each row of the
+/// `(rows, D)` view (`D = prod(normalizedShape)`, `rows` = the product of the
+/// leading dims) is normalised on its own:
+///
+///     mean_r = Σ x / D            var_r = Σ (x − mean_r)² / D      (biased)
+///     y = (x − mean_r) / sqrt(var_r + eps) · γ + β
+///
+/// with γ and β elementwise over `normalizedShape`. Statistics are accumulated in
+/// float32 (also for half storage) in one pass, relative to a per-row pilot value
+/// with Chan's merge of shifted block sums, so data with a large mean
+/// (`1e4 + N(0,1)`) keeps full precision.
+///
+/// - Parameters:
+///   - input: any rank ≥ `normalizedShape.count`, row-major (channels-first; a
+///     channels-last tensor of rank ≥ 3 is not supported, at rank 2 both layouts are
+///     the same memory), float32 or half storage; the output has the same shape,
+///     layout and element type.
+///   - normalizedShape: the trailing dims to normalise over (at least one, all positive).
+///   - weight: γ, float32 of shape `normalizedShape`, or nil for γ = 1.
+///   - bias: β, float32 of shape `normalizedShape`, or nil for β = 0.
+///   - eps: added to the variance inside the square root; finite and ≥ 0 (default `1e-5`).
+/// - Returns: the output, and the per-row mean and inverse standard deviation (float32,
+///   shape = leading dims) for the backward pass (PyTorch's `native_layer_norm`).
+/// - Throws: ``NormError`` for invalid arguments: an empty or non-positive
+///   `normalizedShape` (`invalidShape`), trailing dims that differ from it
+///   (`shapeMismatch` of `input`), weight or bias of another shape, type or backend,
+///   non-finite or negative eps, empty input, rows or D beyond 32 bits,
+///   channels-last input of rank ≥ 3 (`unsupported`); ``OpenCLError`` or
+///   ``KernelBuildError`` when the device fails.
+public func layerNorm(
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5
+) throws -> LayerNormOutput {
+    try layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: nil, tuning: nil)
+}
+
+/// One-shot layer normalisation of host values: uploads, normalises, downloads.
+///
+/// See ``layerNorm(_:normalizedShape:weight:bias:eps:)`` for the math.
+/// - Parameter backend: where to run; ``Backend/default`` when nil.
+public func layerNorm(
+    _ values: [Float], shape: [Int], normalizedShape: [Int], weight: [Float]? = nil, bias: [Float]? = nil,
+    eps: Float = 1e-5, on backend: Backend? = nil
+) throws -> [Float] {
+    let backend = try backend ?? Backend.default
+    let input = try Tensor(values, shape: shape, on: backend)
+    let weight = try weight.map { try Tensor($0, shape: normalizedShape, on: backend) }
+    let bias = try bias.map { try Tensor($0, shape: normalizedShape, on: backend) }
+    return try layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps).output.toArray()
+}
+
+/// The one implementation behind the public entry points; `strategy` forces a plan
+/// strategy on OpenCL and `tuning` replaces the device's (tests use them to cover
+/// each strategy, and the GPU-style interleaved kernels on a CPU device).
+func layerNorm(
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
+    tuning: DeviceTuning?
+) throws -> LayerNormOutput {
+    let problem = try RowNormProblem.validated(
+        .layerNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+    switch input.backend {
+    case .reference:
+        let result = ReferenceLayerNorm.forward(
+            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), weight: try weight?.toArray(),
+            bias: try bias?.toArray(), eps: Double(eps))
+        return LayerNormOutput(
+            output: Tensor(
+                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
+                elementType: problem.elementType),
+            saveMean: Tensor(referenceValues: result.saveMean, shape: problem.statisticsShape),
+            saveInvstd: Tensor(referenceValues: result.saveInvstd, shape: problem.statisticsShape),
+            events: [])
+    case .openCL(let runtime):
+        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
+        let result = try RowNormKernels.run(
+            problem, plan: plan, x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer, eps: eps, on: runtime)
+        guard let saveMean = result.saveMean else { preconditionFailure("LayerNorm kernels return the mean") }
+        return LayerNormOutput(output: result.output, saveMean: saveMean, saveInvstd: result.saveScale, events: result.events)
+    }
+}

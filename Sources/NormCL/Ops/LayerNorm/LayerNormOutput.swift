@@ -1,0 +1,13 @@
+/// What a LayerNorm forward pass returns.
+public struct LayerNormOutput: Sendable {
+    /// The normalised tensor: the input's shape, layout and element type.
+    public let output: Tensor
+    /// The mean of each row, for the backward pass: float32, shape = the input's
+    /// leading dims (`[]`, one value, for input of rank `normalizedShape.count`).
+    public let saveMean: Tensor
+    /// `1 / sqrt(var + eps)` of each row (biased variance): float32, shape as ``saveMean``.
+    public let saveInvstd: Tensor
+    /// The OpenCL kernels the op enqueued, in order (empty on the reference path);
+    /// their profiling intervals give the op's device time.
+    public let events: [KernelEvent]
+}

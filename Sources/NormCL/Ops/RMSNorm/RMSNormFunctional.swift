@@ -1,0 +1,76 @@
+/// Root-mean-square normalisation, as `torch.nn.functional.rms_norm(x,
+/// normalized_shape, weight, eps)`.
+///
+/// The trailing dims of `input` must equal `normalizedShape`; each row of the
+/// `(rows, D)` view (`D = prod(normalizedShape)`) is scaled on its own, with no mean
+/// subtraction and no bias:
+///
+///     rstd_r = 1 / sqrt(Σ x² / D + eps)        y = x · rstd_r · γ
+///
+/// with γ elementwise over `normalizedShape`. The sum of squares is accumulated in
+/// float32 (also for half storage) in blocks added with Kahan compensation, so it
+/// stays accurate for rows of millions of values.
+///
+/// - Parameters:
+///   - input: any rank ≥ `normalizedShape.count`, row-major (channels-first; a
+///     channels-last tensor of rank ≥ 3 is not supported), float32 or half storage;
+///     the output has the same shape, layout and element type.
+///   - normalizedShape: the trailing dims to normalise over (at least one, all positive).
+///   - weight: γ, float32 of shape `normalizedShape`, or nil for γ = 1.
+///   - eps: added to the mean square inside the square root; finite and ≥ 0. nil
+///     (the default) means the machine epsilon of the input's element type
+///     (``ElementType/epsilon``: 2^-23 for float32, 2^-10 for half), as PyTorch's
+///     `eps=None`. LLMs usually pass 1e-5 or 1e-6 explicitly.
+/// - Returns: the output and the per-row `rstd` (float32, shape = leading dims).
+/// - Throws: ``NormError`` for invalid arguments: an empty or non-positive
+///   `normalizedShape`, trailing dims that differ from it (`shapeMismatch` of
+///   `input`), a weight of another shape, type or backend, non-finite or negative
+///   eps, empty input, rows or D beyond 32 bits, channels-last input of rank ≥ 3
+///   (`unsupported`); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+public func rmsNorm(_ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, eps: Float? = nil) throws -> RMSNormOutput {
+    try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: nil, tuning: nil)
+}
+
+/// One-shot RMS normalisation of host values (float32): uploads, normalises, downloads.
+///
+/// See ``rmsNorm(_:normalizedShape:weight:eps:)`` for the math.
+/// - Parameter backend: where to run; ``Backend/default`` when nil.
+public func rmsNorm(
+    _ values: [Float], shape: [Int], normalizedShape: [Int], weight: [Float]? = nil, eps: Float? = nil,
+    on backend: Backend? = nil
+) throws -> [Float] {
+    let backend = try backend ?? Backend.default
+    let input = try Tensor(values, shape: shape, on: backend)
+    let weight = try weight.map { try Tensor($0, shape: normalizedShape, on: backend) }
+    return try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps).output.toArray()
+}
+
+/// The one implementation behind the public entry points; `strategy` forces a plan
+/// strategy on OpenCL and `tuning` replaces the device's (tests use them to cover
+/// each strategy, and the GPU-style interleaved kernels on a CPU device).
+func rmsNorm(
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Float?, strategy: RowNormPlan.Strategy?,
+    tuning: DeviceTuning?
+) throws -> RMSNormOutput {
+    let eps = eps ?? input.elementType.epsilon
+    let problem = try RowNormProblem.validated(
+        .rmsNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps)
+    switch input.backend {
+    case .reference:
+        let result = ReferenceRMSNorm.forward(
+            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), weight: try weight?.toArray(),
+            eps: Double(eps))
+        return RMSNormOutput(
+            output: Tensor(
+                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
+                elementType: problem.elementType),
+            saveInvRms: Tensor(referenceValues: result.saveInvRms, shape: problem.statisticsShape),
+            events: [])
+    case .openCL(let runtime):
+        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
+        let result = try RowNormKernels.run(
+            problem, plan: plan, x: x, weight: weight?.deviceBuffer, bias: nil, eps: eps, on: runtime)
+        return RMSNormOutput(output: result.output, saveInvRms: result.saveScale, events: result.events)
+    }
+}

@@ -1,0 +1,11 @@
+/// What an RMSNorm forward pass returns.
+public struct RMSNormOutput: Sendable {
+    /// The normalised tensor: the input's shape, layout and element type.
+    public let output: Tensor
+    /// `1 / sqrt(mean(x²) + eps)` of each row ("rstd"), for the backward pass:
+    /// float32, shape = the input's leading dims (`[]` for input of rank
+    /// `normalizedShape.count`).
+    public let saveInvRms: Tensor
+    /// The OpenCL kernels the op enqueued, in order (empty on the reference path).
+    public let events: [KernelEvent]
+}

@@ -1,0 +1,122 @@
+import Testing
+@testable import NormCL
+
+/// Runs LayerNorm or RMSNorm on a backend and on the reference with the same data,
+/// and checks every output against the reference within stated tolerances.
+struct RowNormHarness {
+    var kind: RowNormProblem.Kind
+    var shape: [Int]
+    var normalizedShape: [Int]
+    var elementType: ElementType = .float32
+    /// The input, already rounded to `elementType` (so both backends see the same values).
+    var x: [Float]
+    var weight: [Float]?
+    var bias: [Float]?
+    /// nil: the op's default (1e-5 for LayerNorm, the element type's epsilon for RMSNorm).
+    var eps: Float?
+
+    var rowLength: Int { normalizedShape.reduce(1, *) }
+    var rows: Int { shape.reduce(1, *) / rowLength }
+
+    /// Random data `offset + scale·N(0,1)`, and random γ (and β for LayerNorm when
+    /// `bias`) when `affine`.
+    init(
+        _ kind: RowNormProblem.Kind, shape: [Int], normalizedShape: [Int], elementType: ElementType = .float32,
+        offset: Double = 0, scale: Double = 1, affine: Bool = true, bias: Bool = true, eps: Float? = nil, seed: UInt64 = 1
+    ) {
+        var rng = SeededGenerator(seed: seed)
+        self.kind = kind
+        self.shape = shape
+        self.normalizedShape = normalizedShape
+        self.elementType = elementType
+        self.eps = eps
+        x = rng.normals(shape.reduce(1, *), offset: offset, scale: scale).map { elementType.rounded($0) }
+        let d = normalizedShape.reduce(1, *)
+        if affine {
+            weight = rng.normals(d, offset: 1, scale: 0.5)
+            if bias && kind == .layerNorm { self.bias = rng.normals(d, scale: 0.5) }
+        }
+    }
+
+    struct Result {
+        var output: [Float]
+        var outputShape: [Int]
+        var outputType: ElementType
+        var saveMean: [Float]?
+        var saveScale: [Float]
+        var statisticsShape: [Int]
+    }
+
+    func run(on backend: Backend, strategy: RowNormPlan.Strategy? = nil, tuning: DeviceTuning? = nil) throws -> Result {
+        let input = try Tensor(x, shape: shape, elementType: elementType, on: backend)
+        let w = try weight.map { try Tensor($0, shape: normalizedShape, on: backend) }
+        let b = try bias.map { try Tensor($0, shape: normalizedShape, on: backend) }
+        switch kind {
+        case .layerNorm:
+            let out = try layerNorm(
+                input, normalizedShape: normalizedShape, weight: w, bias: b, eps: eps ?? 1e-5, strategy: strategy,
+                tuning: tuning)
+            return Result(
+                output: try out.output.toArray(), outputShape: out.output.shape, outputType: out.output.elementType,
+                saveMean: try out.saveMean.toArray(), saveScale: try out.saveInvstd.toArray(),
+                statisticsShape: out.saveInvstd.shape)
+        case .rmsNorm:
+            let out = try rmsNorm(input, normalizedShape: normalizedShape, weight: w, eps: eps, strategy: strategy, tuning: tuning)
+            return Result(
+                output: try out.output.toArray(), outputShape: out.output.shape, outputType: out.output.elementType,
+                saveMean: nil, saveScale: try out.saveInvRms.toArray(), statisticsShape: out.saveInvRms.shape)
+        }
+    }
+
+    /// Compares `backend` (with `strategy`, `tuning`) against the reference.
+    ///
+    /// Tolerances, and why they can be this tight:
+    /// - LayerNorm statistics are accumulated relative to a per-row pilot, so float32
+    ///   rounds quantities of the size of the row's spread, never of its offset; RMSNorm
+    ///   sums squares (no cancellation) in blocks with a compensated total. Either way
+    ///   invstd/rstd agree with float64 to 1e-6 relative (about 17 float32 ulps).
+    /// - Outputs are `((x − pilot) − (mean − pilot))·invstd·γ + β` (or `x·rstd·γ`), so
+    ///   they carry no error proportional to |mean|: `2e-6·(1 + |y| + |β|)` covers the
+    ///   invstd error times |x̂·γ| (≤ |y| + |β|) plus the final roundings.
+    /// - Half outputs are rounded by the device and the reference alike, but may round
+    ///   to neighbouring halves: one half ulp, ≤ 2^-10·|y|, more.
+    /// - The mean: `2e-6` of the spread (1/invstd) plus 2 ulps of its own value.
+    func check(
+        on backend: Backend, strategy: RowNormPlan.Strategy? = nil, tuning: DeviceTuning? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let expected = try run(on: .reference)
+        let actual = try run(on: backend, strategy: strategy, tuning: tuning)
+        let label = "\(kind) \(shape)/\(normalizedShape) \(elementType) \(backend.name) strategy=\(strategy.map { "\($0)" } ?? "auto") chunked=\(tuning?.chunkedAccess ?? true) affine=\(weight != nil)/\(bias != nil)"
+        #expect(actual.outputShape == shape, "output shape \(label)", sourceLocation: sourceLocation)
+        #expect(actual.outputType == elementType, "output type \(label)", sourceLocation: sourceLocation)
+        let statisticsShape = Array(shape.dropLast(normalizedShape.count))
+        #expect(actual.statisticsShape == statisticsShape, "statistics shape \(label)", sourceLocation: sourceLocation)
+        let halfUlp = elementType == .float16 ? 0x1p-10 : 0
+        let d = rowLength
+        expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
+            let beta = Swift.abs(Double(bias?[i % d] ?? 0))
+            let y = Swift.abs(Double(expected.output[i]))
+            return 2e-6 * (1 + y + beta) + halfUlp * y + 0x1p-24
+        }
+        expectClose(actual.saveScale, expected.saveScale, "saveScale \(label)", relative: 1e-6, sourceLocation: sourceLocation)
+        if kind == .layerNorm {
+            if let m = actual.saveMean, let e = expected.saveMean {
+                expectClose(m, e, "saveMean \(label)", sourceLocation: sourceLocation) { r in
+                    2e-6 / Double(expected.saveScale[r]) + 2 * 0x1p-24 * Swift.abs(Double(e[r]))
+                }
+            } else {
+                Issue.record("saveMean missing \(label)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+}
+
+extension DeviceTuning {
+    /// The GPU defaults (wide interleaved work-groups), to run the GPU kernels on any device.
+    static var gpuStyle: DeviceTuning {
+        DeviceTuning(
+            reductionWorkGroupSize: 256, elementwiseWorkGroupSize: 256, workGroupsPerComputeUnit: 8,
+            minimumVectorsPerWorkGroup: 2048, chunkedAccess: false, columnTile: 1)
+    }
+}
