@@ -2,8 +2,9 @@ import COpenCL
 
 /// A `cl_mem` buffer in one runtime's context, released when the last reference goes.
 ///
-/// OpenCL keeps a released buffer alive until the commands that use it have finished,
-/// so dropping a buffer while kernels on it are still queued is safe.
+/// Dropping a buffer while kernels on it are still queued is safe: its memory goes
+/// back to the runtime's ``BufferPool`` (or to OpenCL, which keeps it alive until
+/// those commands finish), and any reuse is queued after them.
 final class DeviceBuffer: @unchecked Sendable {
     let handle: cl_mem
     let byteCount: Int
@@ -12,6 +13,12 @@ final class DeviceBuffer: @unchecked Sendable {
     /// Allocates `byteCount` bytes of uninitialised device memory.
     init(byteCount: Int, on runtime: OpenCLRuntime) throws(OpenCLError) {
         precondition(byteCount > 0, "empty buffers are rejected before allocation")
+        if let recycled = runtime.buffers.take(byteCount: byteCount) {
+            self.handle = recycled
+            self.byteCount = byteCount
+            self.runtime = runtime
+            return
+        }
         var status: cl_int = CL_SUCCESS
         guard let handle = clCreateBuffer(runtime.context, cl_mem_flags(CL_MEM_READ_WRITE), byteCount, nil, &status),
             status == CL_SUCCESS
@@ -21,7 +28,7 @@ final class DeviceBuffer: @unchecked Sendable {
         self.runtime = runtime
     }
 
-    deinit { clReleaseMemObject(handle) }
+    deinit { runtime.buffers.recycle(handle, byteCount: byteCount) }
 
     /// Copies `values` into the buffer, blocking until the copy is done.
     func upload<T: BitwiseCopyable>(_ values: [T]) throws(OpenCLError) {

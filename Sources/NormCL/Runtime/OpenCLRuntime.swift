@@ -17,6 +17,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
     let context: cl_context
     let queue: cl_command_queue
     let programs: ProgramCache
+    /// Freed device allocations kept for reuse (see ``BufferPool``).
+    let buffers: BufferPool
 
     /// Creates a context and a profiling-enabled in-order queue on `device`.
     public init(device: OpenCLDevice) throws(OpenCLError) {
@@ -45,6 +47,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
         self.context = context
         self.queue = queue
         self.programs = ProgramCache()
+        // Up to a quarter of the device's memory idle: enough for a training step's
+        // activations on the benchmark shapes, little enough to leave room for others.
+        self.buffers = BufferPool(capacityBytes: device.globalMemoryBytes / 4)
     }
 
     /// A runtime on ``DeviceDiscovery/defaultDevice()``.
@@ -55,6 +60,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     deinit {
         clFinish(queue)
         programs.releaseAll()
+        buffers.releaseAll()
         clReleaseCommandQueue(queue)
         clReleaseContext(context)
     }
