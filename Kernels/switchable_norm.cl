@@ -354,11 +354,13 @@ __kernel void sn_statistics(__global const storage_t *x, __global storage_t *y,
                             __global float *batch_mean, __global float *batch_var,
                             __global float *instance_mean, __global float *instance_var,
                             __global float *save_mean, __global float *save_invstd,
-                            __global float *offset, __global float *scale) {
-    uint lid = get_local_id(0), items = get_local_size(0);
+                            __global float *offset, __global float *scale, uint batch, uint channels) {
+    // The work-item loops take N and C as arguments: PoCL 3.1 miscompiles them (a jump to
+    // address 0 at run time) when their bound is the constant 1.
+    uint lid = get_local_id(0), items = get_local_size(0), runs = batch * channels;
 #if !DIRECT && SLICES > 1
     // Each run's slices, merged in order (deterministic) into slice 0.
-    for (uint r = lid; r < RUNS; r += items) {
+    for (uint r = lid; r < runs; r += items) {
         __global float *p = partials + (size_t)r * SLICES * 3;
         Moments m = {p[0], p[1], p[2]};
         for (uint g = 1; g < SLICES; ++g) {
@@ -371,7 +373,7 @@ __kernel void sn_statistics(__global const storage_t *x, __global storage_t *y,
     barrier(CLK_GLOBAL_MEM_FENCE);
 #endif
     // LN per sample: two passes over its C instance means (relative to P(n * C)).
-    for (uint n = lid; n < BATCH; n += items) {
+    for (uint n = lid; n < batch; n += items) {
         uint r0 = n * CHANNELS;
         float reference = P(r0), sum = 0.0f, within = 0.0f, between = 0.0f;
         for (uint c = 0; c < CHANNELS; ++c) sum += (P(r0 + c) - reference) + REL(r0 + c);
@@ -387,7 +389,7 @@ __kernel void sn_statistics(__global const storage_t *x, __global storage_t *y,
     }
 #if HAS_BN && TRAINING
     // BN per channel: two passes over its N instance means (relative to P(c)).
-    for (uint c = lid; c < CHANNELS; c += items) {
+    for (uint c = lid; c < channels; c += items) {
         float reference = P(c), sum = 0.0f, within = 0.0f, between = 0.0f;
         for (uint n = 0; n < BATCH; ++n) sum += (P(n * CHANNELS + c) - reference) + REL(n * CHANNELS + c);
         float mean = sum / (float)BATCH;
@@ -414,7 +416,7 @@ __kernel void sn_statistics(__global const storage_t *x, __global storage_t *y,
     float wm[K_BRANCHES], wv[K_BRANCHES];
     softmax(mean_logits, wm);
     softmax(var_logits, wv);
-    for (uint r = lid; r < RUNS; r += items) {
+    for (uint r = lid; r < runs; r += items) {
         uint n = r / CHANNELS, c = r - n * CHANNELS;
         float pilot = P(r);
         int k = 0;

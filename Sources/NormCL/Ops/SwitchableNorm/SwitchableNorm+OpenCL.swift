@@ -94,7 +94,8 @@ enum SwitchableNormKernels {
                     .buffer(layerMean.deviceBuffer), .buffer(layerVariance.deviceBuffer),
                     .buffer(batchMean?.deviceBuffer), .buffer(batchVariance?.deviceBuffer),
                     .buffer(instanceMean?.deviceBuffer), .buffer(instanceVariance?.deviceBuffer),
-                    .buffer(mean.deviceBuffer), .buffer(invstd.deviceBuffer), .buffer(offset), .buffer(scale),
+                    .buffer(mean.deviceBuffer), .buffer(invstd.deviceBuffer), .buffer(offset), .buffer(scale), .uint(UInt32(problem.batch)),
+                    .uint(UInt32(problem.channels)),
                 ]))
         if !direct {
             let local = plan.elementwiseWorkGroupSize
