@@ -32,7 +32,7 @@
 //   HAS_WEIGHT, HAS_BIAS  gamma and beta given (else 1 and 0)
 
 #define RUNS (BATCH * CHANNELS)
-#define BLOCK 16
+#define BLOCK 64
 #define K_BRANCHES (HAS_IN + 1 + HAS_BN)
 
 #if STORAGE_HALF
@@ -522,6 +522,28 @@ __kernel void sn_apply_columns(__global const storage_t *x, __global storage_t *
                                __global const float *offset, __global const float *scale, __global const float *bias) {
     INDEX_T total = (INDEX_T)BATCH * SPATIAL * COLUMN_VECS, first, end, stride;
     item_share(total, 1, &first, &end, &stride);
+#if CHUNKED
+    // Row segment by row segment: the sample, and so the coefficients' base, is fixed.
+    for (INDEX_T v = first; v < end;) {
+        INDEX_T row = v / COLUMN_VECS;
+        uint column = (uint)(v - row * COLUMN_VECS);
+        uint len = (uint)(min((row + 1) * COLUMN_VECS, end) - v);
+        __global const float *k = pilots + (uint)(row / SPATIAL) * CHANNELS;
+        __global const float *o = offset + (uint)(row / SPATIAL) * CHANNELS;
+        __global const float *s = scale + (uint)(row / SPATIAL) * CHANNELS;
+        for (uint j = 0; j < len; ++j) {
+            uint ch = (column + j) * CVEC;
+#if HAS_BIAS
+            floatc b = PLOAD(bias, ch);
+#else
+            floatc b = 0.0f;
+#endif
+            INDEX_T i = (v + j) * CVEC;
+            CVSTORE(((CVLOAD(x, i) - PLOAD(k, ch)) - PLOAD(o, ch)) * PLOAD(s, ch) + b, y, i);
+        }
+        v += len;
+    }
+#else
     for (INDEX_T v = first; v < end; v += stride) {
         INDEX_T row = v / COLUMN_VECS;
         uint column = (uint)(v - row * COLUMN_VECS) * CVEC;
@@ -535,5 +557,6 @@ __kernel void sn_apply_columns(__global const storage_t *x, __global storage_t *
                          * PLOAD(scale, coefficient) + b;
         CVSTORE(out, y, v * CVEC);
     }
+#endif
 }
 #endif

@@ -1,6 +1,6 @@
 extension BenchmarkCase {
     /// Every op's cases (each op's list lives in `Cases/<Op>Cases.swift`).
     static func suite(quick: Bool) -> [BenchmarkCase] {
-        batchNormCases(quick: quick)
+        batchNormCases(quick: quick) + switchableNormCases(quick: quick)
     }
 }
