@@ -65,6 +65,48 @@ struct SwitchableNormTrainingTests {
         }
     }
 
+    @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups", arguments: [[2, 3, 37], [3, 8, 9, 9], [1, 4, 3000]])
+    func interleavedTuning(shape: [Int]) throws {
+        let runtime = try #require(sharedRuntime)
+        let gpu = DeviceTuning(
+            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
+            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+        for elementType in ElementType.allCases {
+            var harness = SwitchableNormHarness(shape: shape, elementType: elementType, seed: 8)
+            harness.tuning = gpu
+            try harness.check(on: .openCL(runtime), training: true)
+            for strategy in [SwitchableNormPlan.Strategy.runPerWorkGroup(slices: 1), .runPerWorkGroup(slices: 4), .runPerWorkItem(slices: 2)] {
+                try harness.check(on: .openCL(runtime), training: true, strategy: strategy)
+            }
+            harness.layout = .channelsLast
+            try harness.check(on: .openCL(runtime), training: true)
+            try harness.check(on: .openCL(runtime), training: false, strategy: .columns(slices: 3))
+        }
+    }
+
+    @Test("the plan's choices on this device", arguments: [[8, 64, 56, 56], [1, 2, 65_536], [2, 3], [4, 64, 7, 7]])
+    func planChoices(shape: [Int]) throws {
+        let runtime = try #require(sharedRuntime)
+        for layout in [TensorLayout.channelsFirst, .channelsLast] {
+            let input = try Tensor(repeating: 1, shape: shape, layout: layout, on: .openCL(runtime))
+            let logits = try Tensor(repeating: 1, shape: [shape.count == 2 ? 2 : 3], on: .openCL(runtime))
+            let problem = try SwitchableNormProblem.validated(
+                input: input, meanLogits: logits, varianceLogits: logits, weight: nil, bias: nil, running: nil, training: true,
+                options: .init(branches: shape.count == 2 ? .layerBatch : .instanceLayerBatch))
+            let plan = SwitchableNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
+            switch plan.strategy {
+            case .direct: #expect(problem.spatial == 1)
+            case .runPerWorkItem(let slices), .runPerWorkGroup(let slices):
+                #expect(layout == .channelsFirst && problem.spatial > 1)
+                // Few long runs are split, many runs are not.
+                #expect((slices > 1) == (problem.instances < 16 && problem.spatial >= 4096), "\(shape) \(plan.strategy)")
+            case .columns(let slices):
+                #expect(layout == .channelsLast && problem.spatial > 1)
+                #expect(slices >= 1 && slices <= Swift.max(1, problem.spatial / SwitchableNormPlan.minimumRowsPerSlice))
+            }
+        }
+    }
+
     @Test("the direct strategy: (N, C) input and spatial dims of 1")
     func direct() throws {
         let runtime = try #require(sharedRuntime)
@@ -130,6 +172,8 @@ struct SwitchableNormHarness {
     var bias: [Float]?
     var runningMean: [Float]?
     var runningVar: [Float]?
+    /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
+    var tuning: DeviceTuning?
 
     var channels: Int { shape[1] }
     var batch: Int { shape[0] }
@@ -200,7 +244,7 @@ struct SwitchableNormHarness {
         }
         let out = try switchableNorm(
             input, meanLogits: wm, varianceLogits: wv, weight: w, bias: b, runningStatistics: &running,
-            training: training, options: options, strategy: strategy)
+            training: training, options: options, strategy: strategy, tuning: tuning)
         return Result(
             output: try out.output.toArray(), mean: try out.mean.toArray(), invstd: try out.invstd.toArray(),
             instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),

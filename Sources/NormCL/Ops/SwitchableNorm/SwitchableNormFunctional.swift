@@ -70,11 +70,12 @@ public func switchableNorm(
 }
 
 /// The one implementation behind the public entry point; `strategy` forces a plan
-/// strategy on OpenCL (tests use it to cover each one).
+/// strategy on OpenCL and `tuning` replaces the runtime's (tests use them to cover each
+/// strategy, and the GPU code paths on a CPU device).
 func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions,
-    strategy: SwitchableNormPlan.Strategy?
+    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning? = nil
 ) throws -> SwitchableNormOutput {
     let problem = try SwitchableNormProblem.validated(
         input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
@@ -115,7 +116,8 @@ func switchableNorm(
         guard let x = input.deviceBuffer, let wm = meanLogits.deviceBuffer, let wv = varianceLogits.deviceBuffer else {
             preconditionFailure("an OpenCL tensor without a device buffer")
         }
-        let plan = SwitchableNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
+        let plan = SwitchableNormPlan(
+            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let inputs = SwitchableNormKernels.Inputs(
             x: x, meanLogits: wm, varianceLogits: wv, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
             runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
