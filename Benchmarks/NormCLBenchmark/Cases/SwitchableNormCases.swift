@@ -1,0 +1,42 @@
+import NormCL
+
+extension BenchmarkCase {
+    /// Switchable Norm (IN + LN + BN, the official defaults) on a ResNet-50 stage-1 shape
+    /// (a smaller one with `quick`), NCHW and NHWC, training and inference, float32 and half.
+    static func switchableNormCases(quick: Bool) -> [BenchmarkCase] {
+        let shape = quick ? [8, 64, 28, 28] : [8, 64, 56, 56]
+        return [TensorLayout.channelsFirst, .channelsLast].flatMap { layout in
+            ElementType.allCases.flatMap { elementType in
+                [true, false].map { switchableNorm(training: $0, shape: shape, layout: layout, elementType: elementType) }
+            }
+        }
+    }
+
+    static func switchableNorm(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let batch = shape[0], channels = shape[1]
+        let count = shape.reduce(1, *)
+        // γ, β, running mean/var read (and written in training); per (n, c) mixed mean,
+        // invstd, instance mean and variance written; LN and BN statistics; logits.
+        let parameterBytes = 4 * (channels * (training ? 8 : 4) + 4 * batch * channels + 2 * batch + 6)
+        return BenchmarkCase(
+            op: training ? "SwitchableNorm train" : "SwitchableNorm eval", shape: shape, layout: layout,
+            elementType: elementType, idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
+            let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
+            let statistics = RunningStatistics(
+                mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
+                variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
+            return {
+                var running: RunningStatistics? = statistics
+                let out = try NormCL.switchableNorm(
+                    input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+                    runningStatistics: &running, training: training)
+                return (out.output, out.events)
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+/// Switchable Normalization (Luo et al., 2018; official code
+/// `switchablenorms/Switchable-Normalization`): a learned mix of instance, layer and
+/// batch statistics.
+///
+/// With x viewed as `(N, C, L)`, `L = M` the product of the spatial dims:
+///
+///     μ_in[n,c] = mean_l x                 σ²_in[n,c] = Σ_l (x − μ_in)² / (L − 1)   (unbiased, default)
+///                                                     or  / L                     (biased)
+///     μ_ln[n] = mean_c μ_in                σ²_ln[n] = mean_c σ²_in + mean_c (μ_in − μ_ln)²
+///     μ_bn[c] = mean_n μ_in                σ²_bn[c] = mean_n σ²_in + mean_n (μ_in − μ_bn)²
+///     μ  = Σ_k softmax(meanLogits)_k μ_k          σ² = Σ_k softmax(varianceLogits)_k σ²_k
+///     y  = γ_c (x − μ) / sqrt(σ² + eps) + β_c
+///
+/// LN and BN statistics are derived from the instance moments (one read of x) with the
+/// law of total variance, which is the official `mean(σ²_in + μ_in²) − μ²` without its
+/// catastrophic cancellation on large-mean data. What the derived variances are:
+/// with the biased estimator, exactly the biased variances of the sample's `C·L` and the
+/// channel's `N·L` values (as LayerNorm and BatchNorm compute them); with the unbiased
+/// one, `Σ M2_in / (k·(L − 1)) + Σ (μ_in − μ_set)² / k` over the `k = C` (LN) or `k = N`
+/// (BN) instances — larger than the biased set variance by `mean σ²_in / L`, and not the
+/// unbiased set variance either; this is what the official code computes.
+///
+/// Branches (``SwitchableNormOptions/branches``), and the order of the logits:
+/// `.instanceLayerBatch` (IN, LN, BN), `.instanceLayer` (IN, LN; no BN, no running
+/// statistics), `.layerBatch` (LN, BN; the only form for `(N, C)` input, the official
+/// `SwitchNorm1d`). Without IN, the estimator applies to the LN and BN variances
+/// themselves: `Σ (x − μ)² / (C·L − 1)` and `/ (N·L − 1)` when unbiased (the official
+/// `SwitchNorm1d`'s `x.var(1)`, `x.var(0)`), `/ C·L` and `/ N·L` when biased.
+///
+/// In training the BN branch uses this batch's statistics, and when `runningStatistics`
+/// is given it is replaced by updated statistics, as BatchNorm updates them:
+///
+///     running_mean = (1 − m)·running_mean + m·μ_bn
+///     running_var  = (1 − m)·running_var  + m·Σ_{n,l} (x − μ_bn)² / (N·L − 1)   (unbiased)
+///
+/// with `m = momentum` (PyTorch's meaning; the official TF-style decay 0.997 is
+/// `momentum = 0.003`, its PyTorch code's 0.9 is 0.1) or `1 / numBatchesTracked` when
+/// nil (the official code's running variance is the derived `σ²_bn` instead). In
+/// inference (`training == false`) `μ_bn`, `σ²_bn` are the running statistics, which are
+/// then required; IN and LN statistics are still computed per sample.
+///
+/// Statistics are float32, accumulated relative to per-instance pilot values with Chan's
+/// merge, accurate for data with a large mean (`1e4 + N(0,1)`).
+///
+/// - Parameters:
+///   - input: `(N, C, *S)`, channels-first or channels-last, float32 or half storage;
+///     `(N, C)` takes branches `.layerBatch`.
+///   - meanLogits, varianceLogits: float32, shape `[branches.count]` (the official code
+///     initialises them to 1).
+///   - weight: γ, float32 `[C]`, or nil for γ = 1. bias: β, float32 `[C]`, or nil for 0.
+///   - runningStatistics: float32 `[C]` mean and variance; only with a BN branch.
+///   - training: batch statistics for the BN branch (and running updates) or running ones.
+///   - options: branches, variance estimator, eps, momentum.
+/// - Returns: the output, the mixed mean and invstd per (n, c), and the IN, LN and batch
+///   BN statistics (see ``SwitchableNormOutput``).
+/// - Throws: ``NormError``: `invalidShape` (rank < 2, `(N, C)` input with an IN branch,
+///   the unbiased estimator dividing by zero: `L == 1` with IN, `C·L == 1` without),
+///   `emptyTensor`, `shapeMismatch` (logits of the wrong length, parameters not `[C]`),
+///   `unsupported` (half parameters, logits or statistics), `backendMismatch`,
+///   `invalidArgument` (eps, momentum, running statistics without a BN branch or missing
+///   in inference), `tooFewValuesPerChannel` (`N·L == 1` with a BN branch in training);
+///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+public func switchableNorm(
+    _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
+    runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
+) throws -> SwitchableNormOutput {
+    try switchableNorm(
+        input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+        runningStatistics: &runningStatistics, training: training, options: options, strategy: nil)
+}
+
+/// The one implementation behind the public entry point; `strategy` forces a plan
+/// strategy on OpenCL and `tuning` replaces the runtime's (tests use them to cover each
+/// strategy, and the GPU code paths on a CPU device).
+func switchableNorm(
+    _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
+    runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions,
+    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning? = nil
+) throws -> SwitchableNormOutput {
+    let problem = try SwitchableNormProblem.validated(
+        input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+        running: runningStatistics, training: training, options: options)
+
+    // Updated on a copy, assigned back only when the op succeeded.
+    var updated = runningStatistics
+    var effectiveMomentum = options.momentum ?? 0
+    if problem.updatesRunningStatistics, let tracked = updated?.numBatchesTracked {
+        updated?.numBatchesTracked = tracked + 1
+        effectiveMomentum = options.momentum ?? 1 / Float(tracked + 1)
+    }
+
+    switch input.backend {
+    case .reference:
+        let r = ReferenceSwitchableNorm.forward(
+            problem, x: try input.toArray(), meanLogits: try meanLogits.toArray(),
+            varianceLogits: try varianceLogits.toArray(), weight: try weight?.toArray(), bias: try bias?.toArray(),
+            runningMean: try runningStatistics?.mean.toArray(), runningVar: try runningStatistics?.variance.toArray(),
+            momentum: Double(effectiveMomentum), eps: Double(options.eps))
+        if let mean = r.runningMean, let variance = r.runningVar {
+            updated?.mean = try Tensor(mean, on: .reference)
+            updated?.variance = try Tensor(variance, on: .reference)
+        }
+        runningStatistics = updated
+        let instanceShape = [problem.batch, problem.channels]
+        return SwitchableNormOutput(
+            output: Tensor(
+                referenceValues: r.output, shape: problem.shape, layout: problem.layout, elementType: problem.elementType),
+            mean: Tensor(referenceValues: r.mean, shape: instanceShape),
+            invstd: Tensor(referenceValues: r.invstd, shape: instanceShape),
+            instanceMean: r.instanceMean.map { Tensor(referenceValues: $0, shape: instanceShape) },
+            instanceVariance: r.instanceVariance.map { Tensor(referenceValues: $0, shape: instanceShape) },
+            layerMean: try Tensor(r.layerMean, on: .reference), layerVariance: try Tensor(r.layerVariance, on: .reference),
+            batchMean: try r.batchMean.map { try Tensor($0, on: .reference) },
+            batchVariance: try r.batchVariance.map { try Tensor($0, on: .reference) }, events: [])
+    case .openCL(let runtime):
+        guard let x = input.deviceBuffer, let wm = meanLogits.deviceBuffer, let wv = varianceLogits.deviceBuffer else {
+            preconditionFailure("an OpenCL tensor without a device buffer")
+        }
+        let plan = SwitchableNormPlan(
+            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
+        let inputs = SwitchableNormKernels.Inputs(
+            x: x, meanLogits: wm, varianceLogits: wv, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
+            runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
+            momentum: effectiveMomentum, eps: options.eps)
+        let r = try SwitchableNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        if let mean = r.runningMean, let variance = r.runningVar {
+            updated?.mean = mean
+            updated?.variance = variance
+        }
+        runningStatistics = updated
+        return SwitchableNormOutput(
+            output: r.output, mean: r.mean, invstd: r.invstd, instanceMean: r.instanceMean,
+            instanceVariance: r.instanceVariance, layerMean: r.layerMean, layerVariance: r.layerVariance,
+            batchMean: r.batchMean, batchVariance: r.batchVariance, events: r.events)
+    }
+}

@@ -1,0 +1,91 @@
+/// A Switchable Normalization forward call, described by what decides how to run it.
+///
+/// Built by ``validated(input:meanLogits:varianceLogits:weight:bias:running:training:options:)``,
+/// where every argument check lives; plans and backends take a problem known to be valid.
+struct SwitchableNormProblem: Hashable, Sendable {
+    /// The input shape `(N, C, *S)`.
+    let shape: [Int]
+    let layout: TensorLayout
+    let elementType: ElementType
+    let branches: SwitchableNormOptions.Branches
+    let unbiased: Bool
+    /// Batch statistics for the BN branch (else running statistics).
+    let training: Bool
+    /// Training with a BN branch and running statistics to update.
+    let updatesRunningStatistics: Bool
+    let hasWeight: Bool
+    let hasBias: Bool
+
+    /// N.
+    var batch: Int { shape[0] }
+    /// C.
+    var channels: Int { shape[1] }
+    /// L = M, the product of the spatial dims (1 for `(N, C)` input).
+    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
+    /// N·C, the instances.
+    var instances: Int { batch * channels }
+    var count: Int { shape.reduce(1, *) }
+    /// Whether the batch statistics come from this batch.
+    var usesBatchStatistics: Bool { training && branches.hasBatch }
+
+    /// Checks every argument and describes the call.
+    ///
+    /// - Throws: ``NormError`` naming the first argument that is wrong.
+    static func validated(
+        input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
+        running: RunningStatistics?, training: Bool, options: SwitchableNormOptions
+    ) throws(NormError) -> SwitchableNormProblem {
+        let shape = input.shape
+        guard shape.count >= 2 else {
+            throw .invalidShape(argument: "input", reason: "Switchable Norm needs (N, C, *spatial), got \(shape)")
+        }
+        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
+        // Kernels take N·C, L and N·L as 32-bit values (element offsets may be 64-bit).
+        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, shape[0] * shape[1] <= UInt32.max
+        else {
+            throw .invalidShape(argument: "input", reason: "N·L and N·C must each be below 2^32, got \(shape)")
+        }
+        let branches = options.branches
+        let channels = shape[1], spatial = count / (shape[0] * channels)
+        let unbiased = options.varianceEstimator == .unbiased
+        if shape.count == 2 && branches.hasInstance {
+            throw .invalidShape(
+                argument: "input", reason: "(N, C) input has no instance statistics: use branches .layerBatch (got \(branches))")
+        }
+        if branches.hasInstance && unbiased && spatial == 1 {
+            throw .invalidShape(
+                argument: "input",
+                reason: "the unbiased instance variance divides by L − 1 = 0 for \(shape); use the biased estimator")
+        }
+        if !branches.hasInstance && unbiased && channels * spatial == 1 {
+            throw .invalidShape(argument: "input", reason: "the unbiased LN variance divides by C·L − 1 = 0 for \(shape)")
+        }
+        let backend = input.backend
+        try NormError.checkParameter(meanLogits, "meanLogits", shape: [branches.count], backend: backend)
+        try NormError.checkParameter(varianceLogits, "varianceLogits", shape: [branches.count], backend: backend)
+        try NormError.checkParameter(weight, "weight", shape: [channels], backend: backend)
+        try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
+        try NormError.checkParameter(running?.mean, "runningMean", shape: [channels], backend: backend)
+        try NormError.checkParameter(running?.variance, "runningVar", shape: [channels], backend: backend)
+        try NormError.checkEps(options.eps)
+        try NormError.checkMomentum(options.momentum)
+        if let running, running.numBatchesTracked < 0 || running.numBatchesTracked == Int.max {
+            throw .invalidArgument(
+                argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
+        }
+        if running != nil && !branches.hasBatch {
+            throw .invalidArgument(argument: "runningStatistics", reason: "branches \(branches) have no BN statistics to track")
+        }
+        if branches.hasBatch && training && shape[0] * spatial <= 1 {
+            throw .tooFewValuesPerChannel(valuesPerChannel: shape[0] * spatial, shape: shape)
+        }
+        if branches.hasBatch && !training && running == nil {
+            throw .invalidArgument(
+                argument: "runningStatistics", reason: "inference (training: false) with a BN branch needs running statistics")
+        }
+        return SwitchableNormProblem(
+            shape: shape, layout: input.layout, elementType: input.elementType, branches: branches, unbiased: unbiased,
+            training: training, updatesRunningStatistics: training && running != nil,
+            hasWeight: weight != nil, hasBias: bias != nil)
+    }
+}
