@@ -53,4 +53,24 @@ struct UsageExampleTests {
         let viaTensor = try batchNorm(try Tensor(values, shape: [6, 3, 4], on: backend)).output.toArray()
         #expect(direct == viaTensor)
     }
+
+    @Test("the README's lines for the other ops run as written")
+    func otherOps() throws {
+        let backend = try Backend.default
+        var rng = SeededGenerator(seed: 7)
+        let x = try Tensor(rng.normals(2 * 64 * 3 * 3), shape: [2, 64, 3, 3], on: backend)
+        let gn = try groupNorm(x, numGroups: 8)
+        #expect(gn.saveMean?.shape == [2, 8])
+        let inorm = try instanceNorm(x)
+        #expect(inorm.output.shape == x.shape)
+        let tokens = try Tensor(repeating: 0.5, shape: [8, 128, 1024], elementType: .float16, on: backend)
+        let ln = try layerNorm(tokens, normalizedShape: [1024])
+        #expect(ln.output.elementType == .float16 && ln.saveMean.elementType == .float32)
+        let rms = try rmsNorm(tokens, normalizedShape: [1024])
+        // A constant row: RMS normalisation gives 0.5 / sqrt(0.25 + eps) ≈ 1.
+        #expect(try rms.output.toArray().allSatisfy { abs($0 - 1) < 2e-3 })
+        var renormed = try BatchNorm(numFeatures: 64, on: backend)
+        renormed.renorm = BatchRenormLimits(rmax: 3, dmax: 5)
+        #expect(try renormed.forward(x).renormR != nil)
+    }
 }
