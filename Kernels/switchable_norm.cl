@@ -441,7 +441,8 @@ __kernel void sn_statistics(__global const storage_t *x, __global storage_t *y,
         var += wv[k] * running_var_in[c];
 #endif
 #endif
-        float invstd = 1.0f / sqrt(fmax(var, 0.0f) + eps);
+        if (var < 0.0f) var = 0.0f;  // rounding; NaN passes through (fmax would drop it)
+        float invstd = 1.0f / sqrt(var + eps);
         save_mean[r] = pilot + rel;
         save_invstd[r] = invstd;
 #if HAS_WEIGHT

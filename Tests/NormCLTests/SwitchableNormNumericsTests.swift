@@ -130,15 +130,22 @@ struct SwitchableNormNumericsTests {
         }
     }
 
-    @Test("NaN in one instance stays in its sample's and channel's outputs")
-    func nanPropagation() throws {
+    @Test("NaN or Inf in one instance reach exactly the outputs the reference's do", arguments: [Float.nan, .infinity])
+    func nonFinitePropagation(value: Float) throws {
         let runtime = try #require(sharedRuntime)
-        var h = SwitchableNormHarness(shape: [3, 4, 6], seed: 41)
-        h.x[1 * 4 * 6 + 2 * 6 + 3] = .nan  // sample 1, channel 2
-        let a = try h.run(on: .openCL(runtime), training: true)
-        let e = try h.run(on: .reference, training: true)
-        // With a BN branch NaN reaches sample 1 (LN) and channel 2 (BN); the reference agrees element by element.
-        expectClose(a.output, e.output, "output") { i in 4e-6 * (1 + Swift.abs(Double(e.output[i]))) }
-        #expect(a.output[0].isFinite && a.output[0 * 24 + 1 * 6].isFinite, "sample 0, channel 1 untouched")
+        for layout in [TensorLayout.channelsFirst, .channelsLast] {
+            for branches in SwitchableNormOptions.Branches.allCases where branches != .layerBatch {
+                var h = SwitchableNormHarness(shape: [3, 4, 6], layout: layout, seed: 41)
+                h.options.branches = branches
+                if !branches.hasBatch { h.runningMean = nil; h.runningVar = nil }
+                // Sample 1, channel 2, position 3.
+                h.x[layout == .channelsFirst ? (1 * 4 + 2) * 6 + 3 : (1 * 6 + 3) * 4 + 2] = value
+                let a = try h.run(on: .openCL(runtime), training: true)
+                let e = try h.run(on: .reference, training: true)
+                // Element by element, NaN must meet NaN: LN spreads it over sample 1, BN over channel 2.
+                expectClose(a.output, e.output, "output \(value) \(layout) \(branches)") { i in 4e-6 * (1 + Swift.abs(Double(e.output[i]))) }
+                #expect(a.output[0].isFinite, "sample 0, channel 0 untouched")
+            }
+        }
     }
 }
