@@ -7,7 +7,8 @@
 //      five of its elements) and (count, mean - pilot, M2) partials over G slices of the
 //      run (sn_moments_items, sn_moments_groups for NCHW; sn_moments_columns for NHWC).
 //      Skipped when L == 1 (DIRECT): each element is its own instance then.
-//   2. sn_statistics, one work-group: merges each run's partials, derives the LN
+//   2. sn_statistics, one work-group (or, for large N * C, sn_merge_partials,
+//      sn_set_statistics and sn_mix over the device): merges each run's partials, derives the LN
 //      statistics per n and the BN statistics per c from the instance moments with the
 //      law of total variance (no E[x^2] - mean^2), updates the running statistics, mixes
 //      IN/LN/BN with the two softmaxes, and writes per (n, c) the saved mean and invstd
