@@ -7,7 +7,8 @@
 //      five of its elements) and (count, mean - pilot, M2) partials over G slices of the
 //      run (sn_moments_items, sn_moments_groups for NCHW; sn_moments_columns for NHWC).
 //      Skipped when L == 1 (DIRECT): each element is its own instance then.
-//   2. sn_statistics, one work-group: merges each run's partials, derives the LN
+//   2. sn_statistics, one work-group (or, for large N * C, sn_merge_partials,
+//      sn_set_statistics and sn_mix over the device): merges each run's partials, derives the LN
 //      statistics per n and the BN statistics per c from the instance moments with the
 //      law of total variance (no E[x^2] - mean^2), updates the running statistics, mixes
 //      IN/LN/BN with the two softmaxes, and writes per (n, c) the saved mean and invstd
@@ -342,126 +343,197 @@ inline void softmax(__global const float *logits, float *w) {
     for (int k = 0; k < K_BRANCHES; ++k) w[k] /= sum;
 }
 
-__kernel void sn_statistics(__global const storage_t *x, __global storage_t *y,
-                            __global float *partials, __global const float *pilots,
-                            __global const float *mean_logits, __global const float *var_logits,
-                            __global const float *weight, __global const float *bias,
-                            __global const float *running_mean_in, __global const float *running_var_in,
-                            __global float *running_mean_out, __global float *running_var_out,
-                            float momentum, float eps,
-                            __global float *ln_rel, __global float *bn_rel,
-                            __global float *layer_mean, __global float *layer_var,
-                            __global float *batch_mean, __global float *batch_var,
-                            __global float *instance_mean, __global float *instance_var,
-                            __global float *save_mean, __global float *save_invstd,
-                            __global float *offset, __global float *scale, uint batch, uint channels) {
-    // The work-item loops take N and C as arguments: PoCL 3.1 miscompiles them (a jump to
-    // address 0 at run time) when their bound is the constant 1.
-    uint lid = get_local_id(0), items = get_local_size(0), runs = batch * channels;
-#if !DIRECT && SLICES > 1
-    // Each run's slices, merged in order (deterministic) into slice 0.
-    for (uint r = lid; r < runs; r += items) {
-        __global float *p = partials + (size_t)r * SLICES * 3;
-        Moments m = {p[0], p[1], p[2]};
-        for (uint g = 1; g < SLICES; ++g) {
-            Moments part = {p[g * 3], p[g * 3 + 1], p[g * 3 + 2]};
-            m = moments_merge(m, part);
-        }
-        p[1] = m.mean;
-        p[2] = m.m2;
+// The arguments every statistics kernel takes (the Swift side passes one list to each).
+#define STATISTICS_PARAMETERS                                                                    \
+    __global const storage_t *x, __global storage_t *y, __global float *partials,                \
+    __global const float *pilots, __global const float *mean_logits,                             \
+    __global const float *var_logits, __global const float *weight, __global const float *bias,  \
+    __global const float *running_mean_in, __global const float *running_var_in,                 \
+    __global float *running_mean_out, __global float *running_var_out, float momentum, float eps, \
+    __global float *ln_rel, __global float *bn_rel, __global float *layer_mean,                  \
+    __global float *layer_var, __global float *batch_mean, __global float *batch_var,            \
+    __global float *instance_mean, __global float *instance_var, __global float *save_mean,      \
+    __global float *save_invstd, __global float *offset, __global float *scale, uint batch,      \
+    uint channels
+#define STATISTICS_ARGUMENTS                                                                     \
+    x, y, partials, pilots, mean_logits, var_logits, weight, bias, running_mean_in,              \
+    running_var_in, running_mean_out, running_var_out, momentum, eps, ln_rel, bn_rel,            \
+    layer_mean, layer_var, batch_mean, batch_var, instance_mean, instance_var, save_mean,        \
+    save_invstd, offset, scale, batch, channels
+
+// Run r's slices, merged in order (deterministic) into slice 0.
+inline void merge_run(uint r, __global float *partials) {
+    __global float *p = partials + (size_t)r * SLICES * 3;
+    Moments m = {p[0], p[1], p[2]};
+    for (uint g = 1; g < SLICES; ++g) {
+        Moments part = {p[g * 3], p[g * 3 + 1], p[g * 3 + 2]};
+        m = moments_merge(m, part);
     }
-    barrier(CLK_GLOBAL_MEM_FENCE);
-#endif
-    // LN per sample: two passes over its C instance means (relative to P(n * C)).
-    for (uint n = lid; n < batch; n += items) {
-        uint r0 = n * CHANNELS;
-        float reference = P(r0), sum = 0.0f, within = 0.0f, between = 0.0f;
-        for (uint c = 0; c < CHANNELS; ++c) sum += (P(r0 + c) - reference) + REL(r0 + c);
-        float mean = sum / (float)CHANNELS;
-        for (uint c = 0; c < CHANNELS; ++c) {
-            float d = ((P(r0 + c) - reference) + REL(r0 + c)) - mean;
-            between += d * d;
-            within += M2(r0 + c);
-        }
-        ln_rel[n] = mean;
-        layer_mean[n] = reference + mean;
-        layer_var[n] = set_variance(within, between, (float)CHANNELS);
+    p[1] = m.mean;
+    p[2] = m.m2;
+}
+
+// LN of sample n: two passes over its C instance means (relative to P(n * C)).
+inline void layer_statistics(uint n, STATISTICS_PARAMETERS) {
+    uint r0 = n * CHANNELS;
+    float reference = P(r0), sum = 0.0f, within = 0.0f, between = 0.0f;
+    for (uint c = 0; c < CHANNELS; ++c) sum += (P(r0 + c) - reference) + REL(r0 + c);
+    float mean = sum / (float)CHANNELS;
+    for (uint c = 0; c < CHANNELS; ++c) {
+        float d = ((P(r0 + c) - reference) + REL(r0 + c)) - mean;
+        between += d * d;
+        within += M2(r0 + c);
     }
+    ln_rel[n] = mean;
+    layer_mean[n] = reference + mean;
+    layer_var[n] = set_variance(within, between, (float)CHANNELS);
+}
+
+// BN of channels c0 ..< c0 + BN_TILE (those below C) from the batch: two passes over
+// their N instance means (relative to P(c)), row by row so each row read is one
+// contiguous segment (a channel at a time would stride C floats per value), and the
+// running update.
+#define BN_TILE 8
+#define BN_TILES ((CHANNELS + BN_TILE - 1) / BN_TILE)
+inline void batch_statistics(uint tile, STATISTICS_PARAMETERS) {
 #if HAS_BN && TRAINING
-    // BN per channel: two passes over its N instance means (relative to P(c)).
-    for (uint c = lid; c < channels; c += items) {
-        float reference = P(c), sum = 0.0f, within = 0.0f, between = 0.0f;
-        for (uint n = 0; n < BATCH; ++n) sum += (P(n * CHANNELS + c) - reference) + REL(n * CHANNELS + c);
-        float mean = sum / (float)BATCH;
-        for (uint n = 0; n < BATCH; ++n) {
-            uint r = n * CHANNELS + c;
-            float d = ((P(r) - reference) + REL(r)) - mean;
-            between += d * d;
-            within += M2(r);
+    uint c0 = tile * BN_TILE, width = min((uint)BN_TILE, (uint)CHANNELS - c0);
+    float reference[BN_TILE], mean[BN_TILE], within[BN_TILE], between[BN_TILE];
+    for (uint t = 0; t < width; ++t) {
+        reference[t] = P(c0 + t);
+        mean[t] = 0.0f;
+        within[t] = 0.0f;
+        between[t] = 0.0f;
+    }
+    for (uint n = 0; n < BATCH; ++n) {
+        for (uint t = 0; t < width; ++t) mean[t] += (P(n * CHANNELS + c0 + t) - reference[t]) + REL(n * CHANNELS + c0 + t);
+    }
+    for (uint t = 0; t < width; ++t) mean[t] /= (float)BATCH;
+    for (uint n = 0; n < BATCH; ++n) {
+        for (uint t = 0; t < width; ++t) {
+            uint r = n * CHANNELS + c0 + t;
+            float d = ((P(r) - reference[t]) + REL(r)) - mean[t];
+            between[t] += d * d;
+            within[t] += M2(r);
         }
-        bn_rel[c] = mean;
-        batch_mean[c] = reference + mean;
-        batch_var[c] = set_variance(within, between, (float)BATCH);
+    }
+    for (uint t = 0; t < width; ++t) {
+        uint c = c0 + t;
+        bn_rel[c] = mean[t];
+        batch_mean[c] = reference[t] + mean[t];
+        batch_var[c] = set_variance(within[t], between[t], (float)BATCH);
 #if TRACK_RUNNING
         // As BatchNorm: the unbiased variance of the channel's N * L values.
-        float m2 = within + (float)SPATIAL * between;
-        running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * (reference + mean);
+        float m2 = within[t] + (float)SPATIAL * between[t];
+        running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * (reference[t] + mean[t]);
         running_var_out[c] = (1.0f - momentum) * running_var_in[c] + momentum * (m2 / ((float)BATCH * (float)SPATIAL - 1.0f));
 #endif
     }
 #endif
-    barrier(CLK_GLOBAL_MEM_FENCE);
+}
 
-    // Mixing per instance. Branch order of the logits: IN, LN, BN (those present).
-    float wm[K_BRANCHES], wv[K_BRANCHES];
-    softmax(mean_logits, wm);
-    softmax(var_logits, wv);
-    for (uint r = lid; r < runs; r += items) {
-        uint n = r / CHANNELS, c = r - n * CHANNELS;
-        float pilot = P(r);
-        int k = 0;
-        float rel = 0.0f, var = 0.0f;
+// Mixing for instance r, given the softmax weights. Branch order of the logits: IN, LN,
+// BN (those present). Writes the saved statistics and the apply coefficients (or, with
+// DIRECT, y itself).
+inline void mix_instance(uint r, const float *wm, const float *wv, STATISTICS_PARAMETERS) {
+    uint n = r / CHANNELS, c = r - n * CHANNELS;
+    float pilot = P(r);
+    int k = 0;
+    float rel = 0.0f, var = 0.0f;
 #if HAS_IN
-        float in_var = M2(r) / IN_DIVISOR;
-        instance_mean[r] = pilot + REL(r);
-        instance_var[r] = in_var;
-        rel += wm[k] * REL(r);
-        var += wv[k] * in_var;
-        ++k;
+    float in_var = M2(r) / IN_DIVISOR;
+    instance_mean[r] = pilot + REL(r);
+    instance_var[r] = in_var;
+    rel += wm[k] * REL(r);
+    var += wv[k] * in_var;
+    ++k;
 #endif
-        rel += wm[k] * (ln_rel[n] - (pilot - P(n * CHANNELS)));
-        var += wv[k] * layer_var[n];
-        ++k;
+    rel += wm[k] * (ln_rel[n] - (pilot - P(n * CHANNELS)));
+    var += wv[k] * layer_var[n];
+    ++k;
 #if HAS_BN
 #if TRAINING
-        rel += wm[k] * (bn_rel[c] - (pilot - P(c)));
-        var += wv[k] * batch_var[c];
+    rel += wm[k] * (bn_rel[c] - (pilot - P(c)));
+    var += wv[k] * batch_var[c];
 #else
-        rel += wm[k] * (running_mean_in[c] - pilot);
-        var += wv[k] * running_var_in[c];
+    rel += wm[k] * (running_mean_in[c] - pilot);
+    var += wv[k] * running_var_in[c];
 #endif
 #endif
-        if (var < 0.0f) var = 0.0f;  // rounding; NaN passes through (fmax would drop it)
-        float invstd = 1.0f / sqrt(var + eps);
-        save_mean[r] = pilot + rel;
-        save_invstd[r] = invstd;
+    if (var < 0.0f) var = 0.0f;  // rounding; NaN passes through (fmax would drop it)
+    float invstd = 1.0f / sqrt(var + eps);
+    save_mean[r] = pilot + rel;
+    save_invstd[r] = invstd;
 #if HAS_WEIGHT
-        float s = invstd * weight[c];
+    float s = invstd * weight[c];
 #else
-        float s = invstd;
+    float s = invstd;
 #endif
 #if DIRECT
 #if HAS_BIAS
-        float beta = bias[c];
+    float beta = bias[c];
 #else
-        float beta = 0.0f;
+    float beta = 0.0f;
 #endif
-        // The element is its own pilot: x - pilot is 0.
-        STORE1((LOAD1(x, r) - pilot - rel) * s + beta, y, r);
+    // The element is its own pilot: x - pilot is 0.
+    STORE1((LOAD1(x, r) - pilot - rel) * s + beta, y, r);
 #else
-        offset[r] = rel;
-        scale[r] = s;
+    offset[r] = rel;
+    scale[r] = s;
 #endif
+}
+
+// All of step 2 in one work-group (small N * C: one launch). The work-item loops take N
+// and C as arguments: PoCL 3.1 miscompiles them (a jump to address 0 at run time) when
+// their bound is the constant 1.
+__kernel void sn_statistics(STATISTICS_PARAMETERS) {
+    uint lid = get_local_id(0), items = get_local_size(0), runs = batch * channels;
+#if !DIRECT && SLICES > 1
+    for (uint r = lid; r < runs; r += items) merge_run(r, partials);
+    barrier(CLK_GLOBAL_MEM_FENCE);
+#endif
+    for (uint n = lid; n < batch; n += items) layer_statistics(n, STATISTICS_ARGUMENTS);
+    for (uint t = lid; t < (channels + BN_TILE - 1) / BN_TILE; t += items) batch_statistics(t, STATISTICS_ARGUMENTS);
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    float wm[K_BRANCHES], wv[K_BRANCHES];
+    softmax(mean_logits, wm);
+    softmax(var_logits, wv);
+    for (uint r = lid; r < runs; r += items) mix_instance(r, wm, wv, STATISTICS_ARGUMENTS);
+}
+
+// Step 2 over the whole device (large N * C), in up to three launches: merge the slices,
+// LN and BN statistics (samples, then channels), mixing. Each work-item strides over the
+// grid, so the softmaxes are computed once per work-item, not once per instance: a
+// contiguous share each with CHUNKED (CPUs), interleaved otherwise (GPUs).
+#if CHUNKED
+#define FOR_SHARE(i, total)                                                                      \
+    for (uint per_ = ((total) + get_global_size(0) - 1) / get_global_size(0),                  \
+              i = min((uint)get_global_id(0) * per_, (uint)(total)), end_ = min(i + per_, (uint)(total)); \
+         i < end_; ++i)
+#else
+#define FOR_SHARE(i, total) for (uint i = get_global_id(0); i < (total); i += get_global_size(0))
+#endif
+
+__kernel void sn_merge_partials(STATISTICS_PARAMETERS) {
+    FOR_SHARE(r, batch * channels) merge_run(r, partials);
+}
+
+__kernel void sn_set_statistics(STATISTICS_PARAMETERS) {
+    FOR_SHARE(i, batch + BN_TILES) {
+        if (i < batch) {
+            layer_statistics(i, STATISTICS_ARGUMENTS);
+        } else {
+            batch_statistics(i - batch, STATISTICS_ARGUMENTS);
+        }
+    }
+}
+
+__kernel void sn_mix(STATISTICS_PARAMETERS) {
+    float wm[K_BRANCHES], wv[K_BRANCHES];
+    softmax(mean_logits, wm);
+    softmax(var_logits, wv);
+    FOR_SHARE(r, batch * channels) {
+        mix_instance(r, wm, wv, STATISTICS_ARGUMENTS);
     }
 }
 

@@ -107,6 +107,26 @@ struct SwitchableNormTrainingTests {
         }
     }
 
+    @Test("large N·C: the statistics step split over the device")
+    func splitStatistics() throws {
+        let runtime = try #require(sharedRuntime)
+        var oneD = SwitchableNormHarness(shape: [64, 81], elementType: .float16, offset: 1e4, seed: 12)
+        oneD.options.branches = .layerBatch
+        try oneD.check(on: .openCL(runtime), training: true)
+        try oneD.check(on: .openCL(runtime), training: false)
+        for layout in [TensorLayout.channelsFirst, .channelsLast] {
+            var harness = SwitchableNormHarness(shape: [3, 1500, 5], layout: layout, seed: 13)
+            try harness.check(on: .openCL(runtime), training: true)
+            try harness.check(
+                on: .openCL(runtime), training: true,
+                strategy: layout == .channelsFirst ? .runPerWorkItem(slices: 2) : .columns(slices: 2))
+            harness.options.branches = .instanceLayer
+            harness.runningMean = nil
+            harness.runningVar = nil
+            try harness.check(on: .openCL(runtime), training: true)
+        }
+    }
+
     @Test("the direct strategy: (N, C) input and spatial dims of 1")
     func direct() throws {
         let runtime = try #require(sharedRuntime)

@@ -81,22 +81,43 @@ enum SwitchableNormKernels {
                     global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), problem.batch * slices], local: [local, 1],
                     arguments: momentsArguments))
         }
-        let statisticsWorkGroup = plan.statisticsWorkGroupSize
-        events.append(
-            try runtime.enqueue(
-                "sn_statistics", from: program, global: [statisticsWorkGroup], local: [statisticsWorkGroup],
-                arguments: [
-                    .buffer(inputs.x), .buffer(direct ? output.deviceBuffer : nil), .buffer(partials), .buffer(pilots),
-                    .buffer(inputs.meanLogits), .buffer(inputs.varianceLogits), .buffer(inputs.weight), .buffer(inputs.bias),
-                    .buffer(inputs.runningMean), .buffer(inputs.runningVar),
-                    .buffer(runningMean?.deviceBuffer), .buffer(runningVar?.deviceBuffer),
-                    .float(inputs.momentum), .float(inputs.eps), .buffer(layerRelative), .buffer(batchRelative),
-                    .buffer(layerMean.deviceBuffer), .buffer(layerVariance.deviceBuffer),
-                    .buffer(batchMean?.deviceBuffer), .buffer(batchVariance?.deviceBuffer),
-                    .buffer(instanceMean?.deviceBuffer), .buffer(instanceVariance?.deviceBuffer),
-                    .buffer(mean.deviceBuffer), .buffer(invstd.deviceBuffer), .buffer(offset), .buffer(scale), .uint(UInt32(problem.batch)),
-                    .uint(UInt32(problem.channels)),
-                ]))
+        let statisticsArguments: [KernelArgument] = [
+            .buffer(inputs.x), .buffer(direct ? output.deviceBuffer : nil), .buffer(partials), .buffer(pilots),
+            .buffer(inputs.meanLogits), .buffer(inputs.varianceLogits), .buffer(inputs.weight), .buffer(inputs.bias),
+            .buffer(inputs.runningMean), .buffer(inputs.runningVar),
+            .buffer(runningMean?.deviceBuffer), .buffer(runningVar?.deviceBuffer),
+            .float(inputs.momentum), .float(inputs.eps), .buffer(layerRelative), .buffer(batchRelative),
+            .buffer(layerMean.deviceBuffer), .buffer(layerVariance.deviceBuffer),
+            .buffer(batchMean?.deviceBuffer), .buffer(batchVariance?.deviceBuffer),
+            .buffer(instanceMean?.deviceBuffer), .buffer(instanceVariance?.deviceBuffer),
+            .buffer(mean.deviceBuffer), .buffer(invstd.deviceBuffer), .buffer(offset), .buffer(scale),
+            .uint(UInt32(problem.batch)), .uint(UInt32(problem.channels)),
+        ]
+        if plan.splitStatistics {
+            // Device-wide launches, each work-item striding over runs, samples or channels.
+            let local = plan.statisticsWorkGroupSize
+            func global(_ count: Int) -> [Int] { [min(count, plan.statisticsWorkItems).roundedUp(toMultipleOf: local)] }
+            if !direct && slices > 1 {
+                events.append(
+                    try runtime.enqueue(
+                        "sn_merge_partials", from: program, global: global(instances), local: [local],
+                        arguments: statisticsArguments))
+            }
+            events.append(
+                try runtime.enqueue(
+                    "sn_set_statistics", from: program,
+                    global: global(problem.batch + problem.channels.ceilingDivided(by: 8)), local: [local],
+                    arguments: statisticsArguments))
+            events.append(
+                try runtime.enqueue(
+                    "sn_mix", from: program, global: global(instances), local: [local],
+                    arguments: statisticsArguments))
+        } else {
+            let local = plan.statisticsWorkGroupSize
+            events.append(
+                try runtime.enqueue(
+                    "sn_statistics", from: program, global: [local], local: [local], arguments: statisticsArguments))
+        }
         if !direct {
             let local = plan.elementwiseWorkGroupSize
             events.append(

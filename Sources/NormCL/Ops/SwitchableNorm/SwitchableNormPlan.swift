@@ -16,7 +16,11 @@
 ///   vectors and walk the L rows (each row segment one contiguous read); `slices > 1`
 ///   splits the rows when N × the channel tiles cannot fill the device.
 ///
-/// Slices of a run are merged in a fixed order by the statistics kernel (deterministic).
+/// Slices of a run are merged in a fixed order by the statistics step (deterministic).
+/// The statistics step is one work-group (one launch) up to
+/// ``statisticsSplitThreshold`` instances N·C; above, where one compute unit would take
+/// milliseconds (e.g. `(256, 2048)`), it is three device-wide launches
+/// (``splitStatistics``): merge the slices, LN and BN statistics, mixing.
 struct SwitchableNormPlan: Equatable, Sendable {
     enum Strategy: Equatable, Sendable {
         case direct
@@ -42,8 +46,13 @@ struct SwitchableNormPlan: Equatable, Sendable {
     let reductionWorkGroupSize: Int
     let elementwiseWorkGroupSize: Int
     let elementwiseWorkGroups: Int
-    /// Work-items of the single work-group of the statistics kernel.
+    /// Work-items of the single work-group of the statistics kernel, and the work-group
+    /// size of the split statistics kernels.
     let statisticsWorkGroupSize: Int
+    /// Whether the statistics step runs device-wide (large N·C) instead of in one work-group.
+    let splitStatistics: Bool
+    /// The most work-items of a split statistics kernel (they stride over the instances).
+    let statisticsWorkItems: Int
     let chunkedAccess: Bool
     /// Whether element offsets need 64 bits.
     let wideIndices: Bool
@@ -68,10 +77,12 @@ struct SwitchableNormPlan: Equatable, Sendable {
         reductionWorkGroupSize = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
         elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
         statisticsWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
+        splitStatistics = problem.instances > Self.statisticsSplitThreshold
         columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
         columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
 
         let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
+        statisticsWorkItems = targetGroups * statisticsWorkGroupSize
         elementwiseWorkGroups = max(1, min(targetGroups, (problem.count / 4).ceilingDivided(by: elementwiseWorkGroupSize)))
         // Work-items' ranges may overshoot the end by a few vectors per work-item.
         wideIndices = problem.count + 8 * elementwiseWorkGroups * elementwiseWorkGroupSize >= 1 << 32
@@ -127,6 +138,9 @@ struct SwitchableNormPlan: Equatable, Sendable {
             "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
         ].joined(separator: " ")
     }
+
+    /// The most instances N·C the one-work-group statistics kernel takes.
+    static let statisticsSplitThreshold = 4096
 
     /// Fewer rows than this per slice make the partials cost more than they save.
     static let minimumRowsPerSlice = 64
