@@ -316,21 +316,8 @@ inline float accumulate_columns(__global const storage_t *x, uint first, uint wi
             }
         }
         float b = (float)rows, total = count + b;
-        for (uint t = 0; t < width; ++t) {
-            floatc block_mean = s[t] / b;
-            floatc block_m2 = q[t] - s[t] * block_mean;
-            block_m2 = select(block_m2, (floatc)0.0f, block_m2 < (floatc)0.0f);
-            floatc delta = shift[t] + block_mean - mean[t];
-            floatc increment = block_m2 + delta * delta * (count * b / total) - carry[t];
-            floatc sum = m2[t] + increment;
-            carry[t] = (sum - m2[t]) - increment;
-            m2[t] = sum;
-            floatc step = delta * (b / total) - mean_carry[t];
-            floatc updated = mean[t] + step;
-            mean_carry[t] = (updated - mean[t]) - step;
-            mean[t] = updated;
-            shift[t] = mean[t];
-        }
+        for (uint t = 0; t < width; ++t)
+            FOLD_BLOCK_LANES(floatc, s[t], q[t], b, count, shift[t], mean[t], m2[t], carry[t], mean_carry[t]);
         count = total;
         n += rows;
     }

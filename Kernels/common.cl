@@ -69,6 +69,28 @@ inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, floa
     return acc;
 }
 
+// fold_block for column kernels, lane by lane on a float or vector type T: folds a
+// block of b values, summed as s and ss after subtracting `shift`, into (mean, m2)
+// of `count` values so far, Kahan-compensated by `carry` (M2) and `mean_carry`, then
+// moves the shift to the new mean. Arguments must be lvalues without side effects.
+#define FOLD_BLOCK_LANES(T, s, ss, b, count, shift, mean, m2, carry, mean_carry)          \
+    do {                                                                                \
+        float total_ = (count) + (b);                                                   \
+        T block_mean_ = (s) / (b);                                                      \
+        T block_m2_ = (ss) - (s) * block_mean_;                                         \
+        block_m2_ = select(block_m2_, (T)0.0f, block_m2_ < (T)0.0f);                    \
+        T delta_ = (shift) + block_mean_ - (mean);                                      \
+        T increment_ = block_m2_ + delta_ * delta_ * ((count) * (b) / total_) - (carry); \
+        T sum_ = (m2) + increment_;                                                     \
+        (carry) = (sum_ - (m2)) - increment_;                                           \
+        (m2) = sum_;                                                                    \
+        T step_ = delta_ * ((b) / total_) - (mean_carry);                               \
+        T updated_ = (mean) + step_;                                                    \
+        (mean_carry) = (updated_ - (mean)) - step_;                                     \
+        (mean) = updated_;                                                              \
+        (shift) = (mean);                                                               \
+    } while (0)
+
 // The median of five values, for float and vector types alike (lane by lane): the
 // two middle ones of the first four, then the median of those and e. fmin/fmax skip
 // NaN (a NaN still reaches the sums). Arguments must be plain variables.
