@@ -29,3 +29,26 @@ extension NormError {
         }
     }
 }
+
+extension NormError {
+    /// Throws unless `gradOutput` matches the forward input it is the gradient of:
+    /// same shape, layout, element type and backend (a backward pass's `dy` is
+    /// read with the input's indexing).
+    static func checkGradOutput(_ gradOutput: Tensor, matches input: Tensor) throws(NormError) {
+        guard gradOutput.shape == input.shape else {
+            throw .shapeMismatch(argument: "gradOutput", expected: input.shape, actual: gradOutput.shape)
+        }
+        guard gradOutput.backend.isSame(as: input.backend) else {
+            throw .backendMismatch(argument: "gradOutput", expected: input.backend.name, actual: gradOutput.backend.name)
+        }
+        guard gradOutput.layout == input.layout else {
+            throw .unsupported(
+                argument: "gradOutput", reason: "layout \(gradOutput.layout) differs from the input's \(input.layout)")
+        }
+        guard gradOutput.elementType == input.elementType else {
+            throw .unsupported(
+                argument: "gradOutput",
+                reason: "element type \(gradOutput.elementType.rawValue) differs from the input's \(input.elementType.rawValue)")
+        }
+    }
+}

@@ -1,0 +1,24 @@
+/// What a backward pass returns: the gradients of a scalar loss with respect to the
+/// op's input and affine parameters, given the gradient `dy` with respect to its output.
+///
+/// ``input`` has the input's shape, layout and element type; ``weight`` and ``bias``
+/// have the parameters' shape and are float32 for every storage type (they are sums
+/// over many elements). Each is nil when the ``NormGradientMask`` left it out.
+public struct NormGradients: Sendable {
+    /// `dx`.
+    public let input: Tensor?
+    /// `dγ`.
+    public let weight: Tensor?
+    /// `dβ`.
+    public let bias: Tensor?
+    /// The OpenCL kernels the backward pass enqueued, in order (empty on the
+    /// reference path); their profiling intervals give its device time.
+    public let events: [KernelEvent]
+
+    init(input: Tensor?, weight: Tensor?, bias: Tensor?, events: [KernelEvent]) {
+        self.input = input
+        self.weight = weight
+        self.bias = bias
+        self.events = events
+    }
+}
