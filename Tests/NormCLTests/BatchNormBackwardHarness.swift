@@ -110,13 +110,15 @@ struct BatchNormBackwardHarness {
     /// Tolerances. dx of a norm is a difference of nearly equal terms, so its error is
     /// measured against the size of the terms, not of dx: per channel, with
     /// `A = mean|dy|` and `B = mean|dy·x̂|` (float64 over the channel),
-    /// `|dx − ref| ≤ 8e-6·|γ·r·invstd|·(|dy| + A + |x̂|·B)`. Why: the float32 sums
+    /// `|dx − ref| ≤ 4e-6·|γ·r·invstd|·(|dy| + A + |x̂|·B)`. Why: the float32 sums
     /// `Σdy` and `Σdy·(x − mean)` have a worst-case error of about `(BLOCK·VEC/2 +
     /// log2(WG) + 4)·ε ≈ 3e-6` of `n·A` and `n·B/invstd` (plain sums inside a block of
     /// 64 values, Kahan across blocks and slices, a pairwise tree across work-items);
-    /// the per-element `dy − Σdy/n − (x − mean)·xcoef` and the scale add a few ulps of
-    /// each term; `x − mean` itself is exact for data near the mean. dγ, dβ: `4e-6` of
-    /// `Σ|dy·(x̂·r + d)|` and `Σ|dy|` by the same summation bound. Half storage: x and
+    /// rounding errors of random sign grow like the square root of that, and the
+    /// largest seen over this suite's data is 1.5e-7 on dx and 1.1e-7 on dγ. The
+    /// per-element `dy − Σdy/n − (x − mean)·xcoef` and the scale add a few ulps of each
+    /// term; `x − mean` itself is exact for data near the mean. dγ, dβ: `2e-6` of
+    /// `Σ|dy·(x̂·r + d)|` and `Σ|dy|`. Half storage: x and
     /// dy are the same halves on both sides; dx rounds to half once on each side and may
     /// land on neighbouring halves: `2^-10·|dx|` on top. Inference dx is one product
     /// rounded once: the same bound holds with A = B = 0.
@@ -167,16 +169,16 @@ struct BatchNormBackwardHarness {
                     isInference
                     ? Swift.abs(Double(halfDy[i]))
                     : Swift.abs(Double(halfDy[i])) + sumAbsDy[c] / n + Swift.abs(xhat[i]) * sumAbsDyXhat[c] / n
-                return 8e-6 * scale * terms + halfRounding * Swift.abs(Double(e[i]))
+                return 4e-6 * scale * terms + halfRounding * Swift.abs(Double(e[i]))
             }
         }
         if let a = actual.dWeight, let e = expected.dWeight {
             expectClose(a, e, "dγ \(label)", sourceLocation: sourceLocation) { c in
-                4e-6 * (r[c] * sumAbsDyXhat[c] + Swift.abs(d[c]) * sumAbsDy[c]) + 1e-30
+                2e-6 * (r[c] * sumAbsDyXhat[c] + Swift.abs(d[c]) * sumAbsDy[c]) + 1e-30
             }
         }
         if let a = actual.dBias, let e = expected.dBias {
-            expectClose(a, e, "dβ \(label)", sourceLocation: sourceLocation) { c in 4e-6 * sumAbsDy[c] + 1e-30 }
+            expectClose(a, e, "dβ \(label)", sourceLocation: sourceLocation) { c in 2e-6 * sumAbsDy[c] + 1e-30 }
         }
     }
 }
