@@ -3,7 +3,8 @@ import NormCL
 extension BenchmarkCase {
     /// Real shapes from CNNs (ResNet-50 stages) and a BatchNorm1d, in NCHW, and the
     /// 4-d ones in channels-last (NHWC) too; training and inference; float32, and
-    /// half storage for the first shape.
+    /// half storage for the first shape. The backward passes (training and inference)
+    /// on the same shapes, layouts and element types.
     static func batchNormCases(quick: Bool) -> [BenchmarkCase] {
         let shapes: [[Int]] = quick ? [[8, 64, 28, 28], [64, 512]] : [[32, 64, 56, 56], [8, 128, 28, 28], [256, 2048]]
         let layouts: [(shape: [Int], layout: TensorLayout)] =
@@ -12,7 +13,45 @@ extension BenchmarkCase {
             [true, false].map { batchNorm(training: $0, shape: shape, layout: layout, elementType: .float32) }
         }
         let half = [true, false].map { batchNorm(training: $0, shape: shapes[0], layout: .channelsFirst, elementType: .float16) }
-        return float32 + half
+        let backward32 = layouts.flatMap { shape, layout in
+            [true, false].map { batchNormBackward(training: $0, shape: shape, layout: layout, elementType: .float32) }
+        }
+        let backward16 = [true, false].map {
+            batchNormBackward(training: $0, shape: shapes[0], layout: .channelsFirst, elementType: .float16)
+        }
+        return float32 + half + backward32 + backward16
+    }
+
+    /// dx, dγ and dβ of a forward run in `prepare` (untimed); dy is the input reversed.
+    static func batchNormBackward(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let channels = shape[1]
+        let count = shape.reduce(1, *)
+        // Triton's backward convention: x and dy read, dx written; plus γ, the two
+        // statistics read and dγ, dβ written.
+        let parameterBytes = channels * 4 * 5
+        return BenchmarkCase(
+            op: training ? "BatchNorm train backward" : "BatchNorm eval backward", shape: shape, layout: layout,
+            elementType: elementType, idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let gradOutput = try Tensor(values.reversed(), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let statistics = RunningStatistics(
+                mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
+                variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
+            if training {
+                let forward = try NormCL.batchNorm(input, weight: weight)
+                return {
+                    let grads = try NormCL.batchNormBackward(gradOutput, input: input, weight: weight, forward: forward)
+                    return (grads.input!, grads.events)
+                }
+            }
+            return {
+                let grads = try NormCL.batchNormBackward(
+                    gradOutput, input: input, weight: weight, runningStatistics: statistics, outputMask: .input)
+                return (grads.input!, grads.events)
+            }
+        }
     }
 
     static func batchNorm(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {

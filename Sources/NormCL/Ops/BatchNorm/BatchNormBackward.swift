@@ -1,0 +1,164 @@
+/// The backward pass of BatchNorm training (`torch.ops.aten.native_batch_norm_backward`
+/// with `train=True`): gradients through the batch statistics.
+///
+/// Per channel `c` over its `n = N·M` values, with `x̂ = (x − saveMean_c)·saveInvstd_c`:
+///
+///     dβ_c = Σ dy        dγ_c = Σ dy·x̂
+///     dx   = γ_c·invstd_c/n · (n·dy − dβ_c − x̂·dγ_c)
+///
+/// from the statistics the forward saved (never recomputed from x). On OpenCL, `Σdy`
+/// and `Σdy·x̂` come from one pass over x and dy, float32 with compensated partial sums
+/// merged in a fixed order (bit-identical from run to run), then one pass writes dx.
+///
+/// - Parameters:
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - input: the forward's input x.
+///   - weight: γ (`[C]`), or nil for γ = 1. With nil, a requested dγ is still the
+///     gradient at γ = 1; pass `outputMask: .input` for a layer without affine parameters.
+///   - saveMean, saveInvstd: the forward's ``BatchNormOutput/saveMean`` and
+///     ``BatchNormOutput/saveInvstd``.
+///   - outputMask: which gradients to compute; the others come back nil and their
+///     work is skipped.
+/// - Returns: dx (input's shape, layout and element type; half storage is rounded once),
+///   dγ and dβ (`[C]`, float32).
+/// - Throws: ``NormError`` for a `gradOutput` that does not match the input, a weight or
+///   statistic that is not `[C]` float32 on the input's backend, an input shape the
+///   forward rejects (fewer than two dims, empty, one value per channel); ``OpenCLError``
+///   or ``KernelBuildError`` when the device fails.
+public func batchNormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
+    outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    try batchNormBackward(
+        gradOutput, input: input, weight: weight, statistics: .batch(mean: saveMean, invstd: saveInvstd),
+        outputMask: outputMask, strategy: nil)
+}
+
+/// The backward pass of a BatchNorm forward, from its ``BatchNormOutput``.
+///
+/// A training output backpropagates through its saved batch statistics, as
+/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``; a Batch
+/// Renorm output (one with ``BatchNormOutput/renormR``) as
+/// ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:)``.
+///
+/// - Throws: as those, and ``NormError/invalidArgument(argument:reason:)`` for an
+///   inference output, which saves no statistics: use
+///   ``batchNormBackward(_:input:weight:runningStatistics:eps:outputMask:)``.
+public func batchNormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let mean = forward.saveMean, let invstd = forward.saveInvstd else {
+        throw NormError.invalidArgument(
+            argument: "forward",
+            reason: "an inference output saves no statistics: pass the running statistics (runningStatistics:eps:)")
+    }
+    let statistics: BatchNormBackwardProblem.Statistics
+    if let r = forward.renormR, let d = forward.renormD {
+        statistics = .renorm(mean: mean, invstd: invstd, r: r, d: d)
+    } else {
+        statistics = .batch(mean: mean, invstd: invstd)
+    }
+    return try batchNormBackward(
+        gradOutput, input: input, weight: weight, statistics: statistics, outputMask: outputMask, strategy: nil)
+}
+
+/// The backward pass of BatchNorm inference (`training: false`): the running
+/// statistics are constants, so per channel
+///
+///     dx = dy·γ_c·invstd_c       dγ_c = Σ dy·(x − running_mean_c)·invstd_c       dβ_c = Σ dy
+///
+/// with `invstd_c = 1/sqrt(running_var_c + eps)`. dx alone is one elementwise pass
+/// (the speed of a copy); dγ or dβ add the per-channel sums.
+///
+/// - Parameters:
+///   - runningStatistics: the statistics the forward normalised with.
+///   - eps: the forward's eps.
+/// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``
+///   (with `runningMean`/`runningVar` named), and for a negative or non-finite eps.
+public func batchNormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, runningStatistics: RunningStatistics, eps: Float = 1e-5,
+    outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    try batchNormBackward(
+        gradOutput, input: input, weight: weight,
+        statistics: .running(mean: runningStatistics.mean, variance: runningStatistics.variance, eps: eps),
+        outputMask: outputMask, strategy: nil)
+}
+
+/// The backward pass of Batch Renormalization's training forward, with `r` and `d`
+/// held constant (Ioffe, 2017): `y = γ·(x̂_B·r + d) + β` gives, per channel,
+///
+///     dβ_c = Σ dy        dγ_c = Σ dy·(x̂_B·r_c + d_c)
+///     dx   = γ_c·r_c·invstd_c/n · (n·dy − Σ dy − x̂_B·Σ dy·x̂_B)
+///
+/// with `x̂_B = (x − saveMean_c)·saveInvstd_c`. With `r = 1`, `d = 0` (limits
+/// ``BatchRenormLimits/batchNorm``) this is BatchNorm's backward.
+///
+/// - Parameters:
+///   - renormR, renormD: the forward's ``BatchNormOutput/renormR`` and ``BatchNormOutput/renormD``.
+/// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``,
+///   also for `renormR`/`renormD`.
+public func batchRenormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
+    renormR: Tensor, renormD: Tensor, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    try batchNormBackward(
+        gradOutput, input: input, weight: weight,
+        statistics: .renorm(mean: saveMean, invstd: saveInvstd, r: renormR, d: renormD), outputMask: outputMask,
+        strategy: nil)
+}
+
+/// The backward pass of a ``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:)``
+/// forward, from its output.
+///
+/// - Throws: as ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:)``,
+///   and ``NormError/invalidArgument(argument:reason:)`` for an output that is not Batch
+///   Renorm's (no `r` and `d`).
+public func batchRenormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let mean = forward.saveMean, let invstd = forward.saveInvstd, let r = forward.renormR, let d = forward.renormD
+    else {
+        throw NormError.invalidArgument(argument: "forward", reason: "not a Batch Renorm training output (no r and d)")
+    }
+    return try batchNormBackward(
+        gradOutput, input: input, weight: weight, statistics: .renorm(mean: mean, invstd: invstd, r: r, d: d),
+        outputMask: outputMask, strategy: nil)
+}
+
+/// The one implementation behind the public entry points; `strategy` forces a plan
+/// strategy and `tuning` replaces the runtime's on OpenCL (tests cover each strategy,
+/// and GPU-style launches on a CPU device, with them).
+func batchNormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: BatchNormBackwardProblem.Statistics,
+    outputMask: NormGradientMask, strategy: BatchNormBackwardPlan.Strategy?, tuning: DeviceTuning? = nil
+) throws -> NormGradients {
+    let problem = try BatchNormBackwardProblem.validated(
+        gradOutput: gradOutput, input: input, weight: weight, statistics: statistics, outputMask: outputMask)
+    if outputMask.isEmpty { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
+    let renorm = statistics.renorm
+    switch input.backend {
+    case .reference:
+        let result = ReferenceBatchNorm.backward(
+            problem, dy: try gradOutput.toArray(), x: try input.toArray(), weight: try weight?.toArray(),
+            mean: try statistics.mean.toArray(), second: try statistics.second.toArray(),
+            renormR: try renorm?.r.toArray(), renormD: try renorm?.d.toArray(), eps: statistics.eps)
+        return NormGradients(
+            input: result.gradInput.map {
+                Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
+            },
+            weight: try result.gradWeight.map { try Tensor($0, on: .reference) },
+            bias: try result.gradBias.map { try Tensor($0, on: .reference) },
+            events: [])
+    case .openCL(let runtime):
+        guard let x = input.deviceBuffer, let dy = gradOutput.deviceBuffer, let mean = statistics.mean.deviceBuffer,
+            let second = statistics.second.deviceBuffer
+        else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let plan = BatchNormBackwardPlan(
+            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
+        let inputs = BatchNormBackwardKernels.Inputs(
+            x: x, dy: dy, weight: weight?.deviceBuffer, mean: mean, second: second,
+            renormR: renorm?.r.deviceBuffer, renormD: renorm?.d.deviceBuffer, eps: statistics.eps)
+        return try BatchNormBackwardKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+    }
+}

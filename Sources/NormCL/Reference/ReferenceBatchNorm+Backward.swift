@@ -1,0 +1,102 @@
+/// BatchNorm's backward pass on the CPU: float64 accumulation, the formulas of
+/// SPEC.md taken literally, from the statistics the forward pass saved (never
+/// recomputed from x).
+///
+/// The core, ``backward(dy:x:index:weight:mean:invstd:renorm:mode:mask:)``, takes
+/// `[Double]` so that the tests can check it against a float64 forward's numerical
+/// gradient; ``backward(_:dy:x:weight:mean:second:renormR:renormD:eps:)`` is what
+/// ``Backend/reference`` runs.
+extension ReferenceBatchNorm {
+    /// Which forward pass the gradients are of.
+    enum BackwardMode {
+        /// Batch statistics: `mean` and `invstd` are the saved batch statistics, which
+        /// depend on x (the `−Σdy` and `−x̂·Σdy·x̂` terms of dx).
+        case training
+        /// Running statistics: `mean` and `invstd` are constants, dx is `dy·γ·invstd`.
+        case inference
+    }
+
+    /// The three gradients in float64; each nil when the mask left it out.
+    struct BackwardResult {
+        var gradInput: [Double]?
+        var gradWeight: [Double]?
+        var gradBias: [Double]?
+    }
+
+    /// BatchNorm backward per channel `c`, with `x̂ = (x − mean_c)·invstd_c` over the
+    /// `n = N·M` values of the channel and `(r_c, d_c)` Batch Renorm's constants
+    /// (`r = 1`, `d = 0` without `renorm`):
+    ///
+    ///     dβ_c = Σ dy                   dγ_c = Σ dy·(x̂·r_c + d_c) = r_c·Σ dy·x̂ + d_c·Σ dy
+    ///     training:  dx = γ_c·r_c·invstd_c/n · (n·dy − Σ dy − x̂·Σ dy·x̂)
+    ///     inference: dx = dy·γ_c·invstd_c
+    ///
+    /// (Training: `y = γ·(x̂·r + d) + β` with x̂ a function of x through the batch mean
+    /// and variance, r and d held constant.)
+    static func backward(
+        dy: [Double], x: [Double], index: Indexing, weight: [Double]?, mean: [Double], invstd: [Double],
+        renorm: (r: [Double], d: [Double])? = nil, mode: BackwardMode, mask: NormGradientMask
+    ) -> BackwardResult {
+        let channels = index.channels
+        let n = Double(index.batch * index.spatial)
+        var sumDy = [Double](repeating: 0, count: channels)
+        var sumDyXhat = [Double](repeating: 0, count: channels)
+        for b in 0..<index.batch {
+            for c in 0..<channels {
+                for m in 0..<index.spatial {
+                    let i = index(b, c, m)
+                    sumDy[c] += dy[i]
+                    sumDyXhat[c] += dy[i] * (x[i] - mean[c]) * invstd[c]
+                }
+            }
+        }
+        let r = renorm?.r ?? [Double](repeating: 1, count: channels)
+        let d = renorm?.d ?? [Double](repeating: 0, count: channels)
+        var result = BackwardResult()
+        if mask.contains(.bias) { result.gradBias = sumDy }
+        if mask.contains(.weight) { result.gradWeight = (0..<channels).map { r[$0] * sumDyXhat[$0] + d[$0] * sumDy[$0] } }
+        if mask.contains(.input) {
+            var dx = [Double](repeating: 0, count: dy.count)
+            for b in 0..<index.batch {
+                for c in 0..<channels {
+                    let scale = (weight?[c] ?? 1) * r[c] * invstd[c]
+                    for m in 0..<index.spatial {
+                        let i = index(b, c, m)
+                        switch mode {
+                        case .inference:
+                            dx[i] = dy[i] * scale
+                        case .training:
+                            let xhat = (x[i] - mean[c]) * invstd[c]
+                            dx[i] = scale / n * (n * dy[i] - sumDy[c] - xhat * sumDyXhat[c])
+                        }
+                    }
+                }
+            }
+            result.gradInput = dx
+        }
+        return result
+    }
+
+    /// The backward pass of ``BatchNormBackwardProblem`` on host values (half storage
+    /// holds exactly the half values): `second` is the saved invstd in training and
+    /// the running variance in inference (`invstd = 1/sqrt(running_var + eps)`).
+    /// Returns Floats, dx rounded once.
+    static func backward(
+        _ problem: BatchNormBackwardProblem, dy: [Float], x: [Float], weight: [Float]?, mean: [Float], second: [Float],
+        renormR: [Float]?, renormD: [Float]?, eps: Float
+    ) -> (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?) {
+        let index = Indexing(batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
+        let invstd: [Double] =
+            problem.mode == .inference
+            ? second.map { 1 / (Double($0) + Double(eps)).squareRoot() } : second.map(Double.init)
+        var renorm: (r: [Double], d: [Double])? = nil
+        if let renormR, let renormD { renorm = (renormR.map(Double.init), renormD.map(Double.init)) }
+        let result = backward(
+            dy: dy.map(Double.init), x: x.map(Double.init), index: index, weight: weight?.map(Double.init),
+            mean: mean.map(Double.init), invstd: invstd, renorm: renorm,
+            mode: problem.mode == .inference ? .inference : .training, mask: problem.outputMask)
+        return (
+            result.gradInput?.map(Float.init), result.gradWeight?.map(Float.init), result.gradBias?.map(Float.init)
+        )
+    }
+}
