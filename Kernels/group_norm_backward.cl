@@ -186,41 +186,39 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
                     __global const float *mean, __global const float *invstd, __global storage_t *dx,
                     __global float *sums, uint spatial_vecs) {
     __local float la[WG], lb[WG];
-    __local float coefficients[2];
     uint r = get_group_id(0);
     uint lid = get_local_id(0);
     uint g = r % GROUPS;
     float mu = mean[r], s = invstd[r];
     INDEX_T base = (INDEX_T)r * CPG * spatial_vecs;  // in vectors
 #if NEEDS_SUMS
-    float gdb = 0.0f, gds = 0.0f;  // meaningful in work-item 0
+    // Every work-item gets each plane's totals from the reduction, so all of them
+    // accumulate the same row sums and no broadcast is needed. (Work-item 0 alone
+    // accumulating them, then broadcasting, crashed or miscompiled PoCL 3.1's
+    // barrier regions.)
+    float gdb = 0.0f, gds = 0.0f;
     ItemRange plane_range = item_range(0, spatial_vecs, lid, WG);
     for (uint j = 0; j < CPG; ++j) {
         INDEX_T plane = base + (INDEX_T)j * spatial_vecs;
         float2 total = reduce_pair(accumulate_plane(dy, x, plane, plane_range, mu), la, lb);
-        if (lid == 0) {
-            float gamma = gamma_of(weight, g * CPG + j);
-            gdb += gamma * total.x;
-            gds += gamma * total.y;
+        float gamma = gamma_of(weight, g * CPG + j);
+        gdb += gamma * total.x;
+        gds += gamma * total.y;
 #if WANT_SUMS
+        if (lid == 0) {
             size_t k = (size_t)r * CPG + j;
             sums[2 * k] = total.x;
             sums[2 * k + 1] = s * total.y;
-#endif
         }
+#endif
     }
-    if (lid == 0) {
-        float2 bc = row_coefficients(s, gdb, gds);
-        coefficients[0] = bc.x;
-        coefficients[1] = bc.y;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    float2 bc = row_coefficients(s, gdb, gds);
 #endif
 #if WANT_DX
 #if RUNNING
     float b = 0.0f, c = 0.0f;
 #else
-    float b = coefficients[0], c = coefficients[1];
+    float b = bc.x, c = bc.y;
 #endif
     ItemRange range = item_range(0, (INDEX_T)CPG * spatial_vecs, lid, WG);
     for (INDEX_T v = range.first; v < range.end;) {
