@@ -423,6 +423,26 @@ __kernel void gnb_dx_columns(__global const storage_t *dy, __global const storag
                              __global const float *coef_mean, __global const float *coef_c) {
     INDEX_T total = (INDEX_T)rows * COLUMN_VECS;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
+#if CHUNKED
+    // Row segment by row segment: the segment's coefficients are contiguous too.
+    for (INDEX_T v = r.first; v < r.end;) {
+        INDEX_T row = v / COLUMN_VECS;
+        uint column = (uint)(v - row * COLUMN_VECS);
+        uint len = (uint)(min((row + 1) * COLUMN_VECS, r.end) - v);
+        size_t coefficients = (size_t)(row / SPATIAL) * COLUMN_VECS + column;
+        for (uint j = 0; j < len; ++j) {
+            size_t k = coefficients + j;
+#if RUNNING
+            XSTORE(CLOAD(k, coef_a) * XLOAD(dy, v + j), dx, v + j);
+#else
+            XSTORE(CLOAD(k, coef_a) * XLOAD(dy, v + j) + CLOAD(k, coef_b) * (XLOAD(x, v + j) - CLOAD(k, coef_mean)) +
+                       CLOAD(k, coef_c),
+                   dx, v + j);
+#endif
+        }
+        v += len;
+    }
+#else
     for (INDEX_T v = r.first; v < r.end; v += r.stride) {
         INDEX_T row = v / COLUMN_VECS;
         size_t k = (size_t)(row / SPATIAL) * COLUMN_VECS + (size_t)(v - row * COLUMN_VECS);
@@ -434,6 +454,7 @@ __kernel void gnb_dx_columns(__global const storage_t *dy, __global const storag
                dx, v);
 #endif
     }
+#endif
 }
 
 // ---------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ struct InstanceNormBackwardTests {
     func inputStatistics(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
-            for elementType in ElementType.allCases {
+            // Half storage on the first shape only (each shape and type is a kernel build).
+            for elementType in shape == Self.shapes[0] ? ElementType.allCases : [.float32] {
                 var harness = GroupNormBackwardHarness(
                     op: .instance, shape: shape, offset: 1, scale: 2, affine: layout == .channelsFirst,
                     seed: UInt64(shape.reduce(1, *)))
@@ -28,11 +29,13 @@ struct InstanceNormBackwardTests {
         }
     }
 
-    @Test("running statistics: dx = dy·γ·invstd, dγ over (x − running mean), every strategy", arguments: shapes + [[3, 5, 1]])
+    @Test("running statistics: dx = dy·γ·invstd, dγ over (x − running mean), every strategy", arguments: [
+        [2, 3, 5, 7], [1, 4, 4099], [3, 5, 1],
+    ])
     func runningStatistics(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
-            for elementType in ElementType.allCases {
+            for elementType in shape == [2, 3, 5, 7] ? ElementType.allCases : [.float32] {
                 var harness = GroupNormBackwardHarness(
                     op: .instanceRunning, shape: shape, offset: 1, scale: 2, affine: layout == .channelsLast,
                     seed: UInt64(shape.reduce(1, *)) + 1)
@@ -50,7 +53,7 @@ struct InstanceNormBackwardTests {
             for layout in TensorLayout.allCases {
                 var harness = GroupNormBackwardHarness(op: op, shape: [2, 12, 7, 5], seed: 31)
                 harness.layout = layout
-                for mask: NormGradientMask in [.input, .weight, [.input, .bias]] {
+                for mask: NormGradientMask in [.input, [.weight, .bias]] {
                     harness.mask = mask
                     for strategy in harness.strategies.dropFirst() {
                         try harness.check(on: .openCL(runtime), strategy: strategy)
