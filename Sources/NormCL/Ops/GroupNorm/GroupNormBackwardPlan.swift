@@ -68,8 +68,8 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
         channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
         columnTile = max(1, tuning.columnTile)
         chunkedAccess = tuning.chunkedAccess
-        // Two floats of local memory per work-item in the reduction tree, plus two coefficients.
-        let localLimit = (device.localMemoryBytes - 16) / (2 * MemoryLayout<Float>.size)
+        // Two floats of local memory per work-item in the reduction tree.
+        let localLimit = device.localMemoryBytes / (2 * MemoryLayout<Float>.size)
         reductionWorkGroupSize = BatchNormPlan.powerOfTwo(
             atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
         elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
