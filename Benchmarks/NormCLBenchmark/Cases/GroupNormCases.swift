@@ -2,8 +2,8 @@ import NormCL
 
 extension BenchmarkCase {
     /// GroupNorm (8, 512, 32, 32) with G = 32 (a diffusion U-Net block) and
-    /// InstanceNorm (8, 64, 128, 128) (style transfer), NCHW and NHWC, float32 and
-    /// half storage; quick mode uses smaller shapes.
+    /// InstanceNorm (8, 64, 128, 128) (style transfer), forward and backward, NCHW and
+    /// NHWC, float32 and half storage; quick mode uses smaller shapes.
     static func groupNormCases(quick: Bool) -> [BenchmarkCase] {
         let groupShape = quick ? [4, 128, 16, 16] : [8, 512, 32, 32]
         let instanceShape = quick ? [4, 32, 32, 32] : [8, 64, 128, 128]
@@ -12,6 +12,8 @@ extension BenchmarkCase {
                 [
                     groupNorm(shape: groupShape, groups: 32, layout: layout, elementType: elementType),
                     instanceNorm(shape: instanceShape, layout: layout, elementType: elementType),
+                    groupNormBackward(shape: groupShape, groups: 32, layout: layout, elementType: elementType),
+                    instanceNormBackward(shape: instanceShape, layout: layout, elementType: elementType),
                 ]
             }
         }
@@ -50,6 +52,57 @@ extension BenchmarkCase {
             return {
                 let out = try NormCL.instanceNorm(input)
                 return (out.output, out.events)
+            }
+        }
+    }
+
+    /// A gradient for the backward cases, a fixed function of the input values.
+    static func gradOutput(for values: [Float]) -> [Float] {
+        values.indices.map { i in values[values.count - 1 - i] - 0.5 }
+    }
+
+    /// GroupNorm backward, all three gradients (affine), after an untimed forward pass.
+    static func groupNormBackward(shape: [Int], groups: Int, layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let channels = shape[1]
+        let count = shape.reduce(1, *)
+        // γ read, dγ and dβ written per channel; saved mean/invstd read per (n, g).
+        let parameterBytes = channels * 4 * 3 + shape[0] * groups * 4 * 2
+        return BenchmarkCase(
+            op: "GroupNorm backward G=\(groups)", shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let gradOutput = try Tensor(
+                gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let forward = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
+            return {
+                let gradients = try NormCL.groupNormBackward(
+                    gradOutput, input: input, numGroups: groups, weight: weight, forward: forward)
+                return (gradients.input!, gradients.events)
+            }
+        }
+    }
+
+    /// InstanceNorm backward as `torch.nn.InstanceNorm2d(C)` trains by default (no
+    /// affine: dx only), after an untimed forward pass.
+    static func instanceNormBackward(shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let count = shape.reduce(1, *)
+        // saved mean/invstd read per (n, c).
+        let parameterBytes = shape[0] * shape[1] * 4 * 2
+        return BenchmarkCase(
+            op: "InstanceNorm backward", shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let gradOutput = try Tensor(
+                gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let forward = try NormCL.instanceNorm(input)
+            return {
+                let gradients = try NormCL.instanceNormBackward(
+                    gradOutput, input: input, weight: nil, forward: forward, outputMask: .input)
+                return (gradients.input!, gradients.events)
             }
         }
     }

@@ -1,0 +1,87 @@
+/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:)``, as PyTorch's
+/// `native_group_norm_backward`: the gradients of a loss with respect to the input,
+/// γ and β, given `dy`, its gradient with respect to the output.
+///
+/// Per sample `n` and group `g`, over the group's `K = (C/G)·M` values, with the
+/// saved statistics, `x̂ = (x − mean_{n,g})·invstd_{n,g}` and `g = dy·γ_c`:
+///
+///     dx   = invstd_{n,g}/K · (K·g − Σ g − x̂·Σ g·x̂)     (sums over the group)
+///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
+///
+/// The statistics are functions of x, and dx includes their gradient (the two sums).
+/// On OpenCL, one pass over `x` and `dy` reduces `Σdy` and `Σdy·(x − mean)` per (n, c)
+/// (centred on the saved mean, so large-mean data does not cancel), a merge forms
+/// per-(n, c) coefficients and `dx = a·dy + b·(x − mean) + c` is written in one more
+/// pass (or from cache, when a group fits one work-group). Every sum merges in a
+/// fixed order: the same inputs give bit-identical gradients.
+///
+/// - Parameters:
+///   - gradOutput: `dy`, with the input's shape, layout and element type.
+///   - input: the forward pass's input.
+///   - numGroups: G, as in the forward pass.
+///   - weight: γ as in the forward pass (its values scale dx), or nil for γ = 1.
+///   - saveMean: the forward pass's saved mean, float32 `(N, G)`.
+///   - saveInvstd: the forward pass's saved `1/sqrt(var + eps)`, float32 `(N, G)`.
+///   - outputMask: the gradients to compute; the others come back nil and their work
+///     is skipped. dγ and dβ are computed when asked, also for `weight == nil`
+///     (the gradients at γ = 1, β = 0).
+/// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
+/// - Throws: ``NormError`` for invalid arguments (what the forward pass throws for
+///   `input`, `numGroups` and `weight`; `gradOutput` differing from `input` in shape,
+///   layout, element type or backend; saved statistics not float32 `(N, G)` on the
+///   input's backend); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+public func groupNormBackward(
+    _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
+    outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    try groupNormBackward(
+        gradOutput, input: input, numGroups: numGroups, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd,
+        outputMask: outputMask, strategy: nil, tuning: nil)
+}
+
+/// ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:outputMask:)`` with
+/// the statistics the forward pass returned.
+///
+/// - Throws: ``NormError/invalidArgument(argument:reason:)`` (`forward`) when
+///   `forward` holds no saved statistics, and what the other form throws.
+public func groupNormBackward(
+    _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, forward: GroupNormOutput,
+    outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let saveMean = forward.saveMean, let saveInvstd = forward.saveInvstd else {
+        throw NormError.invalidArgument(argument: "forward", reason: "holds no saved statistics")
+    }
+    return try groupNormBackward(
+        gradOutput, input: input, numGroups: numGroups, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd,
+        outputMask: outputMask)
+}
+
+/// The one implementation behind the public entry points; `strategy` forces a plan
+/// strategy on OpenCL and `tuning` replaces the device's (tests use them to cover
+/// each kernel path and GPU-style access on a CPU device).
+func groupNormBackward(
+    _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
+    outputMask: NormGradientMask, strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?
+) throws -> NormGradients {
+    let problem = try GroupNormProblem.validatedBackward(
+        gradOutput: gradOutput, input: input, groups: numGroups, weight: weight, saveMean: saveMean,
+        saveInvstd: saveInvstd, op: "GroupNorm")
+    switch input.backend {
+    case .reference:
+        let gradients = ReferenceGroupNorm.backward(
+            problem, gradOutput: try gradOutput.toArray().map(Double.init), input: try input.toArray().map(Double.init),
+            weight: try weight?.toArray().map(Double.init), mean: try saveMean.toArray().map(Double.init),
+            invstd: try saveInvstd.toArray().map(Double.init), mask: outputMask)
+        return try gradients.tensors(for: problem)
+    case .openCL(let runtime):
+        guard let dy = gradOutput.deviceBuffer, let x = input.deviceBuffer, let mean = saveMean.deviceBuffer,
+            let invstd = saveInvstd.deviceBuffer
+        else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let plan = GroupNormBackwardPlan(
+            problem: problem, mask: outputMask, device: runtime.device, tuning: tuning ?? runtime.tuning,
+            strategy: strategy)
+        let inputs = GroupNormBackwardKernels.Inputs(
+            gradOutput: dy, x: x, weight: weight?.deviceBuffer, statistics: .saved(mean: mean, invstd: invstd))
+        return try GroupNormBackwardKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+    }
+}

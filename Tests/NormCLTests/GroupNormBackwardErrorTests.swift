@@ -1,0 +1,117 @@
+import Testing
+@testable import NormCL
+
+/// Every bad GroupNorm or InstanceNorm backward call is a typed ``NormError`` on both
+/// backends.
+@Suite("GroupNorm and InstanceNorm backward errors")
+struct GroupNormBackwardErrorTests {
+    func thrown(_ body: () throws -> Any) -> String? {
+        do { _ = try body() } catch let error as NormError { return BatchNormErrorTests.caseAndArgument(error) } catch {
+            return "other: \(error)"
+        }
+        return nil
+    }
+
+    @Test("GroupNorm: groups, gradOutput, saved statistics, weight", arguments: BackendChoice.allCases)
+    func groupNormErrors(choice: BackendChoice) throws {
+        let backend = try choice.backend()
+        let input = try Tensor((0..<48).map { Float($0 % 7) }, shape: [2, 6, 4], on: backend)
+        let dy = try Tensor(repeating: 0.5, shape: [2, 6, 4], on: backend)
+        let mean = try Tensor(repeating: 0, shape: [2, 3], on: backend)
+        let invstd = try Tensor(repeating: 1, shape: [2, 3], on: backend)
+        func backward(
+            _ gradOutput: Tensor, input other: Tensor? = nil, groups: Int = 3, weight: Tensor? = nil,
+            mean otherMean: Tensor? = nil, invstd otherInvstd: Tensor? = nil
+        ) -> String? {
+            thrown {
+                try groupNormBackward(
+                    gradOutput, input: other ?? input, numGroups: groups, weight: weight, saveMean: otherMean ?? mean,
+                    saveInvstd: otherInvstd ?? invstd)
+            }
+        }
+        #expect(backward(dy) == nil)
+        // numGroups not dividing C, or not positive.
+        #expect(backward(dy, groups: 4) == "invalidArgument(numGroups)")
+        #expect(backward(dy, groups: 0) == "invalidArgument(numGroups)")
+        // gradOutput: shape, layout, element type, backend.
+        #expect(backward(try Tensor(repeating: 0, shape: [2, 6, 3], on: backend)) == "shapeMismatch(gradOutput)")
+        #expect(
+            backward(try Tensor(repeating: 0, shape: [2, 6, 4], layout: .channelsLast, on: backend))
+                == "unsupported(gradOutput)")
+        #expect(
+            backward(try Tensor(repeating: 0, shape: [2, 6, 4], elementType: .float16, on: backend))
+                == "unsupported(gradOutput)")
+        // Saved statistics: (N, G) float32.
+        #expect(backward(dy, mean: try Tensor(repeating: 0, shape: [2, 6], on: backend)) == "shapeMismatch(saveMean)")
+        #expect(backward(dy, invstd: try Tensor(repeating: 1, shape: [6], on: backend)) == "shapeMismatch(saveInvstd)")
+        #expect(
+            backward(dy, invstd: try Tensor(repeating: 1, shape: [2, 3], elementType: .float16, on: backend))
+                == "unsupported(saveInvstd)")
+        // Weight.
+        #expect(backward(dy, weight: try Tensor([1, 2], on: backend)) == "shapeMismatch(weight)")
+        // Input.
+        let vector = try Tensor([1, 2, 3], on: backend)
+        #expect(backward(vector, input: vector) == "invalidShape(input)")
+        if case .openCL = backend {
+            let elsewhere = try Tensor(repeating: 0, shape: [2, 6, 4], on: .reference)
+            #expect(backward(elsewhere) == "backendMismatch(gradOutput)")
+            #expect(backward(dy, mean: try Tensor(repeating: 0, shape: [2, 3], on: .reference)) == "backendMismatch(saveMean)")
+            #expect(backward(dy, weight: try Tensor(repeating: 1, shape: [6], on: .reference)) == "backendMismatch(weight)")
+        }
+        // A forward output without saved statistics (InstanceNorm inference).
+        let images = try Tensor(repeating: 1, shape: [2, 3, 4], on: backend)
+        var running: RunningStatistics? = try RunningStatistics(channels: 3, on: backend)
+        let inference = try instanceNorm(images, runningStatistics: &running, useInputStats: false)
+        #expect(thrown { try groupNormBackward(images, input: images, numGroups: 3, weight: nil, forward: inference) } == "invalidArgument(forward)")
+    }
+
+    @Test("InstanceNorm: rank, spatial size, saved and running statistics", arguments: BackendChoice.allCases)
+    func instanceNormErrors(choice: BackendChoice) throws {
+        let backend = try choice.backend()
+        let input = try Tensor((0..<24).map { Float($0 % 5) }, shape: [2, 3, 4], on: backend)
+        let dy = try Tensor(repeating: 0.5, shape: [2, 3, 4], on: backend)
+        let mean = try Tensor(repeating: 0, shape: [2, 3], on: backend)
+        let invstd = try Tensor(repeating: 1, shape: [2, 3], on: backend)
+        #expect(thrown { try instanceNormBackward(dy, input: input, weight: nil, saveMean: mean, saveInvstd: invstd) } == nil)
+        let flat = try Tensor(repeating: 1, shape: [2, 3], on: backend)
+        #expect(thrown { try instanceNormBackward(flat, input: flat, weight: nil, saveMean: mean, saveInvstd: invstd) } == "invalidShape(input)")
+        let single = try Tensor(repeating: 1, shape: [2, 3, 1], on: backend)
+        #expect(
+            thrown { try instanceNormBackward(single, input: single, weight: nil, saveMean: mean, saveInvstd: invstd) }
+                == "tooFewValuesPerChannel")
+        let wrongRows = try Tensor(repeating: 0, shape: [2, 1], on: backend)
+        #expect(
+            thrown { try instanceNormBackward(dy, input: input, weight: nil, saveMean: wrongRows, saveInvstd: invstd) }
+                == "shapeMismatch(saveMean)")
+        let wrongDy = try Tensor(repeating: 0, shape: [2, 3, 5], on: backend)
+        #expect(
+            thrown { try instanceNormBackward(wrongDy, input: input, weight: nil, saveMean: mean, saveInvstd: invstd) }
+                == "shapeMismatch(gradOutput)")
+        // Running statistics.
+        let running = try RunningStatistics(channels: 3, on: backend)
+        #expect(thrown { try instanceNormBackward(dy, input: input, weight: nil, runningStatistics: running) } == nil)
+        #expect(thrown { try instanceNormBackward(single, input: single, weight: nil, runningStatistics: running) } == nil)
+        let short = try RunningStatistics(channels: 2, on: backend)
+        #expect(thrown { try instanceNormBackward(dy, input: input, weight: nil, runningStatistics: short) } == "shapeMismatch(runningMean)")
+        let badVariance = RunningStatistics(mean: running.mean, variance: try Tensor([1, 1], on: backend))
+        #expect(
+            thrown { try instanceNormBackward(dy, input: input, weight: nil, runningStatistics: badVariance) }
+                == "shapeMismatch(runningVar)")
+        #expect(
+            thrown { try instanceNormBackward(dy, input: input, weight: nil, runningStatistics: running, eps: -1) }
+                == "invalidArgument(eps)")
+        #expect(
+            thrown { try instanceNormBackward(wrongDy, input: input, weight: nil, runningStatistics: running) }
+                == "shapeMismatch(gradOutput)")
+        // The forward overload refuses an inference output.
+        var tracked: RunningStatistics? = running
+        let inference = try instanceNorm(input, runningStatistics: &tracked, useInputStats: false)
+        #expect(thrown { try instanceNormBackward(dy, input: input, weight: nil, forward: inference) } == "invalidArgument(forward)")
+        if case .openCL = backend {
+            let elsewhere = try RunningStatistics(channels: 3, on: .reference)
+            #expect(
+                thrown { try instanceNormBackward(dy, input: input, weight: nil, runningStatistics: elsewhere) }
+                    == "backendMismatch(runningMean)")
+        }
+    }
+}
