@@ -29,6 +29,10 @@
 //   NEED_DGAMMA     column partials of dy * xhat, and dgamma
 //   NEED_DBETA      column partials of dy, and dbeta (LayerNorm only)
 //   FINAL_LANES     work-items per column of rownorm_backward_parameters, a power of two
+//   PRIVATE_PARTIALS  0, or the vectors per work-item (interleaved spans, GPUs): the
+//                   fused kernel keeps its column partials in registers for the whole
+//                   block of rows and stores them once, instead of updating them in
+//                   global memory (cache) row by row
 //
 // Partials are float32, laid out [2][blocks][ROW_LENGTH]: dgamma's then dbeta's.
 
@@ -192,6 +196,10 @@ void rownorm_backward_fused(__global const storage_t *x, __global const storage_
     Span s = item_span(0, DV, item, ITEMS);
     __global float *pw = partials + (ulong)min(lane, lanes - 1) * ROW_LENGTH;
     __global float *pb = pw + (ulong)lanes * ROW_LENGTH;
+#if PRIVATE_PARTIALS
+    floatv aw[PRIVATE_PARTIALS], ab[PRIVATE_PARTIALS];
+    for (uint j = 0; j < PRIVATE_PARTIALS; ++j) aw[j] = ab[j] = 0.0f;
+#endif
     for (uint k = 0; k < rows_per_lane; ++k) {
         ulong wanted = (ulong)lane * rows_per_lane + k;
         // Items past the last row shadow it (so every item reaches the barriers) but store nothing.
@@ -208,11 +216,38 @@ void rownorm_backward_fused(__global const storage_t *x, __global const storage_
 #if FUSED_DX
         c = coefficients(reduce_items(row_sums(x + base, dy + base, weight, s, mean, scale), l, slot, item));
 #endif
-        if (live) {
-            row_backward_span(x + base, dy + base, dx + base, weight, s, mean, scale, c, pw, pb, k == 0, FUSED_DX,
-                              FUSED_PARAMS);
+        if (!live) continue;
+#if PRIVATE_PARTIALS
+        // Interleaved span: vector s.first + j * ITEMS is partial j.
+        for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
+            uint v = s.first + j * ITEMS;
+            if (v >= s.end) break;
+            floatv d = LOADV(dy + base, v);
+            floatv xhat = normalized(LOADV(x + base, v), mean, scale);
+#if FUSED_DX
+            STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx + base, v);
+#endif
+            aw[j] += d * xhat;
+            ab[j] += d;
         }
+#else
+        row_backward_span(x + base, dy + base, dx + base, weight, s, mean, scale, c, pw, pb, k == 0, FUSED_DX,
+                          FUSED_PARAMS);
+#endif
     }
+#if PRIVATE_PARTIALS
+    if (lane >= lanes) return;
+    for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
+        uint v = s.first + j * ITEMS;
+        if (v >= s.end) break;
+#if NEED_DGAMMA
+        STOREP(aw[j], pw, v);
+#endif
+#if NEED_DBETA
+        STOREP(ab[j], pb, v);
+#endif
+    }
+#endif
 }
 
 // Split rows, step 1: work-group (g, r) of ITEMS work-items sums g and g*xhat over

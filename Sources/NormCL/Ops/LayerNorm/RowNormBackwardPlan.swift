@@ -44,6 +44,13 @@ struct RowNormBackwardPlan: Equatable, Sendable {
     let finalLanes: Int
     /// Work-group size of the one-work-item-per-row coefficient kernel.
     let perRowWorkGroupSize: Int
+    /// Fused strategy with interleaved spans of at most ``maximumPrivatePartials``
+    /// vectors per work-item (GPUs): the vectors per work-item, whose column partials
+    /// the fused kernel keeps in registers over the lane's rows; 0 otherwise (chunked
+    /// spans are whole rows on CPUs: their partials are updated in cache row by row).
+    let privatePartials: Int
+
+    static let maximumPrivatePartials = 8
 
     /// Rows a lane of the fused kernel walks at most: bounds the float32 recursive
     /// summation of the column partials (and the partials' memory, see below).
@@ -87,6 +94,13 @@ struct RowNormBackwardPlan: Equatable, Sendable {
             lanes = 1
         }
         self.strategy = strategy
+        if case .fused(let items, _) = strategy, !chunkedAccess,
+            vectorsPerRow.ceilingDivided(by: items) <= Self.maximumPrivatePartials
+        {
+            privatePartials = vectorsPerRow.ceilingDivided(by: items)
+        } else {
+            privatePartials = 0
+        }
 
         // The column walk: enough work-items across the columns to fill the device,
         // more row blocks when the columns alone do not (or when blocks would get long).
@@ -142,6 +156,7 @@ struct RowNormBackwardPlan: Equatable, Sendable {
             "-D NEED_DBETA=\(flag(problem.needsBias))",
             "-D FINAL_LANES=\(finalLanes)",
             "-D FINAL_COLS=\(finalColumns)",
+            "-D PRIVATE_PARTIALS=\(fusedAccumulates(problem) ? privatePartials : 0)",
         ].joined(separator: " ")
     }
 }
