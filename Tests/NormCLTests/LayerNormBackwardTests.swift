@@ -15,15 +15,16 @@ struct LayerNormBackwardTests {
         ([131, 64], [64]), ([1, 4096], [4096]),
     ]
 
-    static let cases: [(shape: [Int], normalized: [Int], type: ElementType)] =
-        shapes.flatMap { s in ElementType.allCases.map { (s.0, s.1, $0) } }
-
-    @Test("matches the reference: shapes × element types × γ on/off", arguments: cases)
-    func sweep(shape: [Int], normalized: [Int], type: ElementType) throws {
+    /// Each shape in float32 with γ, and in half storage with γ on every other shape
+    /// (every kernel variant compiles once per shape: keeping the cases few keeps the
+    /// suite's PoCL compile time down).
+    @Test("matches the reference: shapes × element types, γ on/off", arguments: shapes.indices)
+    func sweep(index: Int) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
-        for affine in [true, false] {
+        let (shape, normalized) = Self.shapes[index]
+        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
             let harness = try RowNormBackwardHarness(
-                .layerNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine)
+                .layerNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine, seed: UInt64(index))
             try harness.check(on: backend)
         }
     }
@@ -37,12 +38,12 @@ struct LayerNormBackwardTests {
     func strategies(strategy: RowNormPlan.Strategy) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         // Rows not a multiple of rowsPerGroup and more than a lane's block; D prime
-        // (scalar loads) and D % 4 == 0.
-        for (shape, type) in [([37, 1000], ElementType.float32), ([5, 4099], .float32), ([300, 12], .float16)] {
+        // (scalar loads) and D % 4 == 0; the unfused parameter pass where it differs.
+        let isFused = if case .fused = strategy { true } else { false }
+        for (shape, type) in [([37, 1000], ElementType.float32), ([300, 13], .float16)] {
             let harness = try RowNormBackwardHarness(.layerNorm, shape: shape, normalizedShape: [shape[1]], elementType: type, seed: 3)
-            for fuse in [true, false] {
-                try harness.check(on: backend, strategy: strategy, fuseParameters: fuse)
-            }
+            try harness.check(on: backend, strategy: strategy)
+            if isFused && type == .float32 { try harness.check(on: backend, strategy: strategy, fuseParameters: false) }
         }
     }
 
@@ -53,19 +54,25 @@ struct LayerNormBackwardTests {
         let backend = Backend.openCL(try #require(sharedRuntime))
         let harness = try RowNormBackwardHarness(.layerNorm, shape: [37, 100], normalizedShape: [100], seed: 5)
         try harness.check(on: backend, mask: mask)
-        try harness.check(on: backend, mask: mask, strategy: .splitRows(slices: 3, itemsPerSlice: 4))
-        try harness.check(on: backend, mask: mask, fuseParameters: false)
+        if mask == .input || mask == [.weight, .bias] {
+            try harness.check(on: backend, mask: mask, strategy: .splitRows(slices: 3, itemsPerSlice: 4))
+            try harness.check(on: backend, mask: mask, fuseParameters: false)
+        }
     }
 
     @Test("GPU-style interleaved kernels (chunkedAccess == false)")
     func interleaved() throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
+        // Registers hold the column partials (≤ 8 vectors per work-item), global memory
+        // when a work-item has more (4099 with 1 work-item per row), D = 1, split rows.
         for (shape, type) in [([37, 1000], ElementType.float32), ([4, 4099], .float16), ([600, 12], .float32), ([3, 1], .float32)] {
             let harness = try RowNormBackwardHarness(.layerNorm, shape: shape, normalizedShape: [shape[1]], elementType: type, seed: 4)
             try harness.check(on: backend, tuning: .gpuStyle)
-            try harness.check(on: backend, fuseParameters: false, tuning: .gpuStyle)
-            try harness.check(on: backend, strategy: .splitRows(slices: 5, itemsPerSlice: 32), tuning: .gpuStyle)
         }
+        let harness = try RowNormBackwardHarness(.layerNorm, shape: [37, 1000], normalizedShape: [1000], seed: 4)
+        try harness.check(on: backend, strategy: .fused(itemsPerRow: 1, rowsPerGroup: 4), tuning: .gpuStyle)
+        try harness.check(on: backend, fuseParameters: false, tuning: .gpuStyle)
+        try harness.check(on: backend, strategy: .splitRows(slices: 5, itemsPerSlice: 32), tuning: .gpuStyle)
     }
 
     @Test("large-mean rows (1e4 + N(0,1)) on every path")
@@ -77,8 +84,10 @@ struct LayerNormBackwardTests {
             let harness = try RowNormBackwardHarness(
                 .layerNorm, shape: [6, 4099], normalizedShape: [4099], elementType: type, offset: offset, scale: scale)
             try harness.check(on: backend)
-            try harness.check(on: backend, strategy: .fused(itemsPerRow: 8, rowsPerGroup: 2))
-            try harness.check(on: backend, strategy: .splitRows(slices: 4, itemsPerSlice: 2))
+            if type == .float32 {
+                try harness.check(on: backend, strategy: .fused(itemsPerRow: 8, rowsPerGroup: 2))
+                try harness.check(on: backend, strategy: .splitRows(slices: 4, itemsPerSlice: 2))
+            }
         }
         let long = try RowNormBackwardHarness(.layerNorm, shape: [2, 131_072], normalizedShape: [131_072], offset: -1e4, seed: 9)
         try long.check(on: backend)

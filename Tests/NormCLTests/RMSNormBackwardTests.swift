@@ -8,18 +8,18 @@ import Testing
 @Suite("RMSNorm backward")
 struct RMSNormBackwardTests {
     static let shapes: [([Int], [Int])] = [
-        ([3, 1], [1]), ([1, 2], [2]), ([5, 3], [3]), ([17, 13], [13]), ([2, 3, 4], [3, 4]), ([6, 257], [257]),
-        ([3, 1023], [1023]), ([2, 4100], [4100]), ([131, 64], [64]),
+        ([3, 1], [1]), ([1, 2], [2]), ([17, 13], [13]), ([2, 3, 4], [3, 4]), ([6, 257], [257]), ([3, 1023], [1023]),
+        ([2, 4100], [4100]), ([131, 64], [64]),
     ]
 
-    static let cases: [(shape: [Int], normalized: [Int], type: ElementType)] =
-        shapes.flatMap { s in ElementType.allCases.map { (s.0, s.1, $0) } }
-
-    @Test("matches the reference: shapes × element types × γ on/off", arguments: cases)
-    func sweep(shape: [Int], normalized: [Int], type: ElementType) throws {
+    /// Each shape in float32 with γ, and in half storage with γ on every other shape.
+    @Test("matches the reference: shapes × element types, γ on/off", arguments: shapes.indices)
+    func sweep(index: Int) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
-        for affine in [true, false] {
-            let harness = try RowNormBackwardHarness(.rmsNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine)
+        let (shape, normalized) = Self.shapes[index]
+        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
+            let harness = try RowNormBackwardHarness(
+                .rmsNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine, seed: UInt64(index))
             try harness.check(on: backend)
         }
     }
@@ -32,9 +32,10 @@ struct RMSNormBackwardTests {
             RowNormPlan.Strategy.fused(itemsPerRow: 1, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 2),
             .splitRows(slices: 7, itemsPerSlice: 4),
         ] {
-            for fuse in [true, false] { try harness.check(on: backend, strategy: strategy, fuseParameters: fuse) }
+            try harness.check(on: backend, strategy: strategy)
         }
-        for mask in [NormGradientMask.input, .weight, .bias, [.input, .bias]] { try harness.check(on: backend, mask: mask) }
+        try harness.check(on: backend, fuseParameters: false)
+        for mask in [NormGradientMask.input, .weight, .bias] { try harness.check(on: backend, mask: mask) }
         let odd = try RowNormBackwardHarness(.rmsNorm, shape: [300, 13], normalizedShape: [13], elementType: .float16, seed: 4)
         for tuning in [nil, DeviceTuning.gpuStyle] {
             try odd.check(on: backend, tuning: tuning)
@@ -42,7 +43,6 @@ struct RMSNormBackwardTests {
         }
         let large = try RowNormBackwardHarness(.rmsNorm, shape: [6, 4099], normalizedShape: [4099], offset: 1e4)
         try large.check(on: backend)
-        try large.check(on: backend, strategy: .splitRows(slices: 4, itemsPerSlice: 2))
     }
 
     @Test("bit-identical dx and dγ when run twice")
