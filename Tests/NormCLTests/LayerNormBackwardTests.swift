@@ -109,3 +109,41 @@ struct LayerNormBackwardTests {
         }
     }
 }
+
+/// The backward plan's geometry, without running kernels.
+@Suite("LayerNorm backward plan")
+struct LayerNormBackwardPlanTests {
+    static func plan(_ shape: [Int], mask: NormGradientMask = .all, tuning: DeviceTuning) throws -> RowNormBackwardPlan {
+        let runtime = try #require(sharedRuntime)
+        let input = Tensor(shape: shape, layout: .channelsFirst, storage: .host([0]))
+        let stats = Tensor(shape: [shape[0]], layout: .channelsFirst, storage: .host([0]))
+        let problem = try RowNormBackwardProblem.validated(
+            .layerNorm, gradOutput: input, input: input, normalizedShape: [shape[1]], weight: nil, saveMean: stats,
+            saveScale: stats, outputMask: mask)
+        return RowNormBackwardPlan(problem: problem, device: runtime.device, tuning: tuning)
+    }
+
+    @Test("lanes cover every row in blocks of 8 to 256 rows; registers hold GPU partials; split for few long rows")
+    func geometry() throws {
+        let cpu = DeviceTuning(
+            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
+            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        for shape in [[8192, 1024], [100, 4096], [1_000_000, 16], [9, 64]] {
+            for tuning in [cpu, .gpuStyle] {
+                let plan = try Self.plan(shape, tuning: tuning)
+                guard case .fused(let items, _) = plan.strategy else { continue }
+                #expect(plan.lanes * plan.rowsPerLane >= shape[0] && (plan.lanes - 1) * plan.rowsPerLane < shape[0], "\(shape)")
+                #expect(plan.rowsPerLane <= RowNormBackwardPlan.maximumRowsPerLane, "\(shape)")
+                #expect(plan.rowsPerLane >= min(shape[0], RowNormBackwardPlan.minimumRowsPerLane), "\(shape)")
+                let perItem = (shape[1] / plan.vectorWidth).ceilingDivided(by: items)
+                #expect(plan.privatePartials == (tuning.chunkedAccess || perItem > 8 ? 0 : perItem), "\(shape)")
+            }
+        }
+        guard case .splitRows = try Self.plan([2, 1 << 20], tuning: cpu).strategy else {
+            Issue.record("2 long rows: expected the split strategy")
+            return
+        }
+        // dx alone needs no partials: lanes are not held to 8 rows.
+        #expect(try Self.plan([100, 4096], mask: .input, tuning: cpu).rowsPerLane < RowNormBackwardPlan.minimumRowsPerLane)
+    }
+}
