@@ -93,6 +93,22 @@ struct LayerNormBackwardTests {
         try long.check(on: backend)
     }
 
+    @Test("NaN in a row poisons that row's dx and every column's dγ, dβ, as in the reference")
+    func nonFinite() throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        var harness = try RowNormBackwardHarness(.layerNorm, shape: [40, 100], normalizedShape: [100], seed: 7)
+        // What the forward saves for a row holding NaN.
+        harness.x[3 * 100 + 17] = .nan
+        harness.saveMean[3] = .nan
+        harness.saveScale[3] = .nan
+        let expected = try harness.run(on: .reference)
+        let dx = try #require(expected.dx).toArray()
+        #expect(dx[300..<400].allSatisfy(\.isNaN) && !dx[0..<300].contains(where: \.isNaN) && !dx[400...].contains(where: \.isNaN))
+        try harness.check(on: backend)
+        try harness.check(on: backend, strategy: .splitRows(slices: 3, itemsPerSlice: 4))
+        try harness.check(on: backend, tuning: .gpuStyle)
+    }
+
     @Test("bit-identical gradients when run twice (many rows, every path)")
     func deterministic() throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
