@@ -1,0 +1,393 @@
+// Backward passes of the row normalisations of layer_norm.cl over a row-major
+// (rows, D) matrix: LayerNorm and RMSNorm (RMS), from the forward's saved per-row
+// statistics (no statistics are recomputed from x). With g = dy * gamma and
+//   LayerNorm: xhat = (x - mean) * invstd,  dx = invstd * (g - sum(g)/D - xhat * sum(g*xhat)/D)
+//   RMSNorm:   xhat = x * rstd,             dx = rstd * (g - xhat * sum(g*xhat)/D)
+// (sums over the row), and dgamma = sum over rows of dy * xhat, dbeta = sum over rows of dy.
+//
+// Kernels (RowNormBackwardKernels, Sources/NormCL/Ops/LayerNorm/RowNormBackwardKernels.swift):
+//   rownorm_backward_fused    many rows: each row lane of a work-group walks a block of
+//                             rows; per row its ITEMS work-items sum g and g*xhat over
+//                             their span, merge in local memory, then write dx from the
+//                             cached row and add dy*xhat, dy to the lane's column partials
+//   rownorm_backward_slice_sums, rownorm_backward_row_finish
+//                             few long rows: (sum g, sum g*xhat) per (row, slice), merged
+//                             per row in slice order into the dx coefficients
+//   rownorm_backward_columns  work-items own column vectors and walk a block of rows:
+//                             dx from the coefficients (split rows) and/or the column
+//                             partials of a row block (split rows, or the parameter pass
+//                             when it is not fused into rownorm_backward_fused)
+//   rownorm_backward_parameters  dgamma, dbeta: per column, the partials of every row
+//                             block (or lane) added in block order
+// Every merge runs in a fixed order with no atomics: results are bit-identical run to run.
+//
+// Build options, all set by RowNormBackwardPlan:
+//   RMS, ROW_LENGTH, VEC, ITEMS, ROWS_PER_GROUP, CHUNKED, HAS_WEIGHT as in layer_norm.cl
+//   FUSED_DX        rownorm_backward_fused writes dx
+//   FUSED_PARAMS    rownorm_backward_fused accumulates the column partials
+//   COLUMN_DX       rownorm_backward_columns writes dx (else only column partials)
+//   NEED_DGAMMA     column partials of dy * xhat, and dgamma
+//   NEED_DBETA      column partials of dy, and dbeta (LayerNorm only)
+//   FINAL_LANES     work-items per column of rownorm_backward_parameters, a power of two
+//   PRIVATE_PARTIALS  0, or the vectors per work-item (interleaved spans, GPUs): the
+//                   fused kernel keeps its column partials in registers for the whole
+//                   block of rows and stores them once, instead of updating them in
+//                   global memory (cache) row by row
+//
+// Partials are float32, laid out [2][blocks][ROW_LENGTH]: dgamma's then dbeta's.
+
+#define DV (ROW_LENGTH / VEC)
+#define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
+#define BLOCK 16
+
+#if VEC == 4
+typedef float4 floatv;
+#define LOADV(p, i) LOAD4(p, i)
+#define STOREV(v, p, i) STORE4(v, p, i)
+#define LOADP(p, i) vload4((i), (p))
+#define STOREP(v, p, i) vstore4((v), (i), (p))
+#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
+#else
+typedef float floatv;
+#define LOADV(p, i) LOAD1(p, i)
+#define STOREV(v, p, i) STORE1(v, p, i)
+#define LOADP(p, i) ((p)[i])
+#define STOREP(v, p, i) ((p)[i] = (v))
+#define HSUM(v) (v)
+#endif
+
+#if HAS_WEIGHT
+#define GAMMA(weight, v) LOADP(weight, v)
+#else
+#define GAMMA(weight, v) 1.0f
+#endif
+
+// Work-item `item` of `items` gets the vectors first, first + stride, ... < end of
+// [lo, hi): one contiguous chunk (CHUNKED) or an interleaved share. (The same split
+// as layer_norm.cl's, so a row's columns go to the same work-items in both passes.)
+typedef struct {
+    uint first;
+    uint end;
+    uint stride;
+} Span;
+
+inline Span item_span(uint lo, uint hi, uint item, uint items) {
+    Span s;
+#if CHUNKED
+    ulong per = ((ulong)(hi - lo) + items - 1) / items;
+    s.first = (uint)min((ulong)lo + item * per, (ulong)hi);
+    s.end = (uint)min((ulong)s.first + per, (ulong)hi);
+    s.stride = 1;
+#else
+    s.first = lo + item;
+    s.end = hi;
+    s.stride = items;
+#endif
+    return s;
+}
+
+// xhat from x and the row's saved statistics.
+inline floatv normalized(floatv x, float mean, float scale) {
+#if RMS
+    return x * scale;
+#else
+    return (x - mean) * scale;
+#endif
+}
+
+// (sum g, sum g*xhat) over the span of one row: blocks of BLOCK vectors summed in
+// registers, block sums added with Kahan compensation (rows of millions of values
+// stay at a few ulps).
+inline float2 row_sums(__global const storage_t *x, __global const storage_t *dy, __global const float *weight,
+                       Span s, float mean, float scale) {
+    float2 total = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
+    for (uint v = s.first; v < s.end;) {
+        floatv sg = 0.0f, sgx = 0.0f;
+        for (uint k = 0; k < BLOCK && v < s.end; ++k, v += s.stride) {
+            floatv g = LOADV(dy, v) * GAMMA(weight, v);
+            sg += g;
+            sgx += g * normalized(LOADV(x, v), mean, scale);
+        }
+        float2 step = (float2)(HSUM(sg), HSUM(sgx)) - carry;
+        float2 sum = total + step;
+        carry = (sum - total) - step;
+        total = sum;
+    }
+    return total;
+}
+
+// Tree merge of the ITEMS partial sums that share a row (slots base ..< base + ITEMS
+// of `l`), in a fixed order; every item gets the result. Ends with a barrier, so the
+// caller may call it again for its next row.
+inline float2 reduce_items(float2 m, __local float2 *l, uint base, uint item) {
+#if ITEMS == 1
+    return m;
+#else
+    l[base + item] = m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint width = ITEMS / 2; width > 0; width >>= 1) {
+        if (item < width) l[base + item] += l[base + item + width];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float2 r = l[base];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+#endif
+}
+
+// The dx coefficients (sum g / D, sum g*xhat / D) of a row from its sums; RMSNorm
+// has no mean term.
+inline float2 coefficients(float2 sums) {
+#if RMS
+    return (float2)(0.0f, sums.y / (float)ROW_LENGTH);
+#else
+    return sums / (float)ROW_LENGTH;
+#endif
+}
+
+// dx of one vector: scale * (g - c.x - xhat * c.y).
+inline floatv input_gradient(floatv d, floatv xhat, floatv gamma, float scale, float2 c) {
+    return scale * ((d * gamma - c.x) - xhat * c.y);
+}
+
+// Adds dy*xhat and dy of the span's vectors of one row to the column partials at pw
+// and pb (the first row of a block stores instead of adding), and writes dx when
+// WRITE_DX.
+inline void row_backward_span(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
+                              __global const float *weight, Span s, float mean, float scale, float2 c,
+                              __global float *pw, __global float *pb, bool first, bool write_dx, bool params) {
+    for (uint v = s.first; v < s.end; v += s.stride) {
+        floatv d = LOADV(dy, v);
+        floatv xhat = normalized(LOADV(x, v), mean, scale);
+        if (write_dx) STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx, v);
+        if (params) {
+#if NEED_DGAMMA
+            floatv w = d * xhat;
+            if (!first) w += LOADP(pw, v);
+            STOREP(w, pw, v);
+#endif
+#if NEED_DBETA
+            floatv b = d;
+            if (!first) b += LOADP(pb, v);
+            STOREP(b, pb, v);
+#endif
+        }
+    }
+}
+
+// Many rows: ROWS_PER_GROUP row lanes per work-group, ITEMS work-items per lane.
+// Lane L takes rows L * rows_per_lane ..< min((L + 1) * rows_per_lane, rows) one after
+// another: the row sums (FUSED_DX), then dx and the lane's column partials (block L of
+// `partials`, FUSED_PARAMS) from the same elements while they are still in cache.
+// Each work-item owns the same columns in every row, so it alone updates them.
+__kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
+void rownorm_backward_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
+                            uint rows, uint rows_per_lane, uint lanes, __global const float *weight,
+                            __global const float *save_mean, __global const float *save_scale,
+                            __global float *partials) {
+#if ITEMS > 1 && FUSED_DX
+    __local float2 l[GROUP_SIZE];
+#else
+    __local float2 *l = 0;
+#endif
+    uint lid = get_local_id(0);
+    uint item = lid % ITEMS, slot = lid - item;
+    uint lane = get_group_id(0) * ROWS_PER_GROUP + lid / ITEMS;
+    Span s = item_span(0, DV, item, ITEMS);
+    __global float *pw = partials + (ulong)min(lane, lanes - 1) * ROW_LENGTH;
+    __global float *pb = pw + (ulong)lanes * ROW_LENGTH;
+#if PRIVATE_PARTIALS
+    floatv aw[PRIVATE_PARTIALS], ab[PRIVATE_PARTIALS];
+    for (uint j = 0; j < PRIVATE_PARTIALS; ++j) aw[j] = ab[j] = 0.0f;
+#endif
+    for (uint k = 0; k < rows_per_lane; ++k) {
+        ulong wanted = (ulong)lane * rows_per_lane + k;
+        // Items past the last row shadow it (so every item reaches the barriers) but store nothing.
+        bool live = wanted < rows;
+        uint row = live ? (uint)wanted : rows - 1;
+        ulong base = (ulong)row * ROW_LENGTH;
+#if RMS
+        float mean = 0.0f;
+#else
+        float mean = save_mean[row];
+#endif
+        float scale = save_scale[row];
+        float2 c = (float2)(0.0f, 0.0f);
+#if FUSED_DX
+        c = coefficients(reduce_items(row_sums(x + base, dy + base, weight, s, mean, scale), l, slot, item));
+#endif
+        if (!live) continue;
+#if PRIVATE_PARTIALS
+        // Interleaved span: vector s.first + j * ITEMS is partial j.
+        for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
+            uint v = s.first + j * ITEMS;
+            if (v >= s.end) break;
+            floatv d = LOADV(dy + base, v);
+            floatv xhat = normalized(LOADV(x + base, v), mean, scale);
+#if FUSED_DX
+            STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx + base, v);
+#endif
+            aw[j] += d * xhat;
+            ab[j] += d;
+        }
+#else
+        row_backward_span(x + base, dy + base, dx + base, weight, s, mean, scale, c, pw, pb, k == 0, FUSED_DX,
+                          FUSED_PARAMS);
+#endif
+    }
+#if PRIVATE_PARTIALS
+    if (lane >= lanes) return;
+    for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
+        uint v = s.first + j * ITEMS;
+        if (v >= s.end) break;
+#if NEED_DGAMMA
+        STOREP(aw[j], pw, v);
+#endif
+#if NEED_DBETA
+        STOREP(ab[j], pb, v);
+#endif
+    }
+#endif
+}
+
+// Split rows, step 1: work-group (g, r) of ITEMS work-items sums g and g*xhat over
+// slice g of row r and writes them to sums[(r * G + g) * 2 ...].
+__kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
+void rownorm_backward_slice_sums(__global const storage_t *x, __global const storage_t *dy,
+                                 __global const float *weight, __global const float *save_mean,
+                                 __global const float *save_scale, __global float *sums) {
+#if ITEMS > 1
+    __local float2 l[ITEMS];
+#else
+    __local float2 *l = 0;
+#endif
+    uint g = get_group_id(0), groups = get_num_groups(0);
+    uint row = get_group_id(1);
+    uint item = get_local_id(0);
+    ulong base = (ulong)row * ROW_LENGTH;
+    ulong per = ((ulong)DV + groups - 1) / groups;
+    uint lo = (uint)min((ulong)g * per, (ulong)DV), hi = (uint)min((ulong)lo + per, (ulong)DV);
+#if RMS
+    float mean = 0.0f;
+#else
+    float mean = save_mean[row];
+#endif
+    float2 m = reduce_items(row_sums(x + base, dy + base, weight, item_span(lo, hi, item, ITEMS), mean, save_scale[row]),
+                            l, 0, item);
+    if (item == 0) vstore2(m, (ulong)row * groups + g, sums);
+}
+
+// Split rows, step 2: one work-item per row adds its slices' sums in slice order
+// (Kahan-compensated) and writes the row's dx coefficients.
+__kernel void rownorm_backward_row_finish(__global const float *sums, uint slices, uint rows,
+                                          __global float *coefficients_out) {
+    uint row = get_global_id(0);
+    if (row >= rows) return;
+    float2 total = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
+    for (uint g = 0; g < slices; ++g) {
+        float2 step = vload2((ulong)row * slices + g, sums) - carry;
+        float2 sum = total + step;
+        carry = (sum - total) - step;
+        total = sum;
+    }
+    vstore2(coefficients(total), row, coefficients_out);
+}
+
+// Column walk: work-item c of the first dimension owns a span of the row's column
+// vectors (a chunk, or an interleaved share across all column work-items), work-group
+// row b of the second dimension owns rows b * rows_per_block ..< +rows_per_block.
+// For each owned vector it walks the block's rows: dx from the row coefficients
+// (COLUMN_DX) and the column sums of dy*xhat and dy, stored as block b's partials.
+__kernel void rownorm_backward_columns(__global const storage_t *x, __global const storage_t *dy,
+                                       __global storage_t *dx, uint rows, uint rows_per_block, uint blocks,
+                                       __global const float *weight, __global const float *save_mean,
+                                       __global const float *save_scale, __global const float *coefficients_in,
+                                       __global float *partials) {
+    uint block = get_global_id(1);
+    uint first_row = block * rows_per_block;
+    if (block >= blocks || first_row >= rows) return;
+    uint end_row = min(first_row + rows_per_block, rows);
+    Span s = item_span(0, DV, get_global_id(0), get_global_size(0));
+    __global float *pw = partials + (ulong)block * ROW_LENGTH;
+    __global float *pb = pw + (ulong)blocks * ROW_LENGTH;
+    for (uint v = s.first; v < s.end; v += s.stride) {
+#if HAS_WEIGHT
+        floatv gamma = LOADP(weight, v);
+#else
+        floatv gamma = 1.0f;
+#endif
+        floatv sw = 0.0f, sb = 0.0f;
+        for (uint row = first_row; row < end_row; ++row) {
+            ulong at = (ulong)row * DV + v;
+#if RMS
+            float mean = 0.0f;
+#else
+            float mean = save_mean[row];
+#endif
+            float scale = save_scale[row];
+            floatv d = LOADV(dy, at);
+            floatv xhat = normalized(LOADV(x, at), mean, scale);
+#if COLUMN_DX
+            STOREV(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx, at);
+#endif
+            sw += d * xhat;
+            sb += d;
+        }
+#if NEED_DGAMMA
+        STOREP(sw, pw, v);
+#endif
+#if NEED_DBETA
+        STOREP(sb, pb, v);
+#endif
+    }
+}
+
+// dgamma and dbeta: work-group (COLS x FINAL_LANES); work-item (c, j) adds the
+// partials of blocks j, j + FINAL_LANES, ... of column vector c in block order
+// (Kahan-compensated), then the FINAL_LANES sums are merged by a fixed tree.
+__kernel void rownorm_backward_parameters(__global const float *partials, uint blocks, __global float *dgamma,
+                                          __global float *dbeta) {
+    uint v = get_global_id(0);
+    uint j = get_local_id(1);
+    bool live = v < DV;
+    uint column = live ? v : DV - 1;
+    floatv tw = 0.0f, cw = 0.0f, tb = 0.0f, cb = 0.0f;
+    for (uint block = j; block < blocks; block += FINAL_LANES) {
+        __global const float *pw = partials + (ulong)block * ROW_LENGTH;
+#if NEED_DGAMMA
+        floatv step = LOADP(pw, column) - cw;
+        floatv sum = tw + step;
+        cw = (sum - tw) - step;
+        tw = sum;
+#endif
+#if NEED_DBETA
+        floatv stepb = LOADP(pw + (ulong)blocks * ROW_LENGTH, column) - cb;
+        floatv sumb = tb + stepb;
+        cb = (sumb - tb) - stepb;
+        tb = sumb;
+#endif
+    }
+#if FINAL_LANES > 1
+    __local floatv lw[FINAL_COLS * FINAL_LANES], lb[FINAL_COLS * FINAL_LANES];
+    uint c = get_local_id(0);
+    lw[j * FINAL_COLS + c] = tw;
+    lb[j * FINAL_COLS + c] = tb;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint width = FINAL_LANES / 2; width > 0; width >>= 1) {
+        if (j < width) {
+            lw[j * FINAL_COLS + c] += lw[(j + width) * FINAL_COLS + c];
+            lb[j * FINAL_COLS + c] += lb[(j + width) * FINAL_COLS + c];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    tw = lw[c];
+    tb = lb[c];
+#endif
+    if (!live || j != 0) return;
+#if NEED_DGAMMA
+    STOREP(tw, dgamma, v);
+#endif
+#if NEED_DBETA
+    STOREP(tb, dbeta, v);
+#endif
+}

@@ -1,0 +1,102 @@
+/// Enqueues the kernels of a ``RowNormBackwardPlan`` (from
+/// `Kernels/layer_norm_backward.cl`) for LayerNorm and RMSNorm backward.
+///
+/// Nothing here waits: the gradients are device tensors whose contents are ready once
+/// the returned events complete, which a later read does implicitly.
+enum RowNormBackwardKernels {
+    /// The saved statistics' device buffers: LayerNorm's mean (nil for RMSNorm) and
+    /// `invstd` or `rstd`.
+    struct Statistics {
+        var mean: DeviceBuffer?
+        var scale: DeviceBuffer
+    }
+
+    static func run(
+        _ problem: RowNormBackwardProblem, plan: RowNormBackwardPlan, gradOutput: DeviceBuffer, x: DeviceBuffer,
+        weight: DeviceBuffer?, statistics: Statistics, on runtime: OpenCLRuntime
+    ) throws -> NormGradients {
+        let forward = problem.forward
+        guard problem.needsInput || problem.needsParameters else {
+            return NormGradients(input: nil, weight: nil, bias: nil, events: [])
+        }
+        let program = try runtime.program(.layerNormBackward, options: plan.buildOptions(for: problem))
+        let dx =
+            problem.needsInput
+            ? try Tensor(uninitializedShape: forward.shape, layout: forward.layout, elementType: forward.elementType, on: runtime)
+            : nil
+        let dWeight = problem.needsWeight ? try Tensor(uninitializedShape: forward.normalizedShape, on: runtime) : nil
+        let dBias = problem.needsBias ? try Tensor(uninitializedShape: forward.normalizedShape, on: runtime) : nil
+        let blocks = plan.partialBlocks(problem)
+        // dγ's partials, then dβ's: [2][blocks][D] floats.
+        let partials =
+            problem.needsParameters ? try DeviceBuffer(byteCount: 2 * blocks * problem.rowLength * 4, on: runtime) : nil
+        let rows = UInt32(problem.rows)
+        let common: [KernelArgument] = [.buffer(x), .buffer(gradOutput), .buffer(dx?.deviceBuffer)]
+        let statisticsArguments: [KernelArgument] = [.buffer(statistics.mean), .buffer(statistics.scale)]
+        var events: [KernelEvent] = []
+
+        /// The column walk: dx from `coefficients` (when given) and block partials.
+        func enqueueColumns(coefficients: DeviceBuffer?) throws {
+            let local = plan.columnWorkGroupSize
+            events.append(
+                try runtime.enqueue(
+                    "rownorm_backward_columns", from: program, global: [plan.columnItems, plan.rowBlocks],
+                    local: [local, 1],
+                    arguments: common + [
+                        .uint(rows), .uint(UInt32(plan.rowsPerBlock)), .uint(UInt32(plan.rowBlocks)), .buffer(weight),
+                    ] + statisticsArguments + [.buffer(coefficients), .buffer(partials)]))
+        }
+
+        switch plan.strategy {
+        case .fused(let items, let rowsPerGroup):
+            if problem.needsInput || plan.fusedAccumulates(problem) {
+                let groups = plan.lanes.ceilingDivided(by: rowsPerGroup)
+                let local = items * rowsPerGroup
+                events.append(
+                    try runtime.enqueue(
+                        "rownorm_backward_fused", from: program, global: [groups * local], local: [local],
+                        arguments: common + [
+                            .uint(rows), .uint(UInt32(plan.rowsPerLane)), .uint(UInt32(plan.lanes)), .buffer(weight),
+                        ] + statisticsArguments + [.buffer(partials)]))
+            }
+            if problem.needsParameters && !plan.fusedAccumulates(problem) {
+                try enqueueColumns(coefficients: nil)
+            }
+        case .splitRows(let slices, let items):
+            var coefficients: DeviceBuffer? = nil
+            if problem.needsInput {
+                let sums = try DeviceBuffer(byteCount: problem.rows * slices * 2 * 4, on: runtime)
+                let rowCoefficients = try DeviceBuffer(byteCount: problem.rows * 2 * 4, on: runtime)
+                events.append(
+                    try runtime.enqueue(
+                        "rownorm_backward_slice_sums", from: program, global: [slices * items, problem.rows],
+                        local: [items, 1],
+                        arguments: [.buffer(x), .buffer(gradOutput), .buffer(weight)] + statisticsArguments + [
+                            .buffer(sums)
+                        ]))
+                let perRow = plan.perRowWorkGroupSize
+                events.append(
+                    try runtime.enqueue(
+                        "rownorm_backward_row_finish", from: program,
+                        global: [problem.rows.roundedUp(toMultipleOf: perRow)], local: [perRow],
+                        arguments: [.buffer(sums), .uint(UInt32(slices)), .uint(rows), .buffer(rowCoefficients)]))
+                coefficients = rowCoefficients
+            }
+            try enqueueColumns(coefficients: coefficients)
+        }
+
+        if problem.needsParameters {
+            let vectors = problem.rowLength / plan.vectorWidth
+            let columns = plan.finalColumns, lanes = plan.finalLanes
+            events.append(
+                try runtime.enqueue(
+                    "rownorm_backward_parameters", from: program,
+                    global: [vectors.roundedUp(toMultipleOf: columns), lanes], local: [columns, lanes],
+                    arguments: [
+                        .buffer(partials), .uint(UInt32(blocks)), .buffer(dWeight?.deviceBuffer),
+                        .buffer(dBias?.deviceBuffer),
+                    ]))
+        }
+        return NormGradients(input: dx, weight: dWeight, bias: dBias, events: events)
+    }
+}

@@ -1,0 +1,52 @@
+/// A LayerNorm or RMSNorm backward call, described by what decides how to run it:
+/// the forward problem (shape, element type, whether γ is given) and which gradients
+/// the ``NormGradientMask`` asks for.
+///
+/// Built by ``validated(_:gradOutput:input:normalizedShape:weight:saveMean:saveScale:outputMask:)``,
+/// where every argument check lives.
+struct RowNormBackwardProblem: Hashable, Sendable {
+    /// The forward call this is the backward pass of (its `hasBias` is always false:
+    /// β's value plays no part in any gradient).
+    let forward: RowNormProblem
+    /// dx is wanted.
+    let needsInput: Bool
+    /// dγ is wanted.
+    let needsWeight: Bool
+    /// dβ is wanted (LayerNorm only; RMSNorm has no β, so its mask's `.bias` is ignored).
+    let needsBias: Bool
+
+    var kind: RowNormProblem.Kind { forward.kind }
+    var rows: Int { forward.rows }
+    var rowLength: Int { forward.rowLength }
+    /// dγ or dβ: the column reduction over rows runs.
+    var needsParameters: Bool { needsWeight || needsBias }
+
+    /// Checks every argument and describes the call.
+    ///
+    /// - Parameters:
+    ///   - saveMean: LayerNorm's saved per-row mean (nil for RMSNorm).
+    ///   - saveScale: the saved per-row `invstd` (LayerNorm) or `rstd` (RMSNorm).
+    /// - Throws: ``NormError`` naming the first argument that is wrong: the input's and
+    ///   weight's checks of the forward op, then `gradOutput` (shape, backend, layout,
+    ///   element type), then the saved statistics (shape = the input's leading dims,
+    ///   float32, same backend).
+    static func validated(
+        _ kind: RowNormProblem.Kind, gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?,
+        saveMean: Tensor?, saveScale: Tensor, outputMask: NormGradientMask
+    ) throws(NormError) -> RowNormBackwardProblem {
+        // eps is not used by the backward pass; any valid value passes the forward checks.
+        let forward = try RowNormProblem.validated(
+            kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: 0)
+        try NormError.checkGradOutput(gradOutput, matches: input)
+        let statisticsShape = forward.statisticsShape
+        let scaleName = kind == .layerNorm ? "saveInvstd" : "saveInvRms"
+        if kind == .layerNorm {
+            guard let saveMean else { preconditionFailure("LayerNorm backward needs the saved mean") }
+            try NormError.checkParameter(saveMean, "saveMean", shape: statisticsShape, backend: input.backend)
+        }
+        try NormError.checkParameter(saveScale, scaleName, shape: statisticsShape, backend: input.backend)
+        return RowNormBackwardProblem(
+            forward: forward, needsInput: outputMask.contains(.input), needsWeight: outputMask.contains(.weight),
+            needsBias: kind == .layerNorm && outputMask.contains(.bias))
+    }
+}

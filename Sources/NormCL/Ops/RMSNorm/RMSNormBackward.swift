@@ -1,0 +1,84 @@
+/// The backward pass of ``rmsNorm(_:normalizedShape:weight:eps:)``, as PyTorch's
+/// `_fused_rms_norm_backward`.
+///
+/// For each row of the `(rows, D)` view, with the forward's saved `rstd` `r`,
+/// `x̂ = x·r` and `g = dy·γ`:
+///
+///     dx = r · (g − x̂ · Σ_row(g·x̂)/D)        dγ = Σ_rows dy·x̂
+///
+/// dx is the full derivative, through `r` (a function of x). RMSNorm has no β: the
+/// result's ``NormGradients/bias`` is always nil and the mask's `.bias` is ignored.
+/// On OpenCL, Σg·x̂ is accumulated in float32 (also for half storage) in one pass and
+/// dx written from the row while it is in cache; dγ is a column sum over rows in two
+/// deterministic stages fused with the dx pass. Results are bit-identical from run
+/// to run (no atomics).
+///
+/// - Parameters:
+///   - gradOutput: dy, with the input's shape, layout, element type and backend.
+///   - input: the forward's input.
+///   - normalizedShape: the forward's `normalizedShape`.
+///   - weight: γ (float32 of shape `normalizedShape`), or nil for γ ≡ 1.
+///   - saveInvRms: the forward's ``RMSNormOutput/saveInvRms``.
+///   - outputMask: which gradients to compute; the others come back nil and their
+///     work is skipped. dγ is computed when asked for, with or without `weight`.
+/// - Returns: dx (the input's shape, layout and element type), dγ (float32 of shape
+///   `normalizedShape`), and the kernel events.
+/// - Throws: ``NormError`` for the forward's argument errors (input, normalizedShape,
+///   weight), a `gradOutput` that does not match the input, a saved `rstd` of another
+///   shape (the input's leading dims), type or backend; ``OpenCLError`` or
+///   ``KernelBuildError`` when the device fails.
+public func rmsNormBackward(
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, saveInvRms: Tensor,
+    outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    try rmsNormBackward(
+        gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveInvRms: saveInvRms,
+        outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil)
+}
+
+/// ``rmsNormBackward(_:input:normalizedShape:weight:saveInvRms:outputMask:)`` with the
+/// saved `rstd` taken from the forward's output.
+public func rmsNormBackward(
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, forward: RMSNormOutput,
+    outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    try rmsNormBackward(
+        gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveInvRms: forward.saveInvRms,
+        outputMask: outputMask)
+}
+
+/// The one implementation behind the public entry points; `strategy` forces a plan
+/// strategy on OpenCL, `fuseParameters` forces the dγ reduction into (or out of) the
+/// dx kernel, and `tuning` replaces the device's (tests use them to cover every kernel).
+func rmsNormBackward(
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveInvRms: Tensor,
+    outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?
+) throws -> NormGradients {
+    let problem = try RowNormBackwardProblem.validated(
+        .rmsNorm, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
+        saveMean: nil, saveScale: saveInvRms, outputMask: outputMask)
+    let forward = problem.forward
+    switch input.backend {
+    case .reference:
+        let result = ReferenceRMSNorm.backward(
+            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), gradOutput: try gradOutput.toArray(),
+            weight: try weight?.toArray(), invRms: try saveInvRms.toArray())
+        return NormGradients(
+            input: problem.needsInput
+                ? Tensor(
+                    referenceValues: result.input, shape: forward.shape, layout: forward.layout,
+                    elementType: forward.elementType) : nil,
+            weight: problem.needsWeight ? Tensor(referenceValues: result.weight, shape: normalizedShape) : nil,
+            bias: nil, events: [])
+    case .openCL(let runtime):
+        guard let x = input.deviceBuffer, let dy = gradOutput.deviceBuffer, let scale = saveInvRms.deviceBuffer else {
+            preconditionFailure("an OpenCL tensor without a device buffer")
+        }
+        let plan = RowNormBackwardPlan(
+            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy,
+            fuseParameters: fuseParameters)
+        return try RowNormBackwardKernels.run(
+            problem, plan: plan, gradOutput: dy, x: x, weight: weight?.deviceBuffer,
+            statistics: .init(mean: nil, scale: scale), on: runtime)
+    }
+}
