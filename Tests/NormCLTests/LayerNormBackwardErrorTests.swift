@@ -81,10 +81,10 @@ struct LayerNormBackwardErrorTests {
         let empty = Tensor(shape: [0, 4], layout: .channelsFirst, storage: .host([]))
         let stats = Tensor(shape: [0], layout: .channelsFirst, storage: .host([]))
         #expect(throws: NormError.emptyTensor(argument: "input", shape: [0, 4])) {
-            try layerNormBackward(empty, input: empty, normalizedShape: [4], saveMean: stats, saveInvstd: stats)
+            try layerNormBackward(empty, input: empty, normalizedShape: [4], weight: nil, saveMean: stats, saveInvstd: stats)
         }
         #expect(throws: NormError.emptyTensor(argument: "input", shape: [0, 4])) {
-            try rmsNormBackward(empty, input: empty, normalizedShape: [4], saveInvRms: stats)
+            try rmsNormBackward(empty, input: empty, normalizedShape: [4], weight: nil, saveInvRms: stats)
         }
     }
 }

@@ -33,7 +33,7 @@
 ///   another shape (the input's leading dims), type or backend; ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func layerNormBackward(
-    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, saveMean: Tensor,
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor,
     saveInvstd: Tensor, outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
     try layerNormBackward(
@@ -44,7 +44,7 @@ public func layerNormBackward(
 /// ``layerNormBackward(_:input:normalizedShape:weight:saveMean:saveInvstd:outputMask:)``
 /// with the saved statistics taken from the forward's output.
 public func layerNormBackward(
-    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, forward: LayerNormOutput,
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, forward: LayerNormOutput,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
     try layerNormBackward(

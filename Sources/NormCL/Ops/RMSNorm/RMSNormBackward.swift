@@ -28,7 +28,7 @@
 ///   shape (the input's leading dims), type or backend; ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func rmsNormBackward(
-    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, saveInvRms: Tensor,
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveInvRms: Tensor,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
     try rmsNormBackward(
@@ -39,7 +39,7 @@ public func rmsNormBackward(
 /// ``rmsNormBackward(_:input:normalizedShape:weight:saveInvRms:outputMask:)`` with the
 /// saved `rstd` taken from the forward's output.
 public func rmsNormBackward(
-    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, forward: RMSNormOutput,
+    _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, forward: RMSNormOutput,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
     try rmsNormBackward(
