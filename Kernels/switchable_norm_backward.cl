@@ -19,7 +19,7 @@
 // Build options, all set by SwitchableNormBackwardPlan:
 //   BATCH, CHANNELS, SPATIAL, SLICES, WG, CHUNKED, INDEX_T, CVEC, TILE, DIRECT, HAS_IN,
 //   HAS_BN, UNBIASED, TRAINING, HAS_WEIGHT   as in switchable_norm.cl
-//   NEED_DWEIGHT, NEED_DBIAS                 1 when dgamma / dbeta are wanted
+// dweight and dbias are null when not wanted (the gradient mask is no build option).
 
 #define RUNS (BATCH * CHANNELS)
 #define BLOCK 64
@@ -348,12 +348,9 @@ inline void channel_adjoints(uint tile, const float *pm, const float *pv, COEFFI
         set_adjoints[2 * BATCH + c] = pm[K_BATCH] * am[t];
         set_adjoints[2 * BATCH + CHANNELS + c] = pv[K_BATCH] * av[t];
 #endif
-#if NEED_DWEIGHT
-        dweight[c] = s2[t];
-#endif
-#if NEED_DBIAS
-        dbias[c] = s1[t];
-#endif
+        // Null when not wanted (a runtime test: no program variant per gradient mask).
+        if (dweight) dweight[c] = s2[t];
+        if (dbias) dbias[c] = s1[t];
     }
 }
 

@@ -24,7 +24,7 @@ enum SwitchableNormBackwardKernels {
         _ problem: SwitchableNormProblem, plan: SwitchableNormBackwardPlan, inputs: Inputs, mask: NormGradientMask,
         on runtime: OpenCLRuntime
     ) throws -> SwitchableNormGradients {
-        let program = try runtime.program(.switchableNormBackward, options: plan.buildOptions(for: problem, mask: mask))
+        let program = try runtime.program(.switchableNormBackward, options: plan.buildOptions(for: problem))
         let g = plan.geometry
         let direct = plan.strategy == .direct
         let runs = problem.instances, slices = plan.strategy.slices, k = problem.branches.count

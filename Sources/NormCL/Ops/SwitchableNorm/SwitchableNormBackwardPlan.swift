@@ -28,7 +28,7 @@ struct SwitchableNormBackwardPlan: Equatable, Sendable {
     var splitCoefficients: Bool { geometry.splitStatistics }
 
     /// The `-D` constants the kernels of `switchable_norm_backward.cl` are specialised with.
-    func buildOptions(for problem: SwitchableNormProblem, mask: NormGradientMask) -> String {
+    func buildOptions(for problem: SwitchableNormProblem) -> String {
         let g = geometry, branches = problem.branches
         return [
             "-cl-std=CL1.2",
@@ -48,8 +48,6 @@ struct SwitchableNormBackwardPlan: Equatable, Sendable {
             "-D UNBIASED=\(problem.unbiased ? 1 : 0)",
             "-D TRAINING=\(problem.training ? 1 : 0)",
             "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D NEED_DWEIGHT=\(mask.contains(.weight) ? 1 : 0)",
-            "-D NEED_DBIAS=\(mask.contains(.bias) ? 1 : 0)",
         ].joined(separator: " ")
     }
 }
