@@ -19,6 +19,10 @@
 // Build options, all set by SwitchableNormBackwardPlan:
 //   BATCH, CHANNELS, SPATIAL, SLICES, WG, CHUNKED, INDEX_T, CVEC, TILE, DIRECT, HAS_IN,
 //   HAS_BN, UNBIASED, TRAINING, HAS_WEIGHT   as in switchable_norm.cl
+//   SUMS           the step-1 kernel compiled: 0 none (DIRECT), 1 items, 2 groups, 3 columns
+//   SPLIT          1: the four device-wide step-2 kernels; 0: the one-work-group kernel
+//   DX_COLUMNS     1: snb_dx_columns (NHWC with L > 1); 0: snb_dx_rows
+// Only the kernels a plan launches are compiled (PoCL builds every kernel of a program).
 // dweight and dbias are null when not wanted (the gradient mask is no build option).
 
 #define RUNS (BATCH * CHANNELS)
@@ -118,6 +122,7 @@ inline void run_slice(uint g, INDEX_T *lo, INDEX_T *hi) {
     *hi = min(*lo + per, (INDEX_T)SPATIAL);
 }
 
+#if SUMS == 1
 // One work-item per (run, slice): global RUNS * SLICES (padded).
 __kernel void snb_sums_items(__global const storage_t *x, __global const storage_t *dy, __global const float *mean,
                              __global float *partials) {
@@ -129,6 +134,9 @@ __kernel void snb_sums_items(__global const storage_t *x, __global const storage
     vstore2(sums_contiguous(x, dy, base + lo, base + hi, mean[r]), i, partials);
 }
 
+#endif
+
+#if SUMS == 2
 // One work-group of WG per (slice, run): global (SLICES * WG, RUNS), a local tree sum.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void snb_sums_groups(__global const storage_t *x, __global const storage_t *dy, __global const float *mean,
@@ -152,6 +160,8 @@ void snb_sums_groups(__global const storage_t *x, __global const storage_t *dy, 
     }
     if (lid == 0) vstore2(sums[0], (size_t)r * SLICES + g, partials);
 }
+
+#endif
 
 // ---------------------------------------------------------------------------------------
 // Step 1, channels-last: sample n is a row-major (L, C) matrix at x + n * L * C. A
@@ -179,6 +189,7 @@ inline void column_lanes(floatc v, float *lanes) {
 #endif
 }
 
+#if SUMS == 3
 // Global (column items padded, BATCH * SLICES): item (i, n * SLICES + g).
 __kernel void snb_sums_columns(__global const storage_t *x, __global const storage_t *dy, __global const float *mean,
                                __global float *partials) {
@@ -231,6 +242,8 @@ __kernel void snb_sums_columns(__global const storage_t *x, __global const stora
         }
     }
 }
+
+#endif
 
 // ---------------------------------------------------------------------------------------
 // Step 2: adjoints, set sums, coefficients and logit gradients.
@@ -423,6 +436,7 @@ inline void finish_logits(uint count, const float *pm, const float *pv, COEFFICI
     }
 }
 
+#if !SPLIT
 // All of step 2 in one work-group (small N * C: one launch). Loop bounds come as
 // arguments: PoCL 3.1 miscompiles `for (i = lid; i < CONST; i += items)` when CONST is 1.
 __kernel void snb_coefficients(COEFFICIENT_PARAMETERS) {
@@ -444,6 +458,8 @@ __kernel void snb_coefficients(COEFFICIENT_PARAMETERS) {
     if (lid == 0) finish_logits(items, pm, pv, COEFFICIENT_ARGUMENTS);
 }
 
+#endif
+
 // Step 2 over the whole device (large N * C): four launches, each work-item striding over
 // its share of the grid (contiguous with CHUNKED, interleaved otherwise), the last one a
 // single work-item that sums the per-work-item logit partials in order.
@@ -456,6 +472,7 @@ __kernel void snb_coefficients(COEFFICIENT_PARAMETERS) {
 #define FOR_SHARE(i, total) for (uint i = get_global_id(0); i < (total); i += get_global_size(0))
 #endif
 
+#if SPLIT
 __kernel void snb_instances(COEFFICIENT_PARAMETERS) {
     FOR_SHARE(r, batch * channels) instance_adjoints(r, COEFFICIENT_ARGUMENTS);
 }
@@ -490,6 +507,8 @@ __kernel void snb_logits(COEFFICIENT_PARAMETERS) {
     finish_logits(partial_count, pm, pv, COEFFICIENT_ARGUMENTS);
 }
 
+#endif
+
 // ---------------------------------------------------------------------------------------
 // Step 3: dx = a * dy + b * (x - mean) + c, per run coefficients.
 
@@ -509,6 +528,7 @@ inline void item_share(INDEX_T total, INDEX_T unit, INDEX_T *first, INDEX_T *end
 #endif
 }
 
+#if !DX_COLUMNS
 // Channels-first (and L == 1): contiguous runs share their coefficients.
 __kernel void snb_dx_rows(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
                           __global const float *mean, __global const float *coefficients) {
@@ -533,6 +553,9 @@ __kernel void snb_dx_rows(__global const storage_t *x, __global const storage_t 
 #endif
 }
 
+#endif
+
+#if DX_COLUMNS
 // Channels-last: rows of C channels; the coefficients of row (n, m) are those of sample n.
 __kernel void snb_dx_columns(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
                              __global const float *mean, __global const float *coefficients) {
@@ -562,3 +585,4 @@ __kernel void snb_dx_columns(__global const storage_t *x, __global const storage
     }
 #endif
 }
+#endif

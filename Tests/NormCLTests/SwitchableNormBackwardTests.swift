@@ -12,78 +12,80 @@ struct SwitchableNormBackwardTests {
         [2, 1, 2], [3, 5, 7], [2, 3, 5, 7], [4, 8, 9, 9], [1, 4, 6, 6], [2, 12, 4, 4, 3], [1, 2, 4099], [3, 2, 1, 1], [7, 5],
     ]
 
-    @Test("matches the reference with the automatic plan, both layouts and element types", arguments: shapes)
-    func automaticPlan(shape: [Int]) throws {
+    // Each (shape, options, layout, element type) compiles its own program (~1 s cold on
+    // PoCL), so the sweeps below cover every combination across cases, not every product.
+
+    @Test("matches the reference with the automatic plan", arguments: shapes.indices)
+    func automaticPlan(shapeIndex: Int) throws {
         let runtime = try #require(sharedRuntime)
-        let spatial = shape.dropFirst(2).reduce(1, *)
-        for layout in [TensorLayout.channelsFirst, .channelsLast] {
-            for elementType in ElementType.allCases {
-                var harness = SwitchableNormBackwardHarness(
-                    shape: shape, layout: layout, elementType: elementType, seed: UInt64(shape.reduce(1, *)))
-                if spatial == 1 { harness.forward.options.varianceEstimator = .biased }
-                try harness.check(on: runtime, training: shape[0] * spatial > 1)
-            }
-        }
+        let shape = Self.shapes[shapeIndex], spatial = shape.dropFirst(2).reduce(1, *)
+        // Every layout × element type pair, each on two or three shapes of the sweep.
+        let layout: TensorLayout = shapeIndex % 2 == 0 ? .channelsFirst : .channelsLast
+        let elementType: ElementType = shapeIndex % 4 < 2 ? .float32 : .float16
+        var harness = SwitchableNormBackwardHarness(
+            shape: shape, layout: layout, elementType: elementType, seed: UInt64(shape.reduce(1, *)))
+        if spatial == 1 { harness.forward.options.varianceEstimator = .biased }
+        try harness.check(on: runtime, training: shape[0] * spatial > 1)
     }
 
-    @Test("every branch set and estimator, training and inference, both layouts", arguments: [[3, 6, 5, 5], [6, 5]])
+    @Test("every branch set and estimator, training and inference", arguments: [[3, 6, 5, 5], [6, 5]])
     func variants(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
         let branchSets: [SwitchableNormOptions.Branches] =
             shape.count == 2 ? [.layerBatch] : SwitchableNormOptions.Branches.allCases
-        for layout in [TensorLayout.channelsFirst, .channelsLast] {
-            for branches in branchSets {
-                for estimator in [SwitchableNormOptions.VarianceEstimator.biased, .unbiased] {
-                    for training in [true, false] {
-                        // Half storage on some of them: a different program each, so not all.
-                        var harness = SwitchableNormBackwardHarness(
-                            shape: shape, layout: layout, elementType: training == (estimator == .biased) ? .float16 : .float32,
-                            seed: 11)
-                        harness.forward.options.branches = branches
-                        harness.forward.options.varianceEstimator = estimator
-                        try harness.check(on: runtime, training: training)
-                    }
+        for (b, branches) in branchSets.enumerated() {
+            for estimator in [SwitchableNormOptions.VarianceEstimator.biased, .unbiased] {
+                for training in [true, false] {
+                    // Layout and element type alternate over the combinations.
+                    let flip = (b + (estimator == .biased ? 0 : 1) + (training ? 0 : 1)) % 2 == 0
+                    var harness = SwitchableNormBackwardHarness(
+                        shape: shape, layout: flip ? .channelsFirst : .channelsLast,
+                        elementType: training == (estimator == .biased) ? .float16 : .float32, seed: 11)
+                    harness.forward.options.branches = branches
+                    harness.forward.options.varianceEstimator = estimator
+                    try harness.check(on: runtime, training: training)
                 }
             }
         }
     }
 
-    @Test("each strategy forced, with and without affine parameters", arguments: [[2, 3, 37], [4, 8, 6, 6]])
-    func everyStrategy(shape: [Int]) throws {
+    @Test("each strategy forced, with and without affine parameters")
+    func everyStrategy() throws {
         let runtime = try #require(sharedRuntime)
-        let cases: [(SwitchableNormPlan.Strategy, ElementType)] = [
-            (.runPerWorkItem(slices: 1), .float32), (.runPerWorkItem(slices: 3), .float16),
-            (.runPerWorkGroup(slices: 1), .float16), (.runPerWorkGroup(slices: 5), .float32),
+        let cases: [([Int], SwitchableNormPlan.Strategy, ElementType)] = [
+            ([2, 3, 37], .runPerWorkItem(slices: 1), .float32), ([4, 8, 6, 6], .runPerWorkItem(slices: 3), .float16),
+            ([4, 8, 6, 6], .runPerWorkGroup(slices: 1), .float32), ([2, 3, 37], .runPerWorkGroup(slices: 5), .float16),
+            ([2, 3, 37], .columns(slices: 1), .float32), ([4, 8, 6, 6], .columns(slices: 2), .float16),
+            ([2, 3, 37], .columns(slices: 7), .float16),
         ]
-        for (strategy, elementType) in cases {
+        for (shape, strategy, elementType) in cases {
             var harness = SwitchableNormBackwardHarness(shape: shape, elementType: elementType, seed: 5)
+            if case .columns = strategy {
+                harness.forward.layout = .channelsLast
+                harness.reorderToLayout()
+            }
             try harness.check(on: runtime, training: true, strategy: strategy)
-            harness.forward.layout = .channelsLast
-            harness.reorderToLayout()
-            let slices = strategy.slices == 1 ? 1 : 7
-            try harness.check(on: runtime, training: true, strategy: .columns(slices: slices))
         }
-        var plain = SwitchableNormBackwardHarness(shape: shape, affine: false, seed: 6)
+        var plain = SwitchableNormBackwardHarness(shape: [3, 5, 7], affine: false, seed: 6)
         try plain.check(on: runtime, training: true, strategy: .runPerWorkGroup(slices: 2))
         plain.forward.layout = .channelsLast
         plain.reorderToLayout()
         try plain.check(on: runtime, training: true, strategy: .columns(slices: 2))
     }
 
-    @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups", arguments: [[2, 3, 37], [1, 4, 3000]])
-    func interleavedTuning(shape: [Int]) throws {
+    @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups")
+    func interleavedTuning() throws {
         let runtime = try #require(sharedRuntime)
         let gpu = DeviceTuning(
             reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
             minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
-        for elementType in ElementType.allCases {
+        for (shape, elementType) in [([2, 3, 37], ElementType.float32), ([1, 4, 3000], .float16)] {
             var harness = SwitchableNormBackwardHarness(shape: shape, elementType: elementType, seed: 8)
             harness.tuning = gpu
-            try harness.check(on: runtime, training: true, strategy: .runPerWorkGroup(slices: 4))
-            try harness.check(on: runtime, training: false, strategy: .runPerWorkItem(slices: 2))
+            try harness.check(on: runtime, training: elementType == .float32, strategy: .runPerWorkGroup(slices: 4))
             harness.forward.layout = .channelsLast
             harness.reorderToLayout()
-            try harness.check(on: runtime, training: true, strategy: .columns(slices: 3))
+            try harness.check(on: runtime, training: elementType == .float16, strategy: .columns(slices: 3))
         }
     }
 
@@ -100,21 +102,23 @@ struct SwitchableNormBackwardTests {
             harness.mask = .all
             harness.forward.bias = nil
             try harness.check(on: runtime, training: true)
-            harness.forward.weight = nil
-            try harness.check(on: runtime, training: true)
+            if layout == .channelsFirst {
+                harness.forward.weight = nil
+                try harness.check(on: runtime, training: true)
+            }
         }
     }
 
     @Test("large-mean data 1e4 + N(0,1): centred sums keep the precision", arguments: [[4, 6, 9, 9], [2, 3, 2000], [16, 20]])
     func largeMean(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
-        for layout in [TensorLayout.channelsFirst, .channelsLast] {
-            var harness = SwitchableNormBackwardHarness(shape: shape, layout: layout, offset: 1e4, seed: 14)
-            try harness.check(on: runtime, training: true)
-            if shape.count > 2 {
-                harness.forward.options.branches = .layerBatch
-                try harness.check(on: runtime, training: layout == .channelsFirst)
-            }
+        // Both layouts over the cases; IN + LN + BN in training, then LN + BN.
+        let layout: TensorLayout = shape.count == 3 ? .channelsLast : .channelsFirst
+        var harness = SwitchableNormBackwardHarness(shape: shape, layout: layout, offset: 1e4, seed: 14)
+        try harness.check(on: runtime, training: true)
+        if shape.count > 2 {
+            harness.forward.options.branches = .layerBatch
+            try harness.check(on: runtime, training: shape.count == 3)
         }
     }
 
@@ -124,26 +128,25 @@ struct SwitchableNormBackwardTests {
         var oneD = SwitchableNormBackwardHarness(shape: [64, 81], elementType: .float16, seed: 12)
         try oneD.check(on: runtime, training: true)
         try oneD.check(on: runtime, training: false)
-        oneD.tuning = DeviceTuning(
-            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
-            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
-        try oneD.check(on: runtime, training: true)
         for layout in [TensorLayout.channelsFirst, .channelsLast] {
             var harness = SwitchableNormBackwardHarness(shape: [3, 1500, 5], layout: layout, seed: 13)
             try harness.check(on: runtime, training: true)
-            harness.forward.options.branches = layout == .channelsFirst ? .instanceLayer : .layerBatch
-            try harness.check(on: runtime, training: false)
+            if layout == .channelsFirst {
+                harness.forward.options.branches = .instanceLayer
+                harness.tuning = DeviceTuning(
+                    reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
+                    minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+                try harness.check(on: runtime, training: false)
+            }
         }
     }
 
     @Test("the whole pipeline: OpenCL forward, then backward, against the reference pipeline")
     func pipeline() throws {
         let runtime = try #require(sharedRuntime)
-        for layout in [TensorLayout.channelsFirst, .channelsLast] {
-            for elementType in ElementType.allCases {
-                let harness = SwitchableNormBackwardHarness(shape: [4, 8, 7, 7], layout: layout, elementType: elementType, seed: 2)
-                try harness.checkPipeline(on: runtime)
-            }
+        for (layout, elementType) in [(TensorLayout.channelsFirst, ElementType.float32), (.channelsLast, .float16)] {
+            let harness = SwitchableNormBackwardHarness(shape: [4, 8, 7, 7], layout: layout, elementType: elementType, seed: 2)
+            try harness.checkPipeline(on: runtime)
         }
     }
 
@@ -160,6 +163,7 @@ struct SwitchableNormBackwardTests {
             ] {
                 #expect(a?.map(\.bitPattern) == b?.map(\.bitPattern), "\(what) \(shape) \(layout)")
             }
+            if shape[1] > 1000 { continue }
             harness.forward.elementType = .float16
             let h1 = try harness.run(on: .openCL(runtime), training: true)
             let h2 = try harness.run(on: .openCL(runtime), training: true)

@@ -27,6 +27,17 @@ struct SwitchableNormBackwardPlan: Equatable, Sendable {
     var strategy: SwitchableNormPlan.Strategy { geometry.strategy }
     var splitCoefficients: Bool { geometry.splitStatistics }
 
+    /// The step-1 kernel the strategy launches (only it is compiled): 0 none, 1 items,
+    /// 2 groups, 3 columns.
+    var sumsKernel: Int {
+        switch strategy {
+        case .direct: 0
+        case .runPerWorkItem: 1
+        case .runPerWorkGroup: 2
+        case .columns: 3
+        }
+    }
+
     /// The `-D` constants the kernels of `switchable_norm_backward.cl` are specialised with.
     func buildOptions(for problem: SwitchableNormProblem) -> String {
         let g = geometry, branches = problem.branches
@@ -48,6 +59,9 @@ struct SwitchableNormBackwardPlan: Equatable, Sendable {
             "-D UNBIASED=\(problem.unbiased ? 1 : 0)",
             "-D TRAINING=\(problem.training ? 1 : 0)",
             "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
+            "-D SUMS=\(sumsKernel)",
+            "-D SPLIT=\(splitCoefficients ? 1 : 0)",
+            "-D DX_COLUMNS=\(problem.layout == .channelsLast && strategy != .direct ? 1 : 0)",
         ].joined(separator: " ")
     }
 }
