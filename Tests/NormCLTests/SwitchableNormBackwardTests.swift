@@ -171,6 +171,30 @@ struct SwitchableNormBackwardTests {
         }
     }
 
+    @Test("the layer's backward is the functional one with its parameters and mode")
+    func layer() throws {
+        let shape = [3, 4, 5]
+        var rng = SeededGenerator(seed: 17)
+        let input = try Tensor(rng.normals(60), shape: shape, on: .reference)
+        let dy = try Tensor(rng.normals(60), shape: shape, on: .reference)
+        var layer = try SwitchableNorm(numFeatures: 4, on: .reference)
+        layer.weight = try Tensor(rng.normals(4, offset: 1, scale: 0.5), on: .reference)
+        layer.meanLogits = try Tensor(rng.normals(3, offset: 1), on: .reference)
+        for training in [true, false] {
+            layer.isTraining = training
+            let running = layer.runningStatistics
+            let forward = try layer.forward(input)
+            let gradients = try layer.backward(dy, input: input, forward: forward)
+            let expected = try switchableNormBackward(
+                dy, input: input, meanLogits: layer.meanLogits, varianceLogits: layer.varianceLogits, weight: layer.weight,
+                forward: forward, runningStatistics: running, training: training)
+            #expect(try gradients.input?.toArray() == expected.input?.toArray())
+            #expect(try gradients.weight?.toArray() == expected.weight?.toArray())
+            #expect(try gradients.meanLogits.toArray() == expected.meanLogits.toArray())
+            #expect(try gradients.varianceLogits.toArray() == expected.varianceLogits.toArray())
+        }
+    }
+
     @Test("the reference backend runs the reference backward")
     func referenceBackend() throws {
         let harness = SwitchableNormBackwardHarness(shape: [2, 3, 4, 4], elementType: .float16, seed: 1)
