@@ -2,12 +2,49 @@ import NormCL
 
 extension BenchmarkCase {
     /// Switchable Norm (IN + LN + BN, the official defaults) on a ResNet-50 stage-1 shape
-    /// (a smaller one with `quick`), NCHW and NHWC, training and inference, float32 and half.
+    /// (a smaller one with `quick`), NCHW and NHWC, float32 and half: training and
+    /// inference forward, and the training backward.
     static func switchableNormCases(quick: Bool) -> [BenchmarkCase] {
         let shape = quick ? [8, 64, 28, 28] : [8, 64, 56, 56]
         return [TensorLayout.channelsFirst, .channelsLast].flatMap { layout in
             ElementType.allCases.flatMap { elementType in
                 [true, false].map { switchableNorm(training: $0, shape: shape, layout: layout, elementType: elementType) }
+                    + [switchableNormBackward(shape: shape, layout: layout, elementType: elementType)]
+            }
+        }
+    }
+
+    /// The training backward (dx, dγ, dβ and both logit gradients); the forward runs in
+    /// `prepare`, untimed.
+    static func switchableNormBackward(shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
+        let batch = shape[0], channels = shape[1]
+        let count = shape.reduce(1, *)
+        // Triton's backward convention: read x and dy, write dx; plus γ read, dγ and dβ
+        // written, the per-(n, c) mixed mean, invstd, instance mean and variance read, the
+        // LN and BN statistics and the logits.
+        let parameterBytes = 4 * (3 * channels + 4 * batch * channels + 2 * batch + 2 * channels + 12)
+        return BenchmarkCase(
+            op: "SwitchableNorm train backward", shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
+        ) { values, backend in
+            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            let gradOutput = try Tensor(
+                (0..<count).map { Float(($0 &* 7919) % 17) * 0.1 - 0.8 }, shape: shape, layout: layout,
+                elementType: elementType, on: backend)
+            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
+            let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
+            var running: RunningStatistics? = nil
+            let forward = try NormCL.switchableNorm(
+                input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+                runningStatistics: &running, training: true)
+            _ = try forward.invstd.toArray()  // the forward finishes before the timed runs
+            return {
+                let gradients = try NormCL.switchableNormBackward(
+                    gradOutput, input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight,
+                    forward: forward, training: true)
+                return (gradients.input!, gradients.events)
             }
         }
     }

@@ -1,0 +1,121 @@
+/// The backward pass of ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:)``:
+/// gradients with respect to the input, γ, β and both mixing-logit vectors, given `dy`.
+///
+/// Derivation (per instance `r = (n, c)` of `L` values, `s = invstd`, `g = γ_c`, `pμ`,
+/// `pσ` the two softmaxes). The forward is `y = g·(x − μ)·s + β` with
+/// `μ = Σ_k pμ_k μ_k`, `σ² = Σ_k pσ_k σ²_k`, `s = 1/sqrt(σ² + eps)`. With
+/// `S1 = Σ_l dy`, `S2 = Σ_l dy·(x − μ)`:
+///
+///     ∂/∂μ[r]  = Aμ[r] = −g·s·S1              ∂/∂σ²[r] = Aσ[r] = −½·g·s³·S2
+///     dγ_c = Σ_n s·S2                        dβ_c = Σ_n S1
+///     ∂/∂μ_ln[n] = pμ_LN Σ_c Aμ,  ∂/∂σ²_ln[n] = pσ_LN Σ_c Aσ   (BN alike, summed over n)
+///
+/// Every set variance has the form `σ²_set = α·Σ M2_in + β·Σ (μ_in − μ_set)²` over its
+/// `k` instances (`M2_in = Σ_l (x − μ_in)²`): with IN, `α = 1/(k·D_in)`, `β = 1/k`
+/// (`D_in = L − 1` unbiased, `L` biased); without IN, `α = 1/(k·L − u)`, `β = L·α`
+/// (`u = 1` unbiased). `∂σ²_set/∂μ_in = 2β(μ_in − μ_set)` (the `μ_set` term sums to
+/// zero), `∂M2_in/∂x = 2(x − μ_in)`, `∂μ_in/∂x = 1/L`, so
+///
+///     ∂/∂M2_in[r] = pσ_IN·Aσ[r]/D_in + α_LN·∂σ²_ln[n] + α_BN·∂σ²_bn[c]
+///     ∂/∂μ_in[r]  = pμ_IN·Aμ[r] + ∂μ_ln[n]/C + 2β_LN·∂σ²_ln[n]·(μ_in − μ_ln)
+///                               + ∂μ_bn[c]/N + 2β_BN·∂σ²_bn[c]·(μ_in − μ_bn)
+///     dx = g·s·dy + ∂μ_in[r]/L + 2·∂M2_in[r]·(x − μ_in)
+///
+/// (BN terms only in training: in inference the running statistics are constants.)
+/// The kernels evaluate this as `dx = a·dy + b·(x − μ) + c` per instance, centred on the
+/// saved mixed mean `μ` so 1e4-offset data keeps its precision; without IN, `β/L = α`
+/// makes `μ_in` cancel, which is why ``SwitchableNormOutput`` need not carry it.
+///
+/// Logits, through the softmax Jacobian, with the mixed statistic subtracted inside the
+/// sum (no cancellation on large-mean data):
+///
+///     dwμ_k = pμ_k·Σ_r Aμ[r]·(μ_k(r) − Σ_j pμ_j μ_j(r))
+///     dwσ_k = pσ_k·Σ_r Aσ[r]·(σ²_k(r) − Σ_j pσ_j σ²_j(r))
+///
+/// (the forward's clamp of a rounding-negative σ² at 0 is treated as the identity).
+/// The logit gradients are always computed: they reuse the per-instance sums `dx` needs.
+///
+/// All sums run in a fixed order on the device: repeated calls give bit-identical results.
+///
+/// - Parameters:
+///   - gradOutput: `dy`, the input's shape, layout and element type.
+///   - input: the forward's input x.
+///   - meanLogits, varianceLogits, weight: as given to the forward (weight nil: γ ≡ 1).
+///   - forward: the forward's output; its saved statistics are read (not recomputed).
+///   - runningStatistics: the running statistics the forward mixed in; needed (only) in
+///     inference with a BN branch, for the logit gradients. Ignored in training.
+///   - training: as given to the forward.
+///   - options: as given to the forward.
+///   - outputMask: which of dx, dγ, dβ to compute (dγ and dβ are computed when asked
+///     for even without weight/bias: the gradient at γ = 1, β = 0).
+/// - Returns: ``SwitchableNormGradients``.
+/// - Throws: ``NormError``: every error of the forward's argument checks, plus
+///   `shapeMismatch`/`unsupported`/`backendMismatch` for `gradOutput` and the saved
+///   statistics, `invalidArgument` for a statistic the branches need but `forward` lacks
+///   (e.g. a forward run with other options); ``OpenCLError`` or ``KernelBuildError``.
+public func switchableNormBackward(
+    _ gradOutput: Tensor, input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?,
+    forward: SwitchableNormOutput, runningStatistics: RunningStatistics? = nil, training: Bool,
+    options: SwitchableNormOptions = SwitchableNormOptions(), outputMask: NormGradientMask = .all
+) throws -> SwitchableNormGradients {
+    try switchableNormBackward(
+        gradOutput, input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight,
+        forward: forward, runningStatistics: runningStatistics, training: training, options: options,
+        outputMask: outputMask, strategy: nil)
+}
+
+/// The one implementation behind the public entry point; `strategy` and `tuning` force a
+/// plan on OpenCL (tests cover every strategy and the GPU code paths on a CPU device).
+func switchableNormBackward(
+    _ gradOutput: Tensor, input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?,
+    forward: SwitchableNormOutput, runningStatistics: RunningStatistics?, training: Bool,
+    options: SwitchableNormOptions, outputMask: NormGradientMask, strategy: SwitchableNormPlan.Strategy?,
+    tuning: DeviceTuning? = nil
+) throws -> SwitchableNormGradients {
+    let inference = !training && options.branches.hasBatch
+    let problem = try SwitchableNormProblem.validated(
+        input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: nil,
+        running: inference ? runningStatistics : nil, training: training, options: options)
+    try NormError.checkGradOutput(gradOutput, matches: input)
+    let statistics = try SwitchableNormSavedStatistics(
+        forward, problem: problem, running: inference ? runningStatistics : nil, backend: input.backend)
+
+    switch input.backend {
+    case .reference:
+        func doubles(_ tensor: Tensor?) throws -> [Double]? { try tensor?.toArray().map(Double.init) }
+        let saved = ReferenceSwitchableNorm.SavedStatistics(
+            mean: try doubles(statistics.mean)!, invstd: try doubles(statistics.invstd)!,
+            instanceMean: try doubles(statistics.instanceMean), instanceVariance: try doubles(statistics.instanceVariance),
+            layerMean: try doubles(statistics.layerMean)!, layerVariance: try doubles(statistics.layerVariance)!,
+            batchMean: try doubles(statistics.batchMean), batchVariance: try doubles(statistics.batchVariance))
+        let r = ReferenceSwitchableNorm.backward(
+            problem, gradOutput: try doubles(gradOutput)!, x: try doubles(input)!, meanLogits: try doubles(meanLogits)!,
+            varianceLogits: try doubles(varianceLogits)!, weight: try doubles(weight), statistics: saved)
+        func floats(_ values: [Double]) -> [Float] { values.map(Float.init) }
+        return SwitchableNormGradients(
+            input: outputMask.contains(.input)
+                ? Tensor(
+                    referenceValues: floats(r.input), shape: problem.shape, layout: problem.layout,
+                    elementType: problem.elementType) : nil,
+            weight: outputMask.contains(.weight) ? Tensor(referenceValues: floats(r.weight), shape: [problem.channels]) : nil,
+            bias: outputMask.contains(.bias) ? Tensor(referenceValues: floats(r.bias), shape: [problem.channels]) : nil,
+            meanLogits: Tensor(referenceValues: floats(r.meanLogits), shape: [problem.branches.count]),
+            varianceLogits: Tensor(referenceValues: floats(r.varianceLogits), shape: [problem.branches.count]),
+            events: [])
+    case .openCL(let runtime):
+        guard let dy = gradOutput.deviceBuffer, let x = input.deviceBuffer, let wm = meanLogits.deviceBuffer,
+            let wv = varianceLogits.deviceBuffer, let mean = statistics.mean.deviceBuffer,
+            let invstd = statistics.invstd.deviceBuffer, let layerMean = statistics.layerMean.deviceBuffer,
+            let layerVariance = statistics.layerVariance.deviceBuffer
+        else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let plan = SwitchableNormBackwardPlan(
+            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
+        let inputs = SwitchableNormBackwardKernels.Inputs(
+            gradOutput: dy, x: x, meanLogits: wm, varianceLogits: wv, weight: weight?.deviceBuffer, mean: mean,
+            invstd: invstd, instanceMean: statistics.instanceMean?.deviceBuffer,
+            instanceVariance: statistics.instanceVariance?.deviceBuffer, layerMean: layerMean,
+            layerVariance: layerVariance, batchMean: statistics.batchMean?.deviceBuffer,
+            batchVariance: statistics.batchVariance?.deviceBuffer)
+        return try SwitchableNormBackwardKernels.run(problem, plan: plan, inputs: inputs, mask: outputMask, on: runtime)
+    }
+}
