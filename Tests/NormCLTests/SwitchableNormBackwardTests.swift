@@ -125,7 +125,7 @@ struct SwitchableNormBackwardTests {
     @Test("large N·C: the coefficient step split over the device")
     func splitCoefficients() throws {
         let runtime = try #require(sharedRuntime)
-        var oneD = SwitchableNormBackwardHarness(shape: [64, 81], elementType: .float16, seed: 12)
+        let oneD = SwitchableNormBackwardHarness(shape: [64, 81], elementType: .float16, seed: 12)
         try oneD.check(on: runtime, training: true)
         try oneD.check(on: runtime, training: false)
         for layout in [TensorLayout.channelsFirst, .channelsLast] {
