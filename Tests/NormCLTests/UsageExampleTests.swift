@@ -72,5 +72,16 @@ struct UsageExampleTests {
         var renormed = try BatchNorm(numFeatures: 64, on: backend)
         renormed.renorm = BatchRenormLimits(rmax: 3, dmax: 5)
         #expect(try renormed.forward(x).renormR != nil)
+
+        var layer = try BatchNorm(numFeatures: 64, on: backend)
+        let step = try layer.forward(x)
+        let dy = try Tensor(repeating: 0.01, shape: x.shape, on: backend)
+        let grads = try layer.backward(dy, input: x, forward: step)
+        // A constant dy has no component along x̂ or the mean: dx = 0, dβ = Σdy = 0.01·N·M.
+        #expect(try grads.input!.toArray().allSatisfy { abs($0) < 1e-5 })
+        #expect(try grads.bias!.toArray().allSatisfy { abs($0 - 0.01 * 18) < 1e-5 })
+        let dTokens = try layerNormBackward(
+            tokens, input: tokens, normalizedShape: [1024], weight: nil, forward: ln, outputMask: .input)
+        #expect(dTokens.input?.elementType == .float16 && dTokens.weight == nil && dTokens.bias == nil)
     }
 }

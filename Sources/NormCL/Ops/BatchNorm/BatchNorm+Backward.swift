@@ -11,13 +11,15 @@ extension BatchNorm {
     /// - Parameters:
     ///   - input: the step's input.
     ///   - forward: what ``forward(_:)`` returned for it.
-    ///   - outputMask: nil (default) for dx, dγ and dβ when the layer is affine and dx
-    ///     alone when it is not.
+    ///   - outputMask: which gradients to compute (default all that exist: dγ and dβ
+    ///     only for the parameters the layer has).
     /// - Throws: as the functional backward passes.
     public func backward(
-        _ gradOutput: Tensor, input: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask? = nil
+        _ gradOutput: Tensor, input: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        let mask = outputMask ?? (weight == nil && bias == nil ? .input : .all)
+        var mask = outputMask
+        if weight == nil { mask.remove(.weight) }
+        if bias == nil { mask.remove(.bias) }
         if forward.saveMean != nil {
             return try batchNormBackward(gradOutput, input: input, weight: weight, forward: forward, outputMask: mask)
         }
