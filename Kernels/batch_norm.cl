@@ -31,42 +31,8 @@
 #define SPATIAL_VECS (SPATIAL / VEC)
 #define BLOCK 16
 
-// x and y are storage_t (float or half, Kernels/common.cl), loaded as floatv.
-#if VEC == 4
-typedef float4 floatv;
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
-#define FIRST_LANE(v) ((v).x)
-#define LOADV(p, i) LOAD4(p, i)
-#define STOREV(v, p, i) STORE4(v, p, i)
-#else
-typedef float floatv;
-#define HSUM(v) (v)
-#define FIRST_LANE(v) (v)
-#define LOADV(p, i) LOAD1(p, i)
-#define STOREV(v, p, i) STORE1(v, p, i)
-#endif
-
-// A work-item's share of the index range [lo, hi).
-typedef struct {
-    INDEX_T first;
-    INDEX_T end;
-    INDEX_T stride;
-} ItemRange;
-
-inline ItemRange item_range(INDEX_T lo, INDEX_T hi, INDEX_T item, INDEX_T items) {
-    ItemRange r;
-#if CHUNKED
-    INDEX_T per = (hi - lo + items - 1) / items;
-    r.first = lo + item * per;
-    r.end = min(r.first + per, hi);
-    r.stride = 1;
-#else
-    r.first = lo + item;
-    r.end = hi;
-    r.stride = items;
-#endif
-    return r;
-}
+// x and y are storage_t (float or half), loaded as floatv; floatv, LOADV/STOREV and
+// item_range come from Kernels/common.cl.
 
 // Index in x (in vectors) of the v-th vector of channel c, in (n, m) order.
 inline INDEX_T channel_vector(INDEX_T v, uint c) {

@@ -40,51 +40,6 @@
 #define SPATIAL_VECS (SPATIAL / VEC)
 #define BLOCK 16
 
-#if VEC == 4
-typedef float4 floatv;
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
-#define LOADV(p, i) LOAD4(p, i)
-#define STOREV(v, p, i) STORE4(v, p, i)
-#else
-typedef float floatv;
-#define HSUM(v) (v)
-#define LOADV(p, i) LOAD1(p, i)
-#define STOREV(v, p, i) STORE1(v, p, i)
-#endif
-
-// sum += value with Kahan's compensation in carry, lane by lane for a float or vector
-// type. An infinite sum drops the carry (inf - inf would turn it into NaN): the sum
-// then stays infinite, as the float64 reference's does. Arguments must be lvalues.
-#define KAHAN_ADD(T, sum, carry, value)                          \
-    do {                                                         \
-        T y_ = (value) - (carry);                                \
-        T t_ = (sum) + y_;                                       \
-        (carry) = select((t_ - (sum)) - y_, (T)0.0f, isinf(t_)); \
-        (sum) = t_;                                              \
-    } while (0)
-
-// A work-item's share of the index range [lo, hi) (as in batch_norm.cl).
-typedef struct {
-    INDEX_T first;
-    INDEX_T end;
-    INDEX_T stride;
-} ItemRange;
-
-inline ItemRange item_range(INDEX_T lo, INDEX_T hi, INDEX_T item, INDEX_T items) {
-    ItemRange r;
-#if CHUNKED
-    INDEX_T per = (hi - lo + items - 1) / items;
-    r.first = lo + item * per;
-    r.end = min(r.first + per, hi);
-    r.stride = 1;
-#else
-    r.first = lo + item;
-    r.end = hi;
-    r.stride = items;
-#endif
-    return r;
-}
-
 // Index in x (in vectors) of the v-th vector of channel c, in (n, m) order.
 inline INDEX_T channel_vector(INDEX_T v, uint c) {
     INDEX_T n = v / SPATIAL_VECS;

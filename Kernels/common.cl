@@ -1,5 +1,6 @@
 // Included before every kernel file (OpenCLRuntime.program prepends it): element
-// storage, and the one-pass statistics every op shares.
+// storage, the one-pass statistics every op shares, and the helpers of every kernel
+// file: the elementwise vector type, work-item index splits, Kahan summation.
 //
 // Build options:
 //   STORAGE_HALF   1: tensors hold 16-bit floats, loaded and stored with the core
@@ -97,3 +98,89 @@ inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, floa
 #define MEDIAN3(a, b, c) fmax(fmin(a, b), fmin(fmax(a, b), c))
 #define MEDIAN5(a, b, c, d, e) MEDIAN3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e)
 
+
+// A program's elementwise vector width (-D VEC=4 or 1): `floatv` and its loads and
+// stores of storage (LOADV/STOREV) and of float32 parameters (LOADP/STOREP), the sum
+// of its lanes (HSUM) and its first lane (FIRST_LANE).
+#ifdef VEC
+#if VEC == 4
+typedef float4 floatv;
+#define LOADV(p, i) LOAD4(p, i)
+#define STOREV(v, p, i) STORE4(v, p, i)
+#define LOADP(p, i) vload4((i), (p))
+#define STOREP(v, p, i) vstore4((v), (i), (p))
+#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
+#define FIRST_LANE(v) ((v).x)
+#else
+typedef float floatv;
+#define LOADV(p, i) LOAD1(p, i)
+#define STOREV(v, p, i) STORE1(v, p, i)
+#define LOADP(p, i) ((p)[i])
+#define STOREP(v, p, i) ((p)[i] = (v))
+#define HSUM(v) (v)
+#define FIRST_LANE(v) (v)
+#endif
+#endif
+
+// Work-item `item` of `items` gets the indices first, first + stride, ... < end of
+// [lo, hi): one contiguous chunk (-D CHUNKED=1: CPUs, each core streams its own range)
+// or every items-th index (GPUs: adjacent work-items read adjacent addresses).
+#ifdef INDEX_T
+typedef struct {
+    INDEX_T first;
+    INDEX_T end;
+    INDEX_T stride;
+} ItemRange;
+
+inline ItemRange item_range(INDEX_T lo, INDEX_T hi, INDEX_T item, INDEX_T items) {
+    ItemRange r;
+#if CHUNKED
+    INDEX_T per = (hi - lo + items - 1) / items;
+    r.first = min(lo + item * per, hi);
+    r.end = min(r.first + per, hi);
+    r.stride = 1;
+#else
+    r.first = lo + item;
+    r.end = hi;
+    r.stride = items;
+#endif
+    return r;
+}
+#endif
+
+// The same split over 32-bit row positions (LayerNorm/RMSNorm: a row's columns go to
+// the same work-items in forward and backward).
+typedef struct {
+    uint first;
+    uint end;
+    uint stride;
+} Span;
+
+inline Span item_span(uint lo, uint hi, uint item, uint items) {
+    Span s;
+#if CHUNKED
+    // 64-bit: hi - lo + items - 1 can pass 2^32 for rows near the 32-bit limit.
+    ulong per = ((ulong)(hi - lo) + items - 1) / items;
+    s.first = (uint)min((ulong)lo + item * per, (ulong)hi);
+    s.end = (uint)min((ulong)s.first + per, (ulong)hi);
+    s.stride = 1;
+#else
+    s.first = lo + item;
+    s.end = hi;
+    s.stride = items;
+#endif
+    return s;
+}
+
+// sum += value with Kahan's compensation in carry, lane by lane for a float or vector
+// type: a work-item adds up to millions of block sums, and plain float32 would drift by
+// ~sqrt(blocks) ulps. An infinite sum drops the carry (inf - inf would turn it into
+// NaN): the sum then stays infinite, as the float64 reference's does. Arguments must be
+// lvalues without side effects.
+#define KAHAN_ADD(T, sum, carry, value)                          \
+    do {                                                         \
+        T y_ = (value) - (carry);                                \
+        T t_ = (sum) + y_;                                       \
+        (carry) = select((t_ - (sum)) - y_, (T)0.0f, isinf(t_)); \
+        (sum) = t_;                                              \
+    } while (0)

@@ -34,40 +34,6 @@
 #define ROW_VECS ((INDEX_T)CPG * SPATIAL_VECS)
 #define BLOCK 16
 
-#if VEC == 4
-typedef float4 floatv;
-#define LOADV(p, i) LOAD4(p, i)
-#define STOREV(v, p, i) STORE4(v, p, i)
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
-#else
-typedef float floatv;
-#define LOADV(p, i) LOAD1(p, i)
-#define STOREV(v, p, i) STORE1(v, p, i)
-#define HSUM(v) (v)
-#endif
-
-// A work-item's share of the index range [lo, hi).
-typedef struct {
-    INDEX_T first;
-    INDEX_T end;
-    INDEX_T stride;
-} ItemRange;
-
-inline ItemRange item_range(INDEX_T lo, INDEX_T hi, INDEX_T item, INDEX_T items) {
-    ItemRange r;
-#if CHUNKED
-    INDEX_T per = (hi - lo + items - 1) / items;
-    r.first = min(lo + item * per, hi);
-    r.end = min(r.first + per, hi);
-    r.stride = 1;
-#else
-    r.first = lo + item;
-    r.end = hi;
-    r.stride = items;
-#endif
-    return r;
-}
-
 inline float gamma_of(__global const float *weight, uint c) {
 #if HAS_WEIGHT
     return weight[c];

@@ -48,40 +48,6 @@
 // row sums built from them.
 #define NEEDS_SUMS (WANT_SUMS || (WANT_DX && !RUNNING))
 
-#if VEC == 4
-typedef float4 floatv;
-#define LOADV(p, i) LOAD4(p, i)
-#define STOREV(v, p, i) STORE4(v, p, i)
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
-#else
-typedef float floatv;
-#define LOADV(p, i) LOAD1(p, i)
-#define STOREV(v, p, i) STORE1(v, p, i)
-#define HSUM(v) (v)
-#endif
-
-// A work-item's share of the index range [lo, hi).
-typedef struct {
-    INDEX_T first;
-    INDEX_T end;
-    INDEX_T stride;
-} ItemRange;
-
-inline ItemRange item_range(INDEX_T lo, INDEX_T hi, INDEX_T item, INDEX_T items) {
-    ItemRange r;
-#if CHUNKED
-    INDEX_T per = (hi - lo + items - 1) / items;
-    r.first = min(lo + item * per, hi);
-    r.end = min(r.first + per, hi);
-    r.stride = 1;
-#else
-    r.first = lo + item;
-    r.end = hi;
-    r.stride = items;
-#endif
-    return r;
-}
-
 inline float gamma_of(__global const float *weight, uint c) {
 #if HAS_WEIGHT
     return weight[c];
@@ -89,17 +55,6 @@ inline float gamma_of(__global const float *weight, uint c) {
     return 1.0f;
 #endif
 }
-
-// Kahan-compensated sum += value, lane by lane for vector types: a work-item adds up
-// to millions of block sums, and plain float32 would drift by ~sqrt(blocks) ulps.
-// Arguments must be lvalues without side effects.
-#define KAHAN_ADD(T, sum, carry, value)        \
-    do {                                       \
-        T y_ = (value) - (carry);              \
-        T t_ = (sum) + y_;                     \
-        (carry) = (t_ - (sum)) - y_;           \
-        (sum) = t_;                            \
-    } while (0)
 
 // (sum dy, sum dy * (x - mu)) over the vectors of r (relative to `base`, in vectors).
 inline float2 accumulate_plane(__global const storage_t *dy, __global const storage_t *x, INDEX_T base, ItemRange r,

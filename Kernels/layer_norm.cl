@@ -32,46 +32,6 @@
 #define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
 #define BLOCK 16
 
-#if VEC == 4
-typedef float4 floatv;
-#define LOADV(p, i) LOAD4(p, i)
-#define STOREV(v, p, i) STORE4(v, p, i)
-#define LOADP(p, i) vload4((i), (p))
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
-#define FIRST_LANE(v) ((v).x)
-#else
-typedef float floatv;
-#define LOADV(p, i) LOAD1(p, i)
-#define STOREV(v, p, i) STORE1(v, p, i)
-#define LOADP(p, i) ((p)[i])
-#define HSUM(v) (v)
-#define FIRST_LANE(v) (v)
-#endif
-
-// Work-item `item` of `items` gets the vectors first, first + stride, ... < end of
-// [lo, hi): one contiguous chunk (CHUNKED) or an interleaved share.
-typedef struct {
-    uint first;
-    uint end;
-    uint stride;
-} Span;
-
-inline Span item_span(uint lo, uint hi, uint item, uint items) {
-    Span s;
-#if CHUNKED
-    // 64-bit: hi - lo + items - 1 can pass 2^32 for rows near the 32-bit limit.
-    ulong per = ((ulong)(hi - lo) + items - 1) / items;
-    s.first = (uint)min((ulong)lo + item * per, (ulong)hi);
-    s.end = (uint)min((ulong)s.first + per, (ulong)hi);
-    s.stride = 1;
-#else
-    s.first = lo + item;
-    s.end = hi;
-    s.stride = items;
-#endif
-    return s;
-}
-
 #if !RMS
 // The row's pilot: the median of its elements at 0, 1/4, 1/2, 3/4 and the end.
 inline float row_pilot(__global const storage_t *row) {

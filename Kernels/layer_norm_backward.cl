@@ -40,51 +40,11 @@
 #define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
 #define BLOCK 16
 
-#if VEC == 4
-typedef float4 floatv;
-#define LOADV(p, i) LOAD4(p, i)
-#define STOREV(v, p, i) STORE4(v, p, i)
-#define LOADP(p, i) vload4((i), (p))
-#define STOREP(v, p, i) vstore4((v), (i), (p))
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
-#else
-typedef float floatv;
-#define LOADV(p, i) LOAD1(p, i)
-#define STOREV(v, p, i) STORE1(v, p, i)
-#define LOADP(p, i) ((p)[i])
-#define STOREP(v, p, i) ((p)[i] = (v))
-#define HSUM(v) (v)
-#endif
-
 #if HAS_WEIGHT
 #define GAMMA(weight, v) LOADP(weight, v)
 #else
 #define GAMMA(weight, v) 1.0f
 #endif
-
-// Work-item `item` of `items` gets the vectors first, first + stride, ... < end of
-// [lo, hi): one contiguous chunk (CHUNKED) or an interleaved share. (The same split
-// as layer_norm.cl's, so a row's columns go to the same work-items in both passes.)
-typedef struct {
-    uint first;
-    uint end;
-    uint stride;
-} Span;
-
-inline Span item_span(uint lo, uint hi, uint item, uint items) {
-    Span s;
-#if CHUNKED
-    ulong per = ((ulong)(hi - lo) + items - 1) / items;
-    s.first = (uint)min((ulong)lo + item * per, (ulong)hi);
-    s.end = (uint)min((ulong)s.first + per, (ulong)hi);
-    s.stride = 1;
-#else
-    s.first = lo + item;
-    s.end = hi;
-    s.stride = items;
-#endif
-    return s;
-}
 
 // xhat from x and the row's saved statistics.
 inline floatv normalized(floatv x, float mean, float scale) {
