@@ -100,7 +100,9 @@ def main():
     results = []
     for op, shape, layout, forward, params in cases():
         for direction in ("", " backward"):
-            case_name = name(op + direction, shape, layout)
+            # normcl-bench puts the direction before a variant suffix: "GroupNorm backward G=32".
+            head, _, variant = op.partition(" G=")
+            case_name = name(head + direction + (f" G={variant}" if variant else ""), shape, layout)
             if args.filter not in case_name:
                 continue
             x = tensor(shape, layout, grad=bool(direction))
