@@ -29,6 +29,22 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "Write every figure as JSON to this file.")
     var json: String?
 
+    @Option(help: "Draw GB/s per case (NormCL, the peer, the copy bandwidth) as an SVG chart in this file.")
+    var plot: String?
+
+    @Option(help: "Peer to time the same cases with: 'pytorch' (runs --peer-script with python3 when torch imports) or 'none'.")
+    var peer: PeerChoice = .pytorch
+
+    @Option(help: "The PyTorch peer script.")
+    var peerScript = "Benchmarks/peers/pytorch_norms.py"
+
+    @Option(help: "Merge a peer JSON written earlier by the peer script (e.g. PyTorch CUDA on another machine) instead of running it.")
+    var peerJSON: String?
+
+    enum PeerChoice: String, ExpressibleByArgument {
+        case pytorch, none
+    }
+
     mutating func validate() throws {
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
@@ -56,18 +72,53 @@ struct NormCLBench: ParsableCommand {
             results.append(try measure(benchmarkCase, on: backend, iterations: iterations, warmup: warmup))
         }
 
+        // The peer runs after NormCL's cases, so the two never share the cores.
+        let peerResults = peerResults(for: cases, on: backend, iterations: iterations)
+        if case .success(let peer) = peerResults {
+            for index in results.indices { results[index].peerMilliseconds = peer.medianMilliseconds[results[index].name] }
+        }
+
         print("NormCL benchmark on \(describe(backend))")
         if let copyBandwidth { print("device copy bandwidth (float4 copy, measured now): \(Report.format(copyBandwidth, digits: 1)) GB/s") }
-        print("median of \(iterations) iterations; GB/s = ideal bytes (input read once + output written once + parameters) / kernel time\n")
+        print("median of \(iterations) iterations; GB/s = ideal bytes (input read once + output written once + parameters) / kernel time")
+        switch peerResults {
+        case .success(let peer): print("× PyTorch = \(peer.peer) median wall time / NormCL's host ms (above 1: NormCL faster)\n")
+        case .failure(let reason): print("× PyTorch: no peer (\(reason))\n")
+        }
         print(Report.table(results, copyBandwidth: copyBandwidth))
+        let peerName = try? peerResults.get().peer
         if let json {
-            try Report.write(Report.json(results, device: describe(backend), copyBandwidth: copyBandwidth, iterations: iterations), to: json)
+            try Report.write(
+                Report.json(results, device: describe(backend), copyBandwidth: copyBandwidth, iterations: iterations, peer: peerName),
+                to: json)
             log("wrote \(json)")
+        }
+        if let plot {
+            try Report.write(Plot.svg(results, device: describe(backend), copyBandwidth: copyBandwidth, peer: peerName), to: plot)
+            log("wrote \(plot)")
         }
         if results.contains(where: { $0.matchesReference == false }) {
             log("ERROR: some results do not match the CPU reference (see 'check')")
             throw ExitCode(1)
         }
+    }
+
+    /// The peer's times for `cases`, or why there are none (never an error: the column
+    /// then says so).
+    func peerResults(for cases: [BenchmarkCase], on backend: Backend, iterations: Int) -> Result<PeerResults, PeerUnavailable> {
+        if let peerJSON {
+            return Result { try PeerResults.load(from: peerJSON) }.mapError { PeerUnavailable("\($0)") }
+        }
+        guard peer == .pytorch else { return .failure(PeerUnavailable("--peer none")) }
+        // The same thread count as the OpenCL device's compute units (one thread beside the
+        // single-threaded reference path); PyTorch CUDA for a GPU.
+        let device = backend.runtime?.device
+        log("timing the same cases with PyTorch…")
+        let result = PeerResults.run(
+            script: peerScript, cases: cases, device: device?.kind == .gpu ? "cuda" : "cpu",
+            threads: device.map { $0.kind == .cpu ? $0.computeUnits : 2 } ?? 1, iterations: iterations)
+        if case .failure(let reason) = result { log("no PyTorch peer: \(reason)") }
+        return result
     }
 
     func selectBackend() throws -> Backend {

@@ -4,8 +4,9 @@ import Glibc
 
 /// The table on stdout and the JSON file.
 enum Report {
-    static func table(_ results: [CaseResult], copyBandwidth: Double?) -> String {
-        var rows = [["case", "kernel ms", "min ms", "host ms", "first ms", "GB/s", "% copy", "× ref", "check"]]
+    /// One row per case; `peerName` heads the peer column ("× PyTorch").
+    static func table(_ results: [CaseResult], copyBandwidth: Double?, peerName: String = "PyTorch") -> String {
+        var rows = [["case", "kernel ms", "min ms", "host ms", "first ms", "GB/s", "% copy", "× ref", "× \(peerName)", "check"]]
         for r in results {
             rows.append([
                 r.name,
@@ -13,6 +14,7 @@ enum Report {
                 format(r.gigabytesPerSecond, digits: 1),
                 copyBandwidth.map { format(100 * r.gigabytesPerSecond / $0, digits: 0) + "%" } ?? "–",
                 r.speedupOverReference.map { format($0, digits: 1) + "×" } ?? "–",
+                r.speedupOverPeer.map { format($0, digits: 2) + "×" } ?? "–",
                 r.matchesReference.map { $0 ? "ok" : "MISMATCH" } ?? "–",
             ])
         }
@@ -25,27 +27,32 @@ enum Report {
         }.joined(separator: "\n")
     }
 
-    static func json(_ results: [CaseResult], device: String, copyBandwidth: Double?, iterations: Int) -> String {
+    /// `text` as a JSON string literal.
+    static func jsonString(_ text: String) -> String {
+        var escaped = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\t": escaped += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped + "\""
+    }
+
+    static func json(
+        _ results: [CaseResult], device: String, copyBandwidth: Double?, iterations: Int, peer: String?
+    ) -> String {
         func number(_ value: Double?) -> String {
             guard let value, value.isFinite else { return "null" }
             return String(value)
         }
-        func string(_ text: String) -> String {
-            var escaped = "\""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": escaped += "\\\""
-                case "\\": escaped += "\\\\"
-                case "\n": escaped += "\\n"
-                case "\t": escaped += "\\t"
-                case _ where scalar.value < 0x20:
-                    let hex = String(scalar.value, radix: 16)
-                    escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                default: escaped.unicodeScalars.append(scalar)
-                }
-            }
-            return escaped + "\""
-        }
+        let string = jsonString
         let cases = results.map { r in
             """
                 {"name": \(string(r.name)), "op": \(string(r.op)), "shape": [\(r.shape.map(String.init).joined(separator: ", "))], \
@@ -55,13 +62,15 @@ enum Report {
             "host_min_ms": \(number(r.host.minimum)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
             "fraction_of_copy": \(number(copyBandwidth.map { r.gigabytesPerSecond / $0 })), \
             "reference_ms": \(number(r.referenceMilliseconds)), "speedup_over_reference": \(number(r.speedupOverReference)), \
-            "max_error": \(number(r.maxError)), "matches_reference": \(r.matchesReference.map { $0 ? "true" : "false" } ?? "null")}
+            "max_error": \(number(r.maxError)), "matches_reference": \(r.matchesReference.map { $0 ? "true" : "false" } ?? "null"), \
+            "peer_median_ms": \(number(r.peerMilliseconds)), "speedup_over_peer": \(number(r.speedupOverPeer))}
             """
         }
         return """
             {
               "device": \(string(device)),
               "copy_bandwidth_gb_per_s": \(number(copyBandwidth)),
+              "peer": \(peer.map(string) ?? "null"),
               "iterations": \(iterations),
               "cases": [
             \(cases.joined(separator: ",\n"))
@@ -95,9 +104,11 @@ enum Report {
 
 enum BenchmarkError: Error, CustomStringConvertible {
     case cannotWrite(String)
+    case cannotRead(String)
     var description: String {
         switch self {
         case .cannotWrite(let path): "cannot write \(path)"
+        case .cannotRead(let path): "cannot read \(path)"
         }
     }
 }

@@ -1,49 +1,59 @@
 #!/usr/bin/env python3
-"""Every NormCL op, forward and backward, with PyTorch on the CPU, on normcl-bench's shapes.
+"""Every NormCL op, forward and backward, with PyTorch, on normcl-bench's cases.
 
-Usage: python3 Benchmarks/peers/pytorch_norms.py [--threads 2] [--iterations 20] [--filter TEXT] [--json FILE]
+Usage: python3 Benchmarks/peers/pytorch_norms.py [--cases FILE] [--device cpu|cuda]
+           [--threads 2] [--iterations 20] [--filter TEXT] [--json FILE]
 
-Case names are normcl-bench's, so the two reports line up. Forward times the functional
-op; backward times `torch.autograd.grad` of a recorded forward (retain_graph), which is
-the op's own backward kernel(s) only. Switchable Norm is not in PyTorch: it is written
-here with torch ops as the official code does (`switchablenorms/Switchable-Normalization`),
-so its figures are autograd's composite, not a fused kernel. Threads default to 2, the
-compute units PoCL reports on the development VM. Prints median and min ms per case.
+normcl-bench runs this script itself (its --peer option) with `--cases`, a JSON list of
+its own cases ({"name", "op", "shape", "layout", "dtype"}), so both time exactly the same
+cases under the same names; without `--cases` the script times the full suite in float32.
+Forward times the functional op; backward times `torch.autograd.grad` of a recorded
+forward (retain_graph), which is the op's own backward kernel(s) only. Switchable Norm is
+not in PyTorch: it is written here with torch ops as the official code does
+(`switchablenorms/Switchable-Normalization`), so its figures are autograd's composite,
+not a fused kernel. On the CPU, half-storage cases are skipped (PyTorch's CPU kernels are
+float32 ones); on CUDA they run in torch.half. Threads default to 2, the compute units
+PoCL reports on the development VM. Exits with status 3 when torch cannot be imported.
 """
 import argparse
 import json
+import re
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as error:  # normcl-bench reports this as "PyTorch not available"
+    print(f"pytorch_norms.py: cannot import torch: {error}", file=sys.stderr)
+    sys.exit(3)
 
 
-def time_ms(fn, iterations, warmup=3):
+def time_ms(fn, iterations, device, warmup=3):
+    """Median and minimum wall time of `fn` in ms (CUDA: synchronised around each call)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
+    sync()
     samples = []
     for _ in range(iterations):
         start = time.perf_counter()
         fn()
+        sync()
         samples.append((time.perf_counter() - start) * 1e3)
     return statistics.median(samples), min(samples)
 
 
-def name(op, shape, layout):
+def name(op, shape, layout, dtype="f32"):
+    """normcl-bench's case name (BenchmarkCase.name)."""
     layout_text = "" if len(shape) == 2 and layout == "NCHW" else f" {layout}"
-    return f"{op} ({','.join(map(str, shape))}){layout_text} f32"
+    return f"{op} ({','.join(map(str, shape))}){layout_text} {dtype}"
 
 
-def tensor(shape, layout, grad=False):
-    x = torch.randn(shape)
-    if layout == "NHWC":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x.requires_grad_(grad)
-
-
-def switchable_norm(x, mean_logits, var_logits, weight, bias, eps=1e-5):
-    """The official SwitchNorm2d training forward (unbiased instance variance)."""
+def switchable_norm(x, mean_logits, var_logits, weight, bias, running=None, eps=1e-5):
+    """The official SwitchNorm2d forward (unbiased instance variance); `running` = BN's
+    running (mean, var) in inference."""
     n, c = x.shape[:2]
     v = x.reshape(n, c, -1)
     mean_in = v.mean(-1, keepdim=True)
@@ -51,75 +61,124 @@ def switchable_norm(x, mean_logits, var_logits, weight, bias, eps=1e-5):
     mean_ln = mean_in.mean(1, keepdim=True)
     temp = var_in + mean_in ** 2
     var_ln = temp.mean(1, keepdim=True) - mean_ln ** 2
-    mean_bn = mean_in.mean(0, keepdim=True)
-    var_bn = temp.mean(0, keepdim=True) - mean_bn ** 2
+    if running is None:
+        mean_bn = mean_in.mean(0, keepdim=True)
+        var_bn = temp.mean(0, keepdim=True) - mean_bn ** 2
+    else:
+        mean_bn, var_bn = running[0].view(1, c, 1), running[1].view(1, c, 1)
     pm, pv = F.softmax(mean_logits, 0), F.softmax(var_logits, 0)
     mean = pm[0] * mean_in + pm[1] * mean_ln + pm[2] * mean_bn
     var = pv[0] * var_in + pv[1] * var_ln + pv[2] * var_bn
     y = (v - mean) / (var + eps).sqrt()
-    return y.reshape(x.shape) * weight.view(1, c, *([1] * (x.dim() - 2))) + bias.view(1, c, *([1] * (x.dim() - 2)))
+    view = (1, c) + (1,) * (x.dim() - 2)
+    return y.reshape(x.shape) * weight.view(view) + bias.view(view)
 
 
-def cases():
-    """(op, shape, layout, forward(x, params) -> y, params) for each normcl-bench shape."""
-    out = []
+def forward_for(op, shape, device):
+    """(forward(x, params) -> y, params) for one of normcl-bench's op names."""
+    def ones(n):
+        return torch.ones(n, device=device, requires_grad=True)
+
+    def zeros(n):
+        return torch.zeros(n, device=device, requires_grad=True)
+
+    c = shape[1]
+    stats = (torch.zeros(c, device=device), torch.ones(c, device=device))
+    if op.startswith("BatchNorm"):
+        training = "train" in op
+        return (lambda x, p: F.batch_norm(x, stats[0].clone(), stats[1].clone(), p[0], p[1], training)), [ones(c), zeros(c)]
+    if op.startswith("LayerNorm"):
+        return (lambda x, p: F.layer_norm(x, (c,), p[0], p[1])), [ones(c), zeros(c)]
+    if op.startswith("RMSNorm"):
+        return (lambda x, p: F.rms_norm(x, (c,), p[0], 1e-6)), [ones(c)]
+    if op.startswith("GroupNorm"):
+        groups = int(re.search(r"G=(\d+)", op).group(1))
+        return (lambda x, p: F.group_norm(x, groups, p[0], p[1])), [ones(c), zeros(c)]
+    if op.startswith("InstanceNorm"):
+        return (lambda x, p: F.instance_norm(x)), []
+    if op.startswith("SwitchableNorm"):
+        running = None if "train" in op else stats
+        return ((lambda x, p: switchable_norm(x, p[2], p[3], p[0], p[1], running)),
+                [ones(c), zeros(c), ones(3), ones(3)])
+    return None, None
+
+
+def default_cases():
+    """The full normcl-bench suite in float32, for runs without --cases."""
+    specs = []
+
+    def add(op, shape, layouts=("NCHW",)):
+        for layout in layouts:
+            for direction in ("", " backward"):
+                # normcl-bench puts the direction before a variant suffix: "GroupNorm backward G=32".
+                head, _, variant = op.partition(" G=")
+                full = head + direction + (f" G={variant}" if variant else "")
+                specs.append({"name": name(full, shape, layout), "op": full, "shape": list(shape),
+                              "layout": layout, "dtype": "f32"})
     for shape in [(32, 64, 56, 56), (8, 128, 28, 28), (256, 2048)]:
-        for layout in ["NCHW", "NHWC"] if len(shape) == 4 else ["NCHW"]:
-            c = shape[1]
-            params = [torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True)]
-            stats = (torch.zeros(c), torch.ones(c))
-            out.append(("BatchNorm train", shape, layout,
-                        lambda x, p, s=stats: F.batch_norm(x, s[0].clone(), s[1].clone(), p[0], p[1], True), params))
-            out.append(("BatchNorm eval", shape, layout,
-                        lambda x, p, s=stats: F.batch_norm(x, s[0], s[1], p[0], p[1], False), params))
+        layouts = ("NCHW", "NHWC") if len(shape) == 4 else ("NCHW",)
+        add("BatchNorm train", shape, layouts)
+        add("BatchNorm eval", shape, layouts)
     for shape in [(8192, 1024), (4096, 4096)]:
-        d = shape[1]
-        out.append(("LayerNorm", shape, "NCHW", lambda x, p: F.layer_norm(x, (x.shape[1],), p[0], p[1]),
-                    [torch.ones(d, requires_grad=True), torch.zeros(d, requires_grad=True)]))
-    out.append(("RMSNorm", (4096, 4096), "NCHW", lambda x, p: F.rms_norm(x, (x.shape[1],), p[0], 1e-6),
-                [torch.ones(4096, requires_grad=True)]))
-    for layout in ["NCHW", "NHWC"]:
-        out.append(("GroupNorm G=32", (8, 512, 32, 32), layout, lambda x, p: F.group_norm(x, 32, p[0], p[1]),
-                    [torch.ones(512, requires_grad=True), torch.zeros(512, requires_grad=True)]))
-        out.append(("InstanceNorm", (8, 64, 128, 128), layout, lambda x, p: F.instance_norm(x), []))
-        logits = [torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)]
-        out.append(("SwitchableNorm train", (8, 64, 56, 56), layout,
-                    lambda x, p: switchable_norm(x, p[2], p[3], p[0], p[1]),
-                    [torch.ones(64, requires_grad=True), torch.zeros(64, requires_grad=True)] + logits))
-    return out
+        add("LayerNorm", shape)
+    add("RMSNorm", (4096, 4096))
+    add("GroupNorm G=32", (8, 512, 32, 32), ("NCHW", "NHWC"))
+    add("InstanceNorm", (8, 64, 128, 128), ("NCHW", "NHWC"))
+    add("SwitchableNorm train", (8, 64, 56, 56), ("NCHW", "NHWC"))
+    return specs
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", help="JSON list of normcl-bench cases to time")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--filter", default="")
+    parser.add_argument("--filter", default="", help="case-insensitive part of the case name")
     parser.add_argument("--json")
     args = parser.parse_args()
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("pytorch_norms.py: CUDA not available, timing on the CPU", file=sys.stderr)
+        device = "cpu"
     torch.set_num_threads(args.threads)
+    if args.cases:
+        with open(args.cases) as f:
+            specs = json.load(f)
+    else:
+        specs = default_cases()
     results = []
-    for op, shape, layout, forward, params in cases():
-        for direction in ("", " backward"):
-            # normcl-bench puts the direction before a variant suffix: "GroupNorm backward G=32".
-            head, _, variant = op.partition(" G=")
-            case_name = name(head + direction + (f" G={variant}" if variant else ""), shape, layout)
-            if args.filter not in case_name:
-                continue
-            x = tensor(shape, layout, grad=bool(direction))
-            if direction:
-                y = forward(x, params)
-                dy = torch.randn_like(y)
-                wrt = [x] + params
-                run = lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True)
-            else:
-                run = lambda: forward(x, params)
-            with torch.set_grad_enabled(bool(direction)):
-                median, minimum = time_ms(run, args.iterations)
-            results.append({"name": case_name, "median_ms": median, "min_ms": minimum})
-            print(f"{case_name:52s} {median:8.3f} {minimum:8.3f}", flush=True)
+    for spec in specs:
+        case_name, op, shape, layout, dtype = spec["name"], spec["op"], spec["shape"], spec["layout"], spec["dtype"]
+        if args.filter.lower() not in case_name.lower():
+            continue
+        if dtype == "f16" and device == "cpu":
+            continue
+        forward, params = forward_for(op, shape, device)
+        if forward is None:
+            print(f"pytorch_norms.py: no PyTorch equivalent of '{op}'", file=sys.stderr)
+            continue
+        backward = "backward" in op
+        x = torch.randn(shape, device=device, dtype=torch.half if dtype == "f16" else torch.float)
+        if layout == "NHWC":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(backward)
+        if backward:
+            y = forward(x, params)
+            dy = torch.randn_like(y)
+            wrt = [x] + params
+            run = lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True)
+        else:
+            run = lambda: forward(x, params)
+        with torch.set_grad_enabled(backward):
+            median, minimum = time_ms(run, args.iterations, device)
+        results.append({"name": case_name, "median_ms": median, "min_ms": minimum})
+        print(f"{case_name:52s} {median:8.3f} {minimum:8.3f}", flush=True)
     if args.json:
+        peer = (f"PyTorch {torch.__version__} CUDA ({torch.cuda.get_device_name()})" if device == "cuda"
+                else f"PyTorch {torch.__version__} CPU, {args.threads} threads")
         with open(args.json, "w") as f:
-            json.dump({"peer": f"PyTorch {torch.__version__} CPU, {args.threads} threads", "cases": results}, f, indent=2)
+            json.dump({"peer": peer, "cases": results}, f, indent=2)
 
 
 if __name__ == "__main__":
