@@ -5,7 +5,9 @@
 # On that machine (from the folder that holds gpu-pack/):
 #   icd=$(ls /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so* /usr/local/nvidia/lib64/libnvidia-opencl.so* 2>/dev/null | head -1)
 #   mkdir -p /tmp/icd && echo "$icd" > /tmp/icd/nvidia.icd      # skip if /etc/OpenCL/vendors has one
-#   OCL_ICD_VENDORS=/tmp/icd gpu-pack/normcl-bench --json gpu.json
+#   OCL_ICD_VENDORS=/tmp/icd gpu-pack/normcl-bench --peer-script gpu-pack/pytorch_norms.py \
+#       --json gpu.json --plot gpu.svg
+# (the peer script times the same cases with PyTorch CUDA when python3 there imports torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/install-dependencies.sh)"
@@ -15,4 +17,5 @@ cp .build/release/normcl-bench gpu-pack/
 strip gpu-pack/normcl-bench
 # The ICD loader the binary links against (Debian's ocl-icd-libopencl1), beside it.
 cp "$(readlink -f /usr/lib/x86_64-linux-gnu/libOpenCL.so.1)" gpu-pack/libOpenCL.so.1
+cp Benchmarks/peers/pytorch_norms.py gpu-pack/
 ls -l gpu-pack
