@@ -11,8 +11,8 @@ import Testing
 /// and, with an OpenCL device, OpenCL against the reference through the op's harness.
 /// A failing case is shrunk towards the simplest shape and parameters that still fail
 /// and printed with its seed (`.fixedSeed("…")` on the test replays it).
-/// `NORMCL_PROPERTY_ITERATIONS` sets the cases per property (default 8; each new shape
-/// is a kernel build, so more cases take longer the first time).
+/// `NORMCL_PROPERTY_ITERATIONS` sets the cases per property (default 5; each new shape
+/// is a kernel build, so more cases take longer).
 @Suite("Properties", .shrinking)
 struct PropertyTests {
     @Test("BatchNorm and Batch Renorm forward")
