@@ -45,7 +45,11 @@ struct NonFiniteIsolationTests {
     ///   compensated mean meets Inf − Inf (the op's own suites accept a NaN saved mean
     ///   for the same reason; the running mean inherits it);
     /// - backward, dy: LayerNorm/RMSNorm dγ[j₀], dβ[j₀] are NaN on OpenCL, ±Inf in the
-    ///   reference: the Kahan-compensated column sums compute `(t − s) − y` = Inf − Inf;
+    ///   reference: `rownorm_backward_parameters` (Kernels/layer_norm_backward.cl) sums
+    ///   the column partials with its own compensated loop, whose carry
+    ///   `(sum − total) − step` is Inf − Inf = NaN once the sum is infinite, and the next
+    ///   block's step becomes NaN (common.cl's `KAHAN_ADD` zeroes the carry of an
+    ///   infinite sum for this reason);
     ///   Switchable Norm dx is NaN on OpenCL where the reference has −Inf;
     /// - backward, dy: BatchNorm (training and inference) dγ[c₀] is ±Inf on OpenCL but
     ///   NaN in the reference: `ReferenceBatchNorm.backward` forms
