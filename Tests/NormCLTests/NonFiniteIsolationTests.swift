@@ -50,7 +50,9 @@ struct NonFiniteIsolationTests {
     ///   `(sum − total) − step` is Inf − Inf = NaN once the sum is infinite, and the next
     ///   block's step becomes NaN (common.cl's `KAHAN_ADD` zeroes the carry of an
     ///   infinite sum for this reason);
-    ///   Switchable Norm dx is NaN on OpenCL where the reference has −Inf;
+    ///   Switchable Norm dx is NaN on OpenCL where the reference has −Inf (likely the
+    ///   same cause: `kahan_add` and the column walk's carries in
+    ///   Kernels/switchable_norm_backward.cl are not guarded against an infinite sum);
     /// - backward, dy: BatchNorm (training and inference) dγ[c₀] is ±Inf on OpenCL but
     ///   NaN in the reference: `ReferenceBatchNorm.backward` forms
     ///   `dγ = r·Σdy·x̂ + d·Σdy` with d = 0 outside Batch Renorm, and 0·Inf = NaN.
