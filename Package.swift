@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        // Test-only: property-based tests with shrinking (Swift Testing).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // The OpenCL C API (<CL/cl.h>), linked against the ICD loader.
@@ -43,6 +45,7 @@ let package = Package(
             dependencies: [
                 "NormCL",
                 .product(name: "Numerics", package: "swift-numerics"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
     ],
