@@ -68,10 +68,7 @@ inline float2 row_sums(__global const storage_t *x, __global const storage_t *dy
             sg += g;
             sgx += g * normalized(LOADV(x, v), mean, scale);
         }
-        float2 step = (float2)(HSUM(sg), HSUM(sgx)) - carry;
-        float2 sum = total + step;
-        carry = (sum - total) - step;
-        total = sum;
+        KAHAN_ADD(float2, total, carry, ((float2)(HSUM(sg), HSUM(sgx))));
     }
     return total;
 }
@@ -245,10 +242,7 @@ __kernel void rownorm_backward_row_finish(__global const float *sums, uint slice
     if (row >= rows) return;
     float2 total = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
     for (uint g = 0; g < slices; ++g) {
-        float2 step = vload2((ulong)row * slices + g, sums) - carry;
-        float2 sum = total + step;
-        carry = (sum - total) - step;
-        total = sum;
+        KAHAN_ADD(float2, total, carry, vload2((ulong)row * slices + g, sums));
     }
     vstore2(coefficients(total), row, coefficients_out);
 }
@@ -315,16 +309,10 @@ __kernel void rownorm_backward_parameters(__global const float *partials, uint b
     for (uint block = j; block < blocks; block += FINAL_LANES) {
         __global const float *pw = partials + (ulong)block * ROW_LENGTH;
 #if NEED_DGAMMA
-        floatv step = LOADP(pw, column) - cw;
-        floatv sum = tw + step;
-        cw = (sum - tw) - step;
-        tw = sum;
+        KAHAN_ADD(floatv, tw, cw, LOADP(pw, column));
 #endif
 #if NEED_DBETA
-        floatv stepb = LOADP(pw + (ulong)blocks * ROW_LENGTH, column) - cb;
-        floatv sumb = tb + stepb;
-        cb = (sumb - tb) - stepb;
-        tb = sumb;
+        KAHAN_ADD(floatv, tb, cb, LOADP(pw + (ulong)blocks * ROW_LENGTH, column));
 #endif
     }
 #if FINAL_LANES > 1

@@ -43,11 +43,9 @@
 
 // Adds a block's (S1, S2) into a Kahan-compensated running pair: a work-item may add
 // millions of blocks, and plain float recursion would drift by sqrt(blocks) ulps.
+// (common.cl's KAHAN_ADD: an infinite sum keeps its Inf instead of a NaN carry.)
 inline void kahan_add(float2 *sum, float2 *carry, float2 value) {
-    float2 y = value - *carry;
-    float2 t = *sum + y;
-    *carry = (t - *sum) - y;
-    *sum = t;
+    KAHAN_ADD(float2, *sum, *carry, value);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -222,13 +220,8 @@ __kernel void snb_sums_columns(__global const storage_t *x, __global const stora
         }
         // Kahan-compensated, lane by lane (as kahan_add).
         for (uint t = 0; t < width; ++t) {
-            floatc y = s[t] - s_carry[t], sum = s_sum[t] + y;
-            s_carry[t] = (sum - s_sum[t]) - y;
-            s_sum[t] = sum;
-            y = q[t] - q_carry[t];
-            sum = q_sum[t] + y;
-            q_carry[t] = (sum - q_sum[t]) - y;
-            q_sum[t] = sum;
+            KAHAN_ADD(floatc, s_sum[t], s_carry[t], s[t]);
+            KAHAN_ADD(floatc, q_sum[t], q_carry[t], q[t]);
         }
         row += rows;
     }

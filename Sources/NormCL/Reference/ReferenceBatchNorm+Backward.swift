@@ -54,7 +54,13 @@ extension ReferenceBatchNorm {
         let d = renorm?.d ?? [Double](repeating: 0, count: channels)
         var result = BackwardResult()
         if mask.contains(.bias) { result.gradBias = sumDy }
-        if mask.contains(.weight) { result.gradWeight = (0..<channels).map { r[$0] * sumDyXhat[$0] + d[$0] * sumDy[$0] } }
+        // d·Σdy only where d ≠ 0 (Batch Renorm): 0·Inf would turn an infinite Σdy's dγ into NaN.
+        if mask.contains(.weight) {
+            result.gradWeight = (0..<channels).map { c -> Double in
+                let shift: Double = d[c] == 0 ? 0 : d[c] * sumDy[c]
+                return r[c] * sumDyXhat[c] + shift
+            }
+        }
         if mask.contains(.input) {
             var dx = [Double](repeating: 0, count: dy.count)
             for b in 0..<index.batch {
