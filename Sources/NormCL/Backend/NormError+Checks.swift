@@ -52,3 +52,26 @@ extension NormError {
         }
     }
 }
+
+extension NormError {
+    /// Throws unless the non-zero dims of `shape` multiply to a value `Int` holds, so
+    /// that every product of some of them (N·M, C·M, …) can be computed without
+    /// overflow; zero dims are skipped because they would hide a huge product of the
+    /// others.
+    static func checkDimensions(_ shape: [Int], argument: String) throws(NormError) {
+        guard shape.filter({ $0 != 0 }).checkedProduct != nil else {
+            throw .invalidShape(argument: argument, reason: "\(shape) has more elements than Int can count")
+        }
+    }
+
+    /// Throws unless `value`, a size the kernels take as a 32-bit argument, is below 2^32.
+    ///
+    /// - Parameter quantity: what the value is, e.g. "N·M", for the message.
+    static func check32BitLimit(_ value: Int, _ quantity: String, argument: String, shape: [Int]) throws(NormError) {
+        guard value <= UInt32.max else {
+            throw .invalidShape(
+                argument: argument,
+                reason: "\(quantity) = \(value) must be below 2^32 (a 32-bit kernel argument), got shape \(shape)")
+        }
+    }
+}

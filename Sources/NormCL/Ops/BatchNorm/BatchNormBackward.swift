@@ -136,6 +136,7 @@ func batchNormBackward(
     let problem = try BatchNormBackwardProblem.validated(
         gradOutput: gradOutput, input: input, weight: weight, statistics: statistics, outputMask: outputMask)
     if outputMask.isEmpty { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
+    if input.isEmpty { return try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask) }
     let renorm = statistics.renorm
     switch input.backend {
     case .reference:

@@ -122,6 +122,11 @@ func batchNorm(
         effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
     }
 
+    if input.isEmpty {
+        runningStatistics = updated
+        return try emptyBatchNorm(problem, like: input)
+    }
+
     switch input.backend {
     case .reference:
         let result = ReferenceBatchNorm.forward(
@@ -159,4 +164,23 @@ func batchNorm(
             output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd,
             renormR: result.renormR, renormD: result.renormD, events: result.events)
     }
+}
+
+/// BatchNorm of an empty input, as PyTorch's: an empty output, no kernel launch,
+/// running statistics unchanged (the caller still counts the step in
+/// `numBatchesTracked`, as `torch.nn.BatchNorm` does). In training the saved
+/// statistics are those of no values, mean 0 and invstd NaN (as PyTorch's group_norm
+/// and layer_norm save them); Batch Renorm's `r` and `d` are 1 and 0. The backward
+/// pass of an empty input returns zero dγ and dβ.
+private func emptyBatchNorm(_ problem: BatchNormProblem, like input: Tensor) throws -> BatchNormOutput {
+    let backend = input.backend
+    let channels = [problem.channels]
+    func filled(_ value: Float) throws -> Tensor { try Tensor(repeating: value, shape: channels, on: backend) }
+    return BatchNormOutput(
+        output: try Tensor(zerosLike: input),
+        saveMean: problem.isTraining ? try filled(0) : nil,
+        saveInvstd: problem.isTraining ? try filled(.nan) : nil,
+        renormR: problem.renorm ? try filled(1) : nil,
+        renormD: problem.renorm ? try filled(0) : nil,
+        events: [])
 }

@@ -58,6 +58,14 @@ func groupNorm(
     let problem = try GroupNormProblem.validated(
         input: input, groups: numGroups, weight: weight, bias: bias, statistics: .input(savesVariance: false), eps: eps,
         op: "GroupNorm")
+    if input.isEmpty {
+        // As PyTorch: an empty output and `(N, G)` saved statistics, no kernel launch.
+        let rowShape = [problem.batch, problem.groups]
+        return GroupNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveMean: try Tensor(repeating: 0, shape: rowShape, on: input.backend),
+            saveInvstd: try Tensor(repeating: .nan, shape: rowShape, on: input.backend), events: [])
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceGroupNorm.forward(

@@ -96,7 +96,7 @@ func instanceNormBackward(
         problem = try GroupNormProblem.validatedBackward(
             gradOutput: gradOutput, input: input, groups: shape[1], weight: weight, saveMean: mean, saveInvstd: invstd,
             op: "InstanceNorm")
-        if problem.spatial <= 1 {
+        if problem.spatial == 1 {
             // As the forward pass: "Expected more than 1 spatial element when training".
             throw NormError.tooFewValuesPerChannel(valuesPerChannel: problem.spatial, shape: shape)
         }
@@ -107,6 +107,7 @@ func instanceNormBackward(
         try NormError.checkParameter(running.mean, "runningMean", shape: [problem.channels], backend: input.backend)
         try NormError.checkParameter(running.variance, "runningVar", shape: [problem.channels], backend: input.backend)
     }
+    if input.isEmpty { return try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask) }
 
     switch input.backend {
     case .reference:

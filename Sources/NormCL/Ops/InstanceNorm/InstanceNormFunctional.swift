@@ -86,7 +86,7 @@ func instanceNorm(
         throw NormError.invalidArgument(
             argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
     }
-    if useInputStats && problem.spatial <= 1 {
+    if useInputStats && problem.spatial == 1 {
         // PyTorch: "Expected more than 1 spatial element when training".
         throw NormError.tooFewValuesPerChannel(valuesPerChannel: problem.spatial, shape: shape)
     }
@@ -103,6 +103,17 @@ func instanceNorm(
     if useInputStats, let tracked = updated?.numBatchesTracked {
         updated?.numBatchesTracked = tracked + 1
         effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
+    }
+
+    if input.isEmpty {
+        // As PyTorch: an empty output, running statistics unchanged, no kernel launch.
+        runningStatistics = updated
+        let rowShape = [problem.batch, channels]
+        return InstanceNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveMean: useInputStats ? try Tensor(repeating: 0, shape: rowShape, on: input.backend) : nil,
+            saveInvstd: useInputStats ? try Tensor(repeating: .nan, shape: rowShape, on: input.backend) : nil,
+            events: [])
     }
 
     switch input.backend {

@@ -60,6 +60,15 @@ func layerNorm(
 ) throws -> LayerNormOutput {
     let problem = try RowNormProblem.validated(
         .layerNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+    if input.isEmpty {
+        // As PyTorch: an empty output, the statistics of no values (mean 0, invstd NaN)
+        // for each row (none when rows = 0), no kernel launch.
+        let statisticsShape = problem.statisticsShape
+        return LayerNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveMean: try Tensor(repeating: 0, shape: statisticsShape, on: input.backend),
+            saveInvstd: try Tensor(repeating: .nan, shape: statisticsShape, on: input.backend), events: [])
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceLayerNorm.forward(

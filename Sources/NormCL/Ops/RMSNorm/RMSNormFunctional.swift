@@ -55,6 +55,13 @@ func rmsNorm(
     let eps = eps ?? input.elementType.epsilon
     let problem = try RowNormProblem.validated(
         .rmsNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps)
+    if input.isEmpty {
+        // As PyTorch: an empty output, 1/rms of no values (NaN) for each row (none when
+        // rows = 0), no kernel launch.
+        return RMSNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveInvRms: try Tensor(repeating: .nan, shape: problem.statisticsShape, on: input.backend), events: [])
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceRMSNorm.forward(
