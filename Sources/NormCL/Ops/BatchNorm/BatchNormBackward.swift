@@ -23,7 +23,7 @@
 ///   dγ and dβ (`[C]`, float32).
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input, a weight or
 ///   statistic that is not `[C]` float32 on the input's backend, an input shape the
-///   forward rejects (fewer than two dims, empty, one value per channel); ``OpenCLError``
+///   forward rejects (fewer than two dims, too large, one value per channel); ``OpenCLError``
 ///   or ``KernelBuildError`` when the device fails.
 public func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,

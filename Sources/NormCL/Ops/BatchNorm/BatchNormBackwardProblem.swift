@@ -76,7 +76,7 @@ struct BatchNormBackwardProblem: Hashable, Sendable {
     /// Checks every argument and describes the call.
     ///
     /// - Throws: ``NormError`` naming the first argument that is wrong: the input's
-    ///   shape (fewer than two dims, empty, too large; one value per channel in
+    ///   shape (fewer than two dims, too large; one value per channel in
     ///   training, as the forward rejects), `gradOutput` not matching the input,
     ///   `weight` or a statistic not `[C]` float32 on the input's backend, a bad eps.
     static func validated(

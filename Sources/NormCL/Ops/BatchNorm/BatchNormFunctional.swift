@@ -32,9 +32,12 @@
 ///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
 /// - Returns: the output, and in training the saved mean and inverse standard
-///   deviation for the backward pass.
-/// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, empty
-///   input, non-finite or negative eps, momentum outside [0, 1], a single value per
+///   deviation for the backward pass. An empty input (N = 0, a zero spatial dim, or
+///   C = 0) gives an empty output without a kernel launch and leaves the running
+///   statistics unchanged (the step still counts in `numBatchesTracked`), as PyTorch;
+///   its saved statistics are those of no values (mean 0, invstd NaN).
+/// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, N·M or C
+///   of 2^32 or more, non-finite or negative eps, momentum outside [0, 1], a single value per
 ///   channel in training, no running statistics in inference, tensors on different
 ///   backends); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.

@@ -66,7 +66,7 @@ public func instanceNormBackward(
 ///     (float32 `[C]`; `numBatchesTracked` is not used).
 ///   - eps: as in the forward pass (default `1e-5`); finite and ≥ 0.
 ///   - outputMask: the gradients to compute; the others come back nil.
-/// - Throws: ``NormError`` for invalid arguments (input rank, empty input, `gradOutput`
+/// - Throws: ``NormError`` for invalid arguments (input rank, `gradOutput`
 ///   differing from `input`, weight or running statistics not float32 `[C]` on the
 ///   input's backend, bad eps); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func instanceNormBackward(

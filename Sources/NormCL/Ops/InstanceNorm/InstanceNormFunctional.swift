@@ -36,8 +36,10 @@
 ///     nil for a cumulative average.
 ///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
 /// - Returns: the output and, with input statistics, the saved mean and inverse
-///   standard deviation per (n, c), shape `(N, C)`, float32.
-/// - Throws: ``NormError`` for invalid arguments (fewer than three dims, empty input,
+///   standard deviation per (n, c), shape `(N, C)`, float32. An empty input gives an
+///   empty output (statistics of no values: mean 0, invstd NaN) without a kernel
+///   launch and leaves the running statistics unchanged, as PyTorch.
+/// - Throws: ``NormError`` for invalid arguments (fewer than three dims,
 ///   a single spatial element with input statistics, PyTorch's "Expected more than 1
 ///   spatial element when training", as ``NormError/tooFewValuesPerChannel(valuesPerChannel:shape:)``;
 ///   no running statistics with `useInputStats == false`; parameter shape/backend/type

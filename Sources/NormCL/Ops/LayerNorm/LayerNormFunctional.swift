@@ -24,10 +24,12 @@
 ///   - eps: added to the variance inside the square root; finite and ≥ 0 (default `1e-5`).
 /// - Returns: the output, and the per-row mean and inverse standard deviation (float32,
 ///   shape = leading dims) for the backward pass (PyTorch's `native_layer_norm`).
-/// - Throws: ``NormError`` for invalid arguments: an empty or non-positive
+///   An empty input (a zero dim, rows = 0 or D = 0) gives an empty output and the statistics of
+///   no values (mean 0, invstd NaN) per row, without a kernel launch, as PyTorch.
+/// - Throws: ``NormError`` for invalid arguments: an empty or negative
 ///   `normalizedShape` (`invalidShape`), trailing dims that differ from it
 ///   (`shapeMismatch` of `input`), weight or bias of another shape, type or backend,
-///   non-finite or negative eps, empty input, rows or D beyond 32 bits,
+///   non-finite or negative eps, rows or D of 2^32 or more,
 ///   channels-last input of rank ≥ 3 (`unsupported`); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func layerNorm(

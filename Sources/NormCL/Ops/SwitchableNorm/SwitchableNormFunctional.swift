@@ -55,7 +55,7 @@
 ///   BN statistics (see ``SwitchableNormOutput``).
 /// - Throws: ``NormError``: `invalidShape` (rank < 2, `(N, C)` input with an IN branch,
 ///   the unbiased estimator dividing by zero: `L == 1` with IN, `C·L == 1` without),
-///   `emptyTensor`, `shapeMismatch` (logits of the wrong length, parameters not `[C]`),
+///   N·L or N·C of 2^32 or more, `shapeMismatch` (logits of the wrong length, parameters not `[C]`),
 ///   `unsupported` (half parameters, logits or statistics), `backendMismatch`,
 ///   `invalidArgument` (eps, momentum, running statistics without a BN branch or missing
 ///   in inference), `tooFewValuesPerChannel` (`N·L == 1` with a BN branch in training);
