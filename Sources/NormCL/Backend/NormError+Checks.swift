@@ -20,12 +20,14 @@ extension NormError {
     static func checkParameter(_ tensor: Tensor?, _ name: String, shape: [Int], backend: Backend) throws(NormError) {
         guard let tensor else { return }
         guard tensor.shape == shape else { throw .shapeMismatch(argument: name, expected: shape, actual: tensor.shape) }
-        guard tensor.backend.isSame(as: backend) else {
-            throw .backendMismatch(argument: name, expected: backend.name, actual: tensor.backend.name)
-        }
+        guard tensor.backend.isSame(as: backend) else { throw backendMismatch(name, tensor.backend, expected: backend) }
         guard tensor.elementType == .float32 else {
             throw .unsupported(
                 argument: name, reason: "parameters and statistics are float32 (got \(tensor.elementType.rawValue))")
+        }
+        // Kernels read parameters row-major; below rank 3 both layouts are that memory.
+        guard tensor.layout == .channelsFirst || shape.count < 3 else {
+            throw .unsupported(argument: name, reason: "parameters and statistics of rank ≥ 3 are read channels-first, got channels-last")
         }
     }
 }
@@ -39,7 +41,7 @@ extension NormError {
             throw .shapeMismatch(argument: "gradOutput", expected: input.shape, actual: gradOutput.shape)
         }
         guard gradOutput.backend.isSame(as: input.backend) else {
-            throw .backendMismatch(argument: "gradOutput", expected: input.backend.name, actual: gradOutput.backend.name)
+            throw backendMismatch("gradOutput", gradOutput.backend, expected: input.backend)
         }
         guard gradOutput.layout == input.layout else {
             throw .unsupported(
@@ -50,5 +52,41 @@ extension NormError {
                 argument: "gradOutput",
                 reason: "element type \(gradOutput.elementType.rawValue) differs from the input's \(input.elementType.rawValue)")
         }
+    }
+}
+
+extension NormError {
+    /// Throws unless the non-zero dims of `shape` multiply to a value `Int` holds, so
+    /// that every product of some of them (N·M, C·M, …) can be computed without
+    /// overflow; zero dims are skipped because they would hide a huge product of the
+    /// others.
+    static func checkDimensions(_ shape: [Int], argument: String) throws(NormError) {
+        guard shape.filter({ $0 != 0 }).checkedProduct != nil else {
+            throw .invalidShape(argument: argument, reason: "\(shape) has more elements than Int can count")
+        }
+    }
+
+    /// Throws unless `value`, a size the kernels take as a 32-bit argument, is below 2^32.
+    ///
+    /// - Parameter quantity: what the value is, e.g. "N·M", for the message.
+    static func check32BitLimit(_ value: Int, _ quantity: String, argument: String, shape: [Int]) throws(NormError) {
+        guard value <= UInt32.max else {
+            throw .invalidShape(
+                argument: argument,
+                reason: "\(quantity) = \(value) must be below 2^32 (a 32-bit kernel argument), got shape \(shape)")
+        }
+    }
+}
+
+extension NormError {
+    /// The error for `argument` on `actual` instead of `expected`; names a second
+    /// ``OpenCLRuntime`` of the same device as such (its buffers belong to another
+    /// OpenCL context and cannot be mixed with the input's).
+    static func backendMismatch(_ argument: String, _ actual: Backend, expected: Backend) -> NormError {
+        var actualName = actual.name
+        if case .openCL = actual, case .openCL = expected, actualName == expected.name {
+            actualName += " (another OpenCLRuntime: its buffers belong to another OpenCL context)"
+        }
+        return .backendMismatch(argument: argument, expected: expected.name, actual: actualName)
     }
 }

@@ -6,7 +6,8 @@ public enum NormError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidShape(argument: String, reason: String)
     /// A tensor whose shape differs from the one the op needs.
     case shapeMismatch(argument: String, expected: [Int], actual: [Int])
-    /// A tensor with no elements.
+    /// A tensor with no elements where the call needs some (ops take empty inputs and
+    /// return empty outputs; e.g. ``BatchNormFolding`` needs at least one channel).
     case emptyTensor(argument: String, shape: [Int])
     /// A scalar argument out of its range (eps, momentum, …).
     case invalidArgument(argument: String, reason: String)

@@ -15,3 +15,11 @@ extension Tensor {
         try self.init(values, shape: [values.count], on: backend)
     }
 }
+
+extension Tensor {
+    /// Zeros with `tensor`'s shape, layout, element type and backend: for an empty
+    /// `tensor`, the empty output of an op (no device buffer, nothing uploaded).
+    init(zerosLike tensor: Tensor) throws {
+        try self.init(repeating: 0, shape: tensor.shape, layout: tensor.layout, elementType: tensor.elementType, on: tensor.backend)
+    }
+}

@@ -16,26 +16,36 @@ public struct Tensor: Sendable {
     enum Storage: Sendable {
         case host([Float])
         case device(DeviceBuffer)
+        /// A device tensor with no elements: OpenCL cannot create a zero-byte buffer,
+        /// so it holds only the runtime it belongs to (which ``backend`` reports).
+        case emptyDevice(OpenCLRuntime)
     }
 
     /// The number of elements, the product of ``shape``.
     public var count: Int { shape.reduce(1, *) }
+
+    /// Whether the tensor has no elements (a zero dimension in ``shape``).
+    public var isEmpty: Bool { shape.contains(0) }
 
     /// The backend that holds the data.
     public var backend: Backend {
         switch storage {
         case .host: .reference
         case .device(let buffer): .openCL(buffer.runtime)
+        case .emptyDevice(let runtime): .openCL(runtime)
         }
     }
 
     /// Copies `values` to `backend`, stored as `elementType` (rounded to nearest even
     /// for ``ElementType/float16``).
     ///
+    /// A shape with a zero dimension gives an empty tensor (as PyTorch's); on OpenCL it
+    /// holds no device buffer, and the ops return empty results for it without
+    /// launching a kernel (see each op for what it returns).
+    ///
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when
     ///   `values.count` is not the product of `shape`, ``NormError/invalidShape(argument:reason:)``
-    ///   for a negative dimension, ``NormError/emptyTensor(argument:shape:)`` for zero
-    ///   elements, or an ``OpenCLError`` when the device cannot allocate.
+    ///   for a negative dimension, or an ``OpenCLError`` when the device cannot allocate.
     public init(
         _ values: [Float], shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
         on backend: Backend
@@ -49,7 +59,6 @@ public struct Tensor: Sendable {
         guard values.count == count else {
             throw NormError.shapeMismatch(argument: "values", expected: shape, actual: [values.count])
         }
-        guard count > 0 else { throw NormError.emptyTensor(argument: "values", shape: shape) }
         self.shape = shape
         self.layout = layout
         self.elementType = elementType
@@ -59,6 +68,8 @@ public struct Tensor: Sendable {
         case (.reference, .float16):
             // Host tensors keep Floats holding exactly the half values.
             storage = .host(values.map { elementType.rounded($0) })
+        case (.openCL(let runtime), _) where count == 0:
+            storage = .emptyDevice(runtime)
         case (.openCL(let runtime), _):
             let buffer = try DeviceBuffer(byteCount: count * elementType.byteCount, on: runtime)
             switch elementType {
@@ -78,12 +89,18 @@ public struct Tensor: Sendable {
         self.storage = storage
     }
 
-    /// A tensor of uninitialised device memory (filled by the kernel that follows).
+    /// A tensor of uninitialised device memory (filled by the kernel that follows);
+    /// without a buffer when `shape` has no elements.
     init(
         uninitializedShape shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
         on runtime: OpenCLRuntime
     ) throws {
-        let buffer = try DeviceBuffer(byteCount: shape.reduce(1, *) * elementType.byteCount, on: runtime)
+        let count = shape.reduce(1, *)
+        guard count > 0 else {
+            self.init(shape: shape, layout: layout, elementType: elementType, storage: .emptyDevice(runtime))
+            return
+        }
+        let buffer = try DeviceBuffer(byteCount: count * elementType.byteCount, on: runtime)
         self.init(shape: shape, layout: layout, elementType: elementType, storage: .device(buffer))
     }
 
@@ -92,6 +109,7 @@ public struct Tensor: Sendable {
     public func toArray() throws -> [Float] {
         switch (storage, elementType) {
         case (.host(let values), _): values
+        case (.emptyDevice, _): []
         case (.device(let buffer), .float32): try buffer.download(as: Float.self)
         case (.device(let buffer), .float16): try buffer.download(as: Float16.self).map { Float($0) }
         }

@@ -80,7 +80,7 @@ enum BatchNormKernels {
             kernel, from: program,
             global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
             arguments: [
-                .buffer(x), .buffer(output.deviceBuffer), .uint(UInt32(count)), .buffer(pilot),
+                .buffer(x), .buffer(output.deviceBuffer), try .count(count), .buffer(pilot),
             ] + coefficients.arguments)
     }
 
@@ -90,8 +90,8 @@ enum BatchNormKernels {
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let channelShape = [problem.channels]
-        let batch = KernelArgument.uint(UInt32(problem.batch))
-        let rows = KernelArgument.uint(UInt32(problem.valuesPerChannel))
+        let batch = try KernelArgument.count(problem.batch)
+        let rows = try KernelArgument.count(problem.valuesPerChannel)
         let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
         let saveInvstd = try Tensor(uninitializedShape: channelShape, on: runtime)
         let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
@@ -140,7 +140,7 @@ enum BatchNormKernels {
                     global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)],
                     local: [plan.perChannelWorkGroupSize],
                     arguments: [
-                        .buffer(pilots), .buffer(partials), .uint(UInt32(groups)), .float(Float(problem.valuesPerChannel)),
+                        .buffer(pilots), .buffer(partials), try .count(groups), .float(Float(problem.valuesPerChannel)),
                         .buffer(inputs.weight), .buffer(inputs.bias),
                     ] + statisticsArguments + coefficients.arguments))
             events.append(

@@ -56,7 +56,15 @@ public struct BatchNorm: Sendable {
     }
 
     /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
+    ///
+    /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` (`input`) when the
+    ///   input's C is not ``numFeatures``, and what the functional ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` throws.
     public mutating func forward(_ input: Tensor) throws -> BatchNormOutput {
+        // Without affine parameters and running statistics nothing else would notice.
+        if input.shape.count >= 2, input.shape[1] != numFeatures {
+            throw NormError.shapeMismatch(
+                argument: "input", expected: [input.shape[0], numFeatures] + input.shape.dropFirst(2), actual: input.shape)
+        }
         // As torch.nn.BatchNorm: without running statistics, inference uses batch statistics.
         let training = isTraining || runningStatistics == nil
         return try batchNorm(

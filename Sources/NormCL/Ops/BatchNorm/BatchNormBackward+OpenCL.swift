@@ -36,7 +36,7 @@ enum BatchNormBackwardKernels {
             .buffer(gradWeight?.deviceBuffer), .buffer(gradBias?.deviceBuffer),
         ]
         let rows = problem.isRowsByChannels ? problem.valuesPerChannel : problem.batch
-        let rowsArgument = KernelArgument.uint(UInt32(rows))
+        let rowsArgument = try KernelArgument.count(rows)
         let wg = plan.reductionWorkGroupSize
         let perChannelGlobal = [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)]
         let perChannelLocal = [plan.perChannelWorkGroupSize]
@@ -100,7 +100,7 @@ enum BatchNormBackwardKernels {
             events.append(
                 try runtime.enqueue(
                     "bnb_finish", from: program, global: perChannelGlobal, local: perChannelLocal,
-                    arguments: [.buffer(partials), .uint(UInt32(groups)), .float(Float(problem.valuesPerChannel))]
+                    arguments: [.buffer(partials), try .count(groups), .float(Float(problem.valuesPerChannel))]
                         + channelArguments + [.buffer(scale), .buffer(meanDy), .buffer(xcoef)]))
             try enqueueDx(scale: scale, meanDy: meanDy, xcoef: xcoef)
         }

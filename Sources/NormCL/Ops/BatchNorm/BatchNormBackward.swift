@@ -23,7 +23,7 @@
 ///   dγ and dβ (`[C]`, float32).
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input, a weight or
 ///   statistic that is not `[C]` float32 on the input's backend, an input shape the
-///   forward rejects (fewer than two dims, empty, one value per channel); ``OpenCLError``
+///   forward rejects (fewer than two dims, too large, one value per channel); ``OpenCLError``
 ///   or ``KernelBuildError`` when the device fails.
 public func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
@@ -136,6 +136,7 @@ func batchNormBackward(
     let problem = try BatchNormBackwardProblem.validated(
         gradOutput: gradOutput, input: input, weight: weight, statistics: statistics, outputMask: outputMask)
     if outputMask.isEmpty { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
+    if input.isEmpty { return try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask) }
     let renorm = statistics.renorm
     switch input.backend {
     case .reference:

@@ -76,7 +76,7 @@ struct BatchNormBackwardProblem: Hashable, Sendable {
     /// Checks every argument and describes the call.
     ///
     /// - Throws: ``NormError`` naming the first argument that is wrong: the input's
-    ///   shape (fewer than two dims, empty, too large; one value per channel in
+    ///   shape (fewer than two dims, too large; one value per channel in
     ///   training, as the forward rejects), `gradOutput` not matching the input,
     ///   `weight` or a statistic not `[C]` float32 on the input's backend, a bad eps.
     static func validated(
@@ -86,11 +86,11 @@ struct BatchNormBackwardProblem: Hashable, Sendable {
         guard shape.count >= 2 else {
             throw .invalidShape(argument: "input", reason: "BatchNorm needs (N, C, *spatial), got \(shape)")
         }
-        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
-        // As the forward: N·M and C are 32-bit kernel arguments.
-        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, shape[1] <= UInt32.max else {
-            throw .invalidShape(argument: "input", reason: "N·M and C must each be below 2^32, got \(shape)")
-        }
+        // Kernels take N, C, M and the rows N·M of channels-last input as 32-bit values
+        // (element offsets may be 64-bit).
+        try NormError.checkDimensions(shape, argument: "input")
+        try NormError.check32BitLimit(shape[0] * shape.dropFirst(2).reduce(1, *), "N·M", argument: "input", shape: shape)
+        try NormError.check32BitLimit(shape[1], "C", argument: "input", shape: shape)
         try NormError.checkGradOutput(gradOutput, matches: input)
         let channels = [shape[1]]
         let backend = input.backend
@@ -107,7 +107,7 @@ struct BatchNormBackwardProblem: Hashable, Sendable {
         let problem = BatchNormBackwardProblem(
             shape: shape, layout: input.layout, elementType: input.elementType, mode: statistics.mode,
             hasWeight: weight != nil, outputMask: outputMask)
-        if problem.mode != .inference && problem.valuesPerChannel <= 1 {
+        if problem.mode != .inference && problem.valuesPerChannel == 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
         }
         return problem

@@ -32,9 +32,12 @@
 ///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
 /// - Returns: the output, and in training the saved mean and inverse standard
-///   deviation for the backward pass.
-/// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, empty
-///   input, non-finite or negative eps, momentum outside [0, 1], a single value per
+///   deviation for the backward pass. An empty input (N = 0, a zero spatial dim, or
+///   C = 0) gives an empty output without a kernel launch and leaves the running
+///   statistics unchanged (the step still counts in `numBatchesTracked`), as PyTorch;
+///   its saved statistics are those of no values (mean 0, invstd NaN).
+/// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, N·M or C
+///   of 2^32 or more, non-finite or negative eps, momentum outside [0, 1], a single value per
 ///   channel in training, no running statistics in inference, tensors on different
 ///   backends); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
@@ -122,6 +125,11 @@ func batchNorm(
         effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
     }
 
+    if input.isEmpty {
+        runningStatistics = updated
+        return try emptyBatchNorm(problem, like: input)
+    }
+
     switch input.backend {
     case .reference:
         let result = ReferenceBatchNorm.forward(
@@ -159,4 +167,23 @@ func batchNorm(
             output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd,
             renormR: result.renormR, renormD: result.renormD, events: result.events)
     }
+}
+
+/// BatchNorm of an empty input, as PyTorch's: an empty output, no kernel launch,
+/// running statistics unchanged (the caller still counts the step in
+/// `numBatchesTracked`, as `torch.nn.BatchNorm` does). In training the saved
+/// statistics are those of no values, mean 0 and invstd NaN (as PyTorch's group_norm
+/// and layer_norm save them); Batch Renorm's `r` and `d` are 1 and 0. The backward
+/// pass of an empty input returns zero dγ and dβ.
+private func emptyBatchNorm(_ problem: BatchNormProblem, like input: Tensor) throws -> BatchNormOutput {
+    let backend = input.backend
+    let channels = [problem.channels]
+    func filled(_ value: Float) throws -> Tensor { try Tensor(repeating: value, shape: channels, on: backend) }
+    return BatchNormOutput(
+        output: try Tensor(zerosLike: input),
+        saveMean: problem.isTraining ? try filled(0) : nil,
+        saveInvstd: problem.isTraining ? try filled(.nan) : nil,
+        renormR: problem.renorm ? try filled(1) : nil,
+        renormD: problem.renorm ? try filled(0) : nil,
+        events: [])
 }

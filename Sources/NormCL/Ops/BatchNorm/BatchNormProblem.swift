@@ -52,12 +52,11 @@ struct BatchNormProblem: Hashable, Sendable {
         guard shape.count >= 2 else {
             throw .invalidShape(argument: "input", reason: "BatchNorm needs (N, C, *spatial), got \(shape)")
         }
-        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
         // Kernels take N, C, M and the rows N·M of channels-last input as 32-bit values
         // (element offsets may be 64-bit).
-        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, shape[1] <= UInt32.max else {
-            throw .invalidShape(argument: "input", reason: "N·M and C must each be below 2^32, got \(shape)")
-        }
+        try NormError.checkDimensions(shape, argument: "input")
+        try NormError.check32BitLimit(shape[0] * shape.dropFirst(2).reduce(1, *), "N·M", argument: "input", shape: shape)
+        try NormError.check32BitLimit(shape[1], "C", argument: "input", shape: shape)
         let channels = shape[1]
         let backend = input.backend
         try NormError.checkParameter(weight, "weight", shape: [channels], backend: backend)
@@ -80,7 +79,8 @@ struct BatchNormProblem: Hashable, Sendable {
         let problem = BatchNormProblem(
             shape: shape, layout: input.layout, elementType: input.elementType, mode: mode, renorm: renorm != nil,
             hasWeight: weight != nil, hasBias: bias != nil)
-        if problem.isTraining && problem.valuesPerChannel <= 1 {
+        // An empty batch is no error (PyTorch returns an empty output); one value is.
+        if problem.isTraining && problem.valuesPerChannel == 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
         }
         if !problem.isTraining && running == nil {

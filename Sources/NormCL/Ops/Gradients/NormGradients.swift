@@ -4,6 +4,10 @@
 /// ``input`` has the input's shape, layout and element type; ``weight`` and ``bias``
 /// have the parameters' shape and are float32 for every storage type (they are sums
 /// over many elements). Each is nil when the ``NormGradientMask`` left it out.
+///
+/// For an empty input (a zero dim) every backward pass returns, without a kernel
+/// launch, an empty ``input`` and zero ``weight`` and ``bias``: sums of no terms, as
+/// PyTorch gives them.
 public struct NormGradients: Sendable {
     /// `dx`.
     public let input: Tensor?

@@ -55,7 +55,7 @@ enum GroupNormKernels {
                 "in_running_coefficients", from: program, global: [planes.roundedUp(toMultipleOf: local)], local: [local],
                 arguments: [
                     .buffer(inputs.runningMean), .buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias),
-                    .uint(UInt32(planes)), .float(inputs.eps),
+                    try .count(planes), .float(inputs.eps),
                 ] + coefficients.arguments)
             let applyEvent = try enqueueApply(
                 problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, program: program, on: runtime)
@@ -105,7 +105,7 @@ enum GroupNormKernels {
                 try runtime.enqueue(
                     "gn_finish_rows", from: program, global: [problem.rows.roundedUp(toMultipleOf: local)], local: [local],
                     arguments: [
-                        .buffer(pilots), .buffer(partials), .uint(UInt32(problem.rows)), .uint(UInt32(parts)),
+                        .buffer(pilots), .buffer(partials), try .count(problem.rows), try .count(parts),
                         .float(Float(problem.valuesPerRow)), .float(inputs.eps), .buffer(inputs.weight), .buffer(inputs.bias),
                     ] + statisticsArguments + coefficients.arguments))
             events.append(
@@ -128,7 +128,7 @@ enum GroupNormKernels {
                     "in_update_running", from: program, global: [problem.channels.roundedUp(toMultipleOf: local)],
                     local: [local],
                     arguments: [
-                        .buffer(saveMean.deviceBuffer), .buffer(saveVar), .uint(UInt32(problem.batch)),
+                        .buffer(saveMean.deviceBuffer), .buffer(saveVar), try .count(problem.batch),
                         .buffer(inputs.runningMean), .buffer(inputs.runningVar), .buffer(mean.deviceBuffer),
                         .buffer(variance.deviceBuffer), .float(inputs.momentum),
                     ]))
@@ -153,6 +153,6 @@ enum GroupNormKernels {
         return try runtime.enqueue(
             kernel, from: program,
             global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
-            arguments: [.buffer(x), .buffer(output.deviceBuffer), .uint(UInt32(count))] + coefficients.arguments)
+            arguments: [.buffer(x), .buffer(output.deviceBuffer), try .count(count)] + coefficients.arguments)
     }
 }

@@ -40,7 +40,7 @@ enum GroupNormBackwardKernels {
         guard !mask.isEmpty else { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
         let program = try runtime.program(.groupNormBackward, options: plan.buildOptions(for: problem))
         let planes = problem.batch * problem.channels
-        let spatialVectors = UInt32(problem.spatial / plan.vectorWidth)
+        let spatialVectors = try KernelArgument.count(problem.spatial / plan.vectorWidth)
         var events: [KernelEvent] = []
 
         let mean: DeviceBuffer
@@ -57,7 +57,7 @@ enum GroupNormBackwardKernels {
                 try runtime.enqueue(
                     "gnb_running_rows", from: program, global: [planes.roundedUp(toMultipleOf: local)], local: [local],
                     arguments: [
-                        .buffer(runningMean), .buffer(runningVar), .uint(UInt32(planes)), .float(eps), .buffer(mean),
+                        .buffer(runningMean), .buffer(runningVar), try .count(planes), .float(eps), .buffer(mean),
                         .buffer(invstd),
                     ]))
         }
@@ -79,7 +79,7 @@ enum GroupNormBackwardKernels {
                     "gnb_fused_rows", from: program, global: [problem.rows * wg], local: [wg],
                     arguments: [
                         .buffer(inputs.gradOutput), .buffer(inputs.x), .buffer(inputs.weight), .buffer(mean),
-                        .buffer(invstd), .buffer(dx?.deviceBuffer), .buffer(sums), .uint(spatialVectors),
+                        .buffer(invstd), .buffer(dx?.deviceBuffer), .buffer(sums), spatialVectors,
                     ]))
         case .splitPlanes(let slices), .columns(let slices):
             let isColumns = plan.strategy == .columns(spatialSlices: slices)
@@ -102,7 +102,7 @@ enum GroupNormBackwardKernels {
                             "gnb_plane_partials", from: program, global: [slices * wg, planes], local: [wg, 1],
                             arguments: [
                                 .buffer(inputs.gradOutput), .buffer(inputs.x), .buffer(mean), .buffer(buffer),
-                                .uint(spatialVectors),
+                                spatialVectors,
                             ]))
                 }
             }
@@ -113,13 +113,13 @@ enum GroupNormBackwardKernels {
                     "gnb_finish_rows", from: program, global: [problem.rows.roundedUp(toMultipleOf: local)],
                     local: [local],
                     arguments: [
-                        .buffer(partials), .uint(UInt32(problem.rows)), .uint(UInt32(partials == nil ? 0 : slices)),
+                        .buffer(partials), try .count(problem.rows), try .count(partials == nil ? 0 : slices),
                         .buffer(inputs.weight), .buffer(mean), .buffer(invstd), .buffer(sums),
                     ] + (coefficients?.arguments ?? [.buffer(nil), .buffer(nil), .buffer(nil), .buffer(nil)])))
             if let dx, let coefficients {
                 let (kernel, count) =
                     isColumns ? ("gnb_dx_columns", problem.batch * problem.spatial) : ("gnb_dx_planes", planes)
-                let shape: [KernelArgument] = isColumns ? [.uint(UInt32(count))] : [.uint(UInt32(count)), .uint(spatialVectors)]
+                let shape: [KernelArgument] = isColumns ? [try .count(count)] : [try .count(count), spatialVectors]
                 events.append(
                     try runtime.enqueue(
                         kernel, from: program,
@@ -142,7 +142,7 @@ enum GroupNormBackwardKernels {
                     "gnb_parameter_grads", from: program, global: [problem.channels.roundedUp(toMultipleOf: local)],
                     local: [local],
                     arguments: [
-                        .buffer(sums), .uint(UInt32(problem.batch)), .buffer(dWeight?.deviceBuffer),
+                        .buffer(sums), try .count(problem.batch), .buffer(dWeight?.deviceBuffer),
                         .buffer(dBias?.deviceBuffer),
                     ]))
         }

@@ -66,6 +66,7 @@ func groupNormBackward(
     let problem = try GroupNormProblem.validatedBackward(
         gradOutput: gradOutput, input: input, groups: numGroups, weight: weight, saveMean: saveMean,
         saveInvstd: saveInvstd, op: "GroupNorm")
+    if input.isEmpty { return try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask) }
     switch input.backend {
     case .reference:
         let gradients = ReferenceGroupNorm.backward(

@@ -25,7 +25,9 @@
 ///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
 /// - Returns: the output, and the saved mean and inverse standard deviation per
 ///   (n, g), shape `(N, G)`, float32.
-/// - Throws: ``NormError`` for invalid arguments (rank below 2, empty input,
+///   An empty input gives an empty output and `(N, G)` statistics of no values (mean 0,
+///   invstd NaN) without a kernel launch, as PyTorch.
+/// - Throws: ``NormError`` for invalid arguments (rank below 2, N·M or N·C of 2^32 or more,
 ///   `numGroups ≤ 0` or not dividing C, parameter shape/backend/type mismatches,
 ///   non-finite or negative eps); ``OpenCLError`` or ``KernelBuildError`` when the
 ///   device fails.
@@ -58,6 +60,14 @@ func groupNorm(
     let problem = try GroupNormProblem.validated(
         input: input, groups: numGroups, weight: weight, bias: bias, statistics: .input(savesVariance: false), eps: eps,
         op: "GroupNorm")
+    if input.isEmpty {
+        // As PyTorch: an empty output and `(N, G)` saved statistics, no kernel launch.
+        let rowShape = [problem.batch, problem.groups]
+        return GroupNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveMean: try Tensor(repeating: 0, shape: rowShape, on: input.backend),
+            saveInvstd: try Tensor(repeating: .nan, shape: rowShape, on: input.backend), events: [])
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceGroupNorm.forward(

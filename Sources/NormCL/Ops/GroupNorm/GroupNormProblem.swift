@@ -32,7 +32,7 @@ struct GroupNormProblem: Hashable, Sendable {
     /// M, the product of the spatial dims (1 for `(N, C)` input).
     var spatial: Int { shape.dropFirst(2).reduce(1, *) }
     /// C / G.
-    var channelsPerGroup: Int { channels / groups }
+    var channelsPerGroup: Int { groups == 0 ? 0 : channels / groups }
     /// The (n, g) pairs, one mean and variance each: N·G.
     var rows: Int { batch * groups }
     /// The values each (n, g) pair's statistics run over: (C/G)·M.
@@ -54,17 +54,19 @@ struct GroupNormProblem: Hashable, Sendable {
         guard shape.count >= 2 else {
             throw .invalidShape(argument: "input", reason: "\(op) needs (N, C, *spatial), got \(shape)")
         }
-        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
         // Kernels take N·M, N·C, N·G and C as 32-bit values (element offsets may be 64-bit).
-        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, count / shape.dropFirst(2).reduce(1, *) <= UInt32.max
-        else {
-            throw .invalidShape(argument: "input", reason: "N·M and N·C must each be below 2^32, got \(shape)")
-        }
+        try NormError.checkDimensions(shape, argument: "input")
+        let batchSpatial = shape[0] * shape.dropFirst(2).reduce(1, *)
+        try NormError.check32BitLimit(batchSpatial, "N·M", argument: "input", shape: shape)
+        try NormError.check32BitLimit(shape[0] * shape[1], "N·C", argument: "input", shape: shape)
         let channels = shape[1]
-        guard groups > 0 else {
+        // InstanceNorm's groups are its channels: none for C = 0 (an empty input).
+        guard groups > 0 || (op == "InstanceNorm" && channels == 0) else {
             throw .invalidArgument(argument: "numGroups", reason: "must be positive, got \(groups)")
         }
-        guard channels % groups == 0 else {
+        // PyTorch: "Expected number of channels in input to be divisible by num_groups"
+        // (C = 0 divides into any number of groups).
+        guard groups == 0 || channels % groups == 0 else {
             throw .invalidArgument(
                 argument: "numGroups", reason: "the \(channels) channels must divide into \(groups) groups evenly")
         }

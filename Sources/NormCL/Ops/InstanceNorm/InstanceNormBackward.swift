@@ -66,7 +66,7 @@ public func instanceNormBackward(
 ///     (float32 `[C]`; `numBatchesTracked` is not used).
 ///   - eps: as in the forward pass (default `1e-5`); finite and ≥ 0.
 ///   - outputMask: the gradients to compute; the others come back nil.
-/// - Throws: ``NormError`` for invalid arguments (input rank, empty input, `gradOutput`
+/// - Throws: ``NormError`` for invalid arguments (input rank, `gradOutput`
 ///   differing from `input`, weight or running statistics not float32 `[C]` on the
 ///   input's backend, bad eps); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func instanceNormBackward(
@@ -96,7 +96,7 @@ func instanceNormBackward(
         problem = try GroupNormProblem.validatedBackward(
             gradOutput: gradOutput, input: input, groups: shape[1], weight: weight, saveMean: mean, saveInvstd: invstd,
             op: "InstanceNorm")
-        if problem.spatial <= 1 {
+        if problem.spatial == 1 {
             // As the forward pass: "Expected more than 1 spatial element when training".
             throw NormError.tooFewValuesPerChannel(valuesPerChannel: problem.spatial, shape: shape)
         }
@@ -107,6 +107,7 @@ func instanceNormBackward(
         try NormError.checkParameter(running.mean, "runningMean", shape: [problem.channels], backend: input.backend)
         try NormError.checkParameter(running.variance, "runningVar", shape: [problem.channels], backend: input.backend)
     }
+    if input.isEmpty { return try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask) }
 
     switch input.backend {
     case .reference:

@@ -36,8 +36,10 @@
 ///     nil for a cumulative average.
 ///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
 /// - Returns: the output and, with input statistics, the saved mean and inverse
-///   standard deviation per (n, c), shape `(N, C)`, float32.
-/// - Throws: ``NormError`` for invalid arguments (fewer than three dims, empty input,
+///   standard deviation per (n, c), shape `(N, C)`, float32. An empty input gives an
+///   empty output (statistics of no values: mean 0, invstd NaN) without a kernel
+///   launch and leaves the running statistics unchanged, as PyTorch.
+/// - Throws: ``NormError`` for invalid arguments (fewer than three dims,
 ///   a single spatial element with input statistics, PyTorch's "Expected more than 1
 ///   spatial element when training", as ``NormError/tooFewValuesPerChannel(valuesPerChannel:shape:)``;
 ///   no running statistics with `useInputStats == false`; parameter shape/backend/type
@@ -86,7 +88,7 @@ func instanceNorm(
         throw NormError.invalidArgument(
             argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
     }
-    if useInputStats && problem.spatial <= 1 {
+    if useInputStats && problem.spatial == 1 {
         // PyTorch: "Expected more than 1 spatial element when training".
         throw NormError.tooFewValuesPerChannel(valuesPerChannel: problem.spatial, shape: shape)
     }
@@ -103,6 +105,17 @@ func instanceNorm(
     if useInputStats, let tracked = updated?.numBatchesTracked {
         updated?.numBatchesTracked = tracked + 1
         effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
+    }
+
+    if input.isEmpty {
+        // As PyTorch: an empty output, running statistics unchanged, no kernel launch.
+        runningStatistics = updated
+        let rowShape = [problem.batch, channels]
+        return InstanceNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveMean: useInputStats ? try Tensor(repeating: 0, shape: rowShape, on: input.backend) : nil,
+            saveInvstd: useInputStats ? try Tensor(repeating: .nan, shape: rowShape, on: input.backend) : nil,
+            events: [])
     }
 
     switch input.backend {

@@ -64,6 +64,10 @@ func layerNormBackward(
         .layerNorm, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
         saveMean: saveMean, saveScale: saveInvstd, outputMask: outputMask)
     let forward = problem.forward
+    if input.isEmpty {
+        return try NormGradients.empty(
+            like: input, parameterShape: normalizedShape, mask: outputMask, hasBias: true)
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceLayerNorm.backward(

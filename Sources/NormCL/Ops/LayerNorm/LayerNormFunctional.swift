@@ -24,10 +24,12 @@
 ///   - eps: added to the variance inside the square root; finite and ≥ 0 (default `1e-5`).
 /// - Returns: the output, and the per-row mean and inverse standard deviation (float32,
 ///   shape = leading dims) for the backward pass (PyTorch's `native_layer_norm`).
-/// - Throws: ``NormError`` for invalid arguments: an empty or non-positive
+///   An empty input (a zero dim, rows = 0 or D = 0) gives an empty output and the statistics of
+///   no values (mean 0, invstd NaN) per row, without a kernel launch, as PyTorch.
+/// - Throws: ``NormError`` for invalid arguments: an empty or negative
 ///   `normalizedShape` (`invalidShape`), trailing dims that differ from it
 ///   (`shapeMismatch` of `input`), weight or bias of another shape, type or backend,
-///   non-finite or negative eps, empty input, rows or D beyond 32 bits,
+///   non-finite or negative eps, rows or D of 2^32 or more,
 ///   channels-last input of rank ≥ 3 (`unsupported`); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func layerNorm(
@@ -60,6 +62,15 @@ func layerNorm(
 ) throws -> LayerNormOutput {
     let problem = try RowNormProblem.validated(
         .layerNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+    if input.isEmpty {
+        // As PyTorch: an empty output, the statistics of no values (mean 0, invstd NaN)
+        // for each row (none when rows = 0), no kernel launch.
+        let statisticsShape = problem.statisticsShape
+        return LayerNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveMean: try Tensor(repeating: 0, shape: statisticsShape, on: input.backend),
+            saveInvstd: try Tensor(repeating: .nan, shape: statisticsShape, on: input.backend), events: [])
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceLayerNorm.forward(

@@ -24,7 +24,7 @@ enum RowNormKernels {
         let saveMean = problem.kind == .layerNorm ? try Tensor(uninitializedShape: statisticsShape, on: runtime) : nil
         let saveScale = try Tensor(uninitializedShape: statisticsShape, on: runtime)
         let rows = problem.rows
-        let rowsArgument = KernelArgument.uint(UInt32(rows))
+        let rowsArgument = try KernelArgument.count(rows)
         var events: [KernelEvent] = []
         switch plan.strategy {
         case .fused(let items, let rowsPerGroup):
@@ -51,7 +51,7 @@ enum RowNormKernels {
                 try runtime.enqueue(
                     "rownorm_finish", from: program, global: [rows.roundedUp(toMultipleOf: perRow)], local: [perRow],
                     arguments: [
-                        .buffer(partials), .uint(UInt32(slices)), rowsArgument, .buffer(pilots), .buffer(offsets),
+                        .buffer(partials), try .count(slices), rowsArgument, .buffer(pilots), .buffer(offsets),
                         .buffer(saveMean?.deviceBuffer), .buffer(saveScale.deviceBuffer), .float(eps),
                     ]))
             let local = plan.elementwiseWorkGroupSize

@@ -30,7 +30,7 @@ enum RowNormBackwardKernels {
         // dγ's partials, then dβ's: [2][blocks][D] floats.
         let partials =
             problem.needsParameters ? try DeviceBuffer(byteCount: 2 * blocks * problem.rowLength * 4, on: runtime) : nil
-        let rows = UInt32(problem.rows)
+        let rows = try KernelArgument.count(problem.rows)
         let common: [KernelArgument] = [.buffer(x), .buffer(gradOutput), .buffer(dx?.deviceBuffer)]
         let statisticsArguments: [KernelArgument] = [.buffer(statistics.mean), .buffer(statistics.scale)]
         var events: [KernelEvent] = []
@@ -43,7 +43,7 @@ enum RowNormBackwardKernels {
                     "rownorm_backward_columns", from: program, global: [plan.columnItems, plan.rowBlocks],
                     local: [local, 1],
                     arguments: common + [
-                        .uint(rows), .uint(UInt32(plan.rowsPerBlock)), .uint(UInt32(plan.rowBlocks)), .buffer(weight),
+                        rows, try .count(plan.rowsPerBlock), try .count(plan.rowBlocks), .buffer(weight),
                     ] + statisticsArguments + [.buffer(coefficients), .buffer(partials)]))
         }
 
@@ -56,7 +56,7 @@ enum RowNormBackwardKernels {
                     try runtime.enqueue(
                         "rownorm_backward_fused", from: program, global: [groups * local], local: [local],
                         arguments: common + [
-                            .uint(rows), .uint(UInt32(plan.rowsPerLane)), .uint(UInt32(plan.lanes)), .buffer(weight),
+                            rows, try .count(plan.rowsPerLane), try .count(plan.lanes), .buffer(weight),
                         ] + statisticsArguments + [.buffer(partials)]))
             }
             if problem.needsParameters && !plan.fusedAccumulates(problem) {
@@ -79,7 +79,7 @@ enum RowNormBackwardKernels {
                     try runtime.enqueue(
                         "rownorm_backward_row_finish", from: program,
                         global: [problem.rows.roundedUp(toMultipleOf: perRow)], local: [perRow],
-                        arguments: [.buffer(sums), .uint(UInt32(slices)), .uint(rows), .buffer(rowCoefficients)]))
+                        arguments: [.buffer(sums), try .count(slices), rows, .buffer(rowCoefficients)]))
                 coefficients = rowCoefficients
             }
             try enqueueColumns(coefficients: coefficients)
@@ -93,7 +93,7 @@ enum RowNormBackwardKernels {
                     "rownorm_backward_parameters", from: program,
                     global: [vectors.roundedUp(toMultipleOf: columns), lanes], local: [columns, lanes],
                     arguments: [
-                        .buffer(partials), .uint(UInt32(blocks)), .buffer(dWeight?.deviceBuffer),
+                        .buffer(partials), try .count(blocks), .buffer(dWeight?.deviceBuffer),
                         .buffer(dBias?.deviceBuffer),
                     ]))
         }

@@ -48,21 +48,20 @@ struct RowNormProblem: Hashable, Sendable {
         guard !normalizedShape.isEmpty else {
             throw .invalidShape(argument: "normalizedShape", reason: "\(kind.name) needs at least one normalized dim")
         }
-        guard normalizedShape.allSatisfy({ $0 > 0 }) else {
-            throw .invalidShape(argument: "normalizedShape", reason: "dims must be positive, got \(normalizedShape)")
+        // Zero dims are allowed (an empty input, as in PyTorch); negative ones never match.
+        guard normalizedShape.allSatisfy({ $0 >= 0 }) else {
+            throw .invalidShape(argument: "normalizedShape", reason: "dims must not be negative, got \(normalizedShape)")
         }
         // PyTorch: "Given normalized_shape=[…], expected input with shape [*, …]".
         guard shape.count >= normalizedShape.count, Array(shape.suffix(normalizedShape.count)) == normalizedShape else {
             let trailing = shape.count >= normalizedShape.count ? Array(shape.suffix(normalizedShape.count)) : shape
             throw .shapeMismatch(argument: "input", expected: normalizedShape, actual: trailing)
         }
-        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
         // Kernels take the rows and D as 32-bit values (element offsets are 64-bit).
-        guard let count = shape.checkedProduct, let rowLength = normalizedShape.checkedProduct,
-            count / rowLength <= UInt32.max, rowLength <= UInt32.max
-        else {
-            throw .invalidShape(argument: "input", reason: "rows and D must each be below 2^32, got \(shape)")
-        }
+        try NormError.checkDimensions(shape, argument: "input")
+        let rows = shape.dropLast(normalizedShape.count).reduce(1, *)
+        try NormError.check32BitLimit(rows, "rows", argument: "input", shape: shape)
+        try NormError.check32BitLimit(normalizedShape.reduce(1, *), "D", argument: "input", shape: shape)
         // Channels-last memory of rank ≥ 3 is not a row-major (rows, D) matrix; at rank 2
         // both layouts are the same memory.
         if input.layout == .channelsLast && shape.count > 2 {

@@ -58,6 +58,10 @@ func rmsNormBackward(
         .rmsNorm, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
         saveMean: nil, saveScale: saveInvRms, outputMask: outputMask)
     let forward = problem.forward
+    if input.isEmpty {
+        return try NormGradients.empty(
+            like: input, parameterShape: normalizedShape, mask: outputMask, hasBias: false)
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceRMSNorm.backward(

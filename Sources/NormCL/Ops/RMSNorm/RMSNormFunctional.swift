@@ -21,11 +21,13 @@
 ///     (the default) means the machine epsilon of the input's element type
 ///     (``ElementType/epsilon``: 2^-23 for float32, 2^-10 for half), as PyTorch's
 ///     `eps=None`. LLMs usually pass 1e-5 or 1e-6 explicitly.
-/// - Returns: the output and the per-row `rstd` (float32, shape = leading dims).
-/// - Throws: ``NormError`` for invalid arguments: an empty or non-positive
+/// - Returns: the output and the per-row `rstd` (float32, shape = leading dims). An
+///   empty input gives an empty output and `rstd` NaN (of no values) per row, without
+///   a kernel launch, as PyTorch.
+/// - Throws: ``NormError`` for invalid arguments: an empty or negative
 ///   `normalizedShape`, trailing dims that differ from it (`shapeMismatch` of
 ///   `input`), a weight of another shape, type or backend, non-finite or negative
-///   eps, empty input, rows or D beyond 32 bits, channels-last input of rank ≥ 3
+///   eps, rows or D of 2^32 or more, channels-last input of rank ≥ 3
 ///   (`unsupported`); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func rmsNorm(_ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, eps: Float? = nil) throws -> RMSNormOutput {
     try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: nil, tuning: nil)
@@ -55,6 +57,13 @@ func rmsNorm(
     let eps = eps ?? input.elementType.epsilon
     let problem = try RowNormProblem.validated(
         .rmsNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps)
+    if input.isEmpty {
+        // As PyTorch: an empty output, 1/rms of no values (NaN) for each row (none when
+        // rows = 0), no kernel launch.
+        return RMSNormOutput(
+            output: try Tensor(zerosLike: input),
+            saveInvRms: try Tensor(repeating: .nan, shape: problem.statisticsShape, on: input.backend), events: [])
+    }
     switch input.backend {
     case .reference:
         let result = ReferenceRMSNorm.forward(

@@ -91,7 +91,7 @@ enum SwitchableNormKernels {
             .buffer(batchMean?.deviceBuffer), .buffer(batchVariance?.deviceBuffer),
             .buffer(instanceMean?.deviceBuffer), .buffer(instanceVariance?.deviceBuffer),
             .buffer(mean.deviceBuffer), .buffer(invstd.deviceBuffer), .buffer(offset), .buffer(scale),
-            .uint(UInt32(problem.batch)), .uint(UInt32(problem.channels)),
+            try .count(problem.batch), try .count(problem.channels),
         ]
         if plan.splitStatistics {
             // Device-wide launches, each work-item striding over runs, samples or channels.

@@ -54,7 +54,11 @@ public struct SwitchableNorm: Sendable {
 
     /// Like ``callAsFunction(_:)``, also returning the statistics and kernel events.
     public mutating func forward(_ input: Tensor) throws -> SwitchableNormOutput {
-        try switchableNorm(
+        if input.shape.count >= 2, input.shape[1] != numFeatures {
+            throw NormError.shapeMismatch(
+                argument: "input", expected: [input.shape[0], numFeatures] + input.shape.dropFirst(2), actual: input.shape)
+        }
+        return try switchableNorm(
             input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
             runningStatistics: &runningStatistics, training: isTraining, options: options)
     }

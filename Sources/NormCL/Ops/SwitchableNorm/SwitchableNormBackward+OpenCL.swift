@@ -82,8 +82,8 @@ enum SwitchableNormBackwardKernels {
             .buffer(inputs.meanLogits), .buffer(inputs.varianceLogits), .buffer(inputs.weight), .buffer(sums),
             .buffer(adjoints), .buffer(setAdjoints), .buffer(coefficients), .buffer(logitPartials),
             .buffer(dWeight?.deviceBuffer), .buffer(dBias?.deviceBuffer), .buffer(dMeanLogits.deviceBuffer),
-            .buffer(dVarianceLogits.deviceBuffer), .uint(UInt32(problem.batch)), .uint(UInt32(problem.channels)),
-            .uint(UInt32(partialCount)),
+            .buffer(dVarianceLogits.deviceBuffer), try .count(problem.batch), try .count(problem.channels),
+            try .count(partialCount),
         ]
         if plan.splitCoefficients {
             let local = g.statisticsWorkGroupSize

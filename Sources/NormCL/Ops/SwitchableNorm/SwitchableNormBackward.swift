@@ -79,6 +79,15 @@ func switchableNormBackward(
     try NormError.checkGradOutput(gradOutput, matches: input)
     let statistics = try SwitchableNormSavedStatistics(
         forward, problem: problem, running: inference ? runningStatistics : nil, backend: input.backend)
+    if input.isEmpty {
+        // No value contributes to any sum: zero parameter and logit gradients.
+        let gradients = try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask)
+        let logits = [problem.branches.count]
+        return SwitchableNormGradients(
+            input: gradients.input, weight: gradients.weight, bias: gradients.bias,
+            meanLogits: try Tensor(repeating: 0, shape: logits, on: input.backend),
+            varianceLogits: try Tensor(repeating: 0, shape: logits, on: input.backend), events: [])
+    }
 
     switch input.backend {
     case .reference:

@@ -55,7 +55,7 @@
 ///   BN statistics (see ``SwitchableNormOutput``).
 /// - Throws: ``NormError``: `invalidShape` (rank < 2, `(N, C)` input with an IN branch,
 ///   the unbiased estimator dividing by zero: `L == 1` with IN, `C·L == 1` without),
-///   `emptyTensor`, `shapeMismatch` (logits of the wrong length, parameters not `[C]`),
+///   N·L or N·C of 2^32 or more, `shapeMismatch` (logits of the wrong length, parameters not `[C]`),
 ///   `unsupported` (half parameters, logits or statistics), `backendMismatch`,
 ///   `invalidArgument` (eps, momentum, running statistics without a BN branch or missing
 ///   in inference), `tooFewValuesPerChannel` (`N·L == 1` with a BN branch in training);
@@ -87,6 +87,10 @@ func switchableNorm(
     if problem.updatesRunningStatistics, let tracked = updated?.numBatchesTracked {
         updated?.numBatchesTracked = tracked + 1
         effectiveMomentum = options.momentum ?? 1 / Float(tracked + 1)
+    }
+    if input.isEmpty {
+        runningStatistics = updated
+        return try emptySwitchableNorm(problem, like: input)
     }
 
     switch input.backend {
@@ -133,4 +137,22 @@ func switchableNorm(
             instanceVariance: r.instanceVariance, layerMean: r.layerMean, layerVariance: r.layerVariance,
             batchMean: r.batchMean, batchVariance: r.batchVariance, events: r.events)
     }
+}
+
+/// Switchable Norm of an empty input, as BatchNorm's: an empty output, running
+/// statistics unchanged (the step still counts in `numBatchesTracked`), no kernel
+/// launch; the saved statistics have their usual shapes and are those of no values
+/// (means 0, variances and invstd NaN).
+private func emptySwitchableNorm(_ problem: SwitchableNormProblem, like input: Tensor) throws -> SwitchableNormOutput {
+    let backend = input.backend
+    func filled(_ value: Float, _ shape: [Int]) throws -> Tensor { try Tensor(repeating: value, shape: shape, on: backend) }
+    let instanceShape = [problem.batch, problem.channels]
+    let hasInstance = problem.branches.hasInstance
+    return SwitchableNormOutput(
+        output: try Tensor(zerosLike: input), mean: try filled(0, instanceShape), invstd: try filled(.nan, instanceShape),
+        instanceMean: hasInstance ? try filled(0, instanceShape) : nil,
+        instanceVariance: hasInstance ? try filled(.nan, instanceShape) : nil,
+        layerMean: try filled(0, [problem.batch]), layerVariance: try filled(.nan, [problem.batch]),
+        batchMean: problem.usesBatchStatistics ? try filled(0, [problem.channels]) : nil,
+        batchVariance: problem.usesBatchStatistics ? try filled(.nan, [problem.channels]) : nil, events: [])
 }

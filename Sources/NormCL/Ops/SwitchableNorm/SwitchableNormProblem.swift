@@ -39,14 +39,12 @@ struct SwitchableNormProblem: Hashable, Sendable {
         guard shape.count >= 2 else {
             throw .invalidShape(argument: "input", reason: "Switchable Norm needs (N, C, *spatial), got \(shape)")
         }
-        guard shape.allSatisfy({ $0 > 0 }) else { throw .emptyTensor(argument: "input", shape: shape) }
         // Kernels take N·C, L and N·L as 32-bit values (element offsets may be 64-bit).
-        guard let count = shape.checkedProduct, count / shape[1] <= UInt32.max, shape[0] * shape[1] <= UInt32.max
-        else {
-            throw .invalidShape(argument: "input", reason: "N·L and N·C must each be below 2^32, got \(shape)")
-        }
+        try NormError.checkDimensions(shape, argument: "input")
+        let channels = shape[1], spatial = shape.dropFirst(2).reduce(1, *)
+        try NormError.check32BitLimit(shape[0] * spatial, "N·L", argument: "input", shape: shape)
+        try NormError.check32BitLimit(shape[0] * channels, "N·C", argument: "input", shape: shape)
         let branches = options.branches
-        let channels = shape[1], spatial = count / (shape[0] * channels)
         let unbiased = options.varianceEstimator == .unbiased
         if shape.count == 2 && branches.hasInstance {
             throw .invalidShape(
@@ -76,7 +74,8 @@ struct SwitchableNormProblem: Hashable, Sendable {
         if running != nil && !branches.hasBatch {
             throw .invalidArgument(argument: "runningStatistics", reason: "branches \(branches) have no BN statistics to track")
         }
-        if branches.hasBatch && training && shape[0] * spatial <= 1 {
+        // An empty batch is no error (as BatchNorm's); one value per channel is.
+        if branches.hasBatch && training && shape[0] * spatial == 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: shape[0] * spatial, shape: shape)
         }
         if branches.hasBatch && !training && running == nil {
