@@ -29,7 +29,8 @@ final class ProgramCache: Sendable {
         if let cached = programs.withLock({ $0[key] }) { return cached }
         return try programBuildLock.withLock { _ in
             if let cached = programs.withLock({ $0[key] }) { return cached }
-            let built = try CompiledProgram.build(source: source, options: options, context: context, device: device, objects: objects)
+            let built = try CompiledProgram.build(
+                source: source, options: options, context: context, device: device, objects: objects)
             programs.withLock { $0[key] = built }
             return built
         }
