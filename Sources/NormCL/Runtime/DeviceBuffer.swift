@@ -10,20 +10,10 @@ final class DeviceBuffer: @unchecked Sendable {
     let byteCount: Int
     let runtime: OpenCLRuntime
 
-    /// Allocates `byteCount` bytes of uninitialised device memory.
+    /// Allocates `byteCount` bytes of uninitialised device memory (see ``BufferPool/allocate(byteCount:in:)``).
     init(byteCount: Int, on runtime: OpenCLRuntime) throws(OpenCLError) {
         precondition(byteCount > 0, "empty buffers are rejected before allocation")
-        if let recycled = runtime.buffers.take(byteCount: byteCount) {
-            self.handle = recycled
-            self.byteCount = byteCount
-            self.runtime = runtime
-            return
-        }
-        var status: cl_int = CL_SUCCESS
-        guard let handle = clCreateBuffer(runtime.context, cl_mem_flags(CL_MEM_READ_WRITE), byteCount, nil, &status),
-            status == CL_SUCCESS
-        else { throw OpenCLError(code: status, call: "clCreateBuffer(\(byteCount) bytes)") }
-        self.handle = handle
+        self.handle = try runtime.buffers.allocate(byteCount: byteCount, in: runtime.context)
         self.byteCount = byteCount
         self.runtime = runtime
     }

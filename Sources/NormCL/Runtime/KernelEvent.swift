@@ -11,13 +11,18 @@ public final class KernelEvent: @unchecked Sendable {
     /// Keeps the queue and context alive while the event can still be queried.
     let runtime: OpenCLRuntime
 
+    /// Takes ownership of `handle`, which `deinit` releases.
     init(name: String, handle: cl_event, runtime: OpenCLRuntime) {
         self.name = name
         self.handle = handle
         self.runtime = runtime
+        runtime.objects.created(.event)
     }
 
-    deinit { clReleaseEvent(handle) }
+    deinit {
+        clReleaseEvent(handle)
+        runtime.objects.released(.event)
+    }
 
     /// Blocks until the kernel has finished.
     public func wait() throws(OpenCLError) {

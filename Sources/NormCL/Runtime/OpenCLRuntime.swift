@@ -17,16 +17,20 @@ public final class OpenCLRuntime: @unchecked Sendable {
     let context: cl_context
     let queue: cl_command_queue
     let programs: ProgramCache
-    /// Freed device allocations kept for reuse (see ``BufferPool``).
+    /// The device allocator: a byte limit, and freed allocations kept for reuse (see ``BufferPool``).
     let buffers: BufferPool
+    /// The OpenCL objects this runtime holds, for the leak check.
+    let objects: OpenCLObjectCounts
 
     /// Creates a context and a profiling-enabled in-order queue on `device`.
     public init(device: OpenCLDevice) throws(OpenCLError) {
+        let objects = OpenCLObjectCounts()
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = device.id
         guard let context = clCreateContext(nil, 1, &deviceID, nil, nil, &status), status == CL_SUCCESS else {
             throw OpenCLError(code: status, call: "clCreateContext")
         }
+        objects.created(.context)
         var properties: [cl_queue_properties] = [
             cl_queue_properties(CL_QUEUE_PROPERTIES), cl_queue_properties(CL_QUEUE_PROFILING_ENABLE), 0,
         ]
@@ -34,8 +38,10 @@ public final class OpenCLRuntime: @unchecked Sendable {
             status == CL_SUCCESS
         else {
             clReleaseContext(context)
+            objects.released(.context)
             throw OpenCLError(code: status, call: "clCreateCommandQueueWithProperties")
         }
+        objects.created(.commandQueue)
         self.device = device
         var tuning = DeviceTuning(for: device)
         if let overrides = environment(DeviceTuning.environmentVariable) {
@@ -46,10 +52,13 @@ public final class OpenCLRuntime: @unchecked Sendable {
         self.tuning = tuning
         self.context = context
         self.queue = queue
-        self.programs = ProgramCache()
+        self.objects = objects
+        self.programs = ProgramCache(objects: objects)
         // Up to a quarter of the device's memory idle: enough for a training step's
         // activations on the benchmark shapes, little enough to leave room for others.
-        self.buffers = BufferPool(capacityBytes: device.globalMemoryBytes / 4)
+        // The limit is the whole device: beyond it PoCL aborts rather than failing.
+        self.buffers = BufferPool(
+            capacityBytes: device.globalMemoryBytes / 4, limitBytes: device.globalMemoryBytes, objects: objects)
     }
 
     /// A runtime on ``DeviceDiscovery/defaultDevice()``.
@@ -62,7 +71,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
         programs.releaseAll()
         buffers.releaseAll()
         clReleaseCommandQueue(queue)
+        objects.released(.commandQueue)
         clReleaseContext(context)
+        objects.released(.context)
     }
 
     /// Blocks until every command enqueued so far has finished.

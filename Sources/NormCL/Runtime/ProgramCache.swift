@@ -15,6 +15,11 @@ final class ProgramCache: Sendable {
     }
 
     private let programs = Mutex<[Key: CompiledProgram]>([:])
+    private let objects: OpenCLObjectCounts
+
+    init(objects: OpenCLObjectCounts) {
+        self.objects = objects
+    }
 
     /// The number of programs built so far (for tests of the cache).
     var count: Int { programs.withLock { $0.count } }
@@ -24,7 +29,8 @@ final class ProgramCache: Sendable {
         if let cached = programs.withLock({ $0[key] }) { return cached }
         return try programBuildLock.withLock { _ in
             if let cached = programs.withLock({ $0[key] }) { return cached }
-            let built = try CompiledProgram.build(source: source, options: options, context: context, device: device)
+            let built = try CompiledProgram.build(
+                source: source, options: options, context: context, device: device, objects: objects)
             programs.withLock { $0[key] = built }
             return built
         }
@@ -47,25 +53,33 @@ private let programBuildLock = Mutex<Void>(())
 final class CompiledProgram: @unchecked Sendable {
     let handle: cl_program
     let sourceName: String
+    private let objects: OpenCLObjectCounts
     private let idleKernels = Mutex<[String: [KernelHandle]]>([:])
 
     private struct KernelHandle: @unchecked Sendable {
         let kernel: cl_kernel
     }
 
-    private init(handle: cl_program, sourceName: String) {
+    private init(handle: cl_program, sourceName: String, objects: OpenCLObjectCounts) {
         self.handle = handle
         self.sourceName = sourceName
+        self.objects = objects
     }
 
     deinit {
         idleKernels.withLock { pools in
-            for handle in pools.values.joined() { clReleaseKernel(handle.kernel) }
+            for handle in pools.values.joined() {
+                clReleaseKernel(handle.kernel)
+                objects.released(.kernel)
+            }
         }
         clReleaseProgram(handle)
+        objects.released(.program)
     }
 
-    static func build(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
+    static func build(
+        source: KernelSource, options: String, context: cl_context, device: OpenCLDevice, objects: OpenCLObjectCounts
+    ) throws -> CompiledProgram {
         var status: cl_int = CL_SUCCESS
         // `Kernels/common.cl` first; `#line` keeps the build log's line numbers those of
         // the op's own file.
@@ -78,16 +92,18 @@ final class CompiledProgram: @unchecked Sendable {
         guard let program, status == CL_SUCCESS else {
             throw OpenCLError(code: status, call: "clCreateProgramWithSource(\(source.name))")
         }
+        objects.created(.program)
         var deviceID: cl_device_id? = device.id
         status = clBuildProgram(program, 1, &deviceID, options, nil, nil)
         if status != CL_SUCCESS {
             let log = buildLog(program, device: device.id)
             clReleaseProgram(program)
+            objects.released(.program)
             throw KernelBuildError(
                 program: source.name, options: options, device: device.name,
                 status: OpenCLError(code: status, call: "clBuildProgram"), log: log)
         }
-        return CompiledProgram(handle: program, sourceName: source.name)
+        return CompiledProgram(handle: program, sourceName: source.name, objects: objects)
     }
 
     private static func buildLog(_ program: cl_program, device: cl_device_id) -> String {
@@ -108,6 +124,7 @@ final class CompiledProgram: @unchecked Sendable {
                 throw OpenCLError(code: status, call: "clCreateKernel(\(sourceName).\(name))")
             }
             kernel = created
+            objects.created(.kernel)
         }
         defer { idleKernels.withLock { $0[name, default: []].append(KernelHandle(kernel: kernel)) } }
         return try body(kernel)
