@@ -14,6 +14,8 @@ import Synchronization
 /// still queued; whatever reuses it is enqueued later on the same queue, so it runs
 /// after them.
 final class BufferPool: Sendable {
+    /// `@unchecked`: an idle `cl_mem` moves between threads only through `state`'s
+    /// `Mutex`, and OpenCL memory objects are thread-safe.
     private struct Handle: @unchecked Sendable {
         let memory: cl_mem
     }

@@ -44,11 +44,17 @@ private let programBuildLock = Mutex<Void>(())
 ///
 /// `clSetKernelArg` is the one OpenCL call that is not thread-safe, so a kernel object
 /// is checked out to one launch at a time; launches on other threads get their own.
+///
+/// Why `@unchecked Sendable` is honest: `handle` is a `let` used only for the
+/// thread-safe `clCreateKernel` and released in `deinit`; the idle kernels live behind a
+/// `Mutex`, and a kernel taken out of it belongs to one launch until it is put back.
 final class CompiledProgram: @unchecked Sendable {
     let handle: cl_program
     let sourceName: String
     private let idleKernels = Mutex<[String: [KernelHandle]]>([:])
 
+    /// `@unchecked`: a `cl_kernel` moves between threads only through the idle pool's
+    /// `Mutex`, while no launch uses it.
     private struct KernelHandle: @unchecked Sendable {
         let kernel: cl_kernel
     }
