@@ -14,28 +14,35 @@ struct ConcurrencyStressTests {
     static let tasks = 8
     static let opsPerTask = 50
 
-    /// The (case, data seed) pairs task `task` runs, drawn with a seeded generator.
-    static func schedule(task: Int, count: Int = opsPerTask) -> [(ConcurrencyStressCase, UInt64)] {
-        var rng = SeededGenerator(seed: 0xC0C0 &+ UInt64(task))
-        return (0..<count).map { _ in
-            let index = Int.random(in: 0..<ConcurrencyStressCase.all.count, using: &rng)
-            return (ConcurrencyStressCase.all[index], rng.next())
-        }
+    /// The (case, data seed) pairs task `task` runs: a seeded shuffle of every case, then
+    /// seeded draws up to 50, with data seeds of its own. Tasks 0–3 run the cases in that
+    /// order and tasks 4–7 half a sequence later: tasks yield after each op, so they
+    /// advance round-robin and threads often launch the same kernels at the same moment
+    /// (what kernel checkout guards) as well as different ones.
+    static func schedule(task: Int) -> [(ConcurrencyStressCase, UInt64)] {
+        let all = ConcurrencyStressCase.all
+        var order = SeededGenerator(seed: 0xC0C0)
+        var kinds = Array(all.indices).shuffled(using: &order)
+        kinds += (kinds.count..<max(kinds.count, opsPerTask)).map { _ in Int.random(in: all.indices, using: &order) }
+        let rotation = task < tasks / 2 ? 0 : kinds.count / 2
+        var data = SeededGenerator(seed: 0xDA7A &+ UInt64(task))
+        return (kinds[rotation...] + kinds[..<rotation]).map { (all[$0], data.next()) }
     }
 
     /// 8 tasks × 50 ops drawn from every op × direction × mode × element type × layout
     /// (``ConcurrencyStressCase/all``) on the shared runtime; every result against the
-    /// reference with the op harness's tolerances. Tasks yield between ops so their
-    /// launches interleave on the cooperative pool.
+    /// reference with the op harness's tolerances. Each task runs on OS threads of its own
+    /// (``ThreadPerJobExecutor``), so the eight are preempted at any instruction.
     @Test("8 tasks × 50 mixed ops on the shared runtime match the reference", .enabled(if: hasOpenCL))
     func mixedOpsOnSharedRuntime() async throws {
         let runtime = try #require(sharedRuntime)
-        // Every case at least once (a task draws 50 of ~30), so the stress covers every op.
-        let drawn = Set((0..<Self.tasks).flatMap { Self.schedule(task: $0).map(\.0.description) })
+        // Every task runs every case at least once.
+        let drawn = Set(Self.schedule(task: Self.tasks - 1).map(\.0.description))
         #expect(drawn.count == ConcurrencyStressCase.all.count, "cases never drawn")
+        let executor = ThreadPerJobExecutor()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for task in 0..<Self.tasks {
-                group.addTask {
+                group.addTask(executorPreference: executor) {
                     for (stressCase, seed) in Self.schedule(task: task) {
                         try stressCase.check(on: .openCL(runtime), seed: seed)
                         await Task.yield()
@@ -53,9 +60,10 @@ struct ConcurrencyStressTests {
     func mixedOpsOnReference() async throws {
         let schedules = (0..<Self.tasks).map { Self.schedule(task: $0) }
         let serial = try schedules.map { schedule in try schedule.map { try $0.0.referenceFingerprint(seed: $0.1) } }
+        let executor = ThreadPerJobExecutor()
         let concurrent = try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
             for task in 0..<Self.tasks {
-                group.addTask {
+                group.addTask(executorPreference: executor) {
                     var fingerprints: [String] = []
                     for (stressCase, seed) in schedules[task] {
                         fingerprints.append(try stressCase.referenceFingerprint(seed: seed))

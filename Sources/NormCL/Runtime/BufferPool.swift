@@ -1,5 +1,4 @@
 import COpenCL
-import Synchronization
 
 /// Device allocations kept for reuse once their ``DeviceBuffer`` is gone, keyed by size
 /// (as PyTorch's caching allocator keeps freed blocks).
@@ -15,7 +14,7 @@ import Synchronization
 /// after them.
 final class BufferPool: Sendable {
     /// `@unchecked`: an idle `cl_mem` moves between threads only through `state`'s
-    /// `Mutex`, and OpenCL memory objects are thread-safe.
+    /// mutex, and OpenCL memory objects are thread-safe.
     private struct Handle: @unchecked Sendable {
         let memory: cl_mem
     }
@@ -27,7 +26,7 @@ final class BufferPool: Sendable {
 
     /// The most bytes kept idle; a recycled buffer beyond it is released instead.
     let capacityBytes: Int
-    private let state = Mutex(State())
+    private let state = PosixMutex(State())
 
     init(capacityBytes: Int) {
         self.capacityBytes = capacityBytes

@@ -12,7 +12,7 @@ import COpenCL
 ///
 /// Why `@unchecked Sendable` is honest: every stored property is a `let`; `device`,
 /// `tuning`, `programs` and `buffers` are themselves `Sendable` (the caches keep their
-/// state behind a `Mutex`), and the context and queue handles, which Swift cannot
+/// state behind a ``PosixMutex``), and the context and queue handles, which Swift cannot
 /// check, are thread-safe OpenCL objects released only in `deinit`.
 public final class OpenCLRuntime: @unchecked Sendable {
     /// The device this runtime runs on.
