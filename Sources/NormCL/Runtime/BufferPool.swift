@@ -1,5 +1,5 @@
 import COpenCL
-import Synchronization
+import Synchronization  // Atomic (TSan sees atomics; locks are PosixMutex)
 
 /// A runtime's device allocator: creates `cl_mem` buffers within a byte limit and keeps
 /// freed ones for reuse, keyed by size (as PyTorch's caching allocator keeps freed blocks).
@@ -21,6 +21,8 @@ import Synchronization
 /// allocation that would make the runtime hold more than ``limitBytes`` (by default the
 /// device's `CL_DEVICE_GLOBAL_MEM_SIZE`), after first releasing its idle buffers.
 final class BufferPool: Sendable {
+    /// `@unchecked`: an idle `cl_mem` moves between threads only through `state`'s
+    /// mutex, and OpenCL memory objects are thread-safe.
     private struct Handle: @unchecked Sendable {
         let memory: cl_mem
     }
@@ -32,7 +34,7 @@ final class BufferPool: Sendable {
 
     /// The most bytes kept idle; a recycled buffer beyond it is released instead.
     let capacityBytes: Int
-    private let state = Mutex(State())
+    private let state = PosixMutex(State())
     /// Bytes of the buffers this pool created and has not released: in use or idle.
     private let heldBytes = Atomic<Int>(0)
     private let limit: Atomic<Int>

@@ -5,6 +5,10 @@ import COpenCL
 /// Dropping a buffer while kernels on it are still queued is safe: its memory goes
 /// back to the runtime's ``BufferPool`` (or to OpenCL, which keeps it alive until
 /// those commands finish), and any reuse is queued after them.
+///
+/// Why `@unchecked Sendable` is honest: its properties are `let`s, and the `cl_mem` is
+/// only used through the runtime's queue (thread-safe), whose in-order execution
+/// orders every read and write of the memory; it is recycled once, in `deinit`.
 final class DeviceBuffer: @unchecked Sendable {
     let handle: cl_mem
     let byteCount: Int

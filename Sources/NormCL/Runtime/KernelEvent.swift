@@ -4,6 +4,9 @@ import COpenCL
 ///
 /// Returned by every op that runs on OpenCL, so callers and the benchmark program can
 /// read how long each kernel ran on the device (queue profiling is always on).
+///
+/// Why `@unchecked Sendable` is honest: its properties are `let`s; the `cl_event` is
+/// only waited on and queried (thread-safe OpenCL calls) and released once, in `deinit`.
 public final class KernelEvent: @unchecked Sendable {
     /// The kernel's function name in its `.cl` file.
     public let name: String

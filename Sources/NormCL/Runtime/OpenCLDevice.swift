@@ -4,6 +4,10 @@ import COpenCL
 ///
 /// A plain description read once at discovery; the handle it wraps is owned by the
 /// OpenCL platform and valid for the life of the process.
+///
+/// Why `@unchecked Sendable` is honest: every property is an immutable value; the only
+/// non-`Sendable` ones are the device and platform handles, which are never released
+/// and only passed to thread-safe OpenCL queries and context creation.
 public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
     /// The kind of processor an OpenCL device reports itself as.
     public enum Kind: String, Sendable {

@@ -1,5 +1,4 @@
 import COpenCL
-import Synchronization
 
 /// Compiled programs of one context, keyed by (kernel file name, build options).
 ///
@@ -14,7 +13,7 @@ final class ProgramCache: Sendable {
         let options: String
     }
 
-    private let programs = Mutex<[Key: CompiledProgram]>([:])
+    private let programs = PosixMutex<[Key: CompiledProgram]>([:])
     private let objects: OpenCLObjectCounts
 
     init(objects: OpenCLObjectCounts) {
@@ -27,10 +26,11 @@ final class ProgramCache: Sendable {
     func program(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
         let key = Key(sourceName: source.name, options: options)
         if let cached = programs.withLock({ $0[key] }) { return cached }
-        return try programBuildLock.withLock { _ in
+        return try programBuildLock.withLock { builds in
             if let cached = programs.withLock({ $0[key] }) { return cached }
             let built = try CompiledProgram.build(
                 source: source, options: options, context: context, device: device, objects: objects)
+            builds += 1
             programs.withLock { $0[key] = built }
             return built
         }
@@ -43,19 +43,26 @@ final class ProgramCache: Sendable {
 
 /// Serialises program builds across every runtime of the process: two threads asking
 /// for the same program share one build, and compilers (PoCL's among them) are not
-/// all safe to run from several threads at once.
-private let programBuildLock = Mutex<Void>(())
+/// all safe to run from several threads at once. It guards the process's build count
+/// rather than `Void` (see ``PosixMutex`` on zero-sized values).
+private let programBuildLock = PosixMutex<Int>(0)
 
 /// A built `cl_program` and a pool of its kernel objects.
 ///
 /// `clSetKernelArg` is the one OpenCL call that is not thread-safe, so a kernel object
 /// is checked out to one launch at a time; launches on other threads get their own.
+///
+/// Why `@unchecked Sendable` is honest: `handle` is a `let` used only for the
+/// thread-safe `clCreateKernel` and released in `deinit`; the idle kernels live behind a
+/// ``PosixMutex``, and a kernel taken out of it belongs to one launch until it is put back.
 final class CompiledProgram: @unchecked Sendable {
     let handle: cl_program
     let sourceName: String
     private let objects: OpenCLObjectCounts
-    private let idleKernels = Mutex<[String: [KernelHandle]]>([:])
+    private let idleKernels = PosixMutex<[String: [KernelHandle]]>([:])
 
+    /// `@unchecked`: a `cl_kernel` moves between threads only through the idle pool's
+    /// mutex, while no launch uses it.
     private struct KernelHandle: @unchecked Sendable {
         let kernel: cl_kernel
     }
