@@ -4,7 +4,9 @@
 /// Plain SVG written by hand (no dependencies); one row per case, in the table's order.
 enum Plot {
     static func svg(_ results: [CaseResult], device: String, copyBandwidth: Double?, peer: String?) -> String {
-        let labelWidth = 340.0, chartWidth = 560.0, rowHeight = 26.0, top = 88.0, bottom = 44.0
+        // Case names in 12 px sans-serif take about 7 px a character.
+        let longestName = results.map(\.name.count).max() ?? 0
+        let labelWidth = max(200, 7.2 * Double(longestName) + 16), chartWidth = 560.0, rowHeight = 26.0, top = 88.0, bottom = 44.0
         let hasPeer = results.contains { $0.peerGigabytesPerSecond != nil }
         let values: [Double] = results.flatMap { [$0.gigabytesPerSecond, $0.peerGigabytesPerSecond ?? 0] } + [copyBandwidth ?? 0]
         let maximum = niceCeiling(values.filter { $0.isFinite }.max() ?? 1)
