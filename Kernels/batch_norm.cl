@@ -454,6 +454,48 @@ __kernel void bn_inference_scale(__global const float *running_var, __global con
 #endif
 }
 
+// Inference in one launch: y = (x - running_mean[c]) * scale + beta[c] with
+// scale = gamma[c] / sqrt(running_var[c] + eps) computed where it is used (once per
+// plane run on CPUs) instead of by a kernel of its own: on PoCL a launch costs
+// 0.06-0.2 ms, a tenth or more of the whole op at common sizes.
+inline float inference_scale(uint c, __global const float *running_var, __global const float *weight, float eps) {
+    float s = 1.0f / sqrt(running_var[c] + eps);
+#if HAS_WEIGHT
+    s *= weight[c];
+#endif
+    return s;
+}
+
+inline float inference_shift(uint c, __global const float *bias) {
+#if HAS_BIAS
+    return bias[c];
+#else
+    return 0.0f;
+#endif
+}
+
+__kernel void bn_inference_apply(__global const storage_t *restrict x, __global storage_t *restrict y, uint batch,
+                                 __global const float *running_mean, __global const float *running_var,
+                                 __global const float *weight, __global const float *bias, float eps) {
+    INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
+    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
+#if CHUNKED
+    for (INDEX_T v = r.first; v < r.end;) {
+        INDEX_T plane = v / SPATIAL_VECS;
+        INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
+        uint c = (uint)(plane % CHANNELS);
+        float k = running_mean[c], s = inference_scale(c, running_var, weight, eps), b = inference_shift(c, bias);
+        for (INDEX_T j = v; j < v + len; ++j) STOREV((LOADV(x, j) - k) * s + b, y, j);
+        v += len;
+    }
+#else
+    for (INDEX_T v = r.first; v < r.end; v += r.stride) {
+        uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
+        STOREV((LOADV(x, v) - running_mean[c]) * inference_scale(c, running_var, weight, eps) + inference_shift(c, bias), y, v);
+    }
+#endif
+}
+
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] over every element of NCHW
 // input: step 3 of the split training path (pilot from channel_pilot, offset = mean -
 // pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting

@@ -12,6 +12,17 @@ struct CaseResult: Sendable {
     let kernel: TimingSummary?
     /// Host wall time per call including the wait for the result, ms.
     let host: TimingSummary
+    /// Kernels the op enqueues per call (each costs a launch on top of its run time).
+    let launches: Int
+    /// A float4 copy moving the case's ideal bytes (read plus written), run after each
+    /// iteration of the op, ms (nil on the reference path).
+    let copy: TimingSummary?
+    /// Bytes the copy moved (the ideal bytes rounded up to whole float4 pairs).
+    let copyBytes: Int?
+    /// The median over iterations of (copy time scaled to the ideal bytes) / (op kernel
+    /// time): how close the op runs to a copy of its own traffic, at the same size and
+    /// moment. 1 is the memory-bound ceiling.
+    let fractionOfCopy: Double?
     /// The CPU reference path on the same case, host wall time, ms (nil when skipped).
     let referenceMilliseconds: Double?
     /// Largest |output − reference| and whether every element was within tolerance.
@@ -23,6 +34,11 @@ struct CaseResult: Sendable {
     /// The time GB/s are computed from: kernel time on OpenCL, else host time.
     var bestTimeMilliseconds: Double { kernel?.median ?? host.median }
     var gigabytesPerSecond: Double { Double(idealBytes) / (bestTimeMilliseconds * 1e6) }
+    /// The copy's bandwidth at the case's size, GB/s.
+    var copyGigabytesPerSecond: Double? {
+        guard let copy, let copyBytes else { return nil }
+        return Double(copyBytes) / (copy.median * 1e6)
+    }
     var speedupOverReference: Double? { referenceMilliseconds.map { $0 / host.median } }
     /// Peer time over ours, both host wall time per call (what a caller waits for):
     /// above 1 means NormCL is faster.

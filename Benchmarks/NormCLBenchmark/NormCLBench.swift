@@ -79,13 +79,17 @@ struct NormCLBench: ParsableCommand {
         }
 
         print("NormCL benchmark on \(describe(backend))")
-        if let copyBandwidth { print("device copy bandwidth (float4 copy, measured now): \(Report.format(copyBandwidth, digits: 1)) GB/s") }
+        if let copyBandwidth {
+            print("device DRAM copy bandwidth (float4 copy of 2 × \(quick ? 64 : 256) MiB, measured now): \(Report.format(copyBandwidth, digits: 1)) GB/s")
+        }
         print("median of \(iterations) iterations; GB/s = ideal bytes (input read once + output written once + parameters) / kernel time")
+        print("copy GB/s = a float4 copy moving the case's ideal bytes, run after each iteration (same size, same moment);")
+        print("% copy = median over iterations of copy time / kernel time (100%: the op runs as fast as copying its own traffic)")
         switch peerResults {
         case .success(let peer): print("× PyTorch = \(peer.peer) median wall time / NormCL's host ms (above 1: NormCL faster)\n")
         case .failure(let reason): print("× PyTorch: no peer (\(reason))\n")
         }
-        print(Report.table(results, copyBandwidth: copyBandwidth))
+        print(Report.table(results))
         let peerName = try? peerResults.get().peer
         if let json {
             try Report.write(
@@ -144,17 +148,31 @@ struct NormCLBench: ParsableCommand {
         var start = clock.now
         let first = try run()
         let output = try first.output.toArray()
+        let launches = first.events.count
         let firstCall = (clock.now - start).milliseconds
 
-        for _ in 0..<warmup { _ = try run().events.spanNanoseconds() }
+        // A copy of the same ideal bytes, run after each iteration of the op: the
+        // ceiling at this size (cache-resident or not) under the same machine load.
+        let copyProbe = try backend.runtime.map { try CopyProbe(bytes: benchmarkCase.idealBytes, on: $0) }
+        for _ in 0..<warmup {
+            _ = try run().events.spanNanoseconds()
+            _ = try copyProbe?.run()
+        }
         var kernelTimes: [Double] = []
         var hostTimes: [Double] = []
+        var copyTimes: [Double] = []
         for _ in 0..<iterations {
             start = clock.now
             let (result, events) = try run()
             if let last = events.last { try last.wait() } else { _ = try result.toArray() }
             hostTimes.append((clock.now - start).milliseconds)
             if !events.isEmpty { kernelTimes.append(Double(try events.spanNanoseconds()) / 1e6) }
+            if let copyProbe { copyTimes.append(Double(try copyProbe.run()) / 1e6) }
+        }
+        // Pairs taken moments apart see the same machine: the median of their ratios
+        // is steadier than a ratio of medians when other load comes and goes.
+        let copyFractions = zip(copyTimes, kernelTimes).map { copy, kernel in
+            copy * Double(benchmarkCase.idealBytes) / Double(copyProbe?.bytes ?? 1) / kernel
         }
 
         // Check the output once against the reference (and time the reference).
@@ -180,7 +198,9 @@ struct NormCLBench: ParsableCommand {
             name: benchmarkCase.name, op: benchmarkCase.op, shape: benchmarkCase.shape,
             layout: benchmarkCase.layout.rawValue, dtype: benchmarkCase.elementType.rawValue, idealBytes: benchmarkCase.idealBytes,
             firstCallMilliseconds: firstCall, kernel: kernelTimes.isEmpty ? nil : TimingSummary(kernelTimes),
-            host: TimingSummary(hostTimes), referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches)
+            host: TimingSummary(hostTimes), launches: launches, copy: copyTimes.isEmpty ? nil : TimingSummary(copyTimes),
+            copyBytes: copyProbe?.bytes, fractionOfCopy: copyFractions.isEmpty ? nil : TimingSummary(copyFractions).median,
+            referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches)
     }
 
     func log(_ message: String) {

@@ -1,5 +1,7 @@
 /// The `--plot` chart: GB/s per case as horizontal bars, NormCL beside the peer, with the
-/// device's copy bandwidth as a vertical line — the ceiling every bar is measured against.
+/// device's DRAM copy bandwidth as a dashed line and, on each case's row, a red tick at
+/// the speed of a copy of that case's own bytes (the ceiling its "% copy" is measured
+/// against: small cases fit in the cache and copy faster than DRAM allows).
 ///
 /// Plain SVG written by hand (no dependencies); one row per case, in the table's order.
 enum Plot {
@@ -8,7 +10,8 @@ enum Plot {
         let longestName = results.map(\.name.count).max() ?? 0
         let labelWidth = max(200, 7.2 * Double(longestName) + 16), chartWidth = 560.0, rowHeight = 26.0, top = 88.0, bottom = 44.0
         let hasPeer = results.contains { $0.peerGigabytesPerSecond != nil }
-        let values: [Double] = results.flatMap { [$0.gigabytesPerSecond, $0.peerGigabytesPerSecond ?? 0] } + [copyBandwidth ?? 0]
+        let values: [Double] =
+            results.flatMap { [$0.gigabytesPerSecond, $0.peerGigabytesPerSecond ?? 0, $0.copyGigabytesPerSecond ?? 0] } + [copyBandwidth ?? 0]
         let maximum = niceCeiling(values.filter { $0.isFinite }.max() ?? 1)
         let height = top + rowHeight * Double(results.count) + bottom
         let width = labelWidth + chartWidth + 40
@@ -29,6 +32,10 @@ enum Plot {
             svg += "<text x=\"\(legendX + 16)\" y=\"57\">\(escape(label))</text>\n"
             legendX += 40 + 7.5 * Double(label.count)
         }
+        if results.contains(where: { $0.copyGigabytesPerSecond != nil }) {
+            svg += "<line x1=\"\(legendX + 5)\" y1=\"46\" x2=\"\(legendX + 5)\" y2=\"60\" stroke=\"#c00\" stroke-width=\"2\"/>"
+            svg += "<text x=\"\(legendX + 12)\" y=\"57\">copy of the same bytes</text>\n"
+        }
         // Grid and axis.
         let ticks = 5
         for tick in 0...ticks {
@@ -45,6 +52,11 @@ enum Plot {
             svg += "<text x=\"\(labelWidth - 8)\" y=\"\(y + 16)\" text-anchor=\"end\">\(escape(result.name))</text>"
             svg += bar(x0: x(0), x1: x(result.gigabytesPerSecond), y: y + 3, height: barHeight, color: normclColor,
                        label: Report.format(result.gigabytesPerSecond, digits: 1))
+            if let copyAtSize = result.copyGigabytesPerSecond {
+                // The copy of this case's own bytes: the ceiling for this bar.
+                let position = x(copyAtSize)
+                svg += "<line x1=\"\(position)\" y1=\"\(y + 1)\" x2=\"\(position)\" y2=\"\(y + 5 + 2 * barHeight)\" stroke=\"#c00\" stroke-width=\"2\"/>"
+            }
             if let peerBandwidth = result.peerGigabytesPerSecond {
                 svg += bar(x0: x(0), x1: x(peerBandwidth), y: y + 3 + barHeight, height: barHeight, color: peerColor,
                            label: Report.format(peerBandwidth, digits: 1))
@@ -54,7 +66,7 @@ enum Plot {
         if let copyBandwidth {
             let position = x(copyBandwidth)
             svg += "<line x1=\"\(position)\" y1=\"\(top - 6)\" x2=\"\(position)\" y2=\"\(height - bottom)\" stroke=\"#c00\" stroke-dasharray=\"5,3\" stroke-width=\"1.5\"/>"
-            svg += "<text x=\"\(position + 4)\" y=\"\(top - 8)\" fill=\"#c00\">copy \(Report.format(copyBandwidth, digits: 1)) GB/s</text>\n"
+            svg += "<text x=\"\(position + 4)\" y=\"\(top - 8)\" fill=\"#c00\">DRAM copy \(Report.format(copyBandwidth, digits: 1)) GB/s</text>\n"
         }
         return svg + "</svg>\n"
     }

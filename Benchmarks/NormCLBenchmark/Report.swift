@@ -5,14 +5,15 @@ import Glibc
 /// The table on stdout and the JSON file.
 enum Report {
     /// One row per case; `peerName` heads the peer column ("× PyTorch").
-    static func table(_ results: [CaseResult], copyBandwidth: Double?, peerName: String = "PyTorch") -> String {
-        var rows = [["case", "kernel ms", "min ms", "host ms", "first ms", "GB/s", "% copy", "× ref", "× \(peerName)", "check"]]
+    static func table(_ results: [CaseResult], peerName: String = "PyTorch") -> String {
+        var rows = [["case", "kernels", "kernel ms", "min ms", "host ms", "first ms", "GB/s", "copy GB/s", "% copy", "× ref", "× \(peerName)", "check"]]
         for r in results {
             rows.append([
-                r.name,
+                r.name, String(r.launches),
                 format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), format(r.firstCallMilliseconds, digits: 1),
                 format(r.gigabytesPerSecond, digits: 1),
-                copyBandwidth.map { format(100 * r.gigabytesPerSecond / $0, digits: 0) + "%" } ?? "–",
+                format(r.copyGigabytesPerSecond, digits: 1),
+                r.fractionOfCopy.map { format(100 * $0, digits: 0) + "%" } ?? "–",
                 r.speedupOverReference.map { format($0, digits: 1) + "×" } ?? "–",
                 r.speedupOverPeer.map { format($0, digits: 2) + "×" } ?? "–",
                 r.matchesReference.map { $0 ? "ok" : "MISMATCH" } ?? "–",
@@ -56,11 +57,12 @@ enum Report {
         let cases = results.map { r in
             """
                 {"name": \(string(r.name)), "op": \(string(r.op)), "shape": [\(r.shape.map(String.init).joined(separator: ", "))], \
-            "layout": \(string(r.layout)), "dtype": \(string(r.dtype)), "ideal_bytes": \(r.idealBytes), \
+            "layout": \(string(r.layout)), "dtype": \(string(r.dtype)), "ideal_bytes": \(r.idealBytes), "kernels": \(r.launches), \
             "first_call_ms": \(number(r.firstCallMilliseconds)), "kernel_median_ms": \(number(r.kernel?.median)), \
             "kernel_min_ms": \(number(r.kernel?.minimum)), "host_median_ms": \(number(r.host.median)), \
             "host_min_ms": \(number(r.host.minimum)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
-            "fraction_of_copy": \(number(copyBandwidth.map { r.gigabytesPerSecond / $0 })), \
+            "copy_median_ms": \(number(r.copy?.median)), "copy_bytes": \(r.copyBytes.map(String.init) ?? "null"), \
+            "copy_gb_per_s": \(number(r.copyGigabytesPerSecond)), "fraction_of_copy": \(number(r.fractionOfCopy)), \
             "reference_ms": \(number(r.referenceMilliseconds)), "speedup_over_reference": \(number(r.speedupOverReference)), \
             "max_error": \(number(r.maxError)), "matches_reference": \(r.matchesReference.map { $0 ? "true" : "false" } ?? "null"), \
             "peer_median_ms": \(number(r.peerMilliseconds)), "speedup_over_peer": \(number(r.speedupOverPeer))}
@@ -69,7 +71,7 @@ enum Report {
         return """
             {
               "device": \(string(device)),
-              "copy_bandwidth_gb_per_s": \(number(copyBandwidth)),
+              "dram_copy_bandwidth_gb_per_s": \(number(copyBandwidth)),
               "peer": \(peer.map(string) ?? "null"),
               "iterations": \(iterations),
               "cases": [

@@ -8,6 +8,20 @@ import Testing
 struct RuntimeTests {
     // MARK: Discovery and selection
 
+    @Test("the copy probe copies real data of the size asked for")
+    func copyProbeCopies() throws {
+        let runtime = try #require(sharedRuntime)
+        // 1000 bytes read plus written: 500 each way, rounded up to 32 float4s.
+        let probe = try CopyProbe(bytes: 1000, on: runtime)
+        #expect(probe.bytes == 1024)
+        #expect(try probe.run() > 0)
+        // The source holds written data (untouched memory would read as one cached zero
+        // page on CPU devices and flatter the copy), and the run copied all of it.
+        let copied: [Float] = try probe.destination.download()
+        #expect(copied.count == 128 && copied.allSatisfy { $0 == 1 })
+        #expect(try runtime.measureCopyBandwidth(megabytes: 1, iterations: 2) > 0)
+    }
+
     @Test("devices are discovered on this machine")
     func devicesDiscovered() throws {
         let runtime = try #require(sharedRuntime)

@@ -1,8 +1,8 @@
 /// Launch parameters that depend on the kind of device, kept apart from the kernels
 /// and the plans (as CLBlast keeps its tuned parameters apart from its routines).
 ///
-/// The CPU values were measured on PoCL 3.1 with 2 compute units (see the
-/// benchmark program's `--sweep-tuning`); the GPU values follow what peers use
+/// The CPU values were measured on PoCL 3.1 with 2 compute units (the benchmark
+/// program run with `NORMCL_TUNING=…` variations); the GPU values follow what peers use
 /// (MIOpen, OpenVINO): wide interleaved work-groups for coalesced loads.
 public struct DeviceTuning: Sendable, Equatable {
     /// Work-items per work-group in reduction kernels (a power of two).

@@ -37,11 +37,22 @@ enum BatchNormKernels {
         return try runTraining(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
     }
 
-    /// Scale per channel from the running statistics, then the elementwise pass.
+    /// The elementwise pass, with each channel's scale computed from the running
+    /// statistics inside it (NCHW); a per-channel scale kernel first for `(rows, C)`.
     private static func runInference(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
+        if !problem.isRowsByChannels {
+            let event = try runtime.enqueue(
+                "bn_inference_apply", from: program,
+                global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
+                arguments: [
+                    .buffer(inputs.x), .buffer(output.deviceBuffer), try .count(problem.batch), .buffer(inputs.runningMean),
+                    .buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias), .float(inputs.eps),
+                ])
+            return Outputs(output: output, events: [event])
+        }
         let coefficients = try Coefficients(channels: problem.channels, on: runtime)
         let scaleEvent = try runtime.enqueue(
             "bn_inference_scale", from: program,

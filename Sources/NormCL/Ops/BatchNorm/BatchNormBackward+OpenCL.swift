@@ -43,7 +43,7 @@ enum BatchNormBackwardKernels {
         var events: [KernelEvent] = []
 
         /// dx from per-channel coefficients (`mean_dy`, `xcoef` nil in inference).
-        func enqueueDx(scale: DeviceBuffer, meanDy: DeviceBuffer?, xcoef: DeviceBuffer?) throws {
+        func enqueueDx(scale: DeviceBuffer?, meanDy: DeviceBuffer?, xcoef: DeviceBuffer?) throws {
             guard let dx else { return }
             events.append(
                 try runtime.enqueue(
@@ -53,10 +53,13 @@ enum BatchNormBackwardKernels {
                     arguments: [
                         .buffer(inputs.x), .buffer(inputs.dy), .buffer(dx.deviceBuffer), rowsArgument, .buffer(inputs.mean),
                         .buffer(scale), .buffer(meanDy), .buffer(xcoef),
-                    ]))
+                    ] + (problem.isRowsByChannels ? [] : [.buffer(inputs.second), .buffer(inputs.weight), .float(inputs.eps)])))
         }
 
         switch plan.strategy {
+        case .elementwise where !problem.isRowsByChannels:
+            // One launch: bnb_dx computes each channel's scale itself.
+            try enqueueDx(scale: nil, meanDy: nil, xcoef: nil)
         case .elementwise:
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             events.append(

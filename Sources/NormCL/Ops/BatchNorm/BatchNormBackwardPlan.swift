@@ -17,7 +17,9 @@
 ///   `R` row slices write partial sums, merged per channel in order, then a row-wise
 ///   dx pass. Three launches.
 /// - ``Strategy/elementwise``: inference when neither dγ nor dβ is asked for:
-///   `dx = dy·γ·invstd` needs no reduction. A per-channel scale, then the dx pass.
+///   `dx = dy·γ·invstd` needs no reduction. One launch for NCHW (the dx pass computes
+///   each channel's scale where it uses it); a per-channel scale, then the dx pass, for
+///   a `(rows, C)` matrix.
 ///
 /// A strategy's dx step is left out when the mask leaves out dx.
 struct BatchNormBackwardPlan: Equatable, Sendable {

@@ -1,0 +1,51 @@
+/// A float4 copy kernel of a fixed size on one runtime: the memory-bound ceiling a norm
+/// kernel that moves the same bytes is measured against.
+///
+/// A copy of `bytes / 2` bytes reads and writes `bytes` in all. Its speed depends on
+/// the size (a working set that fits in the last-level cache copies faster than one in
+/// DRAM) and on the moment (other load on the machine), so a benchmark compares each op
+/// with a probe of the op's own ideal bytes, run alternately with it.
+public struct CopyProbe: Sendable {
+    /// Bytes one run reads plus writes (a multiple of 32).
+    public let bytes: Int
+    private let runtime: OpenCLRuntime
+    let source: DeviceBuffer
+    let destination: DeviceBuffer
+    private let program: CompiledProgram
+    private let vectors: Int
+    private let groups: Int
+    private let local: Int
+
+    /// Allocates two buffers of `bytes / 2` bytes each (rounded up to whole float4s)
+    /// and builds the copy kernel.
+    ///
+    /// - Throws: ``OpenCLError`` when the buffers cannot be allocated or the kernel fails
+    ///   to build.
+    public init(bytes: Int, on runtime: OpenCLRuntime) throws {
+        vectors = max(1, (max(bytes, 0) / 2).ceilingDivided(by: 16))
+        self.bytes = 2 * vectors * 16
+        self.runtime = runtime
+        source = try DeviceBuffer(byteCount: vectors * 16, on: runtime)
+        destination = try DeviceBuffer(byteCount: vectors * 16, on: runtime)
+        // Written, not just allocated: on CPU devices untouched memory reads as one shared
+        // zero page, which stays in L1 and made the copy look up to 1.4× faster than any
+        // kernel reading real data.
+        try source.upload([Float](repeating: 1, count: vectors * 4))
+        try destination.upload([Float](repeating: 0, count: vectors * 4))
+        local = max(1, min(runtime.tuning.elementwiseWorkGroupSize, runtime.device.maxWorkGroupSize))
+        groups = max(1, min(runtime.device.computeUnits * runtime.tuning.workGroupsPerComputeUnit, vectors.ceilingDivided(by: local)))
+        let wide = vectors + 2 * groups * local >= 1 << 32
+        program = try runtime.program(
+            .memory,
+            options: "-cl-std=CL1.2 -D CHUNKED=\(runtime.tuning.chunkedAccess ? 1 : 0) -D INDEX_T=\(wide ? "ulong" : "uint")")
+    }
+
+    /// Copies once and returns the kernel's device time in nanoseconds (from its
+    /// profiling event, after waiting for it).
+    public func run() throws -> UInt64 {
+        let event = try runtime.enqueue(
+            "copy_float4", from: program, global: [groups * local], local: [local],
+            arguments: [.buffer(source), .buffer(destination), .ulong(UInt64(vectors))])
+        return try event.durationNanoseconds()
+    }
+}
