@@ -433,31 +433,8 @@ __kernel void bn_finish_moments(__global const float *pilots, __global const flo
     shift[c] = k.z;
 }
 
-// Inference, step 1 of 2, one work-item per channel: offset = 0, scale = gamma /
-// sqrt(running_var + eps) and shift = beta, so the apply step computes
-// (x - running_mean) * scale + beta.
-__kernel void bn_inference_scale(__global const float *running_var, __global const float *weight,
-                                 __global const float *bias, float eps, __global float *offset,
-                                 __global float *scale, __global float *shift) {
-    uint c = get_global_id(0);
-    if (c >= CHANNELS) return;
-    float s = 1.0f / sqrt(running_var[c] + eps);
-#if HAS_WEIGHT
-    s *= weight[c];
-#endif
-    offset[c] = 0.0f;
-    scale[c] = s;
-#if HAS_BIAS
-    shift[c] = bias[c];
-#else
-    shift[c] = 0.0f;
-#endif
-}
-
-// Inference in one launch: y = (x - running_mean[c]) * scale + beta[c] with
-// scale = gamma[c] / sqrt(running_var[c] + eps) computed where it is used (once per
-// plane run on CPUs) instead of by a kernel of its own: on PoCL a launch costs
-// 0.06-0.2 ms, a tenth or more of the whole op at common sizes.
+// Inference coefficients of channel c: y = (x - running_mean[c]) * scale + shift with
+// scale = gamma[c] / sqrt(running_var[c] + eps) and shift = beta[c].
 inline float inference_scale(uint c, __global const float *running_var, __global const float *weight, float eps) {
     float s = 1.0f / sqrt(running_var[c] + eps);
 #if HAS_WEIGHT
@@ -474,6 +451,21 @@ inline float inference_shift(uint c, __global const float *bias) {
 #endif
 }
 
+// Inference on (rows, C) input, step 1 of 2, one work-item per channel: offset = 0,
+// scale and shift as above, so the apply step computes (x - running_mean) * scale + beta.
+__kernel void bn_inference_scale(__global const float *running_var, __global const float *weight,
+                                 __global const float *bias, float eps, __global float *offset,
+                                 __global float *scale, __global float *shift) {
+    uint c = get_global_id(0);
+    if (c >= CHANNELS) return;
+    offset[c] = 0.0f;
+    scale[c] = inference_scale(c, running_var, weight, eps);
+    shift[c] = inference_shift(c, bias);
+}
+
+// Inference on NCHW input in one launch: the coefficients computed where they are used
+// (once per plane run on CPUs) instead of by bn_inference_scale: on PoCL a launch costs
+// 0.06-0.2 ms, a tenth or more of the whole op at common sizes.
 __kernel void bn_inference_apply(__global const storage_t *restrict x, __global storage_t *restrict y, uint batch,
                                  __global const float *running_mean, __global const float *running_var,
                                  __global const float *weight, __global const float *bias, float eps) {
