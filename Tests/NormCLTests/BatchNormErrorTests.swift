@@ -16,6 +16,7 @@ struct BatchNormErrorTests {
         case .tooFewValuesPerChannel?: "tooFewValuesPerChannel"
         case .backendMismatch(let argument, _, _)?: "backendMismatch(\(argument))"
         case .unsupported(let argument, _)?: "unsupported(\(argument))"
+        case .forwardMismatch(let argument, _)?: "forwardMismatch(\(argument))"
         case nil: nil
         }
     }

@@ -1,7 +1,7 @@
 import Testing
 @testable import NormCL
 
-/// The numerical pitfalls users report for BatchNorm (LESSONS.md): large-mean data,
+/// The numerical pitfalls users report for BatchNorm: large-mean data,
 /// constant channels at large magnitude, very long reductions, many tiny channels.
 @Suite("BatchNorm numerics")
 struct BatchNormNumericsTests {

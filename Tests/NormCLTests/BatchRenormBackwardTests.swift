@@ -87,20 +87,20 @@ struct BatchRenormBackwardTests {
             layer.weight = try Tensor(harness.weight!, on: backend)
 
             let trained = try layer.forward(input)
-            let grads = try layer.backward(gradOutput, input: input, forward: trained)
+            let grads = try layer.backward(gradOutput, forward: trained)
             let direct = try batchNormBackward(gradOutput, input: input, weight: layer.weight, forward: trained)
             #expect(try grads.input!.toArray() == direct.input!.toArray())
             #expect(try grads.weight!.toArray() == direct.weight!.toArray() && grads.bias != nil)
 
             layer.renorm = BatchRenormLimits(rmax: 1.1, dmax: 0.1)
             let renormed = try layer.forward(input)
-            let renormGrads = try layer.backward(gradOutput, input: input, forward: renormed)
+            let renormGrads = try layer.backward(gradOutput, forward: renormed)
             let renormDirect = try batchRenormBackward(gradOutput, input: input, weight: layer.weight, forward: renormed)
             #expect(try renormGrads.input!.toArray() == renormDirect.input!.toArray())
 
             layer.isTraining = false
             let inferred = try layer.forward(input)
-            let inferenceGrads = try layer.backward(gradOutput, input: input, forward: inferred)
+            let inferenceGrads = try layer.backward(gradOutput, forward: inferred)
             let inferenceDirect = try batchNormBackward(
                 gradOutput, input: input, weight: layer.weight, runningStatistics: layer.runningStatistics!)
             #expect(try inferenceGrads.input!.toArray() == inferenceDirect.input!.toArray())
@@ -108,7 +108,7 @@ struct BatchRenormBackwardTests {
 
             var plain = try BatchNorm(numFeatures: 3, affine: false, on: backend)
             let out = try plain.forward(input)
-            let plainGrads = try plain.backward(gradOutput, input: input, forward: out)
+            let plainGrads = try plain.backward(gradOutput, forward: out)
             #expect(plainGrads.input != nil && plainGrads.weight == nil && plainGrads.bias == nil)
 
             var untracked = try BatchNorm(numFeatures: 3, trackRunningStats: false, on: backend)
@@ -116,7 +116,7 @@ struct BatchRenormBackwardTests {
             // Without running statistics the layer uses batch statistics even in inference mode.
             let batchOut = try untracked.forward(input)
             #expect(batchOut.saveMean != nil)
-            #expect(try untracked.backward(gradOutput, input: input, forward: batchOut).input != nil)
+            #expect(try untracked.backward(gradOutput, forward: batchOut).input != nil)
         }
     }
 }

@@ -61,7 +61,7 @@ struct GroupNormBackwardHarness {
         let out: GroupNormOutput
         switch op {
         case .group(let g): out = try groupNorm(input, numGroups: g, eps: eps)
-        case .instance: out = try instanceNorm(input, eps: eps)
+        case .instance: out = GroupNormOutput(try instanceNorm(input, eps: eps))
         case .instanceRunning: return nil
         }
         return (try out.saveMean?.toArray() ?? [], try out.saveInvstd?.toArray() ?? [])

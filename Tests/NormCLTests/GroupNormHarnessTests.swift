@@ -73,9 +73,10 @@ struct GroupNormHarness {
         case .group(let g):
             out = try groupNorm(input, numGroups: g, weight: w, bias: b, eps: eps, strategy: strategy)
         case .instance(let useInputStats):
-            out = try instanceNorm(
-                input, runningStatistics: &running, weight: w, bias: b, useInputStats: useInputStats, momentum: momentum,
-                eps: eps, strategy: strategy)
+            out = GroupNormOutput(
+                try instanceNorm(
+                    input, runningStatistics: &running, weight: w, bias: b, useInputStats: useInputStats, momentum: momentum,
+                    eps: eps, strategy: strategy))
         }
         #expect(out.output.shape == shape && out.output.layout == layout && out.output.elementType == elementType)
         if let mean = out.saveMean { #expect(mean.shape == [shape[0], groups] && mean.elementType == .float32) }

@@ -14,7 +14,7 @@ struct LayerNormBackwardLayerTests {
         var layer = try LayerNorm(normalizedShape: [3, 4], on: backend)
         layer.weight = try Tensor(rng.normals(12, offset: 1), shape: [3, 4], on: backend)
         let forward = try layer.forward(x)
-        let gradients = try layer.backward(dy, input: x, forward: forward)
+        let gradients = try layer.backward(dy, forward: forward)
         let functional = try layerNormBackward(
             dy, input: x, normalizedShape: [3, 4], weight: layer.weight, saveMean: forward.saveMean,
             saveInvstd: forward.saveInvstd)
@@ -22,10 +22,10 @@ struct LayerNormBackwardLayerTests {
         #expect(try gradients.weight?.toArray() == functional.weight?.toArray())
         #expect(try gradients.bias?.toArray() == functional.bias?.toArray())
         let noBias = try LayerNorm(normalizedShape: [3, 4], bias: false, on: backend)
-        let noBiasGradients = try noBias.backward(dy, input: x, forward: try noBias.forward(x))
+        let noBiasGradients = try noBias.backward(dy, forward: try noBias.forward(x))
         #expect(noBiasGradients.input != nil && noBiasGradients.weight != nil && noBiasGradients.bias == nil)
         let bare = try LayerNorm(normalizedShape: [3, 4], elementwiseAffine: false, on: backend)
-        let bareGradients = try bare.backward(dy, input: x, forward: try bare.forward(x), outputMask: .all)
+        let bareGradients = try bare.backward(dy, forward: try bare.forward(x), outputMask: .all)
         #expect(bareGradients.input != nil && bareGradients.weight == nil && bareGradients.bias == nil)
     }
 
@@ -37,13 +37,13 @@ struct LayerNormBackwardLayerTests {
         let dy = try Tensor(rng.normals(24), shape: [2, 12], on: backend)
         let layer = try RMSNorm(normalizedShape: [12], eps: 1e-6, on: backend)
         let forward = try layer.forward(x)
-        let gradients = try layer.backward(dy, input: x, forward: forward)
+        let gradients = try layer.backward(dy, forward: forward)
         let functional = try rmsNormBackward(dy, input: x, normalizedShape: [12], weight: layer.weight, saveInvRms: forward.saveInvRms)
         #expect(try gradients.input?.toArray() == functional.input?.toArray())
         #expect(try gradients.weight?.toArray() == functional.weight?.toArray())
         #expect(gradients.bias == nil)
         let bare = try RMSNorm(normalizedShape: [12], elementwiseAffine: false, on: backend)
-        let bareGradients = try bare.backward(dy, input: x, forward: try bare.forward(x))
+        let bareGradients = try bare.backward(dy, forward: try bare.forward(x))
         #expect(bareGradients.input != nil && bareGradients.weight == nil)
     }
 }

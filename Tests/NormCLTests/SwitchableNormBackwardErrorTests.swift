@@ -74,19 +74,19 @@ struct SwitchableNormBackwardErrorTests {
             $0.training = false
             $0.passRunning = false
         }
-        add("saved mean of the wrong shape", "shapeMismatch(forward.mean)") {
+        add("saved mean of the wrong shape", "shapeMismatch(forward.saveMean)") {
             $0.editForward = { f, backend in
                 SwitchableNormOutput(
-                    output: f.output, mean: try Tensor([1, 2, 3], on: backend), invstd: f.invstd,
+                    output: f.output, saveMean: try Tensor([1, 2, 3], on: backend), saveInvstd: f.saveInvstd,
                     instanceMean: f.instanceMean, instanceVariance: f.instanceVariance, layerMean: f.layerMean,
                     layerVariance: f.layerVariance, batchMean: f.batchMean, batchVariance: f.batchVariance, events: [])
             }
         }
-        add("saved invstd on another backend", "backendMismatch(forward.invstd)") {
+        add("saved invstd on another backend", "backendMismatch(forward.saveInvstd)") {
             $0.editForward = { f, backend in
                 SwitchableNormOutput(
-                    output: f.output, mean: f.mean,
-                    invstd: try Tensor([Float](repeating: 1, count: 6), shape: [2, 3], on: try #require(Call.other(than: backend))),
+                    output: f.output, saveMean: f.saveMean,
+                    saveInvstd: try Tensor([Float](repeating: 1, count: 6), shape: [2, 3], on: try #require(Call.other(than: backend))),
                     instanceMean: f.instanceMean, instanceVariance: f.instanceVariance, layerMean: f.layerMean,
                     layerVariance: f.layerVariance, batchMean: f.batchMean, batchVariance: f.batchVariance, events: [])
             }
@@ -99,7 +99,7 @@ struct SwitchableNormBackwardErrorTests {
         add("statistics of a forward in inference", "invalidArgument(forward.batchMean)") {
             $0.editForward = { f, _ in
                 SwitchableNormOutput(
-                    output: f.output, mean: f.mean, invstd: f.invstd, instanceMean: f.instanceMean,
+                    output: f.output, saveMean: f.saveMean, saveInvstd: f.saveInvstd, instanceMean: f.instanceMean,
                     instanceVariance: f.instanceVariance, layerMean: f.layerMean, layerVariance: f.layerVariance,
                     batchMean: nil, batchVariance: nil, events: [])
             }
@@ -141,6 +141,7 @@ struct SwitchableNormBackwardErrorTests {
         case .tooFewValuesPerChannel: "tooFewValuesPerChannel"
         case .backendMismatch(let argument, _, _): "backendMismatch(\(argument))"
         case .unsupported(let argument, _): "unsupported(\(argument))"
+        case .forwardMismatch(let argument, _): "forwardMismatch(\(argument))"
         }
     }
 }

@@ -184,7 +184,7 @@ struct SwitchableNormBackwardTests {
             layer.isTraining = training
             let running = layer.runningStatistics
             let forward = try layer.forward(input)
-            let gradients = try layer.backward(dy, input: input, forward: forward)
+            let gradients = try layer.backward(dy, forward: forward)
             let expected = try switchableNormBackward(
                 dy, input: input, meanLogits: layer.meanLogits, varianceLogits: layer.varianceLogits, weight: layer.weight,
                 forward: forward, runningStatistics: running, training: training)
@@ -260,7 +260,7 @@ struct SwitchableNormBackwardHarness {
             training: training, options: options)
         func move(_ t: Tensor?) throws -> Tensor? { try t.map { try Tensor($0.toArray(), shape: $0.shape, on: backend) } }
         let moved = SwitchableNormOutput(
-            output: try move(out.output)!, mean: try move(out.mean)!, invstd: try move(out.invstd)!,
+            output: try move(out.output)!, saveMean: try move(out.saveMean)!, saveInvstd: try move(out.saveInvstd)!,
             instanceMean: try move(out.instanceMean), instanceVariance: try move(out.instanceVariance),
             layerMean: try move(out.layerMean)!, layerVariance: try move(out.layerVariance)!,
             batchMean: try move(out.batchMean), batchVariance: try move(out.batchVariance), events: [])
@@ -342,7 +342,7 @@ struct SwitchableNormBackwardHarness {
             "\(f.shape) \(f.layout) \(f.elementType) \(options.branches) \(options.varianceEstimator) training=\(training) mask=\(mask.rawValue) strategy=\(strategy.map { "\($0)" } ?? "auto")"
         let N = f.batch, C = f.channels, L = f.spatial
         let index = ReferenceBatchNorm.Indexing(batch: N, channels: C, spatial: L, layout: f.layout)
-        let mean = (try? saved.mean.toArray()) ?? [], invstd = (try? saved.invstd.toArray()) ?? []
+        let mean = (try? saved.saveMean.toArray()) ?? [], invstd = (try? saved.saveInvstd.toArray()) ?? []
         let dy = f.elementType == .float16 ? gradOutput.map { Float(Float16($0)) } : gradOutput
         let x = f.x.map { f.elementType == .float16 ? Float(Float16($0)) : $0 }
         let gammaMax = f.weight.map { $0.map { Swift.abs(Double($0)) }.max() ?? 1 } ?? 1

@@ -266,7 +266,7 @@ struct SwitchableNormHarness {
             input, meanLogits: wm, varianceLogits: wv, weight: w, bias: b, runningStatistics: &running,
             training: training, options: options, strategy: strategy, tuning: tuning)
         return Result(
-            output: try out.output.toArray(), mean: try out.mean.toArray(), invstd: try out.invstd.toArray(),
+            output: try out.output.toArray(), mean: try out.saveMean.toArray(), invstd: try out.saveInvstd.toArray(),
             instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),
             layerMean: try out.layerMean.toArray(), layerVariance: try out.layerVariance.toArray(),
             batchMean: try out.batchMean?.toArray(), batchVariance: try out.batchVariance?.toArray(),

@@ -463,7 +463,7 @@ struct ValidationTests {
             let nc = try Tensor(repeating: 1, shape: [2, 4], on: backend)
             let n = try Tensor(repeating: 1, shape: [2], on: backend)
             let forward = SwitchableNormOutput(
-                output: x, mean: nc, invstd: nc, instanceMean: nil, instanceVariance: nil, layerMean: n, layerVariance: n,
+                output: x, saveMean: nc, saveInvstd: nc, instanceMean: nil, instanceVariance: nil, layerMean: n, layerVariance: n,
                 batchMean: c4, batchVariance: c4, events: [])
             var cases: [ValidationCase] = [
                 .init("rank-1 input", "invalidShape(input)") { try sn(c4) },

@@ -42,13 +42,14 @@ extension BenchmarkCase {
             if training {
                 let forward = try NormCL.batchNorm(input, weight: weight)
                 return {
-                    let grads = try NormCL.batchNormBackward(gradOutput, input: input, weight: weight, forward: forward)
+                    let grads = try NormCL.batchNormBackward(gradOutput, forward: forward)
                     return (grads.input!, grads.events)
                 }
             }
+            var running = statistics
+            let forward = try NormCL.batchNorm(input, weight: weight, runningStatistics: &running, training: false)
             return {
-                let grads = try NormCL.batchNormBackward(
-                    gradOutput, input: input, weight: weight, runningStatistics: statistics, outputMask: .input)
+                let grads = try NormCL.batchNormBackward(gradOutput, forward: forward, outputMask: .input)
                 return (grads.input!, grads.events)
             }
         }
@@ -71,7 +72,7 @@ extension BenchmarkCase {
                 variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
             return {
                 // A fresh copy of the running statistics each call, so every call does the same work.
-                var running: RunningStatistics? = statistics
+                var running = statistics
                 let out = try NormCL.batchNorm(input, weight: weight, bias: bias, runningStatistics: &running, training: training)
                 return (out.output, out.events)
             }

@@ -78,8 +78,7 @@ extension BenchmarkCase {
             let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
             let forward = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
             return {
-                let gradients = try NormCL.groupNormBackward(
-                    gradOutput, input: input, numGroups: groups, weight: weight, forward: forward)
+                let gradients = try NormCL.groupNormBackward(gradOutput, forward: forward)
                 return (gradients.input!, gradients.events)
             }
         }
@@ -100,8 +99,7 @@ extension BenchmarkCase {
                 gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
             let forward = try NormCL.instanceNorm(input)
             return {
-                let gradients = try NormCL.instanceNormBackward(
-                    gradOutput, input: input, weight: nil, forward: forward, outputMask: .input)
+                let gradients = try NormCL.instanceNormBackward(gradOutput, forward: forward, outputMask: .input)
                 return (gradients.input!, gradients.events)
             }
         }

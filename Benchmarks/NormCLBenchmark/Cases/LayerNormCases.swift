@@ -71,8 +71,7 @@ extension BenchmarkCase {
             let bias = try Tensor((0..<d).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
             let forward = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
             return {
-                let gradients = try NormCL.layerNormBackward(
-                    gradOutput, input: input, normalizedShape: [d], weight: weight, forward: forward)
+                let gradients = try NormCL.layerNormBackward(gradOutput, forward: forward)
                 guard let dx = gradients.input else { preconditionFailure("dx was asked for") }
                 return (dx, gradients.events)
             }
@@ -93,8 +92,7 @@ extension BenchmarkCase {
             let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
             let forward = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
             return {
-                let gradients = try NormCL.rmsNormBackward(
-                    gradOutput, input: input, normalizedShape: [d], weight: weight, forward: forward)
+                let gradients = try NormCL.rmsNormBackward(gradOutput, forward: forward)
                 guard let dx = gradients.input else { preconditionFailure("dx was asked for") }
                 return (dx, gradients.events)
             }

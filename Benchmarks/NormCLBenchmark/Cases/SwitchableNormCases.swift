@@ -35,15 +35,11 @@ extension BenchmarkCase {
             let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
             let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
             let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
-            var running: RunningStatistics? = nil
             let forward = try NormCL.switchableNorm(
-                input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
-                runningStatistics: &running, training: true)
-            _ = try forward.invstd.toArray()  // the forward finishes before the timed runs
+                input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias, training: true)
+            _ = try forward.saveInvstd.toArray()  // the forward finishes before the timed runs
             return {
-                let gradients = try NormCL.switchableNormBackward(
-                    gradOutput, input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight,
-                    forward: forward, training: true)
+                let gradients = try NormCL.switchableNormBackward(gradOutput, forward: forward)
                 return (gradients.input!, gradients.events)
             }
         }
@@ -68,7 +64,7 @@ extension BenchmarkCase {
                 mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
                 variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
             return {
-                var running: RunningStatistics? = statistics
+                var running = statistics
                 let out = try NormCL.switchableNorm(
                     input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
                     runningStatistics: &running, training: training)

@@ -18,6 +18,11 @@ public enum NormError: Error, Equatable, Sendable, CustomStringConvertible {
     case backendMismatch(argument: String, expected: String, actual: String)
     /// A tensor layout or element type that this op does not support (yet).
     case unsupported(argument: String, reason: String)
+    /// A backward pass whose layer no longer matches its forward pass: a parameter
+    /// (`weight`, `bias`) replaced, added or removed after the forward, or a forward
+    /// output the op did not make. The gradient would belong to another function, so
+    /// NormCL refuses it rather than return it.
+    case forwardMismatch(argument: String, reason: String)
 
     /// A sentence naming the argument and what was expected.
     public var description: String {
@@ -36,6 +41,8 @@ public enum NormError: Error, Equatable, Sendable, CustomStringConvertible {
             "'\(argument)' is on \(actual), expected \(expected)"
         case .unsupported(let argument, let reason):
             "unsupported '\(argument)': \(reason)"
+        case .forwardMismatch(let argument, let reason):
+            "'\(argument)' does not match the forward pass: \(reason)"
         }
     }
 }

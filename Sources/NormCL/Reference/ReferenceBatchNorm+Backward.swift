@@ -1,5 +1,5 @@
 /// BatchNorm's backward pass on the CPU: float64 accumulation, the formulas of
-/// SPEC.md taken literally, from the statistics the forward pass saved (never
+/// docs/SEMANTICS.md taken literally, from the statistics the forward pass saved (never
 /// recomputed from x).
 ///
 /// The core, ``backward(dy:x:index:weight:mean:invstd:renorm:mode:mask:)``, takes

@@ -1,5 +1,5 @@
 /// BatchNorm on the CPU, written for clarity: float64 accumulation, two passes over
-/// the data, the formulas of SPEC.md taken literally.
+/// the data, the formulas of docs/SEMANTICS.md taken literally.
 ///
 /// The OpenCL kernels are tested against this, and it is what ``Backend/reference``
 /// runs. Element (n, c, m) is at `(n·C + c)·M + m` in NCHW and at `(n·M + m)·C + c`
@@ -94,7 +94,7 @@ enum ReferenceBatchNorm {
             let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
             var r: [Double]? = nil, d: [Double]? = nil
             if let renorm, let runningMean, let runningVar {
-                // SPEC.md: r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − μ)/σ, −dmax, dmax).
+                // docs/SEMANTICS.md: r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − μ)/σ, −dmax, dmax).
                 let rmax = Double(renorm.rmax), dmax = Double(renorm.dmax)
                 let sigma = runningVar.map { (Double($0) + eps).squareRoot() }
                 r = (0..<channels).map { c in min(max((variance[c] + eps).squareRoot() / sigma[c], 1 / rmax), rmax) }

@@ -1,5 +1,5 @@
 /// GroupNorm and InstanceNorm backward on the CPU, written for clarity: float64
-/// throughout, the formulas of SPEC.md taken literally. Works on `[Double]` so the
+/// throughout, the formulas of docs/SEMANTICS.md taken literally. Works on `[Double]` so the
 /// tests can gradient-check it against central differences of a float64 forward.
 extension ReferenceGroupNorm {
     struct Gradients {

@@ -1,5 +1,5 @@
 /// GroupNorm on the CPU, written for clarity: float64 accumulation, two passes over
-/// the data, the formulas of SPEC.md taken literally. InstanceNorm's statistics are
+/// the data, the formulas of docs/SEMANTICS.md taken literally. InstanceNorm's statistics are
 /// these with `groups == channels` (see ``ReferenceInstanceNorm``).
 ///
 /// Element (n, c, m) is at `(n·C + c)·M + m` in NCHW and at `(n·M + m)·C + c` in

@@ -9,7 +9,7 @@ extension ReferenceLayerNorm {
         var bias: [Double]
     }
 
-    /// LayerNorm backward with the saved statistics, the formulas of SPEC.md taken
+    /// LayerNorm backward with the saved statistics, the formulas of docs/SEMANTICS.md taken
     /// literally, float64 throughout (the core the tests gradient-check):
     ///
     ///     x̂ = (x − mean_r)·invstd_r      g = dy·γ

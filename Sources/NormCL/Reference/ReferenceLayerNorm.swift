@@ -1,5 +1,5 @@
 /// LayerNorm on the CPU, written for clarity: float64 accumulation, two passes over
-/// each row, the formulas of SPEC.md taken literally.
+/// each row, the formulas of docs/SEMANTICS.md taken literally.
 ///
 /// Row `r` of the `(rows, D)` view is elements `r·D ..< (r + 1)·D`.
 enum ReferenceLayerNorm {

@@ -1,5 +1,5 @@
 /// RMSNorm on the CPU, written for clarity: float64 accumulation, the formula of
-/// SPEC.md taken literally.
+/// docs/SEMANTICS.md taken literally.
 ///
 /// Row `r` of the `(rows, D)` view is elements `r·D ..< (r + 1)·D`.
 enum ReferenceRMSNorm {

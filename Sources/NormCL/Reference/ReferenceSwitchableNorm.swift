@@ -1,5 +1,5 @@
 /// Switchable Normalization on the CPU, written for clarity: float64 accumulation, the
-/// formulas of SPEC.md taken literally (two passes for every directly computed statistic).
+/// formulas of docs/SEMANTICS.md taken literally (two passes for every directly computed statistic).
 ///
 /// The OpenCL kernels are tested against this, and it is what ``Backend/reference`` runs.
 enum ReferenceSwitchableNorm {

@@ -50,7 +50,7 @@ public enum DeviceDiscovery {
 
     /// Discovery runs exactly once per process: PoCL's first device setup is not
     /// thread-safe, and parallel first calls return CL_DEVICE_NOT_FOUND or half-set-up
-    /// devices (see shared/OPENCL-NOTES.md). A global's initializer is run once, safely.
+    /// devices (see docs/POCL.md). A global's initializer is run once, safely.
     private static let discovered: Result<[OpenCLDevice], OpenCLError> = Result { () throws(OpenCLError) in
         var platformCount: cl_uint = 0
         try check(clGetPlatformIDs(0, nil, &platformCount), "clGetPlatformIDs")

@@ -1,33 +1,23 @@
 extension BatchNorm {
-    /// The gradients of a forward step this layer ran, given dy.
-    ///
-    /// A training step (its output holds saved statistics) backpropagates through the
-    /// batch statistics (with Batch Renorm's `r` and `d` as constants when the step
-    /// used them); an inference step uses the layer's running statistics, which must
-    /// be the ones that step normalised with (an inference step leaves them unchanged).
-    /// See ``batchNormBackward(_:input:weight:forward:outputMask:)`` and
-    /// ``batchNormBackward(_:input:weight:runningStatistics:eps:outputMask:)`` for the math.
+    /// The backward pass of ``forward(_:)``: dx, and dγ and dβ for the layer's own
+    /// parameters. A training step backpropagates through its batch statistics (with
+    /// Batch Renorm's `r` and `d` as constants when ``renorm`` was set), an inference
+    /// step through the running statistics it normalised with, as constants. The math is
+    /// that of ``batchNormBackward(_:forward:outputMask:)``.
     ///
     /// - Parameters:
-    ///   - input: the step's input.
-    ///   - forward: what ``forward(_:)`` returned for it.
-    ///   - outputMask: which gradients to compute (default all that exist: dγ and dβ
-    ///     only for the parameters the layer has).
-    /// - Throws: as the functional backward passes.
+    ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
+    ///   - forward: what ``forward(_:)`` returned.
+    ///   - outputMask: which gradients to compute (default all that exist).
+    /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
+    ///   or bias is not the one the forward used; what
+    ///   ``batchNormBackward(_:forward:outputMask:)`` throws.
     public func backward(
-        _ gradOutput: Tensor, input: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
+        _ gradOutput: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        var mask = outputMask
-        if weight == nil { mask.remove(.weight) }
-        if bias == nil { mask.remove(.bias) }
-        if forward.saveMean != nil {
-            return try batchNormBackward(gradOutput, input: input, weight: weight, forward: forward, outputMask: mask)
-        }
-        guard let runningStatistics else {
-            throw NormError.invalidArgument(
-                argument: "forward", reason: "an inference output of a layer without running statistics")
-        }
-        return try batchNormBackward(
-            gradOutput, input: input, weight: weight, runningStatistics: runningStatistics, eps: eps, outputMask: mask)
+        guard let saved = forward.saved else { throw NormError.nothingSaved("batchNorm") }
+        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        return try batchNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

@@ -1,3 +1,60 @@
+/// The backward pass of a BatchNorm forward — training, Batch Renorm or inference —
+/// from what it returned: its input, γ, eps and statistics come from `forward`, so
+/// nothing can disagree.
+///
+/// - Training (``batchNorm(_:weight:bias:eps:)`` or `training: true`): through the
+///   batch statistics (`torch.ops.aten.native_batch_norm_backward` with `train=True`);
+///   per channel `c` over its `n = N·M` values, with `x̂ = (x − saveMean_c)·saveInvstd_c`:
+///
+///       dβ_c = Σ dy        dγ_c = Σ dy·x̂
+///       dx   = γ_c·invstd_c/n · (n·dy − dβ_c − x̂·dγ_c)
+///
+/// - Batch Renorm (``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:)``):
+///   `r` and `d` held constant (Ioffe, 2017), `y = γ·(x̂·r + d) + β`:
+///
+///       dβ_c = Σ dy        dγ_c = Σ dy·(x̂·r_c + d_c)
+///       dx   = γ_c·r_c·invstd_c/n · (n·dy − Σ dy − x̂·Σ dy·x̂)
+///
+/// - Inference (`training: false`): the running statistics it normalised with are
+///   constants, `invstd_c = 1/sqrt(running_var_c + eps)`:
+///
+///       dx = dy·γ_c·invstd_c       dγ_c = Σ dy·(x − running_mean_c)·invstd_c       dβ_c = Σ dy
+///
+/// Statistics are never recomputed from x. On OpenCL the sums come from one pass over x
+/// and dy, float32 with compensated partial sums merged in a fixed order (bit-identical
+/// from run to run), then one pass writes dx; inference dx alone is one elementwise pass.
+///
+/// - Parameters:
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - forward: what the forward returned.
+///   - outputMask: which gradients to compute; the others come back nil and their
+///     work is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
+/// - Returns: dx (input's shape, layout and element type; half storage is rounded once),
+///   dγ and dβ (`[C]`, float32).
+/// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
+///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
+///   device fails.
+public func batchNormBackward(
+    _ gradOutput: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let saved = forward.saved else { throw NormError.nothingSaved("batchNorm") }
+    let statistics: BatchNormBackwardProblem.Statistics
+    if let mean = forward.saveMean, let invstd = forward.saveInvstd {
+        if let r = forward.renormR, let d = forward.renormD {
+            statistics = .renorm(mean: mean, invstd: invstd, r: r, d: d)
+        } else {
+            statistics = .batch(mean: mean, invstd: invstd)
+        }
+    } else if let running = forward.runningStatistics {
+        statistics = .running(mean: running.mean, variance: running.variance, eps: saved.eps)
+    } else {
+        throw NormError.nothingSaved("batchNorm")
+    }
+    return try batchNormBackward(
+        gradOutput, input: saved.input, weight: saved.weight, statistics: statistics,
+        outputMask: outputMask.restricted(to: saved), strategy: nil)
+}
+
 /// The backward pass of BatchNorm training (`torch.ops.aten.native_batch_norm_backward`
 /// with `train=True`): gradients through the batch statistics.
 ///
@@ -25,7 +82,7 @@
 ///   statistic that is not `[C]` float32 on the input's backend, an input shape the
 ///   forward rejects (fewer than two dims, too large, one value per channel); ``OpenCLError``
 ///   or ``KernelBuildError`` when the device fails.
-public func batchNormBackward(
+func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -44,7 +101,7 @@ public func batchNormBackward(
 /// - Throws: as those, and ``NormError/invalidArgument(argument:reason:)`` for an
 ///   inference output, which saves no statistics: use
 ///   ``batchNormBackward(_:input:weight:runningStatistics:eps:outputMask:)``.
-public func batchNormBackward(
+func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput, outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
     guard let mean = forward.saveMean, let invstd = forward.saveInvstd else {
@@ -75,7 +132,7 @@ public func batchNormBackward(
 ///   - eps: the forward's eps.
 /// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``
 ///   (with `runningMean`/`runningVar` named), and for a negative or non-finite eps.
-public func batchNormBackward(
+func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, runningStatistics: RunningStatistics, eps: Float = 1e-5,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -98,7 +155,7 @@ public func batchNormBackward(
 ///   - renormR, renormD: the forward's ``BatchNormOutput/renormR`` and ``BatchNormOutput/renormD``.
 /// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``,
 ///   also for `renormR`/`renormD`.
-public func batchRenormBackward(
+func batchRenormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
     renormR: Tensor, renormD: Tensor, outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -114,7 +171,7 @@ public func batchRenormBackward(
 /// - Throws: as ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:)``,
 ///   and ``NormError/invalidArgument(argument:reason:)`` for an output that is not Batch
 ///   Renorm's (no `r` and `d`).
-public func batchRenormBackward(
+func batchRenormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput, outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
     guard let mean = forward.saveMean, let invstd = forward.saveInvstd, let r = forward.renormR, let d = forward.renormD

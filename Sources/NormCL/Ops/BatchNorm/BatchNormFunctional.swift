@@ -25,8 +25,9 @@
 ///     or channels-last; the output has the same layout.
 ///   - weight: γ, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, shape `[C]`, or nil for β = 0.
-///   - runningStatistics: running mean and variance (shape `[C]`); nil is allowed in
-///     training only.
+///   - runningStatistics: running mean and variance (shape `[C]`), updated in training
+///     and used in inference; ``batchNorm(_:weight:bias:eps:)`` normalises with batch
+///     statistics and tracks none.
 ///   - training: whether to normalise with batch statistics (and update the running ones).
 ///   - momentum: weight of the new batch in the running update, in [0, 1]; nil for a
 ///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
@@ -42,6 +43,20 @@
 ///   backends); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func batchNorm(
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
+    runningStatistics: inout RunningStatistics, training: Bool,
+    momentum: Float? = 0.1, eps: Float = 1e-5
+) throws -> BatchNormOutput {
+    var running: RunningStatistics? = runningStatistics
+    let output = try batchNorm(
+        input, weight: weight, bias: bias, runningStatistics: &running, training: training,
+        momentum: momentum, eps: eps, strategy: nil)
+    if let running { runningStatistics = running }
+    return output
+}
+
+/// The optional form the tests were written against (nil: no running statistics).
+func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics?, training: Bool,
     momentum: Float? = 0.1, eps: Float = 1e-5
@@ -80,7 +95,7 @@ public func batchNorm(
 /// ``BatchRenormLimits`` for the math), with the running statistics updated as
 /// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` updates them.
 ///
-/// PyTorch has no Batch Renorm; this follows the paper and SPEC.md. Inference of a
+/// PyTorch has no Batch Renorm; this follows the paper and docs/SEMANTICS.md. Inference of a
 /// Batch-Renorm-trained model is plain BatchNorm inference (`training: false`).
 ///
 /// - Parameters:
@@ -109,6 +124,20 @@ func batchNorm(
     _ input: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool,
     momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits? = nil
+) throws -> BatchNormOutput {
+    let normalisedWith = runningStatistics
+    var output = try batchNormOutput(
+        input, weight: weight, bias: bias, runningStatistics: &runningStatistics, training: training,
+        momentum: momentum, eps: eps, strategy: strategy, renorm: renorm)
+    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
+    if !training { output.runningStatistics = normalisedWith }
+    return output
+}
+
+private func batchNormOutput(
+    _ input: Tensor, weight: Tensor?, bias: Tensor?,
+    runningStatistics: inout RunningStatistics?, training: Bool,
+    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits?
 ) throws -> BatchNormOutput {
     let mode: BatchNormProblem.Mode =
         training ? .training(updatesRunningStatistics: runningStatistics != nil) : .inference

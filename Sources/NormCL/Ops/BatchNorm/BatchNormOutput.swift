@@ -14,6 +14,12 @@ public struct BatchNormOutput: Sendable {
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
 
+    /// The input, parameters and eps, for ``batchNormBackward(_:forward:outputMask:)``.
+    var saved: SavedForward? = nil
+    /// The running statistics an inference forward normalised with (constants for its
+    /// backward pass); nil for a training forward.
+    var runningStatistics: RunningStatistics? = nil
+
     init(
         output: Tensor, saveMean: Tensor?, saveInvstd: Tensor?, renormR: Tensor? = nil, renormD: Tensor? = nil,
         events: [KernelEvent]

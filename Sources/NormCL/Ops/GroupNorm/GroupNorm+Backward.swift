@@ -1,26 +1,25 @@
 extension GroupNorm {
     /// The backward pass of ``forward(_:)``: the gradients with respect to the input
     /// and, for an affine layer, to ``weight`` and ``bias``; the math is that of
-    /// ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:outputMask:)``.
+    /// ``groupNormBackward(_:forward:outputMask:)``.
     ///
     /// - Parameters:
     ///   - gradOutput: `dy`, with the input's shape, layout and element type.
-    ///   - input: the input ``forward(_:)`` was called with.
-    ///   - forward: what ``forward(_:)`` returned for it.
+    ///   - forward: what ``forward(_:)`` returned.
     ///   - outputMask: the gradients to compute (default all); dγ and dβ of a layer
     ///     without affine parameters are never computed (they come back nil).
-    /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when the input's
-    ///   channels differ from ``numChannels``, and what the functional form throws.
+    /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
+    ///   or bias is not the one the forward used, or the forward had another G; and what
+    ///   ``groupNormBackward(_:forward:outputMask:)`` throws.
     public func backward(
-        _ gradOutput: Tensor, input: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
+        _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        if input.shape.count >= 2, input.shape[1] != numChannels {
-            throw NormError.shapeMismatch(
-                argument: "input", expected: [input.shape[0], numChannels] + input.shape.dropFirst(2), actual: input.shape)
+        guard let saved = forward.saved else { throw NormError.nothingSaved("groupNorm") }
+        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        guard forward.numGroups == numGroups else {
+            throw NormError.forwardMismatch(argument: "forward", reason: "made with \(forward.numGroups) groups, the layer has \(numGroups)")
         }
-        let parameters: NormGradientMask = [weight == nil ? [] : .weight, bias == nil ? [] : .bias]
-        return try groupNormBackward(
-            gradOutput, input: input, numGroups: numGroups, weight: weight, forward: forward,
-            outputMask: outputMask.intersection(parameters.union(.input)))
+        return try groupNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

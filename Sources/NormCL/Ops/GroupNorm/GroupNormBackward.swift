@@ -1,5 +1,5 @@
-/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:)``, as PyTorch's
-/// `native_group_norm_backward`: the gradients of a loss with respect to the input,
+/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:)``, from what the
+/// forward returned, as PyTorch's `native_group_norm_backward`: the gradients of a loss with respect to the input,
 /// γ and β, given `dy`, its gradient with respect to the output.
 ///
 /// Per sample `n` and group `g`, over the group's `K = (C/G)·M` values, with the
@@ -17,20 +17,27 @@
 ///
 /// - Parameters:
 ///   - gradOutput: `dy`, with the input's shape, layout and element type.
-///   - input: the forward pass's input.
-///   - numGroups: G, as in the forward pass.
-///   - weight: γ as in the forward pass (its values scale dx), or nil for γ = 1.
-///   - saveMean: the forward pass's saved mean, float32 `(N, G)`.
-///   - saveInvstd: the forward pass's saved `1/sqrt(var + eps)`, float32 `(N, G)`.
+///   - forward: what ``groupNorm(_:numGroups:weight:bias:eps:)`` returned; its input, G,
+///     γ and saved statistics are used, so nothing can disagree.
 ///   - outputMask: the gradients to compute; the others come back nil and their work
-///     is skipped. dγ and dβ are computed when asked, also for `weight == nil`
-///     (the gradients at γ = 1, β = 0).
+///     is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
-/// - Throws: ``NormError`` for invalid arguments (what the forward pass throws for
-///   `input`, `numGroups` and `weight`; `gradOutput` differing from `input` in shape,
-///   layout, element type or backend; saved statistics not float32 `(N, G)` on the
-///   input's backend); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+/// - Throws: ``NormError`` for a `gradOutput` differing from the input in shape,
+///   layout, element type or backend; ``OpenCLError`` or ``KernelBuildError`` when the
+///   device fails.
 public func groupNormBackward(
+    _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let saved = forward.saved, let saveMean = forward.saveMean, let saveInvstd = forward.saveInvstd else {
+        throw NormError.nothingSaved("groupNorm")
+    }
+    return try groupNormBackward(
+        gradOutput, input: saved.input, numGroups: forward.numGroups, weight: saved.weight, saveMean: saveMean,
+        saveInvstd: saveInvstd, outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil)
+}
+
+/// The backward pass from explicit saved statistics (tests).
+func groupNormBackward(
     _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -39,12 +46,8 @@ public func groupNormBackward(
         outputMask: outputMask, strategy: nil, tuning: nil)
 }
 
-/// ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:outputMask:)`` with
-/// the statistics the forward pass returned.
-///
-/// - Throws: ``NormError/invalidArgument(argument:reason:)`` (`forward`) when
-///   `forward` holds no saved statistics, and what the other form throws.
-public func groupNormBackward(
+/// The backward pass with the statistics the forward pass returned (tests pass the rest).
+func groupNormBackward(
     _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, forward: GroupNormOutput,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {

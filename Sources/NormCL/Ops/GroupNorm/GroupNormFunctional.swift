@@ -57,6 +57,16 @@ public func groupNorm(
 func groupNorm(
     _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?
 ) throws -> GroupNormOutput {
+    var output = try groupNormOutput(
+        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: strategy)
+    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
+    output.numGroups = numGroups
+    return output
+}
+
+private func groupNormOutput(
+    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?
+) throws -> GroupNormOutput {
     let problem = try GroupNormProblem.validated(
         input: input, groups: numGroups, weight: weight, bias: bias, statistics: .input(savesVariance: false), eps: eps,
         op: "GroupNorm")

@@ -1,43 +1,24 @@
 extension InstanceNorm {
-    /// The backward pass of ``forward(_:)``: the gradients with respect to the input
-    /// and, for an affine layer, to ``weight`` and ``bias``.
-    ///
-    /// When the forward pass normalised with the input's statistics (training, or no
-    /// tracked statistics) the gradient runs through them, as
-    /// ``instanceNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``; when it
-    /// normalised with the running statistics (inference mode), they are constants, as
-    /// ``instanceNormBackward(_:input:weight:runningStatistics:eps:outputMask:)`` with
-    /// this layer's ``runningStatistics`` and ``eps``.
+    /// The backward pass of ``forward(_:)``: the gradients with respect to the input and,
+    /// for an affine layer, to ``weight`` and ``bias``. A training forward (or one without
+    /// tracked statistics) backpropagates through its instance statistics; an inference
+    /// forward with tracked statistics through the running statistics it normalised
+    /// with, as constants. The math is that of ``instanceNormBackward(_:forward:outputMask:)``.
     ///
     /// - Parameters:
     ///   - gradOutput: `dy`, with the input's shape, layout and element type.
-    ///   - input: the input ``forward(_:)`` was called with.
-    ///   - forward: what ``forward(_:)`` returned for it.
+    ///   - forward: what ``forward(_:)`` returned.
     ///   - outputMask: the gradients to compute (default all); dγ and dβ of a layer
     ///     without affine parameters are never computed (they come back nil).
-    /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when the input's
-    ///   channels differ from ``numFeatures``;
-    ///   ``NormError/invalidArgument(argument:reason:)`` (`runningStatistics`) when
-    ///   `forward` saved no statistics and the layer has no running statistics; and
-    ///   what the functional forms throw.
+    /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
+    ///   or bias is not the one the forward used; what
+    ///   ``instanceNormBackward(_:forward:outputMask:)`` throws.
     public func backward(
-        _ gradOutput: Tensor, input: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all
+        _ gradOutput: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        if input.shape.count >= 2, input.shape[1] != numFeatures {
-            throw NormError.shapeMismatch(
-                argument: "input", expected: [input.shape[0], numFeatures] + input.shape.dropFirst(2), actual: input.shape)
-        }
-        let parameters: NormGradientMask = [weight == nil ? [] : .weight, bias == nil ? [] : .bias]
-        let mask = outputMask.intersection(parameters.union(.input))
-        if let saveMean = forward.saveMean, let saveInvstd = forward.saveInvstd {
-            return try instanceNormBackward(
-                gradOutput, input: input, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd, outputMask: mask)
-        }
-        guard let runningStatistics else {
-            throw NormError.invalidArgument(
-                argument: "runningStatistics", reason: "the forward pass saved no statistics and the layer tracks none")
-        }
-        return try instanceNormBackward(
-            gradOutput, input: input, weight: weight, runningStatistics: runningStatistics, eps: eps, outputMask: mask)
+        guard let saved = forward.saved else { throw NormError.nothingSaved("instanceNorm") }
+        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        return try instanceNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

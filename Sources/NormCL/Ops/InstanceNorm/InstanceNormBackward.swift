@@ -1,3 +1,47 @@
+/// The backward pass of ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:)``
+/// (or ``instanceNorm(_:weight:bias:eps:)``) from what the forward returned, as PyTorch's.
+///
+/// With the input's statistics (training, or inference without tracked statistics),
+/// GroupNorm's backward with one group per channel: per sample `n` and channel `c`,
+/// over its M spatial values, with the saved statistics, `x̂ = (x − mean_{n,c})·invstd_{n,c}`:
+///
+///     dx   = γ_c·invstd_{n,c}/M · (M·dy − Σ_m dy − x̂·Σ_m dy·x̂)
+///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
+///
+/// With running statistics (`useInputStatistics: false`) they are constants, so with
+/// `invstd_c = 1/sqrt(running_var_c + eps)`:
+///
+///     dx = dy·γ_c·invstd_c      dγ_c = Σ_{n,m} dy·(x − running_mean_c)·invstd_c      dβ_c = Σ_{n,m} dy
+///
+/// (The running-statistics update of the forward pass has no gradient, as in PyTorch.)
+/// Bit-for-bit deterministic on OpenCL.
+///
+/// - Parameters:
+///   - gradOutput: `dy`, with the input's shape, layout and element type.
+///   - forward: what the forward returned; its input, γ, eps and statistics are used.
+///   - outputMask: the gradients to compute; the others come back nil. dγ (dβ) is
+///     returned only when the forward had a weight (bias).
+/// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
+/// - Throws: ``NormError`` for a `gradOutput` differing from the input in shape,
+///   layout, element type or backend; ``OpenCLError`` or ``KernelBuildError`` when the
+///   device fails.
+public func instanceNormBackward(
+    _ gradOutput: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let saved = forward.saved else { throw NormError.nothingSaved("instanceNorm") }
+    let statistics: InstanceNormBackwardStatistics
+    if let mean = forward.saveMean, let invstd = forward.saveInvstd {
+        statistics = .saved(mean: mean, invstd: invstd)
+    } else if let running = forward.runningStatistics {
+        statistics = .running(running, eps: saved.eps)
+    } else {
+        throw NormError.nothingSaved("instanceNorm")
+    }
+    return try instanceNormBackward(
+        gradOutput, input: saved.input, weight: saved.weight, statistics: statistics,
+        outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil)
+}
+
 /// The backward pass of InstanceNorm with the input's statistics (training, or
 /// inference without tracked statistics), as PyTorch's: GroupNorm's backward with
 /// one group per channel.
@@ -24,7 +68,7 @@
 ///   input statistics, incl. a single spatial element; `gradOutput` differing from
 ///   `input`; saved statistics not float32 `(N, C)` on the input's backend);
 ///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
-public func instanceNormBackward(
+func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -40,7 +84,7 @@ public func instanceNormBackward(
 ///   forward pass used running statistics (it saved none: use
 ///   ``instanceNormBackward(_:input:weight:runningStatistics:eps:outputMask:)``), and
 ///   what the other form throws.
-public func instanceNormBackward(
+func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: InstanceNormOutput,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -69,7 +113,7 @@ public func instanceNormBackward(
 /// - Throws: ``NormError`` for invalid arguments (input rank, `gradOutput`
 ///   differing from `input`, weight or running statistics not float32 `[C]` on the
 ///   input's backend, bad eps); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
-public func instanceNormBackward(
+func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, runningStatistics: RunningStatistics, eps: Float = 1e-5,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {

@@ -1,7 +1,7 @@
 /// Instance normalisation, as `torch.nn.functional.instance_norm(x, running_mean,
 /// running_var, weight, bias, use_input_stats, momentum, eps)`.
 ///
-/// With the input's statistics (`useInputStats == true`), per sample `n` and channel
+/// With the input's statistics (`useInputStatistics == true`), per sample `n` and channel
 /// `c` over its M spatial values (GroupNorm with one group per channel):
 ///
 ///     mean_{n,c} = Σ x / M            var_{n,c} = Σ (x − mean_{n,c})² / M      (biased)
@@ -16,7 +16,7 @@
 ///
 /// with `m = momentum`, or `m = 1 / numBatchesTracked` (a cumulative average) when
 /// `momentum` is nil; `numBatchesTracked` is incremented first. With
-/// `useInputStats == false` (inference with tracked statistics) the running
+/// `useInputStatistics == false` (inference with tracked statistics) the running
 /// statistics replace the instance statistics, per channel, and nothing is updated:
 /// `y = (x − running_mean_c) / sqrt(running_var_c + eps) · γ_c + β_c`.
 ///
@@ -26,11 +26,12 @@
 /// - Parameters:
 ///   - input: `(N, C, *S)` with at least one spatial dim, channels-first or
 ///     channels-last, float32 or half storage; the output has the same layout and type.
-///   - runningStatistics: running mean and unbiased variance (float32, shape `[C]`);
-///     nil to not track them (PyTorch's default); required when `useInputStats` is false.
 ///   - weight: γ, float32, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, float32, shape `[C]`, or nil for β = 0.
-///   - useInputStats: normalise with the input's statistics (training, and
+///   - runningStatistics: running mean and unbiased variance (float32, shape `[C]`),
+///     updated in training; ``instanceNorm(_:weight:bias:eps:)`` tracks none
+///     (PyTorch's default).
+///   - useInputStatistics: normalise with the input's statistics (training, and
 ///     inference without tracking) or with the running ones.
 ///   - momentum: weight of the new batch in the running update, in [0, 1] (default 0.1);
 ///     nil for a cumulative average.
@@ -42,10 +43,24 @@
 /// - Throws: ``NormError`` for invalid arguments (fewer than three dims,
 ///   a single spatial element with input statistics, PyTorch's "Expected more than 1
 ///   spatial element when training", as ``NormError/tooFewValuesPerChannel(valuesPerChannel:shape:)``;
-///   no running statistics with `useInputStats == false`; parameter shape/backend/type
+///   no running statistics with `useInputStatistics == false`; parameter shape/backend/type
 ///   mismatches; non-finite or negative eps; momentum outside [0, 1]);
 ///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func instanceNorm(
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, runningStatistics: inout RunningStatistics,
+    useInputStatistics: Bool = true, momentum: Float? = 0.1, eps: Float = 1e-5
+) throws -> InstanceNormOutput {
+    var running: RunningStatistics? = runningStatistics
+    let output = try instanceNorm(
+        input, runningStatistics: &running, weight: weight, bias: bias, useInputStats: useInputStatistics,
+        momentum: momentum, eps: eps, strategy: nil)
+    if let running { runningStatistics = running }
+    return output
+}
+
+/// The argument order of the tests written before the public API settled (running
+/// statistics first, optional).
+func instanceNorm(
     _ input: Tensor, runningStatistics: inout RunningStatistics?, weight: Tensor? = nil, bias: Tensor? = nil,
     useInputStats: Bool = true, momentum: Float? = 0.1, eps: Float = 1e-5
 ) throws -> InstanceNormOutput {
@@ -68,6 +83,19 @@ public func instanceNorm(
 /// The one implementation behind the public entry points; `strategy` forces a plan
 /// strategy on OpenCL (tests use it to cover each one).
 func instanceNorm(
+    _ input: Tensor, runningStatistics: inout RunningStatistics?, weight: Tensor?, bias: Tensor?,
+    useInputStats: Bool, momentum: Float?, eps: Float, strategy: GroupNormPlan.Strategy?
+) throws -> InstanceNormOutput {
+    let normalisedWith = runningStatistics
+    var output = try instanceNormOutput(
+        input, runningStatistics: &runningStatistics, weight: weight, bias: bias, useInputStats: useInputStats,
+        momentum: momentum, eps: eps, strategy: strategy)
+    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
+    if !useInputStats { output.runningStatistics = normalisedWith }
+    return output
+}
+
+private func instanceNormOutput(
     _ input: Tensor, runningStatistics: inout RunningStatistics?, weight: Tensor?, bias: Tensor?,
     useInputStats: Bool, momentum: Float?, eps: Float, strategy: GroupNormPlan.Strategy?
 ) throws -> InstanceNormOutput {
@@ -95,7 +123,7 @@ func instanceNorm(
     if !useInputStats && runningStatistics == nil {
         // PyTorch: "Expected running_mean and running_var to be defined when use_input_stats is false".
         throw NormError.invalidArgument(
-            argument: "runningStatistics", reason: "useInputStats == false needs running statistics")
+            argument: "runningStatistics", reason: "useInputStatistics == false needs running statistics")
     }
 
     // Updated on a copy, assigned back only when the op succeeded.

@@ -2,24 +2,27 @@ extension LayerNorm {
     /// The backward pass of ``forward(_:)``: dx, and dγ and dβ for the layer's own
     /// parameters.
     ///
-    /// The math is that of
-    /// ``layerNormBackward(_:input:normalizedShape:weight:saveMean:saveInvstd:outputMask:)``,
-    /// with the layer's γ. dγ (dβ) is only computed when the layer has a weight (bias)
-    /// and the mask asks for it; the layer's parameters are not changed (an optimizer
-    /// applies the gradients).
+    /// The math is that of ``layerNormBackward(_:forward:outputMask:)``. dγ (dβ) is only
+    /// computed when the layer has a weight (bias) and the mask asks for it; the layer's
+    /// parameters are not changed (an optimizer applies the gradients).
     ///
     /// - Parameters:
     ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-    ///   - input: the input ``forward(_:)`` was called with.
-    ///   - forward: what ``forward(_:)`` returned for `input`.
+    ///   - forward: what ``forward(_:)`` returned.
     ///   - outputMask: which gradients to compute (default all that exist).
+    /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
+    ///   or bias is not the one the forward used (replaced, added or removed since), and
+    ///   the errors of ``layerNormBackward(_:forward:outputMask:)``.
     public func backward(
-        _ gradOutput: Tensor, input: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all
+        _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        var mask = outputMask
-        if weight == nil { mask.remove(.weight) }
-        if bias == nil { mask.remove(.bias) }
-        return try layerNormBackward(
-            gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, forward: forward, outputMask: mask)
+        guard let saved = forward.saved else { throw NormError.nothingSaved("layerNorm") }
+        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        guard forward.normalizedShape == normalizedShape, saved.eps == eps else {
+            throw NormError.forwardMismatch(
+                argument: "forward", reason: "made with normalizedShape \(forward.normalizedShape), eps \(saved.eps)")
+        }
+        return try layerNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

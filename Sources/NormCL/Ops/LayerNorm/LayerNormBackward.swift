@@ -1,6 +1,7 @@
 /// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:)``, as PyTorch's
 /// `native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight,
-/// bias, output_mask)`.
+/// bias, output_mask)`, from what the forward returned: its input, γ, β,
+/// `normalizedShape` and saved statistics come from `forward`, so nothing can disagree.
 ///
 /// For each row of the `(rows, D)` view, with the forward's saved statistics,
 /// `x̂ = (x − mean)·invstd` and `g = dy·γ`:
@@ -17,22 +18,27 @@
 ///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - input: the forward's input.
-///   - normalizedShape: the forward's `normalizedShape`.
-///   - weight: γ (float32 of shape `normalizedShape`), or nil for γ ≡ 1. Only its
-///     value matters; β plays no part in any gradient.
-///   - saveMean: the forward's ``LayerNormOutput/saveMean``.
-///   - saveInvstd: the forward's ``LayerNormOutput/saveInvstd``.
+///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:)`` returned.
 ///   - outputMask: which gradients to compute; the others come back nil and their
-///     work is skipped. dγ and dβ are computed when asked for, with or without
-///     `weight` (dβ is only meaningful for a layer with a bias).
+///     work is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 of
 ///   shape `normalizedShape`), and the kernel events.
-/// - Throws: ``NormError`` for the forward's argument errors (input, normalizedShape,
-///   weight), a `gradOutput` that does not match the input, saved statistics of
-///   another shape (the input's leading dims), type or backend; ``OpenCLError`` or
-///   ``KernelBuildError`` when the device fails.
+/// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
+///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
+///   device fails.
 public func layerNormBackward(
+    _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let saved = forward.saved else { throw NormError.nothingSaved("layerNorm") }
+    return try layerNormBackward(
+        gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
+        saveMean: forward.saveMean, saveInvstd: forward.saveInvstd, outputMask: outputMask.restricted(to: saved),
+        strategy: nil, fuseParameters: nil, tuning: nil)
+}
+
+/// The backward pass from explicit saved statistics (tests, and the layer-free path of
+/// PyTorch's `native_layer_norm_backward`).
+func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor,
     saveInvstd: Tensor, outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -41,9 +47,9 @@ public func layerNormBackward(
         saveInvstd: saveInvstd, outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil)
 }
 
-/// ``layerNormBackward(_:input:normalizedShape:weight:saveMean:saveInvstd:outputMask:)``
-/// with the saved statistics taken from the forward's output.
-public func layerNormBackward(
+/// `layerNormBackward(_:input:normalizedShape:weight:saveMean:saveInvstd:outputMask:)`
+/// with the saved statistics taken from the forward's output (tests pass the rest).
+func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, forward: LayerNormOutput,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {

@@ -60,6 +60,17 @@ func layerNorm(
     _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
     tuning: DeviceTuning?
 ) throws -> LayerNormOutput {
+    var output = try layerNormOutput(
+        input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: strategy, tuning: tuning)
+    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
+    output.normalizedShape = normalizedShape
+    return output
+}
+
+private func layerNormOutput(
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
+    tuning: DeviceTuning?
+) throws -> LayerNormOutput {
     let problem = try RowNormProblem.validated(
         .layerNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
     if input.isEmpty {

@@ -10,4 +10,9 @@ public struct LayerNormOutput: Sendable {
     /// The OpenCL kernels the op enqueued, in order (empty on the reference path);
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
+
+    /// The input, parameters and eps, for ``layerNormBackward(_:forward:outputMask:)``.
+    var saved: SavedForward? = nil
+    /// The forward's `normalizedShape`.
+    var normalizedShape: [Int] = []
 }

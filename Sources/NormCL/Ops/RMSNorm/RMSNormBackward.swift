@@ -1,5 +1,5 @@
 /// The backward pass of ``rmsNorm(_:normalizedShape:weight:eps:)``, as PyTorch's
-/// `_fused_rms_norm_backward`.
+/// `_fused_rms_norm_backward`, from what the forward returned.
 ///
 /// For each row of the `(rows, D)` view, with the forward's saved `rstd` `r`,
 /// `x̂ = x·r` and `g = dy·γ`:
@@ -15,19 +15,27 @@
 ///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - input: the forward's input.
-///   - normalizedShape: the forward's `normalizedShape`.
-///   - weight: γ (float32 of shape `normalizedShape`), or nil for γ ≡ 1.
-///   - saveInvRms: the forward's ``RMSNormOutput/saveInvRms``.
+///   - forward: what ``rmsNorm(_:normalizedShape:weight:eps:)`` returned; its input, γ,
+///     `normalizedShape` and saved `rstd` are used, so nothing can disagree.
 ///   - outputMask: which gradients to compute; the others come back nil and their
-///     work is skipped. dγ is computed when asked for, with or without `weight`.
+///     work is skipped. dγ is returned only when the forward had a weight.
 /// - Returns: dx (the input's shape, layout and element type), dγ (float32 of shape
 ///   `normalizedShape`), and the kernel events.
-/// - Throws: ``NormError`` for the forward's argument errors (input, normalizedShape,
-///   weight), a `gradOutput` that does not match the input, a saved `rstd` of another
-///   shape (the input's leading dims), type or backend; ``OpenCLError`` or
-///   ``KernelBuildError`` when the device fails.
+/// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
+///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
+///   device fails.
 public func rmsNormBackward(
+    _ gradOutput: Tensor, forward: RMSNormOutput, outputMask: NormGradientMask = .all
+) throws -> NormGradients {
+    guard let saved = forward.saved else { throw NormError.nothingSaved("rmsNorm") }
+    return try rmsNormBackward(
+        gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
+        saveInvRms: forward.saveInvRms, outputMask: outputMask.restricted(to: saved), strategy: nil,
+        fuseParameters: nil, tuning: nil)
+}
+
+/// The backward pass from an explicit saved `rstd` (tests).
+func rmsNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveInvRms: Tensor,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -36,9 +44,8 @@ public func rmsNormBackward(
         outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil)
 }
 
-/// ``rmsNormBackward(_:input:normalizedShape:weight:saveInvRms:outputMask:)`` with the
-/// saved `rstd` taken from the forward's output.
-public func rmsNormBackward(
+/// The backward pass with the saved `rstd` taken from the forward's output (tests pass the rest).
+func rmsNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, forward: RMSNormOutput,
     outputMask: NormGradientMask = .all
 ) throws -> NormGradients {

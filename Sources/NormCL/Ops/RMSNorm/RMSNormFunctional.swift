@@ -55,6 +55,17 @@ func rmsNorm(
     tuning: DeviceTuning?
 ) throws -> RMSNormOutput {
     let eps = eps ?? input.elementType.epsilon
+    var output = try rmsNormOutput(
+        input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: strategy, tuning: tuning)
+    output.saved = SavedForward(input: input, weight: weight, bias: nil, eps: eps)
+    output.normalizedShape = normalizedShape
+    return output
+}
+
+private func rmsNormOutput(
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
+    tuning: DeviceTuning?
+) throws -> RMSNormOutput {
     let problem = try RowNormProblem.validated(
         .rmsNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps)
     if input.isEmpty {

@@ -8,4 +8,9 @@ public struct RMSNormOutput: Sendable {
     public let saveInvRms: Tensor
     /// The OpenCL kernels the op enqueued, in order (empty on the reference path).
     public let events: [KernelEvent]
+
+    /// The input, weight and eps, for ``rmsNormBackward(_:forward:outputMask:)``.
+    var saved: SavedForward? = nil
+    /// The forward's `normalizedShape`.
+    var normalizedShape: [Int] = []
 }

@@ -1,17 +1,24 @@
 extension SwitchableNorm {
-    /// The gradients of the loss with respect to `input`, γ, β and both mixing-logit
-    /// vectors, for the forward pass ``forward(_:)`` made on `input` in the current mode.
+    /// The backward pass of ``forward(_:)``: dx, dγ and dβ for the layer's own
+    /// parameters, and the gradients of its two logit vectors. The math is that of
+    /// ``switchableNormBackward(_:forward:outputMask:)``; the mode, options and running
+    /// statistics are those the forward used.
     ///
-    /// Runs ``switchableNormBackward(_:input:meanLogits:varianceLogits:weight:forward:runningStatistics:training:options:outputMask:)``
-    /// with this layer's parameters, options and mode; in inference it reads the running
-    /// statistics (unchanged by an inference forward). Call it before changing the
-    /// parameters, options or mode: the saved statistics belong to them.
+    /// - Parameters:
+    ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
+    ///   - forward: what ``forward(_:)`` returned.
+    ///   - outputMask: which of dx, dγ, dβ to compute (default all that exist).
+    /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's
+    ///   weight, bias or logits are not those the forward used; what
+    ///   ``switchableNormBackward(_:forward:outputMask:)`` throws.
     public func backward(
-        _ gradOutput: Tensor, input: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all
+        _ gradOutput: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all
     ) throws -> SwitchableNormGradients {
-        try switchableNormBackward(
-            gradOutput, input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight,
-            forward: forward, runningStatistics: runningStatistics, training: isTraining, options: options,
-            outputMask: outputMask)
+        guard let saved = forward.saved else { throw NormError.nothingSaved("switchableNorm") }
+        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        try NormError.checkUnchanged(meanLogits, since: forward.meanLogits, argument: "meanLogits")
+        try NormError.checkUnchanged(varianceLogits, since: forward.varianceLogits, argument: "varianceLogits")
+        return try switchableNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

@@ -39,21 +39,27 @@
 ///
 /// - Parameters:
 ///   - gradOutput: `dy`, the input's shape, layout and element type.
-///   - input: the forward's input x.
-///   - meanLogits, varianceLogits, weight: as given to the forward (weight nil: γ ≡ 1).
-///   - forward: the forward's output; its saved statistics are read (not recomputed).
-///   - runningStatistics: the running statistics the forward mixed in; needed (only) in
-///     inference with a BN branch, for the logit gradients. Ignored in training.
-///   - training: as given to the forward.
-///   - options: as given to the forward.
-///   - outputMask: which of dx, dγ, dβ to compute (dγ and dβ are computed when asked
-///     for even without weight/bias: the gradient at γ = 1, β = 0).
+///   - forward: the forward's output. Its input, logits, γ, mode, options, saved
+///     statistics and (inference with a BN branch) the running statistics it mixed in
+///     are used, so nothing can disagree with the forward.
+///   - outputMask: which of dx, dγ, dβ to compute; dγ (dβ) is returned only when the
+///     forward had a weight (bias).
 /// - Returns: ``SwitchableNormGradients``.
-/// - Throws: ``NormError``: every error of the forward's argument checks, plus
-///   `shapeMismatch`/`unsupported`/`backendMismatch` for `gradOutput` and the saved
-///   statistics, `invalidArgument` for a statistic the branches need but `forward` lacks
-///   (e.g. a forward run with other options); ``OpenCLError`` or ``KernelBuildError``.
+/// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
+///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError``.
 public func switchableNormBackward(
+    _ gradOutput: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all
+) throws -> SwitchableNormGradients {
+    guard let saved = forward.saved, let meanLogits = forward.meanLogits, let varianceLogits = forward.varianceLogits
+    else { throw NormError.nothingSaved("switchableNorm") }
+    return try switchableNormBackward(
+        gradOutput, input: saved.input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: saved.weight,
+        forward: forward, runningStatistics: forward.runningStatistics, training: forward.training,
+        options: forward.options, outputMask: outputMask.restricted(to: saved), strategy: nil)
+}
+
+/// The backward pass with every argument of the forward passed again (tests).
+func switchableNormBackward(
     _ gradOutput: Tensor, input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?,
     forward: SwitchableNormOutput, runningStatistics: RunningStatistics? = nil, training: Bool,
     options: SwitchableNormOptions = SwitchableNormOptions(), outputMask: NormGradientMask = .all

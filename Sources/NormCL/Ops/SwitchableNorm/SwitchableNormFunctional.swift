@@ -62,6 +62,36 @@
 ///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
+    runningStatistics: inout RunningStatistics, training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
+) throws -> SwitchableNormOutput {
+    var running: RunningStatistics? = runningStatistics
+    let output = try switchableNorm(
+        input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+        runningStatistics: &running, training: training, options: options, strategy: nil)
+    if let running { runningStatistics = running }
+    return output
+}
+
+/// Switchable Normalization without running statistics: a training forward that
+/// tracks none, or any forward whose branches have no BN (IN and LN statistics come
+/// from the input in inference too). The math is that of
+/// ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:)``.
+///
+/// - Throws: as that form, and ``NormError/invalidArgument(argument:reason:)`` for an
+///   inference forward with a BN branch (it needs running statistics).
+public func switchableNorm(
+    _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
+    training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
+) throws -> SwitchableNormOutput {
+    var none: RunningStatistics? = nil
+    return try switchableNorm(
+        input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+        runningStatistics: &none, training: training, options: options, strategy: nil)
+}
+
+/// The optional form the tests were written against.
+func switchableNorm(
+    _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
 ) throws -> SwitchableNormOutput {
     try switchableNorm(
@@ -76,6 +106,24 @@ func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions,
     strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning? = nil
+) throws -> SwitchableNormOutput {
+    let normalisedWith = runningStatistics
+    var output = try switchableNormOutput(
+        input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+        runningStatistics: &runningStatistics, training: training, options: options, strategy: strategy, tuning: tuning)
+    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: options.eps)
+    output.meanLogits = meanLogits
+    output.varianceLogits = varianceLogits
+    output.training = training
+    output.options = options
+    if !training { output.runningStatistics = normalisedWith }
+    return output
+}
+
+private func switchableNormOutput(
+    _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
+    runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions,
+    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning?
 ) throws -> SwitchableNormOutput {
     let problem = try SwitchableNormProblem.validated(
         input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
@@ -109,8 +157,8 @@ func switchableNorm(
         return SwitchableNormOutput(
             output: Tensor(
                 referenceValues: r.output, shape: problem.shape, layout: problem.layout, elementType: problem.elementType),
-            mean: Tensor(referenceValues: r.mean, shape: instanceShape),
-            invstd: Tensor(referenceValues: r.invstd, shape: instanceShape),
+            saveMean: Tensor(referenceValues: r.mean, shape: instanceShape),
+            saveInvstd: Tensor(referenceValues: r.invstd, shape: instanceShape),
             instanceMean: r.instanceMean.map { Tensor(referenceValues: $0, shape: instanceShape) },
             instanceVariance: r.instanceVariance.map { Tensor(referenceValues: $0, shape: instanceShape) },
             layerMean: try Tensor(r.layerMean, on: .reference), layerVariance: try Tensor(r.layerVariance, on: .reference),
@@ -133,7 +181,7 @@ func switchableNorm(
         }
         runningStatistics = updated
         return SwitchableNormOutput(
-            output: r.output, mean: r.mean, invstd: r.invstd, instanceMean: r.instanceMean,
+            output: r.output, saveMean: r.mean, saveInvstd: r.invstd, instanceMean: r.instanceMean,
             instanceVariance: r.instanceVariance, layerMean: r.layerMean, layerVariance: r.layerVariance,
             batchMean: r.batchMean, batchVariance: r.batchVariance, events: r.events)
     }
@@ -149,7 +197,7 @@ private func emptySwitchableNorm(_ problem: SwitchableNormProblem, like input: T
     let instanceShape = [problem.batch, problem.channels]
     let hasInstance = problem.branches.hasInstance
     return SwitchableNormOutput(
-        output: try Tensor(zerosLike: input), mean: try filled(0, instanceShape), invstd: try filled(.nan, instanceShape),
+        output: try Tensor(zerosLike: input), saveMean: try filled(0, instanceShape), saveInvstd: try filled(.nan, instanceShape),
         instanceMean: hasInstance ? try filled(0, instanceShape) : nil,
         instanceVariance: hasInstance ? try filled(.nan, instanceShape) : nil,
         layerMean: try filled(0, [problem.batch]), layerVariance: try filled(.nan, [problem.batch]),

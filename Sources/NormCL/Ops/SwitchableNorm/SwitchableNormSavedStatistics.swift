@@ -28,8 +28,8 @@ struct SwitchableNormSavedStatistics {
             return tensor
         }
         let instanceShape = [problem.batch, problem.channels]
-        mean = try required(forward.mean, "forward.mean", shape: instanceShape)
-        invstd = try required(forward.invstd, "forward.invstd", shape: instanceShape)
+        mean = try required(forward.saveMean, "forward.saveMean", shape: instanceShape)
+        invstd = try required(forward.saveInvstd, "forward.saveInvstd", shape: instanceShape)
         layerMean = try required(forward.layerMean, "forward.layerMean", shape: [problem.batch])
         layerVariance = try required(forward.layerVariance, "forward.layerVariance", shape: [problem.batch])
         if problem.branches.hasInstance {

@@ -1,0 +1,197 @@
+import Foundation
+import Testing
+import NormCL
+
+/// The README's examples, compiled and run (without @testable: public API only), and a
+/// check that each `<!-- example: NAME -->` block of README.md appears here line for
+/// line, so the README cannot show code that does not compile or does not run.
+///
+/// To change an example: edit README.md and the block between `// README: NAME` and
+/// `// END README` below alike (indentation aside); the checks after each block are the
+/// test's own.
+@Suite("README examples")
+struct ReadmeExampleTests {
+    @Test("README example: layer-norm")
+    func exampleLayerNorm() throws {
+        // README: layer-norm
+        let backend = try Backend.default  // the default OpenCL device, or the CPU reference path
+
+        // 4 rows of 8 features, like torch.nn.functional.layer_norm(x, [8], weight, bias).
+        let values: [Float] = (0..<32).map { Float(($0 * 37) % 11) - 5 }
+        let x = try Tensor(values, shape: [4, 8], on: backend)
+        let weight = try Tensor(repeating: 1.5, shape: [8], on: backend)
+        let bias = try Tensor(repeating: 0.25, shape: [8], on: backend)
+        let forward = try layerNorm(x, normalizedShape: [8], weight: weight, bias: bias)
+        let y: [Float] = try forward.output.toArray()        // waits for the device, copies back
+        let rowMeans: [Float] = try forward.saveMean.toArray() // float32, one per row
+
+        // Backward takes dy and the forward's output, which kept x, γ, β and eps.
+        let dy = try Tensor((0..<32).map { Float($0 % 5) * 0.1 }, shape: [4, 8], on: backend)
+        let gradients = try layerNormBackward(dy, forward: forward)
+        let dx: [Float] = try gradients.input!.toArray()
+        let dWeight: [Float] = try gradients.weight!.toArray() // Σ over rows of dy·x̂
+        let dBias: [Float] = try gradients.bias!.toArray()     // Σ over rows of dy
+
+        // dx alone (PyTorch's output_mask): the dγ and dβ reductions are skipped.
+        let dxOnly = try layerNormBackward(dy, forward: forward, outputMask: .input)
+
+        // The same with a layer that owns γ and β, like torch.nn.LayerNorm(8).
+        let layer = try LayerNorm(normalizedShape: [8], on: backend)
+        let step = try layer.forward(x)
+        let layerGradients = try layer.backward(dy, forward: step)
+        // END README
+        // Checks (not in the README): the math the example claims.
+        #expect(y.count == 32 && rowMeans.count == 4)
+        for r in 0..<4 {
+            let row = values[(r * 8)..<(r * 8 + 8)].map(Double.init)
+            #expect(Swift.abs(row.reduce(0, +) / 8 - Double(rowMeans[r])) < 1e-5)
+        }
+        #expect(dx.count == 32 && dWeight.count == 8)
+        for j in 0..<8 {
+            let expected = (0..<4).map { Double(((($0 * 8 + j) % 5)) ) * 0.1 }.reduce(0, +)
+            #expect(Swift.abs(Double(dBias[j]) - expected) < 1e-5)
+        }
+        #expect(dxOnly.weight == nil && dxOnly.bias == nil && dxOnly.input != nil)
+        #expect(layerGradients.weight != nil && layerGradients.bias != nil)
+    }
+
+    @Test("README example: batch-norm-fold")
+    func exampleBatchNormFold() throws {
+        // README: batch-norm-fold
+        let backend = try Backend.default
+
+        // A batch of 8 NCHW images, 16 channels of 6×6.
+        let count = 8 * 16 * 6 * 6
+        let x = try Tensor((0..<count).map { Float(($0 * 7919) % 1000) / 250 - 2 }, shape: [8, 16, 6, 6], on: backend)
+        let dy = try Tensor((0..<count).map { Float($0 % 13) * 0.01 - 0.06 }, shape: [8, 16, 6, 6], on: backend)
+
+        // Like torch.nn.BatchNorm2d(16): γ = 1, β = 0, running mean 0 and variance 1, momentum 0.1.
+        var bn = try BatchNorm(numFeatures: 16, on: backend)
+        for _ in 0..<3 {
+            let step = try bn.forward(x)                       // batch statistics; updates the running ones
+            let gradients = try bn.backward(dy, forward: step) // dx, dγ, dβ
+            // A plain SGD step on γ and β, after the backward pass.
+            let gamma = try bn.weight!.toArray(), dGamma = try gradients.weight!.toArray()
+            let beta = try bn.bias!.toArray(), dBeta = try gradients.bias!.toArray()
+            bn.weight = try Tensor(zip(gamma, dGamma).map { $0 - 0.01 * $1 }, on: backend)
+            bn.bias = try Tensor(zip(beta, dBeta).map { $0 - 0.01 * $1 }, on: backend)
+        }
+        let tracked = bn.runningStatistics!.numBatchesTracked // 3
+
+        bn.isTraining = false
+        let z: [Float] = try bn(x).toArray()                  // inference: the running statistics
+
+        // Fold the inference map into the convolution before it: weight [16, 3, 3, 3], bias [16].
+        let convWeight = [Float](repeating: 0.1, count: 16 * 3 * 3 * 3)
+        let convBias = [Float](repeating: 0.5, count: 16)
+        let folding = try BatchNormFolding(bn)
+        let (foldedWeight, foldedBias) = try folding.fold(weight: convWeight, bias: convBias)
+        // foldedWeight[o, …] = convWeight[o, …] · folding.scale[o]
+        // foldedBias[o]      = convBias[o] · folding.scale[o] + folding.shift[o]
+        // END README
+        // Checks (not in the README).
+        #expect(tracked == 3 && z.count == count)
+        #expect(foldedWeight.count == convWeight.count && foldedBias.count == 16)
+        for o in 0..<16 {
+            let expected = Double(convBias[o]) * Double(folding.scale[o]) + Double(folding.shift[o])
+            #expect(Swift.abs(Double(foldedBias[o]) - expected) < 1e-5)
+            #expect(Swift.abs(Double(foldedWeight[o * 27]) - 0.1 * Double(folding.scale[o])) < 1e-6)
+        }
+    }
+
+    @Test("README example: batch-norm-functional")
+    func exampleBatchNormFunctional() throws {
+        // README: batch-norm-functional
+        let backend = try Backend.default
+        let x = try Tensor((0..<64 * 4).map { Float($0 % 23) / 4 }, shape: [64, 4], on: backend) // (N, C)
+
+        var running = try RunningStatistics(channels: 4, on: backend)
+        // momentum nil: a cumulative average over the batches seen (1 / numBatchesTracked).
+        let train = try batchNorm(x, runningStatistics: &running, training: true, momentum: nil)
+        let eval = try batchNorm(x, runningStatistics: &running, training: false)
+        let dy = try Tensor(repeating: 0.5, shape: [64, 4], on: backend)
+        let dx = try batchNormBackward(dy, forward: train, outputMask: .input).input
+        // END README
+        // Checks (not in the README).
+        #expect(running.numBatchesTracked == 1)
+        #expect(train.saveMean != nil && eval.saveMean == nil)
+        // A constant dy has no component along x̂ or the mean: dx = 0.
+        #expect(try dx!.toArray().allSatisfy { Swift.abs($0) < 1e-5 })
+    }
+
+    @Test("README example: other-ops")
+    func exampleOtherOps() throws {
+        // README: other-ops
+        let backend = try Backend.default
+
+        // NHWC images in half storage. The shape is still (N, C, H, W); the values are in memory order (N, H, W, C).
+        let images = try Tensor(
+            (0..<2 * 32 * 8 * 8).map { Float($0 % 17) / 4 }, shape: [2, 32, 8, 8], layout: .channelsLast,
+            elementType: .float16, on: backend)
+        let gn = try groupNorm(images, numGroups: 8)                  // statistics per (n, group), float32
+        let inorm = try instanceNorm(images)                          // per (n, c), no running statistics
+        var sn = try SwitchableNorm(numFeatures: 32, on: backend)     // IN, LN and BN mixed by learned weights
+        let mixed = try sn.forward(images)
+        let snGradients = try sn.backward(images, forward: mixed)     // dx, dγ, dβ and both logit gradients
+        var renormed = try BatchNorm(numFeatures: 32, on: backend)
+        renormed.renorm = BatchRenormLimits(rmax: 3, dmax: 5)         // Batch Renorm in training steps
+        let corrected = try renormed.forward(images)                  // corrected.renormR, .renormD
+
+        let tokens = try Tensor(repeating: 0.5, shape: [4, 16, 64], on: backend)
+        let rms = try rmsNorm(tokens, normalizedShape: [64], eps: 1e-6)   // eps nil: the element type's epsilon
+        let dTokens = try rmsNormBackward(tokens, forward: rms).input
+        // END README
+        // Checks (not in the README).
+        #expect(gn.saveMean?.shape == [2, 8] && inorm.output.layout == .channelsLast)
+        #expect(snGradients.input?.elementType == .float16 && snGradients.meanLogits.shape == [3])
+        #expect(corrected.renormR?.shape == [32] && corrected.renormD?.shape == [32])
+        // A constant row normalises to 1 (0.5 / sqrt(0.25 + 1e-6)), and its dx is 0.
+        #expect(try rms.output.toArray().allSatisfy { Swift.abs($0 - 1) < 1e-5 })
+        #expect(try dTokens!.toArray().allSatisfy { Swift.abs($0) < 1e-5 })
+    }
+
+    /// Every example block of README.md, by name: its non-empty lines without `import NormCL`.
+    static func readmeExamples() throws -> [(name: String, lines: [String])] {
+        let text = try String(contentsOfFile: Self.repositoryRoot + "/README.md", encoding: .utf8)
+        var examples: [(String, [String])] = []
+        var name: String?, lines: [String]?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            if line.hasPrefix("<!-- example: ") {
+                name = String(line.dropFirst("<!-- example: ".count).prefix { $0 != " " })
+            } else if name != nil, lines == nil, line == "```swift" {
+                lines = []
+            } else if let current = lines, line == "```" {
+                examples.append((name!, current))
+                name = nil
+                lines = nil
+            } else if lines != nil {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if !trimmed.isEmpty && trimmed != "import NormCL" { lines!.append(trimmed) }
+            }
+        }
+        return examples
+    }
+
+    static var repositoryRoot: String {
+        // …/Tests/NormCLTests/ReadmeExampleTests.swift → the repository root.
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    @Test("every README example is one of the blocks above, line for line")
+    func readmeMatches() throws {
+        let examples = try Self.readmeExamples()
+        #expect(examples.map(\.name) == ["layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops"])
+        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        for (name, lines) in examples {
+            guard let start = source.firstIndex(of: "// README: \(name)"),
+                let end = source[start...].firstIndex(of: "// END README")
+            else {
+                Issue.record("README example \(name) has no block in ReadmeExampleTests.swift")
+                continue
+            }
+            let tested = source[(start + 1)..<end].filter { !$0.isEmpty }
+            #expect(Array(tested) == lines, "README example \(name) differs from its test")
+        }
+    }
+}
