@@ -3,6 +3,7 @@
 # default device. Extra arguments go to normcl-bench (see --help), e.g. --quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/install-dependencies.sh)"
+bash scripts/install-dependencies.sh
+source scripts/lib/swift-path.sh
 swift build -c release --product normcl-bench
 exec .build/release/normcl-bench "$@"

@@ -10,7 +10,8 @@
 # (the peer script times the same cases with PyTorch CUDA when python3 there imports torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/install-dependencies.sh)"
+bash scripts/install-dependencies.sh
+source scripts/lib/swift-path.sh
 swift build -c release --static-swift-stdlib --product normcl-bench -Xlinker -rpath -Xlinker '$ORIGIN'
 rm -rf gpu-pack && mkdir -p gpu-pack
 cp .build/release/normcl-bench gpu-pack/
