@@ -3,16 +3,23 @@ import PackageDescription
 
 // The library package: what a consumer of the `NormCL` product resolves and builds.
 // Tools that only this repository needs live elsewhere, so consumers never fetch them:
-// the benchmark (and swift-argument-parser) is its own package in Benchmarks/.
+// the benchmark (and swift-argument-parser) is its own package in Benchmarks/, and
+// swift-docc-plugin is added only when NORMCL_DOCS is set (scripts/build-docs.sh), so that
+// neither a consumer nor this package's own builds and tests resolve it.
 // swift-numerics and swift-property-based are used by the test target only, and
-// SwiftPM does not resolve a dependency's test-only packages.
+// SwiftPM does not resolve a dependency's test-only packages
+// (Tests/Setup/consumer-test.sh checks all of this on a real consumer).
 
-let dependencies: [Package.Dependency] = [
+var dependencies: [Package.Dependency] = [
     // Test-only: approximate comparisons and real functions (Numerics, RealModule).
     .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     // Test-only: property-based tests with shrinking (Swift Testing).
     .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
 ]
+if Context.environment["NORMCL_DOCS"] != nil {
+    // `swift package generate-documentation` (scripts/build-docs.sh, CI).
+    dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}
 
 let package = Package(
     name: "NormCL",
