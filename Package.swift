@@ -1,18 +1,32 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// The library package: what a consumer of the `NormCL` product resolves and builds.
+// Tools that only this repository needs live elsewhere, so consumers never fetch them:
+// the benchmark (and swift-argument-parser) is its own package in Benchmarks/, and
+// swift-docc-plugin is added only when NORMCL_DOCS is set (scripts/build-docs.sh), so that
+// neither a consumer nor this package's own builds and tests resolve it.
+// swift-numerics and swift-property-based are used by the test target only, and
+// SwiftPM does not resolve a dependency's test-only packages
+// (Tests/Setup/consumer-test.sh checks all of this on a real consumer).
+
+var dependencies: [Package.Dependency] = [
+    // Test-only: approximate comparisons and real functions (Numerics, RealModule).
+    .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+    // Test-only: property-based tests with shrinking (Swift Testing).
+    .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+]
+if Context.environment["NORMCL_DOCS"] != nil {
+    // `swift package generate-documentation` (scripts/build-docs.sh, CI).
+    dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}
+
 let package = Package(
     name: "NormCL",
     products: [
         .library(name: "NormCL", targets: ["NormCL"]),
-        .executable(name: "normcl-bench", targets: ["NormCLBenchmark"]),
     ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
-        // Test-only: property-based tests with shrinking (Swift Testing).
-        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
-    ],
+    dependencies: dependencies,
     targets: [
         // The OpenCL C API (<CL/cl.h>), linked against the ICD loader.
         .systemLibrary(
@@ -31,14 +45,6 @@ let package = Package(
             name: "NormCL",
             dependencies: ["COpenCL"],
             plugins: ["EmbedKernels"]
-        ),
-        .executableTarget(
-            name: "NormCLBenchmark",
-            dependencies: [
-                "NormCL",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            path: "Benchmarks/NormCLBenchmark"
         ),
         .testTarget(
             name: "NormCLTests",

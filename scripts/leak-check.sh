@@ -9,6 +9,7 @@
 # The OpenCL objects themselves are also counted by LeakTests (OpenCLObjectCounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/swift-path.sh
 filter="${1:-LeakTests|DeviceFaultTests|RuntimeTests|BufferPoolTests|ReadmeExampleTests}"
 swift build --build-tests --sanitize=address --scratch-path .build-asan
 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \

@@ -10,10 +10,14 @@
 # (the peer script times the same cases with PyTorch CUDA when python3 there imports torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/install-dependencies.sh)"
-swift build -c release --static-swift-stdlib --product normcl-bench -Xlinker -rpath -Xlinker '$ORIGIN'
+bash scripts/install-dependencies.sh
+source scripts/lib/swift-path.sh
+# The benchmark is its own package (Benchmarks/Package.swift); this replaces the dynamically
+# linked binary scripts/benchmark.sh builds there with a static-stdlib one.
+swift build -c release --static-swift-stdlib --package-path Benchmarks --product normcl-bench \
+    -Xlinker -rpath -Xlinker '$ORIGIN'
 rm -rf gpu-pack && mkdir -p gpu-pack
-cp .build/release/normcl-bench gpu-pack/
+cp Benchmarks/.build/release/normcl-bench gpu-pack/
 strip gpu-pack/normcl-bench
 # The ICD loader the binary links against (Debian's ocl-icd-libopencl1), beside it.
 cp "$(readlink -f /usr/lib/x86_64-linux-gnu/libOpenCL.so.1)" gpu-pack/libOpenCL.so.1

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the OpenCL packages and runs the whole test suite (OpenCL on the default
-# device against the CPU reference, plus the reference path alone).
+# device against the CPU reference, plus the reference path alone). Extra arguments
+# go to `swift test`, e.g. --filter RMSNormErrorTests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/install-dependencies.sh)"
+bash scripts/install-dependencies.sh
+source scripts/lib/swift-path.sh
 exec swift test "$@"

@@ -8,7 +8,8 @@
 # report that remains is a race to fix. Exits non-zero when TSan reports anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/install-dependencies.sh)"
+bash scripts/install-dependencies.sh
+source scripts/lib/swift-path.sh
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp ${TSAN_OPTIONS:-}"
 exec swift test --sanitize=thread --scratch-path .build-tsan --skip-build --filter "${1:-Concurrency|RuntimeTests}"

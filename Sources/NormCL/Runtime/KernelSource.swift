@@ -1,7 +1,7 @@
 /// The text of one OpenCL C file from `Kernels/`, embedded at build time.
 ///
 /// The build plugin `EmbedKernels` adds one static constant per file, named after it
-/// (`batch_norm.cl` → ``KernelSource/batchNorm``).
+/// (`batch_norm.cl` → `KernelSource.batchNorm`).
 public struct KernelSource: Sendable, Hashable {
     /// The file's name without `.cl`.
     public let name: String

@@ -8,11 +8,11 @@ import COpenCL
 ///
 /// Thread safety: OpenCL 1.2 makes contexts, queues, programs and buffers safe to use
 /// from several threads; the one unsafe call, `clSetKernelArg`, only ever runs on a
-/// kernel object checked out of ``ProgramCache`` by one launch at a time.
+/// kernel object checked out of `ProgramCache` by one launch at a time.
 ///
 /// Why `@unchecked Sendable` is honest: every stored property is a `let`; `device`,
 /// `tuning`, `programs` and `buffers` are themselves `Sendable` (the caches keep their
-/// state behind a ``PosixMutex``), and the context and queue handles, which Swift cannot
+/// state behind a `PosixMutex`), and the context and queue handles, which Swift cannot
 /// check, are thread-safe OpenCL objects released only in `deinit`.
 public final class OpenCLRuntime: @unchecked Sendable {
     /// The device this runtime runs on.

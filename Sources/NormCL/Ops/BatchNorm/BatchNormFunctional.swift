@@ -78,7 +78,13 @@ public func batchNorm(_ input: Tensor, weight: Tensor? = nil, bias: Tensor? = ni
 /// One-shot batch normalisation of host values with batch statistics: uploads,
 /// normalises, downloads.
 ///
-/// - Parameter backend: where to run; ``Backend/default`` when nil.
+/// - Parameters:
+///   - values: the input, float32, channels-first, `shape`'s element count.
+///   - shape: `(N, C, *S)`.
+///   - weight: γ, `C` values, or nil for γ = 1.
+///   - bias: β, `C` values, or nil for β = 0.
+///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - backend: where to run; ``Backend/default`` when nil.
 public func batchNorm(
     _ values: [Float], shape: [Int], weight: [Float]? = nil, bias: [Float]? = nil,
     eps: Float = 1e-5, on backend: Backend? = nil
@@ -99,8 +105,14 @@ public func batchNorm(
 /// Batch-Renorm-trained model is plain BatchNorm inference (`training: false`).
 ///
 /// - Parameters:
-///   - limits: `rmax ≥ 1`, `dmax ≥ 0`; ``BatchRenormLimits/batchNorm`` gives BatchNorm.
+///   - input: as BatchNorm's.
+///   - weight: γ, shape `[C]`, or nil for γ = 1.
+///   - bias: β, shape `[C]`, or nil for β = 0.
 ///   - runningStatistics: required: they define `μ` and `σ` and are updated.
+///   - limits: `rmax ≥ 1`, `dmax ≥ 0`; ``BatchRenormLimits/batchNorm`` gives BatchNorm.
+///   - momentum: as BatchNorm's: the new batch's weight in the running update, nil for a
+///     cumulative average.
+///   - eps: added to the variance inside the square root; finite and ≥ 0.
 /// - Returns: as BatchNorm training, plus ``BatchNormOutput/renormR`` and
 ///   ``BatchNormOutput/renormD``.
 /// - Throws: as BatchNorm training, and ``NormError/invalidArgument(argument:reason:)``

@@ -40,7 +40,14 @@ public func groupNorm(
 /// One-shot group normalisation of host float32 values in channels-first order:
 /// uploads, normalises, downloads. See ``groupNorm(_:numGroups:weight:bias:eps:)``.
 ///
-/// - Parameter backend: where to run; ``Backend/default`` when nil.
+/// - Parameters:
+///   - values: the input, `shape`'s element count.
+///   - shape: `(N, C, *S)`.
+///   - numGroups: G, positive and dividing C.
+///   - weight: γ, `C` values, or nil for γ = 1.
+///   - bias: β, `C` values, or nil for β = 0.
+///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - backend: where to run; ``Backend/default`` when nil.
 public func groupNorm(
     _ values: [Float], shape: [Int], numGroups: Int, weight: [Float]? = nil, bias: [Float]? = nil,
     eps: Float = 1e-5, on backend: Backend? = nil

@@ -72,7 +72,7 @@ func instanceNorm(
 /// Instance normalisation with the input's statistics and no running statistics:
 /// `torch.nn.functional.instance_norm(x, weight=weight, bias=bias, eps=eps)`.
 ///
-/// See ``instanceNorm(_:runningStatistics:weight:bias:useInputStats:momentum:eps:)`` for the math.
+/// See ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:)`` for the math.
 public func instanceNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5
 ) throws -> InstanceNormOutput {

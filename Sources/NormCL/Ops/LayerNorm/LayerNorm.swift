@@ -16,8 +16,11 @@ public struct LayerNorm: Sendable {
     /// A layer with PyTorch's defaults on `backend`.
     ///
     /// - Parameters:
+    ///   - normalizedShape: the trailing dims to normalise over (at least one, all positive).
+    ///   - eps: added to the variance inside the square root; finite and ≥ 0.
     ///   - elementwiseAffine: whether the layer has γ (and β, when `bias` is true).
     ///   - bias: whether the affine layer has β (PyTorch's `bias=True`).
+    ///   - backend: where the parameters live and the layer runs.
     /// - Throws: ``NormError/invalidShape(argument:reason:)`` for an empty or
     ///   non-positive `normalizedShape`, ``NormError/invalidArgument(argument:reason:)``
     ///   for non-finite or negative `eps`.

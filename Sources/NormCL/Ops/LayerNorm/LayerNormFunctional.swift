@@ -41,7 +41,14 @@ public func layerNorm(
 /// One-shot layer normalisation of host values: uploads, normalises, downloads.
 ///
 /// See ``layerNorm(_:normalizedShape:weight:bias:eps:)`` for the math.
-/// - Parameter backend: where to run; ``Backend/default`` when nil.
+/// - Parameters:
+///   - values: the input, row-major, `shape`'s element count.
+///   - shape: the input's shape; its trailing dims are `normalizedShape`.
+///   - normalizedShape: the trailing dims to normalise over (at least one, all positive).
+///   - weight: γ, `normalizedShape`'s element count, or nil for γ = 1.
+///   - bias: β, `normalizedShape`'s element count, or nil for β = 0.
+///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - backend: where to run; ``Backend/default`` when nil.
 public func layerNorm(
     _ values: [Float], shape: [Int], normalizedShape: [Int], weight: [Float]? = nil, bias: [Float]? = nil,
     eps: Float = 1e-5, on backend: Backend? = nil

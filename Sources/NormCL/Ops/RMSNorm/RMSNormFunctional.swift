@@ -36,7 +36,14 @@ public func rmsNorm(_ input: Tensor, normalizedShape: [Int], weight: Tensor? = n
 /// One-shot RMS normalisation of host values (float32): uploads, normalises, downloads.
 ///
 /// See ``rmsNorm(_:normalizedShape:weight:eps:)`` for the math.
-/// - Parameter backend: where to run; ``Backend/default`` when nil.
+/// - Parameters:
+///   - values: the input, row-major, `shape`'s element count.
+///   - shape: the input's shape; its trailing dims are `normalizedShape`.
+///   - normalizedShape: the trailing dims to normalise over (at least one, all positive).
+///   - weight: γ, `normalizedShape`'s element count, or nil for γ = 1.
+///   - eps: added to the mean square inside the square root; finite and ≥ 0, nil for
+///     float32's machine epsilon.
+///   - backend: where to run; ``Backend/default`` when nil.
 public func rmsNorm(
     _ values: [Float], shape: [Int], normalizedShape: [Int], weight: [Float]? = nil, eps: Float? = nil,
     on backend: Backend? = nil

@@ -24,7 +24,11 @@ public struct SwitchableNorm: Sendable {
 
     /// A layer with the official code's defaults on `backend`.
     ///
-    /// - Parameter lastGamma: initialise γ to 0 instead of 1 (`last_gamma`).
+    /// - Parameters:
+    ///   - numFeatures: C, the number of channels (positive).
+    ///   - options: branches, variance estimator, eps, momentum.
+    ///   - lastGamma: initialise γ to 0 instead of 1 (`last_gamma`).
+    ///   - backend: where the parameters live and the layer runs.
     /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `numFeatures ≤ 0`,
     ///   non-finite or negative eps, or momentum outside [0, 1].
     public init(

@@ -45,9 +45,11 @@
 /// - Parameters:
 ///   - input: `(N, C, *S)`, channels-first or channels-last, float32 or half storage;
 ///     `(N, C)` takes branches `.layerBatch`.
-///   - meanLogits, varianceLogits: float32, shape `[branches.count]` (the official code
-///     initialises them to 1).
-///   - weight: γ, float32 `[C]`, or nil for γ = 1. bias: β, float32 `[C]`, or nil for 0.
+///   - meanLogits: float32, shape `[branches.count]` (the official code initialises the
+///     logits to 1).
+///   - varianceLogits: float32, shape `[branches.count]`.
+///   - weight: γ, float32 `[C]`, or nil for γ = 1.
+///   - bias: β, float32 `[C]`, or nil for 0.
 ///   - runningStatistics: float32 `[C]` mean and variance; only with a BN branch.
 ///   - training: batch statistics for the BN branch (and running updates) or running ones.
 ///   - options: branches, variance estimator, eps, momentum.
