@@ -16,6 +16,8 @@ float32 ones); on CUDA they run in torch.half. Threads default to 2, the compute
 PoCL reports on the development VM. Exits with status 3 when torch cannot be imported.
 """
 import argparse
+import ctypes
+import ctypes.util
 import json
 import re
 import statistics
@@ -28,6 +30,26 @@ try:
 except ImportError as error:  # normcl-bench reports this as "PyTorch not available"
     print(f"pytorch_norms.py: cannot import torch: {error}", file=sys.stderr)
     sys.exit(3)
+
+
+def keep_freed_memory():
+    """Makes glibc's malloc keep freed memory, as NormCL's buffer pool and PyTorch's own
+    CPU performance guide (jemalloc/tcmalloc) do: with glibc's defaults every output above
+    the mmap threshold (at most 32 MiB) is a fresh mapping, page-faulted on every call,
+    which more than doubles PyTorch's time on large cases and would make the comparison
+    unfair to it. The same as MALLOC_MMAP_THRESHOLD_=2000000000
+    MALLOC_TRIM_THRESHOLD_=4000000000 in the environment, set here because normcl-bench
+    starts this script. Returns a line for the report, or why it was not set."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return "glibc not found: default allocator"
+    libc = ctypes.CDLL(libc_name)
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+    # glibc caps M_MMAP_THRESHOLD at HEAP_MAX/2 (32 MiB on 64-bit) unless larger values
+    # are allowed by M_MMAP_MAX=0 (no mmap at all): do that, it is what the variables do.
+    M_MMAP_MAX = -4
+    ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    return "allocator keeps freed memory (mallopt: no mmap, no trim)" if ok else "mallopt failed: default allocator"
 
 
 def time_ms(fn, iterations, device, warmup=3):
@@ -142,6 +164,7 @@ def main():
         print("pytorch_norms.py: CUDA not available, timing on the CPU", file=sys.stderr)
         device = "cpu"
     torch.set_num_threads(args.threads)
+    print(f"pytorch_norms.py: {keep_freed_memory()}, {args.threads} threads", file=sys.stderr, flush=True)
     if args.cases:
         with open(args.cases) as f:
             specs = json.load(f)
