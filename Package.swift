@@ -40,6 +40,12 @@ let package = Package(
             ],
             path: "Benchmarks/NormCLBenchmark"
         ),
+        // Test support: enqueues an op and exits at once; `ProcessExitTests` spawns it.
+        .executableTarget(
+            name: "NormCLExitProbe",
+            dependencies: ["NormCL"],
+            path: "Tests/NormCLExitProbe"
+        ),
         .testTarget(
             name: "NormCLTests",
             dependencies: [
