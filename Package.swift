@@ -46,6 +46,12 @@ let package = Package(
             dependencies: ["COpenCL"],
             plugins: ["EmbedKernels"]
         ),
+        // Test support: enqueues an op and exits at once; `ProcessExitTests` spawns it.
+        .executableTarget(
+            name: "NormCLExitProbe",
+            dependencies: ["NormCL"],
+            path: "Tests/NormCLExitProbe"
+        ),
         .testTarget(
             name: "NormCLTests",
             dependencies: [

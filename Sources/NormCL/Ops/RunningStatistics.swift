@@ -11,13 +11,18 @@ public struct RunningStatistics: Sendable {
     /// update is a cumulative average with factor `1 / numBatchesTracked`.
     public var numBatchesTracked: Int
 
-    /// Mean 0 and variance 1 for `channels` channels, as PyTorch initialises them.
+    /// Mean 0 and variance 1 for `channels` channels, as PyTorch initialises them
+    /// (filled on the device on OpenCL, no host arrays).
+    ///
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `channels ≤ 0`;
+    ///   ``NormError/invalidShape(argument:reason:)`` (`channels`) or ``OpenCLError`` for
+    ///   more channels than the backend can hold (see ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     public init(channels: Int, on backend: Backend) throws {
         guard channels > 0 else {
             throw NormError.invalidArgument(argument: "channels", reason: "must be positive, got \(channels)")
         }
-        mean = try Tensor([Float](repeating: 0, count: channels), on: backend)
-        variance = try Tensor([Float](repeating: 1, count: channels), on: backend)
+        mean = try Tensor(filling: 0, shape: [channels], on: backend, argument: "channels")
+        variance = try Tensor(filling: 1, shape: [channels], on: backend, argument: "channels")
         numBatchesTracked = 0
     }
 

@@ -80,6 +80,9 @@ final class BufferPool: Sendable {
 
     private func create(byteCount: Int, in context: cl_context) throws(OpenCLError) -> cl_mem {
         let call = "clCreateBuffer(\(byteCount) bytes)"
+        // Compared alone first: adding a size near Int.max to the held bytes would wrap
+        // to a negative total that passes the limit.
+        guard byteCount <= limitBytes else { throw OpenCLError(code: CL_MEM_OBJECT_ALLOCATION_FAILURE, call: call) }
         let held = heldBytes.wrappingAdd(byteCount, ordering: .relaxed).newValue
         guard held <= limitBytes else {
             heldBytes.wrappingSubtract(byteCount, ordering: .relaxed)

@@ -16,12 +16,16 @@ public struct CopyProbe: Sendable {
     private let groups: Int
     private let local: Int
 
-    /// Allocates two buffers of `bytes / 2` bytes each (rounded up to whole float4s)
-    /// and builds the copy kernel.
+    /// Allocates two buffers of `bytes / 2` bytes each (rounded up to whole float4s),
+    /// fills them on the device and builds the copy kernel.
     ///
-    /// - Throws: ``OpenCLError`` when the buffers cannot be allocated or the kernel fails
-    ///   to build.
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `bytes` beyond
+    ///   `Int.max / 4` (its arithmetic would overflow); ``OpenCLError`` when the buffers
+    ///   cannot be allocated or the kernel fails to build.
     public init(bytes: Int, on runtime: OpenCLRuntime) throws {
+        guard bytes <= Int.max / 4 else {
+            throw NormError.invalidArgument(argument: "bytes", reason: "must be at most Int.max / 4, got \(bytes)")
+        }
         vectors = max(1, (max(bytes, 0) / 2).ceilingDivided(by: 16))
         self.bytes = 2 * vectors * 16
         self.runtime = runtime
@@ -29,9 +33,9 @@ public struct CopyProbe: Sendable {
         destination = try DeviceBuffer(byteCount: vectors * 16, on: runtime)
         // Written, not just allocated: on CPU devices untouched memory reads as one shared
         // zero page, which stays in L1 and made the copy look up to 1.4× faster than any
-        // kernel reading real data.
-        try source.upload([Float](repeating: 1, count: vectors * 4))
-        try destination.upload([Float](repeating: 0, count: vectors * 4))
+        // kernel reading real data. Filled on the device: no host arrays of the same size.
+        try source.fill(with: Float(1).bitPattern)
+        try destination.fill(with: Float(0).bitPattern)
         local = max(1, min(runtime.tuning.elementwiseWorkGroupSize, runtime.device.maxWorkGroupSize))
         groups = max(1, min(runtime.device.computeUnits * runtime.tuning.workGroupsPerComputeUnit, vectors.ceilingDivided(by: local)))
         let wide = vectors + 2 * groups * local >= 1 << 32

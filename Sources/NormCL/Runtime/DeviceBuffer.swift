@@ -28,9 +28,28 @@ final class DeviceBuffer: @unchecked Sendable {
     func upload<T: BitwiseCopyable>(_ values: [T]) throws(OpenCLError) {
         precondition(values.count * MemoryLayout<T>.stride == byteCount, "upload size mismatch")
         let status = values.withUnsafeBytes { bytes in
-            clEnqueueWriteBuffer(runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, bytes.baseAddress, 0, nil, nil)
+            ProcessExit.gate.pass {
+                clEnqueueWriteBuffer(runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, bytes.baseAddress, 0, nil, nil)
+            }
         }
         try check(status, "clEnqueueWriteBuffer")
+    }
+
+    /// Sets every element to `pattern` on the device, without building a host array or
+    /// waiting: `clEnqueueFillBuffer` on the runtime's in-order queue, so the commands
+    /// enqueued after it see the filled buffer. OpenCL copies the pattern at the call.
+    ///
+    /// - Parameter pattern: one element's bits, e.g. a `Float`'s, or a `Float16`'s for
+    ///   half storage; the buffer's size must be a multiple of its size.
+    func fill<Pattern: BitwiseCopyable>(with pattern: Pattern) throws(OpenCLError) {
+        let size = MemoryLayout<Pattern>.size
+        precondition(byteCount % size == 0, "fill pattern does not divide the buffer")
+        let status = withUnsafeBytes(of: pattern) { bytes in
+            ProcessExit.gate.pass {
+                clEnqueueFillBuffer(runtime.queue, handle, bytes.baseAddress, size, 0, byteCount, 0, nil, nil)
+            }
+        }
+        try check(status, "clEnqueueFillBuffer")
     }
 
     /// Copies the buffer to the host after every command queued before it has run.
@@ -38,8 +57,10 @@ final class DeviceBuffer: @unchecked Sendable {
         let count = byteCount / MemoryLayout<T>.stride
         var status: cl_int = CL_SUCCESS
         let values = Array<T>(unsafeUninitializedCapacity: count) { destination, initialized in
-            status = clEnqueueReadBuffer(
-                runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, destination.baseAddress, 0, nil, nil)
+            status = ProcessExit.gate.pass {
+                clEnqueueReadBuffer(
+                    runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, destination.baseAddress, 0, nil, nil)
+            }
             initialized = status == CL_SUCCESS ? count : 0
         }
         try check(status, "clEnqueueReadBuffer")

@@ -6,7 +6,13 @@ extension OpenCLRuntime {
     /// `2 · bytes / kernel time` (bytes read plus bytes written) in GB/s (10⁹ bytes per
     /// second), from profiling events. Use a size well above the last-level cache for
     /// the DRAM bandwidth.
+    ///
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `megabytes` whose
+    ///   bytes overflow the probe's arithmetic; what ``CopyProbe/init(bytes:on:)`` throws.
     public func measureCopyBandwidth(megabytes: Int = 256, iterations: Int = 10) throws -> Double {
+        guard megabytes <= Int.max >> 23 else {
+            throw NormError.invalidArgument(argument: "megabytes", reason: "must be at most \(Int.max >> 23), got \(megabytes)")
+        }
         let probe = try CopyProbe(bytes: 2 * max(1, megabytes) << 20, on: self)
         var rates: [Double] = []
         for iteration in 0...max(1, iterations) {

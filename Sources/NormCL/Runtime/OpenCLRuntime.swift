@@ -3,7 +3,9 @@ import COpenCL
 /// One OpenCL device with its context, in-order command queue and program cache.
 ///
 /// Every op on a device tensor enqueues its kernels on this queue without waiting;
-/// reading a result back (``Tensor/toArray()``) is what waits. Profiling is enabled on
+/// reading a result back (``Tensor/toArray()``) is what waits. Exceptions for a safe
+/// process exit (see ``ProcessExit``): the first launch of each kernel of a program waits
+/// for that kernel, and `exit` waits for the queue of every live runtime. Profiling is enabled on
 /// the queue, so each op's ``KernelEvent``s report device-side kernel times.
 ///
 /// Thread safety: OpenCL 1.2 makes contexts, queues, programs and buffers safe to use
@@ -64,6 +66,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
         // The limit is the whole device: beyond it PoCL aborts rather than failing.
         self.buffers = BufferPool(
             capacityBytes: device.globalMemoryBytes / 4, limitBytes: device.globalMemoryBytes, objects: objects)
+        // Exit waits for this queue's work (see ProcessExit).
+        ProcessExit.track(self)
     }
 
     /// A runtime on ``DeviceDiscovery/defaultDevice()``.
@@ -72,6 +76,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     }
 
     deinit {
+        ProcessExit.untrack(self)
         clFinish(queue)
         programs.releaseAll()
         buffers.releaseAll()
@@ -92,7 +97,10 @@ public final class OpenCLRuntime: @unchecked Sendable {
         try programs.program(source: source, options: options, context: context, device: device)
     }
 
-    /// Enqueues one kernel launch and returns its event without waiting for it.
+    /// Enqueues one kernel launch and returns its event without waiting for it — except
+    /// the first launch of each kernel of a program, which waits for the kernel to finish
+    /// (PoCL compiles its work-group function then; see ``ProcessExit`` for why exit safety
+    /// needs that compile done). Later launches, the common case, never wait.
     ///
     /// `global` must be a multiple of `local` in every dimension (PoCL has no
     /// non-uniform work-groups); kernels guard their tails.
@@ -103,22 +111,26 @@ public final class OpenCLRuntime: @unchecked Sendable {
     ) throws -> KernelEvent {
         precondition(global.count == local.count && (1...3).contains(global.count), "bad launch geometry")
         precondition(zip(global, local).allSatisfy { $0 % $1 == 0 }, "global size not a multiple of local size")
-        return try program.withKernel(kernelName) { kernel throws(OpenCLError) -> KernelEvent in
+        let event = try program.withKernel(kernelName) { kernel throws(OpenCLError) -> KernelEvent in
             for (index, argument) in arguments.enumerated() {
                 try argument.set(on: kernel, at: cl_uint(index))
             }
             var event: cl_event?
             try global.withUnsafeBufferPointer { globalSizes throws(OpenCLError) in
                 try local.withUnsafeBufferPointer { localSizes throws(OpenCLError) in
-                    try check(
+                    let status = ProcessExit.gate.pass {
                         clEnqueueNDRangeKernel(
                             queue, kernel, cl_uint(global.count), nil,
-                            globalSizes.baseAddress, localSizes.baseAddress, 0, nil, &event),
-                        "clEnqueueNDRangeKernel(\(kernelName))")
+                            globalSizes.baseAddress, localSizes.baseAddress, 0, nil, &event)
+                    }
+                    try check(status, "clEnqueueNDRangeKernel(\(kernelName))")
                 }
             }
             guard let event else { throw OpenCLError(code: CL_INVALID_EVENT, call: "clEnqueueNDRangeKernel(\(kernelName))") }
             return KernelEvent(name: kernelName, handle: event, runtime: self)
         }
+        // Exit safety: the first launch of a kernel waits for its compile (see ProcessExit).
+        if program.claimFirstLaunch(of: kernelName) { ProcessExit.firstLaunchEnqueued(event.handle) }
+        return event
     }
 }

@@ -60,6 +60,8 @@ final class CompiledProgram: @unchecked Sendable {
     let sourceName: String
     private let objects: OpenCLObjectCounts
     private let idleKernels = PosixMutex<[String: [KernelHandle]]>([:])
+    /// The kernels launched at least once (see ``claimFirstLaunch(of:)``).
+    private let launchedKernels = PosixMutex<Set<String>>([])
 
     /// `@unchecked`: a `cl_kernel` moves between threads only through the idle pool's
     /// mutex, while no launch uses it.
@@ -101,7 +103,10 @@ final class CompiledProgram: @unchecked Sendable {
         }
         objects.created(.program)
         var deviceID: cl_device_id? = device.id
-        status = clBuildProgram(program, 1, &deviceID, options, nil, nil)
+        // Through the exit gate: exit waits for a build in progress (see ProcessExit).
+        status = ProcessExit.gate.pass { clBuildProgram(program, 1, &deviceID, options, nil, nil) }
+        // The compiler may have registered exit-time destructors, even for a failed build.
+        ProcessExit.programBuilt()
         if status != CL_SUCCESS {
             let log = buildLog(program, device: device.id)
             clReleaseProgram(program)
@@ -118,6 +123,12 @@ final class CompiledProgram: @unchecked Sendable {
             clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), $0, $1, $2)
         }
         return log.flatMap { $0.isEmpty ? nil : $0 } ?? "(no build log)"
+    }
+
+    /// True for the first call with `name` (the first launch of that kernel, which makes
+    /// PoCL compile its work-group function; see ``ProcessExit``), false afterwards.
+    func claimFirstLaunch(of name: String) -> Bool {
+        launchedKernels.withLock { $0.insert(name).inserted }
     }
 
     /// Runs `body` with a kernel object for `name` that no other thread is using.

@@ -45,17 +45,15 @@ public struct Tensor: Sendable {
     ///
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when
     ///   `values.count` is not the product of `shape`, ``NormError/invalidShape(argument:reason:)``
-    ///   for a negative dimension, or an ``OpenCLError`` when the device cannot allocate.
+    ///   for a negative dimension or non-zero dimensions whose product overflows `Int`
+    ///   (also beside a zero dimension), or an ``OpenCLError`` when the device cannot
+    ///   allocate. `values` already holds the data, so no host limit applies (see
+    ///   ``init(repeating:shape:layout:elementType:on:)`` for the size rules).
     public init(
         _ values: [Float], shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
         on backend: Backend
     ) throws {
-        if let negative = shape.first(where: { $0 < 0 }) {
-            throw NormError.invalidShape(argument: "shape", reason: "dimension \(negative) is negative in \(shape)")
-        }
-        guard let count = shape.checkedProduct else {
-            throw NormError.invalidShape(argument: "shape", reason: "\(shape) has more elements than Int can count")
-        }
+        let count = try Self.checkedCount(of: shape, argument: "shape")
         guard values.count == count else {
             throw NormError.shapeMismatch(argument: "values", expected: shape, actual: [values.count])
         }
@@ -71,7 +69,9 @@ public struct Tensor: Sendable {
         case (.openCL(let runtime), _) where count == 0:
             storage = .emptyDevice(runtime)
         case (.openCL(let runtime), _):
-            let buffer = try DeviceBuffer(byteCount: count * elementType.byteCount, on: runtime)
+            let bytes = try Self.checkedStorageBytes(
+                count: count, elementType: elementType, on: backend, shape: shape, argument: "shape")
+            let buffer = try DeviceBuffer(byteCount: bytes, on: runtime)
             switch elementType {
             case .float32: try buffer.upload(values)
             case .float16: try buffer.upload(values.map { Float16($0) })
@@ -90,17 +90,21 @@ public struct Tensor: Sendable {
     }
 
     /// A tensor of uninitialised device memory (filled by the kernel that follows);
-    /// without a buffer when `shape` has no elements.
+    /// without a buffer when `shape` has no elements. Ops size these from validated
+    /// inputs; the size checks of ``init(repeating:shape:layout:elementType:on:)`` still
+    /// apply (errors name `shape`).
     init(
         uninitializedShape shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32,
         on runtime: OpenCLRuntime
     ) throws {
-        let count = shape.reduce(1, *)
+        let count = try Self.checkedCount(of: shape, argument: "shape")
         guard count > 0 else {
             self.init(shape: shape, layout: layout, elementType: elementType, storage: .emptyDevice(runtime))
             return
         }
-        let buffer = try DeviceBuffer(byteCount: count * elementType.byteCount, on: runtime)
+        let bytes = try Self.checkedStorageBytes(
+            count: count, elementType: elementType, on: .openCL(runtime), shape: shape, argument: "shape")
+        let buffer = try DeviceBuffer(byteCount: bytes, on: runtime)
         self.init(shape: shape, layout: layout, elementType: elementType, storage: .device(buffer))
     }
 

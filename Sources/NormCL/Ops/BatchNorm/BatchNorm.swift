@@ -29,6 +29,10 @@ public struct BatchNorm: Sendable {
     ///
     /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `numFeatures ≤ 0`,
     ///   non-finite or negative `eps`, or momentum outside [0, 1].
+    ///   Too many features for the backend: ``NormError/invalidShape(argument:reason:)``
+    ///   naming `numFeatures` (a size that overflows, or beyond the reference backend's limit)
+    ///   or ``OpenCLError`` from the device's allocator, before anything is filled (see
+    ///   ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     public init(
         numFeatures: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
         trackRunningStats: Bool = true, on backend: Backend
@@ -42,8 +46,8 @@ public struct BatchNorm: Sendable {
         self.eps = eps
         self.momentum = momentum
         if affine {
-            weight = try Tensor(repeating: 1, shape: [numFeatures], on: backend)
-            bias = try Tensor(repeating: 0, shape: [numFeatures], on: backend)
+            weight = try Tensor(filling: 1, shape: [numFeatures], on: backend, argument: "numFeatures")
+            bias = try Tensor(filling: 0, shape: [numFeatures], on: backend, argument: "numFeatures")
         }
         if trackRunningStats {
             runningStatistics = try RunningStatistics(channels: numFeatures, on: backend)

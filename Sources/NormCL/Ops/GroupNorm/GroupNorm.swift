@@ -18,6 +18,10 @@ public struct GroupNorm: Sendable {
     ///
     /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `numGroups ≤ 0`,
     ///   `numChannels ≤ 0`, C not divisible by G, or non-finite or negative `eps`.
+    ///   Too many channels for the backend: ``NormError/invalidShape(argument:reason:)``
+    ///   naming `numChannels` (a size that overflows, or beyond the reference backend's limit)
+    ///   or ``OpenCLError`` from the device's allocator, before anything is filled (see
+    ///   ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true, on backend: Backend) throws {
         guard numChannels > 0 else {
             throw NormError.invalidArgument(argument: "numChannels", reason: "must be positive, got \(numChannels)")
@@ -34,8 +38,8 @@ public struct GroupNorm: Sendable {
         self.numChannels = numChannels
         self.eps = eps
         if affine {
-            weight = try Tensor(repeating: 1, shape: [numChannels], on: backend)
-            bias = try Tensor(repeating: 0, shape: [numChannels], on: backend)
+            weight = try Tensor(filling: 1, shape: [numChannels], on: backend, argument: "numChannels")
+            bias = try Tensor(filling: 0, shape: [numChannels], on: backend, argument: "numChannels")
         }
     }
 

@@ -16,6 +16,10 @@ public struct RMSNorm: Sendable {
     /// - Throws: ``NormError/invalidShape(argument:reason:)`` for an empty or
     ///   non-positive `normalizedShape`, ``NormError/invalidArgument(argument:reason:)``
     ///   for non-finite or negative `eps`.
+    ///   Too many elements in `normalizedShape` for the backend: ``NormError/invalidShape(argument:reason:)``
+    ///   naming `normalizedShape` (a size that overflows, or beyond the reference backend's limit)
+    ///   or ``OpenCLError`` from the device's allocator, before anything is filled (see
+    ///   ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     public init(normalizedShape: [Int], eps: Float? = nil, elementwiseAffine: Bool = true, on backend: Backend) throws {
         guard !normalizedShape.isEmpty, normalizedShape.allSatisfy({ $0 > 0 }) else {
             throw NormError.invalidShape(argument: "normalizedShape", reason: "needs at least one positive dim, got \(normalizedShape)")
@@ -24,7 +28,7 @@ public struct RMSNorm: Sendable {
         self.normalizedShape = normalizedShape
         self.eps = eps
         if elementwiseAffine {
-            weight = try Tensor(repeating: 1, shape: normalizedShape, on: backend)
+            weight = try Tensor(filling: 1, shape: normalizedShape, on: backend, argument: "normalizedShape")
         }
     }
 

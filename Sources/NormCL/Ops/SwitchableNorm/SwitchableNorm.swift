@@ -31,6 +31,10 @@ public struct SwitchableNorm: Sendable {
     ///   - backend: where the parameters live and the layer runs.
     /// - Throws: ``NormError/invalidArgument(argument:reason:)`` for `numFeatures ≤ 0`,
     ///   non-finite or negative eps, or momentum outside [0, 1].
+    ///   Too many features for the backend: ``NormError/invalidShape(argument:reason:)``
+    ///   naming `numFeatures` (a size that overflows, or beyond the reference backend's limit)
+    ///   or ``OpenCLError`` from the device's allocator, before anything is filled (see
+    ///   ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     public init(
         numFeatures: Int, options: SwitchableNormOptions = SwitchableNormOptions(), lastGamma: Bool = false,
         on backend: Backend
@@ -42,8 +46,8 @@ public struct SwitchableNorm: Sendable {
         try NormError.checkMomentum(options.momentum)
         self.numFeatures = numFeatures
         self.options = options
-        weight = try Tensor(repeating: lastGamma ? 0 : 1, shape: [numFeatures], on: backend)
-        bias = try Tensor(repeating: 0, shape: [numFeatures], on: backend)
+        weight = try Tensor(filling: lastGamma ? 0 : 1, shape: [numFeatures], on: backend, argument: "numFeatures")
+        bias = try Tensor(filling: 0, shape: [numFeatures], on: backend, argument: "numFeatures")
         meanLogits = try Tensor(repeating: 1, shape: [options.branches.count], on: backend)
         varianceLogits = try Tensor(repeating: 1, shape: [options.branches.count], on: backend)
         if options.branches.hasBatch {
