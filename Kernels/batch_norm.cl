@@ -57,20 +57,21 @@ inline INDEX_T channel_vector(INDEX_T v, uint c) {
 #endif
 
 // Channel c's pilot: the median of five elements at 0, 1/4, 1/2, 3/4 and the end
-// of its (n, m) order. Every kernel computes the same value from the same elements.
+// of its (n, m) order (0 if that is Inf or NaN: see common.cl on non-finite values).
+// Every kernel computes the same value from the same elements.
 inline float channel_pilot(__global const storage_t *x, uint c, uint batch) {
     INDEX_T last = (INDEX_T)batch * SPATIAL_VECS - 1;
     float a = FIRST_LANE(LOADV(x, channel_vector(0, c))), b = FIRST_LANE(LOADV(x, channel_vector(last / 4, c)));
     float d = FIRST_LANE(LOADV(x, channel_vector(last / 2, c))), e = FIRST_LANE(LOADV(x, channel_vector(last - last / 4, c)));
     float f = FIRST_LANE(LOADV(x, channel_vector(last, c)));
-    return MEDIAN5(a, b, d, e, f);
+    return FINITE_OR_ZERO(float, MEDIAN5(a, b, d, e, f));
 }
 
 inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange r, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (r.first >= r.end) return acc;
-    float shift = FIRST_LANE(LOADV(x, channel_vector(r.first, c))) - pilot;
+    float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(x, channel_vector(r.first, c))) - pilot);
 #if CHUNKED
     FOR_EACH_RUN(r, c, p, len, {
         INDEX_T k = 0;
@@ -88,7 +89,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange
             }
             floatv s = s0 + s1, q = q0 + q1;
             acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)(BLOCK * VEC));
-            shift = acc.mean;
+            shift = next_shift(shift, acc);
         }
         if (k < len) {
             floatv s = 0.0f, q = 0.0f;
@@ -98,7 +99,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange
                 q += d * d;
             }
             acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)((len - k) * VEC));
-            shift = acc.mean;
+            shift = next_shift(shift, acc);
         }
     })
 #else
@@ -111,7 +112,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange
             b += (float)VEC;
         }
         acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
 #endif
     return acc;
@@ -177,9 +178,12 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
     float scale = invstd * gamma, shift = beta;
 #if RENORM
     float sigma = sqrt(running_var_in[c] + eps);
-    float r = clamp(sqrt(var + eps) / sigma, 1.0f / rmax, rmax);
     // (pilot - running mean) + (mean - pilot): no rounding at the size of a large mean.
-    float d = clamp(((pilot - running_mean_in[c]) + m.mean) / sigma, -dmax, dmax);
+    float r = sqrt(var + eps) / sigma, d = ((pilot - running_mean_in[c]) + m.mean) / sigma;
+    // clamp (fmin/fmax) would turn NaN into a limit; a channel with NaN statistics keeps
+    // r, d = NaN, as the reference's min(max(v, lo), hi) does. ±Inf clamps to ±limit.
+    r = isnan(r) ? r : clamp(r, 1.0f / rmax, rmax);
+    d = isnan(d) ? d : clamp(d, -dmax, dmax);
     renorm_r[c] = r;
     renorm_d[c] = d;
     scale *= r;
@@ -247,12 +251,12 @@ typedef float floatc;
 #define COLUMN_VECS (CHANNELS / CVEC)
 
 // Column vector k's pilot: the median of its values in rows 0, 1/4, 1/2, 3/4 and the
-// last (as channel_pilot does along a channel), lane by lane.
+// last (as channel_pilot does along a channel, 0 if Inf or NaN), lane by lane.
 inline floatc column_pilot(__global const storage_t *x, uint rows, uint k) {
     size_t last = rows - 1;
     floatc a = LOADC(x, k), b = LOADC(x, (last / 4) * COLUMN_VECS + k), c = LOADC(x, (last / 2) * COLUMN_VECS + k);
     floatc d = LOADC(x, (last - last / 4) * COLUMN_VECS + k), e = LOADC(x, last * COLUMN_VECS + k);
-    return MEDIAN5(a, b, c, d, e);
+    return FINITE_OR_ZERO(floatc, MEDIAN5(a, b, c, d, e));
 }
 
 // Moments of column vectors first ..< first + width over rows [lo, hi), relative to

@@ -32,6 +32,27 @@ typedef struct {
     float m2;
 } Moments;
 
+// Non-finite values (Inf, NaN) in the statistics. The float64 reference sums first
+// and then takes Σ(x - mean)², so a set holding Inf or NaN has
+//   mean = the IEEE sum of its non-finite values (+Inf alone: +Inf; -Inf alone: -Inf;
+//          +Inf with -Inf, or any NaN: NaN), and
+//   M2   = NaN (x - mean is Inf - Inf for the Inf itself, and NaN with a NaN).
+// The shifted, compensated formulas below would instead meet Inf - Inf and make every
+// such mean NaN. They keep to the rule with a select at each merge point, never in the
+// per-element loops:
+// - a block holding an Inf or NaN has block M2 = ss - s*s/b = Inf - Inf = NaN, and NaN
+//   stays NaN through every merge, so M2 needs nothing;
+// - a merged mean that comes out non-finite is recomputed as a.mean + b.mean: the IEEE
+//   sum of the non-finite side(s), as the rule wants (delta = b.mean - a.mean is Inf or
+//   NaN then, and a.mean + delta*wb can be Inf - Inf);
+// - a Kahan carry is dropped once its sum is non-finite (it would be Inf - Inf);
+// - pilots and shifts are kept finite (FINITE_OR_ZERO): x - Inf would turn every finite
+//   x into -Inf and the Inf itself into NaN.
+
+// v, or 0 where v is Inf or NaN (float or vector type T, lane by lane): for pilots and
+// shifts, which any value may be subtracted from.
+#define FINITE_OR_ZERO(T, v) select((T)0.0f, (v), isfinite(v))
+
 // Chan et al.'s pairwise merge: exact in exact arithmetic, stable in float.
 inline Moments moments_merge(Moments a, Moments b) {
     float n = a.count + b.count;
@@ -42,6 +63,8 @@ inline Moments moments_merge(Moments a, Moments b) {
     Moments r;
     r.count = n;
     r.mean = a.mean + delta * wb;
+    // A side with Inf or NaN: the mean is the IEEE sum of the sides' means (see above).
+    if (!isfinite(r.mean)) r.mean = a.mean + b.mean;
     r.m2 = a.m2 + b.m2 + delta * delta * a.count * wb;
     return r;
 }
@@ -51,6 +74,9 @@ inline Moments moments_merge(Moments a, Moments b) {
 // and one mean, so both running sums are Kahan-compensated (`carry`): float32
 // recursive summation would drift by ~sqrt(blocks) ulps (2e-6 relative at 4M values
 // per work-group, and more when the mean sits far from the pilot).
+// Inf and NaN as moments_merge (the rule above): the block's mean relative to the
+// pilot is shift + s/b, and a non-finite result becomes acc.mean + that. The caller
+// must keep `shift` finite (next_shift).
 inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, float ss, float b) {
     float block_mean = s / b;
     float block_m2 = ss - s * block_mean;
@@ -60,20 +86,29 @@ inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, floa
     float wb = b / n;
     float increment = block_m2 + delta * delta * acc.count * wb - carry->x;
     float m2 = acc.m2 + increment;
-    carry->x = (m2 - acc.m2) - increment;
+    carry->x = isinf(m2) ? 0.0f : (m2 - acc.m2) - increment;
     acc.m2 = m2;
     float step = delta * wb - carry->y;
     float mean = acc.mean + step;
-    carry->y = (mean - acc.mean) - step;
-    acc.mean = mean;
+    bool finite = isfinite(mean);
+    carry->y = finite ? (mean - acc.mean) - step : 0.0f;
+    acc.mean = finite ? mean : acc.mean + (shift + block_mean);
     acc.count = n;
     return acc;
+}
+
+// The shift of the next block: the running mean while it is finite; after an Inf or
+// NaN the previous shift stays (x - Inf would make every later value non-finite).
+inline float next_shift(float shift, Moments acc) {
+    return isfinite(acc.mean) ? acc.mean : shift;
 }
 
 // fold_block for column kernels, lane by lane on a float or vector type T: folds a
 // block of b values, summed as s and ss after subtracting `shift`, into (mean, m2)
 // of `count` values so far, Kahan-compensated by `carry` (M2) and `mean_carry`, then
-// moves the shift to the new mean. Arguments must be lvalues without side effects.
+// moves the shift to the new mean. Inf and NaN as fold_block and next_shift: a lane
+// whose mean comes out non-finite takes mean + (shift + s/b), drops its carries and
+// keeps its finite shift. Arguments must be lvalues without side effects.
 #define FOLD_BLOCK_LANES(T, s, ss, b, count, shift, mean, m2, carry, mean_carry)          \
     do {                                                                                \
         float total_ = (count) + (b);                                                   \
@@ -83,13 +118,13 @@ inline Moments fold_block(Moments acc, float2 *carry, float shift, float s, floa
         T delta_ = (shift) + block_mean_ - (mean);                                      \
         T increment_ = block_m2_ + delta_ * delta_ * ((count) * (b) / total_) - (carry); \
         T sum_ = (m2) + increment_;                                                     \
-        (carry) = (sum_ - (m2)) - increment_;                                           \
+        (carry) = select((sum_ - (m2)) - increment_, (T)0.0f, isinf(sum_));             \
         (m2) = sum_;                                                                    \
         T step_ = delta_ * ((b) / total_) - (mean_carry);                               \
         T updated_ = (mean) + step_;                                                    \
-        (mean_carry) = (updated_ - (mean)) - step_;                                     \
-        (mean) = updated_;                                                              \
-        (shift) = (mean);                                                               \
+        (mean_carry) = select((T)0.0f, (updated_ - (mean)) - step_, isfinite(updated_)); \
+        (mean) = select((mean) + ((shift) + block_mean_), updated_, isfinite(updated_)); \
+        (shift) = select((shift), (mean), isfinite(mean));                              \
     } while (0)
 
 // The median of five values, for float and vector types alike (lane by lane): the

@@ -54,12 +54,13 @@ inline float beta_of(__global const float *bias, uint c) {
 // Channels-first rows.
 
 // Row pilot: the median of the elements at 0, 1/4, 1/2, 3/4 and the end of the row
-// (element indices; `base` is the row's first element).
+// (element indices; `base` is the row's first element); 0 if that is Inf or NaN (see
+// common.cl on non-finite values).
 inline float row_pilot(__global const storage_t *x, INDEX_T base) {
     INDEX_T last = (INDEX_T)CPG * SPATIAL - 1;
     float a = LOAD1(x, base), b = LOAD1(x, base + last / 4), c = LOAD1(x, base + last / 2);
     float d = LOAD1(x, base + (last - last / 4)), e = LOAD1(x, base + last);
-    return MEDIAN5(a, b, c, d, e);
+    return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
 // Moments of the row's vectors in r (vector indices relative to `base`, in vectors),
@@ -68,7 +69,7 @@ inline Moments accumulate_row(__global const storage_t *x, INDEX_T base, ItemRan
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (r.first >= r.end) return acc;
-    float shift = LOAD1(x, (base + r.first) * VEC) - pilot;
+    float shift = FINITE_OR_ZERO(float, LOAD1(x, (base + r.first) * VEC) - pilot);
 #if CHUNKED
     INDEX_T v = r.first;
     for (; v + BLOCK <= r.end; v += BLOCK) {
@@ -84,7 +85,7 @@ inline Moments accumulate_row(__global const storage_t *x, INDEX_T base, ItemRan
         }
         floatv s = s0 + s1, q = q0 + q1;
         acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)(BLOCK * VEC));
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
     if (v < r.end) {
         floatv s = 0.0f, q = 0.0f;
@@ -105,7 +106,7 @@ inline Moments accumulate_row(__global const storage_t *x, INDEX_T base, ItemRan
             b += (float)VEC;
         }
         acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
 #endif
     return acc;
@@ -282,7 +283,8 @@ typedef float floatc;
 #define COLUMN_VECS (CHANNELS / CVEC)
 
 // Row (n, g)'s pilot in NHWC memory: the median of five elements of its tile, at
-// spatial positions 0, 1/4, 1/2, 3/4 and the last, spread over the group's channels.
+// spatial positions 0, 1/4, 1/2, 3/4 and the last, spread over the group's channels
+// (0 if that is Inf or NaN).
 inline float tile_pilot(__global const storage_t *x, uint n, uint g) {
     uint last = SPATIAL - 1;
     INDEX_T sample = (INDEX_T)n * SPATIAL;
@@ -291,7 +293,7 @@ inline float tile_pilot(__global const storage_t *x, uint n, uint g) {
     float a = TILE_AT(0, 0), b = TILE_AT(1, last / 4), c = TILE_AT(2, last / 2);
     float d = TILE_AT(3, last - last / 4), e = TILE_AT(4, last);
 #undef TILE_AT
-    return MEDIAN5(a, b, c, d, e);
+    return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
 // Splits a column vector into its CVEC lanes, and back.
@@ -427,14 +429,16 @@ __kernel void in_running_coefficients(__global const float *running_mean, __glob
 // Training with tracking, after the statistics: one work-item per channel averages
 // the per-instance means and unbiased variances (var * M / (M - 1)) over the batch
 // and blends them into the running statistics with weight `momentum`. The mean is
-// averaged relative to sample 0's, so large means do not round the sum.
+// averaged relative to sample 0's, so large means do not round the sum; relative to 0
+// when sample 0's is Inf or NaN, so that the sum is the IEEE sum of the non-finite
+// means (Inf - Inf would make it NaN where the reference's mean of means is ±Inf).
 __kernel void in_update_running(__global const float *save_mean, __global const float *save_var, uint batch,
                                 __global const float *running_mean_in, __global const float *running_var_in,
                                 __global float *running_mean_out, __global float *running_var_out,
                                 float momentum) {
     uint c = get_global_id(0);
     if (c >= CHANNELS) return;
-    float base = save_mean[c];
+    float base = FINITE_OR_ZERO(float, save_mean[c]);
     float mean_sum = 0.0f, var_sum = 0.0f;
     for (uint n = 0; n < batch; ++n) {
         mean_sum += save_mean[(size_t)n * CHANNELS + c] - base;

@@ -33,12 +33,13 @@
 #define BLOCK 16
 
 #if !RMS
-// The row's pilot: the median of its elements at 0, 1/4, 1/2, 3/4 and the end.
+// The row's pilot: the median of its elements at 0, 1/4, 1/2, 3/4 and the end (0 if
+// that is Inf or NaN: see common.cl on non-finite values).
 inline float row_pilot(__global const storage_t *row) {
     uint last = ROW_LENGTH - 1;
     float a = LOAD1(row, 0), b = LOAD1(row, last / 4), c = LOAD1(row, last / 2);
     float d = LOAD1(row, last - last / 4), e = LOAD1(row, last);
-    return MEDIAN5(a, b, c, d, e);
+    return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
 // Moments (relative to `pilot`) of the span's vectors of one row.
@@ -46,7 +47,7 @@ inline Moments row_moments(__global const storage_t *row, Span s, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (s.first >= s.end) return acc;
-    float shift = FIRST_LANE(LOADV(row, s.first)) - pilot;
+    float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(row, s.first)) - pilot);
 #if CHUNKED
     uint v = s.first;
     for (; v + BLOCK <= s.end; v += BLOCK) {
@@ -62,7 +63,7 @@ inline Moments row_moments(__global const storage_t *row, Span s, float pilot) {
         }
         floatv sum = s0 + s1, squares = q0 + q1;
         acc = fold_block(acc, &carry, shift, HSUM(sum), HSUM(squares), (float)(BLOCK * VEC));
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
     if (v < s.end) {
         floatv sum = 0.0f, squares = 0.0f;
@@ -84,7 +85,7 @@ inline Moments row_moments(__global const storage_t *row, Span s, float pilot) {
             b += (float)VEC;
         }
         acc = fold_block(acc, &carry, shift, HSUM(sum), HSUM(squares), b);
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
 #endif
     return acc;
@@ -108,10 +109,9 @@ inline Moments row_moments(__global const storage_t *row, Span s, float unused) 
             q0 += a * a;
         }
         floatv q = q0 + q1;
-        float step = HSUM(q) - carry;
-        float sum = total + step;
-        carry = (sum - total) - step;
-        total = sum;
+        // Inf-safe: an Inf in the row makes the sum +Inf and rstd 0, as in the reference
+        // (y = 0 on the row's finite elements, NaN at the Inf), not a NaN carry.
+        KAHAN_ADD(float, total, carry, HSUM(q));
         count += (float)(k * VEC);
     }
     Moments m = {count, 0.0f, total};

@@ -49,12 +49,13 @@
 // Step 1, channels-first: each run x[r * L ..< (r + 1) * L] is contiguous.
 
 // The run's pilot: the median of five elements spread over it (0, 1/4, 1/2, 3/4, end),
-// the same value in every work-item and slice.
+// the same value in every work-item and slice; 0 if that is Inf or NaN (see common.cl
+// on non-finite values).
 inline float run_pilot(__global const storage_t *x, INDEX_T base) {
     INDEX_T last = SPATIAL - 1;
     float a = LOAD1(x, base), b = LOAD1(x, base + last / 4), c = LOAD1(x, base + last / 2);
     float d = LOAD1(x, base + last - last / 4), e = LOAD1(x, base + last);
-    return MEDIAN5(a, b, c, d, e);
+    return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
 // Moments of the contiguous elements x[lo ..< hi], relative to `pilot`: blocks of
@@ -64,7 +65,7 @@ inline Moments accumulate_contiguous(__global const storage_t *x, INDEX_T lo, IN
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);
     if (lo >= hi) return acc;
-    float shift = LOAD1(x, lo) - pilot;
+    float shift = FINITE_OR_ZERO(float, LOAD1(x, lo) - pilot);
     INDEX_T i = lo;
     for (; i + 4 * BLOCK <= hi; i += 4 * BLOCK) {
         // Two independent accumulator chains per sum: the loop runs at load speed.
@@ -79,7 +80,7 @@ inline Moments accumulate_contiguous(__global const storage_t *x, INDEX_T lo, IN
         }
         float4 s = s0 + s1, q = q0 + q1;
         acc = fold_block(acc, &carry, shift, HSUM4(s), HSUM4(q), (float)(4 * BLOCK));
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
     if (i < hi) {
         float4 s4 = 0.0f, q4 = 0.0f;
@@ -109,7 +110,7 @@ inline Moments accumulate_strided(__global const storage_t *x, INDEX_T lo, INDEX
     float2 carry = (float2)(0.0f, 0.0f);
     INDEX_T chunks = (hi - lo + 3) / 4;
     if (item >= chunks) return acc;
-    float shift = LOAD1(x, lo + 4 * (INDEX_T)item) - pilot;
+    float shift = FINITE_OR_ZERO(float, LOAD1(x, lo + 4 * (INDEX_T)item) - pilot);
     for (INDEX_T k = item; k < chunks;) {
         float s = 0.0f, q = 0.0f, b = 0.0f;
         for (int j = 0; j < BLOCK && k < chunks; ++j, k += items) {
@@ -129,7 +130,7 @@ inline Moments accumulate_strided(__global const storage_t *x, INDEX_T lo, INDEX
             }
         }
         acc = fold_block(acc, &carry, shift, s, q, b);
-        shift = acc.mean;
+        shift = next_shift(shift, acc);
     }
     return acc;
 }
@@ -240,7 +241,7 @@ __kernel void sn_moments_columns(__global const storage_t *x, __global float *pa
         floatc c = CVLOAD(sample, (INDEX_T)(last / 2) * CHANNELS + col);
         floatc d = CVLOAD(sample, (INDEX_T)(last - last / 4) * CHANNELS + col);
         floatc e = CVLOAD(sample, (INDEX_T)last * CHANNELS + col);
-        pilot[t] = MEDIAN5(a, b, c, d, e);
+        pilot[t] = FINITE_OR_ZERO(floatc, MEDIAN5(a, b, c, d, e));
         shift[t] = 0.0f;
         mean[t] = 0.0f;
         m2[t] = 0.0f;
@@ -289,9 +290,12 @@ __kernel void sn_moments_columns(__global const storage_t *x, __global float *pa
 // they are close (Sterbenz), so 1e4-offset data keeps the precision of its spread.
 
 #if DIRECT
-#define P(r) LOAD1(x, (r))
-#define REL(r) 0.0f
-#define M2(r) 0.0f
+// Each element is its instance. Its pilot is itself while finite (0 otherwise: pilots
+// are subtracted from other values), and its M2 is the reference's (x - mean)^2 with
+// mean = x: 0, or NaN for Inf and NaN (see common.cl on non-finite values).
+#define P(r) FINITE_OR_ZERO(float, LOAD1(x, (r)))
+#define REL(r) (LOAD1(x, (r)) - P(r))
+#define M2(r) (isfinite(LOAD1(x, (r))) ? 0.0f : NAN)
 #else
 #define P(r) pilots[r]
 #define REL(r) partials[(size_t)(r) * SLICES * 3 + 1]
@@ -462,7 +466,7 @@ inline void mix_instance(uint r, const float *wm, const float *wv, STATISTICS_PA
 #else
     float beta = 0.0f;
 #endif
-    // The element is its own pilot: x - pilot is 0.
+    // The element is its own pilot: x - pilot is 0 (x itself when x is Inf or NaN).
     STORE1((LOAD1(x, r) - pilot - rel) * s + beta, y, r);
 #else
     offset[r] = rel;

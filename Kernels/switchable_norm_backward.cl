@@ -12,8 +12,8 @@
 //      snb_mix, snb_logits over the device): merges each run's slices in order, forms the
 //      adjoints of the mixed mean and variance, sums them per sample (LN) and per channel
 //      (BN, with dgamma and dbeta), writes the per-run dx coefficients
-//      dx = a * dy + b * (x - mean[r]) + c, and reduces the logit gradients in a fixed
-//      order (deterministic, no atomics).
+//      dx = a * dy + b * (x - m) [+ b2 * (x - m2)] + c (see run_coefficients), and
+//      reduces the logit gradients in a fixed order (deterministic, no atomics).
 //   3. dx (snb_dx_rows, snb_dx_columns), one multiply-add chain per element.
 //
 // Build options, all set by SwitchableNormBackwardPlan:
@@ -31,6 +31,9 @@
 #define K_LAYER HAS_IN
 #define K_BATCH (HAS_IN + 1)
 #define BATCH_FROM_X (HAS_BN && TRAINING)
+// Without IN, dx has one centred term per set whose statistics come from x: LN, and BN
+// in training (see run_coefficients).
+#define TWO_CENTERS (!HAS_IN && BATCH_FROM_X)
 
 #if STORAGE_HALF
 #define VLOAD4(p, off) vload_half4(0, (p) + (off))
@@ -249,7 +252,14 @@ __kernel void snb_sums_columns(__global const storage_t *x, __global const stora
 //   dM2 = pv_IN adj_var / D_in + ALPHA_LN d_ln_var + ALPHA_BN d_bn_var
 //   dx  = g s dy + 2 dM2 (x - mu_in) + (pm_IN adj_mean + d_ln_mean / C + d_bn_mean / N) / L
 //         + 2 (BETA_LN / L) d_ln_var (mu_in - mu_ln) + 2 (BETA_BN / L) d_bn_var (mu_in - mu_bn)
-// Without IN, BETA / L == ALPHA, so mu_in cancels and the saved mixed mean stands in for it.
+// Without IN the LN and BN statistics are those of their C * L and N * L values
+// (BETA / L == ALPHA), and mu_in drops out:
+//   dx  = g s dy + (d_ln_mean / C + d_bn_mean / N) / L
+//         + 2 ALPHA_LN d_ln_var (x - mu_ln) + 2 ALPHA_BN d_bn_var (x - mu_bn)
+// Both are evaluated in exactly this form, product by product, as the float64 reference
+// does: an Inf in dy makes several adjoints infinite at once, and an algebraically equal
+// regrouping (e.g. centring on another mean, b * (x - mu) + b * (mu - mu_in)) would add
+// infinities of opposite signs, NaN where the reference has ±Inf.
 
 #if HAS_IN
 #define IN_DIVISOR ((float)SPATIAL - (float)UNBIASED)
@@ -366,53 +376,68 @@ inline void run_coefficients(uint r, const float *pm, const float *pv, float *lo
     uint n = r / CHANNELS, c = r - n * CHANNELS;
     float2 adj = vload2(r, adjoints);
     float d_ln_mean = set_adjoints[n], d_ln_var = set_adjoints[BATCH + n];
-    float center = mean[r];
-#if HAS_IN
-    float mu_in = instance_mean[r];
-#else
-    float mu_in = center;
-#endif
-    float dm2 = ALPHA_LN * d_ln_var;
     float dmu = d_ln_mean / (float)CHANNELS;
-    float c_term = 2.0f * BETA_LN_L * d_ln_var * (mu_in - layer_mean[n]);
-#if HAS_IN
-    dm2 += pv[0] * adj.y / IN_DIVISOR;
-    dmu += pm[0] * adj.x;
-#endif
 #if BATCH_FROM_X
     float d_bn_mean = set_adjoints[2 * BATCH + c], d_bn_var = set_adjoints[2 * BATCH + CHANNELS + c];
+#endif
+    // dx = a * dy + b * (x - m) [+ b2 * (x - m2)] + c, in the form of the comment above.
+    coefficients[r] = gamma_of(weight, c) * invstd[r];
+#if HAS_IN
+    // Centred on mu_in: m = mu_in, b = 2 dM2, c = the rest over L.
+    float mu_in = instance_mean[r];
+    float dm2 = ALPHA_LN * d_ln_var;
+    float c_term = 2.0f * BETA_LN_L * d_ln_var * (mu_in - layer_mean[n]);
+    dm2 += pv[0] * adj.y / IN_DIVISOR;
+    dmu += pm[0] * adj.x;
+#if BATCH_FROM_X
     dm2 += ALPHA_BN * d_bn_var;
     dmu += d_bn_mean / (float)BATCH;
     c_term += 2.0f * BETA_BN_L * d_bn_var * (mu_in - batch_mean[c]);
 #endif
-    coefficients[r] = gamma_of(weight, c) * invstd[r];
     coefficients[RUNS + r] = 2.0f * dm2;
-    coefficients[2 * RUNS + r] = dmu / (float)SPATIAL + c_term + 2.0f * dm2 * (center - mu_in);
+    coefficients[2 * RUNS + r] = dmu / (float)SPATIAL + c_term;
+    coefficients[3 * RUNS + r] = mu_in;
+#else
+    // Centred on mu_ln (m, b) and, with BN from x, on mu_bn (m2, b2).
+#if BATCH_FROM_X
+    dmu += d_bn_mean / (float)BATCH;
+    coefficients[4 * RUNS + r] = 2.0f * ALPHA_BN * d_bn_var;
+    coefficients[5 * RUNS + r] = batch_mean[c];
+#endif
+    coefficients[RUNS + r] = 2.0f * ALPHA_LN * d_ln_var;
+    coefficients[2 * RUNS + r] = dmu / (float)SPATIAL;
+    coefficients[3 * RUNS + r] = layer_mean[n];
+#endif
 
-    // Logit terms: adj * (stat_k - sum_j p_j stat_j), the means relative to the saved
-    // mixed mean so that large-mean data does not cancel.
-    float dev[K_BRANCHES], var[K_BRANCHES];
+    // Logit terms: adj * (stat_k - sum_j p_j stat_j), as the reference writes it,
+    // adj * sum_{j != k} p_j (stat_k - stat_j) (equal, as sum_j p_j = 1): differences of
+    // statistics (Sterbenz-exact when close, so large-mean data does not cancel) that are
+    // 0 only where two statistics are equal, in float32 as in float64. (stat_k minus the
+    // mixed statistic rounds to 0 when one weight all but dominates, and an infinite
+    // adjoint would make that 0 * Inf = NaN in one precision and ±Inf in the other.)
+    float stat_mean[K_BRANCHES], stat_var[K_BRANCHES];
     int k = 0;
 #if HAS_IN
-    dev[k] = instance_mean[r] - center;
-    var[k] = instance_var[r];
+    stat_mean[k] = instance_mean[r];
+    stat_var[k] = instance_var[r];
     ++k;
 #endif
-    dev[k] = layer_mean[n] - center;
-    var[k] = layer_var[n];
+    stat_mean[k] = layer_mean[n];
+    stat_var[k] = layer_var[n];
     ++k;
 #if HAS_BN
-    dev[k] = batch_mean[c] - center;
-    var[k] = batch_var[c];
+    stat_mean[k] = batch_mean[c];
+    stat_var[k] = batch_var[c];
 #endif
-    float mixed_dev = 0.0f, mixed_var = 0.0f;
     for (int j = 0; j < K_BRANCHES; ++j) {
-        mixed_dev += pm[j] * dev[j];
-        mixed_var += pv[j] * var[j];
-    }
-    for (int j = 0; j < K_BRANCHES; ++j) {
-        logit[j] += adj.x * (dev[j] - mixed_dev);
-        logit[K_BRANCHES + j] += adj.y * (var[j] - mixed_var);
+        float dm = 0.0f, dv = 0.0f;
+        for (int i = 0; i < K_BRANCHES; ++i) {
+            if (i == j) continue;
+            dm += pm[i] * (stat_mean[j] - stat_mean[i]);
+            dv += pv[i] * (stat_var[j] - stat_var[i]);
+        }
+        logit[j] += adj.x * dm;
+        logit[K_BRANCHES + j] += adj.y * dv;
     }
 }
 
@@ -503,7 +528,8 @@ __kernel void snb_logits(COEFFICIENT_PARAMETERS) {
 #endif
 
 // ---------------------------------------------------------------------------------------
-// Step 3: dx = a * dy + b * (x - mean) + c, per run coefficients.
+// Step 3: dx = a * dy + b * (x - m) [+ b2 * (x - m2)] + c, per run coefficients
+// (coefficients[k * RUNS + r], k = 0 ..< 4 or 6: a, b, c, m, b2, m2; see run_coefficients).
 
 // A work-item's share [first, end) of `total`, chunked (CPUs) or interleaved (GPUs).
 inline void item_share(INDEX_T total, INDEX_T unit, INDEX_T *first, INDEX_T *end, INDEX_T *stride) {
@@ -521,26 +547,46 @@ inline void item_share(INDEX_T total, INDEX_T unit, INDEX_T *first, INDEX_T *end
 #endif
 }
 
+// dx of one element (or lane vector) with dy g and x v, from the coefficients at k read
+// with LOADK (a scalar or vector load).
+#if TWO_CENTERS
+#define DX_OF(LOADK, k, g, v)                                                                  \
+    (LOADK(coefficients, k) * (g) + LOADK(coefficients + RUNS, k) * ((v) - LOADK(coefficients + 3 * RUNS, k)) \
+     + LOADK(coefficients + 4 * RUNS, k) * ((v) - LOADK(coefficients + 5 * RUNS, k)) + LOADK(coefficients + 2 * RUNS, k))
+#else
+#define DX_OF(LOADK, k, g, v)                                                                  \
+    (LOADK(coefficients, k) * (g) + LOADK(coefficients + RUNS, k) * ((v) - LOADK(coefficients + 3 * RUNS, k)) \
+     + LOADK(coefficients + 2 * RUNS, k))
+#endif
+#define SCALAR_AT(p, k) ((p)[k])
+
 #if !DX_COLUMNS
 // Channels-first (and L == 1): contiguous runs share their coefficients.
 __kernel void snb_dx_rows(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
-                          __global const float *mean, __global const float *coefficients) {
+                          __global const float *coefficients) {
     INDEX_T total = (INDEX_T)RUNS * SPATIAL, first, end, stride;
     item_share(total, 4, &first, &end, &stride);
 #if CHUNKED
     for (INDEX_T i = first; i < end;) {
         uint r = (uint)(i / SPATIAL);
         INDEX_T stop = min((INDEX_T)(r + 1) * SPATIAL, end);
-        float m = mean[r], a = coefficients[r], b = coefficients[RUNS + r], c = coefficients[2 * RUNS + r];
-        for (; i + 4 <= stop; i += 4) VSTORE4(a * VLOAD4(dy, i) + b * (VLOAD4(x, i) - m) + c, dx, i);
-        for (; i < stop; ++i) STORE1(a * LOAD1(dy, i) + b * (LOAD1(x, i) - m) + c, dx, i);
+        float a = coefficients[r], b = coefficients[RUNS + r], c = coefficients[2 * RUNS + r];
+        float m = coefficients[3 * RUNS + r];
+#if TWO_CENTERS
+        float b2 = coefficients[4 * RUNS + r], m2 = coefficients[5 * RUNS + r];
+#define DX_RUN(g, v) (a * (g) + b * ((v) - m) + b2 * ((v) - m2) + c)
+#else
+#define DX_RUN(g, v) (a * (g) + b * ((v) - m) + c)
+#endif
+        for (; i + 4 <= stop; i += 4) VSTORE4(DX_RUN(VLOAD4(dy, i), VLOAD4(x, i)), dx, i);
+        for (; i < stop; ++i) STORE1(DX_RUN(LOAD1(dy, i), LOAD1(x, i)), dx, i);
+#undef DX_RUN
     }
 #else
     for (INDEX_T i = first; i < end; i += stride) {
         for (INDEX_T j = i; j < min(i + 4, end); ++j) {
             uint r = (uint)(j / SPATIAL);
-            STORE1(coefficients[r] * LOAD1(dy, j) + coefficients[RUNS + r] * (LOAD1(x, j) - mean[r])
-                       + coefficients[2 * RUNS + r], dx, j);
+            STORE1(DX_OF(SCALAR_AT, r, LOAD1(dy, j), LOAD1(x, j)), dx, j);
         }
     }
 #endif
@@ -551,10 +597,9 @@ __kernel void snb_dx_rows(__global const storage_t *x, __global const storage_t 
 #if DX_COLUMNS
 // Channels-last: rows of C channels; the coefficients of row (n, m) are those of sample n.
 __kernel void snb_dx_columns(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
-                             __global const float *mean, __global const float *coefficients) {
+                             __global const float *coefficients) {
     INDEX_T total = (INDEX_T)BATCH * SPATIAL * COLUMN_VECS, first, end, stride;
     item_share(total, 1, &first, &end, &stride);
-    __global const float *ca = coefficients, *cb = coefficients + RUNS, *cc = coefficients + 2 * RUNS;
 #if CHUNKED
     // Row segment by row segment: the sample, and so the coefficients' base, is fixed.
     for (INDEX_T v = first; v < end;) {
@@ -565,7 +610,7 @@ __kernel void snb_dx_columns(__global const storage_t *x, __global const storage
         for (uint j = 0; j < len; ++j) {
             uint k = base + (column + j) * CVEC;
             INDEX_T i = (v + j) * CVEC;
-            CVSTORE(PLOAD(ca, k) * CVLOAD(dy, i) + PLOAD(cb, k) * (CVLOAD(x, i) - PLOAD(mean, k)) + PLOAD(cc, k), dx, i);
+            CVSTORE(DX_OF(PLOAD, k, CVLOAD(dy, i), CVLOAD(x, i)), dx, i);
         }
         v += len;
     }
@@ -574,7 +619,7 @@ __kernel void snb_dx_columns(__global const storage_t *x, __global const storage
         INDEX_T row = v / COLUMN_VECS;
         uint k = (uint)(row / SPATIAL) * CHANNELS + (uint)(v - row * COLUMN_VECS) * CVEC;
         INDEX_T i = v * CVEC;
-        CVSTORE(PLOAD(ca, k) * CVLOAD(dy, i) + PLOAD(cb, k) * (CVLOAD(x, i) - PLOAD(mean, k)) + PLOAD(cc, k), dx, i);
+        CVSTORE(DX_OF(PLOAD, k, CVLOAD(dy, i), CVLOAD(x, i)), dx, i);
     }
 #endif
 }

@@ -292,6 +292,12 @@ struct BatchNormPilotTests {
             }
             let invstd = try #require(actual.saveInvstd)
             for c in 0..<channels where c != 1 && c != 3 { #expect(invstd[c].isFinite) }
+            // The poisoned channels' statistics are the reference's: mean NaN and +Inf (a
+            // float64 sum over +Inf), invstd NaN.
+            let mean = try #require(actual.saveMean), expectedMean = try #require(expected.saveMean)
+            #expect(mean[1].isNaN && expectedMean[1].isNaN, "NaN channel mean \(mean[1])")
+            #expect(mean[3] == .infinity && expectedMean[3] == .infinity, "Inf channel mean \(mean[3])")
+            #expect(invstd[1].isNaN && invstd[3].isNaN)
         }
     }
 }

@@ -56,7 +56,7 @@ extension ReferenceSwitchableNorm {
             ? (1 / (C * instanceDivisor), 1 / C, 1 / (N * instanceDivisor), 1 / N)
             : (1 / (C * L - u), L / (C * L - u), 1 / (N * L - u), L / (N * L - u))
 
-        // Instance means: saved with IN, else from x (they are intermediates of μ_ln, μ_bn).
+        // Instance means: saved with IN, else from x (only the IN terms below read them).
         let instanceMean =
             s.instanceMean
             ?? (0..<batch * channels).map { r in
@@ -93,18 +93,37 @@ extension ReferenceSwitchableNorm {
             }
         }
 
-        // Back to the instance moments, then to x.
+        // Back to x. With IN, through the instance moments (the forward derives μ_ln, σ²_ln,
+        // μ_bn, σ²_bn from them). Without IN the forward computes the LN and BN statistics
+        // directly over their C·L and N·L values, and the chain rule through
+        // μ_ln = Σx/(C·L), σ²_ln = Σ(x − μ_ln)²/(C·L − u) gives ∂σ²_ln/∂x = 2·α_LN·(x − μ_ln)
+        // (the path through μ_ln is −2·α_LN·Σ(x − μ_ln)·∂μ_ln/∂x = 0 exactly): PyTorch's
+        // var_backward, what float64 autograd of that forward computes. Writing it through
+        // instance means instead (σ²_set = α·ΣM2_in + β·Σ(μ_in − μ_set)², β/L = α) is equal in
+        // exact arithmetic, as μ_in cancels between ∂μ_in and ∂M2_in, but not when an Inf in
+        // dy makes the set adjoints infinite: ∞·(μ_in − μ_ln) + ∞·(x − μ_in) can be ∞ − ∞ =
+        // NaN where ∞·(x − μ_ln) is ±∞. So without IN dx is formed directly:
+        //     dx = g·s·dy + (∂μ_ln/C + ∂μ_bn/N)/L + 2·α_LN·∂σ²_ln·(x − μ_ln) + 2·α_BN·∂σ²_bn·(x − μ_bn)
+        // (BN terms only in training), and the kernel evaluates the same products.
         var dx = [Double](repeating: 0, count: x.count)
         for r in 0..<R {
             let n = r / channels, c = r % channels
-            let mu = instanceMean[r]
-            var dM2 = alphaLayer * dLayerVar[n]
-            var dMu = dLayerMean[n] / C + 2 * betaLayer * dLayerVar[n] * (mu - s.layerMean[n])
-            if branches.hasInstance {
-                dM2 += pv[0] * adjVar[r] / instanceDivisor
-                dMu += pm[0] * adjMean[r]
+            let batchMean = batchFromX ? s.batchMean : nil
+            if !branches.hasInstance {
+                var dMu = dLayerMean[n] / C
+                if let batchMean { dMu += dBatchMean[c] / N }
+                for m in 0..<spatial {
+                    let i = index(n, c, m)
+                    var value = gamma(c) * s.invstd[r] * dy[i] + dMu / L + 2 * alphaLayer * dLayerVar[n] * (x[i] - s.layerMean[n])
+                    if let batchMean { value += 2 * alphaBatch * dBatchVar[c] * (x[i] - batchMean[c]) }
+                    dx[i] = value
+                }
+                continue
             }
-            if batchFromX, let batchMean = s.batchMean {
+            let mu = instanceMean[r]
+            var dM2 = alphaLayer * dLayerVar[n] + pv[0] * adjVar[r] / instanceDivisor
+            var dMu = dLayerMean[n] / C + 2 * betaLayer * dLayerVar[n] * (mu - s.layerMean[n]) + pm[0] * adjMean[r]
+            if let batchMean {
                 dM2 += alphaBatch * dBatchVar[c]
                 dMu += dBatchMean[c] / N + 2 * betaBatch * dBatchVar[c] * (mu - batchMean[c])
             }
@@ -114,7 +133,16 @@ extension ReferenceSwitchableNorm {
             }
         }
 
-        // Logits through the softmax Jacobian: dw_k = p_k·Σ_r adj_r·(stat_k(r) − Σ_j p_j stat_j(r)).
+        // Logits through the softmax Jacobian: dw_k = p_k·Σ_r adj_r·(stat_k(r) − Σ_j p_j stat_j(r)),
+        // with stat_k − Σ_j p_j stat_j written as Σ_{j≠k} p_j·(stat_k − stat_j): equal, since
+        // Σ_j p_j = 1 (the softmax's own normalisation; the k-th term is p_k·0). The second
+        // form is 0 only where the statistics are equal (or a weight underflows), in any
+        // precision; the first also rounds to exactly 0 when one weight all but dominates
+        // (logits (30, −30): p = 1 − 9e-27 is 1.0 in float64, so stat_k − Σ_j p_j stat_j = 0
+        // though its true value is p_j·(stat_k − stat_j) ≠ 0). With an infinite adjoint (an
+        // Inf in dy) that rounding decides between 0·∞ = NaN and the derivative's ±∞, and a
+        // float32 kernel cannot round as float64 does. Differences of statistics also keep
+        // large-mean data from cancelling (Sterbenz), as the kernel needs.
         var dMeanLogits = [Double](repeating: 0, count: branches.count), dVarLogits = dMeanLogits
         for r in 0..<R {
             let n = r / channels, c = r % channels
@@ -129,11 +157,14 @@ extension ReferenceSwitchableNorm {
                 means.append(s.batchMean?[c] ?? 0)
                 variances.append(s.batchVariance?[c] ?? 0)
             }
-            let mixedMean = zip(pm, means).reduce(0) { $0 + $1.0 * $1.1 }
-            let mixedVar = zip(pv, variances).reduce(0) { $0 + $1.0 * $1.1 }
             for k in 0..<branches.count {
-                dMeanLogits[k] += pm[k] * adjMean[r] * (means[k] - mixedMean)
-                dVarLogits[k] += pv[k] * adjVar[r] * (variances[k] - mixedVar)
+                var meanDeviation = 0.0, varianceDeviation = 0.0  // stat_k − Σ_j p_j stat_j
+                for j in 0..<branches.count where j != k {
+                    meanDeviation += pm[j] * (means[k] - means[j])
+                    varianceDeviation += pv[j] * (variances[k] - variances[j])
+                }
+                dMeanLogits[k] += pm[k] * adjMean[r] * meanDeviation
+                dVarLogits[k] += pv[k] * adjVar[r] * varianceDeviation
             }
         }
         return BackwardResult(

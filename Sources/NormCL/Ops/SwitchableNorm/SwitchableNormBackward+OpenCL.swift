@@ -43,7 +43,10 @@ enum SwitchableNormBackwardKernels {
         let sums = try DeviceBuffer(byteCount: runs * 2 * 4, on: runtime)
         let adjoints = try DeviceBuffer(byteCount: runs * 2 * 4, on: runtime)
         let setAdjoints = try DeviceBuffer(byteCount: (problem.batch + problem.channels) * 2 * 4, on: runtime)
-        let coefficients = try DeviceBuffer(byteCount: runs * 3 * 4, on: runtime)
+        // dx = a·dy + b·(x − m) + c per run, plus b₂·(x − m₂) without IN and with BN from x
+        // (the kernel's TWO_CENTERS): 4 or 6 floats per run.
+        let twoCenters = !problem.branches.hasInstance && problem.branches.hasBatch && problem.training
+        let coefficients = try DeviceBuffer(byteCount: runs * (twoCenters ? 6 : 4) * 4, on: runtime)
         let partialCount = plan.splitCoefficients ? plan.geometry.statisticsWorkItems : plan.coefficientWorkGroupSize
         let logitPartials = try DeviceBuffer(byteCount: partialCount * 2 * k * 4, on: runtime)
 
@@ -111,8 +114,7 @@ enum SwitchableNormBackwardKernels {
                     problem.layout == .channelsLast && !direct ? "snb_dx_columns" : "snb_dx_rows", from: program,
                     global: [g.elementwiseWorkGroups * local], local: [local],
                     arguments: [
-                        .buffer(inputs.x), .buffer(inputs.gradOutput), .buffer(dx.deviceBuffer), .buffer(inputs.mean),
-                        .buffer(coefficients),
+                        .buffer(inputs.x), .buffer(inputs.gradOutput), .buffer(dx.deviceBuffer), .buffer(coefficients),
                     ]))
         }
         return SwitchableNormGradients(

@@ -22,9 +22,13 @@
 ///     dx = g·s·dy + ∂μ_in[r]/L + 2·∂M2_in[r]·(x − μ_in)
 ///
 /// (BN terms only in training: in inference the running statistics are constants.)
-/// The kernels evaluate this as `dx = a·dy + b·(x − μ) + c` per instance, centred on the
-/// saved mixed mean `μ` so 1e4-offset data keeps its precision; without IN, `β/L = α`
-/// makes `μ_in` cancel, which is why ``SwitchableNormOutput`` need not carry it.
+/// Without IN, `β/L = α` makes `μ_in` cancel, which is why ``SwitchableNormOutput`` need
+/// not carry it: `dx = g·s·dy + (∂μ_ln/C + ∂μ_bn/N)/L + 2α_LN·∂σ²_ln·(x − μ_ln)
+/// + 2α_BN·∂σ²_bn·(x − μ_bn)`, the chain rule through the directly computed LN and BN
+/// statistics. The kernels and the reference evaluate both forms product by product,
+/// `dx = a·dy + b·(x − μ_in) + c` per instance (without IN: `b·(x − μ_ln) + b₂·(x − μ_bn)`),
+/// centred on means of the data so 1e4-offset data keeps its precision, and with an Inf
+/// in `dy` giving the same ±Inf and NaN (a regrouped form can meet ∞ − ∞).
 ///
 /// Logits, through the softmax Jacobian, with the mixed statistic subtracted inside the
 /// sum (no cancellation on large-mean data):
@@ -32,7 +36,9 @@
 ///     dwμ_k = pμ_k·Σ_r Aμ[r]·(μ_k(r) − Σ_j pμ_j μ_j(r))
 ///     dwσ_k = pσ_k·Σ_r Aσ[r]·(σ²_k(r) − Σ_j pσ_j σ²_j(r))
 ///
-/// (the forward's clamp of a rounding-negative σ² at 0 is treated as the identity).
+/// (the forward's clamp of a rounding-negative σ² at 0 is treated as the identity),
+/// evaluated as `μ_k − Σ_j pμ_j μ_j = Σ_{j≠k} pμ_j·(μ_k − μ_j)` (Σ_j pμ_j = 1): differences of
+/// statistics, zero only where two are equal, in float32 and float64 alike.
 /// The logit gradients are always computed: they reuse the per-instance sums `dx` needs.
 ///
 /// All sums run in a fixed order on the device: repeated calls give bit-identical results.
