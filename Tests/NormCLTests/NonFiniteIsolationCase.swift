@@ -448,8 +448,8 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                 try add("dwσ", g.varianceLogits)
             } else {
                 try add("y", out.output)
-                try add("mean", out.mean)
-                try add("invstd", out.invstd)
+                try add("mean", out.saveMean)
+                try add("invstd", out.saveInvstd)
                 try add("instanceMean", out.instanceMean)
                 try add("instanceVariance", out.instanceVariance)
                 try add("layerMean", out.layerMean)
