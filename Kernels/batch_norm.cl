@@ -181,7 +181,7 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
     // (pilot - running mean) + (mean - pilot): no rounding at the size of a large mean.
     float r = sqrt(var + eps) / sigma, d = ((pilot - running_mean_in[c]) + m.mean) / sigma;
     // clamp (fmin/fmax) would turn NaN into a limit; a channel with NaN statistics keeps
-    // r, d = NaN, as the reference's min(max(v, lo), hi) does. ±Inf clamps to ±limit.
+    // r, d = NaN, as the reference's min(max(v, lo), hi) does. +-Inf clamps to +-limit.
     r = isnan(r) ? r : clamp(r, 1.0f / rmax, rmax);
     d = isnan(d) ? d : clamp(d, -dmax, dmax);
     renorm_r[c] = r;

@@ -33,7 +33,7 @@ typedef struct {
 } Moments;
 
 // Non-finite values (Inf, NaN) in the statistics. The float64 reference sums first
-// and then takes Σ(x - mean)², so a set holding Inf or NaN has
+// and then takes sum (x - mean)^2, so a set holding Inf or NaN has
 //   mean = the IEEE sum of its non-finite values (+Inf alone: +Inf; -Inf alone: -Inf;
 //          +Inf with -Inf, or any NaN: NaN), and
 //   M2   = NaN (x - mean is Inf - Inf for the Inf itself, and NaN with a NaN).

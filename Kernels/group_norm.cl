@@ -431,7 +431,7 @@ __kernel void in_running_coefficients(__global const float *running_mean, __glob
 // and blends them into the running statistics with weight `momentum`. The mean is
 // averaged relative to sample 0's, so large means do not round the sum; relative to 0
 // when sample 0's is Inf or NaN, so that the sum is the IEEE sum of the non-finite
-// means (Inf - Inf would make it NaN where the reference's mean of means is ±Inf).
+// means (Inf - Inf would make it NaN where the reference's mean of means is +-Inf).
 __kernel void in_update_running(__global const float *save_mean, __global const float *save_var, uint batch,
                                 __global const float *running_mean_in, __global const float *running_var_in,
                                 __global float *running_mean_out, __global float *running_var_out,

@@ -259,7 +259,7 @@ __kernel void snb_sums_columns(__global const storage_t *x, __global const stora
 // Both are evaluated in exactly this form, product by product, as the float64 reference
 // does: an Inf in dy makes several adjoints infinite at once, and an algebraically equal
 // regrouping (e.g. centring on another mean, b * (x - mu) + b * (mu - mu_in)) would add
-// infinities of opposite signs, NaN where the reference has ±Inf.
+// infinities of opposite signs, NaN where the reference has +-Inf.
 
 #if HAS_IN
 #define IN_DIVISOR ((float)SPATIAL - (float)UNBIASED)
@@ -414,7 +414,7 @@ inline void run_coefficients(uint r, const float *pm, const float *pv, float *lo
     // statistics (Sterbenz-exact when close, so large-mean data does not cancel) that are
     // 0 only where two statistics are equal, in float32 as in float64. (stat_k minus the
     // mixed statistic rounds to 0 when one weight all but dominates, and an infinite
-    // adjoint would make that 0 * Inf = NaN in one precision and ±Inf in the other.)
+    // adjoint would make that 0 * Inf = NaN in one precision and +-Inf in the other.)
     float stat_mean[K_BRANCHES], stat_var[K_BRANCHES];
     int k = 0;
 #if HAS_IN

@@ -59,12 +59,16 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
         /// instance (or, with one value per instance, of BatchNorm's channel c₀): the
         /// unit's sum, and so its mean, is NaN.
         case infinities
+        /// +Inf in every element of the (n₀, c₀) instance (for the row norms the row r₀):
+        /// the median-of-five pilot the kernels draw from a unit is +Inf itself for the
+        /// instance (InstanceNorm, Switchable Norm), the row and the group.
+        case allInfinity
 
         var testDescription: String { rawValue }
         var value: Float {
             switch self {
             case .nan: .nan
-            case .infinity, .infinities: .infinity
+            case .infinity, .infinities, .allInfinity: .infinity
             case .negativeInfinity: -.infinity
             }
         }
@@ -77,7 +81,8 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
     enum Path: Sendable, CustomStringConvertible {
         case automatic
         case batchNorm(BatchNormPlan.Strategy)
-        case rowNorm(RowNormPlan.Strategy)
+        /// `fuseParameters: false`: the backward's dγ, dβ column walk instead of the fused one.
+        case rowNorm(RowNormPlan.Strategy, fuseParameters: Bool? = nil)
         case groupNorm(GroupNormPlan.Strategy)
         case switchable(SwitchableNormPlan.Strategy)
 
@@ -85,7 +90,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
             switch self {
             case .automatic: "automatic"
             case .batchNorm(let s): "\(s)"
-            case .rowNorm(let s): "\(s)"
+            case .rowNorm(let s, let fuse): fuse == false ? "\(s) unfused" : "\(s)"
             case .groupNorm(let s): "\(s)"
             case .switchable(let s): "\(s)"
             }
@@ -132,12 +137,16 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
     }
 
     /// Memory indices of the poisoned elements (the row norms run channels-first only):
-    /// (n₀, c₀, m₀), and for ``Poison/infinities`` the −Inf at (n₀, c₀, 0), or at
-    /// (0, c₀, 0) with one value per instance (BatchNorm's (N, C) input).
+    /// (n₀, c₀, m₀); for ``Poison/infinities`` then the −Inf at (n₀, c₀, 0), or at
+    /// (0, c₀, 0) with one value per instance (BatchNorm's (N, C) input); for
+    /// ``Poison/allInfinity`` then the rest of the instance.
     var poisonIndices: [Int] {
         let first = index(n: n0, c: c0, m: m0)
-        guard poison == .infinities else { return [first] }
-        return [first, spatial > 1 ? index(n: n0, c: c0, m: 0) : index(n: 0, c: c0, m: 0)]
+        switch poison {
+        case .nan, .infinity, .negativeInfinity: return [first]
+        case .infinities: return [first, spatial > 1 ? index(n: n0, c: c0, m: 0) : index(n: 0, c: c0, m: 0)]
+        case .allInfinity: return [first] + (0..<spatial).filter { $0 != m0 }.map { index(n: n0, c: c0, m: $0) }
+        }
     }
 
     /// Which elements of output `name` may be affected by the poison (computed once per
@@ -261,7 +270,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
         var d = data
         if poisoned {
             for (k, i) in poisonIndices.enumerated() {
-                let value = k == 0 ? poison.value : -.infinity
+                let value = k == 0 || poison == .allInfinity ? poison.value : -.infinity
                 if target == .x { d.x[i] = value } else { d.dy[i] = value }
             }
         }
@@ -337,7 +346,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
             }
         case .layerNorm:
             let out: LayerNormOutput
-            if case .rowNorm(let strategy) = path {
+            if case .rowNorm(let strategy, _) = path {
                 out = try layerNorm(
                     x, normalizedShape: normalizedShape, weight: w, bias: b, eps: 1e-5, strategy: strategy, tuning: nil)
             } else {
@@ -347,17 +356,17 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                 try add("y", out.output)
                 try add("saveMean", out.saveMean)
                 try add("saveInvstd", out.saveInvstd)
-            } else if case .rowNorm(let strategy) = path {
+            } else if case .rowNorm(let strategy, let fuse) = path {
                 try addGradients(
                     try layerNormBackward(
                         dy, input: x, normalizedShape: normalizedShape, weight: w, saveMean: out.saveMean,
-                        saveInvstd: out.saveInvstd, outputMask: .all, strategy: strategy, fuseParameters: nil, tuning: nil))
+                        saveInvstd: out.saveInvstd, outputMask: .all, strategy: strategy, fuseParameters: fuse, tuning: nil))
             } else {
                 try addGradients(try layerNormBackward(dy, input: x, normalizedShape: normalizedShape, weight: w, forward: out))
             }
         case .rmsNorm:
             let out: RMSNormOutput
-            if case .rowNorm(let strategy) = path {
+            if case .rowNorm(let strategy, _) = path {
                 out = try rmsNorm(x, normalizedShape: normalizedShape, weight: w, eps: 1e-6, strategy: strategy, tuning: nil)
             } else {
                 out = try rmsNorm(x, normalizedShape: normalizedShape, weight: w, eps: 1e-6)
@@ -365,11 +374,11 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
             if !backward {
                 try add("y", out.output)
                 try add("saveInvRms", out.saveInvRms)
-            } else if case .rowNorm(let strategy) = path {
+            } else if case .rowNorm(let strategy, let fuse) = path {
                 try addGradients(
                     try rmsNormBackward(
                         dy, input: x, normalizedShape: normalizedShape, weight: w, saveInvRms: out.saveInvRms,
-                        outputMask: .all, strategy: strategy, fuseParameters: nil, tuning: nil))
+                        outputMask: .all, strategy: strategy, fuseParameters: fuse, tuning: nil))
             } else {
                 try addGradients(try rmsNormBackward(dy, input: x, normalizedShape: normalizedShape, weight: w, forward: out))
             }
