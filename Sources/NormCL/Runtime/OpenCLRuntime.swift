@@ -4,7 +4,7 @@ import COpenCL
 ///
 /// Every op on a device tensor enqueues its kernels on this queue without waiting;
 /// reading a result back (``Tensor/toArray()``) is what waits. Exceptions for a safe
-/// process exit (see ``ProcessExit``): the first launch of each kernel of a program waits
+/// process exit (see `ProcessExit`): the first launch of each kernel of a program waits
 /// for that kernel, and `exit` waits for the queue of every live runtime. Profiling is enabled on
 /// the queue, so each op's ``KernelEvent``s report device-side kernel times.
 ///
@@ -99,7 +99,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
 
     /// Enqueues one kernel launch and returns its event without waiting for it — except
     /// the first launch of each kernel of a program, which waits for the kernel to finish
-    /// (PoCL compiles its work-group function then; see ``ProcessExit`` for why exit safety
+    /// (PoCL compiles its work-group function then; see `ProcessExit` for why exit safety
     /// needs that compile done). Later launches, the common case, never wait.
     ///
     /// `global` must be a multiple of `local` in every dimension (PoCL has no

@@ -126,7 +126,7 @@ final class CompiledProgram: @unchecked Sendable {
     }
 
     /// True for the first call with `name` (the first launch of that kernel, which makes
-    /// PoCL compile its work-group function; see ``ProcessExit``), false afterwards.
+    /// PoCL compile its work-group function; see `ProcessExit`), false afterwards.
     func claimFirstLaunch(of name: String) -> Bool {
         launchedKernels.withLock { $0.insert(name).inserted }
     }
