@@ -33,3 +33,15 @@ public struct RunningStatistics: Sendable {
         self.numBatchesTracked = numBatchesTracked
     }
 }
+
+extension RunningStatistics {
+    /// Runs an op's implementation, which takes optional running statistics, on these
+    /// (always present) ones, and keeps what it wrote: the public forms take
+    /// `inout RunningStatistics`, the one implementation behind them `inout RunningStatistics?`.
+    mutating func updated<Output>(by body: (inout RunningStatistics?) throws -> Output) rethrows -> Output {
+        var running: RunningStatistics? = self
+        let output = try body(&running)
+        if let running { self = running }
+        return output
+    }
+}

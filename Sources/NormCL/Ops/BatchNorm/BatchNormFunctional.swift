@@ -47,12 +47,11 @@ public func batchNorm(
     runningStatistics: inout RunningStatistics, training: Bool,
     momentum: Float? = 0.1, eps: Float = 1e-5
 ) throws -> BatchNormOutput {
-    var running: RunningStatistics? = runningStatistics
-    let output = try batchNorm(
-        input, weight: weight, bias: bias, runningStatistics: &running, training: training,
-        momentum: momentum, eps: eps, strategy: nil)
-    if let running { runningStatistics = running }
-    return output
+    try runningStatistics.updated { running in
+        try batchNorm(
+            input, weight: weight, bias: bias, runningStatistics: &running, training: training, momentum: momentum,
+            eps: eps, strategy: nil)
+    }
 }
 
 /// The optional form the tests were written against (nil: no running statistics).
@@ -122,12 +121,11 @@ public func batchRenorm(
     runningStatistics: inout RunningStatistics, limits: BatchRenormLimits,
     momentum: Float? = 0.1, eps: Float = 1e-5
 ) throws -> BatchNormOutput {
-    var running: RunningStatistics? = runningStatistics
-    let output = try batchNorm(
-        input, weight: weight, bias: bias, runningStatistics: &running, training: true,
-        momentum: momentum, eps: eps, strategy: nil, renorm: limits)
-    if let running { runningStatistics = running }
-    return output
+    try runningStatistics.updated { running in
+        try batchNorm(
+            input, weight: weight, bias: bias, runningStatistics: &running, training: true, momentum: momentum,
+            eps: eps, strategy: nil, renorm: limits)
+    }
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan

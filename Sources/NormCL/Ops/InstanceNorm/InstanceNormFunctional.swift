@@ -50,12 +50,11 @@ public func instanceNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, runningStatistics: inout RunningStatistics,
     useInputStatistics: Bool = true, momentum: Float? = 0.1, eps: Float = 1e-5
 ) throws -> InstanceNormOutput {
-    var running: RunningStatistics? = runningStatistics
-    let output = try instanceNorm(
-        input, runningStatistics: &running, weight: weight, bias: bias, useInputStats: useInputStatistics,
-        momentum: momentum, eps: eps, strategy: nil)
-    if let running { runningStatistics = running }
-    return output
+    try runningStatistics.updated { running in
+        try instanceNorm(
+            input, runningStatistics: &running, weight: weight, bias: bias, useInputStats: useInputStatistics,
+            momentum: momentum, eps: eps, strategy: nil)
+    }
 }
 
 /// The argument order of the tests written before the public API settled (running

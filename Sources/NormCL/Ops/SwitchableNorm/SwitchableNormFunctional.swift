@@ -66,12 +66,11 @@ public func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics, training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
 ) throws -> SwitchableNormOutput {
-    var running: RunningStatistics? = runningStatistics
-    let output = try switchableNorm(
-        input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
-        runningStatistics: &running, training: training, options: options, strategy: nil)
-    if let running { runningStatistics = running }
-    return output
+    try runningStatistics.updated { running in
+        try switchableNorm(
+            input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
+            runningStatistics: &running, training: training, options: options, strategy: nil)
+    }
 }
 
 /// Switchable Normalization without running statistics: a training forward that
