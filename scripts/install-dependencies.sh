@@ -7,7 +7,7 @@
 #
 # Only installs: it prints nothing on standard output. Every message, its own and
 # apt-get's, goes to standard error, so no caller can ever run installer output as
-# shell (as `eval "$(bash scripts/install-dependencies.sh)"` once did with apt-get's
+# shell (as evaluating this script's output once did with apt-get's
 # "Selecting previously unselected package …"). Finding Swift is scripts/lib/swift-path.sh.
 #
 # As root it runs apt-get; otherwise through sudo when there is one; otherwise it names
