@@ -8,3 +8,9 @@ public struct KernelSource: Sendable, Hashable {
     /// The OpenCL C source.
     public let text: String
 }
+
+extension KernelSource {
+    /// The files every program starts with, in order: element storage and the moments
+    /// arithmetic (`common.cl`), then the shared reduction machinery (`reduction.cl`).
+    static let sharedLibrary: [KernelSource] = [.common, .reduction]
+}

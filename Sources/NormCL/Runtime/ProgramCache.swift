@@ -90,10 +90,11 @@ final class CompiledProgram: @unchecked Sendable {
         source: KernelSource, options: String, context: cl_context, device: OpenCLDevice, objects: OpenCLObjectCounts
     ) throws -> CompiledProgram {
         var status: cl_int = CL_SUCCESS
-        // `Kernels/common.cl` first; `#line` keeps the build log's line numbers those of
-        // the op's own file.
-        let text = source.name == KernelSource.common.name
-            ? source.text : KernelSource.common.text + "\n#line 1\n" + source.text
+        // The shared library (`Kernels/common.cl`, `Kernels/reduction.cl`) first; `#line`
+        // keeps the build log's line numbers those of the op's own file.
+        let text = KernelSource.sharedLibrary.contains(source)
+            ? source.text
+            : KernelSource.sharedLibrary.map(\.text).joined(separator: "\n") + "\n#line 1\n" + source.text
         let program: cl_program? = text.withCString { text in
             var pointer: UnsafePointer<CChar>? = text
             return clCreateProgramWithSource(context, 1, &pointer, nil, &status)
