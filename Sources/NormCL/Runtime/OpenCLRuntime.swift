@@ -91,10 +91,24 @@ public final class OpenCLRuntime: @unchecked Sendable {
         try check(clFinish(queue), "clFinish")
     }
 
-    /// The compiled program for `source` (after `Kernels/common.cl`) with `options`,
-    /// built on first use and cached.
+    /// The compiled program for `source` (after the shared kernel library) with
+    /// `options`, built on first use and cached. Every program keeps its kernels'
+    /// parameter lists (`-cl-kernel-arg-info`) for ``KernelSignature``'s check.
     func program(_ source: KernelSource, options: String) throws -> CompiledProgram {
-        try programs.program(source: source, options: options, context: context, device: device)
+        try programs.program(
+            source: source, options: options + " -cl-kernel-arg-info", context: context, device: device)
+    }
+
+    /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:)``,
+    /// with the names checked against the kernel's parameter names on its first launch.
+    @discardableResult
+    func enqueue(
+        _ kernelName: String, from program: CompiledProgram,
+        global: [Int], local: [Int], arguments: KeyValuePairs<String, KernelArgument>
+    ) throws -> KernelEvent {
+        try enqueue(
+            kernelName, from: program, global: global, local: local,
+            arguments: arguments.map(\.value), names: arguments.map(\.key))
     }
 
     /// Enqueues one kernel launch and returns its event without waiting for it — except
@@ -107,11 +121,12 @@ public final class OpenCLRuntime: @unchecked Sendable {
     @discardableResult
     func enqueue(
         _ kernelName: String, from program: CompiledProgram,
-        global: [Int], local: [Int], arguments: [KernelArgument]
+        global: [Int], local: [Int], arguments: [KernelArgument], names: [String]? = nil
     ) throws -> KernelEvent {
         precondition(global.count == local.count && (1...3).contains(global.count), "bad launch geometry")
         precondition(zip(global, local).allSatisfy { $0 % $1 == 0 }, "global size not a multiple of local size")
-        let event = try program.withKernel(kernelName) { kernel throws(OpenCLError) -> KernelEvent in
+        let event = try program.withKernel(kernelName) { kernel throws -> KernelEvent in
+            try program.checkSignatureOnce(of: kernelName, kernel: kernel, arguments: arguments, names: names)
             for (index, argument) in arguments.enumerated() {
                 try argument.set(on: kernel, at: cl_uint(index))
             }

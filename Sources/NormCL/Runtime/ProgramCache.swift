@@ -62,6 +62,8 @@ final class CompiledProgram: @unchecked Sendable {
     private let idleKernels = PosixMutex<[String: [KernelHandle]]>([:])
     /// The kernels launched at least once (see ``claimFirstLaunch(of:)``).
     private let launchedKernels = PosixMutex<Set<String>>([])
+    /// The kernels whose launch arguments have been checked (see ``checkSignatureOnce(of:kernel:arguments:names:)``).
+    private let checkedKernels = PosixMutex<Set<String>>([])
 
     /// `@unchecked`: a `cl_kernel` moves between threads only through the idle pool's
     /// mutex, while no launch uses it.
@@ -132,8 +134,16 @@ final class CompiledProgram: @unchecked Sendable {
         launchedKernels.withLock { $0.insert(name).inserted }
     }
 
+    /// Checks a launch's arguments against `kernel`'s parameter list the first time
+    /// `name` is launched from this program (see ``KernelSignature``).
+    func checkSignatureOnce(of name: String, kernel: cl_kernel, arguments: [KernelArgument], names: [String]?) throws {
+        guard checkedKernels.withLock({ !$0.contains(name) }) else { return }
+        try KernelSignature(of: kernel).verify(arguments, names: names, kernel: "\(sourceName).\(name)")
+        checkedKernels.withLock { _ = $0.insert(name) }
+    }
+
     /// Runs `body` with a kernel object for `name` that no other thread is using.
-    func withKernel<R>(_ name: String, _ body: (cl_kernel) throws(OpenCLError) -> R) throws(OpenCLError) -> R {
+    func withKernel<R>(_ name: String, _ body: (cl_kernel) throws -> R) throws -> R {
         let kernel: cl_kernel
         if let idle = idleKernels.withLock({ $0[name]?.popLast() }) {
             kernel = idle.kernel

@@ -141,10 +141,3 @@ struct BatchNormPlan: Equatable, Sendable {
         return size
     }
 }
-
-extension Int {
-    /// `⌈self / divisor⌉` for positive divisors.
-    func ceilingDivided(by divisor: Int) -> Int { (self + divisor - 1) / divisor }
-    /// The smallest multiple of `multiple` that is at least `self`.
-    func roundedUp(toMultipleOf multiple: Int) -> Int { ceilingDivided(by: multiple) * multiple }
-}
