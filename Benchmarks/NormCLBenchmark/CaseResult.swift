@@ -1,3 +1,5 @@
+import NormCL
+
 /// Everything measured for one case.
 struct CaseResult: Sendable {
     let name: String
@@ -8,6 +10,12 @@ struct CaseResult: Sendable {
     let idealBytes: Int
     /// First call including program build and kernel code generation, ms.
     let firstCallMilliseconds: Double
+    /// The same first call in a new runtime on the same device, its programs now in the
+    /// disk cache (nil on the reference path), ms.
+    let warmFirstCallMilliseconds: Double?
+    /// Programs the first call built from source or loaded from disk (0 when an earlier
+    /// case of the same specialisation already had them).
+    let programs: ProgramStatistics?
     /// Device time of the op's kernels (first start to last end), ms.
     let kernel: TimingSummary?
     /// Host wall time per call including the wait for the result, ms.

@@ -35,6 +35,9 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "Peer to time the same cases with: 'pytorch' (runs --peer-script with python3 when torch imports) or 'none'.")
     var peer: PeerChoice = .pytorch
 
+    @Flag(help: "Start with empty program caches: NormCL's disk cache and PoCL's kernel cache in fresh temporary directories, so first calls show a cold start.")
+    var coldCache = false
+
     @Option(help: "The PyTorch peer script.")
     var peerScript = "Benchmarks/peers/pytorch_norms.py"
 
@@ -51,6 +54,8 @@ struct NormCLBench: ParsableCommand {
     }
 
     mutating func run() throws {
+        // Before any OpenCL call: the drivers read their cache locations once.
+        if coldCache { try useFreshCacheDirectories() }
         let backend = try selectBackend()
         let iterations = quick ? min(self.iterations, 5) : self.iterations
         let warmup = quick ? min(self.warmup, 1) : self.warmup
@@ -90,10 +95,15 @@ struct NormCLBench: ParsableCommand {
         case .failure(let reason): print("× PyTorch: no peer (\(reason))\n")
         }
         print(Report.table(results))
+        if case .openCL(let runtime) = backend {
+            print("\n" + Report.programSummary(results, runtime: runtime.programStatistics, coldCache: coldCache))
+        }
         let peerName = try? peerResults.get().peer
         if let json {
             try Report.write(
-                Report.json(results, device: describe(backend), copyBandwidth: copyBandwidth, iterations: iterations, peer: peerName),
+                Report.json(
+                    results, device: describe(backend), copyBandwidth: copyBandwidth, iterations: iterations, peer: peerName,
+                    programs: backend.runtime?.programStatistics, coldCache: coldCache),
                 to: json)
             log("wrote \(json)")
         }
@@ -144,12 +154,16 @@ struct NormCLBench: ParsableCommand {
         let run = try benchmarkCase.prepare(values, backend)
         let clock = ContinuousClock()
 
-        // First call: includes program build and kernel code generation.
+        // First call: includes program builds (or disk-cache loads) and kernel code
+        // generation, unless an earlier case of the same specialisation did them.
+        let programsBefore = backend.runtime?.programStatistics
         var start = clock.now
         let first = try run()
         let output = try first.output.toArray()
         let launches = first.events.count
         let firstCall = (clock.now - start).milliseconds
+        let programs = backend.runtime.map { $0.programStatistics - programsBefore! }
+        let warmFirstCall = try backend.runtime.map { try firstCallInFreshRuntime(benchmarkCase, values, device: $0.device) }
 
         // A copy of the same ideal bytes, run after each iteration of the op: the
         // ceiling at this size (cache-resident or not) under the same machine load.
@@ -197,10 +211,32 @@ struct NormCLBench: ParsableCommand {
         return CaseResult(
             name: benchmarkCase.name, op: benchmarkCase.op, shape: benchmarkCase.shape,
             layout: benchmarkCase.layout.rawValue, dtype: benchmarkCase.elementType.rawValue, idealBytes: benchmarkCase.idealBytes,
-            firstCallMilliseconds: firstCall, kernel: kernelTimes.isEmpty ? nil : TimingSummary(kernelTimes),
+            firstCallMilliseconds: firstCall, warmFirstCallMilliseconds: warmFirstCall, programs: programs, kernel: kernelTimes.isEmpty ? nil : TimingSummary(kernelTimes),
             host: TimingSummary(hostTimes), launches: launches, copy: copyTimes.isEmpty ? nil : TimingSummary(copyTimes),
             copyBytes: copyProbe?.bytes, fractionOfCopy: copyFractions.isEmpty ? nil : TimingSummary(copyFractions).median,
             referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches)
+    }
+
+    /// The first call of `benchmarkCase` in a new runtime (its own context and empty
+    /// in-memory program cache) on the same device: what a fresh process pays once the
+    /// disk cache holds the case's programs, minus process start-up and discovery.
+    func firstCallInFreshRuntime(_ benchmarkCase: BenchmarkCase, _ values: [Float], device: OpenCLDevice) throws -> Double {
+        let runtime = try OpenCLRuntime(device: device)
+        let run = try benchmarkCase.prepare(values, .openCL(runtime))
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = try run().output.toArray()
+        return (clock.now - start).milliseconds
+    }
+
+    /// Points NormCL's disk cache and PoCL's kernel cache at new empty directories.
+    func useFreshCacheDirectories() throws {
+        for variable in ["NORMCL_CACHE_DIR", "POCL_CACHE_DIR"] {
+            var template = Array("/tmp/normcl-bench-\(variable.lowercased())-XXXXXX".utf8CString)
+            guard let directory = mkdtemp(&template) else { throw ValidationError("mkdtemp failed (errno \(errno))") }
+            setenv(variable, String(cString: directory), 1)
+            log("\(variable)=\(String(cString: directory)) (cold cache)")
+        }
     }
 
     func log(_ message: String) {

@@ -6,11 +6,12 @@ import Glibc
 enum Report {
     /// One row per case; `peerName` heads the peer column ("× PyTorch").
     static func table(_ results: [CaseResult], peerName: String = "PyTorch") -> String {
-        var rows = [["case", "kernels", "kernel ms", "min ms", "host ms", "first ms", "GB/s", "copy GB/s", "% copy", "× ref", "× \(peerName)", "check"]]
+        var rows = [["case", "kernels", "kernel ms", "min ms", "host ms", "first ms", "warm first ms", "built", "GB/s", "copy GB/s", "% copy", "× ref", "× \(peerName)", "check"]]
         for r in results {
             rows.append([
                 r.name, String(r.launches),
                 format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), format(r.firstCallMilliseconds, digits: 1),
+                format(r.warmFirstCallMilliseconds, digits: 1), r.programs.map { String($0.total) } ?? "–",
                 format(r.gigabytesPerSecond, digits: 1),
                 format(r.copyGigabytesPerSecond, digits: 1),
                 r.fractionOfCopy.map { format(100 * $0, digits: 0) + "%" } ?? "–",
@@ -46,8 +47,23 @@ enum Report {
         return escaped + "\""
     }
 
+    /// How many programs the run built or loaded, against how many cases and distinct
+    /// (op, direction, layout, element type) groups it ran: with sizes as kernel
+    /// arguments the programs follow the groups, not the shapes.
+    static func programSummary(_ results: [CaseResult], runtime: ProgramStatistics, coldCache: Bool) -> String {
+        let groups = Set(results.map { "\($0.op)|\($0.layout)|\($0.dtype)" }).count
+        let later = results.filter { ($0.programs?.total ?? 1) == 0 }.map(\.firstCallMilliseconds).sorted()
+        var text = "programs: \(runtime.builtFromSource) built from source, \(runtime.loadedFromDisk) loaded from the disk cache"
+        text += " (\(coldCache ? "cold" : "existing") caches) for \(results.count) cases in \(groups) (op, layout, dtype) groups"
+        if let worst = later.last {
+            text += "\nfirst calls that built nothing: \(later.count), median \(format(later[later.count / 2], digits: 2)) ms, max \(format(worst, digits: 2)) ms"
+        }
+        return text
+    }
+
     static func json(
-        _ results: [CaseResult], device: String, copyBandwidth: Double?, iterations: Int, peer: String?
+        _ results: [CaseResult], device: String, copyBandwidth: Double?, iterations: Int, peer: String?,
+        programs: ProgramStatistics? = nil, coldCache: Bool = false
     ) -> String {
         func number(_ value: Double?) -> String {
             guard let value, value.isFinite else { return "null" }
@@ -58,7 +74,10 @@ enum Report {
             """
                 {"name": \(string(r.name)), "op": \(string(r.op)), "shape": [\(r.shape.map(String.init).joined(separator: ", "))], \
             "layout": \(string(r.layout)), "dtype": \(string(r.dtype)), "ideal_bytes": \(r.idealBytes), "kernels": \(r.launches), \
-            "first_call_ms": \(number(r.firstCallMilliseconds)), "kernel_median_ms": \(number(r.kernel?.median)), \
+            "first_call_ms": \(number(r.firstCallMilliseconds)), \
+            "warm_first_call_ms": \(number(r.warmFirstCallMilliseconds)), \
+            "programs_built": \(r.programs.map { String($0.builtFromSource) } ?? "null"), \
+            "programs_loaded": \(r.programs.map { String($0.loadedFromDisk) } ?? "null"), "kernel_median_ms": \(number(r.kernel?.median)), \
             "kernel_min_ms": \(number(r.kernel?.minimum)), "host_median_ms": \(number(r.host.median)), \
             "host_min_ms": \(number(r.host.minimum)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
             "copy_median_ms": \(number(r.copy?.median)), "copy_bytes": \(r.copyBytes.map(String.init) ?? "null"), \
@@ -74,6 +93,9 @@ enum Report {
               "dram_copy_bandwidth_gb_per_s": \(number(copyBandwidth)),
               "peer": \(peer.map(string) ?? "null"),
               "iterations": \(iterations),
+              "cold_cache": \(coldCache),
+              "programs_built_from_source": \(programs.map { String($0.builtFromSource) } ?? "null"),
+              "programs_loaded_from_disk": \(programs.map { String($0.loadedFromDisk) } ?? "null"),
               "cases": [
             \(cases.joined(separator: ",\n"))
               ]
