@@ -138,15 +138,16 @@ final class ProgramCache: Sendable {
                 state.evictions += 1
             }
         }
-        evicted.removeAll()
+        withExtendedLifetime(evicted) {}  // the last references go here, outside the lock
     }
 
     func releaseAll() {
+        // Taken out under the lock, released (at the end of this scope) outside it.
         let released = state.withLock { state in
             defer { state.resident.removeAll() }
-            return Array(state.resident.values)
+            return state.resident
         }
-        _ = released
+        withExtendedLifetime(released) {}
     }
 }
 
