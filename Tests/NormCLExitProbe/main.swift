@@ -15,6 +15,11 @@
 // --build-on-thread: also runs a LayerNorm on a second thread, whose program is not
 //   built yet in this process, and exits while that thread is compiling it.
 //
+// --program-cache DIR: instead of all of the above, builds one program (the copy probe's,
+//   `Kernels/memory.cl`) on a runtime whose disk program cache is DIR, runs it once and
+//   exits; `ProgramCacheTests` starts two at once on an empty DIR, so both write the
+//   same entry at the same time.
+//
 // Exit status: 0 when the process exits normally; 2 when NormCL throws (message on
 // standard error); a crash is a signal.
 import NormCL
@@ -61,6 +66,7 @@ enum Probe {
 var arguments = CommandLine.arguments.dropFirst()
 var slowExitMilliseconds: Int32 = 0
 var buildOnThread = false
+var programCacheDirectory: String?
 while let argument = arguments.popFirst() {
     switch argument {
     case "--slow-exit-ms":
@@ -68,8 +74,23 @@ while let argument = arguments.popFirst() {
         slowExitMilliseconds = value
     case "--build-on-thread":
         buildOnThread = true
+    case "--program-cache":
+        guard let directory = arguments.popFirst() else { Probe.fail("--program-cache needs a directory") }
+        programCacheDirectory = directory
     default:
         Probe.fail("unknown argument \(argument)")
+    }
+}
+
+if let programCacheDirectory {
+    do {
+        let runtime = try OpenCLRuntime(
+            device: try DeviceDiscovery.defaultDevice(),
+            programCache: ProgramCacheConfiguration(directory: programCacheDirectory))
+        _ = try CopyProbe(bytes: 1 << 12, on: runtime).run()
+        exit(0)
+    } catch {
+        Probe.fail("\(error)")
     }
 }
 

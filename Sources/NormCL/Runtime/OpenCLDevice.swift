@@ -22,6 +22,12 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
     public let vendor: String
     /// `CL_PLATFORM_NAME` of the platform (driver) the device belongs to.
     public let platformName: String
+    /// `CL_PLATFORM_VERSION` of the platform, e.g. `"OpenCL 3.0 PoCL 3.1 …"`.
+    public let platformVersion: String
+    /// `CL_DRIVER_VERSION`: the driver's own version (e.g. `"3.1"` for PoCL, `"550.54.15"`
+    /// for NVIDIA). Part of the key of cached program binaries, so a driver update
+    /// recompiles them.
+    public let driverVersion: String
     /// GPU, CPU, accelerator or other, from `CL_DEVICE_TYPE`.
     public let kind: Kind
     /// `CL_DEVICE_MAX_COMPUTE_UNITS`.
@@ -59,6 +65,8 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
         name = try Self.string(id, CL_DEVICE_NAME).trimmingSpaces()
         vendor = try Self.string(id, CL_DEVICE_VENDOR).trimmingSpaces()
         platformName = try Self.platformString(platform, CL_PLATFORM_NAME).trimmingSpaces()
+        platformVersion = try Self.platformString(platform, CL_PLATFORM_VERSION).trimmingSpaces()
+        driverVersion = try Self.string(id, CL_DRIVER_VERSION).trimmingSpaces()
         let type: cl_device_type = try Self.scalar(id, CL_DEVICE_TYPE)
         kind =
             if type & cl_device_type(CL_DEVICE_TYPE_GPU) != 0 { .gpu }

@@ -21,6 +21,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
     public let device: OpenCLDevice
     /// Launch parameters tuned per kind of device (see ``DeviceTuning``).
     public let tuning: DeviceTuning
+    /// The program cache's memory limit and disk directory (see ``ProgramCacheConfiguration``).
+    public var programCache: ProgramCacheConfiguration { programs.configuration }
     let context: cl_context
     let queue: cl_command_queue
     let programs: ProgramCache
@@ -30,7 +32,17 @@ public final class OpenCLRuntime: @unchecked Sendable {
     let objects: OpenCLObjectCounts
 
     /// Creates a context and a profiling-enabled in-order queue on `device`.
-    public init(device: OpenCLDevice) throws(OpenCLError) {
+    ///
+    /// - Parameters:
+    ///   - device: The device to run on (see ``DeviceDiscovery``).
+    ///   - programCache: How many compiled programs to keep in memory, and the directory
+    ///     their binaries are kept in for later processes (nil: none). The default reads
+    ///     `NORMCL_PROGRAM_CACHE_LIMIT` and `NORMCL_CACHE_DIR` (see
+    ///     ``ProgramCacheConfiguration``).
+    /// - Throws: ``OpenCLError`` when the context or the queue cannot be created.
+    public init(
+        device: OpenCLDevice, programCache: ProgramCacheConfiguration = .fromEnvironment()
+    ) throws(OpenCLError) {
         let objects = OpenCLObjectCounts()
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = device.id
@@ -60,7 +72,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
         self.context = context
         self.queue = queue
         self.objects = objects
-        self.programs = ProgramCache(objects: objects)
+        self.programs = ProgramCache(objects: objects, configuration: programCache)
         // Up to a quarter of the device's memory idle: enough for a training step's
         // activations on the benchmark shapes, little enough to leave room for others.
         // The limit is the whole device: beyond it PoCL aborts rather than failing.
@@ -92,8 +104,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
     }
 
     /// The compiled program for `source` (after the shared kernel library) with
-    /// `options`, built on first use and cached. Every program keeps its kernels'
-    /// parameter lists (`-cl-kernel-arg-info`) for ``KernelSignature``'s check.
+    /// `options`: from memory, else loaded from the disk cache's binary, else built from
+    /// source, and cached (see ``ProgramCacheConfiguration``). Every program keeps its
+    /// kernels' parameter lists (`-cl-kernel-arg-info`) for ``KernelSignature``'s check.
     func program(_ source: KernelSource, options: String) throws -> CompiledProgram {
         try programs.program(
             source: source, options: options + " -cl-kernel-arg-info", context: context, device: device)

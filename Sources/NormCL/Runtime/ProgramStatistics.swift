@@ -26,6 +26,6 @@ public struct ProgramStatistics: Sendable, Equatable {
 extension OpenCLRuntime {
     /// The programs this runtime has built or loaded so far.
     public var programStatistics: ProgramStatistics {
-        ProgramStatistics(builtFromSource: programs.count, loadedFromDisk: 0)
+        ProgramStatistics(builtFromSource: programs.sourceBuildCount, loadedFromDisk: programs.binaryLoadCount)
     }
 }
