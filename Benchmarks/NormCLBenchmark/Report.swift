@@ -1,3 +1,5 @@
+import NormCL
+
 #if canImport(Glibc)
 import Glibc
 #endif

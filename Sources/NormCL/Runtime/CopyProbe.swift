@@ -36,12 +36,13 @@ public struct CopyProbe: Sendable {
         // kernel reading real data. Filled on the device: no host arrays of the same size.
         try source.fill(with: Float(1).bitPattern)
         try destination.fill(with: Float(0).bitPattern)
-        local = max(1, min(runtime.tuning.elementwiseWorkGroupSize, runtime.device.maxWorkGroupSize))
-        groups = max(1, min(runtime.device.computeUnits * runtime.tuning.workGroupsPerComputeUnit, vectors.ceilingDivided(by: local)))
-        let wide = vectors + 2 * groups * local >= 1 << 32
-        program = try runtime.program(
-            .memory,
-            options: "-cl-std=CL1.2 -D CHUNKED=\(runtime.tuning.chunkedAccess ? 1 : 0) -D INDEX_T=\(wide ? "ulong" : "uint")")
+        let geometry = LaunchGeometry(device: runtime.device, tuning: runtime.tuning)
+        local = geometry.elementwiseWorkGroupSize
+        groups = geometry.elementwiseWorkGroups(vectors: vectors)
+        let specialization = KernelSpecialization(
+            elementType: .float32, chunkedAccess: geometry.chunkedAccess,
+            wideIndices: LaunchGeometry.needsWideIndices(elements: vectors, workItems: groups * local))
+        program = try runtime.program(.memory, options: specialization.text)
     }
 
     /// Copies once and returns the kernel's device time in nanoseconds (from its
@@ -49,7 +50,7 @@ public struct CopyProbe: Sendable {
     public func run() throws -> UInt64 {
         let event = try runtime.enqueue(
             "copy_float4", from: program, global: [groups * local], local: [local],
-            arguments: [.buffer(source), .buffer(destination), .ulong(UInt64(vectors))])
+            arguments: ["x": .buffer(source), "y": .buffer(destination), "count": .ulong(UInt64(vectors))])
         return try event.durationNanoseconds()
     }
 }

@@ -108,8 +108,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// source, and cached (see ``ProgramCacheConfiguration``). Every program keeps its
     /// kernels' parameter lists (`-cl-kernel-arg-info`) for ``KernelSignature``'s check.
     func program(_ source: KernelSource, options: String) throws -> CompiledProgram {
-        try programs.program(
-            source: source, options: options + " -cl-kernel-arg-info", context: context, device: device)
+        try programs.program(source: source, options: options, context: context, device: device)
     }
 
     /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:)``,

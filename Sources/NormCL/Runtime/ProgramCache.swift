@@ -72,12 +72,20 @@ final class ProgramCache: Sendable {
     /// The disk store's entry path for the program (nil without a disk cache), for tests.
     func entryPath(source: KernelSource, options: String, device: OpenCLDevice) -> String? {
         store?.path(forKey: ProgramBinaryKey.text(
-            sourceName: source.name, sourceText: CompiledProgram.sourceText(of: source), options: options, device: device))
+            sourceName: source.name, sourceText: CompiledProgram.sourceText(of: source),
+            options: Self.compilerOptions(options), device: device))
+    }
+
+    /// What every program is compiled with beside its own options: its kernels'
+    /// parameter lists kept for ``KernelSignature``'s check of every call site.
+    static func compilerOptions(_ options: String) -> String {
+        options + " -cl-kernel-arg-info"
     }
 
     func program(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
         let key = Key(sourceName: source.name, options: options)
         if let cached = residentProgram(key) { return cached }
+        let options = Self.compilerOptions(options)
         let (program, entry) = try programBuildLock.withLock { builds -> (CompiledProgram, (key: String, binary: [UInt8])?) in
             if let cached = residentProgram(key) { return (cached, nil) }
             let text = CompiledProgram.sourceText(of: source)

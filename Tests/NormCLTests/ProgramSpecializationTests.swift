@@ -1,0 +1,129 @@
+import Testing
+@testable import NormCL
+
+/// Sizes are kernel arguments: a program is specialised on what changes its code, never
+/// on a shape. Each test runs one op over many shapes that share their specialisation
+/// (the same layout, element type, flags and vector widths) in a runtime of its own
+/// without a disk cache, and counts the programs built from source: if a size leaked
+/// into the build options, the count would follow the number of shapes.
+@Suite("Program specialisation", .enabled(if: hasOpenCL), .serialized)
+struct ProgramSpecializationTests {
+    /// A fresh runtime on the test device: an empty memory cache and no disk cache, so
+    /// every program it gets is a source build it counts.
+    func isolatedRuntime() throws -> OpenCLRuntime {
+        try OpenCLRuntime(device: sharedRuntime!.device, programCache: ProgramCacheConfiguration(directory: nil))
+    }
+
+    /// Runs `op` on each shape and returns the source builds each shape caused.
+    func buildsPerShape(_ shapes: [[Int]], _ op: (Tensor, Backend) throws -> Void) throws -> [Int] {
+        let runtime = try isolatedRuntime()
+        let backend = Backend.openCL(runtime)
+        var builds: [Int] = []
+        for shape in shapes {
+            let before = runtime.programStatistics.builtFromSource
+            let count = shape.reduce(1, *)
+            let x = try Tensor((0..<count).map { Float($0 % 13) * 0.25 - 1 }, shape: shape, on: backend)
+            try op(x, backend)
+            try runtime.finish()
+            builds.append(runtime.programStatistics.builtFromSource - before)
+        }
+        return builds
+    }
+
+    /// The shapes after the first build nothing new.
+    func expectNoBuildsAfterFirst(_ builds: [Int], _ comment: Comment) {
+        #expect(builds.first ?? 0 >= 1, comment)
+        #expect(builds.dropFirst().allSatisfy { $0 == 0 }, "\(comment): builds per shape \(builds)")
+    }
+
+    @Test("LayerNorm and RMSNorm: one set of programs for every row length and row count")
+    func rowNorms() throws {
+        let shapes = [[8, 64], [3, 128], [17, 256], [2, 5, 512], [64, 96]]
+        expectNoBuildsAfterFirst(
+            try buildsPerShape(shapes) { x, backend in
+                let d = x.shape.last!
+                let w = try Tensor(repeating: 1, shape: [d], on: backend)
+                let out = try layerNorm(x, normalizedShape: [d], weight: w, bias: w)
+                _ = try layerNormBackward(x, forward: out)
+            }, "LayerNorm")
+        expectNoBuildsAfterFirst(
+            try buildsPerShape(shapes) { x, backend in
+                let d = x.shape.last!
+                let out = try rmsNorm(x, normalizedShape: [d], weight: try Tensor(repeating: 1, shape: [d], on: backend))
+                _ = try rmsNormBackward(x, forward: out)
+            }, "RMSNorm")
+    }
+
+    @Test("BatchNorm training and backward: one set of programs for every NCHW shape")
+    func batchNorm() throws {
+        let shapes = [[2, 3, 4, 4], [4, 8, 8, 8], [3, 5, 12], [8, 16, 4, 4]]
+        expectNoBuildsAfterFirst(
+            try buildsPerShape(shapes) { x, backend in
+                let c = x.shape[1]
+                var running = RunningStatistics(
+                    mean: try Tensor(repeating: 0, shape: [c], on: backend),
+                    variance: try Tensor(repeating: 1, shape: [c], on: backend))
+                let out = try NormCL.batchNorm(x, runningStatistics: &running, training: true)
+                _ = try batchNormBackward(x, forward: out)
+            }, "BatchNorm")
+    }
+
+    @Test("GroupNorm and InstanceNorm: one set of programs for every shape and group count")
+    func groupNorms() throws {
+        let shapes = [[2, 8, 4, 4], [3, 16, 8, 8], [1, 32, 4, 12], [4, 8, 16]]
+        expectNoBuildsAfterFirst(
+            try buildsPerShape(shapes) { x, _ in
+                let out = try groupNorm(x, numGroups: x.shape[1] / 4)
+                _ = try groupNormBackward(x, forward: out)
+            }, "GroupNorm")
+        expectNoBuildsAfterFirst(
+            try buildsPerShape(shapes) { x, _ in
+                let out = try instanceNorm(x)
+                _ = try instanceNormBackward(x, forward: out)
+            }, "InstanceNorm")
+    }
+
+    @Test("Switchable Norm: one set of programs for every shape")
+    func switchableNorm() throws {
+        let shapes = [[2, 4, 4, 4], [3, 8, 8, 8], [4, 12, 16]]
+        expectNoBuildsAfterFirst(
+            try buildsPerShape(shapes) { x, backend in
+                let c = x.shape[1]
+                let logits = try Tensor([0.1, -0.2, 0.3], on: backend)
+                var running = RunningStatistics(
+                    mean: try Tensor(repeating: 0, shape: [c], on: backend),
+                    variance: try Tensor(repeating: 1, shape: [c], on: backend))
+                let out = try NormCL.switchableNorm(
+                    x, meanLogits: logits, varianceLogits: logits, runningStatistics: &running, training: true)
+                _ = try switchableNormBackward(x, forward: out)
+            }, "SwitchableNorm")
+    }
+
+    @Test("warmUp builds what a problem needs: its first call, and another shape's, build nothing")
+    func warmUp() throws {
+        let runtime = try isolatedRuntime()
+        let backend = Backend.openCL(runtime)
+        try runtime.warmUp([
+            NormalizationProblem(.layerNorm(normalizedShape: [64]), direction: .backward, shape: [8, 64]),
+            NormalizationProblem(.groupNorm(groups: 2), shape: [2, 8, 4, 4], layout: .channelsLast),
+        ])
+        let built = runtime.programStatistics.builtFromSource
+        #expect(built >= 2)
+        for (rows, d) in [(8, 64), (5, 128)] {
+            let x = try Tensor((0..<rows * d).map { Float($0 % 7) }, shape: [rows, d], on: backend)
+            let out = try layerNorm(x, normalizedShape: [d], weight: try Tensor(repeating: 1, shape: [d], on: backend), bias: try Tensor(repeating: 0, shape: [d], on: backend))
+            _ = try layerNormBackward(x, forward: out).input!.toArray()
+        }
+        let y = try Tensor(repeating: 1, shape: [3, 8, 4, 4], layout: .channelsLast, on: backend)
+        _ = try groupNorm(y, numGroups: 2).output.toArray()
+        #expect(runtime.programStatistics.builtFromSource == built, "calls after warmUp built programs")
+    }
+
+    @Test("warmUp rejects a problem the op rejects, with the op's error")
+    func warmUpInvalid() throws {
+        let runtime = try isolatedRuntime()
+        #expect(throws: NormError.self) {
+            try runtime.warmUp([NormalizationProblem(.groupNorm(groups: 3), shape: [2, 8, 4, 4])])
+        }
+    }
+}
