@@ -203,23 +203,10 @@ inline float accumulate_column_moments(__global const storage_t *x, INDEX_T row0
 // Affine parameters of channel c: gamma (1 without -D HAS_WEIGHT=1), beta (0 without
 // -D HAS_BIAS=1).
 #ifdef HAS_WEIGHT
-inline float gamma_of(__global const float *weight, uint c) {
-#if HAS_WEIGHT
-    return weight[c];
-#else
-    return 1.0f;
+inline float gamma_of(__global const float *weight, uint c) { return HAS_WEIGHT ? weight[c] : 1.0f; }
 #endif
-}
-#endif
-
 #ifdef HAS_BIAS
-inline float beta_of(__global const float *bias, uint c) {
-#if HAS_BIAS
-    return bias[c];
-#else
-    return 0.0f;
-#endif
-}
+inline float beta_of(__global const float *bias, uint c) { return HAS_BIAS ? bias[c] : 0.0f; }
 #endif
 
 #ifdef INDEX_T
