@@ -195,3 +195,158 @@ inline float accumulate_column_moments(__global const storage_t *x, INDEX_T row0
 }
 #endif  // CVEC
 #endif  // INDEX_T
+
+// ---- GroupNorm: division-free walks of planes and rows, parameters, column gradient sums.
+// (Generic: any op whose elementwise pass needs the plane, channel or sample of each
+// index, or whose backward sums dy and dy * (x - mean) down columns, can use them.)
+
+// Affine parameters of channel c: gamma (1 without -D HAS_WEIGHT=1), beta (0 without
+// -D HAS_BIAS=1).
+#ifdef HAS_WEIGHT
+inline float gamma_of(__global const float *weight, uint c) { return HAS_WEIGHT ? weight[c] : 1.0f; }
+#endif
+#ifdef HAS_BIAS
+inline float beta_of(__global const float *bias, uint c) { return HAS_BIAS ? bias[c] : 0.0f; }
+#endif
+
+#ifdef INDEX_T
+// An index v held as (q, r) = (v / radix, v % radix). Walks advance it by carries, so
+// a loop over indices needs one division per work-item, not one per element (a
+// division by a run-time radix is tens of instructions; the sizes are arguments).
+typedef struct {
+    INDEX_T q;
+    uint r;
+} QuotRem;
+
+inline QuotRem quot_rem(INDEX_T v, uint radix) {
+    QuotRem p;
+    p.q = v / radix;
+    p.r = (uint)(v - p.q * radix);
+    return p;
+}
+
+// p + step, both split by radix (step.r <= radix); no overflow for any radix.
+inline QuotRem quot_rem_add(QuotRem p, QuotRem step, uint radix) {
+    p.q += step.q;
+    if (p.r >= radix - step.r) {
+        p.r -= radix - step.r;
+        p.q += 1;
+    } else {
+        p.r += step.r;
+    }
+    return p;
+}
+
+// p + 1.
+inline QuotRem quot_rem_next(QuotRem p, uint radix) {
+    if (++p.r == radix) {
+        p.r = 0;
+        p.q += 1;
+    }
+    return p;
+}
+
+// Walks work-item range range_ (an ItemRange) of a flat index space cut into planes of
+// `radix` indices, without division per element. The body sees `plane` (INDEX_T, the
+// plane of v), `v` (INDEX_T) and `len` (uint): indices v ..< v + len lie in that plane.
+// Chunked: one run per plane the range touches; interleaved: every index a run of 1.
+#if CHUNKED
+#define FOR_EACH_PLANE_RUN(range_, radix, plane, v, len, ...)                           \
+    do {                                                                                \
+        QuotRem at_ = quot_rem((range_).first, (radix));                                \
+        for (INDEX_T v = (range_).first; v < (range_).end;) {                           \
+            INDEX_T plane = at_.q;                                                      \
+            uint len = (uint)min((INDEX_T)((radix) - at_.r), (range_).end - v);         \
+            __VA_ARGS__;                                                                \
+            v += len;                                                                   \
+            at_.q += 1;                                                                 \
+            at_.r = 0;                                                                  \
+        }                                                                               \
+    } while (0)
+#else
+#define FOR_EACH_PLANE_RUN(range_, radix, plane, v, len, ...)                           \
+    do {                                                                                \
+        QuotRem at_ = quot_rem((range_).first, (radix));                                \
+        QuotRem step_ = quot_rem((range_).stride, (radix));                             \
+        for (INDEX_T v = (range_).first; v < (range_).end; v += (range_).stride) {      \
+            INDEX_T plane = at_.q;                                                      \
+            const uint len = 1;                                                         \
+            __VA_ARGS__;                                                                \
+            at_ = quot_rem_add(at_, step_, (radix));                                    \
+        }                                                                               \
+    } while (0)
+#endif
+
+// The same over a row-major (samples * spatial, column_vecs) matrix (channels-last
+// input: sample n's M spatial rows of C channels), for per-(sample, column)
+// coefficients: the body sees `k` (size_t, n * column_vecs + column of v), `v` and `len`
+// (indices v ..< v + len lie in one row, with coefficients k ..< k + len).
+#if CHUNKED
+#define FOR_EACH_SAMPLE_COLUMN_RUN(range_, column_vecs, spatial, k, v, len, ...)        \
+    do {                                                                                \
+        QuotRem at_ = quot_rem((range_).first, (column_vecs));                          \
+        QuotRem row_ = quot_rem(at_.q, (spatial));                                      \
+        for (INDEX_T v = (range_).first; v < (range_).end;) {                           \
+            size_t k = (size_t)row_.q * (column_vecs) + at_.r;                          \
+            uint len = (uint)min((INDEX_T)((column_vecs) - at_.r), (range_).end - v);   \
+            __VA_ARGS__;                                                                \
+            v += len;                                                                   \
+            at_.r = 0;                                                                  \
+            row_ = quot_rem_next(row_, (spatial));                                      \
+        }                                                                               \
+    } while (0)
+#else
+#define FOR_EACH_SAMPLE_COLUMN_RUN(range_, column_vecs, spatial, k, v, len, ...)        \
+    do {                                                                                \
+        QuotRem at_ = quot_rem((range_).first, (column_vecs));                          \
+        QuotRem row_ = quot_rem(at_.q, (spatial));                                      \
+        QuotRem step_ = quot_rem((range_).stride, (column_vecs));                       \
+        QuotRem row_step_ = quot_rem(step_.q, (spatial));                               \
+        for (INDEX_T v = (range_).first; v < (range_).end; v += (range_).stride) {      \
+            size_t k = (size_t)row_.q * (column_vecs) + at_.r;                          \
+            const uint len = 1;                                                         \
+            __VA_ARGS__;                                                                \
+            at_ = quot_rem_add(at_, step_, (column_vecs));                              \
+            row_ = quot_rem_add(row_, row_step_, (spatial));                            \
+            if (at_.r < step_.r) row_ = quot_rem_next(row_, (spatial));                 \
+        }                                                                               \
+    } while (0)
+#endif
+
+#ifdef CVEC
+// (sum dy, sum dy * (x - mu)) of column vectors first ..< first + width over rows
+// row0 + [lo, hi), lane by lane: BLOCK-row block sums, Kahan-added (a backward pass's
+// two sums per channel, centred on the mean so large-mean data does not cancel).
+inline void accumulate_column_gradient_sums(__global const storage_t *dy, __global const storage_t *x, INDEX_T row0,
+                                            uint column_vecs, uint first, uint width, uint lo, uint hi,
+                                            const floatc *mu, floatc *sum_dy, floatc *sum_dyx) {
+    floatc s[TILE], q[TILE], carry_s[TILE], carry_q[TILE];
+    for (uint t = 0; t < width; ++t) {
+        sum_dy[t] = 0.0f;
+        sum_dyx[t] = 0.0f;
+        carry_s[t] = 0.0f;
+        carry_q[t] = 0.0f;
+    }
+    for (uint n = lo; n < hi;) {
+        uint rows = min((uint)BLOCK, hi - n);
+        for (uint t = 0; t < width; ++t) {
+            s[t] = 0.0f;
+            q[t] = 0.0f;
+        }
+        for (uint k = 0; k < rows; ++k) {
+            INDEX_T row = (row0 + n + k) * column_vecs + first;
+            for (uint t = 0; t < width; ++t) {
+                floatc g = LOADC(dy, row + t);
+                s[t] += g;
+                q[t] += g * (LOADC(x, row + t) - mu[t]);
+            }
+        }
+        for (uint t = 0; t < width; ++t) {
+            KAHAN_ADD(floatc, sum_dy[t], carry_s[t], s[t]);
+            KAHAN_ADD(floatc, sum_dyx[t], carry_q[t], q[t]);
+        }
+        n += rows;
+    }
+}
+#endif  // CVEC
+#endif  // INDEX_T

@@ -39,24 +39,31 @@ enum GroupNormKernels {
             scale = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             shift = try DeviceBuffer(byteCount: planes * 4, on: runtime)
         }
-
-        var arguments: [KernelArgument] { [.buffer(pilot), .buffer(offset), .buffer(scale), .buffer(shift)] }
     }
 
     static func run(_ problem: GroupNormProblem, plan: GroupNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
-        let program = try runtime.program(.groupNorm, options: plan.buildOptions(for: problem))
+        let program = try runtime.program(.groupNorm, options: plan.specialization(for: problem).text)
+        let geometry = plan.geometry
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         let planes = problem.batch * problem.channels
+        let channels = try KernelArgument.count(problem.channels)
+        let groups = try KernelArgument.count(problem.groups)
+        let cpg = try KernelArgument.count(problem.channelsPerGroup)
+        let spatial = try KernelArgument.count(problem.spatial)
+        let spatialVectors = try KernelArgument.count(problem.spatial / geometry.vectorWidth)
         if plan.strategy == .runningStatistics {
             let coefficients = try Coefficients(planes: planes, on: runtime)
-            let local = plan.perRowWorkGroupSize
+            let launch = geometry.launch.perSegmentLaunch(segments: planes)
             let coefficientEvent = try runtime.enqueue(
-                "in_running_coefficients", from: program, global: [planes.roundedUp(toMultipleOf: local)], local: [local],
+                "in_running_coefficients", from: program, global: launch.global, local: launch.local,
                 arguments: [
-                    .buffer(inputs.runningMean), .buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias),
-                    try .count(planes), .float(inputs.eps),
-                ] + coefficients.arguments)
+                    "running_mean": .buffer(inputs.runningMean), "running_var": .buffer(inputs.runningVar),
+                    "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias), "planes": try .count(planes),
+                    "channels": channels, "eps": .float(inputs.eps), "coef_pilot": .buffer(coefficients.pilot),
+                    "coef_offset": .buffer(coefficients.offset), "coef_scale": .buffer(coefficients.scale),
+                    "coef_shift": .buffer(coefficients.shift),
+                ])
             let applyEvent = try enqueueApply(
                 problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, program: program, on: runtime)
             return Outputs(output: output, events: [coefficientEvent, applyEvent])
@@ -67,18 +74,19 @@ enum GroupNormKernels {
         let saveInvstd = try Tensor(uninitializedShape: rowShape, on: runtime)
         let savesVariance = problem.statistics == .input(savesVariance: true)
         let saveVar = savesVariance ? try DeviceBuffer(byteCount: problem.rows * 4, on: runtime) : nil
-        let statisticsArguments: [KernelArgument] = [
-            .buffer(saveMean.deviceBuffer), .buffer(saveInvstd.deviceBuffer), .buffer(saveVar),
-        ]
         var events: [KernelEvent] = []
         switch plan.strategy {
         case .fusedRows:
-            let wg = plan.reductionWorkGroupSize
+            let wg = geometry.reductionWorkGroupSize
             events.append(
                 try runtime.enqueue(
                     "gn_fused_rows", from: program, global: [problem.rows * wg], local: [wg],
-                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), .buffer(inputs.weight), .buffer(inputs.bias)]
-                        + statisticsArguments + [.float(inputs.eps)]))
+                    arguments: [
+                        "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "weight": .buffer(inputs.weight),
+                        "bias": .buffer(inputs.bias), "save_mean": .buffer(saveMean.deviceBuffer),
+                        "save_invstd": .buffer(saveInvstd.deviceBuffer), "save_var": .buffer(saveVar),
+                        "eps": .float(inputs.eps), "groups": groups, "cpg": cpg, "spatial_vecs": spatialVectors,
+                    ]))
         case .splitRows(let slices), .columns(let slices):
             // Partial moments per (row, part), merged per row, then the apply pass.
             let isColumns = plan.strategy == .columns(spatialSlices: slices)
@@ -87,27 +95,37 @@ enum GroupNormKernels {
             let pilots = try DeviceBuffer(byteCount: problem.rows * 4, on: runtime)
             let coefficients = try Coefficients(planes: planes, on: runtime)
             if isColumns {
-                let local = plan.columnWorkGroupSize
+                let launch = geometry.columnLaunch(batch: problem.batch, slices: slices)
                 events.append(
                     try runtime.enqueue(
-                        "gn_column_partials", from: program,
-                        global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), problem.batch, slices],
-                        local: [local, 1, 1], arguments: [.buffer(inputs.x), .buffer(partials), .buffer(pilots)]))
+                        "gn_column_partials", from: program, global: launch.global, local: launch.local,
+                        arguments: [
+                            "x": .buffer(inputs.x), "partials": .buffer(partials), "pilots": .buffer(pilots),
+                            "channels": channels, "spatial": spatial, "cpg": cpg,
+                        ]))
             } else {
-                let wg = plan.reductionWorkGroupSize
+                let wg = geometry.reductionWorkGroupSize
                 events.append(
                     try runtime.enqueue(
                         "gn_row_partials", from: program, global: [slices * wg, problem.rows], local: [wg, 1],
-                        arguments: [.buffer(inputs.x), .buffer(partials), .buffer(pilots)]))
+                        arguments: [
+                            "x": .buffer(inputs.x), "partials": .buffer(partials), "pilots": .buffer(pilots),
+                            "cpg": cpg, "spatial_vecs": spatialVectors,
+                        ]))
             }
-            let local = plan.perRowWorkGroupSize
+            let launch = geometry.launch.perSegmentLaunch(segments: problem.rows)
             events.append(
                 try runtime.enqueue(
-                    "gn_finish_rows", from: program, global: [problem.rows.roundedUp(toMultipleOf: local)], local: [local],
+                    "gn_finish_rows", from: program, global: launch.global, local: launch.local,
                     arguments: [
-                        .buffer(pilots), .buffer(partials), try .count(problem.rows), try .count(parts),
-                        .float(Float(problem.valuesPerRow)), .float(inputs.eps), .buffer(inputs.weight), .buffer(inputs.bias),
-                    ] + statisticsArguments + coefficients.arguments))
+                        "pilots": .buffer(pilots), "partials": .buffer(partials), "rows": try .count(problem.rows),
+                        "parts": try .count(parts), "count": .float(Float(problem.valuesPerRow)),
+                        "eps": .float(inputs.eps), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
+                        "save_mean": .buffer(saveMean.deviceBuffer), "save_invstd": .buffer(saveInvstd.deviceBuffer),
+                        "save_var": .buffer(saveVar), "coef_pilot": .buffer(coefficients.pilot),
+                        "coef_offset": .buffer(coefficients.offset), "coef_scale": .buffer(coefficients.scale),
+                        "coef_shift": .buffer(coefficients.shift), "groups": groups, "cpg": cpg,
+                    ]))
             events.append(
                 try enqueueApply(
                     problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, program: program,
@@ -122,15 +140,16 @@ enum GroupNormKernels {
             let channelShape = [problem.channels]
             let mean = try Tensor(uninitializedShape: channelShape, on: runtime)
             let variance = try Tensor(uninitializedShape: channelShape, on: runtime)
-            let local = plan.perRowWorkGroupSize
+            let launch = geometry.launch.perSegmentLaunch(segments: problem.channels)
             events.append(
                 try runtime.enqueue(
-                    "in_update_running", from: program, global: [problem.channels.roundedUp(toMultipleOf: local)],
-                    local: [local],
+                    "in_update_running", from: program, global: launch.global, local: launch.local,
                     arguments: [
-                        .buffer(saveMean.deviceBuffer), .buffer(saveVar), try .count(problem.batch),
-                        .buffer(inputs.runningMean), .buffer(inputs.runningVar), .buffer(mean.deviceBuffer),
-                        .buffer(variance.deviceBuffer), .float(inputs.momentum),
+                        "save_mean": .buffer(saveMean.deviceBuffer), "save_var": .buffer(saveVar),
+                        "batch": try .count(problem.batch), "channels": channels, "spatial": spatial,
+                        "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
+                        "running_mean_out": .buffer(mean.deviceBuffer), "running_var_out": .buffer(variance.deviceBuffer),
+                        "momentum": .float(inputs.momentum),
                     ]))
             runningMean = mean
             runningVar = variance
@@ -147,12 +166,26 @@ enum GroupNormKernels {
         _ problem: GroupNormProblem, plan: GroupNormPlan, x: DeviceBuffer, output: Tensor, coefficients: Coefficients,
         program: CompiledProgram, on runtime: OpenCLRuntime
     ) throws -> KernelEvent {
-        let (kernel, count) =
-            problem.hasContiguousRows
-            ? ("gn_apply_planes", problem.batch * problem.channels) : ("gn_apply_columns", problem.batch * problem.spatial)
+        let geometry = plan.geometry
+        let (global, local) = (geometry.elementwiseGlobal, geometry.elementwiseLocal)
+        if problem.hasContiguousRows {
+            return try runtime.enqueue(
+                "gn_apply_planes", from: program, global: global, local: local,
+                arguments: [
+                    "x": .buffer(x), "y": .buffer(output.deviceBuffer),
+                    "planes": try .count(problem.batch * problem.channels),
+                    "spatial_vecs": try .count(problem.spatial / geometry.vectorWidth),
+                    "pilot": .buffer(coefficients.pilot), "offset": .buffer(coefficients.offset),
+                    "scale": .buffer(coefficients.scale), "shift": .buffer(coefficients.shift),
+                ])
+        }
         return try runtime.enqueue(
-            kernel, from: program,
-            global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
-            arguments: [.buffer(x), .buffer(output.deviceBuffer), try .count(count)] + coefficients.arguments)
+            "gn_apply_columns", from: program, global: global, local: local,
+            arguments: [
+                "x": .buffer(x), "y": .buffer(output.deviceBuffer), "rows": try .count(problem.batch * problem.spatial),
+                "spatial": try .count(problem.spatial), "channels": try .count(problem.channels),
+                "pilot": .buffer(coefficients.pilot), "offset": .buffer(coefficients.offset),
+                "scale": .buffer(coefficients.scale), "shift": .buffer(coefficients.shift),
+            ])
     }
 }

@@ -29,8 +29,6 @@ enum GroupNormBackwardKernels {
             mean = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             c = try DeviceBuffer(byteCount: planes * 4, on: runtime)
         }
-
-        var arguments: [KernelArgument] { [.buffer(a), .buffer(b), .buffer(mean), .buffer(c)] }
     }
 
     static func run(
@@ -38,9 +36,13 @@ enum GroupNormBackwardKernels {
     ) throws -> NormGradients {
         let mask = plan.mask
         guard !mask.isEmpty else { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
-        let program = try runtime.program(.groupNormBackward, options: plan.buildOptions(for: problem))
+        let program = try runtime.program(.groupNormBackward, options: plan.specialization(for: problem).text)
+        let geometry = plan.geometry
         let planes = problem.batch * problem.channels
-        let spatialVectors = try KernelArgument.count(problem.spatial / plan.vectorWidth)
+        let channels = try KernelArgument.count(problem.channels)
+        let cpg = try KernelArgument.count(problem.channelsPerGroup)
+        let spatial = try KernelArgument.count(problem.spatial)
+        let spatialVectors = try KernelArgument.count(problem.spatial / geometry.vectorWidth)
         var events: [KernelEvent] = []
 
         let mean: DeviceBuffer
@@ -52,13 +54,14 @@ enum GroupNormBackwardKernels {
             // Rows of (n, c) so that every path reads its statistics as it reads saved ones.
             mean = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             invstd = try DeviceBuffer(byteCount: planes * 4, on: runtime)
-            let local = plan.perRowWorkGroupSize
+            let launch = geometry.launch.perSegmentLaunch(segments: planes)
             events.append(
                 try runtime.enqueue(
-                    "gnb_running_rows", from: program, global: [planes.roundedUp(toMultipleOf: local)], local: [local],
+                    "gnb_running_rows", from: program, global: launch.global, local: launch.local,
                     arguments: [
-                        .buffer(runningMean), .buffer(runningVar), try .count(planes), .float(eps), .buffer(mean),
-                        .buffer(invstd),
+                        "running_mean": .buffer(runningMean), "running_var": .buffer(runningVar),
+                        "planes": try .count(planes), "channels": channels, "eps": .float(eps), "mean": .buffer(mean),
+                        "invstd": .buffer(invstd),
                     ]))
         }
 
@@ -73,13 +76,15 @@ enum GroupNormBackwardKernels {
 
         switch plan.strategy {
         case .fusedRows:
-            let wg = plan.reductionWorkGroupSize
+            let wg = geometry.reductionWorkGroupSize
             events.append(
                 try runtime.enqueue(
                     "gnb_fused_rows", from: program, global: [problem.rows * wg], local: [wg],
                     arguments: [
-                        .buffer(inputs.gradOutput), .buffer(inputs.x), .buffer(inputs.weight), .buffer(mean),
-                        .buffer(invstd), .buffer(dx?.deviceBuffer), .buffer(sums), spatialVectors,
+                        "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "weight": .buffer(inputs.weight),
+                        "mean": .buffer(mean), "invstd": .buffer(invstd), "dx": .buffer(dx?.deviceBuffer),
+                        "sums": .buffer(sums), "groups": try .count(problem.groups), "cpg": cpg,
+                        "spatial_vecs": spatialVectors,
                     ]))
         case .splitPlanes(let slices), .columns(let slices):
             let isColumns = plan.strategy == .columns(spatialSlices: slices)
@@ -88,45 +93,61 @@ enum GroupNormBackwardKernels {
                 let buffer = try DeviceBuffer(byteCount: planes * slices * 2 * 4, on: runtime)
                 partials = buffer
                 if isColumns {
-                    let local = plan.columnWorkGroupSize
+                    let launch = geometry.columnLaunch(batch: problem.batch, slices: slices)
                     events.append(
                         try runtime.enqueue(
-                            "gnb_column_partials", from: program,
-                            global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), problem.batch, slices],
-                            local: [local, 1, 1],
-                            arguments: [.buffer(inputs.gradOutput), .buffer(inputs.x), .buffer(mean), .buffer(buffer)]))
+                            "gnb_column_partials", from: program, global: launch.global, local: launch.local,
+                            arguments: [
+                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
+                                "partials": .buffer(buffer), "channels": channels, "spatial": spatial, "cpg": cpg,
+                            ]))
                 } else {
-                    let wg = plan.reductionWorkGroupSize
+                    let wg = geometry.reductionWorkGroupSize
                     events.append(
                         try runtime.enqueue(
                             "gnb_plane_partials", from: program, global: [slices * wg, planes], local: [wg, 1],
                             arguments: [
-                                .buffer(inputs.gradOutput), .buffer(inputs.x), .buffer(mean), .buffer(buffer),
-                                spatialVectors,
+                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
+                                "partials": .buffer(buffer), "cpg": cpg, "spatial_vecs": spatialVectors,
                             ]))
                 }
             }
             let coefficients = dx == nil ? nil : try Coefficients(planes: planes, on: runtime)
-            let local = plan.perRowWorkGroupSize
+            let launch = geometry.launch.perSegmentLaunch(segments: problem.rows)
             events.append(
                 try runtime.enqueue(
-                    "gnb_finish_rows", from: program, global: [problem.rows.roundedUp(toMultipleOf: local)],
-                    local: [local],
+                    "gnb_finish_rows", from: program, global: launch.global, local: launch.local,
                     arguments: [
-                        .buffer(partials), try .count(problem.rows), try .count(partials == nil ? 0 : slices),
-                        .buffer(inputs.weight), .buffer(mean), .buffer(invstd), .buffer(sums),
-                    ] + (coefficients?.arguments ?? [.buffer(nil), .buffer(nil), .buffer(nil), .buffer(nil)])))
+                        "partials": .buffer(partials), "rows": try .count(problem.rows),
+                        "slices": try .count(partials == nil ? 0 : slices), "weight": .buffer(inputs.weight),
+                        "mean": .buffer(mean), "invstd": .buffer(invstd), "sums": .buffer(sums),
+                        "coef_a": .buffer(coefficients?.a), "coef_b": .buffer(coefficients?.b),
+                        "coef_mean": .buffer(coefficients?.mean), "coef_c": .buffer(coefficients?.c),
+                        "groups": try .count(problem.groups), "cpg": cpg, "count": .float(Float(problem.valuesPerRow)),
+                    ]))
             if let dx, let coefficients {
-                let (kernel, count) =
-                    isColumns ? ("gnb_dx_columns", problem.batch * problem.spatial) : ("gnb_dx_planes", planes)
-                let shape: [KernelArgument] = isColumns ? [try .count(count)] : [try .count(count), spatialVectors]
-                events.append(
-                    try runtime.enqueue(
-                        kernel, from: program,
-                        global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize],
-                        local: [plan.elementwiseWorkGroupSize],
-                        arguments: [.buffer(inputs.gradOutput), .buffer(inputs.x), .buffer(dx.deviceBuffer)] + shape
-                            + coefficients.arguments))
+                let (global, local) = (geometry.elementwiseGlobal, geometry.elementwiseLocal)
+                if isColumns {
+                    events.append(
+                        try runtime.enqueue(
+                            "gnb_dx_columns", from: program, global: global, local: local,
+                            arguments: [
+                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "dx": .buffer(dx.deviceBuffer),
+                                "rows": try .count(problem.batch * problem.spatial), "spatial": spatial,
+                                "channels": channels, "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
+                                "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
+                            ]))
+                } else {
+                    events.append(
+                        try runtime.enqueue(
+                            "gnb_dx_planes", from: program, global: global, local: local,
+                            arguments: [
+                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "dx": .buffer(dx.deviceBuffer),
+                                "planes": try .count(planes), "spatial_vecs": spatialVectors,
+                                "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
+                                "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
+                            ]))
+                }
             }
         }
 
@@ -136,14 +157,13 @@ enum GroupNormBackwardKernels {
             let channelShape = [problem.channels]
             dWeight = mask.contains(.weight) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
             dBias = mask.contains(.bias) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
-            let local = plan.perRowWorkGroupSize
+            let launch = geometry.launch.perSegmentLaunch(segments: problem.channels)
             events.append(
                 try runtime.enqueue(
-                    "gnb_parameter_grads", from: program, global: [problem.channels.roundedUp(toMultipleOf: local)],
-                    local: [local],
+                    "gnb_parameter_grads", from: program, global: launch.global, local: launch.local,
                     arguments: [
-                        .buffer(sums), try .count(problem.batch), .buffer(dWeight?.deviceBuffer),
-                        .buffer(dBias?.deviceBuffer),
+                        "sums": .buffer(sums), "batch": try .count(problem.batch), "channels": channels,
+                        "dweight": .buffer(dWeight?.deviceBuffer), "dbias": .buffer(dBias?.deviceBuffer),
                     ]))
         }
         return NormGradients(input: dx, weight: dWeight, bias: dBias, events: events)

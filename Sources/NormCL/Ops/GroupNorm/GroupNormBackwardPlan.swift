@@ -31,23 +31,11 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
 
     let strategy: Strategy
     let mask: NormGradientMask
-    /// Elements per load along a channels-first plane: 4 when `M % 4 == 0`, else 1.
-    let vectorWidth: Int
-    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
-    let channelVectorWidth: Int
-    /// Column vectors per work-item in the column kernels.
-    let columnTile: Int
-    /// Work-items of the column kernels per sample, and their work-group size.
-    let columnWorkItems: Int
-    let columnWorkGroupSize: Int
-    let reductionWorkGroupSize: Int
-    let elementwiseWorkGroupSize: Int
-    let elementwiseWorkGroups: Int
-    let chunkedAccess: Bool
-    /// Whether element indices need 64 bits (as ``GroupNormPlan/wideIndices``).
-    let wideIndices: Bool
-    /// Work-group size of the one-work-item-per-row or per-channel kernels.
-    let perRowWorkGroupSize: Int
+    /// The launch sizes (shared with the forward plan).
+    let geometry: GroupNormGeometry
+
+    /// Whether element indices need 64 bits (``GroupNormGeometry/wideIndices``).
+    var wideIndices: Bool { geometry.wideIndices }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
     /// to run every strategy on shapes where the heuristic would not pick it).
@@ -64,24 +52,9 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
             break
         }
         self.mask = mask
-        vectorWidth = problem.hasContiguousRows && problem.spatial % 4 == 0 ? 4 : 1
-        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
-        columnTile = max(1, tuning.columnTile)
-        chunkedAccess = tuning.chunkedAccess
-        // Two floats of local memory per work-item in the reduction tree.
-        let localLimit = device.localMemoryBytes / (2 * MemoryLayout<Float>.size)
-        reductionWorkGroupSize = BatchNormPlan.powerOfTwo(
-            atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
-        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        perRowWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
-        columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
-        columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
-
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
-        let vectors = problem.count / (problem.hasContiguousRows ? vectorWidth : channelVectorWidth)
-        elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
-        let maximumItems = max(reductionWorkGroupSize, elementwiseWorkGroups * elementwiseWorkGroupSize)
-        wideIndices = problem.count + 2 * maximumItems >= 1 << 32
+        // One float2 (two sums) of local memory per work-item in the reduction tree.
+        geometry = GroupNormGeometry(
+            problem: problem, device: device, tuning: tuning, reductionBytesPerItem: 2 * MemoryLayout<Float>.size)
 
         if let forced {
             strategy = forced
@@ -89,20 +62,13 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
             // Split when the rows alone cannot fill the device: planes (or slices of
             // them) give more work-groups, as long as each gets a worthwhile share.
             let planes = problem.batch * problem.channels
-            let planeVectors = problem.spatial / vectorWidth
-            let wanted = targetGroups.ceilingDivided(by: planes)
-            let worthwhile = planeVectors / max(1, tuning.minimumVectorsPerWorkGroup)
-            let slices = max(1, min(wanted, worthwhile, 1024))
+            let planeVectors = problem.spatial / geometry.vectorWidth
+            let slices = geometry.launch.slicesPerSegment(segments: planes, vectorsPerSegment: planeVectors)
             let splits = slices > 1 || (planes > problem.rows && planeVectors >= Self.minimumVectorsPerPlane)
-            strategy = problem.rows < targetGroups && splits ? .splitPlanes(slicesPerPlane: slices) : .fusedRows
+            strategy =
+                problem.rows < geometry.launch.targetWorkGroups && splits ? .splitPlanes(slicesPerPlane: slices) : .fusedRows
         } else {
-            // As the forward column plan: targetGroups busy work-items with chunked
-            // access (CPUs), targetGroups full work-groups otherwise (GPUs).
-            let wantedItems = chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
-            let items = problem.batch * columnWorkItems
-            let slices = min(
-                wantedItems.ceilingDivided(by: items), problem.spatial / GroupNormPlan.minimumRowsPerSlice, 1024)
-            strategy = .columns(spatialSlices: max(1, slices))
+            strategy = .columns(spatialSlices: geometry.columnSlices(for: problem))
         }
     }
 
@@ -112,26 +78,16 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
         mask.contains(.weight) || mask.contains(.bias) || (mask.contains(.input) && problem.statistics != .running)
     }
 
-    /// The `-D` constants the kernels of `group_norm_backward.cl` are specialised with.
-    func buildOptions(for problem: GroupNormProblem) -> String {
-        [
-            "-cl-std=CL1.2",
-            problem.elementType.buildOption,
-            "-D CHANNELS=\(problem.channels)",
-            "-D SPATIAL=\(problem.spatial)",
-            "-D GROUPS=\(problem.groups)",
-            "-D VEC=\(vectorWidth)",
-            "-D WG=\(reductionWorkGroupSize)",
-            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
-            "-D CVEC=\(channelVectorWidth)",
-            "-D TILE=\(columnTile)",
-            "-D WANT_DX=\(mask.contains(.input) ? 1 : 0)",
-            "-D WANT_DWEIGHT=\(mask.contains(.weight) ? 1 : 0)",
-            "-D WANT_DBIAS=\(mask.contains(.bias) ? 1 : 0)",
-            "-D RUNNING=\(problem.statistics == .running ? 1 : 0)",
-        ].joined(separator: " ")
+    /// What the kernels of `group_norm_backward.cl` are specialised on (no sizes: those
+    /// are arguments).
+    func specialization(for problem: GroupNormProblem) -> KernelSpecialization {
+        let columns = if case .columns = strategy { true } else { false }
+        var options = geometry.specialization(for: problem, columnKernels: columns)
+        options.flag("WANT_DX", mask.contains(.input))
+        options.flag("WANT_DWEIGHT", mask.contains(.weight))
+        options.flag("WANT_DBIAS", mask.contains(.bias))
+        options.flag("RUNNING", problem.statistics == .running)
+        return options
     }
 
     /// Planes shorter than this (in vectors) are not worth a work-group of their own.

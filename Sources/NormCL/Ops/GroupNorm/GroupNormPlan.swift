@@ -33,26 +33,13 @@ struct GroupNormPlan: Equatable, Sendable {
     }
 
     let strategy: Strategy
-    /// Elements per load along a contiguous row: 4 when `M % 4 == 0`, else 1 (a
-    /// vector never straddles two channels, so γ and β stay per vector).
-    let vectorWidth: Int
-    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
-    let channelVectorWidth: Int
-    /// Column vectors per work-item in the column kernels.
-    let columnTile: Int
-    /// Work-items of the column kernels per sample (one per tile of column vectors),
-    /// and their work-group size.
-    let columnWorkItems: Int
-    let columnWorkGroupSize: Int
-    let reductionWorkGroupSize: Int
-    let elementwiseWorkGroupSize: Int
-    let elementwiseWorkGroups: Int
-    let chunkedAccess: Bool
-    /// Whether element indices need 64 bits: the elements, plus the overshoot of a
-    /// work-item's range past the end (up to the number of work-items), reach 2^32.
-    let wideIndices: Bool
-    /// Work-group size of the one-work-item-per-row or per-channel kernels.
-    let perRowWorkGroupSize: Int
+    /// The launch sizes (shared with the backward plan).
+    let geometry: GroupNormGeometry
+
+    /// Elements per load along a contiguous row (``GroupNormGeometry/vectorWidth``).
+    var vectorWidth: Int { geometry.vectorWidth }
+    /// Whether element indices need 64 bits (``GroupNormGeometry/wideIndices``).
+    var wideIndices: Bool { geometry.wideIndices }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
     /// to run every strategy on shapes where the heuristic would not pick it).
@@ -70,25 +57,9 @@ struct GroupNormPlan: Equatable, Sendable {
                 break
             }
         }
-        vectorWidth = problem.hasContiguousRows && problem.spatial % 4 == 0 ? 4 : 1
-        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
-        columnTile = max(1, tuning.columnTile)
-        chunkedAccess = tuning.chunkedAccess
-        // Three floats of local memory per work-item in the reduction tree, plus two
-        // coefficients per work-group.
-        let localLimit = (device.localMemoryBytes - 16) / (3 * MemoryLayout<Float>.size)
-        reductionWorkGroupSize = BatchNormPlan.powerOfTwo(
-            atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
-        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        perRowWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
-        columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
-        columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
-
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
-        let vectors = problem.count / (problem.hasContiguousRows ? vectorWidth : channelVectorWidth)
-        elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
-        let maximumItems = max(reductionWorkGroupSize, elementwiseWorkGroups * elementwiseWorkGroupSize)
-        wideIndices = problem.count + 2 * maximumItems >= 1 << 32
+        // One Moments (three floats) of local memory per work-item in the reduction tree.
+        geometry = GroupNormGeometry(
+            problem: problem, device: device, tuning: tuning, reductionBytesPerItem: 3 * MemoryLayout<Float>.size)
 
         if let forced {
             strategy = forced
@@ -97,41 +68,28 @@ struct GroupNormPlan: Equatable, Sendable {
         } else if problem.hasContiguousRows {
             // Split only when the rows alone cannot fill the device and each slice still
             // gets a worthwhile amount of data.
-            let wanted = targetGroups.ceilingDivided(by: problem.rows)
-            let worthwhile = problem.valuesPerRow / vectorWidth / max(1, tuning.minimumVectorsPerWorkGroup)
-            let slices = min(wanted, worthwhile, 1024)
+            let slices = geometry.launch.slicesPerSegment(
+                segments: problem.rows, vectorsPerSegment: problem.valuesPerRow / geometry.vectorWidth)
             strategy = slices > 1 ? .splitRows(slicesPerRow: slices) : .fusedRows
         } else {
-            // With chunked access (CPUs) a work-group's items run one after another on
-            // one core, so the aim is targetGroups busy work-items; on GPUs it is
-            // targetGroups full work-groups.
-            let wantedItems = chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
-            let items = problem.batch * columnWorkItems
-            let slices = min(wantedItems.ceilingDivided(by: items), problem.spatial / Self.minimumRowsPerSlice, 1024)
-            strategy = .columns(spatialSlices: max(1, slices))
+            strategy = .columns(spatialSlices: geometry.columnSlices(for: problem))
         }
     }
 
-    /// The `-D` constants the kernels of `group_norm.cl` are specialised with.
-    func buildOptions(for problem: GroupNormProblem) -> String {
-        [
-            "-cl-std=CL1.2",
-            problem.elementType.buildOption,
-            "-D CHANNELS=\(problem.channels)",
-            "-D SPATIAL=\(problem.spatial)",
-            "-D GROUPS=\(problem.groups)",
-            "-D VEC=\(vectorWidth)",
-            "-D WG=\(reductionWorkGroupSize)",
-            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
-            "-D SAVE_VAR=\(problem.statistics == .input(savesVariance: true) ? 1 : 0)",
-            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
-            "-D CVEC=\(channelVectorWidth)",
-            "-D TILE=\(columnTile)",
-        ].joined(separator: " ")
+    /// Whether the plan runs the column kernels (channels-last statistics or apply).
+    func usesColumnKernels(_ problem: GroupNormProblem) -> Bool {
+        switch strategy {
+        case .columns: true
+        case .runningStatistics: !problem.hasContiguousRows
+        case .fusedRows, .splitRows: false
+        }
     }
 
-    /// Fewer spatial rows than this per slice make the partials cost more than they save.
-    static let minimumRowsPerSlice = 64
+    /// What the kernels of `group_norm.cl` are specialised on (no sizes: those are arguments).
+    func specialization(for problem: GroupNormProblem) -> KernelSpecialization {
+        var options = geometry.specialization(for: problem, columnKernels: usesColumnKernels(problem))
+        options.flag("HAS_BIAS", problem.hasBias)
+        options.flag("SAVE_VAR", problem.statistics == .input(savesVariance: true))
+        return options
+    }
 }

@@ -50,6 +50,16 @@ struct GroupNormProblem: Hashable, Sendable {
     static func validated(
         input: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, statistics: Statistics, eps: Float, op: String
     ) throws(NormError) -> GroupNormProblem {
+        try checkInput(input, groups: groups, weight: weight, op: op)
+        try NormError.checkParameter(bias, "bias", shape: [input.shape[1]], backend: input.backend)
+        try NormError.checkEps(eps)
+        return GroupNormProblem(
+            shape: input.shape, layout: input.layout, elementType: input.elementType, groups: groups,
+            statistics: statistics, hasWeight: weight != nil, hasBias: bias != nil)
+    }
+
+    /// The checks of the input, its groups and γ, which forward and backward share.
+    static func checkInput(_ input: Tensor, groups: Int, weight: Tensor?, op: String) throws(NormError) {
         let shape = input.shape
         guard shape.count >= 2 else {
             throw .invalidShape(argument: "input", reason: "\(op) needs (N, C, *spatial), got \(shape)")
@@ -70,12 +80,6 @@ struct GroupNormProblem: Hashable, Sendable {
             throw .invalidArgument(
                 argument: "numGroups", reason: "the \(channels) channels must divide into \(groups) groups evenly")
         }
-        let backend = input.backend
-        try NormError.checkParameter(weight, "weight", shape: [channels], backend: backend)
-        try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
-        try NormError.checkEps(eps)
-        return GroupNormProblem(
-            shape: shape, layout: input.layout, elementType: input.elementType, groups: groups, statistics: statistics,
-            hasWeight: weight != nil, hasBias: bias != nil)
+        try NormError.checkParameter(weight, "weight", shape: [channels], backend: input.backend)
     }
 }
