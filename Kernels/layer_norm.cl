@@ -5,15 +5,20 @@
 // Build options, all set by RowNormPlan (Sources/NormCL/Ops/LayerNorm/RowNormPlan.swift):
 //   RMS            1: RMSNorm, y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps)
 //                  0: LayerNorm, y = (x - mean) * invstd * gamma + beta
-//   ROW_LENGTH     D, the elements of one row (the product of normalizedShape)
 //   VEC            4 or 1: elements per load (4 needs D % 4 == 0)
 //   ITEMS          work-items sharing one row (or one slice of a row), a power of two
-//   ROWS_PER_GROUP rows one work-group of the fused kernel normalises
+//   ROWS_PER_GROUP rows one work-group of the fused kernel normalises; given only when
+//                  ITEMS > 1, where it sizes the local scratch (with one work-item per
+//                  row, the launch's work-group size is the rows per group)
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)
 //   HAS_WEIGHT     1 when weight (gamma, shape normalizedShape) is given, else gamma = 1
 //   HAS_BIAS       1 when bias (beta) is given, else beta = 0 (LayerNorm only)
 //   INDEX_T        uint or ulong: wide enough for every element index of the apply pass
+//   STORAGE_HALF   see common.cl
+// Sizes are kernel arguments: `rows`, and `row_length` = D, the elements of one row (the
+// product of normalizedShape); a row has D / VEC vectors (`row_vecs`). One program
+// serves every shape.
 //
 // LayerNorm statistics are relative to one pilot per row (the median of five of its
 // elements, computed identically by every work-item), so every mean below is
@@ -21,29 +26,46 @@
 // row's spread, not of its offset (1e4 + N(0, 1) keeps full precision). A work-item
 // sums blocks of BLOCK vectors shifted by its running mean and folds each block into
 // (count, mean, M2) with Chan's formula (Kahan-compensated, fold_block); work-items
-// and slices merge the same way, in a fixed order. Outputs are formed as
+// and slices merge the same way, in a fixed order (reduce_moments and
+// merge_moment_partials of reduction.cl). Outputs are formed as
 // ((x - pilot) - (mean - pilot)) * invstd * gamma + beta.
 //
 // RMSNorm needs no pilot: the sum of squares has no cancellation. Blocks of BLOCK
 // vectors are summed in registers and the block sums are added with Kahan
-// compensation, so the relative error stays at a few ulps for D in the millions.
+// compensation, so the relative error stays at a few ulps for D in the millions. Its
+// statistics are float2 (count, sum of squares), merged by plain sums in a fixed order
+// (reduce_float2, sum_float2_partials).
 
-#define DV (ROW_LENGTH / VEC)
+#if ITEMS > 1
+// The fused kernel's work-group, ROWS_PER_GROUP rows of ITEMS work-items, sizes its scratch.
 #define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
-#define BLOCK 16
+#define FUSED_GROUP __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
+#else
+#define FUSED_GROUP  // one work-item per row: no scratch, rows per group from the launch
+#endif
+
+#if RMS
+// (count, sum of squares) of a span of a row.
+typedef float2 RowStats;
+#define reduce_row_stats reduce_float2
+#else
+// (count, mean - pilot, M2) of a span of a row.
+typedef Moments RowStats;
+#define reduce_row_stats reduce_moments
+#endif
 
 #if !RMS
 // The row's pilot: the median of its elements at 0, 1/4, 1/2, 3/4 and the end (0 if
 // that is Inf or NaN: see common.cl on non-finite values).
-inline float row_pilot(__global const storage_t *row) {
-    uint last = ROW_LENGTH - 1;
+inline float row_pilot(__global const storage_t *row, uint row_length) {
+    uint last = row_length - 1;
     float a = LOAD1(row, 0), b = LOAD1(row, last / 4), c = LOAD1(row, last / 2);
     float d = LOAD1(row, last - last / 4), e = LOAD1(row, last);
     return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
 // Moments (relative to `pilot`) of the span's vectors of one row.
-inline Moments row_moments(__global const storage_t *row, Span s, float pilot) {
+inline RowStats row_moments(__global const storage_t *row, Span s, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (s.first >= s.end) return acc;
@@ -90,9 +112,13 @@ inline Moments row_moments(__global const storage_t *row, Span s, float pilot) {
 #endif
     return acc;
 }
+
+// The row's mean - pilot, and its sum of squared deviations.
+inline float stats_offset(RowStats m) { return m.mean; }
+inline float stats_squares(RowStats m) { return m.m2; }
 #else
-// Sum of squares of the span's vectors of one row, as Moments {count, 0, sum}.
-inline Moments row_moments(__global const storage_t *row, Span s, float unused) {
+// Sum of squares of the span's vectors of one row.
+inline RowStats row_moments(__global const storage_t *row, Span s, float unused) {
     float total = 0.0f, carry = 0.0f, count = 0.0f;
     for (uint v = s.first; v < s.end;) {
         floatv q0 = 0.0f, q1 = 0.0f;
@@ -114,50 +140,27 @@ inline Moments row_moments(__global const storage_t *row, Span s, float unused) 
         KAHAN_ADD(float, total, carry, HSUM(q));
         count += (float)(k * VEC);
     }
-    Moments m = {count, 0.0f, total};
-    return m;
-}
-#endif
-
-// Merges a and b: Chan's formula for LayerNorm moments, a plain sum for RMSNorm.
-inline Moments merge_partials(Moments a, Moments b) {
-#if RMS
-    Moments r = {a.count + b.count, 0.0f, a.m2 + b.m2};
-    return r;
-#else
-    return moments_merge(a, b);
-#endif
+    return (float2)(count, total);
 }
 
-// Tree merge of the ITEMS partials that share a row (slots base ..< base + ITEMS of
-// the group's local arrays), in a fixed order; every item gets the result.
-inline Moments reduce_items(Moments m, __local float *lc, __local float *lm, __local float *lq, uint base, uint item) {
+// No mean is subtracted; the sum of squares.
+inline float stats_offset(RowStats m) { return 0.0f; }
+inline float stats_squares(RowStats m) { return m.y; }
+#endif
+
+// The statistics of the ITEMS work-items that share a row, merged by the shared tree
+// (slots: the row's ITEMS entries of the group's local array); every item gets them.
+inline RowStats reduce_row(RowStats m, __local RowStats *slots, uint item) {
 #if ITEMS == 1
     return m;
 #else
-    lc[base + item] = m.count;
-    lm[base + item] = m.mean;
-    lq[base + item] = m.m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint width = ITEMS / 2; width > 0; width >>= 1) {
-        if (item < width) {
-            Moments a = {lc[base + item], lm[base + item], lq[base + item]};
-            Moments b = {lc[base + item + width], lm[base + item + width], lq[base + item + width]};
-            Moments r = merge_partials(a, b);
-            lc[base + item] = r.count;
-            lm[base + item] = r.mean;
-            lq[base + item] = r.m2;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    Moments r = {lc[base], lm[base], lq[base]};
-    return r;
+    return reduce_row_stats(m, slots, item, ITEMS);
 #endif
 }
 
 // 1 / sqrt(var + eps) for LayerNorm (biased variance), 1 / sqrt(mean(x^2) + eps) for RMSNorm.
-inline float row_scale(Moments m, float eps) {
-    return 1.0f / sqrt(m.m2 / (float)ROW_LENGTH + eps);
+inline float row_scale(RowStats m, uint row_length, float eps) {
+    return 1.0f / sqrt(stats_squares(m) / (float)row_length + eps);
 }
 
 // y over the span of one row: ((x - pilot) - offset) * scale * gamma + beta
@@ -180,33 +183,33 @@ inline void apply_span(__global const storage_t *row, __global storage_t *out, S
     }
 }
 
-// Fused: ITEMS work-items per row, ROWS_PER_GROUP rows per work-group. Statistics,
+// Fused: ITEMS work-items per row, local size / ITEMS rows per work-group. Statistics,
 // then normalisation of the same elements while they are still in cache; one launch.
 // save_mean (LayerNorm only) and save_scale (invstd or rstd) have one value per row.
-__kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
-void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows,
+__kernel FUSED_GROUP
+void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
                    __global const float *weight, __global const float *bias,
                    __global float *save_mean, __global float *save_scale, float eps) {
 #if ITEMS > 1
-    __local float lc[GROUP_SIZE], lm[GROUP_SIZE], lq[GROUP_SIZE];
+    __local RowStats scratch[GROUP_SIZE];
 #else
-    __local float *lc = 0, *lm = 0, *lq = 0;
+    __local RowStats *scratch = 0;
 #endif
     uint lid = get_local_id(0);
     uint item = lid % ITEMS, slot = lid - item;
-    uint row = get_group_id(0) * ROWS_PER_GROUP + lid / ITEMS;
+    uint row = get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
     // Items past the last row shadow it (so every item reaches the barriers) but store nothing.
     bool live = row < rows;
-    ulong base = (ulong)(live ? row : rows - 1) * ROW_LENGTH;
+    ulong base = (ulong)(live ? row : rows - 1) * row_length;
     __global const storage_t *in = x + base;
-    Span s = item_span(0, DV, item, ITEMS);
+    Span s = item_span(0, row_length / VEC, item, ITEMS);
 #if RMS
     float pilot = 0.0f;
 #else
-    float pilot = row_pilot(in);
+    float pilot = row_pilot(in, row_length);
 #endif
-    Moments m = reduce_items(row_moments(in, s, pilot), lc, lm, lq, slot, item);
-    float scale = row_scale(m, eps);
+    RowStats m = reduce_row(row_moments(in, s, pilot), scratch + slot, item);
+    float scale = row_scale(m, row_length, eps);
     if (!live) return;
     if (item == 0) {
 #if !RMS
@@ -214,89 +217,99 @@ void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows
 #endif
         save_scale[row] = scale;
     }
-    apply_span(in, y + base, s, pilot, m.mean, scale, weight, bias);
+    apply_span(in, y + base, s, pilot, stats_offset(m), scale, weight, bias);
 }
 
 // Split rows, step 1 of 3 (then rownorm_finish, rownorm_apply): work-group (g, r)
-// reduces slice g of row r with ITEMS work-items and writes its partial moments
-// (count, mean - pilot, M2), or (count, 0, sum of squares), to
-// partials[(r * G + g) * 3 ...]; slice 0 also writes the row's pilot.
+// reduces slice g of row r with ITEMS work-items and writes its partial statistics to
+// partials[r * G + g]: LayerNorm (count, mean - pilot, M2) triples (store_moments),
+// RMSNorm (count, sum of squares) float2s; slice 0 also writes the row's pilot.
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
-void rownorm_partials(__global const storage_t *x, __global float *partials, __global float *pilots) {
+void rownorm_partials(__global const storage_t *x, uint row_length, __global float *partials,
+                      __global float *pilots) {
 #if ITEMS > 1
-    __local float lc[ITEMS], lm[ITEMS], lq[ITEMS];
+    __local RowStats scratch[ITEMS];
 #else
-    __local float *lc = 0, *lm = 0, *lq = 0;
+    __local RowStats *scratch = 0;
 #endif
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
-    __global const storage_t *in = x + (ulong)row * ROW_LENGTH;
-    ulong per = ((ulong)DV + groups - 1) / groups;
-    uint lo = (uint)min((ulong)g * per, (ulong)DV), hi = (uint)min((ulong)lo + per, (ulong)DV);
+    __global const storage_t *in = x + (ulong)row * row_length;
+    ulong lo, hi;
+    slice_bounds(row_length / VEC, g, groups, &lo, &hi);
 #if RMS
     float pilot = 0.0f;
 #else
-    float pilot = row_pilot(in);
+    float pilot = row_pilot(in, row_length);
 #endif
-    Moments m = reduce_items(row_moments(in, item_span(lo, hi, item, ITEMS), pilot), lc, lm, lq, 0, item);
+    RowStats m = reduce_row(row_moments(in, item_span((uint)lo, (uint)hi, item, ITEMS), pilot), scratch, item);
     if (item == 0) {
-        __global float *p = partials + ((ulong)row * groups + g) * 3;
-        p[0] = m.count;
-        p[1] = m.mean;
-        p[2] = m.m2;
+        ulong at = (ulong)row * groups + g;
+#if RMS
+        vstore2(m, at, partials);
+#else
+        store_moments(partials + at * 3, m);
+#endif
         if (g == 0) pilots[row] = pilot;
     }
 }
 
-// Split rows, step 2 of 3: one work-item per row merges its partials in order
+// Split rows, step 2 of 3: one work-item per row merges its partials in slice order
 // (deterministic) and writes the saved statistics and the apply step's offset
 // (mean - pilot; 0 for RMSNorm).
-__kernel void rownorm_finish(__global const float *partials, uint groups, uint rows,
+__kernel void rownorm_finish(__global const float *partials, uint groups, uint rows, uint row_length,
                              __global const float *pilots, __global float *offsets,
                              __global float *save_mean, __global float *save_scale, float eps) {
     uint row = get_global_id(0);
     if (row >= rows) return;
-    Moments m = {0.0f, 0.0f, 0.0f};
-    for (uint g = 0; g < groups; ++g) {
-        __global const float *p = partials + ((ulong)row * groups + g) * 3;
-        Moments part = {p[0], p[1], p[2]};
-        m = merge_partials(m, part);
-    }
-    save_scale[row] = row_scale(m, eps);
-    offsets[row] = m.mean;
-#if !RMS
+#if RMS
+    RowStats m = sum_float2_partials((__global const float2 *)partials + (ulong)row * groups, groups, 1);
+#else
+    RowStats m = merge_moment_partials(partials + (ulong)row * groups * 3, groups, 3);
     save_mean[row] = pilots[row] + m.mean;
 #endif
+    save_scale[row] = row_scale(m, row_length, eps);
+    offsets[row] = stats_offset(m);
 }
 
-// Split rows, step 3 of 3: the elementwise pass over all rows * DV vectors, each
-// work-item's range (a chunk, or an interleaved share) taken row run by row run.
-__kernel void rownorm_apply(__global const storage_t *x, __global storage_t *y, uint rows,
+// Split rows, step 3 of 3: the elementwise pass over all rows * row_vecs vectors, each
+// work-item's range (a chunk, or an interleaved share) taken row run by row run; the
+// row and column of the next index are stepped, not divided, per vector.
+__kernel void rownorm_apply(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
                             __global const float *weight, __global const float *bias,
                             __global const float *pilots, __global const float *offsets,
                             __global const float *scales) {
-    INDEX_T total = (INDEX_T)rows * DV;
+    uint row_vecs = row_length / VEC;
+    INDEX_T total = (INDEX_T)rows * row_vecs;
     INDEX_T items = get_global_size(0), item = get_global_id(0);
 #if CHUNKED
     INDEX_T per = (total + items - 1) / items;
     INDEX_T first = min(item * per, total), end = min(first + per, total);
     for (INDEX_T v = first; v < end;) {
-        INDEX_T row = v / DV;
-        uint column = (uint)(v - row * DV);
-        uint len = (uint)(min((row + 1) * DV, end) - v);
+        INDEX_T row = v / row_vecs;
+        uint column = (uint)(v - row * row_vecs);
+        uint len = (uint)(min((row + 1) * row_vecs, end) - v);
         Span s = {column, column + len, 1};
-        ulong base = (ulong)row * ROW_LENGTH;
+        ulong base = (ulong)row * row_length;
         apply_span(x + base, y + base, s, pilots[row], offsets[row], scales[row], weight, bias);
         v += len;
     }
 #else
+    // Index v is (row, column); a step of `items` vectors is (step_rows, step_columns).
+    INDEX_T row = item / row_vecs, step_rows = items / row_vecs;
+    uint column = (uint)(item - row * row_vecs), step_columns = (uint)(items - step_rows * row_vecs);
     for (INDEX_T v = item; v < total; v += items) {
-        INDEX_T row = v / DV;
-        uint column = (uint)(v - row * DV);
         Span s = {column, column + 1, 1};
-        ulong base = (ulong)row * ROW_LENGTH;
+        ulong base = (ulong)row * row_length;
         apply_span(x + base, y + base, s, pilots[row], offsets[row], scales[row], weight, bias);
+        row += step_rows;
+        if (column >= row_vecs - step_columns) {
+            column -= row_vecs - step_columns;
+            ++row;
+        } else {
+            column += step_columns;
+        }
     }
 #endif
 }

@@ -22,23 +22,31 @@
 // Every merge runs in a fixed order with no atomics: results are bit-identical run to run.
 //
 // Build options, all set by RowNormBackwardPlan:
-//   RMS, ROW_LENGTH, VEC, ITEMS, ROWS_PER_GROUP, CHUNKED, HAS_WEIGHT as in layer_norm.cl
+//   RMS, VEC, ITEMS, ROWS_PER_GROUP, CHUNKED, HAS_WEIGHT, STORAGE_HALF as in layer_norm.cl
 //   FUSED_DX        rownorm_backward_fused writes dx
 //   FUSED_PARAMS    rownorm_backward_fused accumulates the column partials
 //   COLUMN_DX       rownorm_backward_columns writes dx (else only column partials)
 //   NEED_DGAMMA     column partials of dy * xhat, and dgamma
 //   NEED_DBETA      column partials of dy, and dbeta (LayerNorm only)
 //   FINAL_LANES     work-items per column of rownorm_backward_parameters, a power of two
-//   PRIVATE_PARTIALS  0, or the vectors per work-item (interleaved spans, GPUs): the
-//                   fused kernel keeps its column partials in registers for the whole
-//                   block of rows and stores them once, instead of updating them in
-//                   global memory (cache) row by row
+//   FINAL_COLS      column vectors per work-group of rownorm_backward_parameters
+//   PRIVATE_PARTIALS  0, or the capacity (a power of two, at most 8) of the register
+//                   partials (interleaved spans of at most that many vectors per
+//                   work-item, GPUs): the fused kernel keeps its column partials in
+//                   registers for the whole block of rows and stores them once, instead
+//                   of updating them in global memory (cache) row by row
+// Sizes are kernel arguments (`rows`, `row_length` = D, block and lane counts), so one
+// program serves every shape.
 //
-// Partials are float32, laid out [2][blocks][ROW_LENGTH]: dgamma's then dbeta's.
+// Partials are float32, laid out [2][blocks][D]: dgamma's then dbeta's.
 
-#define DV (ROW_LENGTH / VEC)
+#if ITEMS > 1
+// The fused kernel's work-group, ROWS_PER_GROUP rows of ITEMS work-items, sizes its scratch.
 #define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
-#define BLOCK 16
+#define FUSED_GROUP __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
+#else
+#define FUSED_GROUP  // one work-item per row: no scratch, rows per group from the launch
+#endif
 
 #if HAS_WEIGHT
 #define GAMMA(weight, v) LOADP(weight, v)
@@ -73,32 +81,33 @@ inline float2 row_sums(__global const storage_t *x, __global const storage_t *dy
     return total;
 }
 
-// Tree merge of the ITEMS partial sums that share a row (slots base ..< base + ITEMS
-// of `l`), in a fixed order; every item gets the result. Ends with a barrier, so the
-// caller may call it again for its next row.
-inline float2 reduce_items(float2 m, __local float2 *l, uint base, uint item) {
+// The sums of the ITEMS work-items that share a row, added by the shared tree (slots:
+// the row's ITEMS entries of the group's local array); every item gets them, and the
+// slots may be reused at once for the next row.
+inline float2 reduce_row(float2 m, __local float2 *slots, uint item) {
 #if ITEMS == 1
     return m;
 #else
-    l[base + item] = m;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint width = ITEMS / 2; width > 0; width >>= 1) {
-        if (item < width) l[base + item] += l[base + item + width];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float2 r = l[base];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
+    return reduce_float2(m, slots, item, ITEMS);
 #endif
 }
 
 // The dx coefficients (sum g / D, sum g*xhat / D) of a row from its sums; RMSNorm
 // has no mean term.
-inline float2 coefficients(float2 sums) {
+inline float2 coefficients(float2 sums, uint row_length) {
 #if RMS
-    return (float2)(0.0f, sums.y / (float)ROW_LENGTH);
+    return (float2)(0.0f, sums.y / (float)row_length);
 #else
-    return sums / (float)ROW_LENGTH;
+    return sums / (float)row_length;
+#endif
+}
+
+// The row's saved mean (LayerNorm; RMSNorm subtracts none).
+inline float row_mean(__global const float *save_mean, uint row) {
+#if RMS
+    return 0.0f;
+#else
+    return save_mean[row];
 #endif
 }
 
@@ -132,27 +141,27 @@ inline void row_backward_span(__global const storage_t *x, __global const storag
     }
 }
 
-// Many rows: ROWS_PER_GROUP row lanes per work-group, ITEMS work-items per lane.
+// Many rows: local size / ITEMS row lanes per work-group, ITEMS work-items per lane.
 // Lane L takes rows L * rows_per_lane ..< min((L + 1) * rows_per_lane, rows) one after
 // another: the row sums (FUSED_DX), then dx and the lane's column partials (block L of
 // `partials`, FUSED_PARAMS) from the same elements while they are still in cache.
 // Each work-item owns the same columns in every row, so it alone updates them.
-__kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
+__kernel FUSED_GROUP
 void rownorm_backward_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
-                            uint rows, uint rows_per_lane, uint lanes, __global const float *weight,
-                            __global const float *save_mean, __global const float *save_scale,
-                            __global float *partials) {
+                            uint rows, uint row_length, uint rows_per_lane, uint lanes,
+                            __global const float *weight, __global const float *save_mean,
+                            __global const float *save_scale, __global float *partials) {
 #if ITEMS > 1 && FUSED_DX
-    __local float2 l[GROUP_SIZE];
+    __local float2 scratch[GROUP_SIZE];
 #else
-    __local float2 *l = 0;
+    __local float2 *scratch = 0;
 #endif
     uint lid = get_local_id(0);
     uint item = lid % ITEMS, slot = lid - item;
-    uint lane = get_group_id(0) * ROWS_PER_GROUP + lid / ITEMS;
-    Span s = item_span(0, DV, item, ITEMS);
-    __global float *pw = partials + (ulong)min(lane, lanes - 1) * ROW_LENGTH;
-    __global float *pb = pw + (ulong)lanes * ROW_LENGTH;
+    uint lane = get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
+    Span s = item_span(0, row_length / VEC, item, ITEMS);
+    __global float *pw = partials + (ulong)min(lane, lanes - 1) * row_length;
+    __global float *pb = pw + (ulong)lanes * row_length;
 #if PRIVATE_PARTIALS
     floatv aw[PRIVATE_PARTIALS], ab[PRIVATE_PARTIALS];
     for (uint j = 0; j < PRIVATE_PARTIALS; ++j) aw[j] = ab[j] = 0.0f;
@@ -162,16 +171,13 @@ void rownorm_backward_fused(__global const storage_t *x, __global const storage_
         // Items past the last row shadow it (so every item reaches the barriers) but store nothing.
         bool live = wanted < rows;
         uint row = live ? (uint)wanted : rows - 1;
-        ulong base = (ulong)row * ROW_LENGTH;
-#if RMS
-        float mean = 0.0f;
-#else
-        float mean = save_mean[row];
-#endif
+        ulong base = (ulong)row * row_length;
+        float mean = row_mean(save_mean, row);
         float scale = save_scale[row];
         float2 c = (float2)(0.0f, 0.0f);
 #if FUSED_DX
-        c = coefficients(reduce_items(row_sums(x + base, dy + base, weight, s, mean, scale), l, slot, item));
+        c = coefficients(reduce_row(row_sums(x + base, dy + base, weight, s, mean, scale), scratch + slot, item),
+                         row_length);
 #endif
         if (!live) continue;
 #if PRIVATE_PARTIALS
@@ -208,43 +214,36 @@ void rownorm_backward_fused(__global const storage_t *x, __global const storage_
 }
 
 // Split rows, step 1: work-group (g, r) of ITEMS work-items sums g and g*xhat over
-// slice g of row r and writes them to sums[(r * G + g) * 2 ...].
+// slice g of row r and writes them to sums[r * G + g] (float2).
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
-void rownorm_backward_slice_sums(__global const storage_t *x, __global const storage_t *dy,
+void rownorm_backward_slice_sums(__global const storage_t *x, __global const storage_t *dy, uint row_length,
                                  __global const float *weight, __global const float *save_mean,
                                  __global const float *save_scale, __global float *sums) {
 #if ITEMS > 1
-    __local float2 l[ITEMS];
+    __local float2 scratch[ITEMS];
 #else
-    __local float2 *l = 0;
+    __local float2 *scratch = 0;
 #endif
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
-    ulong base = (ulong)row * ROW_LENGTH;
-    ulong per = ((ulong)DV + groups - 1) / groups;
-    uint lo = (uint)min((ulong)g * per, (ulong)DV), hi = (uint)min((ulong)lo + per, (ulong)DV);
-#if RMS
-    float mean = 0.0f;
-#else
-    float mean = save_mean[row];
-#endif
-    float2 m = reduce_items(row_sums(x + base, dy + base, weight, item_span(lo, hi, item, ITEMS), mean, save_scale[row]),
-                            l, 0, item);
+    ulong base = (ulong)row * row_length;
+    ulong lo, hi;
+    slice_bounds(row_length / VEC, g, groups, &lo, &hi);
+    Span s = item_span((uint)lo, (uint)hi, item, ITEMS);
+    float2 m = reduce_row(row_sums(x + base, dy + base, weight, s, row_mean(save_mean, row), save_scale[row]),
+                          scratch, item);
     if (item == 0) vstore2(m, (ulong)row * groups + g, sums);
 }
 
 // Split rows, step 2: one work-item per row adds its slices' sums in slice order
 // (Kahan-compensated) and writes the row's dx coefficients.
-__kernel void rownorm_backward_row_finish(__global const float *sums, uint slices, uint rows,
+__kernel void rownorm_backward_row_finish(__global const float *sums, uint slices, uint rows, uint row_length,
                                           __global float *coefficients_out) {
     uint row = get_global_id(0);
     if (row >= rows) return;
-    float2 total = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
-    for (uint g = 0; g < slices; ++g) {
-        KAHAN_ADD(float2, total, carry, vload2((ulong)row * slices + g, sums));
-    }
-    vstore2(coefficients(total), row, coefficients_out);
+    float2 total = kahan_sum_float2_partials((__global const float2 *)sums + (ulong)row * slices, slices, 1);
+    vstore2(coefficients(total, row_length), row, coefficients_out);
 }
 
 // Column walk: work-item c of the first dimension owns a span of the row's column
@@ -253,34 +252,26 @@ __kernel void rownorm_backward_row_finish(__global const float *sums, uint slice
 // For each owned vector it walks the block's rows: dx from the row coefficients
 // (COLUMN_DX) and the column sums of dy*xhat and dy, stored as block b's partials.
 __kernel void rownorm_backward_columns(__global const storage_t *x, __global const storage_t *dy,
-                                       __global storage_t *dx, uint rows, uint rows_per_block, uint blocks,
-                                       __global const float *weight, __global const float *save_mean,
+                                       __global storage_t *dx, uint rows, uint row_length, uint rows_per_block,
+                                       uint blocks, __global const float *weight, __global const float *save_mean,
                                        __global const float *save_scale, __global const float *coefficients_in,
                                        __global float *partials) {
     uint block = get_global_id(1);
     uint first_row = block * rows_per_block;
     if (block >= blocks || first_row >= rows) return;
     uint end_row = min(first_row + rows_per_block, rows);
-    Span s = item_span(0, DV, get_global_id(0), get_global_size(0));
-    __global float *pw = partials + (ulong)block * ROW_LENGTH;
-    __global float *pb = pw + (ulong)blocks * ROW_LENGTH;
+    uint row_vecs = row_length / VEC;
+    Span s = item_span(0, row_vecs, get_global_id(0), get_global_size(0));
+    __global float *pw = partials + (ulong)block * row_length;
+    __global float *pb = pw + (ulong)blocks * row_length;
     for (uint v = s.first; v < s.end; v += s.stride) {
-#if HAS_WEIGHT
-        floatv gamma = LOADP(weight, v);
-#else
-        floatv gamma = 1.0f;
-#endif
+        floatv gamma = GAMMA(weight, v);
         floatv sw = 0.0f, sb = 0.0f;
-        for (uint row = first_row; row < end_row; ++row) {
-            ulong at = (ulong)row * DV + v;
-#if RMS
-            float mean = 0.0f;
-#else
-            float mean = save_mean[row];
-#endif
+        ulong at = (ulong)first_row * row_vecs + v;
+        for (uint row = first_row; row < end_row; ++row, at += row_vecs) {
             float scale = save_scale[row];
             floatv d = LOADV(dy, at);
-            floatv xhat = normalized(LOADV(x, at), mean, scale);
+            floatv xhat = normalized(LOADV(x, at), row_mean(save_mean, row), scale);
 #if COLUMN_DX
             STOREV(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx, at);
 #endif
@@ -296,46 +287,53 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
     }
 }
 
-// dgamma and dbeta: work-group (COLS x FINAL_LANES); work-item (c, j) adds the
+// dgamma's and dbeta's sums of one column vector.
+typedef struct {
+    floatv w;
+    floatv b;
+} ParameterSums;
+
+inline ParameterSums add_parameter_sums(ParameterSums a, ParameterSums b) {
+    ParameterSums r = {a.w + b.w, a.b + b.b};
+    return r;
+}
+
+#if FINAL_LANES > 1
+DEFINE_TREE_REDUCE(reduce_parameter_sums, ParameterSums, add_parameter_sums)
+#endif
+
+// dgamma and dbeta: work-group (FINAL_COLS x FINAL_LANES); work-item (c, j) adds the
 // partials of blocks j, j + FINAL_LANES, ... of column vector c in block order
-// (Kahan-compensated), then the FINAL_LANES sums are merged by a fixed tree.
-__kernel void rownorm_backward_parameters(__global const float *partials, uint blocks, __global float *dgamma,
-                                          __global float *dbeta) {
+// (Kahan-compensated), then the FINAL_LANES sums of a column are merged by the shared
+// tree.
+__kernel void rownorm_backward_parameters(__global const float *partials, uint blocks, uint row_length,
+                                          __global float *dgamma, __global float *dbeta) {
+    uint row_vecs = row_length / VEC;
     uint v = get_global_id(0);
     uint j = get_local_id(1);
-    bool live = v < DV;
-    uint column = live ? v : DV - 1;
-    floatv tw = 0.0f, cw = 0.0f, tb = 0.0f, cb = 0.0f;
+    bool live = v < row_vecs;
+    uint column = live ? v : row_vecs - 1;
+    ParameterSums t;
+    t.w = t.b = 0.0f;
+    floatv cw = 0.0f, cb = 0.0f;
     for (uint block = j; block < blocks; block += FINAL_LANES) {
-        __global const float *pw = partials + (ulong)block * ROW_LENGTH;
+        __global const float *pw = partials + (ulong)block * row_length;
 #if NEED_DGAMMA
-        KAHAN_ADD(floatv, tw, cw, LOADP(pw, column));
+        KAHAN_ADD(floatv, t.w, cw, LOADP(pw, column));
 #endif
 #if NEED_DBETA
-        KAHAN_ADD(floatv, tb, cb, LOADP(pw + (ulong)blocks * ROW_LENGTH, column));
+        KAHAN_ADD(floatv, t.b, cb, LOADP(pw + (ulong)blocks * row_length, column));
 #endif
     }
 #if FINAL_LANES > 1
-    __local floatv lw[FINAL_COLS * FINAL_LANES], lb[FINAL_COLS * FINAL_LANES];
-    uint c = get_local_id(0);
-    lw[j * FINAL_COLS + c] = tw;
-    lb[j * FINAL_COLS + c] = tb;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint width = FINAL_LANES / 2; width > 0; width >>= 1) {
-        if (j < width) {
-            lw[j * FINAL_COLS + c] += lw[(j + width) * FINAL_COLS + c];
-            lb[j * FINAL_COLS + c] += lb[(j + width) * FINAL_COLS + c];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    tw = lw[c];
-    tb = lb[c];
+    __local ParameterSums scratch[FINAL_COLS * FINAL_LANES];
+    t = reduce_parameter_sums(t, scratch + get_local_id(0) * FINAL_LANES, j, FINAL_LANES);
 #endif
     if (!live || j != 0) return;
 #if NEED_DGAMMA
-    STOREP(tw, dgamma, v);
+    STOREP(t.w, dgamma, v);
 #endif
 #if NEED_DBETA
-    STOREP(tb, dbeta, v);
+    STOREP(t.b, dbeta, v);
 #endif
 }

@@ -350,3 +350,14 @@ inline void accumulate_column_gradient_sums(__global const storage_t *dy, __glob
 }
 #endif  // CVEC
 #endif  // INDEX_T
+
+// ---- row norms (LayerNorm/RMSNorm backward): Kahan-compensated partial sums.
+// sum_float2_partials with Kahan's compensation (KAHAN_ADD): for partials that are
+// themselves sums of many values (a long row's slices), where plain float32 addition of
+// thousands of partials would drift by ~sqrt(parts) ulps. Same order, same NaN/Inf rule
+// as KAHAN_ADD. (BatchNorm backward's per-channel merge of group partials is the same loop.)
+inline float2 kahan_sum_float2_partials(__global const float2 *p, uint parts, size_t stride) {
+    float2 s = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
+    for (uint i = 0; i < parts; ++i, p += stride) KAHAN_ADD(float2, s, carry, *p);
+    return s;
+}

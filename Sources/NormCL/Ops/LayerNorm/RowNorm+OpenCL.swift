@@ -23,44 +23,53 @@ enum RowNormKernels {
         let statisticsShape = problem.statisticsShape
         let saveMean = problem.kind == .layerNorm ? try Tensor(uninitializedShape: statisticsShape, on: runtime) : nil
         let saveScale = try Tensor(uninitializedShape: statisticsShape, on: runtime)
-        let rows = problem.rows
-        let rowsArgument = try KernelArgument.count(rows)
+        let rows = try KernelArgument.count(problem.rows)
+        let rowLength = try KernelArgument.count(problem.rowLength)
+        let y = output.deviceBuffer
         var events: [KernelEvent] = []
         switch plan.strategy {
         case .fused(let items, let rowsPerGroup):
-            let groups = rows.ceilingDivided(by: rowsPerGroup)
+            let groups = problem.rows.ceilingDivided(by: rowsPerGroup)
             let local = items * rowsPerGroup
             events.append(
                 try runtime.enqueue(
                     "rownorm_fused", from: program, global: [groups * local], local: [local],
                     arguments: [
-                        .buffer(x), .buffer(output.deviceBuffer), rowsArgument, .buffer(weight), .buffer(bias),
-                        .buffer(saveMean?.deviceBuffer), .buffer(saveScale.deviceBuffer), .float(eps),
+                        "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
+                        "weight": .buffer(weight), "bias": .buffer(bias), "save_mean": .buffer(saveMean?.deviceBuffer),
+                        "save_scale": .buffer(saveScale.deviceBuffer), "eps": .float(eps),
                     ]))
         case .splitRows(let slices, let items):
-            // Partial moments per (row, slice), merged per row, then the apply pass.
-            let partials = try DeviceBuffer(byteCount: rows * slices * 3 * 4, on: runtime)
-            let pilots = try DeviceBuffer(byteCount: rows * 4, on: runtime)
-            let offsets = try DeviceBuffer(byteCount: rows * 4, on: runtime)
+            // Partial statistics per (row, slice) (at most three floats each), merged per
+            // row, then the apply pass.
+            let partials = try DeviceBuffer(byteCount: problem.rows * slices * 3 * 4, on: runtime)
+            let pilots = try DeviceBuffer(byteCount: problem.rows * 4, on: runtime)
+            let offsets = try DeviceBuffer(byteCount: problem.rows * 4, on: runtime)
             events.append(
                 try runtime.enqueue(
-                    "rownorm_partials", from: program, global: [slices * items, rows], local: [items, 1],
-                    arguments: [.buffer(x), .buffer(partials), .buffer(pilots)]))
-            let perRow = plan.perRowWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_finish", from: program, global: [rows.roundedUp(toMultipleOf: perRow)], local: [perRow],
+                    "rownorm_partials", from: program, global: [slices * items, problem.rows], local: [items, 1],
                     arguments: [
-                        .buffer(partials), try .count(slices), rowsArgument, .buffer(pilots), .buffer(offsets),
-                        .buffer(saveMean?.deviceBuffer), .buffer(saveScale.deviceBuffer), .float(eps),
+                        "x": .buffer(x), "row_length": rowLength, "partials": .buffer(partials),
+                        "pilots": .buffer(pilots),
                     ]))
-            let local = plan.elementwiseWorkGroupSize
+            let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)
             events.append(
                 try runtime.enqueue(
-                    "rownorm_apply", from: program, global: [plan.elementwiseWorkGroups * local], local: [local],
+                    "rownorm_finish", from: program, global: perRow.global, local: perRow.local,
                     arguments: [
-                        .buffer(x), .buffer(output.deviceBuffer), rowsArgument, .buffer(weight), .buffer(bias),
-                        .buffer(pilots), .buffer(offsets), .buffer(saveScale.deviceBuffer),
+                        "partials": .buffer(partials), "groups": try .count(slices), "rows": rows,
+                        "row_length": rowLength, "pilots": .buffer(pilots), "offsets": .buffer(offsets),
+                        "save_mean": .buffer(saveMean?.deviceBuffer), "save_scale": .buffer(saveScale.deviceBuffer),
+                        "eps": .float(eps),
+                    ]))
+            let elementwise = plan.elementwiseLaunch(for: problem)
+            events.append(
+                try runtime.enqueue(
+                    "rownorm_apply", from: program, global: elementwise.global, local: elementwise.local,
+                    arguments: [
+                        "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
+                        "weight": .buffer(weight), "bias": .buffer(bias), "pilots": .buffer(pilots),
+                        "offsets": .buffer(offsets), "scales": .buffer(saveScale.deviceBuffer),
                     ]))
         }
         return Outputs(output: output, saveMean: saveMean, saveScale: saveScale, events: events)

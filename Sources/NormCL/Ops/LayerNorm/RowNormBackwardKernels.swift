@@ -31,20 +31,25 @@ enum RowNormBackwardKernels {
         let partials =
             problem.needsParameters ? try DeviceBuffer(byteCount: 2 * blocks * problem.rowLength * 4, on: runtime) : nil
         let rows = try KernelArgument.count(problem.rows)
-        let common: [KernelArgument] = [.buffer(x), .buffer(gradOutput), .buffer(dx?.deviceBuffer)]
-        let statisticsArguments: [KernelArgument] = [.buffer(statistics.mean), .buffer(statistics.scale)]
+        let rowLength = try KernelArgument.count(problem.rowLength)
+        let columnBlocks = try KernelArgument.count(plan.rowBlocks)
+        let (mean, scale) = (statistics.mean, statistics.scale)
         var events: [KernelEvent] = []
 
         /// The column walk: dx from `coefficients` (when given) and block partials.
         func enqueueColumns(coefficients: DeviceBuffer?) throws {
-            let local = plan.columnWorkGroupSize
+            let local = plan.geometry.elementwiseWorkGroupSize
             events.append(
                 try runtime.enqueue(
                     "rownorm_backward_columns", from: program, global: [plan.columnItems, plan.rowBlocks],
                     local: [local, 1],
-                    arguments: common + [
-                        rows, try .count(plan.rowsPerBlock), try .count(plan.rowBlocks), .buffer(weight),
-                    ] + statisticsArguments + [.buffer(coefficients), .buffer(partials)]))
+                    arguments: [
+                        "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
+                        "row_length": rowLength, "rows_per_block": try .count(plan.rowsPerBlock),
+                        "blocks": columnBlocks, "weight": .buffer(weight), "save_mean": .buffer(mean),
+                        "save_scale": .buffer(scale), "coefficients_in": .buffer(coefficients),
+                        "partials": .buffer(partials),
+                    ]))
         }
 
         switch plan.strategy {
@@ -55,9 +60,12 @@ enum RowNormBackwardKernels {
                 events.append(
                     try runtime.enqueue(
                         "rownorm_backward_fused", from: program, global: [groups * local], local: [local],
-                        arguments: common + [
-                            rows, try .count(plan.rowsPerLane), try .count(plan.lanes), .buffer(weight),
-                        ] + statisticsArguments + [.buffer(partials)]))
+                        arguments: [
+                            "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
+                            "row_length": rowLength, "rows_per_lane": try .count(plan.rowsPerLane),
+                            "lanes": try .count(plan.lanes), "weight": .buffer(weight), "save_mean": .buffer(mean),
+                            "save_scale": .buffer(scale), "partials": .buffer(partials),
+                        ]))
             }
             if problem.needsParameters && !plan.fusedAccumulates(problem) {
                 try enqueueColumns(coefficients: nil)
@@ -71,15 +79,19 @@ enum RowNormBackwardKernels {
                     try runtime.enqueue(
                         "rownorm_backward_slice_sums", from: program, global: [slices * items, problem.rows],
                         local: [items, 1],
-                        arguments: [.buffer(x), .buffer(gradOutput), .buffer(weight)] + statisticsArguments + [
-                            .buffer(sums)
+                        arguments: [
+                            "x": .buffer(x), "dy": .buffer(gradOutput), "row_length": rowLength,
+                            "weight": .buffer(weight), "save_mean": .buffer(mean), "save_scale": .buffer(scale),
+                            "sums": .buffer(sums),
                         ]))
-                let perRow = plan.perRowWorkGroupSize
+                let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)
                 events.append(
                     try runtime.enqueue(
-                        "rownorm_backward_row_finish", from: program,
-                        global: [problem.rows.roundedUp(toMultipleOf: perRow)], local: [perRow],
-                        arguments: [.buffer(sums), try .count(slices), rows, .buffer(rowCoefficients)]))
+                        "rownorm_backward_row_finish", from: program, global: perRow.global, local: perRow.local,
+                        arguments: [
+                            "sums": .buffer(sums), "slices": try .count(slices), "rows": rows, "row_length": rowLength,
+                            "coefficients_out": .buffer(rowCoefficients),
+                        ]))
                 coefficients = rowCoefficients
             }
             try enqueueColumns(coefficients: coefficients)
@@ -93,8 +105,8 @@ enum RowNormBackwardKernels {
                     "rownorm_backward_parameters", from: program,
                     global: [vectors.roundedUp(toMultipleOf: columns), lanes], local: [columns, lanes],
                     arguments: [
-                        .buffer(partials), try .count(blocks), .buffer(dWeight?.deviceBuffer),
-                        .buffer(dBias?.deviceBuffer),
+                        "partials": .buffer(partials), "blocks": try .count(blocks), "row_length": rowLength,
+                        "dgamma": .buffer(dWeight?.deviceBuffer), "dbeta": .buffer(dBias?.deviceBuffer),
                     ]))
         }
         return NormGradients(input: dx, weight: dWeight, bias: dBias, events: events)

@@ -22,19 +22,22 @@
 /// (reading x and dy a second time) computes the partials: the unfused baseline, kept
 /// for comparison and tests.
 struct RowNormBackwardPlan: Equatable, Sendable {
-    let strategy: RowNormPlan.Strategy
+    /// The forward plan of the same problem, with the strategy below: the vector width,
+    /// the work-group shape and the specialisation both directions share.
+    let forward: RowNormPlan
+    var strategy: RowNormPlan.Strategy { forward.strategy }
     /// Elements per load: 4 when `D % 4 == 0`, else 1.
-    let vectorWidth: Int
-    let chunkedAccess: Bool
+    var vectorWidth: Int { forward.vectorWidth }
+    var chunkedAccess: Bool { forward.chunkedAccess }
+    var geometry: LaunchGeometry { forward.geometry }
     /// Fused strategy: the dx kernel also accumulates the column partials.
     let fusesParameters: Bool
     /// Fused strategy: rows one row lane walks, and the number of lanes (the last may
     /// have fewer rows; every lane has at least one).
     let rowsPerLane: Int
     let lanes: Int
-    /// The column walk: work-group size, work-items across the columns (a multiple of
-    /// the work-group size), and row blocks of ``rowsPerBlock`` rows.
-    let columnWorkGroupSize: Int
+    /// The column walk: work-items across the columns (a multiple of the elementwise
+    /// work-group size), and row blocks of ``rowsPerBlock`` rows.
     let columnItems: Int
     let rowBlocks: Int
     let rowsPerBlock: Int
@@ -42,8 +45,6 @@ struct RowNormBackwardPlan: Equatable, Sendable {
     /// `finalLanes` work-items splitting the partial blocks.
     let finalColumns: Int
     let finalLanes: Int
-    /// Work-group size of the one-work-item-per-row coefficient kernel.
-    let perRowWorkGroupSize: Int
     /// Fused strategy with interleaved spans of at most ``maximumPrivatePartials``
     /// vectors per work-item (GPUs): the vectors per work-item, whose column partials
     /// the fused kernel keeps in registers over the lane's rows; 0 otherwise (chunked
@@ -66,16 +67,14 @@ struct RowNormBackwardPlan: Equatable, Sendable {
         problem: RowNormBackwardProblem, device: OpenCLDevice, tuning: DeviceTuning,
         strategy forced: RowNormPlan.Strategy? = nil, fuseParameters: Bool? = nil
     ) {
-        let forward = RowNormPlan(problem: problem.forward, device: device, tuning: tuning, strategy: forced)
-        vectorWidth = forward.vectorWidth
-        chunkedAccess = forward.chunkedAccess
-        perRowWorkGroupSize = forward.perRowWorkGroupSize
+        let plan = RowNormPlan(problem: problem.forward, device: device, tuning: tuning, strategy: forced)
+        let geometry = plan.geometry
         fusesParameters = fuseParameters ?? true
         let rows = problem.rows
-        let vectorsPerRow = problem.rowLength / vectorWidth
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
+        let vectorsPerRow = problem.rowLength / plan.vectorWidth
+        let targetGroups = geometry.targetWorkGroups
 
-        var strategy = forward.strategy
+        var strategy = plan.strategy
         if case .fused(let items, let rowsPerGroup) = strategy {
             let accumulates = problem.needsParameters && fusesParameters
             let wantedLanes = targetGroups * rowsPerGroup
@@ -93,8 +92,8 @@ struct RowNormBackwardPlan: Equatable, Sendable {
             rowsPerLane = 1
             lanes = 1
         }
-        self.strategy = strategy
-        if case .fused(let items, _) = strategy, !chunkedAccess,
+        forward = plan.with(strategy: strategy)
+        if case .fused(let items, _) = strategy, !geometry.chunkedAccess,
             vectorsPerRow.ceilingDivided(by: items) <= Self.maximumPrivatePartials
         {
             privatePartials = vectorsPerRow.ceilingDivided(by: items)
@@ -104,16 +103,16 @@ struct RowNormBackwardPlan: Equatable, Sendable {
 
         // The column walk: enough work-items across the columns to fill the device,
         // more row blocks when the columns alone do not (or when blocks would get long).
-        columnWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        let targetItems = targetGroups * columnWorkGroupSize
-        columnItems = min(vectorsPerRow, targetItems).roundedUp(toMultipleOf: columnWorkGroupSize)
+        let columnGroupSize = geometry.elementwiseWorkGroupSize
+        let targetItems = targetGroups * columnGroupSize
+        columnItems = min(vectorsPerRow, targetItems).roundedUp(toMultipleOf: columnGroupSize)
         let wantedBlocks = max(
             targetItems.ceilingDivided(by: columnItems), rows.ceilingDivided(by: Self.maximumRowsPerLane))
         rowsPerBlock = rows.ceilingDivided(by: min(rows, wantedBlocks))
         rowBlocks = rows.ceilingDivided(by: rowsPerBlock)
 
-        finalLanes = chunkedAccess ? 1 : min(16, RowNormPlan.powerOfTwo(atMost: max(1, lanes, rowBlocks)))
-        finalColumns = max(1, columnWorkGroupSize / finalLanes)
+        finalLanes = geometry.chunkedAccess ? 1 : min(16, LaunchGeometry.powerOfTwo(atMost: max(1, lanes, rowBlocks)))
+        finalColumns = max(1, columnGroupSize / finalLanes)
     }
 
     /// Whether the fused kernel accumulates the column partials.
@@ -127,36 +126,31 @@ struct RowNormBackwardPlan: Equatable, Sendable {
         fusedAccumulates(problem) ? lanes : rowBlocks
     }
 
-    /// Work-items sharing one row (fused) or one slice (split).
-    var itemsPerReduction: Int {
-        switch strategy {
-        case .fused(let items, _), .splitRows(_, let items): items
-        }
+    /// The capacity of the fused kernel's register partials: ``privatePartials``
+    /// rounded up to a power of two (at most ``maximumPrivatePartials``), so that row
+    /// lengths share programs; 0 when the kernel does not keep them in registers.
+    func privatePartialsCapacity(_ problem: RowNormBackwardProblem) -> Int {
+        guard fusedAccumulates(problem), privatePartials > 0 else { return 0 }
+        var capacity = 1
+        while capacity < privatePartials { capacity *= 2 }
+        return capacity
     }
 
-    /// The `-D` constants the kernels of `layer_norm_backward.cl` are specialised with.
+    /// The build options of the kernels of `layer_norm_backward.cl`: the forward's
+    /// specialisation, and which gradients which kernel forms. No sizes (D, rows,
+    /// lanes, blocks are kernel arguments). The kernels index with explicit 64-bit
+    /// offsets and never use INDEX_T, so it stays the default.
     func buildOptions(for problem: RowNormBackwardProblem) -> String {
         let isFused = if case .fused = strategy { true } else { false }
-        let rowsPerGroup = if case .fused(_, let rowsPerGroup) = strategy { rowsPerGroup } else { 1 }
-        func flag(_ value: Bool) -> String { value ? "1" : "0" }
-        return [
-            "-cl-std=CL1.2",
-            problem.forward.elementType.buildOption,
-            "-D RMS=\(flag(problem.kind == .rmsNorm))",
-            "-D ROW_LENGTH=\(problem.rowLength)",
-            "-D VEC=\(vectorWidth)",
-            "-D ITEMS=\(itemsPerReduction)",
-            "-D ROWS_PER_GROUP=\(rowsPerGroup)",
-            "-D CHUNKED=\(flag(chunkedAccess))",
-            "-D HAS_WEIGHT=\(flag(problem.forward.hasWeight))",
-            "-D FUSED_DX=\(flag(isFused && problem.needsInput))",
-            "-D FUSED_PARAMS=\(flag(fusedAccumulates(problem)))",
-            "-D COLUMN_DX=\(flag(!isFused && problem.needsInput))",
-            "-D NEED_DGAMMA=\(flag(problem.needsWeight))",
-            "-D NEED_DBETA=\(flag(problem.needsBias))",
-            "-D FINAL_LANES=\(finalLanes)",
-            "-D FINAL_COLS=\(finalColumns)",
-            "-D PRIVATE_PARTIALS=\(fusedAccumulates(problem) ? privatePartials : 0)",
-        ].joined(separator: " ")
+        var options = forward.specialization(for: problem.forward, wideIndices: false)
+        options.flag("FUSED_DX", isFused && problem.needsInput)
+        options.flag("FUSED_PARAMS", fusedAccumulates(problem))
+        options.flag("COLUMN_DX", !isFused && problem.needsInput)
+        options.flag("NEED_DGAMMA", problem.needsWeight)
+        options.flag("NEED_DBETA", problem.needsBias)
+        options.define("FINAL_LANES", finalLanes)
+        options.define("FINAL_COLS", finalColumns)
+        options.define("PRIVATE_PARTIALS", privatePartialsCapacity(problem))
+        return options.text
     }
 }

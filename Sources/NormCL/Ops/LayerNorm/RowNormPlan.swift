@@ -21,32 +21,28 @@ struct RowNormPlan: Equatable, Sendable {
         case splitRows(slices: Int, itemsPerSlice: Int)
     }
 
-    let strategy: Strategy
+    private(set) var strategy: Strategy
     /// Elements per load: 4 when `D % 4 == 0`, else 1.
     let vectorWidth: Int
-    let chunkedAccess: Bool
-    /// Work-items and work-group size of the split strategy's elementwise pass.
-    let elementwiseWorkGroupSize: Int
-    let elementwiseWorkGroups: Int
-    /// Work-group size of the one-work-item-per-row merge kernel.
-    let perRowWorkGroupSize: Int
+    /// The device's launch sizes (work-group sizes, the elementwise pass, per-row kernels).
+    let geometry: LaunchGeometry
     /// Whether the elementwise pass needs 64-bit vector indices: the vectors, plus the
     /// overshoot of a work-item's range past the end, reach 2^32.
     let wideIndices: Bool
+
+    var chunkedAccess: Bool { geometry.chunkedAccess }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
     /// to run every strategy and geometry on shapes where the heuristic would not
     /// pick it). Work-item counts must be powers of two.
     init(problem: RowNormProblem, device: OpenCLDevice, tuning: DeviceTuning, strategy forced: Strategy? = nil) {
+        let geometry = LaunchGeometry(device: device, tuning: tuning)
+        self.geometry = geometry
         vectorWidth = problem.rowLength % 4 == 0 ? 4 : 1
-        chunkedAccess = tuning.chunkedAccess
-        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        perRowWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
         let vectors = problem.count / vectorWidth
         let vectorsPerRow = problem.rowLength / vectorWidth
-        elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
-        wideIndices = vectors + 2 * elementwiseWorkGroups * elementwiseWorkGroupSize >= 1 << 32
+        wideIndices = LaunchGeometry.needsWideIndices(
+            elements: vectors, workItems: geometry.elementwiseLaunch(vectors: vectors).global[0])
 
         if let forced {
             switch forced {
@@ -58,27 +54,32 @@ struct RowNormPlan: Equatable, Sendable {
             strategy = forced
             return
         }
-        // Three floats of local memory per work-item for the merge of partial moments.
-        let localLimit = (device.localMemoryBytes - 64) / (3 * MemoryLayout<Float>.size)
-        let widest = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
+        let chunked = geometry.chunkedAccess
+        // One Moments (three floats) of local memory per work-item for the merge.
+        let widest = geometry.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size, reservedLocalBytes: 64)
         // CPUs: one work-item walks the whole row (a contiguous stream, no barrier);
         // GPUs: up to a full work-group per row, each work-item a few vectors.
-        let items = chunkedAccess ? 1 : min(widest, Self.powerOfTwo(atMost: max(1, vectorsPerRow / 4)))
+        let items = chunked ? 1 : min(widest, LaunchGeometry.powerOfTwo(atMost: max(1, vectorsPerRow / 4)))
         let rows = problem.rows
-        if rows < targetGroups {
+        if rows < geometry.targetWorkGroups {
             // Too few rows to fill the device: split long rows into slices.
-            let wanted = targetGroups.ceilingDivided(by: rows)
-            let worthwhile = vectorsPerRow / max(1, tuning.minimumVectorsPerWorkGroup)
-            let slices = min(wanted, worthwhile, 1024)
+            let slices = geometry.slicesPerSegment(segments: rows, vectorsPerSegment: vectorsPerRow)
             if slices > 1 {
-                strategy = .splitRows(slices: slices, itemsPerSlice: chunkedAccess ? 1 : widest)
+                strategy = .splitRows(slices: slices, itemsPerSlice: chunked ? 1 : widest)
                 return
             }
         }
-        // Fill a work-group with rows, but keep at least targetGroups work-groups.
-        let groupSize = chunkedAccess ? elementwiseWorkGroupSize : widest
-        let rowsPerGroup = max(1, min(groupSize / items, rows / targetGroups))
+        // Fill a work-group with rows, but keep at least targetWorkGroups work-groups.
+        let groupSize = chunked ? geometry.elementwiseWorkGroupSize : widest
+        let rowsPerGroup = max(1, min(groupSize / items, rows / geometry.targetWorkGroups))
         strategy = .fused(itemsPerRow: items, rowsPerGroup: rowsPerGroup)
+    }
+
+    /// This plan with `strategy` instead (the backward plan spreads the fused rows).
+    func with(strategy: Strategy) -> RowNormPlan {
+        var plan = self
+        plan.strategy = strategy
+        return plan
     }
 
     /// Work-items sharing one row (fused) or one slice (split).
@@ -88,27 +89,36 @@ struct RowNormPlan: Equatable, Sendable {
         }
     }
 
-    /// The `-D` constants the kernels of `layer_norm.cl` are specialised with.
-    func buildOptions(for problem: RowNormProblem) -> String {
-        let rowsPerGroup = if case .fused(_, let rowsPerGroup) = strategy { rowsPerGroup } else { 1 }
-        return [
-            "-cl-std=CL1.2",
-            problem.elementType.buildOption,
-            "-D RMS=\(problem.kind == .rmsNorm ? 1 : 0)",
-            "-D ROW_LENGTH=\(problem.rowLength)",
-            "-D VEC=\(vectorWidth)",
-            "-D ITEMS=\(itemsPerReduction)",
-            "-D ROWS_PER_GROUP=\(rowsPerGroup)",
-            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
-            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
-        ].joined(separator: " ")
+    /// The split strategy's elementwise pass over every vector of `problem`'s input.
+    func elementwiseLaunch(for problem: RowNormProblem) -> (global: [Int], local: [Int]) {
+        geometry.elementwiseLaunch(vectors: problem.count / vectorWidth)
     }
 
-    static func powerOfTwo(atMost limit: Int) -> Int {
-        var size = 1
-        while size * 2 <= limit { size *= 2 }
-        return size
+    /// Rows per work-group of the fused kernels (1 for the split strategy).
+    var rowsPerGroup: Int {
+        if case .fused(_, let rowsPerGroup) = strategy { rowsPerGroup } else { 1 }
+    }
+
+    /// What the kernels of both directions are specialised on: the op, the element type,
+    /// the vector width, the work-group shape, the access pattern and γ. No sizes: D and
+    /// the row count are kernel arguments, so one program serves every shape. The rows
+    /// per work-group are given only with several work-items per row, where they size
+    /// the local scratch; one work-item per row (CPUs) takes them from the launch.
+    func specialization(for problem: RowNormProblem, wideIndices: Bool) -> KernelSpecialization {
+        var options = KernelSpecialization(
+            elementType: problem.elementType, chunkedAccess: chunkedAccess, wideIndices: wideIndices)
+        options.flag("RMS", problem.kind == .rmsNorm)
+        options.define("VEC", vectorWidth)
+        options.define("ITEMS", itemsPerReduction)
+        if itemsPerReduction > 1 { options.define("ROWS_PER_GROUP", rowsPerGroup) }
+        options.flag("HAS_WEIGHT", problem.hasWeight)
+        return options
+    }
+
+    /// The build options of the kernels of `layer_norm.cl`.
+    func buildOptions(for problem: RowNormProblem) -> String {
+        var options = specialization(for: problem, wideIndices: wideIndices)
+        options.flag("HAS_BIAS", problem.hasBias)
+        return options.text
     }
 }
