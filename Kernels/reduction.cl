@@ -195,3 +195,219 @@ inline float accumulate_column_moments(__global const storage_t *x, INDEX_T row0
 }
 #endif  // CVEC
 #endif  // INDEX_T
+
+// ---- SwitchableNorm: what switchable_norm.cl and switchable_norm_backward.cl share ----
+// Written once here for the two Switchable Norm files; the walkers (SnSplit, SnRuns,
+// SnSegment, sn_range_count, SN_FOR_EACH_BLOCK, sn_block_sums) are generic and could
+// serve any op whose sizes are kernel arguments. Names carry an sn_/Sn/SN_ prefix so
+// nothing here can clash with another op's file.
+
+#ifdef INDEX_T
+// x = quot * divisor + rem. Walkers split a start index once (one division) and then
+// step, so no per-element loop divides by a runtime size.
+typedef struct {
+    INDEX_T quot;
+    INDEX_T rem;
+} SnSplit;
+
+inline SnSplit sn_split(INDEX_T x, INDEX_T divisor) {
+    SnSplit s;
+    s.quot = x / divisor;
+    s.rem = x - s.quot * divisor;
+    return s;
+}
+
+// s + step, both split by `divisor` (step.rem < divisor): no division.
+inline SnSplit sn_split_add(SnSplit s, SnSplit step, INDEX_T divisor) {
+    s.quot += step.quot;
+    s.rem += step.rem;
+    if (s.rem >= divisor) {
+        s.rem -= divisor;
+        ++s.quot;
+    }
+    return s;
+}
+
+// How many indices first, first + stride, ... < end an ItemRange holds (a division per
+// range when interleaved, none when chunked).
+inline INDEX_T sn_range_count(ItemRange r) {
+    if (r.first >= r.end) return 0;
+#if CHUNKED
+    return r.end - r.first;
+#else
+    return (r.end - r.first + r.stride - 1) / r.stride;
+#endif
+}
+
+// The blocks of an ItemRange: block start i and its count n (up to BLOCK vectors at i,
+// i + range.stride, ...), in order.
+#define SN_FOR_EACH_BLOCK(range, i, n)                                                         \
+    for (INDEX_T i = (range).first, left_ = sn_range_count(range), n = min((INDEX_T)BLOCK, left_); \
+         left_ > 0; i += n * (range).stride, left_ -= n, n = min((INDEX_T)BLOCK, left_))
+
+// Runs r = n * channels + c of a Span with their sample n and channel c (it.r, it.at.quot,
+// it.at.rem): one division per work-item, none per run.
+typedef struct {
+    uint r, end, stride, channels;
+    SnSplit at, step;
+} SnRuns;
+
+inline SnRuns sn_runs(Span span, uint channels) {
+    SnRuns it;
+    it.r = span.first;
+    it.end = span.end;
+    it.stride = span.stride;
+    it.channels = channels;
+    it.at = sn_split(span.first, channels);
+    it.step = sn_split(span.stride, channels);
+    return it;
+}
+
+inline void sn_next_run(SnRuns *it) {
+    it->r += it->stride;
+    it->at = sn_split_add(it->at, it->step, it->channels);
+}
+
+#define SN_FOR_EACH_RUN(it, span, channels) for (SnRuns it = sn_runs((span), (channels)); it.r < it.end; sn_next_run(&it))
+
+// An elementwise pass over [0, total) vectors made of periods (NCHW runs, NHWC samples)
+// of `period` vectors, each a row-major matrix of `columns` column vectors (1 for NCHW):
+// this work-item's vectors (item_range over the whole launch) in segments [lo, hi) that
+// stay within one period, with the period's index at.quot and lo's column. Chunked: the
+// work-item's contiguous range cut at period boundaries (a division per segment);
+// interleaved: one vector a segment, stepped without a division.
+typedef struct {
+    INDEX_T lo, hi;
+    SnSplit at;      // lo = at.quot * period + at.rem
+    INDEX_T column;  // lo % columns
+    INDEX_T end, stride, period, columns;
+    SnSplit step, column_step;  // the stride split by period and by columns (interleaved)
+} SnSegment;
+
+inline void sn_segment_close(SnSegment *s) {
+#if CHUNKED
+    s->hi = min(s->lo + (s->period - s->at.rem), s->end);
+    s->column = s->lo % s->columns;
+#else
+    s->hi = s->lo + 1;
+#endif
+}
+
+inline SnSegment sn_first_segment(INDEX_T total, INDEX_T period, INDEX_T columns) {
+    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
+    SnSegment s;
+    s.lo = r.first;
+    s.end = r.end;
+    s.stride = r.stride;
+    s.period = period;
+    s.columns = columns;
+    s.at = sn_split(r.first, period);
+    s.step = sn_split(r.stride, period);
+    s.column_step = sn_split(r.stride, columns);
+    s.column = r.first % columns;
+    sn_segment_close(&s);
+    return s;
+}
+
+inline void sn_next_segment(SnSegment *s) {
+#if CHUNKED
+    SnSplit length = {0, s->hi - s->lo};  // at most period - at.rem
+    s->at = sn_split_add(s->at, length, s->period);
+    s->lo = s->hi;
+#else
+    SnSplit column = {0, s->column};
+    s->at = sn_split_add(s->at, s->step, s->period);
+    s->column = sn_split_add(column, s->column_step, s->columns).rem;
+    s->lo += s->stride;
+#endif
+    sn_segment_close(s);
+}
+
+#define SN_FOR_EACH_SEGMENT(s, total, period, columns) \
+    for (SnSegment s = sn_first_segment((total), (period), (columns)); s.lo < s.end; sn_next_segment(&s))
+
+#ifdef VEC
+// One block of n vectors at i, i + stride, ...: (sum a, sum a * b) with, per vector,
+// a = (pa[i] - a0) - a1 and b = (pb[i] - b0) - b1 (subtracting 0 changes nothing), the
+// lanes summed at the end. Forward moments: a = b = (x - pilot) - shift; backward sums:
+// a = dy, b = x - mean.
+inline float2 sn_block_sums(__global const storage_t *pa, float a0, float a1, __global const storage_t *pb, float b0,
+                            float b1, INDEX_T i, INDEX_T stride, uint n) {
+    floatv s = 0.0f, q = 0.0f;
+    for (uint j = 0; j < n; ++j, i += stride) {
+        floatv a = (LOADV(pa, i) - a0) - a1;
+        s += a;
+        q += a * ((LOADV(pb, i) - b0) - b1);
+    }
+    return (float2)(HSUM(s), HSUM(q));
+}
+
+// The vectors of slice g of `slices` of NCHW run r (`spatial` elements, spatial / VEC
+// vectors) that work-item `item` of `items` reads.
+inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint item, uint items) {
+    INDEX_T run_vecs = spatial / VEC, base = (INDEX_T)r * run_vecs;
+    ulong lo, hi;
+    slice_bounds(run_vecs, g, slices, &lo, &hi);
+    return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
+}
+#endif  // VEC
+
+#ifdef CVEC
+// A work-item of an NHWC slice kernel (global (column work-items, batch * slices)): its
+// column tile [first, first + width) of channels / CVEC, sample n and rows [lo, hi) of
+// the slice; false when it owns no columns.
+inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *first, uint *width, uint *n, uint *lo,
+                            uint *hi, uint *g) {
+    if (!column_tile(get_global_id(0), channels / CVEC, first, width)) return false;
+    *n = get_global_id(1) / slices;
+    *g = get_global_id(1) - *n * slices;
+    ulong a, b;
+    slice_bounds(spatial, *g, slices, &a, &b);
+    *lo = (uint)a;
+    *hi = (uint)b;
+    return true;
+}
+#endif  // CVEC
+#endif  // INDEX_T
+
+#if defined(HAS_IN) && defined(HAS_BN)
+// The mixture: branches IN, LN, BN (those present), in the order of the logits.
+#define SN_BRANCHES (HAS_IN + 1 + HAS_BN)
+
+// Fills v[0 ..< SN_BRANCHES] with the branches' values in logit order. The expressions of
+// absent branches must compile (they are dropped at compile time).
+#define SN_BRANCH_VALUES(v, in, ln, bn)   \
+    do {                                  \
+        int k_ = 0;                       \
+        if (HAS_IN) v[k_++] = (in);       \
+        v[k_++] = (ln);                   \
+        if (HAS_BN) v[k_++] = (bn);       \
+    } while (0)
+
+// sum_k w[k] * v[k], in branch order.
+inline float sn_mixture(const float *w, const float *v) {
+    float sum = 0.0f;
+    for (int k = 0; k < SN_BRANCHES; ++k) sum += w[k] * v[k];
+    return sum;
+}
+
+// Softmax of the branch logits into w.
+inline void sn_softmax(__global const float *logits, float *w) {
+    float top = logits[0];
+    for (int k = 1; k < SN_BRANCHES; ++k) top = fmax(top, logits[k]);
+    float sum = 0.0f;
+    for (int k = 0; k < SN_BRANCHES; ++k) {
+        w[k] = exp(logits[k] - top);
+        sum += w[k];
+    }
+    for (int k = 0; k < SN_BRANCHES; ++k) w[k] /= sum;
+}
+
+// Divisor of the instance variance: L - 1 with the IN branch and the unbiased
+// estimator, else L.
+#define SN_IN_DIVISOR(spatial) ((float)(spatial) - (float)(HAS_IN && UNBIASED))
+
+// Channels per work-item of the BN set loops (statistics forward, adjoints backward):
+// each reads N rows of this many contiguous floats.
+#define SN_CHANNEL_TILE 8
+#endif  // HAS_IN && HAS_BN
