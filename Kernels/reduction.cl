@@ -197,10 +197,11 @@ inline float accumulate_column_moments(__global const storage_t *x, INDEX_T row0
 #endif  // INDEX_T
 
 // ---- SwitchableNorm: what switchable_norm.cl and switchable_norm_backward.cl share ----
-// Written once here for the two Switchable Norm files; the walkers (SnSplit, SnRuns,
-// SnSegment, sn_range_count, SN_FOR_EACH_BLOCK, sn_block_sums) are generic and could
-// serve any op whose sizes are kernel arguments. Names carry an sn_/Sn/SN_ prefix so
-// nothing here can clash with another op's file.
+// Written once here for the two Switchable Norm files. The walkers (SnSplit, SnSegment,
+// sn_range_count, SN_FOR_EACH_BLOCK, sn_block_sums, sn_device_share) are generic and
+// could serve any op whose sizes are kernel arguments; the rest (after HAS_IN/HAS_BN) is
+// Switchable Norm's own. Names carry an sn_/Sn/SN_ prefix so nothing here can clash with
+// another op's file.
 
 #ifdef INDEX_T
 // x = quot * divisor + rem. Walkers split a start index once (one division) and then
@@ -245,37 +246,15 @@ inline INDEX_T sn_range_count(ItemRange r) {
     for (INDEX_T i = (range).first, left_ = sn_range_count(range), n = min((INDEX_T)BLOCK, left_); \
          left_ > 0; i += n * (range).stride, left_ -= n, n = min((INDEX_T)BLOCK, left_))
 
-// Runs r = n * channels + c of a Span with their sample n and channel c (it.r, it.at.quot,
-// it.at.rem): one division per work-item, none per run.
-typedef struct {
-    uint r, end, stride, channels;
-    SnSplit at, step;
-} SnRuns;
+// This work-item's share of [0, total) over the whole launch (item_range).
+inline ItemRange sn_device_share(INDEX_T total) { return item_range(0, total, get_global_id(0), get_global_size(0)); }
 
-inline SnRuns sn_runs(Span span, uint channels) {
-    SnRuns it;
-    it.r = span.first;
-    it.end = span.end;
-    it.stride = span.stride;
-    it.channels = channels;
-    it.at = sn_split(span.first, channels);
-    it.step = sn_split(span.stride, channels);
-    return it;
-}
-
-inline void sn_next_run(SnRuns *it) {
-    it->r += it->stride;
-    it->at = sn_split_add(it->at, it->step, it->channels);
-}
-
-#define SN_FOR_EACH_RUN(it, span, channels) for (SnRuns it = sn_runs((span), (channels)); it.r < it.end; sn_next_run(&it))
-
-// An elementwise pass over [0, total) vectors made of periods (NCHW runs, NHWC samples)
-// of `period` vectors, each a row-major matrix of `columns` column vectors (1 for NCHW):
-// this work-item's vectors (item_range over the whole launch) in segments [lo, hi) that
-// stay within one period, with the period's index at.quot and lo's column. Chunked: the
-// work-item's contiguous range cut at period boundaries (a division per segment);
-// interleaved: one vector a segment, stepped without a division.
+// The indices of an ItemRange (of a pass over periods of `period` indices, each a
+// row-major matrix of `columns` column vectors; 1 when there are no columns) in segments
+// [lo, hi) that stay within one period, with the period's index at.quot and lo's
+// column: NCHW runs (period L / VEC), NHWC samples (period L * C / CVEC), the runs of a
+// sample (period C). Chunked: the work-item's contiguous range cut at period boundaries
+// (a division per segment); interleaved: one index a segment, stepped without a division.
 typedef struct {
     INDEX_T lo, hi;
     SnSplit at;      // lo = at.quot * period + at.rem
@@ -293,8 +272,7 @@ inline void sn_segment_close(SnSegment *s) {
 #endif
 }
 
-inline SnSegment sn_first_segment(INDEX_T total, INDEX_T period, INDEX_T columns) {
-    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
+inline SnSegment sn_first_segment(ItemRange r, INDEX_T period, INDEX_T columns) {
     SnSegment s;
     s.lo = r.first;
     s.end = r.end;
@@ -323,8 +301,14 @@ inline void sn_next_segment(SnSegment *s) {
     sn_segment_close(s);
 }
 
-#define SN_FOR_EACH_SEGMENT(s, total, period, columns) \
-    for (SnSegment s = sn_first_segment((total), (period), (columns)); s.lo < s.end; sn_next_segment(&s))
+#define SN_FOR_EACH_SEGMENT(s, range, period, columns) \
+    for (SnSegment s = sn_first_segment((range), (period), (columns)); s.lo < s.end; sn_next_segment(&s))
+
+// Runs r = n * channels + c of an ItemRange with their sample n and channel c: one
+// division per work-item (and per sample when chunked), none per run.
+#define SN_FOR_EACH_RUN(r, n, c, range, channels)     \
+    SN_FOR_EACH_SEGMENT(s_, (range), (channels), 1) \
+    for (uint r = (uint)s_.lo, n = (uint)s_.at.quot, c = (uint)s_.at.rem; r < s_.hi; ++r, ++c)
 
 #ifdef VEC
 // One block of n vectors at i, i + stride, ...: (sum a, sum a * b) with, per vector,
@@ -350,6 +334,11 @@ inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint it
     slice_bounds(run_vecs, g, slices, &lo, &hi);
     return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
 }
+
+// An elementwise pass over NCHW runs of `spatial` elements: this work-item's segments s,
+// each within run s.at.quot (whose coefficients it loads once).
+#define SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) \
+    SN_FOR_EACH_SEGMENT(s, sn_device_share((INDEX_T)(runs) * ((spatial) / VEC)), (INDEX_T)((spatial) / VEC), 1)
 #endif  // VEC
 
 #ifdef CVEC
@@ -367,6 +356,19 @@ inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *firs
     *hi = (uint)b;
     return true;
 }
+
+// An elementwise pass over NHWC input, (N, L, C) as rows of channels / CVEC column
+// vectors: runs the body for each vector i of this work-item with j = n * (C / CVEC) +
+// its column, the index of its (n, c) coefficient vector.
+#define SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, ...)                                          \
+    SN_FOR_EACH_SEGMENT(s_, sn_device_share((INDEX_T)(batch) * (spatial) * ((channels) / CVEC)),               \
+                        (INDEX_T)(spatial) * ((channels) / CVEC), (channels) / CVEC) {                         \
+        uint columns_ = (channels) / CVEC, base_ = (uint)s_.at.quot * columns_, column_ = (uint)s_.column;     \
+        for (INDEX_T i = s_.lo; i < s_.hi; ++i, column_ = column_ + 1 == columns_ ? 0 : column_ + 1) {         \
+            uint j = base_ + column_;                                                                          \
+            __VA_ARGS__;                                                                                       \
+        }                                                                                                      \
+    }
 #endif  // CVEC
 #endif  // INDEX_T
 

@@ -282,12 +282,12 @@ inline void mix_instance(uint r, uint n, uint c, const float *wm, const float *w
 #endif
 }
 
-// Mixes the runs of `span`.
-inline void mix_runs(Span span, STATISTICS_PARAMETERS) {
+// Mixes the runs of `share`.
+inline void mix_runs(ItemRange share, STATISTICS_PARAMETERS) {
     float wm[SN_BRANCHES], wv[SN_BRANCHES];
     sn_softmax(mean_logits, wm);
     sn_softmax(var_logits, wv);
-    SN_FOR_EACH_RUN(it, span, channels) mix_instance(it.r, it.at.quot, it.at.rem, wm, wv, STATISTICS_ARGUMENTS);
+    SN_FOR_EACH_RUN(r, n, c, share, channels) mix_instance(r, n, c, wm, wv, STATISTICS_ARGUMENTS);
 }
 
 // All of step 2 in one work-group (small N * C: one launch). The work-item loops take N
@@ -305,23 +305,20 @@ __kernel void sn_statistics(STATISTICS_PARAMETERS) {
     for (uint t = lid; t < (channels + SN_CHANNEL_TILE - 1) / SN_CHANNEL_TILE; t += items)
         batch_statistics(t, STATISTICS_ARGUMENTS);
     barrier(CLK_GLOBAL_MEM_FENCE);
-    Span all = {lid, runs, items};
-    mix_runs(all, STATISTICS_ARGUMENTS);
+    mix_runs(item_range(0, runs, lid, items), STATISTICS_ARGUMENTS);
 }
 
 // Step 2 over the whole device (large N * C), in up to three launches: merge the slices,
 // LN and BN statistics (samples, then channels), mixing. Each work-item strides over its
-// share of the grid (item_span: contiguous with CHUNKED, interleaved otherwise), so the
-// softmaxes are computed once per work-item, not once per instance.
-inline Span device_share(uint total) { return item_span(0, total, get_global_id(0), get_global_size(0)); }
-
+// share of the grid (contiguous with CHUNKED, interleaved otherwise), so the softmaxes are
+// computed once per work-item, not once per instance.
 __kernel void sn_merge_partials(STATISTICS_PARAMETERS) {
-    Span share = device_share(batch * channels);
+    ItemRange share = sn_device_share(batch * channels);
     for (uint r = share.first; r < share.end; r += share.stride) merge_run(r, partials, slices);
 }
 
 __kernel void sn_set_statistics(STATISTICS_PARAMETERS) {
-    Span share = device_share(batch + (channels + SN_CHANNEL_TILE - 1) / SN_CHANNEL_TILE);
+    ItemRange share = sn_device_share(batch + (channels + SN_CHANNEL_TILE - 1) / SN_CHANNEL_TILE);
     for (uint i = share.first; i < share.end; i += share.stride) {
         if (i < batch) {
             layer_statistics(i, STATISTICS_ARGUMENTS);
@@ -331,7 +328,7 @@ __kernel void sn_set_statistics(STATISTICS_PARAMETERS) {
     }
 }
 
-__kernel void sn_mix(STATISTICS_PARAMETERS) { mix_runs(device_share(batch * channels), STATISTICS_ARGUMENTS); }
+__kernel void sn_mix(STATISTICS_PARAMETERS) { mix_runs(sn_device_share(batch * channels), STATISTICS_ARGUMENTS); }
 
 // ---------------------------------------------------------------------------------------
 // Step 3: y = ((x - pilot) - offset) * scale + beta, per (n, c) coefficients.
@@ -341,8 +338,7 @@ __kernel void sn_mix(STATISTICS_PARAMETERS) { mix_runs(device_share(batch * chan
 __kernel void sn_apply_rows(__global const storage_t *x, __global storage_t *y, __global const float *coefficients,
                             uint batch, uint channels, uint spatial) {
     uint runs = batch * channels;
-    INDEX_T run_vecs = spatial / VEC;
-    SN_FOR_EACH_SEGMENT(s, (INDEX_T)runs * run_vecs, run_vecs, 1) {
+    SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
         uint r = (uint)s.at.quot;
         float k = coefficients[r], o = coefficients[runs + r], sc = coefficients[2 * runs + r];
         float b = coefficients[3 * runs + r];
@@ -353,17 +349,9 @@ __kernel void sn_apply_rows(__global const storage_t *x, __global storage_t *y, 
 // Channels-last: rows of C channels; the coefficients of row (n, m) are those of sample n.
 __kernel void sn_apply_columns(__global const storage_t *x, __global storage_t *y, __global const float *coefficients,
                                uint batch, uint channels, uint spatial) {
-    uint runs = batch * channels, column_vecs = channels / CVEC;
-    INDEX_T sample_vecs = (INDEX_T)spatial * column_vecs;
-    SN_FOR_EACH_SEGMENT(s, (INDEX_T)batch * sample_vecs, sample_vecs, column_vecs) {
-        uint base = (uint)s.at.quot * column_vecs, column = (uint)s.column;
-        for (INDEX_T i = s.lo; i < s.hi; ++i) {
-            uint j = base + column;
-            floatc out = ((LOADC(x, i) - CLOAD(j, coefficients)) - CLOAD(j, coefficients + runs))
-                             * CLOAD(j, coefficients + 2 * runs) + CLOAD(j, coefficients + 3 * runs);
-            STOREC(out, y, i);
-            if (++column == column_vecs) column = 0;
-        }
-    }
+    uint runs = batch * channels;
+#define K(slot) CLOAD(j, coefficients + (slot) * runs)
+    SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, STOREC(((LOADC(x, i) - K(0)) - K(1)) * K(2) + K(3), y, i));
+#undef K
 }
 #endif

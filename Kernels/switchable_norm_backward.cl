@@ -320,11 +320,11 @@ inline void finish_logits(uint count, const float *pm, const float *pv, COEFFICI
 // arguments: PoCL 3.1 miscompiles `for (i = lid; i < CONST; i += items)` when CONST is 1.
 __kernel void snb_coefficients(COEFFICIENT_PARAMETERS) {
     uint lid = get_local_id(0), items = get_local_size(0), runs = batch * channels;
-    Span all = {lid, runs, items};
+    ItemRange all = item_range(0, runs, lid, items);
     float pm[SN_BRANCHES], pv[SN_BRANCHES];
     sn_softmax(mean_logits, pm);
     sn_softmax(var_logits, pv);
-    SN_FOR_EACH_RUN(it, all, channels) instance_adjoints(it.r, it.at.rem, COEFFICIENT_ARGUMENTS);
+    SN_FOR_EACH_RUN(r, n, c, all, channels) instance_adjoints(r, c, COEFFICIENT_ARGUMENTS);
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (uint n = lid; n < batch; n += items) layer_adjoints(n, pm, pv, COEFFICIENT_ARGUMENTS);
     for (uint t = lid; t < (channels + SN_CHANNEL_TILE - 1) / SN_CHANNEL_TILE; t += items)
@@ -332,7 +332,7 @@ __kernel void snb_coefficients(COEFFICIENT_PARAMETERS) {
     barrier(CLK_GLOBAL_MEM_FENCE);
     float logit[2 * SN_BRANCHES];
     for (int j = 0; j < 2 * SN_BRANCHES; ++j) logit[j] = 0.0f;
-    SN_FOR_EACH_RUN(it, all, channels) run_coefficients(it.r, it.at.quot, it.at.rem, pm, pv, logit, COEFFICIENT_ARGUMENTS);
+    SN_FOR_EACH_RUN(r, n, c, all, channels) run_coefficients(r, n, c, pm, pv, logit, COEFFICIENT_ARGUMENTS);
     for (int j = 0; j < 2 * SN_BRANCHES; ++j) logit_partials[lid * 2 * SN_BRANCHES + j] = logit[j];
     barrier(CLK_GLOBAL_MEM_FENCE);
     if (lid == 0) finish_logits(items, pm, pv, COEFFICIENT_ARGUMENTS);
@@ -341,19 +341,18 @@ __kernel void snb_coefficients(COEFFICIENT_PARAMETERS) {
 
 #if SPLIT
 // Step 2 over the whole device (large N * C): four launches, each work-item striding over
-// its share of the grid (item_span: contiguous with CHUNKED, interleaved otherwise), the
-// last one a single work-item that sums the per-work-item logit partials in order.
-inline Span device_share(uint total) { return item_span(0, total, get_global_id(0), get_global_size(0)); }
+// its share of the grid (contiguous with CHUNKED, interleaved otherwise), the last one a
+// single work-item that sums the per-work-item logit partials in order.
 
 __kernel void snb_instances(COEFFICIENT_PARAMETERS) {
-    SN_FOR_EACH_RUN(it, device_share(batch * channels), channels) instance_adjoints(it.r, it.at.rem, COEFFICIENT_ARGUMENTS);
+    SN_FOR_EACH_RUN(r, n, c, sn_device_share(batch * channels), channels) instance_adjoints(r, c, COEFFICIENT_ARGUMENTS);
 }
 
 __kernel void snb_sets(COEFFICIENT_PARAMETERS) {
     float pm[SN_BRANCHES], pv[SN_BRANCHES];
     sn_softmax(mean_logits, pm);
     sn_softmax(var_logits, pv);
-    Span share = device_share(batch + (channels + SN_CHANNEL_TILE - 1) / SN_CHANNEL_TILE);
+    ItemRange share = sn_device_share(batch + (channels + SN_CHANNEL_TILE - 1) / SN_CHANNEL_TILE);
     for (uint i = share.first; i < share.end; i += share.stride) {
         if (i < batch) {
             layer_adjoints(i, pm, pv, COEFFICIENT_ARGUMENTS);
@@ -369,8 +368,8 @@ __kernel void snb_mix(COEFFICIENT_PARAMETERS) {
     sn_softmax(var_logits, pv);
     float logit[2 * SN_BRANCHES];
     for (int j = 0; j < 2 * SN_BRANCHES; ++j) logit[j] = 0.0f;
-    SN_FOR_EACH_RUN(it, device_share(batch * channels), channels)
-        run_coefficients(it.r, it.at.quot, it.at.rem, pm, pv, logit, COEFFICIENT_ARGUMENTS);
+    SN_FOR_EACH_RUN(r, n, c, sn_device_share(batch * channels), channels)
+        run_coefficients(r, n, c, pm, pv, logit, COEFFICIENT_ARGUMENTS);
     for (int j = 0; j < 2 * SN_BRANCHES; ++j) logit_partials[get_global_id(0) * 2 * SN_BRANCHES + j] = logit[j];
 }
 
@@ -402,8 +401,7 @@ __kernel void snb_logits(COEFFICIENT_PARAMETERS) {
 // Channels-first (and L == 1): contiguous runs share their coefficients.
 __kernel void snb_dx_rows(DX_PARAMETERS) {
     uint runs = batch * channels;
-    INDEX_T run_vecs = spatial / VEC;
-    SN_FOR_EACH_SEGMENT(s, (INDEX_T)runs * run_vecs, run_vecs, 1) {
+    SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
         uint r = (uint)s.at.quot;
         float a = coefficients[r], b = coefficients[runs + r], c = coefficients[2 * runs + r];
         float m = coefficients[3 * runs + r];
@@ -418,17 +416,10 @@ __kernel void snb_dx_rows(DX_PARAMETERS) {
 #if DX_COLUMNS
 // Channels-last: rows of C channels; the coefficients of row (n, m) are those of sample n.
 __kernel void snb_dx_columns(DX_PARAMETERS) {
-    uint runs = batch * channels, column_vecs = channels / CVEC;
-    INDEX_T sample_vecs = (INDEX_T)spatial * column_vecs;
-    SN_FOR_EACH_SEGMENT(s, (INDEX_T)batch * sample_vecs, sample_vecs, column_vecs) {
-        uint base = (uint)s.at.quot * column_vecs, column = (uint)s.column;
-        for (INDEX_T i = s.lo; i < s.hi; ++i) {
-            uint j = base + column;
+    uint runs = batch * channels;
 #define K(slot) CLOAD(j, coefficients + (slot) * runs)
-            STOREC(DX(K(0), K(1), K(2), K(3), K(4), K(5), LOADC(dy, i), LOADC(x, i)), dx, i);
+    SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial,
+                              STOREC(DX(K(0), K(1), K(2), K(3), K(4), K(5), LOADC(dy, i), LOADC(x, i)), dx, i));
 #undef K
-            if (++column == column_vecs) column = 0;
-        }
-    }
 }
 #endif
