@@ -361,3 +361,221 @@ inline float2 kahan_sum_float2_partials(__global const float2 *p, uint parts, si
     for (uint i = 0; i < parts; ++i, p += stride) KAHAN_ADD(float2, s, carry, *p);
     return s;
 }
+
+// ---- SwitchableNorm: what switchable_norm.cl and switchable_norm_backward.cl share ----
+// Written once here for the two Switchable Norm files. The walkers (SnSplit, SnSegment,
+// sn_range_count, SN_FOR_EACH_BLOCK, sn_block_sums, sn_device_share) are generic and
+// could serve any op whose sizes are kernel arguments; the rest (after HAS_IN/HAS_BN) is
+// Switchable Norm's own. Names carry an sn_/Sn/SN_ prefix so nothing here can clash with
+// another op's file.
+
+#ifdef INDEX_T
+// x = quot * divisor + rem. Walkers split a start index once (one division) and then
+// step, so no per-element loop divides by a runtime size.
+typedef struct {
+    INDEX_T quot;
+    INDEX_T rem;
+} SnSplit;
+
+inline SnSplit sn_split(INDEX_T x, INDEX_T divisor) {
+    SnSplit s;
+    s.quot = x / divisor;
+    s.rem = x - s.quot * divisor;
+    return s;
+}
+
+// s + step, both split by `divisor` (step.rem < divisor): no division.
+inline SnSplit sn_split_add(SnSplit s, SnSplit step, INDEX_T divisor) {
+    s.quot += step.quot;
+    s.rem += step.rem;
+    if (s.rem >= divisor) {
+        s.rem -= divisor;
+        ++s.quot;
+    }
+    return s;
+}
+
+// How many indices first, first + stride, ... < end an ItemRange holds (a division per
+// range when interleaved, none when chunked).
+inline INDEX_T sn_range_count(ItemRange r) {
+    if (r.first >= r.end) return 0;
+#if CHUNKED
+    return r.end - r.first;
+#else
+    return (r.end - r.first + r.stride - 1) / r.stride;
+#endif
+}
+
+// The blocks of an ItemRange: block start i and its count n (up to BLOCK vectors at i,
+// i + range.stride, ...), in order.
+#define SN_FOR_EACH_BLOCK(range, i, n)                                                         \
+    for (INDEX_T i = (range).first, left_ = sn_range_count(range), n = min((INDEX_T)BLOCK, left_); \
+         left_ > 0; i += n * (range).stride, left_ -= n, n = min((INDEX_T)BLOCK, left_))
+
+// This work-item's share of [0, total) over the whole launch (item_range).
+inline ItemRange sn_device_share(INDEX_T total) { return item_range(0, total, get_global_id(0), get_global_size(0)); }
+
+// The indices of an ItemRange (of a pass over periods of `period` indices, each a
+// row-major matrix of `columns` column vectors; 1 when there are no columns) in segments
+// [lo, hi) that stay within one period, with the period's index at.quot and lo's
+// column: NCHW runs (period L / VEC), NHWC samples (period L * C / CVEC), the runs of a
+// sample (period C). Chunked: the work-item's contiguous range cut at period boundaries
+// (a division per segment); interleaved: one index a segment, stepped without a division.
+typedef struct {
+    INDEX_T lo, hi;
+    SnSplit at;      // lo = at.quot * period + at.rem
+    INDEX_T column;  // lo % columns
+    INDEX_T end, stride, period, columns;
+    SnSplit step, column_step;  // the stride split by period and by columns (interleaved)
+} SnSegment;
+
+inline void sn_segment_close(SnSegment *s) {
+#if CHUNKED
+    s->hi = min(s->lo + (s->period - s->at.rem), s->end);
+    s->column = s->lo % s->columns;
+#else
+    s->hi = s->lo + 1;
+#endif
+}
+
+inline SnSegment sn_first_segment(ItemRange r, INDEX_T period, INDEX_T columns) {
+    SnSegment s;
+    s.lo = r.first;
+    s.end = r.end;
+    s.stride = r.stride;
+    s.period = period;
+    s.columns = columns;
+    s.at = sn_split(r.first, period);
+    s.step = sn_split(r.stride, period);
+    s.column_step = sn_split(r.stride, columns);
+    s.column = r.first % columns;
+    sn_segment_close(&s);
+    return s;
+}
+
+inline void sn_next_segment(SnSegment *s) {
+#if CHUNKED
+    SnSplit length = {0, s->hi - s->lo};  // at most period - at.rem
+    s->at = sn_split_add(s->at, length, s->period);
+    s->lo = s->hi;
+#else
+    SnSplit column = {0, s->column};
+    s->at = sn_split_add(s->at, s->step, s->period);
+    s->column = sn_split_add(column, s->column_step, s->columns).rem;
+    s->lo += s->stride;
+#endif
+    sn_segment_close(s);
+}
+
+#define SN_FOR_EACH_SEGMENT(s, range, period, columns) \
+    for (SnSegment s = sn_first_segment((range), (period), (columns)); s.lo < s.end; sn_next_segment(&s))
+
+// Runs r = n * channels + c of an ItemRange with their sample n and channel c: one
+// division per work-item (and per sample when chunked), none per run.
+#define SN_FOR_EACH_RUN(r, n, c, range, channels)     \
+    SN_FOR_EACH_SEGMENT(s_, (range), (channels), 1) \
+    for (uint r = (uint)s_.lo, n = (uint)s_.at.quot, c = (uint)s_.at.rem; r < s_.hi; ++r, ++c)
+
+#ifdef VEC
+// One block of n vectors at i, i + stride, ...: (sum a, sum a * b) with, per vector,
+// a = (pa[i] - a0) - a1 and b = (pb[i] - b0) - b1 (subtracting 0 changes nothing), the
+// lanes summed at the end. Forward moments: a = b = (x - pilot) - shift; backward sums:
+// a = dy, b = x - mean.
+inline float2 sn_block_sums(__global const storage_t *pa, float a0, float a1, __global const storage_t *pb, float b0,
+                            float b1, INDEX_T i, INDEX_T stride, uint n) {
+    floatv s = 0.0f, q = 0.0f;
+    for (uint j = 0; j < n; ++j, i += stride) {
+        floatv a = (LOADV(pa, i) - a0) - a1;
+        s += a;
+        q += a * ((LOADV(pb, i) - b0) - b1);
+    }
+    return (float2)(HSUM(s), HSUM(q));
+}
+
+// The vectors of slice g of `slices` of NCHW run r (`spatial` elements, spatial / VEC
+// vectors) that work-item `item` of `items` reads.
+inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint item, uint items) {
+    INDEX_T run_vecs = spatial / VEC, base = (INDEX_T)r * run_vecs;
+    ulong lo, hi;
+    slice_bounds(run_vecs, g, slices, &lo, &hi);
+    return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
+}
+
+// An elementwise pass over NCHW runs of `spatial` elements: this work-item's segments s,
+// each within run s.at.quot (whose coefficients it loads once).
+#define SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) \
+    SN_FOR_EACH_SEGMENT(s, sn_device_share((INDEX_T)(runs) * ((spatial) / VEC)), (INDEX_T)((spatial) / VEC), 1)
+#endif  // VEC
+
+#ifdef CVEC
+// A work-item of an NHWC slice kernel (global (column work-items, batch * slices)): its
+// column tile [first, first + width) of channels / CVEC, sample n and rows [lo, hi) of
+// the slice; false when it owns no columns.
+inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *first, uint *width, uint *n, uint *lo,
+                            uint *hi, uint *g) {
+    if (!column_tile(get_global_id(0), channels / CVEC, first, width)) return false;
+    *n = get_global_id(1) / slices;
+    *g = get_global_id(1) - *n * slices;
+    ulong a, b;
+    slice_bounds(spatial, *g, slices, &a, &b);
+    *lo = (uint)a;
+    *hi = (uint)b;
+    return true;
+}
+
+// An elementwise pass over NHWC input, (N, L, C) as rows of channels / CVEC column
+// vectors: runs the body for each vector i of this work-item with j = n * (C / CVEC) +
+// its column, the index of its (n, c) coefficient vector.
+#define SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, ...)                                          \
+    SN_FOR_EACH_SEGMENT(s_, sn_device_share((INDEX_T)(batch) * (spatial) * ((channels) / CVEC)),               \
+                        (INDEX_T)(spatial) * ((channels) / CVEC), (channels) / CVEC) {                         \
+        uint columns_ = (channels) / CVEC, base_ = (uint)s_.at.quot * columns_, column_ = (uint)s_.column;     \
+        for (INDEX_T i = s_.lo; i < s_.hi; ++i, column_ = column_ + 1 == columns_ ? 0 : column_ + 1) {         \
+            uint j = base_ + column_;                                                                          \
+            __VA_ARGS__;                                                                                       \
+        }                                                                                                      \
+    }
+#endif  // CVEC
+#endif  // INDEX_T
+
+#if defined(HAS_IN) && defined(HAS_BN)
+// The mixture: branches IN, LN, BN (those present), in the order of the logits.
+#define SN_BRANCHES (HAS_IN + 1 + HAS_BN)
+
+// Fills v[0 ..< SN_BRANCHES] with the branches' values in logit order. The expressions of
+// absent branches must compile (they are dropped at compile time).
+#define SN_BRANCH_VALUES(v, in, ln, bn)   \
+    do {                                  \
+        int k_ = 0;                       \
+        if (HAS_IN) v[k_++] = (in);       \
+        v[k_++] = (ln);                   \
+        if (HAS_BN) v[k_++] = (bn);       \
+    } while (0)
+
+// sum_k w[k] * v[k], in branch order.
+inline float sn_mixture(const float *w, const float *v) {
+    float sum = 0.0f;
+    for (int k = 0; k < SN_BRANCHES; ++k) sum += w[k] * v[k];
+    return sum;
+}
+
+// Softmax of the branch logits into w.
+inline void sn_softmax(__global const float *logits, float *w) {
+    float top = logits[0];
+    for (int k = 1; k < SN_BRANCHES; ++k) top = fmax(top, logits[k]);
+    float sum = 0.0f;
+    for (int k = 0; k < SN_BRANCHES; ++k) {
+        w[k] = exp(logits[k] - top);
+        sum += w[k];
+    }
+    for (int k = 0; k < SN_BRANCHES; ++k) w[k] /= sum;
+}
+
+// Divisor of the instance variance: L - 1 with the IN branch and the unbiased
+// estimator, else L.
+#define SN_IN_DIVISOR(spatial) ((float)(spatial) - (float)(HAS_IN && UNBIASED))
+
+// Channels per work-item of the BN set loops (statistics forward, adjoints backward):
+// each reads N rows of this many contiguous floats.
+#define SN_CHANNEL_TILE 8
+#endif  // HAS_IN && HAS_BN

@@ -29,6 +29,9 @@ enum SwitchableNormKernels {
         var events: [KernelEvent]
     }
 
+    /// Channels per work-item of the BN set loops (the kernels' SN_CHANNEL_TILE).
+    static let channelTile = 8
+
     static func run(
         _ problem: SwitchableNormProblem, plan: SwitchableNormPlan, inputs: Inputs, on runtime: OpenCLRuntime
     ) throws -> Outputs {
@@ -47,71 +50,50 @@ enum SwitchableNormKernels {
         let batchVariance = problem.usesBatchStatistics ? try floats([problem.channels]) : nil
         let runningMean = problem.updatesRunningStatistics ? try floats([problem.channels]) : nil
         let runningVar = problem.updatesRunningStatistics ? try floats([problem.channels]) : nil
-        // Scratch: partial moments per (run, slice), pilots and apply coefficients per run,
-        // LN and BN means relative to their reference pilots.
+        // Scratch: partial moments per (run, slice); per run the apply coefficients (pilot,
+        // offset, scale, beta); LN and BN means relative to their reference pilots.
         let partials = direct ? nil : try DeviceBuffer(byteCount: instances * slices * 3 * 4, on: runtime)
-        let pilots = direct ? nil : try DeviceBuffer(byteCount: instances * 4, on: runtime)
-        let offset = direct ? nil : try DeviceBuffer(byteCount: instances * 4, on: runtime)
-        let scale = direct ? nil : try DeviceBuffer(byteCount: instances * 4, on: runtime)
+        let coefficients = direct ? nil : try DeviceBuffer(byteCount: instances * 4 * 4, on: runtime)
         let layerRelative = try DeviceBuffer(byteCount: problem.batch * 4, on: runtime)
         let batchRelative = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+        let batch = try KernelArgument.count(problem.batch), channels = try KernelArgument.count(problem.channels)
+        let spatial = try KernelArgument.count(problem.spatial), sliceCount = try KernelArgument.count(slices)
 
         var events: [KernelEvent] = []
-        let momentsArguments: [KernelArgument] = [.buffer(inputs.x), .buffer(partials), .buffer(pilots)]
-        switch plan.strategy {
-        case .direct:
-            break
-        case .runPerWorkItem:
-            let local = plan.reductionWorkGroupSize
+        if let pass = plan.instancePass(for: problem) {
             events.append(
                 try runtime.enqueue(
-                    "sn_moments_items", from: program, global: [(instances * slices).roundedUp(toMultipleOf: local)],
-                    local: [local], arguments: momentsArguments))
-        case .runPerWorkGroup:
-            let local = plan.reductionWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "sn_moments_groups", from: program, global: [slices * local, instances], local: [local, 1],
-                    arguments: momentsArguments))
-        case .columns:
-            let local = plan.columnWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "sn_moments_columns", from: program,
-                    global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), problem.batch * slices], local: [local, 1],
-                    arguments: momentsArguments))
+                    "sn_moments_\(pass.kernel)", from: program, global: pass.global, local: pass.local,
+                    arguments: [
+                        "x": .buffer(inputs.x), "partials": .buffer(partials), "coefficients": .buffer(coefficients),
+                        "runs": try .count(instances), "channels": channels, "spatial": spatial, "slices": sliceCount,
+                    ]))
         }
-        let statisticsArguments: [KernelArgument] = [
-            .buffer(inputs.x), .buffer(direct ? output.deviceBuffer : nil), .buffer(partials), .buffer(pilots),
-            .buffer(inputs.meanLogits), .buffer(inputs.varianceLogits), .buffer(inputs.weight), .buffer(inputs.bias),
-            .buffer(inputs.runningMean), .buffer(inputs.runningVar),
-            .buffer(runningMean?.deviceBuffer), .buffer(runningVar?.deviceBuffer),
-            .float(inputs.momentum), .float(inputs.eps), .buffer(layerRelative), .buffer(batchRelative),
-            .buffer(layerMean.deviceBuffer), .buffer(layerVariance.deviceBuffer),
-            .buffer(batchMean?.deviceBuffer), .buffer(batchVariance?.deviceBuffer),
-            .buffer(instanceMean?.deviceBuffer), .buffer(instanceVariance?.deviceBuffer),
-            .buffer(mean.deviceBuffer), .buffer(invstd.deviceBuffer), .buffer(offset), .buffer(scale),
-            try .count(problem.batch), try .count(problem.channels),
+        let statisticsArguments: KeyValuePairs<String, KernelArgument> = [
+            "x": .buffer(inputs.x), "y": .buffer(direct ? output.deviceBuffer : nil), "partials": .buffer(partials),
+            "coefficients": .buffer(coefficients), "mean_logits": .buffer(inputs.meanLogits),
+            "var_logits": .buffer(inputs.varianceLogits), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
+            "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
+            "running_mean_out": .buffer(runningMean?.deviceBuffer), "running_var_out": .buffer(runningVar?.deviceBuffer),
+            "momentum": .float(inputs.momentum), "eps": .float(inputs.eps), "ln_rel": .buffer(layerRelative),
+            "bn_rel": .buffer(batchRelative), "layer_mean": .buffer(layerMean.deviceBuffer),
+            "layer_var": .buffer(layerVariance.deviceBuffer), "batch_mean": .buffer(batchMean?.deviceBuffer),
+            "batch_var": .buffer(batchVariance?.deviceBuffer), "instance_mean": .buffer(instanceMean?.deviceBuffer),
+            "instance_var": .buffer(instanceVariance?.deviceBuffer), "save_mean": .buffer(mean.deviceBuffer),
+            "save_invstd": .buffer(invstd.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
+            "slices": sliceCount,
         ]
         if plan.splitStatistics {
             // Device-wide launches, each work-item striding over runs, samples or channels.
-            let local = plan.statisticsWorkGroupSize
-            func global(_ count: Int) -> [Int] { [min(count, plan.statisticsWorkItems).roundedUp(toMultipleOf: local)] }
-            if !direct && slices > 1 {
+            var launches: [(String, Int)] = []
+            if !direct && slices > 1 { launches.append(("sn_merge_partials", instances)) }
+            launches.append(("sn_set_statistics", problem.batch + problem.channels.ceilingDivided(by: Self.channelTile)))
+            launches.append(("sn_mix", instances))
+            for (name, count) in launches {
+                let (global, local) = plan.statisticsLaunch(covering: count)
                 events.append(
-                    try runtime.enqueue(
-                        "sn_merge_partials", from: program, global: global(instances), local: [local],
-                        arguments: statisticsArguments))
+                    try runtime.enqueue(name, from: program, global: global, local: local, arguments: statisticsArguments))
             }
-            events.append(
-                try runtime.enqueue(
-                    "sn_set_statistics", from: program,
-                    global: global(problem.batch + problem.channels.ceilingDivided(by: 8)), local: [local],
-                    arguments: statisticsArguments))
-            events.append(
-                try runtime.enqueue(
-                    "sn_mix", from: program, global: global(instances), local: [local],
-                    arguments: statisticsArguments))
         } else {
             let local = plan.statisticsWorkGroupSize
             events.append(
@@ -119,14 +101,14 @@ enum SwitchableNormKernels {
                     "sn_statistics", from: program, global: [local], local: [local], arguments: statisticsArguments))
         }
         if !direct {
-            let local = plan.elementwiseWorkGroupSize
+            let (global, local) = plan.elementwiseLaunch(for: problem)
             events.append(
                 try runtime.enqueue(
-                    problem.layout == .channelsLast ? "sn_apply_columns" : "sn_apply_rows", from: program,
-                    global: [plan.elementwiseWorkGroups * local], local: [local],
+                    plan.elementwiseColumns(for: problem) ? "sn_apply_columns" : "sn_apply_rows", from: program,
+                    global: global, local: local,
                     arguments: [
-                        .buffer(inputs.x), .buffer(output.deviceBuffer), .buffer(pilots), .buffer(offset), .buffer(scale),
-                        .buffer(inputs.bias),
+                        "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "coefficients": .buffer(coefficients),
+                        "batch": batch, "channels": channels, "spatial": spatial,
                     ]))
         }
         return Outputs(

@@ -50,53 +50,42 @@ enum SwitchableNormBackwardKernels {
         let partialCount = plan.splitCoefficients ? plan.geometry.statisticsWorkItems : plan.coefficientWorkGroupSize
         let logitPartials = try DeviceBuffer(byteCount: partialCount * 2 * k * 4, on: runtime)
 
+        let batch = try KernelArgument.count(problem.batch), channels = try KernelArgument.count(problem.channels)
+        let spatial = try KernelArgument.count(problem.spatial), sliceCount = try KernelArgument.count(slices)
+
         var events: [KernelEvent] = []
-        let sumsArguments: [KernelArgument] = [
-            .buffer(inputs.x), .buffer(inputs.gradOutput), .buffer(inputs.mean), .buffer(partials),
-        ]
-        switch plan.strategy {
-        case .direct:
-            break
-        case .runPerWorkItem:
-            let local = g.reductionWorkGroupSize
+        if let pass = g.instancePass(for: problem) {
             events.append(
                 try runtime.enqueue(
-                    "snb_sums_items", from: program, global: [(runs * slices).roundedUp(toMultipleOf: local)],
-                    local: [local], arguments: sumsArguments))
-        case .runPerWorkGroup:
-            let local = g.reductionWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "snb_sums_groups", from: program, global: [slices * local, runs], local: [local, 1],
-                    arguments: sumsArguments))
-        case .columns:
-            let local = g.columnWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "snb_sums_columns", from: program,
-                    global: [g.columnWorkItems.roundedUp(toMultipleOf: local), problem.batch * slices], local: [local, 1],
-                    arguments: sumsArguments))
+                    "snb_sums_\(pass.kernel)", from: program, global: pass.global, local: pass.local,
+                    arguments: [
+                        "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "mean": .buffer(inputs.mean),
+                        "partials": .buffer(partials), "runs": try .count(runs), "channels": channels, "spatial": spatial,
+                        "slices": sliceCount,
+                    ]))
         }
 
-        let coefficientArguments: [KernelArgument] = [
-            .buffer(inputs.x), .buffer(inputs.gradOutput), .buffer(partials), .buffer(inputs.mean), .buffer(inputs.invstd),
-            .buffer(inputs.instanceMean), .buffer(inputs.instanceVariance), .buffer(inputs.layerMean),
-            .buffer(inputs.layerVariance), .buffer(inputs.batchMean), .buffer(inputs.batchVariance),
-            .buffer(inputs.meanLogits), .buffer(inputs.varianceLogits), .buffer(inputs.weight), .buffer(sums),
-            .buffer(adjoints), .buffer(setAdjoints), .buffer(coefficients), .buffer(logitPartials),
-            .buffer(dWeight?.deviceBuffer), .buffer(dBias?.deviceBuffer), .buffer(dMeanLogits.deviceBuffer),
-            .buffer(dVarianceLogits.deviceBuffer), try .count(problem.batch), try .count(problem.channels),
-            try .count(partialCount),
+        let coefficientArguments: KeyValuePairs<String, KernelArgument> = [
+            "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "partials": .buffer(partials),
+            "mean": .buffer(inputs.mean), "invstd": .buffer(inputs.invstd), "instance_mean": .buffer(inputs.instanceMean),
+            "instance_var": .buffer(inputs.instanceVariance), "layer_mean": .buffer(inputs.layerMean),
+            "layer_var": .buffer(inputs.layerVariance), "batch_mean": .buffer(inputs.batchMean),
+            "batch_var": .buffer(inputs.batchVariance), "mean_logits": .buffer(inputs.meanLogits),
+            "var_logits": .buffer(inputs.varianceLogits), "weight": .buffer(inputs.weight), "sums": .buffer(sums),
+            "adjoints": .buffer(adjoints), "set_adjoints": .buffer(setAdjoints), "coefficients": .buffer(coefficients),
+            "logit_partials": .buffer(logitPartials), "dweight": .buffer(dWeight?.deviceBuffer),
+            "dbias": .buffer(dBias?.deviceBuffer), "dmean_logits": .buffer(dMeanLogits.deviceBuffer),
+            "dvar_logits": .buffer(dVarianceLogits.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
+            "slices": sliceCount, "partial_count": try .count(partialCount),
         ]
         if plan.splitCoefficients {
-            let local = g.statisticsWorkGroupSize
             // Every launch covers all statisticsWorkItems work-items: each writes its logit
             // partials, idle or not, so the final sum reads no stale slot.
-            let global = [g.statisticsWorkItems.roundedUp(toMultipleOf: local)]
+            let (global, local) = g.statisticsLaunch(covering: g.statisticsWorkItems)
             precondition(global[0] == partialCount, "statisticsWorkItems must be a multiple of the work-group size")
             for name in ["snb_instances", "snb_sets", "snb_mix"] {
                 events.append(
-                    try runtime.enqueue(name, from: program, global: global, local: [local], arguments: coefficientArguments))
+                    try runtime.enqueue(name, from: program, global: global, local: local, arguments: coefficientArguments))
             }
             events.append(
                 try runtime.enqueue("snb_logits", from: program, global: [1], local: [1], arguments: coefficientArguments))
@@ -108,13 +97,14 @@ enum SwitchableNormBackwardKernels {
         }
 
         if let dx {
-            let local = g.elementwiseWorkGroupSize
+            let (global, local) = g.elementwiseLaunch(for: problem)
             events.append(
                 try runtime.enqueue(
-                    problem.layout == .channelsLast && !direct ? "snb_dx_columns" : "snb_dx_rows", from: program,
-                    global: [g.elementwiseWorkGroups * local], local: [local],
+                    g.elementwiseColumns(for: problem) ? "snb_dx_columns" : "snb_dx_rows", from: program,
+                    global: global, local: local,
                     arguments: [
-                        .buffer(inputs.x), .buffer(inputs.gradOutput), .buffer(dx.deviceBuffer), .buffer(coefficients),
+                        "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "dx": .buffer(dx.deviceBuffer),
+                        "coefficients": .buffer(coefficients), "batch": batch, "channels": channels, "spatial": spatial,
                     ]))
         }
         return SwitchableNormGradients(

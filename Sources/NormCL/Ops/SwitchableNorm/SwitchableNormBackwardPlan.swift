@@ -2,12 +2,13 @@
 ///
 /// The per-instance sums pass (`Σdy`, `Σdy·(x − μ)`) reads x and dy with exactly the
 /// geometry of the forward's instance-moments pass, so the backward takes the forward's
-/// ``SwitchableNormPlan`` (strategy, slices, work-group sizes, column tiling) for the same
-/// problem: ``SwitchableNormPlan/Strategy/direct`` skips the pass (`L == 1`), the run
-/// strategies read NCHW runs, ``SwitchableNormPlan/Strategy/columns(slices:)`` NHWC
-/// columns. Then the coefficient step — one work-group up to
-/// ``SwitchableNormPlan/statisticsSplitThreshold`` instances, else four device-wide
-/// launches — and the elementwise dx pass (skipped when dx is not wanted).
+/// ``SwitchableNormPlan`` (strategy, slices, work-group sizes, column tiling, vector
+/// widths) for the same problem: ``SwitchableNormPlan/Strategy/direct`` skips the pass
+/// (`L == 1`), the run strategies read NCHW runs,
+/// ``SwitchableNormPlan/Strategy/columns(slices:)`` NHWC columns. Then the coefficient
+/// step — one work-group up to ``SwitchableNormPlan/statisticsSplitThreshold`` instances,
+/// else four device-wide launches — and the elementwise dx pass (skipped when dx is not
+/// wanted).
 struct SwitchableNormBackwardPlan: Equatable, Sendable {
     /// The forward plan whose geometry the sums and dx passes share.
     let geometry: SwitchableNormPlan
@@ -38,30 +39,13 @@ struct SwitchableNormBackwardPlan: Equatable, Sendable {
         }
     }
 
-    /// The `-D` constants the kernels of `switchable_norm_backward.cl` are specialised with.
+    /// The build options of `switchable_norm_backward.cl`: the forward's shared
+    /// specialisation and which kernels are compiled.
     func buildOptions(for problem: SwitchableNormProblem) -> String {
-        let g = geometry, branches = problem.branches
-        return [
-            "-cl-std=CL1.2",
-            problem.elementType.buildOption,
-            "-D BATCH=\(problem.batch)",
-            "-D CHANNELS=\(problem.channels)",
-            "-D SPATIAL=\(problem.spatial)",
-            "-D SLICES=\(g.strategy.slices)",
-            "-D WG=\(g.reductionWorkGroupSize)",
-            "-D CHUNKED=\(g.chunkedAccess ? 1 : 0)",
-            "-D INDEX_T=\(g.wideIndices ? "ulong" : "uint")",
-            "-D CVEC=\(g.channelVectorWidth)",
-            "-D TILE=\(g.columnTile)",
-            "-D DIRECT=\(g.strategy == .direct ? 1 : 0)",
-            "-D HAS_IN=\(branches.hasInstance ? 1 : 0)",
-            "-D HAS_BN=\(branches.hasBatch ? 1 : 0)",
-            "-D UNBIASED=\(problem.unbiased ? 1 : 0)",
-            "-D TRAINING=\(problem.training ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D SUMS=\(sumsKernel)",
-            "-D SPLIT=\(splitCoefficients ? 1 : 0)",
-            "-D DX_COLUMNS=\(problem.layout == .channelsLast && strategy != .direct ? 1 : 0)",
-        ].joined(separator: " ")
+        var options = geometry.specialization(for: problem)
+        options.define("SUMS", sumsKernel)
+        options.flag("SPLIT", splitCoefficients)
+        options.flag("DX_COLUMNS", geometry.elementwiseColumns(for: problem))
+        return options.text
     }
 }

@@ -8,7 +8,8 @@
 ///   is its own instance, there is no moments pass, and the statistics kernel writes y.
 ///   One launch.
 /// - ``Strategy/runPerWorkItem(slices:)``: NCHW on CPUs (chunked access): one work-item
-///   per (run, slice) walks its contiguous elements with float4 loads, no local memory.
+///   per (run, slice) walks its contiguous elements (float4 loads when `L % 4 == 0`), no
+///   local memory.
 ///   `slices > 1` when the N·C runs alone cannot keep the device busy (few long runs).
 /// - ``Strategy/runPerWorkGroup(slices:)``: NCHW on GPUs: a work-group per (run, slice),
 ///   neighbouring work-items on neighbouring chunks, a local tree merge.
@@ -21,6 +22,10 @@
 /// ``statisticsSplitThreshold`` instances N·C; above, where one compute unit would take
 /// milliseconds (e.g. `(256, 2048)`), it is three device-wide launches
 /// (``splitStatistics``): merge the slices, LN and BN statistics, mixing.
+///
+/// Sizes (N, C, L, slices) are kernel arguments: the programs are specialised only on the
+/// element type, vector widths, work-group size, access pattern, index width, strategy
+/// (direct or not) and the mode flags, so one program serves every shape.
 struct SwitchableNormPlan: Equatable, Sendable {
     enum Strategy: Equatable, Sendable {
         case direct
@@ -37,15 +42,18 @@ struct SwitchableNormPlan: Equatable, Sendable {
     }
 
     let strategy: Strategy
-    /// Channels per load in the NHWC kernels: 4 when `C % 4 == 0`, else 1.
+    /// The device's launch sizes (work-group sizes, column tiles, access pattern).
+    let launch: LaunchGeometry
+    /// Elements per load along an NCHW run (`VEC`): 4 when `L % 4 == 0`, else 1 (1 for
+    /// NHWC and direct, whose kernels do not read runs).
+    let vectorWidth: Int
+    /// Channels per load in the NHWC kernels (`CVEC`): 4 when `C % 4 == 0`, else 1 (1 for
+    /// NCHW and direct).
     let channelVectorWidth: Int
-    /// Column vectors per work-item in the NHWC moments kernel.
-    let columnTile: Int
+    /// Work-items (one per tile of column vectors) and work-group size of the NHWC step-1 kernel.
     let columnWorkItems: Int
     let columnWorkGroupSize: Int
     let reductionWorkGroupSize: Int
-    let elementwiseWorkGroupSize: Int
-    let elementwiseWorkGroups: Int
     /// Work-items of the single work-group of the statistics kernel, and the work-group
     /// size of the split statistics kernels.
     let statisticsWorkGroupSize: Int
@@ -53,9 +61,10 @@ struct SwitchableNormPlan: Equatable, Sendable {
     let splitStatistics: Bool
     /// The most work-items of a split statistics kernel (they stride over the instances).
     let statisticsWorkItems: Int
-    let chunkedAccess: Bool
     /// Whether element offsets need 64 bits.
     let wideIndices: Bool
+
+    var chunkedAccess: Bool { launch.chunkedAccess }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this to
     /// run every strategy on shapes where the heuristic would not pick it).
@@ -70,23 +79,22 @@ struct SwitchableNormPlan: Equatable, Sendable {
             }
             precondition(forced.slices >= 1, "slices must be positive")
         }
-        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
-        columnTile = max(1, tuning.columnTile)
-        chunkedAccess = tuning.chunkedAccess
-        let localLimit = (device.localMemoryBytes - 16) / (3 * MemoryLayout<Float>.size)
-        reductionWorkGroupSize = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
-        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        statisticsWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
+        let launch = LaunchGeometry(device: device, tuning: tuning)
+        self.launch = launch
+        let runs = !direct && problem.layout == .channelsFirst, columns = !direct && problem.layout == .channelsLast
+        vectorWidth = runs && problem.spatial % 4 == 0 ? 4 : 1
+        channelVectorWidth = columns && problem.channels % 4 == 0 ? 4 : 1
+        // The moments kernel keeps one Moments (3 floats) per work-item in local memory.
+        reductionWorkGroupSize = launch.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size)
+        statisticsWorkGroupSize = launch.perSegmentWorkGroupSize
         splitStatistics = problem.instances > Self.statisticsSplitThreshold
-        columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
-        columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
+        (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(columnVectors: problem.channels / channelVectorWidth)
+        statisticsWorkItems = launch.targetWorkGroups * statisticsWorkGroupSize
+        // Elementwise launches have at most one work-item per element.
+        wideIndices = LaunchGeometry.needsWideIndices(
+            elements: problem.count, workItems: launch.elementwiseLaunch(vectors: problem.count).global[0])
 
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
-        statisticsWorkItems = targetGroups * statisticsWorkGroupSize
-        elementwiseWorkGroups = max(1, min(targetGroups, (problem.count / 4).ceilingDivided(by: elementwiseWorkGroupSize)))
-        // Work-items' ranges may overshoot the end by a few vectors per work-item.
-        wideIndices = problem.count + 8 * elementwiseWorkGroups * elementwiseWorkGroupSize >= 1 << 32
-
+        let targetGroups = launch.targetWorkGroups
         if let forced {
             strategy = forced
         } else if direct {
@@ -94,49 +102,78 @@ struct SwitchableNormPlan: Equatable, Sendable {
         } else if problem.layout == .channelsLast {
             // Split the rows only when the tiles of all samples cannot fill the device:
             // on CPUs targetGroups busy work-items, on GPUs that many full work-groups.
-            let wantedItems = chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
+            let wantedItems = launch.chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
             let slices = min(
                 wantedItems.ceilingDivided(by: columnWorkItems * problem.batch), problem.spatial / Self.minimumRowsPerSlice, 1024)
             strategy = .columns(slices: max(1, slices))
+        } else if launch.chunkedAccess {
+            // A CPU core runs a work-group's items one after another: aim for
+            // targetGroups work-groups' worth of items, each slice still a worthwhile read.
+            let wanted = (targetGroups * reductionWorkGroupSize).ceilingDivided(by: problem.instances)
+            let worthwhile = problem.spatial / Self.minimumElementsPerItemSlice
+            strategy = .runPerWorkItem(slices: max(1, min(wanted, worthwhile, 1024)))
         } else {
-            if chunkedAccess {
-                // A CPU core runs a work-group's items one after another: aim for
-                // targetGroups work-groups' worth of items, each slice still a worthwhile read.
-                let wanted = (targetGroups * reductionWorkGroupSize).ceilingDivided(by: problem.instances)
-                let worthwhile = problem.spatial / Self.minimumElementsPerItemSlice
-                strategy = .runPerWorkItem(slices: max(1, min(wanted, worthwhile, 1024)))
-            } else {
-                let wanted = targetGroups.ceilingDivided(by: problem.instances)
-                let worthwhile = problem.spatial / (4 * max(1, tuning.minimumVectorsPerWorkGroup))
-                strategy = .runPerWorkGroup(slices: max(1, min(wanted, worthwhile, 1024)))
-            }
+            strategy = .runPerWorkGroup(
+                slices: launch.slicesPerSegment(segments: problem.instances, vectorsPerSegment: problem.spatial / 4))
         }
     }
 
-    /// The `-D` constants the kernels of `switchable_norm.cl` are specialised with.
+    /// What both programs (`switchable_norm.cl`, `switchable_norm_backward.cl`) are
+    /// specialised on; the forward and the backward add their own flags.
+    func specialization(for problem: SwitchableNormProblem) -> KernelSpecialization {
+        var options = KernelSpecialization(
+            elementType: problem.elementType, chunkedAccess: chunkedAccess, wideIndices: wideIndices)
+        options.define("VEC", vectorWidth)
+        options.define("CVEC", channelVectorWidth)
+        options.define("TILE", launch.columnTile)
+        options.define("WG", reductionWorkGroupSize)
+        options.flag("DIRECT", strategy == .direct)
+        options.flag("HAS_IN", problem.branches.hasInstance)
+        options.flag("HAS_BN", problem.branches.hasBatch)
+        options.flag("UNBIASED", problem.unbiased)
+        options.flag("TRAINING", problem.training)
+        options.flag("HAS_WEIGHT", problem.hasWeight)
+        return options
+    }
+
+    /// The build options of `switchable_norm.cl`.
     func buildOptions(for problem: SwitchableNormProblem) -> String {
-        let branches = problem.branches
-        return [
-            "-cl-std=CL1.2",
-            problem.elementType.buildOption,
-            "-D BATCH=\(problem.batch)",
-            "-D CHANNELS=\(problem.channels)",
-            "-D SPATIAL=\(problem.spatial)",
-            "-D SLICES=\(strategy.slices)",
-            "-D WG=\(reductionWorkGroupSize)",
-            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
-            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
-            "-D CVEC=\(channelVectorWidth)",
-            "-D TILE=\(columnTile)",
-            "-D DIRECT=\(strategy == .direct ? 1 : 0)",
-            "-D HAS_IN=\(branches.hasInstance ? 1 : 0)",
-            "-D HAS_BN=\(branches.hasBatch ? 1 : 0)",
-            "-D UNBIASED=\(problem.unbiased ? 1 : 0)",
-            "-D TRAINING=\(problem.training ? 1 : 0)",
-            "-D TRACK_RUNNING=\(problem.updatesRunningStatistics ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
-        ].joined(separator: " ")
+        var options = specialization(for: problem)
+        options.flag("TRACK_RUNNING", problem.updatesRunningStatistics)
+        options.flag("HAS_BIAS", problem.hasBias)
+        return options.text
+    }
+
+    /// The step-1 pass over x (forward: instance moments, backward: instance sums): the
+    /// kernel's name suffix and its launch; nil for ``Strategy/direct``.
+    func instancePass(for problem: SwitchableNormProblem) -> (kernel: String, global: [Int], local: [Int])? {
+        let slices = strategy.slices, local = reductionWorkGroupSize
+        switch strategy {
+        case .direct: return nil
+        case .runPerWorkItem: return ("items", [(problem.instances * slices).roundedUp(toMultipleOf: local)], [local])
+        case .runPerWorkGroup: return ("groups", [slices * local, problem.instances], [local, 1])
+        case .columns:
+            let items = columnWorkItems.roundedUp(toMultipleOf: columnWorkGroupSize)
+            return ("columns", [items, problem.batch * slices], [columnWorkGroupSize, 1])
+        }
+    }
+
+    /// Whether the elementwise pass (forward apply, backward dx) walks NHWC rows of
+    /// channels (`columns`) rather than NCHW runs (`rows`, also for direct).
+    func elementwiseColumns(for problem: SwitchableNormProblem) -> Bool {
+        problem.layout == .channelsLast && strategy != .direct
+    }
+
+    /// The launch of the elementwise pass: one work-item per vector of `VEC` (runs) or
+    /// `CVEC` (columns) elements, as many work-groups as fill the device.
+    func elementwiseLaunch(for problem: SwitchableNormProblem) -> (global: [Int], local: [Int]) {
+        let width = elementwiseColumns(for: problem) ? channelVectorWidth : vectorWidth
+        return launch.elementwiseLaunch(vectors: problem.count / width)
+    }
+
+    /// The launch of the split statistics kernels over `count` runs, samples or channels.
+    func statisticsLaunch(covering count: Int) -> (global: [Int], local: [Int]) {
+        ([min(count, statisticsWorkItems).roundedUp(toMultipleOf: statisticsWorkGroupSize)], [statisticsWorkGroupSize])
     }
 
     /// The most instances N·C the one-work-group statistics kernel takes.
@@ -146,10 +183,4 @@ struct SwitchableNormPlan: Equatable, Sendable {
     static let minimumRowsPerSlice = 64
     /// The shortest slice of a run one work-item should get.
     static let minimumElementsPerItemSlice = 1024
-
-    static func powerOfTwo(atMost limit: Int) -> Int {
-        var size = 1
-        while size * 2 <= limit { size *= 2 }
-        return size
-    }
 }
