@@ -178,14 +178,6 @@ __kernel void snb_sums_columns(SUMS_PARAMETERS) {
     logit_partials, dweight, dbias, dmean_logits, dvar_logits, batch, channels, spatial, slices,   \
     partial_count
 
-inline float gamma_of(__global const float *weight, uint c) {
-#if HAS_WEIGHT
-    return weight[c];
-#else
-    return 1.0f;
-#endif
-}
-
 // Phase A, run r: (S1, S2) from the slices in order (or the element itself with DIRECT),
 // and the adjoints of the mixed mean and variance.
 inline void instance_adjoints(uint r, uint c, COEFFICIENT_PARAMETERS) {
