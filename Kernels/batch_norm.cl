@@ -2,9 +2,10 @@
 // statistics) and inference. Channels-last input, and (N, C) input, are a row-major
 // (rows, C) matrix to the column kernels (rows = N * M).
 //
-// Build options, all set by BatchNormPlan (Sources/NormCL/Ops/BatchNorm/BatchNormPlan.swift):
-//   CHANNELS       C
-//   SPATIAL        M, the product of the spatial dims (1 for (N, C) input)
+// Sizes are kernel arguments (batch N, channels C, spatial M = the product of the
+// spatial dims, 1 for (N, C) input; rows = N * M for the column kernels), so one program
+// serves every shape. Build options, all set by BatchNormPlan
+// (Sources/NormCL/Ops/BatchNorm/BatchNormPlan.swift, through BatchNormLaunch):
 //   VEC            4 or 1: elements per load along the spatial axis (4 needs M % 4 == 0)
 //   WG             work-group size of the reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
@@ -27,53 +28,31 @@
 // work-items and work-groups merge the same way. The block bounds the cancellation
 // of ss - s*s/b even when the first shift is poor. Counts are floats: exact up to
 // 2^24 per work-item, and beyond that only the merge weights round (by ~1e-7).
-
-#define SPATIAL_VECS (SPATIAL / VEC)
-#define BLOCK 16
-
-// x and y are storage_t (float or half), loaded as floatv; floatv, LOADV/STOREV and
-// item_range come from Kernels/common.cl.
-
-// Index in x (in vectors) of the v-th vector of channel c, in (n, m) order.
-inline INDEX_T channel_vector(INDEX_T v, uint c) {
-    INDEX_T n = v / SPATIAL_VECS;
-    INDEX_T m = v - n * SPATIAL_VECS;
-    return (n * CHANNELS + c) * SPATIAL_VECS + m;
-}
-
-#if CHUNKED
-// The work-item's vectors come as contiguous runs, one per (n, c) plane it touches;
-// the body sees each run as a pointer and a length, with no index division
-// inside the run (CPU compilers vectorize these loops).
-#define FOR_EACH_RUN(r, c, p, len, ...)                                           \
-    for (INDEX_T v_ = (r).first; v_ < (r).end;) {                                 \
-        INDEX_T n_ = v_ / SPATIAL_VECS;                                            \
-        INDEX_T m_ = v_ - n_ * SPATIAL_VECS;                                       \
-        INDEX_T len = min((INDEX_T)(SPATIAL_VECS - m_), (r).end - v_);             \
-        INDEX_T p = (n_ * CHANNELS + (c)) * SPATIAL_VECS + m_;                     \
-        __VA_ARGS__;                                                               \
-        v_ += len;                                                                 \
-    }
-#endif
+//
+// The reduction machinery (tree reduction, partial merges, channel runs, column tiles,
+// column moments, elementwise runs) is Kernels/reduction.cl's.
 
 // Channel c's pilot: the median of five elements at 0, 1/4, 1/2, 3/4 and the end
 // of its (n, m) order (0 if that is Inf or NaN: see common.cl on non-finite values).
 // Every kernel computes the same value from the same elements.
-inline float channel_pilot(__global const storage_t *x, uint c, uint batch) {
-    INDEX_T last = (INDEX_T)batch * SPATIAL_VECS - 1;
-    float a = FIRST_LANE(LOADV(x, channel_vector(0, c))), b = FIRST_LANE(LOADV(x, channel_vector(last / 4, c)));
-    float d = FIRST_LANE(LOADV(x, channel_vector(last / 2, c))), e = FIRST_LANE(LOADV(x, channel_vector(last - last / 4, c)));
-    float f = FIRST_LANE(LOADV(x, channel_vector(last, c)));
+inline float channel_pilot(__global const storage_t *x, uint c, uint channels, INDEX_T plane_vecs, uint batch) {
+    INDEX_T last = (INDEX_T)batch * plane_vecs - 1;
+#define PILOT_AT(v) FIRST_LANE(LOADV(x, channel_vector((v), c, channels, plane_vecs)))
+    float a = PILOT_AT(0), b = PILOT_AT(last / 4), d = PILOT_AT(last / 2), e = PILOT_AT(last - last / 4);
+    float f = PILOT_AT(last);
+#undef PILOT_AT
     return FINITE_OR_ZERO(float, MEDIAN5(a, b, d, e, f));
 }
 
-inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange r, float pilot) {
+// Moments of channel c's vectors in r, relative to `pilot`.
+inline Moments accumulate_channel(__global const storage_t *x, uint c, uint channels, INDEX_T plane_vecs, ItemRange r,
+                                  float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (r.first >= r.end) return acc;
-    float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(x, channel_vector(r.first, c))) - pilot);
+    float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(x, channel_vector(r.first, c, channels, plane_vecs))) - pilot);
 #if CHUNKED
-    FOR_EACH_RUN(r, c, p, len, {
+    FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len, {
         INDEX_T k = 0;
         for (; k + BLOCK <= len; k += BLOCK) {
             // Two vector accumulators per sum: independent add chains, so the loop runs
@@ -106,7 +85,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange
     for (INDEX_T v = r.first; v < r.end;) {
         float s = 0.0f, ss = 0.0f, b = 0.0f;
         for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (LOADV(x, channel_vector(v, c)) - pilot) - shift;
+            floatv d = (LOADV(x, channel_vector(v, c, channels, plane_vecs)) - pilot) - shift;
             s += HSUM(d);
             ss += HSUM(d * d);
             b += (float)VEC;
@@ -116,28 +95,6 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, ItemRange
     }
 #endif
     return acc;
-}
-
-// Tree reduction of one Moments per work-item; every work-item gets the result.
-inline Moments reduce_work_group(Moments m, __local float *lc, __local float *lm, __local float *lq) {
-    uint lid = get_local_id(0);
-    lc[lid] = m.count;
-    lm[lid] = m.mean;
-    lq[lid] = m.m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint width = WG / 2; width > 0; width >>= 1) {
-        if (lid < width) {
-            Moments a = {lc[lid], lm[lid], lq[lid]};
-            Moments b = {lc[lid + width], lm[lid + width], lq[lid + width]};
-            Moments r = moments_merge(a, b);
-            lc[lid] = r.count;
-            lm[lid] = r.mean;
-            lq[lid] = r.m2;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    Moments r = {lc[0], lm[0], lq[0]};
-    return r;
 }
 
 // The statistics arguments every training kernel takes, in this order.
@@ -165,16 +122,7 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
     float mean = pilot + m.mean;
     save_mean[c] = mean;
     save_invstd[c] = invstd;
-#if HAS_WEIGHT
-    float gamma = weight[c];
-#else
-    float gamma = 1.0f;
-#endif
-#if HAS_BIAS
-    float beta = bias[c];
-#else
-    float beta = 0.0f;
-#endif
+    float gamma = gamma_of(weight, c), beta = beta_of(bias, c);
     float scale = invstd * gamma, shift = beta;
 #if RENORM
     float sigma = sqrt(running_var_in[c] + eps);
@@ -200,18 +148,18 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
 // Training, one work-group per channel: statistics, then normalisation of the same
 // elements while they are still in cache. One launch for the whole op.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint batch,
+void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint batch, uint channels, uint spatial,
                     __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
-    __local float lc[WG], lm[WG], lq[WG];
+    __local Moments slots[WG];
     __local float coefficients[3];
     uint c = get_group_id(0);
     uint lid = get_local_id(0);
-    INDEX_T total = (INDEX_T)batch * SPATIAL_VECS;
-    ItemRange r = item_range(0, total, lid, WG);
-    float pilot = channel_pilot(x, c, batch);
-    Moments m = reduce_work_group(accumulate_channel(x, c, r, pilot), lc, lm, lq);
+    INDEX_T plane_vecs = spatial / VEC;
+    ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, lid, WG);
+    float pilot = channel_pilot(x, c, channels, plane_vecs, batch);
+    Moments m = reduce_moments(accumulate_channel(x, c, channels, plane_vecs, r, pilot), slots, lid, WG);
     if (lid == 0) {
-        float count = (float)((INDEX_T)batch * SPATIAL);
+        float count = (float)((INDEX_T)batch * spatial);
         float3 k = finish_channel(c, m, count, pilot, weight, bias, STATISTICS_ARGUMENTS);
         coefficients[0] = k.x;
         coefficients[1] = k.y;
@@ -219,198 +167,86 @@ void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint bat
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float mean = coefficients[0], scale = coefficients[1], beta = coefficients[2];
-#if CHUNKED
-    FOR_EACH_RUN(r, c, p, len, {
-        for (INDEX_T j = 0; j < len; ++j) STOREV(((LOADV(x, p + j) - pilot) - mean) * scale + beta, y, p + j);
+    FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
+        for (INDEX_T j = lo; j < hi; ++j) STOREV(((LOADV(x, j) - pilot) - mean) * scale + beta, y, j);
     })
-#else
-    for (INDEX_T v = r.first; v < r.end; v += r.stride) {
-        INDEX_T i = channel_vector(v, c);
-        STOREV(((LOADV(x, i) - pilot) - mean) * scale + beta, y, i);
-    }
-#endif
 }
 
 // Training on a row-major (rows, C) matrix: (N, C) input (M == 1, BatchNorm1d), or
-// channels-last input with rows = N * M. Each channel is a column. A work-item owns TILE adjacent column vectors of CVEC
-// channels and walks the rows, so each row segment it reads is contiguous (CPUs)
-// while neighbouring work-items read neighbouring tiles (GPUs, TILE = 1, coalesce).
-// No work-group reduction: each lane keeps block-shifted moments as in
-// accumulate_channel. TILE is a build option from DeviceTuning.columnTile.
-#if CVEC == 4
-typedef float4 floatc;
-#define CLOAD(i, p) vload4((i), (p))
-#define LOADC(p, i) LOAD4(p, i)
-#define STOREC(v, p, i) STORE4(v, p, i)
-#else
-typedef float floatc;
-#define CLOAD(i, p) ((p)[(i)])
-#define LOADC(p, i) LOAD1(p, i)
-#define STOREC(v, p, i) STORE1(v, p, i)
-#endif
-#define COLUMN_VECS (CHANNELS / CVEC)
-
-// Column vector k's pilot: the median of its values in rows 0, 1/4, 1/2, 3/4 and the
-// last (as channel_pilot does along a channel, 0 if Inf or NaN), lane by lane.
-inline floatc column_pilot(__global const storage_t *x, uint rows, uint k) {
-    size_t last = rows - 1;
-    floatc a = LOADC(x, k), b = LOADC(x, (last / 4) * COLUMN_VECS + k), c = LOADC(x, (last / 2) * COLUMN_VECS + k);
-    floatc d = LOADC(x, (last - last / 4) * COLUMN_VECS + k), e = LOADC(x, last * COLUMN_VECS + k);
-    return FINITE_OR_ZERO(floatc, MEDIAN5(a, b, c, d, e));
-}
-
-// Moments of column vectors first ..< first + width over rows [lo, hi), relative to
-// `pilot`, lane by lane: block-shifted sums folded with Chan's formula, M2
-// Kahan-compensated, as in accumulate_channel and fold_block (all lanes share the
-// counts). Fills mean and m2; returns the count.
-inline float accumulate_columns(__global const storage_t *x, uint first, uint width, uint lo, uint hi,
-                                const floatc *pilot, floatc *mean, floatc *m2) {
-    floatc shift[TILE], s[TILE], q[TILE], carry[TILE], mean_carry[TILE];
-    for (uint t = 0; t < width; ++t) {
-        shift[t] = 0.0f;
-        mean[t] = 0.0f;
-        m2[t] = 0.0f;
-        carry[t] = 0.0f;
-        mean_carry[t] = 0.0f;
-    }
-    float count = 0.0f;
-    for (uint n = lo; n < hi;) {
-        uint rows = min((uint)BLOCK, hi - n);
-        for (uint t = 0; t < width; ++t) { s[t] = 0.0f; q[t] = 0.0f; }
-        for (uint k = 0; k < rows; ++k) {
-            size_t row = (size_t)(n + k) * COLUMN_VECS + first;
-            for (uint t = 0; t < width; ++t) {
-                floatc d = (LOADC(x, row + t) - pilot[t]) - shift[t];
-                s[t] += d;
-                q[t] += d * d;
-            }
-        }
-        float b = (float)rows, total = count + b;
-        for (uint t = 0; t < width; ++t)
-            FOLD_BLOCK_LANES(floatc, s[t], q[t], b, count, shift[t], mean[t], m2[t], carry[t], mean_carry[t]);
-        count = total;
-        n += rows;
-    }
-    return count;
-}
-
-// Splits a column vector into its CVEC lanes.
-inline void column_lanes(floatc v, float *lanes) {
-#if CVEC == 4
-    vstore4(v, 0, lanes);
-#else
-    lanes[0] = v;
-#endif
-}
-
-__kernel void bn_train_columns(__global const storage_t *x, __global storage_t *y, uint batch,
+// channels-last input with rows = N * M. Each channel is a column: a work-item owns
+// TILE adjacent column vectors of CVEC channels (column_tile) and walks the rows; no
+// work-group reduction. Each lane keeps block-shifted moments (accumulate_column_moments).
+__kernel void bn_train_columns(__global const storage_t *x, __global storage_t *y, uint rows, uint channels,
                                __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
-    uint first = get_global_id(0) * TILE;
-    if (first >= COLUMN_VECS) return;
-    uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
+    uint column_vecs = channels / CVEC, first, width;
+    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
     floatc pilot[TILE], mean[TILE], m2[TILE], scale[TILE], beta[TILE];
-    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, batch, first + t);
-    float count = accumulate_columns(x, first, width, 0, batch, pilot, mean, m2);
+    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, 0, rows, column_vecs, first + t);
+    float count = accumulate_column_moments(x, 0, column_vecs, first, width, 0, rows, pilot, mean, m2);
     // Per channel: saved and running statistics, and the coefficients.
-    for (uint t = 0; t < width; ++t) {
-        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC], lanes_scale[CVEC], lanes_shift[CVEC];
-        column_lanes(pilot[t], lanes_pilot);
-        column_lanes(mean[t], lanes_mean);
-        column_lanes(m2[t], lanes_m2);
-        for (uint i = 0; i < CVEC; ++i) {
-            Moments m = {count, lanes_mean[i], lanes_m2[i]};
-            float3 k = finish_channel((first + t) * CVEC + i, m, (float)batch, lanes_pilot[i], weight, bias,
-                                      STATISTICS_ARGUMENTS);
-            lanes_scale[i] = k.y;
-            lanes_shift[i] = k.z;
-        }
-        scale[t] = CLOAD(0, lanes_scale);
-        beta[t] = CLOAD(0, lanes_shift);
-    }
-    for (uint n = 0; n < batch; ++n) {
-        size_t row = (size_t)n * COLUMN_VECS + first;
-        for (uint t = 0; t < width; ++t) STOREC(((LOADC(x, row + t) - pilot[t]) - mean[t]) * scale[t] + beta[t], y, row + t);
-    }
+    FOR_EACH_TILE_LANE(first, width, t, i, c, {
+        Moments m = {count, COLUMN_LANE(mean[t], i), COLUMN_LANE(m2[t], i)};
+        float3 k = finish_channel(c, m, (float)rows, COLUMN_LANE(pilot[t], i), weight, bias, STATISTICS_ARGUMENTS);
+        COLUMN_LANE(scale[t], i) = k.y;
+        COLUMN_LANE(beta[t], i) = k.z;
+    })
+    FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
+        STOREC(((LOADC(x, at) - pilot[t]) - mean[t]) * scale[t] + beta[t], y, at);
+    })
 }
 
 // Columns, split reduction, step 1 of 3 (then bn_finish_moments, bn_apply_columns):
 // work-item (i, g) reduces the TILE column vectors of item i over row slice g and
 // writes each channel's (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...];
 // row slice 0 also writes the pilots.
-__kernel void bn_column_partials(__global const storage_t *x, uint batch, __global float *partials,
+__kernel void bn_column_partials(__global const storage_t *x, uint rows, uint channels, __global float *partials,
                                  __global float *pilots) {
-    uint first = get_global_id(0) * TILE;
-    if (first >= COLUMN_VECS) return;
-    uint width = min((uint)TILE, (uint)COLUMN_VECS - first);
+    uint column_vecs = channels / CVEC, first, width;
+    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
     uint g = get_global_id(1), groups = get_global_size(1);
-    // 64-bit: batch + groups - 1 and g * per can pass 2^32 for huge row counts.
-    ulong per = ((ulong)batch + groups - 1) / groups;
-    uint lo = (uint)min((ulong)g * per, (ulong)batch), hi = (uint)min((ulong)lo + per, (ulong)batch);
+    ulong lo, hi;
+    slice_bounds(rows, g, groups, &lo, &hi);
     floatc pilot[TILE], mean[TILE], m2[TILE];
-    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, batch, first + t);
-    float count = accumulate_columns(x, first, width, lo, hi, pilot, mean, m2);
-    for (uint t = 0; t < width; ++t) {
-        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC];
-        column_lanes(pilot[t], lanes_pilot);
-        column_lanes(mean[t], lanes_mean);
-        column_lanes(m2[t], lanes_m2);
-        for (uint i = 0; i < CVEC; ++i) {
-            uint c = (first + t) * CVEC + i;
-            __global float *p = partials + ((size_t)c * groups + g) * 3;
-            p[0] = count;
-            p[1] = lanes_mean[i];
-            p[2] = lanes_m2[i];
-            if (g == 0) pilots[c] = lanes_pilot[i];
-        }
-    }
+    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, 0, rows, column_vecs, first + t);
+    float count = accumulate_column_moments(x, 0, column_vecs, first, width, (uint)lo, (uint)hi, pilot, mean, m2);
+    FOR_EACH_TILE_LANE(first, width, t, i, c, {
+        Moments m = {count, COLUMN_LANE(mean[t], i), COLUMN_LANE(m2[t], i)};
+        store_moments(partials + ((size_t)c * groups + g) * 3, m);
+        if (g == 0) pilots[c] = COLUMN_LANE(pilot[t], i);
+    })
 }
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] for (rows, C) input, row by
 // row, with the per-channel coefficients loaded as vectors beside each row segment.
-__kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *y, uint batch,
+__kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *y, uint rows, uint channels,
                                __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
-    INDEX_T total = (INDEX_T)batch * COLUMN_VECS;
-    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
-#if CHUNKED
-    for (INDEX_T v = r.first; v < r.end;) {
-        INDEX_T row = v / COLUMN_VECS;
-        uint column = (uint)(v - row * COLUMN_VECS);
-        uint len = (uint)(min((row + 1) * COLUMN_VECS, r.end) - v);
-        for (uint j = 0; j < len; ++j) {
-            uint k = column + j;
-            STOREC(((LOADC(x, v + j) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift), y, v + j);
-        }
-        v += len;
-    }
-#else
-    for (INDEX_T v = r.first; v < r.end; v += r.stride) {
-        uint k = (uint)(v % COLUMN_VECS);
-        STOREC(((LOADC(x, v) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift), y, v);
-    }
-#endif
+    uint column_vecs = channels / CVEC;
+    ItemRange r = item_range(0, (INDEX_T)rows * column_vecs, get_global_id(0), get_global_size(0));
+    FOR_EACH_COLUMN_RUN(r, column_vecs, lo, hi, column, {
+        for (INDEX_T j = lo, k = column; j < hi; ++j, ++k)
+            STOREC(((LOADC(x, j) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift), y, j);
+    })
 }
 
 // Training, split reduction, step 1 of 3: work-group (g, c) reduces slice g of
 // channel c and writes its (count, mean - pilot, M2) to partials[(c * G + g) * 3 ...];
 // slice 0 also writes the channel's pilot.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bn_partial_moments(__global const storage_t *x, uint batch, __global float *partials, __global float *pilots) {
-    __local float lc[WG], lm[WG], lq[WG];
+void bn_partial_moments(__global const storage_t *x, uint batch, uint channels, uint spatial, __global float *partials,
+                        __global float *pilots) {
+    __local Moments slots[WG];
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint c = get_group_id(1);
     uint lid = get_local_id(0);
-    INDEX_T total = (INDEX_T)batch * SPATIAL_VECS;
-    INDEX_T per = (total + groups - 1) / groups;
-    INDEX_T lo = min((INDEX_T)g * per, total);
-    INDEX_T hi = min(lo + per, total);
-    float pilot = channel_pilot(x, c, batch);
-    Moments m = reduce_work_group(accumulate_channel(x, c, item_range(lo, hi, lid, WG), pilot), lc, lm, lq);
+    INDEX_T plane_vecs = spatial / VEC;
+    ulong lo, hi;
+    slice_bounds((ulong)batch * plane_vecs, g, groups, &lo, &hi);
+    float pilot = channel_pilot(x, c, channels, plane_vecs, batch);
+    ItemRange r = item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG);
+    Moments m = reduce_moments(accumulate_channel(x, c, channels, plane_vecs, r, pilot), slots, lid, WG);
     if (lid == 0) {
-        __global float *p = partials + ((size_t)c * groups + g) * 3;
-        p[0] = m.count;
-        p[1] = m.mean;
-        p[2] = m.m2;
+        store_moments(partials + ((size_t)c * groups + g) * 3, m);
         if (g == 0) pilots[c] = pilot;
     }
 }
@@ -420,101 +256,58 @@ void bn_partial_moments(__global const storage_t *x, uint batch, __global float 
 // statistics, and the coefficients of the apply step: y = ((x - pilot) - offset) *
 // scale + shift with offset = mean - pilot and shift = beta. (Folding offset into the
 // shift would cancel when the pilot lies far from the mean; x - pilot - offset does not.)
-__kernel void bn_finish_moments(__global const float *pilots, __global const float *partials, uint groups, float count,
-                                __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS,
-                                __global float *offset, __global float *scale, __global float *shift) {
+__kernel void bn_finish_moments(__global const float *pilots, __global const float *partials, uint channels,
+                                uint groups, float count, __global const float *weight, __global const float *bias,
+                                STATISTICS_PARAMETERS, __global float *offset, __global float *scale,
+                                __global float *shift) {
     uint c = get_global_id(0);
-    if (c >= CHANNELS) return;
-    Moments m = {0.0f, 0.0f, 0.0f};
-    for (uint g = 0; g < groups; ++g) {
-        __global const float *p = partials + ((size_t)c * groups + g) * 3;
-        Moments part = {p[0], p[1], p[2]};
-        m = moments_merge(m, part);
-    }
+    if (c >= channels) return;
+    Moments m = merge_moment_partials(partials + (size_t)c * groups * 3, groups, 3);
     float3 k = finish_channel(c, m, count, pilots[c], weight, bias, STATISTICS_ARGUMENTS);
     offset[c] = k.x;
     scale[c] = k.y;
     shift[c] = k.z;
 }
 
-// Inference coefficients of channel c: y = (x - running_mean[c]) * scale + shift with
-// scale = gamma[c] / sqrt(running_var[c] + eps) and shift = beta[c].
-inline float inference_scale(uint c, __global const float *running_var, __global const float *weight, float eps) {
-    float s = 1.0f / sqrt(running_var[c] + eps);
-#if HAS_WEIGHT
-    s *= weight[c];
-#endif
-    return s;
-}
-
-inline float inference_shift(uint c, __global const float *bias) {
-#if HAS_BIAS
-    return bias[c];
-#else
-    return 0.0f;
-#endif
-}
-
 // Inference on (rows, C) input, step 1 of 2, one work-item per channel: offset = 0,
-// scale and shift as above, so the apply step computes (x - running_mean) * scale + beta.
-__kernel void bn_inference_scale(__global const float *running_var, __global const float *weight,
+// scale = gamma / sqrt(running_var + eps) and shift = beta, so the apply step computes
+// (x - running_mean) * scale + beta.
+__kernel void bn_inference_scale(uint channels, __global const float *running_var, __global const float *weight,
                                  __global const float *bias, float eps, __global float *offset,
                                  __global float *scale, __global float *shift) {
     uint c = get_global_id(0);
-    if (c >= CHANNELS) return;
+    if (c >= channels) return;
     offset[c] = 0.0f;
-    scale[c] = inference_scale(c, running_var, weight, eps);
-    shift[c] = inference_shift(c, bias);
+    scale[c] = bn_running_scale(c, running_var, weight, eps);
+    shift[c] = beta_of(bias, c);
 }
 
 // Inference on NCHW input in one launch: the coefficients computed where they are used
 // (once per plane run on CPUs) instead of by bn_inference_scale: on PoCL a launch costs
 // 0.06-0.2 ms, a tenth or more of the whole op at common sizes.
 __kernel void bn_inference_apply(__global const storage_t *restrict x, __global storage_t *restrict y, uint batch,
-                                 __global const float *running_mean, __global const float *running_var,
-                                 __global const float *weight, __global const float *bias, float eps) {
-    INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
-    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
-#if CHUNKED
-    for (INDEX_T v = r.first; v < r.end;) {
-        INDEX_T plane = v / SPATIAL_VECS;
-        INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
-        uint c = (uint)(plane % CHANNELS);
-        float k = running_mean[c], s = inference_scale(c, running_var, weight, eps), b = inference_shift(c, bias);
-        for (INDEX_T j = v; j < v + len; ++j) STOREV((LOADV(x, j) - k) * s + b, y, j);
-        v += len;
-    }
-#else
-    for (INDEX_T v = r.first; v < r.end; v += r.stride) {
-        uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
-        STOREV((LOADV(x, v) - running_mean[c]) * inference_scale(c, running_var, weight, eps) + inference_shift(c, bias), y, v);
-    }
-#endif
+                                 uint channels, uint spatial, __global const float *running_mean,
+                                 __global const float *running_var, __global const float *weight,
+                                 __global const float *bias, float eps) {
+    INDEX_T plane_vecs = spatial / VEC;
+    ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
+    FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, {
+        float k = running_mean[c], s = bn_running_scale(c, running_var, weight, eps), b = beta_of(bias, c);
+        for (INDEX_T j = lo; j < hi; ++j) STOREV((LOADV(x, j) - k) * s + b, y, j);
+    })
 }
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] over every element of NCHW
 // input: step 3 of the split training path (pilot from channel_pilot, offset = mean -
-// pilot) and step 2 of inference (pilot = running mean, offset = 0). Subtracting
-// before scaling keeps large-mean data from cancelling.
-__kernel void bn_apply(__global const storage_t *x, __global storage_t *y, uint batch,
+// pilot). Subtracting before scaling keeps large-mean data from cancelling.
+__kernel void bn_apply(__global const storage_t *x, __global storage_t *y, uint batch, uint channels, uint spatial,
                        __global const float *pilot, __global const float *offset,
                        __global const float *scale, __global const float *shift) {
-    INDEX_T total = (INDEX_T)batch * CHANNELS * SPATIAL_VECS;
-    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
-#if CHUNKED
+    INDEX_T plane_vecs = spatial / VEC;
+    ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
     // Contiguous runs inside one (n, c) plane share their coefficients.
-    for (INDEX_T v = r.first; v < r.end;) {
-        INDEX_T plane = v / SPATIAL_VECS;
-        INDEX_T len = min((plane + 1) * SPATIAL_VECS, r.end) - v;
-        uint c = (uint)(plane % CHANNELS);
+    FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, {
         float k = pilot[c], o = offset[c], s = scale[c], b = shift[c];
-        for (INDEX_T j = v; j < v + len; ++j) STOREV(((LOADV(x, j) - k) - o) * s + b, y, j);
-        v += len;
-    }
-#else
-    for (INDEX_T v = r.first; v < r.end; v += r.stride) {
-        uint c = (uint)((v / SPATIAL_VECS) % CHANNELS);
-        STOREV(((LOADV(x, v) - pilot[c]) - offset[c]) * scale[c] + shift[c], y, v);
-    }
-#endif
+        for (INDEX_T j = lo; j < hi; ++j) STOREV(((LOADV(x, j) - k) - o) * s + b, y, j);
+    })
 }

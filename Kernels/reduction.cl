@@ -351,11 +351,15 @@ inline void accumulate_column_gradient_sums(__global const storage_t *dy, __glob
 #endif  // CVEC
 #endif  // INDEX_T
 
-// ---- row norms (LayerNorm/RMSNorm backward): Kahan-compensated partial sums.
-// sum_float2_partials with Kahan's compensation (KAHAN_ADD): for partials that are
-// themselves sums of many values (a long row's slices), where plain float32 addition of
-// thousands of partials would drift by ~sqrt(parts) ulps. Same order, same NaN/Inf rule
-// as KAHAN_ADD. (BatchNorm backward's per-channel merge of group partials is the same loop.)
+// ---- BatchNorm: what batch_norm.cl and batch_norm_backward.cl share ------------------
+// The first part is generic (elementwise runs over NCHW planes and (rows, C) matrices,
+// lanes of a column tile, a compensated partial sum): any op with per-channel
+// coefficients or float2 partials could use it. The bn_ helpers are BatchNorm's own.
+
+// Sums `parts` float2 partials, `stride` float2s apart from p, in order, with Kahan's
+// compensation (KAHAN_ADD): for partials that are themselves sums of many values (a long
+// row's slices, a channel's up to 1024 slices), where plain float32 addition would drift
+// by ~sqrt(parts) ulps. Used by the BatchNorm and row-norm backward merges.
 inline float2 kahan_sum_float2_partials(__global const float2 *p, uint parts, size_t stride) {
     float2 s = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
     for (uint i = 0; i < parts; ++i, p += stride) KAHAN_ADD(float2, s, carry, *p);
@@ -579,3 +583,87 @@ inline void sn_softmax(__global const float *logits, float *w) {
 // each reads N rows of this many contiguous floats.
 #define SN_CHANNEL_TILE 8
 #endif  // HAS_IN && HAS_BN
+
+// gamma[c] / sqrt(running_var[c] + eps): inference's scale, forward and backward alike.
+inline float bn_running_scale(uint c, __global const float *running_var, __global const float *weight, float eps) {
+    float s = 1.0f / sqrt(running_var[c] + eps);
+#if HAS_WEIGHT
+    s *= weight[c];
+#endif
+    return s;
+}
+
+#ifdef INDEX_T
+// Elementwise loops over a work-item's ItemRange r, as runs [lo, hi) of vector indices
+// that share their per-channel values, so the body loads those once per run and its
+// inner loop `for (j = lo; j < hi; ++j)` has no division. CHUNKED: whole pieces of
+// planes / rows; interleaved (GPUs): runs of one vector.
+//
+// FOR_EACH_CHANNEL_SPAN: channel c's vectors (r over its (n, m) order, as
+// channel_vector); FOR_EACH_NCHW_RUN: every vector of NCHW memory (r over all of them),
+// c the run's channel; FOR_EACH_COLUMN_RUN: every vector of a row-major (rows,
+// column_vecs) matrix, `column` the column vector of lo (lo + k has column + k).
+#if CHUNKED
+#define FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, ...) \
+    FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, lo, span_len_, { INDEX_T hi = lo + span_len_; __VA_ARGS__; })
+#define FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, ...)         \
+    for (INDEX_T lo = (r).first; lo < (r).end;) {                          \
+        INDEX_T plane_ = lo / (plane_vecs);                                 \
+        INDEX_T hi = min((plane_ + 1) * (plane_vecs), (r).end);             \
+        uint c = (uint)(plane_ % (channels));                               \
+        __VA_ARGS__;                                                        \
+        lo = hi;                                                            \
+    }
+#define FOR_EACH_COLUMN_RUN(r, column_vecs, lo, hi, column, ...)            \
+    for (INDEX_T lo = (r).first; lo < (r).end;) {                          \
+        INDEX_T row_ = lo / (column_vecs);                                  \
+        INDEX_T hi = min((row_ + 1) * (column_vecs), (r).end);              \
+        uint column = (uint)(lo - row_ * (column_vecs));                    \
+        __VA_ARGS__;                                                        \
+        lo = hi;                                                            \
+    }
+#else
+#define FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, ...)      \
+    for (INDEX_T v_ = (r).first; v_ < (r).end; v_ += (r).stride) {         \
+        INDEX_T lo = channel_vector(v_, c, channels, plane_vecs), hi = lo + 1; \
+        __VA_ARGS__;                                                        \
+    }
+#define FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, ...)         \
+    for (INDEX_T lo = (r).first; lo < (r).end; lo += (r).stride) {         \
+        INDEX_T hi = lo + 1;                                                \
+        uint c = (uint)((lo / (plane_vecs)) % (channels));                  \
+        __VA_ARGS__;                                                        \
+    }
+#define FOR_EACH_COLUMN_RUN(r, column_vecs, lo, hi, column, ...)            \
+    for (INDEX_T lo = (r).first; lo < (r).end; lo += (r).stride) {         \
+        INDEX_T hi = lo + 1;                                                \
+        uint column = (uint)(lo % (column_vecs));                           \
+        __VA_ARGS__;                                                        \
+    }
+#endif
+
+#ifdef CVEC
+// Lane i of column vector v, as an lvalue (v a variable or array element).
+#define COLUMN_LANE(v, i) (((float *)&(v))[i])
+
+// The body once per channel of a column tile [first, first + width): t the column
+// vector, i its lane, c = (first + t) * CVEC + i the channel.
+#define FOR_EACH_TILE_LANE(first, width, t, i, c, ...)   \
+    for (uint t = 0; t < (width); ++t)                   \
+        for (uint i = 0; i < CVEC; ++i) {                \
+            uint c = ((first) + t) * CVEC + i;           \
+            __VA_ARGS__;                                 \
+        }
+
+// The body once per vector of a column tile, row by row over rows [0, rows): `at` the
+// vector's index, t its place in the tile.
+#define FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, ...)    \
+    for (uint n_ = 0; n_ < (rows); ++n_) {                                \
+        INDEX_T row_ = (INDEX_T)n_ * (column_vecs) + (first);             \
+        for (uint t = 0; t < (width); ++t) {                              \
+            INDEX_T at = row_ + t;                                        \
+            __VA_ARGS__;                                                  \
+        }                                                                 \
+    }
+#endif  // CVEC
+#endif  // INDEX_T

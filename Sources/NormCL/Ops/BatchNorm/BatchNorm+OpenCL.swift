@@ -28,7 +28,7 @@ enum BatchNormKernels {
     }
 
     static func run(_ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
-        let program = try runtime.program(.batchNorm, options: plan.buildOptions(for: problem))
+        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         if plan.strategy == .inference {
@@ -43,24 +43,27 @@ enum BatchNormKernels {
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
+        let launch = plan.launch
         if !problem.isRowsByChannels {
-            let event = try runtime.enqueue(
-                "bn_inference_apply", from: program,
-                global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
-                arguments: [
-                    .buffer(inputs.x), .buffer(output.deviceBuffer), try .count(problem.batch), .buffer(inputs.runningMean),
-                    .buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias), .float(inputs.eps),
+            let event = try BatchNormLaunch.enqueue(
+                "bn_inference_apply", from: program, on: runtime, launch.elementwise,
+                ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)], try launch.planeSizes(),
+                [
+                    "running_mean": .buffer(inputs.runningMean), "running_var": .buffer(inputs.runningVar),
+                    "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias), "eps": .float(inputs.eps),
                 ])
             return Outputs(output: output, events: [event])
         }
         let coefficients = try Coefficients(channels: problem.channels, on: runtime)
-        let scaleEvent = try runtime.enqueue(
-            "bn_inference_scale", from: program,
-            global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)], local: [plan.perChannelWorkGroupSize],
-            arguments: [.buffer(inputs.runningVar), .buffer(inputs.weight), .buffer(inputs.bias), .float(inputs.eps)]
-                + coefficients.arguments)
+        let scaleEvent = try BatchNormLaunch.enqueue(
+            "bn_inference_scale", from: program, on: runtime, launch.perChannelItems, try launch.channelCount(),
+            [
+                "running_var": .buffer(inputs.runningVar), "weight": .buffer(inputs.weight),
+                "bias": .buffer(inputs.bias), "eps": .float(inputs.eps),
+            ],
+            coefficients.arguments)
         let applyEvent = try enqueueApply(
-            problem, plan: plan, x: inputs.x, output: output, pilot: inputs.runningMean, coefficients: coefficients,
+            launch, x: inputs.x, output: output, pilot: inputs.runningMean, coefficients: coefficients,
             program: program, on: runtime)
         return Outputs(output: output, events: [scaleEvent, applyEvent])
     }
@@ -76,23 +79,21 @@ enum BatchNormKernels {
             shift = try DeviceBuffer(byteCount: channels * 4, on: runtime)
         }
 
-        var arguments: [KernelArgument] { [.buffer(offset), .buffer(scale), .buffer(shift)] }
+        var arguments: KeyValuePairs<String, KernelArgument> {
+            ["offset": .buffer(offset), "scale": .buffer(scale), "shift": .buffer(shift)]
+        }
     }
 
     /// `y = ((x − pilot_c) − offset_c)·scale_c + shift_c` over every element: per plane
     /// for NCHW, row by row with channel vectors for a `(rows, C)` matrix.
     private static func enqueueApply(
-        _ problem: BatchNormProblem, plan: BatchNormPlan, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
+        _ launch: BatchNormLaunch, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
         coefficients: Coefficients, program: CompiledProgram, on runtime: OpenCLRuntime
     ) throws -> KernelEvent {
-        let (kernel, count) =
-            problem.isRowsByChannels ? ("bn_apply_columns", problem.valuesPerChannel) : ("bn_apply", problem.batch)
-        return try runtime.enqueue(
-            kernel, from: program,
-            global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize], local: [plan.elementwiseWorkGroupSize],
-            arguments: [
-                .buffer(x), .buffer(output.deviceBuffer), try .count(count), .buffer(pilot),
-            ] + coefficients.arguments)
+        try BatchNormLaunch.enqueue(
+            launch.isRowsByChannels ? "bn_apply_columns" : "bn_apply", from: program, on: runtime, launch.elementwise,
+            ["x": .buffer(x), "y": .buffer(output.deviceBuffer)], try launch.sizes(), ["pilot": .buffer(pilot)],
+            coefficients.arguments)
     }
 
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
@@ -100,9 +101,8 @@ enum BatchNormKernels {
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
+        let launch = plan.launch
         let channelShape = [problem.channels]
-        let batch = try KernelArgument.count(problem.batch)
-        let rows = try KernelArgument.count(problem.valuesPerChannel)
         let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
         let saveInvstd = try Tensor(uninitializedShape: channelShape, on: runtime)
         let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
@@ -110,62 +110,53 @@ enum BatchNormKernels {
         let runningVarOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         let renormR = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         let renormD = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
-        // STATISTICS_PARAMETERS in batch_norm.cl.
-        let statisticsArguments: [KernelArgument] = [
-            .buffer(saveMean.deviceBuffer), .buffer(saveInvstd.deviceBuffer),
-            .buffer(inputs.runningMean), .buffer(inputs.runningVar),
-            .buffer(runningMeanOut?.deviceBuffer), .buffer(runningVarOut?.deviceBuffer),
-            .float(inputs.momentum), .float(inputs.eps),
-            .buffer(renormR?.deviceBuffer), .buffer(renormD?.deviceBuffer),
-            .float(inputs.renorm?.rmax ?? 1), .float(inputs.renorm?.dmax ?? 0),
+        // weight, bias and STATISTICS_PARAMETERS in batch_norm.cl.
+        let statistics: KeyValuePairs<String, KernelArgument> = [
+            "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
+            "save_mean": .buffer(saveMean.deviceBuffer), "save_invstd": .buffer(saveInvstd.deviceBuffer),
+            "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
+            "running_mean_out": .buffer(runningMeanOut?.deviceBuffer), "running_var_out": .buffer(runningVarOut?.deviceBuffer),
+            "momentum": .float(inputs.momentum), "eps": .float(inputs.eps),
+            "renorm_r": .buffer(renormR?.deviceBuffer), "renorm_d": .buffer(renormD?.deviceBuffer),
+            "rmax": .float(inputs.renorm?.rmax ?? 1), "dmax": .float(inputs.renorm?.dmax ?? 0),
         ]
-        let wg = plan.reductionWorkGroupSize
+        let xy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)]
         var events: [KernelEvent] = []
         switch plan.strategy {
-        case .fusedPerChannel:
+        case .fusedPerChannel, .columns:
+            let columns = plan.strategy == .columns
+            let (geometry, sizes) = try launch.singlePass(columns: columns)
             events.append(
-                try runtime.enqueue(
-                    "bn_train_fused", from: program, global: [problem.channels * wg], local: [wg],
-                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), batch, .buffer(inputs.weight), .buffer(inputs.bias)]
-                        + statisticsArguments))
+                try BatchNormLaunch.enqueue(
+                    columns ? "bn_train_columns" : "bn_train_fused", from: program, on: runtime, geometry, xy, sizes,
+                    statistics))
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial moments per (channel, slice), merged per channel, then the apply pass.
             let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
             let pilots = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let coefficients = try Coefficients(channels: problem.channels, on: runtime)
+            let outputs: KeyValuePairs<String, KernelArgument> = ["partials": .buffer(partials), "pilots": .buffer(pilots)]
             if case .splitColumns = plan.strategy {
-                let local = plan.columnWorkGroupSize
                 events.append(
-                    try runtime.enqueue(
-                        "bn_column_partials", from: program,
-                        global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), groups], local: [local, 1], arguments: [.buffer(inputs.x), rows, .buffer(partials), .buffer(pilots)]))
+                    try BatchNormLaunch.enqueue(
+                        "bn_column_partials", from: program, on: runtime, launch.columnItems(rowGroups: groups),
+                        ["x": .buffer(inputs.x)], try launch.columnSizes(), outputs))
             } else {
                 events.append(
-                    try runtime.enqueue(
-                        "bn_partial_moments", from: program, global: [groups * wg, problem.channels], local: [wg, 1],
-                        arguments: [.buffer(inputs.x), batch, .buffer(partials), .buffer(pilots)]))
+                    try BatchNormLaunch.enqueue(
+                        "bn_partial_moments", from: program, on: runtime, launch.sliceGroups(groups),
+                        ["x": .buffer(inputs.x)], try launch.planeSizes(), outputs))
             }
             events.append(
-                try runtime.enqueue(
-                    "bn_finish_moments", from: program,
-                    global: [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)],
-                    local: [plan.perChannelWorkGroupSize],
-                    arguments: [
-                        .buffer(pilots), .buffer(partials), try .count(groups), .float(Float(problem.valuesPerChannel)),
-                        .buffer(inputs.weight), .buffer(inputs.bias),
-                    ] + statisticsArguments + coefficients.arguments))
+                try BatchNormLaunch.enqueue(
+                    "bn_finish_moments", from: program, on: runtime, launch.perChannelItems,
+                    ["pilots": .buffer(pilots), "partials": .buffer(partials)], try launch.channelCount(),
+                    ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))],
+                    statistics, coefficients.arguments))
             events.append(
                 try enqueueApply(
-                    problem, plan: plan, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients,
+                    launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients,
                     program: program, on: runtime))
-        case .columns:
-            let local = plan.columnWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "bn_train_columns", from: program,
-                    global: [plan.columnWorkItems.roundedUp(toMultipleOf: local)], local: [local],
-                    arguments: [.buffer(inputs.x), .buffer(output.deviceBuffer), rows, .buffer(inputs.weight), .buffer(inputs.bias)]
-                        + statisticsArguments))
         case .inference:
             preconditionFailure("run(_:plan:inputs:on:) sends inference plans to runInference")
         }
@@ -173,5 +164,4 @@ enum BatchNormKernels {
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
             runningMean: runningMeanOut, runningVar: runningVarOut, renormR: renormR, renormD: renormD, events: events)
     }
-
 }

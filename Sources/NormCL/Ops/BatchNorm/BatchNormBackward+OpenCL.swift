@@ -20,7 +20,8 @@ enum BatchNormBackwardKernels {
     static func run(
         _ problem: BatchNormBackwardProblem, plan: BatchNormBackwardPlan, inputs: Inputs, on runtime: OpenCLRuntime
     ) throws -> NormGradients {
-        let program = try runtime.program(.batchNormBackward, options: plan.buildOptions(for: problem))
+        let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
+        let launch = plan.launch
         let mask = problem.outputMask
         let channelShape = [problem.channels]
         let dx =
@@ -30,30 +31,32 @@ enum BatchNormBackwardKernels {
         let gradWeight = mask.contains(.weight) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         let gradBias = mask.contains(.bias) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         // CHANNEL_PARAMETERS in batch_norm_backward.cl.
-        let channelArguments: [KernelArgument] = [
-            .buffer(inputs.mean), .buffer(inputs.second), .float(inputs.eps), .buffer(inputs.weight),
-            .buffer(inputs.renormR), .buffer(inputs.renormD),
-            .buffer(gradWeight?.deviceBuffer), .buffer(gradBias?.deviceBuffer),
+        let channelArguments: KeyValuePairs<String, KernelArgument> = [
+            "mean": .buffer(inputs.mean), "stat": .buffer(inputs.second), "eps": .float(inputs.eps),
+            "weight": .buffer(inputs.weight), "renorm_r": .buffer(inputs.renormR), "renorm_d": .buffer(inputs.renormD),
+            "grad_weight": .buffer(gradWeight?.deviceBuffer), "grad_bias": .buffer(gradBias?.deviceBuffer),
         ]
-        let rows = problem.isRowsByChannels ? problem.valuesPerChannel : problem.batch
-        let rowsArgument = try KernelArgument.count(rows)
-        let wg = plan.reductionWorkGroupSize
-        let perChannelGlobal = [problem.channels.roundedUp(toMultipleOf: plan.perChannelWorkGroupSize)]
-        let perChannelLocal = [plan.perChannelWorkGroupSize]
+        let inputsAndDx: KeyValuePairs<String, KernelArgument> = [
+            "x": .buffer(inputs.x), "dy": .buffer(inputs.dy), "dx": .buffer(dx?.deviceBuffer),
+        ]
+        let xAndDy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "dy": .buffer(inputs.dy)]
         var events: [KernelEvent] = []
 
         /// dx from per-channel coefficients (`mean_dy`, `xcoef` nil in inference).
         func enqueueDx(scale: DeviceBuffer?, meanDy: DeviceBuffer?, xcoef: DeviceBuffer?) throws {
-            guard let dx else { return }
+            guard dx != nil else { return }
+            let coefficients: KeyValuePairs<String, KernelArgument> = [
+                "mean": .buffer(inputs.mean), "scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef),
+            ]
             events.append(
-                try runtime.enqueue(
-                    problem.isRowsByChannels ? "bnb_dx_columns" : "bnb_dx", from: program,
-                    global: [plan.elementwiseWorkGroups * plan.elementwiseWorkGroupSize],
-                    local: [plan.elementwiseWorkGroupSize],
-                    arguments: [
-                        .buffer(inputs.x), .buffer(inputs.dy), .buffer(dx.deviceBuffer), rowsArgument, .buffer(inputs.mean),
-                        .buffer(scale), .buffer(meanDy), .buffer(xcoef),
-                    ] + (problem.isRowsByChannels ? [] : [.buffer(inputs.second), .buffer(inputs.weight), .float(inputs.eps)])))
+                problem.isRowsByChannels
+                    ? try BatchNormLaunch.enqueue(
+                        "bnb_dx_columns", from: program, on: runtime, launch.elementwise, inputsAndDx, try launch.columnSizes(),
+                        coefficients)
+                    : try BatchNormLaunch.enqueue(
+                        "bnb_dx", from: program, on: runtime, launch.elementwise, inputsAndDx, try launch.planeSizes(),
+                        coefficients,
+                        ["stat": .buffer(inputs.second), "weight": .buffer(inputs.weight), "eps": .float(inputs.eps)]))
         }
 
         switch plan.strategy {
@@ -63,48 +66,47 @@ enum BatchNormBackwardKernels {
         case .elementwise:
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             events.append(
-                try runtime.enqueue(
-                    "bnb_inference_scale", from: program, global: perChannelGlobal, local: perChannelLocal,
-                    arguments: [.buffer(inputs.second), .float(inputs.eps), .buffer(inputs.weight), .buffer(scale)]))
+                try BatchNormLaunch.enqueue(
+                    "bnb_inference_scale", from: program, on: runtime, launch.perChannelItems, try launch.channelCount(),
+                    [
+                        "stat": .buffer(inputs.second), "eps": .float(inputs.eps), "weight": .buffer(inputs.weight),
+                        "scale": .buffer(scale),
+                    ]))
             try enqueueDx(scale: scale, meanDy: nil, xcoef: nil)
-        case .fusedPerChannel:
+        case .fusedPerChannel, .columns:
+            let columns = plan.strategy == .columns
+            let (geometry, sizes) = try launch.singlePass(columns: columns)
             events.append(
-                try runtime.enqueue(
-                    "bnb_fused", from: program, global: [problem.channels * wg], local: [wg],
-                    arguments: [.buffer(inputs.x), .buffer(inputs.dy), .buffer(dx?.deviceBuffer), rowsArgument]
-                        + channelArguments))
-        case .columns:
-            let local = plan.columnWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "bnb_columns", from: program, global: [plan.columnWorkItems.roundedUp(toMultipleOf: local)], local: [local],
-                    arguments: [.buffer(inputs.x), .buffer(inputs.dy), .buffer(dx?.deviceBuffer), rowsArgument]
-                        + channelArguments))
+                try BatchNormLaunch.enqueue(
+                    columns ? "bnb_columns" : "bnb_fused", from: program, on: runtime, geometry, inputsAndDx, sizes,
+                    channelArguments))
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial (Σdy, Σdy·(x − mean)) per (channel, slice), merged per channel in
             // order, then the dx pass.
             let partials = try DeviceBuffer(byteCount: problem.channels * groups * 2 * 4, on: runtime)
+            let meanAndPartials: KeyValuePairs<String, KernelArgument> = [
+                "mean": .buffer(inputs.mean), "partials": .buffer(partials),
+            ]
             if case .splitColumns = plan.strategy {
-                let local = plan.columnWorkGroupSize
                 events.append(
-                    try runtime.enqueue(
-                        "bnb_column_partials", from: program,
-                        global: [plan.columnWorkItems.roundedUp(toMultipleOf: local), groups], local: [local, 1],
-                        arguments: [.buffer(inputs.x), .buffer(inputs.dy), rowsArgument, .buffer(inputs.mean), .buffer(partials)]))
+                    try BatchNormLaunch.enqueue(
+                        "bnb_column_partials", from: program, on: runtime, launch.columnItems(rowGroups: groups),
+                        xAndDy, try launch.columnSizes(), meanAndPartials))
             } else {
                 events.append(
-                    try runtime.enqueue(
-                        "bnb_partial_sums", from: program, global: [groups * wg, problem.channels], local: [wg, 1],
-                        arguments: [.buffer(inputs.x), .buffer(inputs.dy), rowsArgument, .buffer(inputs.mean), .buffer(partials)]))
+                    try BatchNormLaunch.enqueue(
+                        "bnb_partial_sums", from: program, on: runtime, launch.sliceGroups(groups), xAndDy,
+                        try launch.planeSizes(), meanAndPartials))
             }
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let meanDy = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let xcoef = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             events.append(
-                try runtime.enqueue(
-                    "bnb_finish", from: program, global: perChannelGlobal, local: perChannelLocal,
-                    arguments: [.buffer(partials), try .count(groups), .float(Float(problem.valuesPerChannel))]
-                        + channelArguments + [.buffer(scale), .buffer(meanDy), .buffer(xcoef)]))
+                try BatchNormLaunch.enqueue(
+                    "bnb_finish", from: program, on: runtime, launch.perChannelItems, ["partials": .buffer(partials)],
+                    try launch.channelCount(),
+                    ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))],
+                    channelArguments, ["scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef)]))
             try enqueueDx(scale: scale, meanDy: meanDy, xcoef: xcoef)
         }
         return NormGradients(input: dx, weight: gradWeight, bias: gradBias, events: events)

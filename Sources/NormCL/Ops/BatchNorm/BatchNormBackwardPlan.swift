@@ -32,22 +32,11 @@ struct BatchNormBackwardPlan: Equatable, Sendable {
     }
 
     let strategy: Strategy
-    /// Elements per load along the spatial axis of NCHW input: 4 when `M % 4 == 0`, else 1.
-    let vectorWidth: Int
-    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
-    let channelVectorWidth: Int
-    /// Column vectors per work-item in the column kernels.
-    let columnTile: Int
-    let columnWorkItems: Int
-    let columnWorkGroupSize: Int
-    let reductionWorkGroupSize: Int
-    let elementwiseWorkGroupSize: Int
-    let elementwiseWorkGroups: Int
-    let chunkedAccess: Bool
+    /// Vector widths, launch geometry and sizes, shared with ``BatchNormPlan``.
+    let launch: BatchNormLaunch
+
     /// Whether element indices need 64 bits.
-    let wideIndices: Bool
-    /// Work-group size of the one-work-item-per-channel kernels.
-    let perChannelWorkGroupSize: Int
+    var wideIndices: Bool { launch.wideIndices }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests cover every
     /// strategy this way).
@@ -64,65 +53,29 @@ struct BatchNormBackwardPlan: Equatable, Sendable {
                 precondition(!problem.needsSums, "the elementwise strategy computes no sums")
             }
         }
-        vectorWidth = problem.layout == .channelsFirst && problem.spatial % 4 == 0 ? 4 : 1
-        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
-        columnTile = max(1, tuning.columnTile)
-        chunkedAccess = tuning.chunkedAccess
-        // Two floats of local memory per work-item in the reduction tree, three coefficients.
-        let localLimit = (device.localMemoryBytes - 16) / (2 * MemoryLayout<Float>.size)
-        reductionWorkGroupSize = BatchNormPlan.powerOfTwo(
-            atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
-        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        perChannelWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
-        columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
-        columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
-
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
-        let vectors = problem.count / vectorWidth
-        let vectorsPerChannel = problem.valuesPerChannel / vectorWidth
-        elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
-        let maximumItems = max(reductionWorkGroupSize, elementwiseWorkGroups * elementwiseWorkGroupSize)
-        wideIndices = problem.count + 2 * maximumItems >= 1 << 32
-
+        // The reduction tree keeps one float2 per work-item.
+        launch = BatchNormLaunch(
+            shape: problem.shape, layout: problem.layout, device: device, tuning: tuning,
+            localBytesPerItem: 2 * MemoryLayout<Float>.size)
         if let forced {
             strategy = forced
         } else if !problem.needsSums {
             strategy = .elementwise
-        } else if problem.isRowsByChannels {
-            // As the forward: split the rows only when the channels cannot fill the device.
-            let wantedItems = chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
-            let groups = min(
-                wantedItems.ceilingDivided(by: columnWorkItems), problem.valuesPerChannel / BatchNormPlan.minimumRowsPerGroup,
-                1024)
-            strategy = groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         } else {
-            let wanted = targetGroups.ceilingDivided(by: problem.channels)
-            let worthwhile = vectorsPerChannel / max(1, tuning.minimumVectorsPerWorkGroup)
-            let groups = min(wanted, worthwhile, 1024)
-            strategy = groups > 1 ? .splitReduction(groupsPerChannel: groups) : .fusedPerChannel
+            strategy = launch.reduction()
         }
     }
 
-    /// The `-D` constants `batch_norm_backward.cl` is specialised with.
-    func buildOptions(for problem: BatchNormBackwardProblem) -> String {
+    /// The build options of `batch_norm_backward.cl` for `problem`.
+    func specialization(for problem: BatchNormBackwardProblem) -> KernelSpecialization {
         let mask = problem.outputMask
-        return [
-            "-cl-std=CL1.2",
-            "-D CHANNELS=\(problem.channels)",
-            "-D SPATIAL=\(problem.spatial)",
-            "-D VEC=\(vectorWidth)",
-            "-D WG=\(reductionWorkGroupSize)",
-            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D INFERENCE=\(problem.mode == .inference ? 1 : 0)",
-            "-D RENORM=\(problem.mode == .renorm ? 1 : 0)",
-            "-D NEED_DX=\(mask.contains(.input) ? 1 : 0)",
-            "-D NEED_DW=\(mask.contains(.weight) ? 1 : 0)",
-            "-D NEED_DB=\(mask.contains(.bias) ? 1 : 0)",
-            problem.elementType.buildOption,
-            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
-            "-D CVEC=\(channelVectorWidth)",
-            "-D TILE=\(columnTile)",
-        ].joined(separator: " ")
+        var specialization = launch.specialization(elementType: problem.elementType)
+        specialization.flag("HAS_WEIGHT", problem.hasWeight)
+        specialization.flag("INFERENCE", problem.mode == .inference)
+        specialization.flag("RENORM", problem.mode == .renorm)
+        specialization.flag("NEED_DX", mask.contains(.input))
+        specialization.flag("NEED_DW", mask.contains(.weight))
+        specialization.flag("NEED_DB", mask.contains(.bias))
+        return specialization
     }
 }

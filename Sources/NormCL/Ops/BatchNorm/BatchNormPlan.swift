@@ -34,25 +34,11 @@ struct BatchNormPlan: Equatable, Sendable {
     }
 
     let strategy: Strategy
-    /// Elements per load along the spatial axis of NCHW input: 4 when `M % 4 == 0`, else 1.
-    let vectorWidth: Int
-    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
-    let channelVectorWidth: Int
-    /// Column vectors per work-item in the column kernels.
-    let columnTile: Int
-    /// Work-items of the column kernels (one per tile of column vectors), and their
-    /// work-group size.
-    let columnWorkItems: Int
-    let columnWorkGroupSize: Int
-    let reductionWorkGroupSize: Int
-    let elementwiseWorkGroupSize: Int
-    let elementwiseWorkGroups: Int
-    let chunkedAccess: Bool
-    /// Whether element indices need 64 bits: the elements, plus the overshoot of a
-    /// work-item's range past the end (up to the number of work-items), reach 2^32.
-    let wideIndices: Bool
-    /// Work-group size of the one-work-item-per-channel kernels (scale, merge).
-    let perChannelWorkGroupSize: Int
+    /// Vector widths, launch geometry and sizes, shared with ``BatchNormBackwardPlan``.
+    let launch: BatchNormLaunch
+
+    /// Whether element indices need 64 bits.
+    var wideIndices: Bool { launch.wideIndices }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
     /// to run every strategy on shapes where the heuristic would not pick it).
@@ -68,76 +54,29 @@ struct BatchNormPlan: Equatable, Sendable {
                 break
             }
         }
-        vectorWidth = problem.layout == .channelsFirst && problem.spatial % 4 == 0 ? 4 : 1
-        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
-        columnTile = max(1, tuning.columnTile)
-        chunkedAccess = tuning.chunkedAccess
-        // Three floats of local memory per work-item in the reduction tree, plus three
-        // coefficients per work-group.
-        let localLimit = (device.localMemoryBytes - 16) / (3 * MemoryLayout<Float>.size)
-        reductionWorkGroupSize = Self.powerOfTwo(atMost: min(tuning.reductionWorkGroupSize, device.maxWorkGroupSize, localLimit))
-        elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
-        perChannelWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
-        columnWorkItems = (problem.channels / channelVectorWidth).ceilingDivided(by: columnTile)
-        columnWorkGroupSize = min(elementwiseWorkGroupSize, columnWorkItems.roundedUp(toMultipleOf: 4))
-
-        let targetGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
-        let vectors = problem.count / vectorWidth
-        let vectorsPerChannel = problem.valuesPerChannel / vectorWidth
-        elementwiseWorkGroups = max(1, min(targetGroups, vectors.ceilingDivided(by: elementwiseWorkGroupSize)))
-        let maximumItems = max(reductionWorkGroupSize, elementwiseWorkGroups * elementwiseWorkGroupSize)
-        wideIndices = problem.count + 2 * maximumItems >= 1 << 32
-
+        // The reduction tree keeps one Moments (three floats) per work-item.
+        launch = BatchNormLaunch(
+            shape: problem.shape, layout: problem.layout, device: device, tuning: tuning,
+            localBytesPerItem: 3 * MemoryLayout<Float>.size)
         if let forced {
             strategy = forced
         } else if !problem.isTraining {
             strategy = .inference
-        } else if problem.isRowsByChannels {
-            // Split the rows only when the channels alone cannot fill the device. With
-            // chunked access (CPUs) a work-group's items run one after another on one core,
-            // so the aim is targetGroups busy work-items; on GPUs it is targetGroups full
-            // work-groups of work-items.
-            let wantedItems = chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
-            let rows = problem.valuesPerChannel
-            let groups = min(wantedItems.ceilingDivided(by: columnWorkItems), rows / Self.minimumRowsPerGroup, 1024)
-            strategy = groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         } else {
-            // Split only when channels alone cannot fill the device and each slice still
-            // gets a worthwhile amount of data.
-            let wanted = targetGroups.ceilingDivided(by: problem.channels)
-            let worthwhile = vectorsPerChannel / max(1, tuning.minimumVectorsPerWorkGroup)
-            let groups = min(wanted, worthwhile, 1024)
-            strategy = groups > 1 ? .splitReduction(groupsPerChannel: groups) : .fusedPerChannel
+            strategy = launch.reduction()
         }
     }
 
-    /// The `-D` constants the kernels of `batch_norm.cl` are specialised with.
-    func buildOptions(for problem: BatchNormProblem) -> String {
-        let updatesRunning = problem.mode == .training(updatesRunningStatistics: true)
-        return [
-            "-cl-std=CL1.2",
-            "-D CHANNELS=\(problem.channels)",
-            "-D SPATIAL=\(problem.spatial)",
-            "-D VEC=\(vectorWidth)",
-            "-D WG=\(reductionWorkGroupSize)",
-            "-D CHUNKED=\(chunkedAccess ? 1 : 0)",
-            "-D HAS_WEIGHT=\(problem.hasWeight ? 1 : 0)",
-            "-D HAS_BIAS=\(problem.hasBias ? 1 : 0)",
-            "-D TRACK_RUNNING=\(updatesRunning ? 1 : 0)",
-            "-D RENORM=\(problem.renorm ? 1 : 0)",
-            problem.elementType.buildOption,
-            "-D INDEX_T=\(wideIndices ? "ulong" : "uint")",
-            "-D CVEC=\(channelVectorWidth)",
-            "-D TILE=\(columnTile)",
-        ].joined(separator: " ")
+    /// The build options of `batch_norm.cl` for `problem`.
+    func specialization(for problem: BatchNormProblem) -> KernelSpecialization {
+        var specialization = launch.specialization(elementType: problem.elementType)
+        specialization.flag("HAS_WEIGHT", problem.hasWeight)
+        specialization.flag("HAS_BIAS", problem.hasBias)
+        specialization.flag("TRACK_RUNNING", problem.mode == .training(updatesRunningStatistics: true))
+        specialization.flag("RENORM", problem.renorm)
+        return specialization
     }
 
-    /// Fewer rows than this per slice make the partials cost more than they save.
-    static let minimumRowsPerGroup = 64
-
-    static func powerOfTwo(atMost limit: Int) -> Int {
-        var size = 1
-        while size * 2 <= limit { size *= 2 }
-        return size
-    }
+    // Goes once GroupNorm's plans use LaunchGeometry.powerOfTwo(atMost:).
+    static func powerOfTwo(atMost limit: Int) -> Int { LaunchGeometry.powerOfTwo(atMost: limit) }
 }
