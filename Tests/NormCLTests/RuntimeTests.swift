@@ -200,7 +200,8 @@ struct RuntimeTests {
         let buildError = try #require(error)
         #expect(!buildError.log.isEmpty)
         #expect(buildError.log.lowercased().contains("error"), "log: \(buildError.log)")
-        #expect(buildError.options == options)
+        // The options the compiler got: the op's, and the cache's own (compilerOptions).
+        #expect(buildError.options == ProgramCache.compilerOptions(options))
         #expect(buildError.program == "broken")
         #expect(buildError.device == runtime.device.name)
         #expect(buildError.status.code == -11, "CL_BUILD_PROGRAM_FAILURE, got \(buildError.status)")

@@ -36,13 +36,12 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// - Parameters:
     ///   - device: The device to run on (see ``DeviceDiscovery``).
     ///   - programCache: How many compiled programs to keep in memory, and the directory
-    ///     their binaries are kept in for later processes (nil: none). The default reads
-    ///     `NORMCL_PROGRAM_CACHE_LIMIT` and `NORMCL_CACHE_DIR` (see
-    ///     ``ProgramCacheConfiguration``).
+    ///     their binaries are kept in for later processes (nil: none). The default,
+    ///     ``ProgramCacheConfiguration/default(for:)``, reads `NORMCL_PROGRAM_CACHE_LIMIT`
+    ///     and `NORMCL_CACHE_DIR`, and leaves the disk cache to a driver that keeps its own.
     /// - Throws: ``OpenCLError`` when the context or the queue cannot be created.
-    public init(
-        device: OpenCLDevice, programCache: ProgramCacheConfiguration = .fromEnvironment()
-    ) throws(OpenCLError) {
+    public init(device: OpenCLDevice, programCache: ProgramCacheConfiguration? = nil) throws(OpenCLError) {
+        let programCache = programCache ?? .default(for: device)
         let objects = OpenCLObjectCounts()
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = device.id

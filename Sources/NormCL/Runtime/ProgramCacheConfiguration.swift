@@ -13,7 +13,8 @@
 /// rejects) is compiled from source and replaced. A directory that cannot be written
 /// never fails an op: programs are then compiled from source.
 ///
-/// The default, ``fromEnvironment()``, reads:
+/// The default, ``default(for:)``, is ``fromEnvironment()`` with the disk cache left to
+/// drivers that keep their own (PoCL); ``fromEnvironment()`` reads:
 /// - `NORMCL_PROGRAM_CACHE_LIMIT`: the memory limit (default 64);
 /// - `NORMCL_CACHE_DIR`: the directory, or `off` for no disk cache; when unset,
 ///   `$XDG_CACHE_HOME/normcl`, else `$HOME/.cache/normcl`.
@@ -40,6 +41,30 @@ public struct ProgramCacheConfiguration: Sendable, Equatable {
     public init(memoryLimit: Int = defaultMemoryLimit, directory: String?) {
         self.memoryLimit = max(1, memoryLimit)
         self.directory = directory
+    }
+
+    /// The configuration a runtime on `device` gets by default: ``fromEnvironment()``,
+    /// except that without an explicit `NORMCL_CACHE_DIR` there is no disk cache on a
+    /// driver that keeps its own program cache on disk — PoCL, unless
+    /// `POCL_KERNEL_CACHE=0`. PoCL already gives a later process its programs from
+    /// `~/.cache/pocl` (keyed, as here, by source and options), and reading a PoCL
+    /// program's binary makes it compile every kernel of the program: on the 2-core
+    /// development machine the LayerNorm test suite ran in 34 s from cold caches
+    /// without NormCL's disk cache and in 70 s with it, and in 5.6 s and 5.0 s warm.
+    public static func `default`(for device: OpenCLDevice) -> ProgramCacheConfiguration {
+        var configuration = fromEnvironment()
+        if environment(directoryEnvironmentVariable) == nil,
+            driverKeepsProgramCache(platformName: device.platformName, kernelCacheSetting: environment("POCL_KERNEL_CACHE"))
+        {
+            configuration.directory = nil
+        }
+        return configuration
+    }
+
+    /// Whether the platform's driver keeps compiled programs on disk itself: PoCL does,
+    /// unless `POCL_KERNEL_CACHE` is `0`.
+    static func driverKeepsProgramCache(platformName: String, kernelCacheSetting: String?) -> Bool {
+        platformName.contains("Portable Computing Language") && kernelCacheSetting != "0"
     }
 
     /// The configuration the environment variables describe (see the type's

@@ -15,9 +15,7 @@ extension BatchNorm {
     public func backward(
         _ gradOutput: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        guard let saved = forward.saved else { throw NormError.nothingSaved("batchNorm") }
-        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
-        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        try forward.saved.checkedForLayer("batchNorm", weight: weight, bias: bias)
         return try batchNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

@@ -37,17 +37,14 @@ public struct BatchNorm: Sendable {
         numFeatures: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
         trackRunningStats: Bool = true, on backend: Backend
     ) throws {
-        guard numFeatures > 0 else {
-            throw NormError.invalidArgument(argument: "numFeatures", reason: "must be positive, got \(numFeatures)")
-        }
+        try LayerParameters.checkPositive(numFeatures, "numFeatures")
         try NormError.checkEps(eps)
         try NormError.checkMomentum(momentum)
         self.numFeatures = numFeatures
         self.eps = eps
         self.momentum = momentum
         if affine {
-            weight = try Tensor(filling: 1, shape: [numFeatures], on: backend, argument: "numFeatures")
-            bias = try Tensor(filling: 0, shape: [numFeatures], on: backend, argument: "numFeatures")
+            (weight, bias) = try LayerParameters.affine(channels: numFeatures, on: backend, argument: "numFeatures")
         }
         if trackRunningStats {
             runningStatistics = try RunningStatistics(channels: numFeatures, on: backend)
@@ -65,10 +62,7 @@ public struct BatchNorm: Sendable {
     ///   input's C is not ``numFeatures``, and what the functional ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` throws.
     public mutating func forward(_ input: Tensor) throws -> BatchNormOutput {
         // Without affine parameters and running statistics nothing else would notice.
-        if input.shape.count >= 2, input.shape[1] != numFeatures {
-            throw NormError.shapeMismatch(
-                argument: "input", expected: [input.shape[0], numFeatures] + input.shape.dropFirst(2), actual: input.shape)
-        }
+        try LayerParameters.checkChannels(of: input, numFeatures)
         // As torch.nn.BatchNorm: without running statistics, inference uses batch statistics.
         let training = isTraining || runningStatistics == nil
         return try batchNorm(

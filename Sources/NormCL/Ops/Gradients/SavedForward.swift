@@ -65,3 +65,16 @@ extension NormError {
         .forwardMismatch(argument: "forward", reason: "this output was not returned by \(op)")
     }
 }
+
+extension Optional where Wrapped == SavedForward {
+    /// What a layer's `backward` checks first: the forward saved what backward needs
+    /// (``NormError/nothingSaved(_:)`` otherwise), and the layer's `weight` and `bias` are
+    /// still the tensors that forward used (``NormError/forwardMismatch(argument:reason:)``).
+    @discardableResult
+    func checkedForLayer(_ op: String, weight: Tensor?, bias: Tensor?) throws -> SavedForward {
+        guard let saved = self else { throw NormError.nothingSaved(op) }
+        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        return saved
+    }
+}

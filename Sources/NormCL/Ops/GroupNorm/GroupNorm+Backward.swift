@@ -14,9 +14,7 @@ extension GroupNorm {
     public func backward(
         _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        guard let saved = forward.saved else { throw NormError.nothingSaved("groupNorm") }
-        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
-        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        try forward.saved.checkedForLayer("groupNorm", weight: weight, bias: bias)
         guard forward.numGroups == numGroups else {
             throw NormError.forwardMismatch(argument: "forward", reason: "made with \(forward.numGroups) groups, the layer has \(numGroups)")
         }

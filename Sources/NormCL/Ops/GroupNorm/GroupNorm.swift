@@ -23,12 +23,8 @@ public struct GroupNorm: Sendable {
     ///   or ``OpenCLError`` from the device's allocator, before anything is filled (see
     ///   ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true, on backend: Backend) throws {
-        guard numChannels > 0 else {
-            throw NormError.invalidArgument(argument: "numChannels", reason: "must be positive, got \(numChannels)")
-        }
-        guard numGroups > 0 else {
-            throw NormError.invalidArgument(argument: "numGroups", reason: "must be positive, got \(numGroups)")
-        }
+        try LayerParameters.checkPositive(numChannels, "numChannels")
+        try LayerParameters.checkPositive(numGroups, "numGroups")
         guard numChannels % numGroups == 0 else {
             throw NormError.invalidArgument(
                 argument: "numGroups", reason: "the \(numChannels) channels must divide into \(numGroups) groups evenly")
@@ -38,8 +34,7 @@ public struct GroupNorm: Sendable {
         self.numChannels = numChannels
         self.eps = eps
         if affine {
-            weight = try Tensor(filling: 1, shape: [numChannels], on: backend, argument: "numChannels")
-            bias = try Tensor(filling: 0, shape: [numChannels], on: backend, argument: "numChannels")
+            (weight, bias) = try LayerParameters.affine(channels: numChannels, on: backend, argument: "numChannels")
         }
     }
 
@@ -53,10 +48,7 @@ public struct GroupNorm: Sendable {
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when the input's
     ///   channels differ from ``numChannels``, and what ``groupNorm(_:numGroups:weight:bias:eps:)`` throws.
     public func forward(_ input: Tensor) throws -> GroupNormOutput {
-        if input.shape.count >= 2, input.shape[1] != numChannels {
-            throw NormError.shapeMismatch(
-                argument: "input", expected: [input.shape[0], numChannels] + input.shape.dropFirst(2), actual: input.shape)
-        }
+        try LayerParameters.checkChannels(of: input, numChannels)
         return try groupNorm(input, numGroups: numGroups, weight: weight, bias: bias, eps: eps)
     }
 }

@@ -16,9 +16,7 @@ extension InstanceNorm {
     public func backward(
         _ gradOutput: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        guard let saved = forward.saved else { throw NormError.nothingSaved("instanceNorm") }
-        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
-        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        try forward.saved.checkedForLayer("instanceNorm", weight: weight, bias: bias)
         return try instanceNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }
 }

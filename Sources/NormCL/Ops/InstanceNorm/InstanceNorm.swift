@@ -35,17 +35,14 @@ public struct InstanceNorm: Sendable {
         numFeatures: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = false,
         trackRunningStats: Bool = false, on backend: Backend
     ) throws {
-        guard numFeatures > 0 else {
-            throw NormError.invalidArgument(argument: "numFeatures", reason: "must be positive, got \(numFeatures)")
-        }
+        try LayerParameters.checkPositive(numFeatures, "numFeatures")
         try NormError.checkEps(eps)
         try NormError.checkMomentum(momentum)
         self.numFeatures = numFeatures
         self.eps = eps
         self.momentum = momentum
         if affine {
-            weight = try Tensor(filling: 1, shape: [numFeatures], on: backend, argument: "numFeatures")
-            bias = try Tensor(filling: 0, shape: [numFeatures], on: backend, argument: "numFeatures")
+            (weight, bias) = try LayerParameters.affine(channels: numFeatures, on: backend, argument: "numFeatures")
         }
         if trackRunningStats {
             runningStatistics = try RunningStatistics(channels: numFeatures, on: backend)
@@ -62,10 +59,7 @@ public struct InstanceNorm: Sendable {
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when the input's
     ///   channels differ from ``numFeatures``, and what the functional form throws.
     public mutating func forward(_ input: Tensor) throws -> InstanceNormOutput {
-        if input.shape.count >= 2, input.shape[1] != numFeatures {
-            throw NormError.shapeMismatch(
-                argument: "input", expected: [input.shape[0], numFeatures] + input.shape.dropFirst(2), actual: input.shape)
-        }
+        try LayerParameters.checkChannels(of: input, numFeatures)
         // As torch.nn.InstanceNorm: without running statistics, inference uses instance statistics.
         return try instanceNorm(
             input, runningStatistics: &runningStatistics, weight: weight, bias: bias,

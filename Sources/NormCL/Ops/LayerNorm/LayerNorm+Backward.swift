@@ -16,9 +16,7 @@ extension LayerNorm {
     public func backward(
         _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        guard let saved = forward.saved else { throw NormError.nothingSaved("layerNorm") }
-        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
-        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        let saved = try forward.saved.checkedForLayer("layerNorm", weight: weight, bias: bias)
         guard forward.normalizedShape == normalizedShape, saved.eps == eps else {
             throw NormError.forwardMismatch(
                 argument: "forward", reason: "made with normalizedShape \(forward.normalizedShape), eps \(saved.eps)")

@@ -15,8 +15,7 @@ extension RMSNorm {
     public func backward(
         _ gradOutput: Tensor, forward: RMSNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        guard let saved = forward.saved else { throw NormError.nothingSaved("rmsNorm") }
-        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
+        try forward.saved.checkedForLayer("rmsNorm", weight: weight, bias: nil)
         guard forward.normalizedShape == normalizedShape else {
             throw NormError.forwardMismatch(argument: "forward", reason: "made with normalizedShape \(forward.normalizedShape)")
         }

@@ -14,9 +14,7 @@ extension SwitchableNorm {
     public func backward(
         _ gradOutput: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all
     ) throws -> SwitchableNormGradients {
-        guard let saved = forward.saved else { throw NormError.nothingSaved("switchableNorm") }
-        try NormError.checkUnchanged(weight, since: saved.weight, argument: "weight")
-        try NormError.checkUnchanged(bias, since: saved.bias, argument: "bias")
+        try forward.saved.checkedForLayer("switchableNorm", weight: weight, bias: bias)
         try NormError.checkUnchanged(meanLogits, since: forward.meanLogits, argument: "meanLogits")
         try NormError.checkUnchanged(varianceLogits, since: forward.varianceLogits, argument: "varianceLogits")
         return try switchableNormBackward(gradOutput, forward: forward, outputMask: outputMask)

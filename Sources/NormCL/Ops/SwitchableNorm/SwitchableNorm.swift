@@ -39,15 +39,12 @@ public struct SwitchableNorm: Sendable {
         numFeatures: Int, options: SwitchableNormOptions = SwitchableNormOptions(), lastGamma: Bool = false,
         on backend: Backend
     ) throws {
-        guard numFeatures > 0 else {
-            throw NormError.invalidArgument(argument: "numFeatures", reason: "must be positive, got \(numFeatures)")
-        }
+        try LayerParameters.checkPositive(numFeatures, "numFeatures")
         try NormError.checkEps(options.eps)
         try NormError.checkMomentum(options.momentum)
         self.numFeatures = numFeatures
         self.options = options
-        weight = try Tensor(filling: lastGamma ? 0 : 1, shape: [numFeatures], on: backend, argument: "numFeatures")
-        bias = try Tensor(filling: 0, shape: [numFeatures], on: backend, argument: "numFeatures")
+        (weight, bias) = try LayerParameters.affine(channels: numFeatures, weight: lastGamma ? 0 : 1, on: backend, argument: "numFeatures")
         meanLogits = try Tensor(repeating: 1, shape: [options.branches.count], on: backend)
         varianceLogits = try Tensor(repeating: 1, shape: [options.branches.count], on: backend)
         if options.branches.hasBatch {
@@ -62,10 +59,7 @@ public struct SwitchableNorm: Sendable {
 
     /// Like ``callAsFunction(_:)``, also returning the statistics and kernel events.
     public mutating func forward(_ input: Tensor) throws -> SwitchableNormOutput {
-        if input.shape.count >= 2, input.shape[1] != numFeatures {
-            throw NormError.shapeMismatch(
-                argument: "input", expected: [input.shape[0], numFeatures] + input.shape.dropFirst(2), actual: input.shape)
-        }
+        try LayerParameters.checkChannels(of: input, numFeatures)
         return try switchableNorm(
             input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
             runningStatistics: &runningStatistics, training: isTraining, options: options)
