@@ -5,25 +5,10 @@ import Testing
 /// layouts, both element types, masks, awkward sizes, large-mean data, determinism.
 @Suite("GroupNorm backward")
 struct GroupNormBackwardTests {
-    struct Case: Sendable, CustomTestStringConvertible {
-        var shape: [Int]
-        var groups: Int
-        var testDescription: String { "\(shape) G=\(groups)" }
-    }
+    typealias Case = GroupNormCase
 
-    static let cases: [Case] = [
-        Case(shape: [2, 6, 5, 7], groups: 3),  // odd spatial, scalar loads
-        Case(shape: [3, 4, 9], groups: 2),  // one spatial dim
-        Case(shape: [4, 8], groups: 4),  // (N, C): M = 1
-        Case(shape: [5, 8], groups: 8),  // (N, C), one value per group: dx = 0
-        Case(shape: [2, 16, 8, 8], groups: 1),  // one group per sample, float4 loads
-        Case(shape: [2, 12, 17, 19], groups: 4),  // primes
-        Case(shape: [1, 4, 4099], groups: 1),  // long prime reduction, one row
-        Case(shape: [2, 3, 2, 3, 5], groups: 3),  // 3-d spatial, C/G = 1
-        Case(shape: [2, 24, 6, 6], groups: 8),  // 3 channels per group: column vectors straddle groups
-        Case(shape: [2, 68, 5, 5], groups: 17),  // several column tiles, a narrower last one
-        Case(shape: [1, 1, 1, 1], groups: 1),  // one element
-    ]
+    static let cases: [Case] =
+        GroupNormCase.sweep + [Case(shape: [2, 16, 8, 8], groups: 1)]  // one group per sample, float4 loads
 
     @Test("matches the reference with every strategy, NCHW and NHWC", arguments: cases)
     func sweep(testCase: Case) throws {

@@ -20,21 +20,10 @@ struct LayerNormBackwardTests {
     /// suite's PoCL compile time down).
     @Test("matches the reference: shapes × element types, γ on/off", arguments: shapes.indices)
     func sweep(index: Int) throws {
-        let backend = Backend.openCL(try #require(sharedRuntime))
-        let (shape, normalized) = Self.shapes[index]
-        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
-            let harness = try RowNormBackwardHarness(
-                .layerNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine, seed: UInt64(index))
-            try harness.check(on: backend)
-        }
+        try RowNormBackwardHarness.checkSweep(.layerNorm, shape: Self.shapes[index], index: index)
     }
 
-    @Test("every strategy and geometry, fused and unfused parameter reduction", arguments: [
-        RowNormPlan.Strategy.fused(itemsPerRow: 1, rowsPerGroup: 1), .fused(itemsPerRow: 1, rowsPerGroup: 16),
-        .fused(itemsPerRow: 4, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 1),
-        .fused(itemsPerRow: 64, rowsPerGroup: 2), .splitRows(slices: 3, itemsPerSlice: 1),
-        .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
-    ])
+    @Test("every strategy and geometry, fused and unfused parameter reduction", arguments: RowNormPlan.Strategy.everyGeometry)
     func strategies(strategy: RowNormPlan.Strategy) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         // Rows not a multiple of rowsPerGroup and more than a lane's block; D prime

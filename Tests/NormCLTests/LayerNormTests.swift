@@ -27,12 +27,7 @@ struct LayerNormTests {
         }
     }
 
-    @Test("every strategy and geometry, forced", arguments: [
-        RowNormPlan.Strategy.fused(itemsPerRow: 1, rowsPerGroup: 1), .fused(itemsPerRow: 1, rowsPerGroup: 16),
-        .fused(itemsPerRow: 4, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 1),
-        .fused(itemsPerRow: 64, rowsPerGroup: 2), .splitRows(slices: 3, itemsPerSlice: 1),
-        .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
-    ])
+    @Test("every strategy and geometry, forced", arguments: RowNormPlan.Strategy.everyGeometry)
     func strategies(strategy: RowNormPlan.Strategy) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         // Rows not a multiple of rowsPerGroup; D prime (scalar loads) and D % 4 == 0.

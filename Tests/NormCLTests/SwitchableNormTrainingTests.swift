@@ -236,20 +236,8 @@ struct SwitchableNormHarness {
         runningVar = (0..<channels).map { _ in Float.random(in: 0.5...2, using: &rng) }
     }
 
-    struct Result {
-        var output: [Float]
-        var mean: [Float]
-        var invstd: [Float]
-        var instanceMean: [Float]?
-        var instanceVariance: [Float]?
-        var layerMean: [Float]
-        var layerVariance: [Float]
-        var batchMean: [Float]?
-        var batchVariance: [Float]?
-        var runningMean: [Float]?
-        var runningVar: [Float]?
-        var numBatchesTracked: Int?
-    }
+    /// The reference's arrays, plus numBatchesTracked.
+    typealias Result = ReadBack<ReferenceSwitchableNorm.Result>
 
     func run(on backend: Backend, training: Bool, strategy: SwitchableNormPlan.Strategy? = nil) throws -> Result {
         let input = try Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend)
@@ -258,19 +246,17 @@ struct SwitchableNormHarness {
         let wv = try Tensor(Array(varianceLogits.prefix(count)), on: backend)
         let w = try weight.map { try Tensor($0, on: backend) }
         let b = try bias.map { try Tensor($0, on: backend) }
-        var running: RunningStatistics? = nil
-        if let runningMean, let runningVar, options.branches.hasBatch {
-            running = RunningStatistics(mean: try Tensor(runningMean, on: backend), variance: try Tensor(runningVar, on: backend))
-        }
+        var running = options.branches.hasBatch ? try runningStatistics(runningMean, runningVar, on: backend) : nil
         let out = try switchableNorm(
             input, meanLogits: wm, varianceLogits: wv, weight: w, bias: b, runningStatistics: &running,
             training: training, options: options, strategy: strategy, tuning: tuning)
         return Result(
-            output: try out.output.toArray(), mean: try out.saveMean.toArray(), invstd: try out.saveInvstd.toArray(),
-            instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),
-            layerMean: try out.layerMean.toArray(), layerVariance: try out.layerVariance.toArray(),
-            batchMean: try out.batchMean?.toArray(), batchVariance: try out.batchVariance?.toArray(),
-            runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
+            arrays: ReferenceSwitchableNorm.Result(
+                output: try out.output.toArray(), mean: try out.saveMean.toArray(), invstd: try out.saveInvstd.toArray(),
+                instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),
+                layerMean: try out.layerMean.toArray(), layerVariance: try out.layerVariance.toArray(),
+                batchMean: try out.batchMean?.toArray(), batchVariance: try out.batchVariance?.toArray(),
+                runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray()),
             numBatchesTracked: running?.numBatchesTracked)
     }
 

@@ -148,3 +148,17 @@ struct RowNormBackwardHarness {
         }
     }
 }
+
+extension RowNormBackwardHarness {
+    /// One case of the LayerNorm and RMSNorm backward sweeps: shape number `index`
+    /// (and its normalizedShape) in float32 with γ, and in half storage with γ on every
+    /// other shape, on OpenCL.
+    static func checkSweep(_ kind: RowNormProblem.Kind, shape: ([Int], [Int]), index: Int) throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
+            let harness = try RowNormBackwardHarness(
+                kind, shape: shape.0, normalizedShape: shape.1, elementType: type, affine: affine, seed: UInt64(index))
+            try harness.check(on: backend)
+        }
+    }
+}

@@ -122,3 +122,14 @@ extension DeviceTuning {
             minimumVectorsPerWorkGroup: 2048, chunkedAccess: false, columnTile: 1)
     }
 }
+
+extension RowNormPlan.Strategy {
+    /// Every strategy in several geometries, for the LayerNorm suites that force each:
+    /// one and many items per row, one and many rows per group, few and many slices.
+    static let everyGeometry: [RowNormPlan.Strategy] = [
+        .fused(itemsPerRow: 1, rowsPerGroup: 1), .fused(itemsPerRow: 1, rowsPerGroup: 16),
+        .fused(itemsPerRow: 4, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 1),
+        .fused(itemsPerRow: 64, rowsPerGroup: 2), .splitRows(slices: 3, itemsPerSlice: 1),
+        .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
+    ]
+}
