@@ -12,8 +12,7 @@ struct BatchRenormBackwardTests {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
             var harness = BatchNormBackwardHarness(shape: shape, offset: 0.5, scale: 2, seed: UInt64(shape.reduce(1, *)) + 40)
-            harness.layout = layout
-            harness.elementType = elementType
+                .stored(as: elementType, layout)
             harness.mode = .renorm(BatchRenormLimits(rmax: 1.5, dmax: 0.3))
             let s = try harness.statistics()
             // The data clips r and d for some channels, not all.

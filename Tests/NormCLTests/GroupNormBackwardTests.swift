@@ -30,9 +30,8 @@ struct GroupNormBackwardTests {
         let runtime = try #require(sharedRuntime)
         for (shape, groups) in [([2, 6, 5, 7], 3), ([2, 16, 8, 8], 4)] {
             for layout in TensorLayout.allCases {
-                var harness = GroupNormBackwardHarness(op: .group(groups), shape: shape, offset: 1, scale: 2, seed: 5)
-                harness.layout = layout
-                harness.elementType = .float16
+                let harness = GroupNormBackwardHarness(op: .group(groups), shape: shape, offset: 1, scale: 2, seed: 5)
+                    .stored(as: .float16, layout)
                 for strategy in harness.strategies { try harness.check(on: .openCL(runtime), strategy: strategy) }
             }
         }
@@ -79,8 +78,7 @@ struct GroupNormBackwardTests {
             for elementType in ElementType.allCases {
                 var harness = GroupNormBackwardHarness(
                     op: .group(4), shape: [2, 16, 9, 9], offset: 1e4, scale: elementType == .float16 ? 30 : 1, seed: 13)
-                harness.layout = layout
-                harness.elementType = elementType
+                    .stored(as: elementType, layout)
                 // Sample 0, group 1 constant.
                 for c in 4..<8 {
                     for m in 0..<81 {
@@ -125,18 +123,14 @@ struct GroupNormBackwardTests {
             let direct = try groupNormBackward(
                 dy, input: input, numGroups: 2, weight: weight, saveMean: try #require(out.saveMean),
                 saveInvstd: try #require(out.saveInvstd))
-            #expect(try viaForward.input?.toArray() == direct.input?.toArray())
-            #expect(try viaForward.weight?.toArray() == direct.weight?.toArray())
-            #expect(try viaForward.bias?.toArray() == direct.bias?.toArray())
+            try expectIdentical(viaForward, direct)
         }
     }
 
     @Test("the plan: fused rows for many rows, split planes for few, columns for NHWC")
     func planChoice() throws {
         let runtime = try #require(sharedRuntime)
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         func plan(_ shape: [Int], _ groups: Int, _ layout: TensorLayout) throws -> GroupNormBackwardPlan.Strategy {
             let input = try Tensor(repeating: 0, shape: shape, layout: layout, on: .reference)
             let problem = try GroupNormProblem.validated(

@@ -37,9 +37,8 @@ struct GroupNormTests {
     func half(testCase: Case) throws {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
-            var harness = GroupNormHarness(op: .group(testCase.groups), shape: testCase.shape, offset: 1, scale: 2, seed: 5)
-            harness.layout = layout
-            harness.elementType = .float16
+            let harness = GroupNormHarness(op: .group(testCase.groups), shape: testCase.shape, offset: 1, scale: 2, seed: 5)
+                .stored(as: .float16, layout)
             for strategy in harness.strategies {
                 try harness.check(on: .openCL(runtime), strategy: strategy)
             }
@@ -172,9 +171,7 @@ struct GroupNormTests {
     @Test("the plan picks fused rows, split rows and columns from the shape")
     func planChoice() throws {
         let runtime = try #require(sharedRuntime)
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         func plan(_ shape: [Int], _ groups: Int, _ layout: TensorLayout, statistics: GroupNormProblem.Statistics = .input(savesVariance: false)) throws -> GroupNormPlan {
             let input = try Tensor(repeating: 0, shape: shape, layout: layout, on: .reference)
             let problem = try GroupNormProblem.validated(

@@ -130,9 +130,7 @@ struct LayerNormBackwardPlanTests {
 
     @Test("lanes cover every row in blocks of 8 to 256 rows; registers hold GPU partials; split for few long rows")
     func geometry() throws {
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         for shape in [[8192, 1024], [100, 4096], [1_000_000, 16], [9, 64]] {
             for tuning in [cpu, .gpuStyle] {
                 let plan = try Self.plan(shape, tuning: tuning)

@@ -103,9 +103,7 @@ struct LayerNormTests {
                 .layerNorm, input: input, normalizedShape: [shape.last!], weight: nil, bias: nil, eps: 1e-5)
             return RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning)
         }
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         guard case .fused(1, let rowsPerGroup) = try plan([8192, 1024], tuning: cpu).strategy else {
             Issue.record("CPU tuning, many rows: expected a fused plan with one work-item per row")
             return

@@ -68,9 +68,7 @@ struct SwitchableNormTrainingTests {
     @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups", arguments: [[2, 3, 37], [3, 8, 9, 9], [1, 4, 3000]])
     func interleavedTuning(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
-        let gpu = DeviceTuning(
-            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
-            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+        let gpu = DeviceTuning.gpuStyle64
         for elementType in ElementType.allCases {
             var harness = SwitchableNormHarness(shape: shape, elementType: elementType, seed: 8)
             harness.tuning = gpu
