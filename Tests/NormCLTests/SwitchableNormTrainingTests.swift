@@ -37,7 +37,7 @@ struct SwitchableNormTrainingTests {
                         var harness = SwitchableNormHarness(shape: shape, layout: layout, seed: 11)
                         harness.options.branches = branches
                         harness.options.varianceEstimator = estimator
-                        if !branches.hasBatch { harness.runningMean = nil; harness.runningVar = nil }
+                        if !branches.hasBatch { harness.untrack() }
                         try harness.check(on: .openCL(runtime), training: training)
                     }
                 }
@@ -119,8 +119,7 @@ struct SwitchableNormTrainingTests {
                 on: .openCL(runtime), training: true,
                 strategy: layout == .channelsFirst ? .runPerWorkItem(slices: 2) : .columns(slices: 2))
             harness.options.branches = .instanceLayer
-            harness.runningMean = nil
-            harness.runningVar = nil
+            harness.untrack()
             try harness.check(on: .openCL(runtime), training: true)
         }
     }
@@ -152,8 +151,7 @@ struct SwitchableNormTrainingTests {
             try harness.check(on: .openCL(runtime), training: true)
             harness.weight = nil
             harness.bias = full.bias
-            harness.runningMean = nil
-            harness.runningVar = nil
+            harness.untrack()
             try harness.check(on: .openCL(runtime), training: true)
         }
     }
@@ -184,18 +182,24 @@ struct SwitchableNormHarness {
     var elementType: ElementType = .float32
     var options = SwitchableNormOptions()
     var x: [Float]
-    var meanLogits: [Float]
-    var varianceLogits: [Float]
-    var weight: [Float]?
-    var bias: [Float]?
-    var runningMean: [Float]?
-    var runningVar: [Float]?
+    /// The mixing logits of the means and of the variances, one per branch.
+    var meanLogits, varianceLogits: [Float]
+    /// γ and β (nil: not affine).
+    var weight, bias: [Float]?
+    /// The running statistics a BN branch reads and updates (nil: not tracked).
+    var runningMean, runningVar: [Float]?
     /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
     var tuning: DeviceTuning?
 
     var channels: Int { shape[1] }
     var batch: Int { shape[0] }
     var spatial: Int { shape.dropFirst(2).reduce(1, *) }
+
+    /// Drops the running statistics (the op then neither reads nor updates any).
+    mutating func untrack() {
+        runningMean = nil
+        runningVar = nil
+    }
 
     /// Data `offset + scale·N(0,1)` plus a per-(n, c) shift of `instanceSpread·N(0,1)` (so
     /// IN, LN and BN statistics differ), random affine parameters, logits and running statistics.

@@ -21,8 +21,9 @@ struct BatchNormBackwardHarness {
     var x: [Float]
     var dy: [Float]
     var weight: [Float]?
-    var runningMean: [Float]
-    var runningVar: [Float]
+    /// The running statistics: what inference normalises with, and Batch Renorm's
+    /// reference for r and d.
+    var runningMean, runningVar: [Float]
     var eps: Float = 1e-5
     /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
     var tuning: DeviceTuning?

@@ -96,3 +96,12 @@ func editedCases<Call>(
     }
     return list
 }
+
+/// `case(argument)` of the ``NormError`` `body` throws ("other: …" for another error),
+/// nil when it throws nothing.
+func thrown(_ body: () throws -> Any) -> String? {
+    do { _ = try body() } catch let error as NormError { return BatchNormErrorTests.caseAndArgument(error) } catch {
+        return "other: \(error)"
+    }
+    return nil
+}

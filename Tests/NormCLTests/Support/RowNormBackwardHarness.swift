@@ -14,8 +14,7 @@ struct RowNormBackwardHarness {
     var dy: [Float]
     var weight: [Float]?
     /// The saved statistics both backends get: the reference forward's float32 values.
-    var saveMean: [Float]
-    var saveScale: [Float]
+    var saveMean, saveScale: [Float]
 
     var rowLength: Int { normalizedShape.reduce(1, *) }
     var rows: Int { shape.reduce(1, *) / rowLength }
