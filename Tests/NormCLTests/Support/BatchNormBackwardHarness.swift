@@ -183,3 +183,11 @@ struct BatchNormBackwardHarness {
         }
     }
 }
+
+extension BatchNormBackwardHarness {
+    /// x and dy on `backend` as float32 channels-first tensors (for the tests that call
+    /// the entry points themselves).
+    func inputAndGradient(on backend: Backend) throws -> (input: Tensor, gradOutput: Tensor) {
+        (try Tensor(x, shape: shape, on: backend), try Tensor(dy, shape: shape, on: backend))
+    }
+}

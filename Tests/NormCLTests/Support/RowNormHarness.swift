@@ -133,3 +133,9 @@ extension RowNormPlan.Strategy {
         .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
     ]
 }
+
+extension ElementType {
+    /// `offset + scale·N(0,1)` for the large-mean row tests: 1e4 + N(0,1), except in
+    /// half, which cannot hold 1e4 + N(0,1) finely (ulp 8): 1e3 + 30·N(0,1) there.
+    var largeMeanData: (offset: Double, scale: Double) { self == .float32 ? (1e4, 1.0) : (1e3, 30.0) }
+}
