@@ -6,8 +6,8 @@ import Testing
 /// within stated tolerances.
 struct RowNormBackwardHarness {
     var kind: RowNormProblem.Kind
-    var shape: [Int]
-    var normalizedShape: [Int]
+    /// The input's shape, and its trailing dims that are normalised over.
+    var shape, normalizedShape: [Int]
     var elementType: ElementType = .float32
     /// The input and dy, already rounded to `elementType`.
     var x: [Float]

@@ -5,8 +5,8 @@ import Testing
 /// and checks every output against the reference within stated tolerances.
 struct RowNormHarness {
     var kind: RowNormProblem.Kind
-    var shape: [Int]
-    var normalizedShape: [Int]
+    /// The input's shape, and its trailing dims that are normalised over.
+    var shape, normalizedShape: [Int]
     var elementType: ElementType = .float32
     /// The input, already rounded to `elementType` (so both backends see the same values).
     var x: [Float]
