@@ -7,13 +7,12 @@ import Testing
 struct BatchNormBackwardErrorTests {
     /// Valid arguments on `backend` for an input of `shape`, to be spoilt one at a time.
     struct Arguments {
-        var gradOutput: Tensor
-        var input: Tensor
+        var gradOutput, input: Tensor
         var weight: Tensor?
-        var mean: Tensor
-        var invstd: Tensor
-        var r: Tensor
-        var d: Tensor
+        /// The saved statistics of a training forward.
+        var mean, invstd: Tensor
+        /// Batch Renorm's saved r and d.
+        var r, d: Tensor
         var running: RunningStatistics
 
         init(shape: [Int] = [2, 3, 4], on backend: Backend) throws {

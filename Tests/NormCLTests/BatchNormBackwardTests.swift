@@ -15,9 +15,8 @@ struct BatchNormBackwardTests {
     func training(shape: [Int], elementType: ElementType) throws {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
-            var harness = BatchNormBackwardHarness(shape: shape, offset: 1, scale: 2, seed: UInt64(shape.reduce(1, *)))
-            harness.layout = layout
-            harness.elementType = elementType
+            let harness = BatchNormBackwardHarness(shape: shape, offset: 1, scale: 2, seed: UInt64(shape.reduce(1, *)))
+                .stored(as: elementType, layout)
             for strategy in harness.strategies(mask: .all) {
                 try harness.check(on: .openCL(runtime), strategy: strategy)
             }
@@ -29,8 +28,7 @@ struct BatchNormBackwardTests {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
             var harness = BatchNormBackwardHarness(shape: shape, offset: 1, scale: 2, seed: UInt64(shape.reduce(1, *)) + 5)
-            harness.layout = layout
-            harness.elementType = elementType
+                .stored(as: elementType, layout)
             harness.mode = .inference
             for mask: NormGradientMask in [.all, .input] {
                 for strategy in harness.strategies(mask: mask) {
@@ -78,9 +76,8 @@ struct BatchNormBackwardTests {
                 for elementType in ElementType.allCases {
                     // Half spacing at 1e4 is 8: use 1000 there, which half still resolves to 0.5.
                     let dataOffset = elementType == .float16 ? Swift.min(offset, 1000) : offset
-                    var harness = BatchNormBackwardHarness(shape: shape, offset: dataOffset, seed: 9)
-                    harness.layout = layout
-                    harness.elementType = elementType
+                    let harness = BatchNormBackwardHarness(shape: shape, offset: dataOffset, seed: 9)
+                        .stored(as: elementType, layout)
                     try harness.check(on: .openCL(runtime))
                 }
             }
@@ -90,15 +87,11 @@ struct BatchNormBackwardTests {
     @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups", arguments: [[2, 3, 37], [3, 8, 9, 9], [1, 4, 3000], [50, 6]])
     func interleavedTuning(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
-        let gpu = DeviceTuning(
-            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
-            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+        let gpu = DeviceTuning.gpuStyle64
         for layout in TensorLayout.allCases {
             // Half storage on one shape: its loads and stores are the same macros on every path.
             for elementType in shape == [3, 8, 9, 9] ? ElementType.allCases : [.float32] {
-                var harness = BatchNormBackwardHarness(shape: shape, offset: 3, seed: 8)
-                harness.layout = layout
-                harness.elementType = elementType
+                var harness = BatchNormBackwardHarness(shape: shape, offset: 3, seed: 8).stored(as: elementType, layout)
                 harness.tuning = gpu
                 for strategy in harness.strategies(mask: .all) {
                     try harness.check(on: .openCL(runtime), strategy: strategy)

@@ -12,8 +12,7 @@ struct BatchRenormBackwardTests {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
             var harness = BatchNormBackwardHarness(shape: shape, offset: 0.5, scale: 2, seed: UInt64(shape.reduce(1, *)) + 40)
-            harness.layout = layout
-            harness.elementType = elementType
+                .stored(as: elementType, layout)
             harness.mode = .renorm(BatchRenormLimits(rmax: 1.5, dmax: 0.3))
             let s = try harness.statistics()
             // The data clips r and d for some channels, not all.
@@ -32,8 +31,7 @@ struct BatchRenormBackwardTests {
     func forwardOverloads() throws {
         for backend in allBackends {
             let harness = BatchNormBackwardHarness(shape: [4, 3, 6], seed: 30)
-            let input = try Tensor(harness.x, shape: harness.shape, on: backend)
-            let gradOutput = try Tensor(harness.dy, shape: harness.shape, on: backend)
+            let (input, gradOutput) = try harness.inputAndGradient(on: backend)
             let weight = try Tensor(harness.weight!, on: backend)
             var running = RunningStatistics(
                 mean: try Tensor(harness.runningMean, on: backend), variance: try Tensor(harness.runningVar, on: backend))
@@ -81,8 +79,7 @@ struct BatchRenormBackwardTests {
     func layer() throws {
         for backend in allBackends {
             let harness = BatchNormBackwardHarness(shape: [5, 3, 4], seed: 31)
-            let input = try Tensor(harness.x, shape: harness.shape, on: backend)
-            let gradOutput = try Tensor(harness.dy, shape: harness.shape, on: backend)
+            let (input, gradOutput) = try harness.inputAndGradient(on: backend)
             var layer = try BatchNorm(numFeatures: 3, on: backend)
             layer.weight = try Tensor(harness.weight!, on: backend)
 

@@ -46,33 +46,40 @@ struct ConcurrencyStressCase: Sendable, CustomStringConvertible {
         backward(.float32, .channelsFirst, mode: .renorm(renormLimits)),
     ]
 
+    /// A case that builds its harness from the seed, checks it on a backend, and
+    /// prints its reference result as the fingerprint.
+    private init<Harness>(
+        _ description: String, harness: @escaping @Sendable (UInt64) throws -> Harness,
+        check: @escaping @Sendable (Harness, Backend) throws -> Void, reference: @escaping @Sendable (Harness) throws -> Any
+    ) {
+        self.description = description
+        checkBody = { backend, seed in try check(try harness(seed), backend) }
+        fingerprintBody = { seed in "\(try reference(try harness(seed)))" }
+    }
+
     private static func forward(_ type: ElementType, _ layout: TensorLayout, training: Bool, renorm: Bool) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> BatchNormHarness {
-            var harness = BatchNormHarness(shape: imageShape, seed: seed)
-            harness.elementType = type
-            harness.layout = layout
-            if renorm { harness.renorm = renormLimits }
-            return harness
-        }
         let name = renorm ? "BatchRenorm" : "BatchNorm \(training ? "training" : "inference")"
         return Self(
-            description: "\(name) forward \(type) \(layout)",
-            checkBody: { try harness($1).check(on: $0, training: training) },
-            fingerprintBody: { "\(try harness($0).run(on: .reference, training: training))" })
+            "\(name) forward \(type) \(layout)",
+            harness: { seed in
+                var harness = BatchNormHarness(shape: imageShape, seed: seed).stored(as: type, layout)
+                if renorm { harness.renorm = renormLimits }
+                return harness
+            },
+            check: { (h: BatchNormHarness, backend: Backend) in try h.check(on: backend, training: training) },
+            reference: { (h: BatchNormHarness) in try h.run(on: .reference, training: training) })
     }
 
     private static func backward(_ type: ElementType, _ layout: TensorLayout, mode: BatchNormBackwardHarness.Mode) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> BatchNormBackwardHarness {
-            var harness = BatchNormBackwardHarness(shape: imageShape, seed: seed)
-            harness.elementType = type
-            harness.layout = layout
-            harness.mode = mode
-            return harness
-        }
-        return Self(
-            description: "BatchNorm backward \(mode) \(type) \(layout)",
-            checkBody: { try harness($1).check(on: $0) },
-            fingerprintBody: { "\(try harness($0).run(on: .reference))" })
+        Self(
+            "BatchNorm backward \(mode) \(type) \(layout)",
+            harness: { seed in
+                var harness = BatchNormBackwardHarness(shape: imageShape, seed: seed).stored(as: type, layout)
+                harness.mode = mode
+                return harness
+            },
+            check: { (h: BatchNormBackwardHarness, backend: Backend) in try h.check(on: backend) },
+            reference: { (h: BatchNormBackwardHarness) in try h.run(on: .reference) })
     }
 
     private static let groupNorm: [ConcurrencyStressCase] = [
@@ -92,34 +99,20 @@ struct ConcurrencyStressCase: Sendable, CustomStringConvertible {
     /// GroupNorm, or InstanceNorm with running statistics tracked (updated in training,
     /// used in inference).
     private static func groupForward(_ op: GroupNormHarness.Op, _ type: ElementType, _ layout: TensorLayout) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> GroupNormHarness {
-            var tracking = false
-            if case .instance = op { tracking = true }
-            var harness = GroupNormHarness(op: op, shape: imageShape, tracking: tracking, seed: seed)
-            harness.elementType = type
-            harness.layout = layout
-            return harness
-        }
+        let tracking = if case .instance = op { true } else { false }
         return Self(
-            description: "\(op) forward \(type) \(layout)",
-            checkBody: { try harness($1).check(on: $0) },
-            fingerprintBody: { "\(try harness($0).run(on: .reference))" })
+            "\(op) forward \(type) \(layout)",
+            harness: { GroupNormHarness(op: op, shape: imageShape, tracking: tracking, seed: $0).stored(as: type, layout) },
+            check: { (h: GroupNormHarness, backend: Backend) in try h.check(on: backend) },
+            reference: { (h: GroupNormHarness) in try h.run(on: .reference) })
     }
 
     private static func groupBackward(_ op: GroupNormBackwardHarness.Op, _ type: ElementType, _ layout: TensorLayout) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> GroupNormBackwardHarness {
-            var harness = GroupNormBackwardHarness(op: op, shape: imageShape, seed: seed)
-            harness.elementType = type
-            harness.layout = layout
-            return harness
-        }
-        return Self(
-            description: "\(op) backward \(type) \(layout)",
-            checkBody: { try harness($1).check(on: $0) },
-            fingerprintBody: { seed in
-                let harness = harness(seed)
-                return "\(try harness.run(on: .reference, statistics: try harness.savedStatistics()))"
-            })
+        Self(
+            "\(op) backward \(type) \(layout)",
+            harness: { GroupNormBackwardHarness(op: op, shape: imageShape, seed: $0).stored(as: type, layout) },
+            check: { (h: GroupNormBackwardHarness, backend: Backend) in try h.check(on: backend) },
+            reference: { (h: GroupNormBackwardHarness) in try h.run(on: .reference, statistics: try h.savedStatistics()) })
     }
 
     private static let rowNorms: [ConcurrencyStressCase] = [RowNormProblem.Kind.layerNorm, .rmsNorm].flatMap { kind in
@@ -127,24 +120,22 @@ struct ConcurrencyStressCase: Sendable, CustomStringConvertible {
     }
 
     private static func rowForward(_ kind: RowNormProblem.Kind, _ type: ElementType) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> RowNormHarness {
-            RowNormHarness(kind, shape: rowShape, normalizedShape: rowNormalizedShape, elementType: type, seed: seed)
-        }
-        return Self(
-            description: "\(kind) forward \(type)",
-            checkBody: { try harness($1).check(on: $0) },
-            fingerprintBody: { "\(try harness($0).run(on: .reference))" })
+        Self(
+            "\(kind) forward \(type)",
+            harness: { RowNormHarness(kind, shape: rowShape, normalizedShape: rowNormalizedShape, elementType: type, seed: $0) },
+            check: { (h: RowNormHarness, backend: Backend) in try h.check(on: backend) },
+            reference: { (h: RowNormHarness) in try h.run(on: .reference) })
     }
 
     private static func rowBackward(_ kind: RowNormProblem.Kind, _ type: ElementType) -> Self {
-        @Sendable func harness(_ seed: UInt64) throws -> RowNormBackwardHarness {
-            try RowNormBackwardHarness(kind, shape: rowShape, normalizedShape: rowNormalizedShape, elementType: type, seed: seed)
-        }
-        return Self(
-            description: "\(kind) backward \(type)",
-            checkBody: { try harness($1).check(on: $0) },
-            fingerprintBody: { seed in
-                let result = try harness(seed).run(on: .reference)
+        Self(
+            "\(kind) backward \(type)",
+            harness: {
+                try RowNormBackwardHarness(kind, shape: rowShape, normalizedShape: rowNormalizedShape, elementType: type, seed: $0)
+            },
+            check: { (h: RowNormBackwardHarness, backend: Backend) in try h.check(on: backend) },
+            reference: { (h: RowNormBackwardHarness) in
+                let result = try h.run(on: .reference)
                 return "\(try result.dx?.toArray() ?? []) \(try result.dWeight?.toArray() ?? []) \(try result.dBias?.toArray() ?? [])"
             })
     }
@@ -157,30 +148,26 @@ struct ConcurrencyStressCase: Sendable, CustomStringConvertible {
     ]
 
     private static func switchableForward(_ type: ElementType, _ layout: TensorLayout, training: Bool) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> SwitchableNormHarness {
-            SwitchableNormHarness(shape: imageShape, layout: layout, elementType: type, seed: seed)
-        }
-        return Self(
-            description: "SwitchableNorm forward training=\(training) \(type) \(layout)",
-            checkBody: { try harness($1).check(on: $0, training: training) },
-            fingerprintBody: { "\(try harness($0).run(on: .reference, training: training))" })
+        Self(
+            "SwitchableNorm forward training=\(training) \(type) \(layout)",
+            harness: { SwitchableNormHarness(shape: imageShape, layout: layout, elementType: type, seed: $0) },
+            check: { (h: SwitchableNormHarness, backend: Backend) in try h.check(on: backend, training: training) },
+            reference: { (h: SwitchableNormHarness) in try h.run(on: .reference, training: training) })
     }
 
     /// The backward harness takes a runtime: on the reference backend it compares the
     /// reference with itself, which still runs both paths concurrently with the rest.
     private static func switchableBackward(_ type: ElementType, _ layout: TensorLayout, training: Bool) -> Self {
-        @Sendable func harness(_ seed: UInt64) -> SwitchableNormBackwardHarness {
-            SwitchableNormBackwardHarness(shape: imageShape, layout: layout, elementType: type, seed: seed)
-        }
-        return Self(
-            description: "SwitchableNorm backward training=\(training) \(type) \(layout)",
-            checkBody: { backend, seed in
+        Self(
+            "SwitchableNorm backward training=\(training) \(type) \(layout)",
+            harness: { SwitchableNormBackwardHarness(shape: imageShape, layout: layout, elementType: type, seed: $0) },
+            check: { (h: SwitchableNormBackwardHarness, backend: Backend) in
                 if let runtime = backend.runtime {
-                    try harness(seed).check(on: runtime, training: training)
+                    try h.check(on: runtime, training: training)
                 } else {
-                    _ = try harness(seed).run(on: .reference, training: training)
+                    _ = try h.run(on: .reference, training: training)
                 }
             },
-            fingerprintBody: { "\(try harness($0).run(on: .reference, training: training))" })
+            reference: { (h: SwitchableNormBackwardHarness) in try h.run(on: .reference, training: training) })
     }
 }

@@ -19,6 +19,16 @@ struct DeviceFaultTests {
         try OpenCLRuntime(device: try #require(sharedRuntime).device)
     }
 
+    /// Runs `fault` on a private runtime (its tensors gone when it returns), then
+    /// ``expectUsable(_:seed:sourceLocation:)`` on that runtime.
+    private func faultThenUsable(
+        seed: UInt64, _ fault: (OpenCLRuntime) throws -> Void, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let runtime = try privateRuntime()
+        try fault(runtime)
+        try expectUsable(runtime, seed: seed, sourceLocation: sourceLocation)
+    }
+
     /// The runtime still computes BatchNorm (training and inference) as the reference
     /// does, and every byte it holds is an idle pool buffer: call it once the test's own
     /// tensors are gone.
@@ -122,9 +132,7 @@ struct DeviceFaultTests {
     /// tensors matches the reference.
     @Test("an op whose output allocation fails throws OpenCLError, and runs once memory is back")
     func outputAllocationFails() throws {
-        let runtime = try privateRuntime()
-        try outputAllocationFails(on: runtime)
-        try expectUsable(runtime, seed: 106)
+        try faultThenUsable(seed: 106, outputAllocationFails(on:))
     }
 
     private func outputAllocationFails(on runtime: OpenCLRuntime) throws {
@@ -171,9 +179,7 @@ struct DeviceFaultTests {
 
     @Test("a launch with a work-group larger than the device allows is an OpenCLError")
     func workGroupTooLarge() throws {
-        let runtime = try privateRuntime()
-        try workGroupTooLarge(on: runtime)
-        try expectUsable(runtime, seed: 107)
+        try faultThenUsable(seed: 107, workGroupTooLarge(on:))
     }
 
     private func workGroupTooLarge(on runtime: OpenCLRuntime) throws {

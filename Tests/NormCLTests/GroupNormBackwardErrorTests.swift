@@ -5,20 +5,22 @@ import Testing
 /// backends.
 @Suite("GroupNorm and InstanceNorm backward errors")
 struct GroupNormBackwardErrorTests {
-    func thrown(_ body: () throws -> Any) -> String? {
-        do { _ = try body() } catch let error as NormError { return BatchNormErrorTests.caseAndArgument(error) } catch {
-            return "other: \(error)"
-        }
-        return nil
+    /// Valid arguments on `backend`: x = i mod `period` of `shape`, dy = 0.5, and saved
+    /// statistics (mean 0, invstd 1) of shape `statistics`.
+    static func arguments(_ shape: [Int], period: Int, statistics: [Int], on backend: Backend) throws
+        -> (input: Tensor, dy: Tensor, mean: Tensor, invstd: Tensor)
+    {
+        (
+            try Tensor((0..<shape.reduce(1, *)).map { Float($0 % period) }, shape: shape, on: backend),
+            try Tensor(repeating: 0.5, shape: shape, on: backend), try Tensor(repeating: 0, shape: statistics, on: backend),
+            try Tensor(repeating: 1, shape: statistics, on: backend)
+        )
     }
 
     @Test("GroupNorm: groups, gradOutput, saved statistics, weight", arguments: BackendChoice.allCases)
     func groupNormErrors(choice: BackendChoice) throws {
         let backend = try choice.backend()
-        let input = try Tensor((0..<48).map { Float($0 % 7) }, shape: [2, 6, 4], on: backend)
-        let dy = try Tensor(repeating: 0.5, shape: [2, 6, 4], on: backend)
-        let mean = try Tensor(repeating: 0, shape: [2, 3], on: backend)
-        let invstd = try Tensor(repeating: 1, shape: [2, 3], on: backend)
+        let (input, dy, mean, invstd) = try Self.arguments([2, 6, 4], period: 7, statistics: [2, 3], on: backend)
         func backward(
             _ gradOutput: Tensor, input other: Tensor? = nil, groups: Int = 3, weight: Tensor? = nil,
             mean otherMean: Tensor? = nil, invstd otherInvstd: Tensor? = nil
@@ -63,10 +65,7 @@ struct GroupNormBackwardErrorTests {
     @Test("InstanceNorm: rank, spatial size, saved and running statistics", arguments: BackendChoice.allCases)
     func instanceNormErrors(choice: BackendChoice) throws {
         let backend = try choice.backend()
-        let input = try Tensor((0..<24).map { Float($0 % 5) }, shape: [2, 3, 4], on: backend)
-        let dy = try Tensor(repeating: 0.5, shape: [2, 3, 4], on: backend)
-        let mean = try Tensor(repeating: 0, shape: [2, 3], on: backend)
-        let invstd = try Tensor(repeating: 1, shape: [2, 3], on: backend)
+        let (input, dy, mean, invstd) = try Self.arguments([2, 3, 4], period: 5, statistics: [2, 3], on: backend)
         #expect(thrown { try instanceNormBackward(dy, input: input, weight: nil, saveMean: mean, saveInvstd: invstd) } == nil)
         let flat = try Tensor(repeating: 1, shape: [2, 3], on: backend)
         #expect(thrown { try instanceNormBackward(flat, input: flat, weight: nil, saveMean: mean, saveInvstd: invstd) } == "invalidShape(input)")

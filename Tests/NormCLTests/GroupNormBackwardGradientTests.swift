@@ -7,11 +7,7 @@ import Testing
 /// differentiates through them.
 @Suite("GroupNorm backward gradient check")
 struct GroupNormBackwardGradientTests {
-    struct Case: Sendable, CustomTestStringConvertible {
-        var shape: [Int]
-        var groups: Int
-        var testDescription: String { "\(shape) G=\(groups)" }
-    }
+    typealias Case = GroupNormCase
 
     static let cases: [Case] = [
         Case(shape: [2, 6, 5], groups: 3),  // 2 channels per group
@@ -74,20 +70,11 @@ struct GroupNormBackwardGradientTests {
                     problem, gradOutput: w, input: x, weight: gamma, mean: stats.mean, invstd: stats.invstd, mask: .all)
                 let label = "\(testCase) \(layout) affine=\(affine)"
 
-                let dx = GradientCheck.numericalGradient(
-                    of: { GradientCheck.dot(Self.forward(problem, x: $0, weight: gamma, bias: beta, eps: eps).y, w) },
-                    at: x)
-                GradientCheck.expectMatches(analytic: analytic.input ?? [], numerical: dx, "dx \(label)")
+                GradientCheck.expectGradient(analytic.input ?? [], of: { Self.forward(problem, x: $0, weight: gamma, bias: beta, eps: eps).y }, weightedBy: w, at: x, "dx \(label)")
                 let ones = [Double](repeating: 1, count: problem.channels)
                 let zeros = [Double](repeating: 0, count: problem.channels)
-                let dGamma = GradientCheck.numericalGradient(
-                    of: { GradientCheck.dot(Self.forward(problem, x: x, weight: $0, bias: beta, eps: eps).y, w) },
-                    at: gamma ?? ones)
-                GradientCheck.expectMatches(analytic: analytic.weight ?? [], numerical: dGamma, "dγ \(label)")
-                let dBeta = GradientCheck.numericalGradient(
-                    of: { GradientCheck.dot(Self.forward(problem, x: x, weight: gamma, bias: $0, eps: eps).y, w) },
-                    at: beta ?? zeros)
-                GradientCheck.expectMatches(analytic: analytic.bias ?? [], numerical: dBeta, "dβ \(label)")
+                GradientCheck.expectGradient(analytic.weight ?? [], of: { Self.forward(problem, x: x, weight: $0, bias: beta, eps: eps).y }, weightedBy: w, at: gamma ?? ones, "dγ \(label)")
+                GradientCheck.expectGradient(analytic.bias ?? [], of: { Self.forward(problem, x: x, weight: gamma, bias: $0, eps: eps).y }, weightedBy: w, at: beta ?? zeros, "dβ \(label)")
             }
         }
     }
@@ -140,18 +127,9 @@ struct GroupNormBackwardGradientTests {
                 let analytic = ReferenceGroupNorm.backwardWithConstantStatistics(
                     problem, gradOutput: w, input: x, weight: gamma0, mean: runningMean, invstd: invstd, mask: .all)
                 let label = "\(shape) \(layout)"
-                GradientCheck.expectMatches(
-                    analytic: analytic.input ?? [],
-                    numerical: GradientCheck.numericalGradient(of: { GradientCheck.dot(forward($0, gamma0, beta0), w) }, at: x),
-                    "dx \(label)")
-                GradientCheck.expectMatches(
-                    analytic: analytic.weight ?? [],
-                    numerical: GradientCheck.numericalGradient(of: { GradientCheck.dot(forward(x, $0, beta0), w) }, at: gamma0),
-                    "dγ \(label)")
-                GradientCheck.expectMatches(
-                    analytic: analytic.bias ?? [],
-                    numerical: GradientCheck.numericalGradient(of: { GradientCheck.dot(forward(x, gamma0, $0), w) }, at: beta0),
-                    "dβ \(label)")
+                GradientCheck.expectGradient(analytic.input ?? [], of: { forward($0, gamma0, beta0) }, weightedBy: w, at: x, "dx \(label)")
+                GradientCheck.expectGradient(analytic.weight ?? [], of: { forward(x, $0, beta0) }, weightedBy: w, at: gamma0, "dγ \(label)")
+                GradientCheck.expectGradient(analytic.bias ?? [], of: { forward(x, gamma0, $0) }, weightedBy: w, at: beta0, "dβ \(label)")
             }
         }
     }

@@ -29,8 +29,8 @@ struct GroupNormBackwardHarness {
     var x: [Float]
     var gradOutput: [Float]
     var weight: [Float]?
-    var runningMean: [Float]
-    var runningVar: [Float]
+    /// The running statistics `.instanceRunning` normalises with.
+    var runningMean, runningVar: [Float]
     var eps: Float = 1e-5
     var mask: NormGradientMask = .all
 

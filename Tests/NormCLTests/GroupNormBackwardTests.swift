@@ -5,25 +5,10 @@ import Testing
 /// layouts, both element types, masks, awkward sizes, large-mean data, determinism.
 @Suite("GroupNorm backward")
 struct GroupNormBackwardTests {
-    struct Case: Sendable, CustomTestStringConvertible {
-        var shape: [Int]
-        var groups: Int
-        var testDescription: String { "\(shape) G=\(groups)" }
-    }
+    typealias Case = GroupNormCase
 
-    static let cases: [Case] = [
-        Case(shape: [2, 6, 5, 7], groups: 3),  // odd spatial, scalar loads
-        Case(shape: [3, 4, 9], groups: 2),  // one spatial dim
-        Case(shape: [4, 8], groups: 4),  // (N, C): M = 1
-        Case(shape: [5, 8], groups: 8),  // (N, C), one value per group: dx = 0
-        Case(shape: [2, 16, 8, 8], groups: 1),  // one group per sample, float4 loads
-        Case(shape: [2, 12, 17, 19], groups: 4),  // primes
-        Case(shape: [1, 4, 4099], groups: 1),  // long prime reduction, one row
-        Case(shape: [2, 3, 2, 3, 5], groups: 3),  // 3-d spatial, C/G = 1
-        Case(shape: [2, 24, 6, 6], groups: 8),  // 3 channels per group: column vectors straddle groups
-        Case(shape: [2, 68, 5, 5], groups: 17),  // several column tiles, a narrower last one
-        Case(shape: [1, 1, 1, 1], groups: 1),  // one element
-    ]
+    static let cases: [Case] =
+        GroupNormCase.sweep + [Case(shape: [2, 16, 8, 8], groups: 1)]  // one group per sample, float4 loads
 
     @Test("matches the reference with every strategy, NCHW and NHWC", arguments: cases)
     func sweep(testCase: Case) throws {
@@ -45,9 +30,8 @@ struct GroupNormBackwardTests {
         let runtime = try #require(sharedRuntime)
         for (shape, groups) in [([2, 6, 5, 7], 3), ([2, 16, 8, 8], 4)] {
             for layout in TensorLayout.allCases {
-                var harness = GroupNormBackwardHarness(op: .group(groups), shape: shape, offset: 1, scale: 2, seed: 5)
-                harness.layout = layout
-                harness.elementType = .float16
+                let harness = GroupNormBackwardHarness(op: .group(groups), shape: shape, offset: 1, scale: 2, seed: 5)
+                    .stored(as: .float16, layout)
                 for strategy in harness.strategies { try harness.check(on: .openCL(runtime), strategy: strategy) }
             }
         }
@@ -94,8 +78,7 @@ struct GroupNormBackwardTests {
             for elementType in ElementType.allCases {
                 var harness = GroupNormBackwardHarness(
                     op: .group(4), shape: [2, 16, 9, 9], offset: 1e4, scale: elementType == .float16 ? 30 : 1, seed: 13)
-                harness.layout = layout
-                harness.elementType = elementType
+                    .stored(as: elementType, layout)
                 // Sample 0, group 1 constant.
                 for c in 4..<8 {
                     for m in 0..<81 {
@@ -140,18 +123,14 @@ struct GroupNormBackwardTests {
             let direct = try groupNormBackward(
                 dy, input: input, numGroups: 2, weight: weight, saveMean: try #require(out.saveMean),
                 saveInvstd: try #require(out.saveInvstd))
-            #expect(try viaForward.input?.toArray() == direct.input?.toArray())
-            #expect(try viaForward.weight?.toArray() == direct.weight?.toArray())
-            #expect(try viaForward.bias?.toArray() == direct.bias?.toArray())
+            try expectIdentical(viaForward, direct)
         }
     }
 
     @Test("the plan: fused rows for many rows, split planes for few, columns for NHWC")
     func planChoice() throws {
         let runtime = try #require(sharedRuntime)
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         func plan(_ shape: [Int], _ groups: Int, _ layout: TensorLayout) throws -> GroupNormBackwardPlan.Strategy {
             let input = try Tensor(repeating: 0, shape: shape, layout: layout, on: .reference)
             let problem = try GroupNormProblem.validated(

@@ -5,13 +5,6 @@ import Testing
 /// checks its construction and the input's channels.
 @Suite("GroupNorm errors and layer")
 struct GroupNormErrorTests {
-    func thrown(_ body: () throws -> Any) -> String? {
-        do { _ = try body() } catch let error as NormError { return BatchNormErrorTests.caseAndArgument(error) } catch {
-            return "other: \(error)"
-        }
-        return nil
-    }
-
     @Test("bad groups, shapes, parameters and eps", arguments: BackendChoice.allCases)
     func errors(choice: BackendChoice) throws {
         let backend = try choice.backend()

@@ -4,7 +4,7 @@ import Testing
 /// Runs GroupNorm or InstanceNorm on a backend and on the float64 reference with the
 /// same data, and checks every output against the reference within stated tolerances.
 /// (Shared by the GroupNorm and InstanceNorm suites; its own sanity test is below.)
-struct GroupNormHarness {
+struct GroupNormHarness: ChannelDataHolder {
     enum Op {
         case group(Int)
         /// InstanceNorm with `useInputStats`.
@@ -15,11 +15,8 @@ struct GroupNormHarness {
     var shape: [Int]
     var layout: TensorLayout = .channelsFirst
     var elementType: ElementType = .float32
-    var x: [Float]
-    var weight: [Float]?
-    var bias: [Float]?
-    var runningMean: [Float]?
-    var runningVar: [Float]?
+    /// x, γ, β and the running statistics.
+    var data: ChannelData
     var numBatchesTracked = 0
     var momentum: Float? = 0.1
     var eps: Float = 1e-5
@@ -33,41 +30,19 @@ struct GroupNormHarness {
     /// Random data `offset + scale·N(0,1)` in memory order, random affine parameters
     /// and (for tracking) running statistics.
     init(op: Op, shape: [Int], offset: Double = 0, scale: Double = 1, affine: Bool = true, tracking: Bool = false, seed: UInt64 = 1) {
-        var rng = SeededGenerator(seed: seed)
         self.op = op
         self.shape = shape
-        let channels = shape[1]
-        x = rng.normals(shape.reduce(1, *), offset: offset, scale: scale)
-        if affine {
-            weight = rng.normals(channels, offset: 1, scale: 0.5)
-            bias = rng.normals(channels, scale: 0.5)
-        }
-        if tracking {
-            runningMean = rng.normals(channels)
-            runningVar = (0..<channels).map { _ in Float.random(in: 0.5...2, using: &rng) }
-        }
+        data = ChannelData(shape: shape, offset: offset, scale: scale, affine: affine, tracking: tracking, seed: seed)
     }
 
-    struct Result {
-        var output: [Float]
-        var saveMean: [Float]?
-        var saveInvstd: [Float]?
-        var runningMean: [Float]?
-        var runningVar: [Float]?
-        var numBatchesTracked: Int?
-        var events: Int
-    }
+    /// The reference's arrays, plus numBatchesTracked and the number of events.
+    typealias Result = ReadBack<ReferenceInstanceNorm.Result>
 
     func run(on backend: Backend, strategy: GroupNormPlan.Strategy? = nil) throws -> Result {
-        let input = try Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend)
-        let w = try weight.map { try Tensor($0, on: backend) }
-        let b = try bias.map { try Tensor($0, on: backend) }
-        var running: RunningStatistics? = nil
-        if let runningMean, let runningVar {
-            running = RunningStatistics(
-                mean: try Tensor(runningMean, on: backend), variance: try Tensor(runningVar, on: backend),
-                numBatchesTracked: numBatchesTracked)
-        }
+        let input = try Tensor(data.x, shape: shape, layout: layout, elementType: elementType, on: backend)
+        let w = try data.weight.map { try Tensor($0, on: backend) }
+        let b = try data.bias.map { try Tensor($0, on: backend) }
+        var running = try runningStatistics(data.runningMean, data.runningVar, numBatchesTracked: numBatchesTracked, on: backend)
         let out: GroupNormOutput
         switch op {
         case .group(let g):
@@ -81,8 +56,9 @@ struct GroupNormHarness {
         #expect(out.output.shape == shape && out.output.layout == layout && out.output.elementType == elementType)
         if let mean = out.saveMean { #expect(mean.shape == [shape[0], groups] && mean.elementType == .float32) }
         return Result(
-            output: try out.output.toArray(), saveMean: try out.saveMean?.toArray(), saveInvstd: try out.saveInvstd?.toArray(),
-            runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
+            arrays: ReferenceInstanceNorm.Result(
+                output: try out.output.toArray(), saveMean: try out.saveMean?.toArray(), saveInvstd: try out.saveInvstd?.toArray(),
+                runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray()),
             numBatchesTracked: running?.numBatchesTracked, events: out.events.count)
     }
 

@@ -5,27 +5,14 @@ import Testing
 /// both element types, awkward sizes and large-mean data.
 @Suite("GroupNorm")
 struct GroupNormTests {
-    struct Case: Sendable, CustomTestStringConvertible {
-        var shape: [Int]
-        var groups: Int
-        var testDescription: String { "\(shape) G=\(groups)" }
-    }
+    typealias Case = GroupNormCase
 
-    static let cases: [Case] = [
-        Case(shape: [2, 6, 5, 7], groups: 3),  // odd spatial, scalar loads
-        Case(shape: [3, 4, 9], groups: 2),  // one spatial dim
-        Case(shape: [4, 8], groups: 4),  // (N, C)
-        Case(shape: [5, 8], groups: 8),  // (N, C), one value per group: y = β
-        Case(shape: [1, 32, 16, 16], groups: 32),
-        Case(shape: [2, 32, 8, 8], groups: 1),  // LayerNorm-like: one group per sample
-        Case(shape: [2, 12, 17, 19], groups: 4),  // primes
-        Case(shape: [1, 4, 4099], groups: 1),  // long prime reduction, few rows
-        Case(shape: [2, 3, 2, 3, 5], groups: 3),  // 3-d spatial
-        Case(shape: [2, 24, 6, 6], groups: 8),  // 3 channels per group: column vectors straddle groups
-        Case(shape: [3, 10, 8, 8], groups: 5),  // C % 4 != 0: scalar column loads
-        Case(shape: [2, 68, 5, 5], groups: 17),  // several column tiles, a narrower last one
-        Case(shape: [1, 1, 1, 1], groups: 1),  // one element
-    ]
+    static let cases: [Case] =
+        GroupNormCase.sweep + [
+            Case(shape: [1, 32, 16, 16], groups: 32),
+            Case(shape: [2, 32, 8, 8], groups: 1),  // LayerNorm-like: one group per sample
+            Case(shape: [3, 10, 8, 8], groups: 5),  // C % 4 != 0: scalar column loads
+        ]
 
     @Test("matches the reference with every strategy, NCHW and NHWC", arguments: cases)
     func sweep(testCase: Case) throws {
@@ -50,9 +37,8 @@ struct GroupNormTests {
     func half(testCase: Case) throws {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
-            var harness = GroupNormHarness(op: .group(testCase.groups), shape: testCase.shape, offset: 1, scale: 2, seed: 5)
-            harness.layout = layout
-            harness.elementType = .float16
+            let harness = GroupNormHarness(op: .group(testCase.groups), shape: testCase.shape, offset: 1, scale: 2, seed: 5)
+                .stored(as: .float16, layout)
             for strategy in harness.strategies {
                 try harness.check(on: .openCL(runtime), strategy: strategy)
             }
@@ -185,9 +171,7 @@ struct GroupNormTests {
     @Test("the plan picks fused rows, split rows and columns from the shape")
     func planChoice() throws {
         let runtime = try #require(sharedRuntime)
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         func plan(_ shape: [Int], _ groups: Int, _ layout: TensorLayout, statistics: GroupNormProblem.Statistics = .input(savesVariance: false)) throws -> GroupNormPlan {
             let input = try Tensor(repeating: 0, shape: shape, layout: layout, on: .reference)
             let problem = try GroupNormProblem.validated(

@@ -49,10 +49,9 @@ struct InstanceNormTests {
         let runtime = try #require(sharedRuntime)
         for layout in TensorLayout.allCases {
             for useInputStats in [true, false] {
-                var harness = GroupNormHarness(
+                let harness = GroupNormHarness(
                     op: .instance(useInputStats: useInputStats), shape: shape, offset: 1, scale: 2, tracking: true, seed: 17)
-                harness.layout = layout
-                harness.elementType = .float16
+                    .stored(as: .float16, layout)
                 for strategy in harness.strategies { try harness.check(on: .openCL(runtime), strategy: strategy) }
             }
         }

@@ -42,17 +42,9 @@ struct LayerNormBackwardGradientCheckTests {
                 rows: rows, rowLength: d, x: x, gradOutput: w, weight: gamma, mean: statistics.mean,
                 invstd: statistics.invstd)
             let label = "(\(rows), \(d)) affine=\(affine)"
-            let dx = GradientCheck.numericalGradient(
-                of: { GradientCheck.dot(Self.forward($0, rowLength: d, weight: gamma, bias: beta).y, w) }, at: x)
-            GradientCheck.expectMatches(analytic: analytic.input, numerical: dx, "dx \(label)")
-            let dGamma = GradientCheck.numericalGradient(
-                of: { GradientCheck.dot(Self.forward(x, rowLength: d, weight: $0, bias: beta).y, w) },
-                at: gamma ?? [Double](repeating: 1, count: d))
-            GradientCheck.expectMatches(analytic: analytic.weight, numerical: dGamma, "dγ \(label)")
-            let dBeta = GradientCheck.numericalGradient(
-                of: { GradientCheck.dot(Self.forward(x, rowLength: d, weight: gamma, bias: $0).y, w) },
-                at: beta ?? [Double](repeating: 0, count: d))
-            GradientCheck.expectMatches(analytic: analytic.bias, numerical: dBeta, "dβ \(label)")
+            GradientCheck.expectGradient(analytic.input, of: { Self.forward($0, rowLength: d, weight: gamma, bias: beta).y }, weightedBy: w, at: x, "dx \(label)")
+            GradientCheck.expectGradient(analytic.weight, of: { Self.forward(x, rowLength: d, weight: $0, bias: beta).y }, weightedBy: w, at: gamma ?? [Double](repeating: 1, count: d), "dγ \(label)")
+            GradientCheck.expectGradient(analytic.bias, of: { Self.forward(x, rowLength: d, weight: gamma, bias: $0).y }, weightedBy: w, at: beta ?? [Double](repeating: 0, count: d), "dβ \(label)")
         }
     }
 

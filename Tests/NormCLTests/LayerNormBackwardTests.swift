@@ -20,21 +20,10 @@ struct LayerNormBackwardTests {
     /// suite's PoCL compile time down).
     @Test("matches the reference: shapes × element types, γ on/off", arguments: shapes.indices)
     func sweep(index: Int) throws {
-        let backend = Backend.openCL(try #require(sharedRuntime))
-        let (shape, normalized) = Self.shapes[index]
-        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
-            let harness = try RowNormBackwardHarness(
-                .layerNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine, seed: UInt64(index))
-            try harness.check(on: backend)
-        }
+        try RowNormBackwardHarness.checkSweep(.layerNorm, shape: Self.shapes[index], index: index)
     }
 
-    @Test("every strategy and geometry, fused and unfused parameter reduction", arguments: [
-        RowNormPlan.Strategy.fused(itemsPerRow: 1, rowsPerGroup: 1), .fused(itemsPerRow: 1, rowsPerGroup: 16),
-        .fused(itemsPerRow: 4, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 1),
-        .fused(itemsPerRow: 64, rowsPerGroup: 2), .splitRows(slices: 3, itemsPerSlice: 1),
-        .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
-    ])
+    @Test("every strategy and geometry, fused and unfused parameter reduction", arguments: RowNormPlan.Strategy.everyGeometry)
     func strategies(strategy: RowNormPlan.Strategy) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         // Rows not a multiple of rowsPerGroup and more than a lane's block; D prime
@@ -79,8 +68,7 @@ struct LayerNormBackwardTests {
     func largeMean() throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         for type in ElementType.allCases {
-            // Half cannot hold 1e4 + N(0,1) finely (ulp 8): 1e3 + 30·N(0,1) there.
-            let (offset, scale) = type == .float32 ? (1e4, 1.0) : (1e3, 30.0)
+            let (offset, scale) = type.largeMeanData
             let harness = try RowNormBackwardHarness(
                 .layerNorm, shape: [6, 4099], normalizedShape: [4099], elementType: type, offset: offset, scale: scale)
             try harness.check(on: backend)
@@ -141,9 +129,7 @@ struct LayerNormBackwardPlanTests {
 
     @Test("lanes cover every row in blocks of 8 to 256 rows; registers hold GPU partials; split for few long rows")
     func geometry() throws {
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         for shape in [[8192, 1024], [100, 4096], [1_000_000, 16], [9, 64]] {
             for tuning in [cpu, .gpuStyle] {
                 let plan = try Self.plan(shape, tuning: tuning)

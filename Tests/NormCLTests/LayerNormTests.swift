@@ -27,12 +27,7 @@ struct LayerNormTests {
         }
     }
 
-    @Test("every strategy and geometry, forced", arguments: [
-        RowNormPlan.Strategy.fused(itemsPerRow: 1, rowsPerGroup: 1), .fused(itemsPerRow: 1, rowsPerGroup: 16),
-        .fused(itemsPerRow: 4, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 1),
-        .fused(itemsPerRow: 64, rowsPerGroup: 2), .splitRows(slices: 3, itemsPerSlice: 1),
-        .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
-    ])
+    @Test("every strategy and geometry, forced", arguments: RowNormPlan.Strategy.everyGeometry)
     func strategies(strategy: RowNormPlan.Strategy) throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         // Rows not a multiple of rowsPerGroup; D prime (scalar loads) and D % 4 == 0.
@@ -56,8 +51,7 @@ struct LayerNormTests {
     func largeMean() throws {
         let backend = Backend.openCL(try #require(sharedRuntime))
         for type in ElementType.allCases {
-            // Half cannot hold 1e4 + N(0,1) finely (ulp 8): use 1e3 + 30·N(0,1) there.
-            let (offset, scale) = type == .float32 ? (1e4, 1.0) : (1e3, 30.0)
+            let (offset, scale) = type.largeMeanData
             let harness = RowNormHarness(
                 .layerNorm, shape: [6, 4099], normalizedShape: [4099], elementType: type, offset: offset, scale: scale)
             try harness.check(on: backend)
@@ -108,9 +102,7 @@ struct LayerNormTests {
                 .layerNorm, input: input, normalizedShape: [shape.last!], weight: nil, bias: nil, eps: 1e-5)
             return RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning)
         }
-        let cpu = DeviceTuning(
-            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+        let cpu = DeviceTuning.cpuLike
         guard case .fused(1, let rowsPerGroup) = try plan([8192, 1024], tuning: cpu).strategy else {
             Issue.record("CPU tuning, many rows: expected a fused plan with one work-item per row")
             return

@@ -245,12 +245,11 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
     /// Clean data: x = 0.5 + 2·N(0,1), dy = N(0,1), γ = 1 + 0.5·N(0,1), β = 0.5·N(0,1),
     /// running statistics away from the batch's.
     struct Data {
-        var x: [Float]
-        var dy: [Float]
-        var weight: [Float]
-        var bias: [Float]
-        var runningMean: [Float]
-        var runningVar: [Float]
+        var x, dy: [Float]
+        /// γ and β.
+        var weight, bias: [Float]
+        /// The running statistics (inference and Batch Renorm read them).
+        var runningMean, runningVar: [Float]
     }
 
     var data: Data {

@@ -179,12 +179,12 @@ private struct ExitProbe {
                 var status: Int32 = 0
                 let result = waitpid(child.pid, &status, WNOHANG)
                 if result == child.pid {
-                    runs.append(Run(index: child.index, status: status, output: Self.read(child.log)))
+                    runs.append(Run(index: child.index, status: status, output: readText(child.log)))
                     running.remove(at: position)
                 } else if clock - child.started > timeoutMicroseconds {
                     kill(child.pid, SIGKILL)
                     waitpid(child.pid, &status, 0)
-                    runs.append(Run(index: child.index, status: nil, output: Self.read(child.log)))
+                    runs.append(Run(index: child.index, status: nil, output: readText(child.log)))
                     running.remove(at: position)
                 }
             }
@@ -197,13 +197,6 @@ private struct ExitProbe {
     /// Starts the probe with the test's environment, its own PoCL cache, and Swift's
     /// backtracer off (it would let a crashing child finish its `exit(0)` meanwhile).
     private func spawn(arguments: [String], cache: String, log: String) -> pid_t? {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
         var inherited: [String] = []
         var entry: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
         while let variable = entry?.pointee {
@@ -213,33 +206,13 @@ private struct ExitProbe {
             }
             entry = entry?.advanced(by: 1)
         }
-        var environment: [UnsafeMutablePointer<CChar>?] =
-            (inherited + ["POCL_CACHE_DIR=\(cache)", "SWIFT_BACKTRACE=enable=no"]).map { strdup($0) } + [nil]
-        defer { for pointer in environment { free(pointer) } }
-        var pid = pid_t()
-        guard posix_spawn(&pid, path, &actions, nil, &argv, &environment) == 0 else { return nil }
-        return pid
+        return spawnProcess(
+            path, arguments, log: log, environment: inherited + ["POCL_CACHE_DIR=\(cache)", "SWIFT_BACKTRACE=enable=no"])
     }
 
     /// Deletes the caches and logs.
     func removeFiles() {
-        Self.removeTree(root)
-    }
-
-    /// Removes `path` and, for a folder, everything under it (links are not followed).
-    private static func removeTree(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR, let directory = opendir(path) {
-            var names: [String] = []
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(directory)
-            for name in names { removeTree(path + "/" + name) }
-        }
-        remove(path)
+        removeTree(root)
     }
 
     private static func ownExecutable() -> String? {
@@ -247,18 +220,5 @@ private struct ExitProbe {
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard length > 0 else { return nil }
         return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    private static func read(_ path: String) -> String {
-        guard let file = fopen(path, "r") else { return "" }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 14)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes += buffer[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -370,16 +370,7 @@ struct ProgramCacheTests {
 
     /// Starts `path` with `arguments` and this process's environment, output to `log`.
     static func spawn(_ path: String, _ arguments: [String], log: String) -> pid_t? {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid = pid_t()
-        guard posix_spawn(&pid, path, &actions, nil, &argv, environ) == 0 else { return nil }
-        return pid
+        spawnProcess(path, arguments, log: log)
     }
 }
 
@@ -398,7 +389,7 @@ final class TemporaryDirectory {
         path = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
     }
 
-    deinit { Self.removeTree(path) }
+    deinit { removeTree(path) }
 
     /// The names in `relative` (a folder under this one), sorted.
     func files(in relative: String) -> [String] {
@@ -425,20 +416,5 @@ final class TemporaryDirectory {
     func write(_ relative: String, _ bytes: [UInt8]) throws {
         unlink(path + "/" + relative)
         try ProgramBinaryStore.writeFile(path + "/" + relative, bytes)
-    }
-
-    private static func removeTree(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        if info.st_mode & S_IFMT == S_IFDIR, let directory = opendir(path) {
-            var names: [String] = []
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(directory)
-            for name in names { removeTree(path + "/" + name) }
-        }
-        remove(path)
     }
 }

@@ -17,41 +17,50 @@ import Testing
 struct PropertyTests {
     @Test("BatchNorm and Batch Renorm forward")
     func batchNormForward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.batchNorm(backward: false)) { $0.check() }
+        await Self.check(PropertyGenerators.batchNorm(backward: false))
     }
 
     @Test("BatchNorm and Batch Renorm backward")
     func batchNormBackward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.batchNorm(backward: true)) { $0.check() }
+        await Self.check(PropertyGenerators.batchNorm(backward: true))
     }
 
     @Test("LayerNorm and RMSNorm forward")
     func rowNormForward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.rowNorm(backward: false)) { $0.check() }
+        await Self.check(PropertyGenerators.rowNorm(backward: false))
     }
 
     @Test("LayerNorm and RMSNorm backward")
     func rowNormBackward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.rowNorm(backward: true)) { $0.check() }
+        await Self.check(PropertyGenerators.rowNorm(backward: true))
     }
 
     @Test("GroupNorm and InstanceNorm forward")
     func groupNormForward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.groupNorm(backward: false)) { $0.check() }
+        await Self.check(PropertyGenerators.groupNorm(backward: false))
     }
 
     @Test("GroupNorm and InstanceNorm backward")
     func groupNormBackward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.groupNorm(backward: true)) { $0.check() }
+        await Self.check(PropertyGenerators.groupNorm(backward: true))
     }
 
     @Test("Switchable Norm forward")
     func switchableNormForward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.switchableNorm(backward: false)) { $0.check() }
+        await Self.check(PropertyGenerators.switchableNorm(backward: false))
     }
 
     @Test("Switchable Norm backward")
     func switchableNormBackward() async {
-        await propertyCheck(count: PropertyGenerators.iterations, input: PropertyGenerators.switchableNorm(backward: true)) { $0.check() }
+        await Self.check(PropertyGenerators.switchableNorm(backward: true))
+    }
+
+    /// `PropertyGenerators.iterations` cases from `generator`, each checked (and shrunk
+    /// on failure) by ``PropertyCase/check()``.
+    static func check(
+        _ generator: Generator<PropertyCase, some SendableSequenceType>, sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
+        await propertyCheck(
+            count: PropertyGenerators.iterations, input: generator, perform: { $0.check() }, sourceLocation: sourceLocation)
     }
 }

@@ -33,13 +33,8 @@ struct RMSNormBackwardGradientCheckTests {
             let rstd = Self.forward(x, rowLength: d, weight: gamma, eps: eps).rstd
             let analytic = ReferenceRMSNorm.backward(rows: rows, rowLength: d, x: x, gradOutput: w, weight: gamma, invRms: rstd)
             let label = "(\(rows), \(d)) affine=\(affine)"
-            let dx = GradientCheck.numericalGradient(
-                of: { GradientCheck.dot(Self.forward($0, rowLength: d, weight: gamma, eps: eps).y, w) }, at: x)
-            GradientCheck.expectMatches(analytic: analytic.input, numerical: dx, "dx \(label)")
-            let dGamma = GradientCheck.numericalGradient(
-                of: { GradientCheck.dot(Self.forward(x, rowLength: d, weight: $0, eps: eps).y, w) },
-                at: gamma ?? [Double](repeating: 1, count: d))
-            GradientCheck.expectMatches(analytic: analytic.weight, numerical: dGamma, "dγ \(label)")
+            GradientCheck.expectGradient(analytic.input, of: { Self.forward($0, rowLength: d, weight: gamma, eps: eps).y }, weightedBy: w, at: x, "dx \(label)")
+            GradientCheck.expectGradient(analytic.weight, of: { Self.forward(x, rowLength: d, weight: $0, eps: eps).y }, weightedBy: w, at: gamma ?? [Double](repeating: 1, count: d), "dγ \(label)")
         }
     }
 

@@ -15,13 +15,7 @@ struct RMSNormBackwardTests {
     /// Each shape in float32 with γ, and in half storage with γ on every other shape.
     @Test("matches the reference: shapes × element types, γ on/off", arguments: shapes.indices)
     func sweep(index: Int) throws {
-        let backend = Backend.openCL(try #require(sharedRuntime))
-        let (shape, normalized) = Self.shapes[index]
-        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
-            let harness = try RowNormBackwardHarness(
-                .rmsNorm, shape: shape, normalizedShape: normalized, elementType: type, affine: affine, seed: UInt64(index))
-            try harness.check(on: backend)
-        }
+        try RowNormBackwardHarness.checkSweep(.rmsNorm, shape: Self.shapes[index], index: index)
     }
 
     @Test("strategies, fusion, masks, GPU-style kernels and large-magnitude rows")

@@ -56,13 +56,7 @@ struct SwitchableNormBackwardErrorTests {
         }
     }
 
-    static let cases: [(String, Call, String)] = {
-        var list: [(String, Call, String)] = []
-        func add(_ name: String, _ expected: String, _ change: (inout Call) -> Void) {
-            var call = Call()
-            change(&call)
-            list.append((name, call, expected))
-        }
+    static let cases: [(String, Call, String)] = editedCases(of: Call()) { add in
         add("gradOutput of another shape", "shapeMismatch(gradOutput)") { $0.gradShape = [2, 3, 5] }
         add("gradOutput channels-last", "unsupported(gradOutput)") { $0.gradLayout = .channelsLast }
         add("gradOutput half", "unsupported(gradOutput)") { $0.gradType = .float16 }
@@ -104,8 +98,7 @@ struct SwitchableNormBackwardErrorTests {
                     batchMean: nil, batchVariance: nil, events: [])
             }
         }
-        return list
-    }()
+    }
 
     @Test("each misuse throws the expected NormError", arguments: cases.indices)
     func misuse(index: Int) throws {

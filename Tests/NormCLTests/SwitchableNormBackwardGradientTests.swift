@@ -68,22 +68,13 @@ struct SwitchableNormBackwardGradientTests {
             GradientCheck.dot(forward.run(x: x, meanLogits: wm, varianceLogits: wv, gamma: gamma, beta: beta).y, dy)
         }
         let label = "\(problem.shape) \(problem.layout) \(problem.branches) unbiased=\(problem.unbiased) training=\(problem.training)"
-        GradientCheck.expectMatches(
-            analytic: analytic.input, numerical: GradientCheck.numericalGradient(of: { loss(x: $0) }, at: x), "dx \(label)")
+        GradientCheck.expectGradient(analytic.input, of: { loss(x: $0) }, at: x, "dx \(label)")
         if let gamma {
-            GradientCheck.expectMatches(
-                analytic: analytic.weight, numerical: GradientCheck.numericalGradient(of: { loss(gamma: $0) }, at: gamma),
-                "dγ \(label)")
+            GradientCheck.expectGradient(analytic.weight, of: { loss(gamma: $0) }, at: gamma, "dγ \(label)")
         }
-        GradientCheck.expectMatches(
-            analytic: analytic.bias, numerical: GradientCheck.numericalGradient(of: { loss(beta: $0) }, at: beta),
-            "dβ \(label)")
-        GradientCheck.expectMatches(
-            analytic: analytic.meanLogits, numerical: GradientCheck.numericalGradient(of: { loss(wm: $0) }, at: wm),
-            "dwμ \(label)")
-        GradientCheck.expectMatches(
-            analytic: analytic.varianceLogits, numerical: GradientCheck.numericalGradient(of: { loss(wv: $0) }, at: wv),
-            "dwσ \(label)")
+        GradientCheck.expectGradient(analytic.bias, of: { loss(beta: $0) }, at: beta, "dβ \(label)")
+        GradientCheck.expectGradient(analytic.meanLogits, of: { loss(wm: $0) }, at: wm, "dwμ \(label)")
+        GradientCheck.expectGradient(analytic.varianceLogits, of: { loss(wv: $0) }, at: wv, "dwσ \(label)")
     }
 }
 

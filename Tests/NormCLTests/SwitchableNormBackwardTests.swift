@@ -76,9 +76,7 @@ struct SwitchableNormBackwardTests {
     @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups")
     func interleavedTuning() throws {
         let runtime = try #require(sharedRuntime)
-        let gpu = DeviceTuning(
-            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
-            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+        let gpu = DeviceTuning.gpuStyle64
         for (shape, elementType) in [([2, 3, 37], ElementType.float32), ([1, 4, 3000], .float16)] {
             var harness = SwitchableNormBackwardHarness(shape: shape, elementType: elementType, seed: 8)
             harness.tuning = gpu
@@ -133,9 +131,7 @@ struct SwitchableNormBackwardTests {
             try harness.check(on: runtime, training: true)
             if layout == .channelsFirst {
                 harness.forward.options.branches = .instanceLayer
-                harness.tuning = DeviceTuning(
-                    reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
-                    minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+                harness.tuning = DeviceTuning.gpuStyle64
                 try harness.check(on: runtime, training: false)
             }
         }

@@ -34,13 +34,7 @@ struct SwitchableNormErrorTests {
         }
     }
 
-    static let cases: [(String, Call, String)] = {
-        var list: [(String, Call, String)] = []
-        func add(_ name: String, _ expected: String, _ change: (inout Call) -> Void) {
-            var call = Call()
-            change(&call)
-            list.append((name, call, expected))
-        }
+    static let cases: [(String, Call, String)] = editedCases(of: Call()) { add in
         add("rank 1", "invalidShape(input)") { $0.shape = [6] }
         add("(N, C) with an IN branch", "invalidShape(input)") { $0.shape = [4, 3] }
         add("unbiased IN with L = 1", "invalidShape(input)") { $0.shape = [4, 3, 1, 1] }
@@ -80,8 +74,7 @@ struct SwitchableNormErrorTests {
             $0.meanLogits = [1, 1]
             $0.varianceLogits = [1, 1]
         }
-        return list
-    }()
+    }
 
     @Test("each bad argument throws the documented NormError", arguments: BackendChoice.allCases)
     func typedErrors(choice: BackendChoice) throws {

@@ -37,7 +37,7 @@ struct SwitchableNormTrainingTests {
                         var harness = SwitchableNormHarness(shape: shape, layout: layout, seed: 11)
                         harness.options.branches = branches
                         harness.options.varianceEstimator = estimator
-                        if !branches.hasBatch { harness.runningMean = nil; harness.runningVar = nil }
+                        if !branches.hasBatch { harness.untrack() }
                         try harness.check(on: .openCL(runtime), training: training)
                     }
                 }
@@ -68,9 +68,7 @@ struct SwitchableNormTrainingTests {
     @Test("GPU-style tuning: interleaved access, column tile 1, wide work-groups", arguments: [[2, 3, 37], [3, 8, 9, 9], [1, 4, 3000]])
     func interleavedTuning(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
-        let gpu = DeviceTuning(
-            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
-            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+        let gpu = DeviceTuning.gpuStyle64
         for elementType in ElementType.allCases {
             var harness = SwitchableNormHarness(shape: shape, elementType: elementType, seed: 8)
             harness.tuning = gpu
@@ -121,8 +119,7 @@ struct SwitchableNormTrainingTests {
                 on: .openCL(runtime), training: true,
                 strategy: layout == .channelsFirst ? .runPerWorkItem(slices: 2) : .columns(slices: 2))
             harness.options.branches = .instanceLayer
-            harness.runningMean = nil
-            harness.runningVar = nil
+            harness.untrack()
             try harness.check(on: .openCL(runtime), training: true)
         }
     }
@@ -154,8 +151,7 @@ struct SwitchableNormTrainingTests {
             try harness.check(on: .openCL(runtime), training: true)
             harness.weight = nil
             harness.bias = full.bias
-            harness.runningMean = nil
-            harness.runningVar = nil
+            harness.untrack()
             try harness.check(on: .openCL(runtime), training: true)
         }
     }
@@ -186,18 +182,24 @@ struct SwitchableNormHarness {
     var elementType: ElementType = .float32
     var options = SwitchableNormOptions()
     var x: [Float]
-    var meanLogits: [Float]
-    var varianceLogits: [Float]
-    var weight: [Float]?
-    var bias: [Float]?
-    var runningMean: [Float]?
-    var runningVar: [Float]?
+    /// The mixing logits of the means and of the variances, one per branch.
+    var meanLogits, varianceLogits: [Float]
+    /// γ and β (nil: not affine).
+    var weight, bias: [Float]?
+    /// The running statistics a BN branch reads and updates (nil: not tracked).
+    var runningMean, runningVar: [Float]?
     /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
     var tuning: DeviceTuning?
 
     var channels: Int { shape[1] }
     var batch: Int { shape[0] }
     var spatial: Int { shape.dropFirst(2).reduce(1, *) }
+
+    /// Drops the running statistics (the op then neither reads nor updates any).
+    mutating func untrack() {
+        runningMean = nil
+        runningVar = nil
+    }
 
     /// Data `offset + scale·N(0,1)` plus a per-(n, c) shift of `instanceSpread·N(0,1)` (so
     /// IN, LN and BN statistics differ), random affine parameters, logits and running statistics.
@@ -236,20 +238,8 @@ struct SwitchableNormHarness {
         runningVar = (0..<channels).map { _ in Float.random(in: 0.5...2, using: &rng) }
     }
 
-    struct Result {
-        var output: [Float]
-        var mean: [Float]
-        var invstd: [Float]
-        var instanceMean: [Float]?
-        var instanceVariance: [Float]?
-        var layerMean: [Float]
-        var layerVariance: [Float]
-        var batchMean: [Float]?
-        var batchVariance: [Float]?
-        var runningMean: [Float]?
-        var runningVar: [Float]?
-        var numBatchesTracked: Int?
-    }
+    /// The reference's arrays, plus numBatchesTracked.
+    typealias Result = ReadBack<ReferenceSwitchableNorm.Result>
 
     func run(on backend: Backend, training: Bool, strategy: SwitchableNormPlan.Strategy? = nil) throws -> Result {
         let input = try Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend)
@@ -258,19 +248,17 @@ struct SwitchableNormHarness {
         let wv = try Tensor(Array(varianceLogits.prefix(count)), on: backend)
         let w = try weight.map { try Tensor($0, on: backend) }
         let b = try bias.map { try Tensor($0, on: backend) }
-        var running: RunningStatistics? = nil
-        if let runningMean, let runningVar, options.branches.hasBatch {
-            running = RunningStatistics(mean: try Tensor(runningMean, on: backend), variance: try Tensor(runningVar, on: backend))
-        }
+        var running = options.branches.hasBatch ? try runningStatistics(runningMean, runningVar, on: backend) : nil
         let out = try switchableNorm(
             input, meanLogits: wm, varianceLogits: wv, weight: w, bias: b, runningStatistics: &running,
             training: training, options: options, strategy: strategy, tuning: tuning)
         return Result(
-            output: try out.output.toArray(), mean: try out.saveMean.toArray(), invstd: try out.saveInvstd.toArray(),
-            instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),
-            layerMean: try out.layerMean.toArray(), layerVariance: try out.layerVariance.toArray(),
-            batchMean: try out.batchMean?.toArray(), batchVariance: try out.batchVariance?.toArray(),
-            runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
+            arrays: ReferenceSwitchableNorm.Result(
+                output: try out.output.toArray(), mean: try out.saveMean.toArray(), invstd: try out.saveInvstd.toArray(),
+                instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),
+                layerMean: try out.layerMean.toArray(), layerVariance: try out.layerVariance.toArray(),
+                batchMean: try out.batchMean?.toArray(), batchVariance: try out.batchVariance?.toArray(),
+                runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray()),
             numBatchesTracked: running?.numBatchesTracked)
     }
 

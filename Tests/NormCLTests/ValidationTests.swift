@@ -14,6 +14,23 @@ struct ValidationCase {
     }
 }
 
+/// Tensors of ones for one family's cases on one backend: the input `x`, vectors of 3
+/// and 4 values (too short and right for x's channels or rows), and `rows`, the shape
+/// of its saved statistics.
+struct ValidationTensors {
+    let x, c3, c4, rows: Tensor
+    /// "from <backend>", for the labels of the cases that mix backends.
+    let origin: String
+
+    init(x: [Int], rows: [Int], on backend: Backend) throws {
+        self.x = try Tensor(repeating: 1, shape: x, on: backend)
+        c3 = try Tensor(repeating: 1, shape: [3], on: backend)
+        c4 = try Tensor(repeating: 1, shape: [4], on: backend)
+        self.rows = try Tensor(repeating: 1, shape: rows, on: backend)
+        origin = "from \(backend.name)"
+    }
+}
+
 /// A second runtime on the shared device: another OpenCL context, whose buffers
 /// cannot be mixed with the shared runtime's.
 let secondRuntime: OpenCLRuntime? = sharedRuntime.flatMap { try? OpenCLRuntime(device: $0.device) }
@@ -40,6 +57,18 @@ struct ValidationTests {
         }
     }
 
+    /// The same tensors on each backend foreign to `backend`.
+    static func foreign(to backend: Backend, x: [Int], rows: [Int]) throws -> [ValidationTensors] {
+        try foreignBackends(to: backend).map { try ValidationTensors(x: x, rows: rows, on: $0) }
+    }
+
+    /// One case per bad value, labelled "`label` value".
+    static func each<Value>(
+        _ values: [Value], _ label: String, _ expected: String, _ call: @escaping (Value) throws -> Any
+    ) -> [ValidationCase] {
+        values.map { value in ValidationCase("\(label) \(value)", expected) { try call(value) } }
+    }
+
     static func check(_ cases: [ValidationCase], on backend: Backend) {
         for c in cases {
             #expect(thrown(c.call) == c.expected, "\(c.label) on \(backend.name)")
@@ -52,9 +81,8 @@ struct ValidationTests {
     @Test("BatchNorm, Batch Renorm: forward, backward, layer, running statistics, folding")
     func batchNormFamily() throws {
         for backend in allBackends {
-            let x = try Tensor(repeating: 1, shape: [2, 4, 3], on: backend)
-            let c4 = try Tensor(repeating: 1, shape: [4], on: backend)
-            let c3 = try Tensor(repeating: 1, shape: [3], on: backend)
+            let t = try ValidationTensors(x: [2, 4, 3], rows: [2, 2], on: backend)
+            let (x, c3, c4) = (t.x, t.c3, t.c4)
             let half4 = try Tensor(repeating: 1, shape: [4], elementType: .float16, on: backend)
             let running = RunningStatistics(mean: c4, variance: c4)
             var cases: [ValidationCase] = [
@@ -106,23 +134,16 @@ struct ValidationTests {
                     try RunningStatistics(channels: 0, on: backend)
                 },
             ]
-            for eps in Self.badEps {
-                cases.append(.init("eps \(eps)", "invalidArgument(eps)") { try batchNorm(x, eps: eps) })
-                cases.append(
-                    .init("inference backward eps \(eps)", "invalidArgument(eps)") {
-                        try batchNormBackward(x, input: x, weight: nil, runningStatistics: running, eps: eps)
-                    })
-                cases.append(
-                    .init("folding eps \(eps)", "invalidArgument(eps)") {
-                        try BatchNormFolding(runningMean: [0], runningVar: [1], eps: eps)
-                    })
+            cases += Self.each(Self.badEps, "eps", "invalidArgument(eps)") { try batchNorm(x, eps: $0) }
+            cases += Self.each(Self.badEps, "inference backward eps", "invalidArgument(eps)") {
+                try batchNormBackward(x, input: x, weight: nil, runningStatistics: running, eps: $0)
             }
-            for momentum in Self.badMomentum {
-                cases.append(
-                    .init("momentum \(momentum)", "invalidArgument(momentum)") {
-                        var r: RunningStatistics? = running
-                        return try batchNorm(x, runningStatistics: &r, training: true, momentum: momentum)
-                    })
+            cases += Self.each(Self.badEps, "folding eps", "invalidArgument(eps)") {
+                try BatchNormFolding(runningMean: [0], runningVar: [1], eps: $0)
+            }
+            cases += Self.each(Self.badMomentum, "momentum", "invalidArgument(momentum)") { momentum in
+                var r: RunningStatistics? = running
+                return try batchNorm(x, runningStatistics: &r, training: true, momentum: momentum)
             }
             for (rmax, dmax, argument) in [(0.5, 1, "rmax"), (.nan, 1, "rmax"), (2, -1, "dmax"), (2, .nan, "dmax")] as [(Float, Float, String)] {
                 cases.append(
@@ -200,10 +221,8 @@ struct ValidationTests {
                 },
             ]
             // Tensors and statistics from elsewhere: another backend, another runtime.
-            for foreign in Self.foreignBackends(to: backend) {
-                let other4 = try Tensor(repeating: 1, shape: [4], on: foreign)
-                let otherX = try Tensor(repeating: 1, shape: [2, 4, 3], on: foreign)
-                let where_ = "from \(foreign.name)"
+            for other in try Self.foreign(to: backend, x: [2, 4, 3], rows: [2, 2]) {
+                let (other4, otherX, where_) = (other.c4, other.x, other.origin)
                 cases += [
                     .init("weight \(where_)", "backendMismatch(weight)") { try batchNorm(x, weight: other4) },
                     .init("bias \(where_)", "backendMismatch(bias)") { try batchNorm(x, bias: other4) },
@@ -234,10 +253,8 @@ struct ValidationTests {
     @Test("GroupNorm and InstanceNorm: forward, backward, layers")
     func groupNormFamily() throws {
         for backend in allBackends {
-            let x = try Tensor(repeating: 1, shape: [2, 4, 3], on: backend)
-            let c3 = try Tensor(repeating: 1, shape: [3], on: backend)
-            let c4 = try Tensor(repeating: 1, shape: [4], on: backend)
-            let rows = try Tensor(repeating: 1, shape: [2, 2], on: backend)
+            let t = try ValidationTensors(x: [2, 4, 3], rows: [2, 2], on: backend)
+            let (x, c3, c4, rows) = (t.x, t.c3, t.c4, t.rows)
             let running = RunningStatistics(mean: c4, variance: c4)
             var cases: [ValidationCase] = [
                 .init("rank-1 input", "invalidShape(input)") { try groupNorm(c4, numGroups: 1) },
@@ -301,37 +318,24 @@ struct ValidationTests {
                     return try layer(x)
                 },
             ]
-            for groups in [0, -2, 3, 8] {
-                cases.append(.init("numGroups \(groups)", "invalidArgument(numGroups)") { try groupNorm(x, numGroups: groups) })
+            cases += Self.each([0, -2, 3, 8], "numGroups", "invalidArgument(numGroups)") { try groupNorm(x, numGroups: $0) }
+            cases += Self.each(Self.badEps, "eps", "invalidArgument(eps)") { try groupNorm(x, numGroups: 2, eps: $0) }
+            cases += Self.each(Self.badEps, "instance eps", "invalidArgument(eps)") { try instanceNorm(x, eps: $0) }
+            cases += Self.each(Self.badEps, "instance backward eps", "invalidArgument(eps)") {
+                try instanceNormBackward(x, input: x, weight: nil, runningStatistics: running, eps: $0)
             }
-            for eps in Self.badEps {
-                cases.append(.init("eps \(eps)", "invalidArgument(eps)") { try groupNorm(x, numGroups: 2, eps: eps) })
-                cases.append(.init("instance eps \(eps)", "invalidArgument(eps)") { try instanceNorm(x, eps: eps) })
-                cases.append(
-                    .init("instance backward eps \(eps)", "invalidArgument(eps)") {
-                        try instanceNormBackward(x, input: x, weight: nil, runningStatistics: running, eps: eps)
-                    })
-                cases.append(
-                    .init("layer eps \(eps)", "invalidArgument(eps)") {
-                        try GroupNorm(numGroups: 1, numChannels: 4, eps: eps, on: backend)
-                    })
+            cases += Self.each(Self.badEps, "layer eps", "invalidArgument(eps)") {
+                try GroupNorm(numGroups: 1, numChannels: 4, eps: $0, on: backend)
             }
-            for momentum in Self.badMomentum {
-                cases.append(
-                    .init("instance momentum \(momentum)", "invalidArgument(momentum)") {
-                        var r: RunningStatistics? = running
-                        return try instanceNorm(x, runningStatistics: &r, momentum: momentum)
-                    })
-                cases.append(
-                    .init("instance layer momentum \(momentum)", "invalidArgument(momentum)") {
-                        try InstanceNorm(numFeatures: 4, momentum: momentum, on: backend)
-                    })
+            cases += Self.each(Self.badMomentum, "instance momentum", "invalidArgument(momentum)") { momentum in
+                var r: RunningStatistics? = running
+                return try instanceNorm(x, runningStatistics: &r, momentum: momentum)
             }
-            for foreign in Self.foreignBackends(to: backend) {
-                let other4 = try Tensor(repeating: 1, shape: [4], on: foreign)
-                let otherRows = try Tensor(repeating: 1, shape: [2, 2], on: foreign)
-                let otherX = try Tensor(repeating: 1, shape: [2, 4, 3], on: foreign)
-                let where_ = "from \(foreign.name)"
+            cases += Self.each(Self.badMomentum, "instance layer momentum", "invalidArgument(momentum)") {
+                try InstanceNorm(numFeatures: 4, momentum: $0, on: backend)
+            }
+            for other in try Self.foreign(to: backend, x: [2, 4, 3], rows: [2, 2]) {
+                let (other4, otherRows, otherX, where_) = (other.c4, other.rows, other.x, other.origin)
                 cases += [
                     .init("weight \(where_)", "backendMismatch(weight)") { try groupNorm(x, numGroups: 2, weight: other4) },
                     .init("bias \(where_)", "backendMismatch(bias)") { try groupNorm(x, numGroups: 2, bias: other4) },
@@ -354,10 +358,8 @@ struct ValidationTests {
     @Test("LayerNorm and RMSNorm: normalizedShape, parameters, backward, layers")
     func rowNormFamily() throws {
         for backend in allBackends {
-            let x = try Tensor(repeating: 1, shape: [2, 3, 4], on: backend)
-            let d4 = try Tensor(repeating: 1, shape: [4], on: backend)
-            let d3 = try Tensor(repeating: 1, shape: [3], on: backend)
-            let rows = try Tensor(repeating: 1, shape: [2, 3], on: backend)
+            let t = try ValidationTensors(x: [2, 3, 4], rows: [2, 3], on: backend)
+            let (x, d3, d4, rows) = (t.x, t.c3, t.c4, t.rows)
             var cases: [ValidationCase] = [
                 .init("empty normalizedShape", "invalidShape(normalizedShape)") { try layerNorm(x, normalizedShape: []) },
                 .init("negative normalizedShape", "invalidShape(normalizedShape)") { try layerNorm(x, normalizedShape: [-4]) },
@@ -412,17 +414,12 @@ struct ValidationTests {
                     try RMSNorm(normalizedShape: [4, -1], on: backend)
                 },
             ]
-            for eps in Self.badEps {
-                cases.append(.init("eps \(eps)", "invalidArgument(eps)") { try layerNorm(x, normalizedShape: [4], eps: eps) })
-                cases.append(.init("rms eps \(eps)", "invalidArgument(eps)") { try rmsNorm(x, normalizedShape: [4], eps: eps) })
-                cases.append(.init("layer eps \(eps)", "invalidArgument(eps)") { try LayerNorm(normalizedShape: [4], eps: eps, on: backend) })
-                cases.append(.init("rms layer eps \(eps)", "invalidArgument(eps)") { try RMSNorm(normalizedShape: [4], eps: eps, on: backend) })
-            }
-            for foreign in Self.foreignBackends(to: backend) {
-                let other4 = try Tensor(repeating: 1, shape: [4], on: foreign)
-                let otherRows = try Tensor(repeating: 1, shape: [2, 3], on: foreign)
-                let otherX = try Tensor(repeating: 1, shape: [2, 3, 4], on: foreign)
-                let where_ = "from \(foreign.name)"
+            cases += Self.each(Self.badEps, "eps", "invalidArgument(eps)") { try layerNorm(x, normalizedShape: [4], eps: $0) }
+            cases += Self.each(Self.badEps, "rms eps", "invalidArgument(eps)") { try rmsNorm(x, normalizedShape: [4], eps: $0) }
+            cases += Self.each(Self.badEps, "layer eps", "invalidArgument(eps)") { try LayerNorm(normalizedShape: [4], eps: $0, on: backend) }
+            cases += Self.each(Self.badEps, "rms layer eps", "invalidArgument(eps)") { try RMSNorm(normalizedShape: [4], eps: $0, on: backend) }
+            for other in try Self.foreign(to: backend, x: [2, 3, 4], rows: [2, 3]) {
+                let (other4, otherRows, otherX, where_) = (other.c4, other.rows, other.x, other.origin)
                 cases += [
                     .init("weight \(where_)", "backendMismatch(weight)") { try layerNorm(x, normalizedShape: [4], weight: other4) },
                     .init("bias \(where_)", "backendMismatch(bias)") { try layerNorm(x, normalizedShape: [4], bias: other4) },
@@ -445,11 +442,9 @@ struct ValidationTests {
     @Test("Switchable Norm: logits, options, statistics, backward, layer")
     func switchableNormFamily() throws {
         for backend in allBackends {
-            let x = try Tensor(repeating: 1, shape: [2, 4, 3], on: backend)
-            let c3 = try Tensor(repeating: 1, shape: [3], on: backend)
-            let c4 = try Tensor(repeating: 1, shape: [4], on: backend)
+            let t = try ValidationTensors(x: [2, 4, 3], rows: [2, 4], on: backend)
+            let (x, c3, c4, k3) = (t.x, t.c3, t.c4, t.c3)
             let k2 = try Tensor(repeating: 1, shape: [2], on: backend)
-            let k3 = c3
             func sn(
                 _ input: Tensor? = nil, meanLogits: Tensor? = nil, varianceLogits: Tensor? = nil, weight: Tensor? = nil,
                 running: RunningStatistics? = nil, training: Bool = true, options: SwitchableNormOptions = .init()
@@ -460,8 +455,7 @@ struct ValidationTests {
                     runningStatistics: &r, training: training, options: options)
             }
             // A stand-in forward output of the layer + batch branches (no kernel runs).
-            let nc = try Tensor(repeating: 1, shape: [2, 4], on: backend)
-            let n = try Tensor(repeating: 1, shape: [2], on: backend)
+            let (nc, n) = (t.rows, k2)
             let forward = SwitchableNormOutput(
                 output: x, saveMean: nc, saveInvstd: nc, instanceMean: nil, instanceVariance: nil, layerMean: n, layerVariance: n,
                 batchMean: c4, batchVariance: c4, events: [])
@@ -501,18 +495,13 @@ struct ValidationTests {
                     return try layer(x)
                 },
             ]
-            for eps in Self.badEps {
-                cases.append(.init("eps \(eps)", "invalidArgument(eps)") { try sn(options: .init(eps: eps)) })
-                cases.append(.init("layer eps \(eps)", "invalidArgument(eps)") { try SwitchableNorm(numFeatures: 4, options: .init(eps: eps), on: backend) })
+            cases += Self.each(Self.badEps, "eps", "invalidArgument(eps)") { try sn(options: .init(eps: $0)) }
+            cases += Self.each(Self.badEps, "layer eps", "invalidArgument(eps)") {
+                try SwitchableNorm(numFeatures: 4, options: .init(eps: $0), on: backend)
             }
-            for momentum in Self.badMomentum {
-                cases.append(.init("momentum \(momentum)", "invalidArgument(momentum)") { try sn(options: .init(momentum: momentum)) })
-            }
-            for foreign in Self.foreignBackends(to: backend) {
-                let other3 = try Tensor(repeating: 1, shape: [3], on: foreign)
-                let other4 = try Tensor(repeating: 1, shape: [4], on: foreign)
-                let otherX = try Tensor(repeating: 1, shape: [2, 4, 3], on: foreign)
-                let where_ = "from \(foreign.name)"
+            cases += Self.each(Self.badMomentum, "momentum", "invalidArgument(momentum)") { try sn(options: .init(momentum: $0)) }
+            for other in try Self.foreign(to: backend, x: [2, 4, 3], rows: [2, 4]) {
+                let (other3, other4, otherX, where_) = (other.c3, other.c4, other.x, other.origin)
                 cases += [
                     .init("mean logits \(where_)", "backendMismatch(meanLogits)") { try sn(meanLogits: other3) },
                     .init("weight \(where_)", "backendMismatch(weight)") { try sn(weight: other4) },

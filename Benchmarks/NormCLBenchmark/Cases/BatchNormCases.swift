@@ -33,12 +33,10 @@ extension BenchmarkCase {
             op: training ? "BatchNorm train backward" : "BatchNorm eval backward", shape: shape, layout: layout,
             elementType: elementType, idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let gradOutput = try Tensor(values.reversed(), shape: shape, layout: layout, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let statistics = RunningStatistics(
-                mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
-                variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
+            let (input, gradOutput) = try inputAndGradient(
+                values, values.reversed(), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let weight = try affineParameters(channels, on: backend).weight
+            let statistics = try runningStatistics(channels, on: backend)
             if training {
                 let forward = try NormCL.batchNorm(input, weight: weight)
                 return {
@@ -65,11 +63,8 @@ extension BenchmarkCase {
             idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
             let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
-            let statistics = RunningStatistics(
-                mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
-                variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
+            let (weight, bias) = try affineParameters(channels, on: backend)
+            let statistics = try runningStatistics(channels, on: backend)
             return {
                 // A fresh copy of the running statistics each call, so every call does the same work.
                 var running = statistics

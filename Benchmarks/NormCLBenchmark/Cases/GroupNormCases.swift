@@ -29,8 +29,7 @@ extension BenchmarkCase {
             idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
             let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let (weight, bias) = try affineParameters(channels, on: backend)
             return {
                 let out = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
                 return (out.output, out.events)
@@ -71,11 +70,9 @@ extension BenchmarkCase {
             op: "GroupNorm backward G=\(groups)", shape: shape, layout: layout, elementType: elementType,
             idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let gradOutput = try Tensor(
-                gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let (input, gradOutput) = try inputAndGradient(
+                values, gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let (weight, bias) = try affineParameters(channels, on: backend)
             let forward = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
             return {
                 let gradients = try NormCL.groupNormBackward(gradOutput, forward: forward)
@@ -94,9 +91,8 @@ extension BenchmarkCase {
             op: "InstanceNorm backward", shape: shape, layout: layout, elementType: elementType,
             idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let gradOutput = try Tensor(
-                gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let (input, gradOutput) = try inputAndGradient(
+                values, gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
             let forward = try NormCL.instanceNorm(input)
             return {
                 let gradients = try NormCL.instanceNormBackward(gradOutput, forward: forward, outputMask: .input)

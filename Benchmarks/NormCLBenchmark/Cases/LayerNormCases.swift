@@ -23,8 +23,7 @@ extension BenchmarkCase {
             idealBytes: 2 * elementBytes(rows * d, elementType) + parameterBytes
         ) { values, backend in
             let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<d).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let (weight, bias) = try affineParameters(d, on: backend)
             return {
                 let out = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
                 return (out.output, out.events)
@@ -41,7 +40,7 @@ extension BenchmarkCase {
             idealBytes: 2 * elementBytes(rows * d, elementType) + parameterBytes
         ) { values, backend in
             let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let weight = try affineParameters(d, on: backend).weight
             return {
                 let out = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
                 return (out.output, out.events)
@@ -65,10 +64,9 @@ extension BenchmarkCase {
             op: "LayerNorm backward", shape: shape, elementType: elementType,
             idealBytes: 3 * elementBytes(rows * d, elementType) + parameterBytes
         ) { values, backend in
-            let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
-            let gradOutput = try Tensor(gradOutput(for: values, rowLength: d), shape: shape, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<d).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let (input, gradOutput) = try inputAndGradient(
+                values, gradOutput(for: values, rowLength: d), shape: shape, elementType: elementType, on: backend)
+            let (weight, bias) = try affineParameters(d, on: backend)
             let forward = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
             return {
                 let gradients = try NormCL.layerNormBackward(gradOutput, forward: forward)
@@ -87,9 +85,9 @@ extension BenchmarkCase {
             op: "RMSNorm backward", shape: shape, elementType: elementType,
             idealBytes: 3 * elementBytes(rows * d, elementType) + parameterBytes
         ) { values, backend in
-            let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
-            let gradOutput = try Tensor(gradOutput(for: values, rowLength: d), shape: shape, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<d).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
+            let (input, gradOutput) = try inputAndGradient(
+                values, gradOutput(for: values, rowLength: d), shape: shape, elementType: elementType, on: backend)
+            let weight = try affineParameters(d, on: backend).weight
             let forward = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
             return {
                 let gradients = try NormCL.rmsNormBackward(gradOutput, forward: forward)

@@ -27,12 +27,10 @@ extension BenchmarkCase {
             op: "SwitchableNorm train backward", shape: shape, layout: layout, elementType: elementType,
             idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let gradOutput = try Tensor(
-                (0..<count).map { Float(($0 &* 7919) % 17) * 0.1 - 0.8 }, shape: shape, layout: layout,
+            let (input, gradOutput) = try inputAndGradient(
+                values, (0..<count).map { Float(($0 &* 7919) % 17) * 0.1 - 0.8 }, shape: shape, layout: layout,
                 elementType: elementType, on: backend)
-            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let (weight, bias) = try affineParameters(channels, on: backend)
             let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
             let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
             let forward = try NormCL.switchableNorm(
@@ -56,13 +54,10 @@ extension BenchmarkCase {
             elementType: elementType, idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
         ) { values, backend in
             let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
-            let weight = try Tensor((0..<channels).map { 1 + Float($0 % 7) * 0.1 }, on: backend)
-            let bias = try Tensor((0..<channels).map { Float($0 % 5) * 0.1 - 0.2 }, on: backend)
+            let (weight, bias) = try affineParameters(channels, on: backend)
             let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
             let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
-            let statistics = RunningStatistics(
-                mean: try Tensor((0..<channels).map { Float($0 % 3) * 0.1 }, on: backend),
-                variance: try Tensor((0..<channels).map { 1 + Float($0 % 4) * 0.25 }, on: backend))
+            let statistics = try runningStatistics(channels, on: backend)
             return {
                 var running = statistics
                 let out = try NormCL.switchableNorm(

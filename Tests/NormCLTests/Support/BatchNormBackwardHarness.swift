@@ -21,8 +21,9 @@ struct BatchNormBackwardHarness {
     var x: [Float]
     var dy: [Float]
     var weight: [Float]?
-    var runningMean: [Float]
-    var runningVar: [Float]
+    /// The running statistics: what inference normalises with, and Batch Renorm's
+    /// reference for r and d.
+    var runningMean, runningVar: [Float]
     var eps: Float = 1e-5
     /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
     var tuning: DeviceTuning?
@@ -180,5 +181,13 @@ struct BatchNormBackwardHarness {
         if let a = actual.dBias, let e = expected.dBias {
             expectClose(a, e, "dβ \(label)", sourceLocation: sourceLocation) { c in 2e-6 * sumAbsDy[c] + 1e-30 }
         }
+    }
+}
+
+extension BatchNormBackwardHarness {
+    /// x and dy on `backend` as float32 channels-first tensors (for the tests that call
+    /// the entry points themselves).
+    func inputAndGradient(on backend: Backend) throws -> (input: Tensor, gradOutput: Tensor) {
+        (try Tensor(x, shape: shape, on: backend), try Tensor(dy, shape: shape, on: backend))
     }
 }

@@ -3,15 +3,12 @@ import Testing
 
 /// Runs BatchNorm on a backend and on the reference with the same data, and checks
 /// every output against the reference within stated tolerances.
-struct BatchNormHarness {
+struct BatchNormHarness: ChannelDataHolder {
     var shape: [Int]
     /// How `x` is laid out in memory (shape stays `(N, C, *S)`).
     var layout: TensorLayout = .channelsFirst
-    var x: [Float]
-    var weight: [Float]?
-    var bias: [Float]?
-    var runningMean: [Float]?
-    var runningVar: [Float]?
+    /// x, γ, β and the running statistics.
+    var data: ChannelData
     var momentum: Float? = 0.1
     var eps: Float = 1e-5
     /// Storage of x and y (statistics and parameters stay float32).
@@ -23,48 +20,28 @@ struct BatchNormHarness {
 
     /// Random data `offset + scale·N(0,1)`, random affine parameters and running statistics.
     init(shape: [Int], offset: Double = 0, scale: Double = 1, affine: Bool = true, tracking: Bool = true, seed: UInt64 = 1) {
-        var rng = SeededGenerator(seed: seed)
         self.shape = shape
-        let channels = shape[1]
-        x = rng.normals(shape.reduce(1, *), offset: offset, scale: scale)
-        if affine {
-            weight = rng.normals(channels, offset: 1, scale: 0.5)
-            bias = rng.normals(channels, scale: 0.5)
-        }
-        if tracking {
-            runningMean = rng.normals(channels)
-            runningVar = (0..<channels).map { _ in Float.random(in: 0.5...2, using: &rng) }
-        }
+        data = ChannelData(shape: shape, offset: offset, scale: scale, affine: affine, tracking: tracking, seed: seed)
     }
 
-    struct Result {
-        var output: [Float]
-        var saveMean: [Float]?
-        var saveInvstd: [Float]?
-        var runningMean: [Float]?
-        var runningVar: [Float]?
-        var numBatchesTracked: Int?
-        var renormR: [Float]?
-        var renormD: [Float]?
-    }
+    /// The reference's arrays (with renormR/renormD), plus numBatchesTracked.
+    typealias Result = ReadBack<ReferenceBatchNorm.Result>
 
     func run(on backend: Backend, training: Bool, strategy: BatchNormPlan.Strategy? = nil) throws -> Result {
-        let input = try Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend)
-        let w = try weight.map { try Tensor($0, on: backend) }
-        let b = try bias.map { try Tensor($0, on: backend) }
-        var running: RunningStatistics? = nil
-        if let runningMean, let runningVar {
-            running = RunningStatistics(mean: try Tensor(runningMean, on: backend), variance: try Tensor(runningVar, on: backend))
-        }
+        let input = try Tensor(data.x, shape: shape, layout: layout, elementType: elementType, on: backend)
+        let w = try data.weight.map { try Tensor($0, on: backend) }
+        let b = try data.bias.map { try Tensor($0, on: backend) }
+        var running = try runningStatistics(data.runningMean, data.runningVar, on: backend)
         let out = try batchNorm(
             input, weight: w, bias: b, runningStatistics: &running, training: training,
             momentum: momentum, eps: eps, strategy: strategy, renorm: training ? renorm : nil)
         #expect(out.output.elementType == elementType)
         return Result(
-            output: try out.output.toArray(), saveMean: try out.saveMean?.toArray(), saveInvstd: try out.saveInvstd?.toArray(),
-            runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
-            numBatchesTracked: running?.numBatchesTracked,
-            renormR: try out.renormR?.toArray(), renormD: try out.renormD?.toArray())
+            arrays: ReferenceBatchNorm.Result(
+                output: try out.output.toArray(), saveMean: try out.saveMean?.toArray(), saveInvstd: try out.saveInvstd?.toArray(),
+                runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
+                renormR: try out.renormR?.toArray(), renormD: try out.renormD?.toArray()),
+            numBatchesTracked: running?.numBatchesTracked)
     }
 
     /// Compares `backend` (with `strategy`) against the reference.
@@ -109,7 +86,7 @@ struct BatchNormHarness {
         func channel(ofElement i: Int) -> Int { layout == .channelsFirst ? (i / spatial) % channels : i % channels }
         expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
             let c = channel(ofElement: i)
-            let scale = Double(expected.saveInvstd?[c] ?? 1) * Swift.abs(Double(weight?[c] ?? 1))
+            let scale = Double(expected.saveInvstd?[c] ?? 1) * Swift.abs(Double(data.weight?[c] ?? 1))
             return relative * (1 + Swift.abs(Double(expected.output[i]))) + slack[c] * scale
                 + halfRounding * Swift.abs(Double(expected.output[i]))
         }

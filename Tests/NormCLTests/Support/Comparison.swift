@@ -1,5 +1,6 @@
 import Numerics
 import Testing
+@testable import NormCL
 
 /// The worst element of a comparison, for failure messages.
 struct Mismatch: CustomStringConvertible {
@@ -54,4 +55,53 @@ func expectClose(
     expectClose(actual, expected, what, sourceLocation: sourceLocation) { i in
         absolute + relative * Swift.abs(Double(expected[i]))
     }
+}
+
+/// Records an issue for each of dx, dγ and dβ that differs bit for bit between two
+/// backward passes (a missing gradient equals only a missing one).
+func expectIdentical(_ a: NormGradients, _ b: NormGradients, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(try a.input?.toArray() == b.input?.toArray(), "dx", sourceLocation: sourceLocation)
+    #expect(try a.weight?.toArray() == b.weight?.toArray(), "dγ", sourceLocation: sourceLocation)
+    #expect(try a.bias?.toArray() == b.bias?.toArray(), "dβ", sourceLocation: sourceLocation)
+}
+
+extension DeviceTuning {
+    /// A CPU-like tuning (16-wide work-groups, chunked access, 16-column tiles), for
+    /// the tests of the plans' choices.
+    static var cpuLike: DeviceTuning {
+        DeviceTuning(
+            reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
+            minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+    }
+
+    /// GPU-style launches on any device: interleaved access, column tile 1, 64-wide
+    /// work-groups.
+    static var gpuStyle64: DeviceTuning {
+        DeviceTuning(
+            reductionWorkGroupSize: 64, elementwiseWorkGroupSize: 64, workGroupsPerComputeUnit: 8,
+            minimumVectorsPerWorkGroup: 256, chunkedAccess: false, columnTile: 1)
+    }
+}
+
+/// Error cases as edits of a valid call: `build` calls `add(name, expected) { $0.x = … }`
+/// once a case, each edit applied to a fresh copy of `base`; (name, call, expected).
+func editedCases<Call>(
+    of base: Call, _ build: (_ add: (String, String, (inout Call) -> Void) -> Void) -> Void
+) -> [(String, Call, String)] {
+    var list: [(String, Call, String)] = []
+    build { name, expected, change in
+        var call = base
+        change(&call)
+        list.append((name, call, expected))
+    }
+    return list
+}
+
+/// `case(argument)` of the ``NormError`` `body` throws ("other: …" for another error),
+/// nil when it throws nothing.
+func thrown(_ body: () throws -> Any) -> String? {
+    do { _ = try body() } catch let error as NormError { return BatchNormErrorTests.caseAndArgument(error) } catch {
+        return "other: \(error)"
+    }
+    return nil
 }

@@ -48,4 +48,24 @@ enum GradientCheck {
             return
         }
     }
+
+    /// Checks `analytic` against the numerical gradient of `loss` at `point`
+    /// (``expectMatches(analytic:numerical:_:relative:sourceLocation:)``).
+    static func expectGradient(
+        _ analytic: [Double], of loss: ([Double]) -> Double, at point: [Double], _ what: String, relative: Double = 1e-6,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        expectMatches(
+            analytic: analytic, numerical: numericalGradient(of: loss, at: point), what, relative: relative,
+            sourceLocation: sourceLocation)
+    }
+
+    /// Checks `analytic` against the numerical gradient of the loss `Σ forward(p)·w` at
+    /// `point` (so `w` is the `dy` the analytic backward was fed).
+    static func expectGradient(
+        _ analytic: [Double], of forward: ([Double]) -> [Double], weightedBy w: [Double], at point: [Double], _ what: String,
+        relative: Double = 1e-6, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        expectGradient(analytic, of: { dot(forward($0), w) }, at: point, what, relative: relative, sourceLocation: sourceLocation)
+    }
 }

@@ -6,16 +6,15 @@ import Testing
 /// within stated tolerances.
 struct RowNormBackwardHarness {
     var kind: RowNormProblem.Kind
-    var shape: [Int]
-    var normalizedShape: [Int]
+    /// The input's shape, and its trailing dims that are normalised over.
+    var shape, normalizedShape: [Int]
     var elementType: ElementType = .float32
     /// The input and dy, already rounded to `elementType`.
     var x: [Float]
     var dy: [Float]
     var weight: [Float]?
     /// The saved statistics both backends get: the reference forward's float32 values.
-    var saveMean: [Float]
-    var saveScale: [Float]
+    var saveMean, saveScale: [Float]
 
     var rowLength: Int { normalizedShape.reduce(1, *) }
     var rows: Int { shape.reduce(1, *) / rowLength }
@@ -145,6 +144,20 @@ struct RowNormBackwardHarness {
             expectClose(try dBias.toArray(), try reference.toArray(), "dβ \(label)", sourceLocation: sourceLocation) { j in
                 sumBound * sumB[j] + 1e-30
             }
+        }
+    }
+}
+
+extension RowNormBackwardHarness {
+    /// One case of the LayerNorm and RMSNorm backward sweeps: shape number `index`
+    /// (and its normalizedShape) in float32 with γ, and in half storage with γ on every
+    /// other shape, on OpenCL.
+    static func checkSweep(_ kind: RowNormProblem.Kind, shape: ([Int], [Int]), index: Int) throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        for (type, affine) in [(ElementType.float32, true), (.float16, index % 2 == 0)] {
+            let harness = try RowNormBackwardHarness(
+                kind, shape: shape.0, normalizedShape: shape.1, elementType: type, affine: affine, seed: UInt64(index))
+            try harness.check(on: backend)
         }
     }
 }

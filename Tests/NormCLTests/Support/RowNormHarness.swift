@@ -5,8 +5,8 @@ import Testing
 /// and checks every output against the reference within stated tolerances.
 struct RowNormHarness {
     var kind: RowNormProblem.Kind
-    var shape: [Int]
-    var normalizedShape: [Int]
+    /// The input's shape, and its trailing dims that are normalised over.
+    var shape, normalizedShape: [Int]
     var elementType: ElementType = .float32
     /// The input, already rounded to `elementType` (so both backends see the same values).
     var x: [Float]
@@ -121,4 +121,21 @@ extension DeviceTuning {
             reductionWorkGroupSize: 256, elementwiseWorkGroupSize: 256, workGroupsPerComputeUnit: 8,
             minimumVectorsPerWorkGroup: 2048, chunkedAccess: false, columnTile: 1)
     }
+}
+
+extension RowNormPlan.Strategy {
+    /// Every strategy in several geometries, for the LayerNorm suites that force each:
+    /// one and many items per row, one and many rows per group, few and many slices.
+    static let everyGeometry: [RowNormPlan.Strategy] = [
+        .fused(itemsPerRow: 1, rowsPerGroup: 1), .fused(itemsPerRow: 1, rowsPerGroup: 16),
+        .fused(itemsPerRow: 4, rowsPerGroup: 4), .fused(itemsPerRow: 16, rowsPerGroup: 1),
+        .fused(itemsPerRow: 64, rowsPerGroup: 2), .splitRows(slices: 3, itemsPerSlice: 1),
+        .splitRows(slices: 7, itemsPerSlice: 4), .splitRows(slices: 2, itemsPerSlice: 16),
+    ]
+}
+
+extension ElementType {
+    /// `offset + scale·N(0,1)` for the large-mean row tests: 1e4 + N(0,1), except in
+    /// half, which cannot hold 1e4 + N(0,1) finely (ulp 8): 1e3 + 30·N(0,1) there.
+    var largeMeanData: (offset: Double, scale: Double) { self == .float32 ? (1e4, 1.0) : (1e3, 30.0) }
 }
