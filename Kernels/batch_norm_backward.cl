@@ -235,40 +235,6 @@ __kernel void bnb_dx(__global const storage_t *x, __global const storage_t *dy, 
 // column vectors of CVEC channels (column_tile) and walks the rows (contiguous row
 // segments on CPUs; neighbouring work-items read neighbouring vectors on GPUs, TILE = 1).
 
-// (sum dy, sum dy * (x - mean)) of column vectors first ..< first + width over rows
-// [lo, hi), lane by lane: BLOCK-row block sums, Kahan-added.
-inline void accumulate_columns(__global const storage_t *x, __global const storage_t *dy, uint column_vecs,
-                               uint first, uint width, uint lo, uint hi, const floatc *m, floatc *sum_dy,
-                               floatc *sum_dyx) {
-    floatc s[TILE], q[TILE], carry_s[TILE], carry_q[TILE];
-    for (uint t = 0; t < width; ++t) {
-        sum_dy[t] = 0.0f;
-        sum_dyx[t] = 0.0f;
-        carry_s[t] = 0.0f;
-        carry_q[t] = 0.0f;
-    }
-    for (uint n = lo; n < hi;) {
-        uint rows = min((uint)BLOCK, hi - n);
-        for (uint t = 0; t < width; ++t) {
-            s[t] = 0.0f;
-            q[t] = 0.0f;
-        }
-        for (uint k = 0; k < rows; ++k) {
-            INDEX_T row = (INDEX_T)(n + k) * column_vecs + first;
-            for (uint t = 0; t < width; ++t) {
-                floatc g = LOADC(dy, row + t);
-                s[t] += g;
-                q[t] += g * (LOADC(x, row + t) - m[t]);
-            }
-        }
-        for (uint t = 0; t < width; ++t) {
-            KAHAN_ADD(floatc, sum_dy[t], carry_s[t], s[t]);
-            KAHAN_ADD(floatc, sum_dyx[t], carry_q[t], q[t]);
-        }
-        n += rows;
-    }
-}
-
 // Columns, one launch: sums over all rows, dgamma and dbeta, then dx row by row.
 __kernel void bnb_columns(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx, uint rows,
                           uint channels, CHANNEL_PARAMETERS) {
@@ -276,7 +242,7 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
     if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
     floatc m[TILE], sum_dy[TILE], sum_dyx[TILE], scale[TILE], mean_dy[TILE], xcoef[TILE];
     for (uint t = 0; t < width; ++t) m[t] = CLOAD(first + t, mean);
-    accumulate_columns(x, dy, column_vecs, first, width, 0, rows, m, sum_dy, sum_dyx);
+    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, 0, rows, m, sum_dy, sum_dyx);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
         float2 sums = (float2)(COLUMN_LANE(sum_dy[t], i), COLUMN_LANE(sum_dyx[t], i));
         float3 k = finish_channel(c, sums, (float)rows, CHANNEL_ARGUMENTS);
@@ -302,7 +268,7 @@ __kernel void bnb_column_partials(__global const storage_t *x, __global const st
     slice_bounds(rows, g, groups, &lo, &hi);
     floatc m[TILE], sum_dy[TILE], sum_dyx[TILE];
     for (uint t = 0; t < width; ++t) m[t] = CLOAD(first + t, mean);
-    accumulate_columns(x, dy, column_vecs, first, width, (uint)lo, (uint)hi, m, sum_dy, sum_dyx);
+    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, (uint)lo, (uint)hi, m, sum_dy, sum_dyx);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
         partials[(size_t)c * groups + g] = (float2)(COLUMN_LANE(sum_dy[t], i), COLUMN_LANE(sum_dyx[t], i));
     })

@@ -88,7 +88,9 @@ struct BatchNormLaunch: Equatable, Sendable {
             elementType: elementType, chunkedAccess: geometry.chunkedAccess, wideIndices: wideIndices)
         specialization.define("VEC", vectorWidth)
         specialization.define("WG", reductionWorkGroupSize)
-        specialization.define("CVEC", channelVectorWidth)
+        // Only the column kernels read CVEC: NCHW problems all take 1, so that their
+        // programs do not follow C % 4.
+        specialization.define("CVEC", isRowsByChannels ? channelVectorWidth : 1)
         specialization.define("TILE", geometry.columnTile)
         return specialization
     }
