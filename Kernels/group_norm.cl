@@ -41,55 +41,6 @@ inline float row_pilot(__global const storage_t *x, INDEX_T base, INDEX_T count)
     return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
-// Moments of the row's vectors in r (vector indices relative to `base`, in vectors),
-// relative to `pilot`.
-inline Moments accumulate_row(__global const storage_t *x, INDEX_T base, ItemRange r, float pilot) {
-    Moments acc = {0.0f, 0.0f, 0.0f};
-    float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
-    if (r.first >= r.end) return acc;
-    float shift = FINITE_OR_ZERO(float, LOAD1(x, (base + r.first) * VEC) - pilot);
-#if CHUNKED
-    INDEX_T v = r.first;
-    for (; v + BLOCK <= r.end; v += BLOCK) {
-        // Two accumulators per sum: independent add chains run at load speed.
-        floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
-        for (int j = 0; j < BLOCK; j += 2) {
-            floatv d0 = (LOADV(x, base + v + j) - pilot) - shift;
-            floatv d1 = (LOADV(x, base + v + j + 1) - pilot) - shift;
-            s0 += d0;
-            s1 += d1;
-            q0 += d0 * d0;
-            q1 += d1 * d1;
-        }
-        floatv s = s0 + s1, q = q0 + q1;
-        acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)(BLOCK * VEC));
-        shift = next_shift(shift, acc);
-    }
-    if (v < r.end) {
-        floatv s = 0.0f, q = 0.0f;
-        for (INDEX_T j = v; j < r.end; ++j) {
-            floatv d = (LOADV(x, base + j) - pilot) - shift;
-            s += d;
-            q += d * d;
-        }
-        acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)((r.end - v) * VEC));
-    }
-#else
-    for (INDEX_T v = r.first; v < r.end;) {
-        float s = 0.0f, ss = 0.0f, b = 0.0f;
-        for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (LOADV(x, base + v) - pilot) - shift;
-            s += HSUM(d);
-            ss += HSUM(d * d);
-            b += (float)VEC;
-        }
-        acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = next_shift(shift, acc);
-    }
-#endif
-    return acc;
-}
-
 // The biased variance (normalisation uses it) of a row of `count` values.
 inline float row_variance(Moments m, float count) {
     return m.m2 / count;
@@ -121,7 +72,7 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
     INDEX_T base = (INDEX_T)r * row_vecs;  // in vectors
     ItemRange range = item_range(0, row_vecs, lid, WG);
     float pilot = row_pilot(x, base * VEC, row_vecs * VEC);
-    Moments m = reduce_moments(accumulate_row(x, base, range, pilot), slots, lid, WG);
+    Moments m = reduce_moments(accumulate_vector_moments(x, base, range, pilot), slots, lid, WG);
     float var = row_variance(m, (float)(row_vecs * VEC));
     float invstd = 1.0f / sqrt(var + eps);
     if (lid == 0) save_row(r, pilot + m.mean, invstd, var, save_mean, save_invstd, save_var);
@@ -150,7 +101,7 @@ void gn_row_partials(__global const storage_t *x, __global float *partials, __gl
     slice_bounds(row_vecs, s, slices, &lo, &hi);
     INDEX_T base = (INDEX_T)r * row_vecs;
     float pilot = row_pilot(x, base * VEC, row_vecs * VEC);
-    Moments m = reduce_moments(accumulate_row(x, base, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), pilot), slots,
+    Moments m = reduce_moments(accumulate_vector_moments(x, base, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), pilot), slots,
                                lid, WG);
     if (lid == 0) {
         store_moments(partials + ((size_t)r * slices + s) * 3, m);

@@ -51,47 +51,6 @@
 #define DX_OF(a, b, mu, c, dy_value, x_value) ((a) * (dy_value) + (b) * ((x_value) - (mu)) + (c))
 #endif
 
-// (sum dy, sum dy * (x - mu)) over the vectors of r (relative to `base`, in vectors).
-inline float2 accumulate_plane(__global const storage_t *dy, __global const storage_t *x, INDEX_T base, ItemRange r,
-                               float mu) {
-    float db = 0.0f, ds = 0.0f, cdb = 0.0f, cds = 0.0f;
-#if CHUNKED
-    INDEX_T v = r.first;
-    for (; v + BLOCK <= r.end; v += BLOCK) {
-        floatv sb = 0.0f, ss = 0.0f;
-        for (int j = 0; j < BLOCK; ++j) {
-            floatv d = LOADV(dy, base + v + j);
-            sb += d;
-            ss += d * (LOADV(x, base + v + j) - mu);
-        }
-        KAHAN_ADD(float, db, cdb, HSUM(sb));
-        KAHAN_ADD(float, ds, cds, HSUM(ss));
-    }
-    if (v < r.end) {
-        floatv sb = 0.0f, ss = 0.0f;
-        for (; v < r.end; ++v) {
-            floatv d = LOADV(dy, base + v);
-            sb += d;
-            ss += d * (LOADV(x, base + v) - mu);
-        }
-        KAHAN_ADD(float, db, cdb, HSUM(sb));
-        KAHAN_ADD(float, ds, cds, HSUM(ss));
-    }
-#else
-    for (INDEX_T v = r.first; v < r.end;) {
-        floatv sb = 0.0f, ss = 0.0f;
-        for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = LOADV(dy, base + v);
-            sb += d;
-            ss += d * (LOADV(x, base + v) - mu);
-        }
-        KAHAN_ADD(float, db, cdb, HSUM(sb));
-        KAHAN_ADD(float, ds, cds, HSUM(ss));
-    }
-#endif
-    return (float2)(db, ds);
-}
-
 // The row coefficients (b_r, c_r) of dx from the gamma-weighted plane sums
 // gdb = sum_c gamma_c db_k and gds = sum_c gamma_c ds_k, for a row of `count` = K values.
 inline float2 row_coefficients(float s, float gdb, float gds, float count) {
@@ -132,7 +91,7 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
     ItemRange plane_range = item_range(0, spatial_vecs, lid, WG);
     for (uint j = 0; j < cpg; ++j) {
         INDEX_T plane = base + (INDEX_T)j * spatial_vecs;
-        float2 total = reduce_float2(accumulate_plane(dy, x, plane, plane_range, mu), slots, lid, WG);
+        float2 total = reduce_float2(accumulate_vector_gradient_sums(dy, x, plane, plane_range, mu), slots, lid, WG);
         float gamma = gamma_of(weight, c0 + j);
         gdb += gamma * total.x;
         gds += gamma * total.y;
@@ -174,7 +133,7 @@ void gnb_plane_partials(__global const storage_t *dy, __global const storage_t *
     slice_bounds(spatial_vecs, s, slices, &lo, &hi);
     float mu = mean[k / cpg];  // row n * G + c / cpg of plane n * C + c
     float2 total = reduce_float2(
-        accumulate_plane(dy, x, (INDEX_T)k * spatial_vecs, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), mu), slots,
+        accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), mu), slots,
         lid, WG);
     if (lid == 0) partials[(size_t)k * slices + s] = total;
 }

@@ -49,22 +49,6 @@ inline float run_pilot(__global const storage_t *x, uint r, uint spatial) {
     return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
-// Moments of the vectors of `range` relative to `pilot`: blocks of up to BLOCK vectors
-// summed shifted by the running mean, folded with Chan's formula (fold_block,
-// Kahan-compensated).
-inline Moments accumulate_run(__global const storage_t *x, ItemRange range, float pilot) {
-    Moments acc = {0.0f, 0.0f, 0.0f};
-    float2 carry = (float2)(0.0f, 0.0f);
-    if (range.first >= range.end) return acc;
-    float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(x, range.first)) - pilot);
-    SN_FOR_EACH_BLOCK(range, i, n) {
-        float2 sums = sn_block_sums(x, pilot, shift, x, pilot, shift, i, range.stride, (uint)n);
-        acc = fold_block(acc, &carry, shift, sums.x, sums.y, (float)(n * VEC));
-        shift = next_shift(shift, acc);
-    }
-    return acc;
-}
-
 // The parameters of the three step-1 kernels (one argument list on the host).
 #define MOMENTS_PARAMETERS                                                                     \
     __global const storage_t *x, __global float *partials, __global float *coefficients, uint runs, \
@@ -76,7 +60,7 @@ __kernel void sn_moments_items(MOMENTS_PARAMETERS) {
     if (i >= (size_t)runs * slices) return;
     uint r = (uint)(i / slices), g = (uint)(i - (size_t)r * slices);
     float pilot = run_pilot(x, r, spatial);
-    store_moments(partials + i * 3, accumulate_run(x, sn_run_slice(r, g, slices, spatial, 0, 1), pilot));
+    store_moments(partials + i * 3, accumulate_vector_moments(x, 0, sn_run_slice(r, g, slices, spatial, 0, 1), pilot));
     if (g == 0) coefficients[r] = pilot;
 }
 
@@ -85,7 +69,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void sn_moments_groups(
     __local Moments slots[WG];
     uint g = get_group_id(0), r = get_group_id(1), lid = get_local_id(0);
     float pilot = run_pilot(x, r, spatial);
-    Moments m = accumulate_run(x, sn_run_slice(r, g, slices, spatial, lid, WG), pilot);
+    Moments m = accumulate_vector_moments(x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), pilot);
     m = reduce_moments(m, slots, lid, WG);
     if (lid == 0) {
         store_moments(partials + ((size_t)r * slices + g) * 3, m);

@@ -37,17 +37,6 @@
 // ---------------------------------------------------------------------------------------
 // Step 1, channels-first: run r is x[r * L ..< (r + 1) * L].
 
-// (S1, S2) of the vectors of `range` about `center`, block sums added with Kahan's
-// compensation (a work-item may add millions of blocks; common.cl's KAHAN_ADD keeps an
-// infinite sum infinite instead of making its carry NaN).
-inline float2 sums_run(__global const storage_t *x, __global const storage_t *dy, ItemRange range, float center) {
-    float2 acc = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
-    SN_FOR_EACH_BLOCK(range, i, n) {
-        KAHAN_ADD(float2, acc, carry, sn_block_sums(dy, 0.0f, 0.0f, x, center, 0.0f, i, range.stride, (uint)n));
-    }
-    return acc;
-}
-
 // The parameters of the three step-1 kernels (one argument list on the host).
 #define SUMS_PARAMETERS                                                                          \
     __global const storage_t *x, __global const storage_t *dy, __global const float *mean,      \
@@ -59,7 +48,7 @@ __kernel void snb_sums_items(SUMS_PARAMETERS) {
     size_t i = get_global_id(0);
     if (i >= (size_t)runs * slices) return;
     uint r = (uint)(i / slices), g = (uint)(i - (size_t)r * slices);
-    vstore2(sums_run(x, dy, sn_run_slice(r, g, slices, spatial, 0, 1), mean[r]), i, partials);
+    vstore2(accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, 0, 1), mean[r]), i, partials);
 }
 #endif
 
@@ -68,7 +57,7 @@ __kernel void snb_sums_items(SUMS_PARAMETERS) {
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void snb_sums_groups(SUMS_PARAMETERS) {
     __local float2 slots[WG];
     uint g = get_group_id(0), r = get_group_id(1), lid = get_local_id(0);
-    float2 s = sums_run(x, dy, sn_run_slice(r, g, slices, spatial, lid, WG), mean[r]);
+    float2 s = accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), mean[r]);
     s = reduce_float2(s, slots, lid, WG);
     if (lid == 0) vstore2(s, (size_t)r * slices + g, partials);
 }
@@ -104,7 +93,7 @@ __kernel void snb_sums_columns(SUMS_PARAMETERS) {
                 q[t] += gv * (LOADC(x, at + t) - center[t]);
             }
         }
-        // Kahan-compensated, lane by lane (as sums_run).
+        // Kahan-compensated, lane by lane (as accumulate_vector_gradient_sums).
         for (uint t = 0; t < width; ++t) {
             KAHAN_ADD(floatc, s_sum[t], s_carry[t], s[t]);
             KAHAN_ADD(floatc, q_sum[t], q_carry[t], q[t]);

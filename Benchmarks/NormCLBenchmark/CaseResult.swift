@@ -1,5 +1,11 @@
 import NormCL
 
+/// One kernel of an op's launch sequence and its median device time.
+struct KernelTiming: Sendable {
+    let name: String
+    let median: Double
+}
+
 /// Everything measured for one case.
 struct CaseResult: Sendable {
     let name: String
@@ -36,6 +42,8 @@ struct CaseResult: Sendable {
     /// Largest |output − reference| and whether every element was within tolerance.
     let maxError: Double?
     let matchesReference: Bool?
+    /// Each kernel of the op in launch order with its median device time, ms.
+    var kernelBreakdown: [KernelTiming] = []
     /// The peer's (PyTorch's) median wall time on the same case, ms, when it ran.
     var peerMilliseconds: Double? = nil
 

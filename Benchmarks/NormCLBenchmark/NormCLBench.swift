@@ -41,6 +41,9 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "The PyTorch peer script.")
     var peerScript = "Benchmarks/peers/pytorch_norms.py"
 
+    @Flag(help: "Print each case's kernels with their median device times (always in the JSON).")
+    var kernels = false
+
     @Option(help: "Merge a peer JSON written earlier by the peer script (e.g. PyTorch CUDA on another machine) instead of running it.")
     var peerJSON: String?
 
@@ -74,7 +77,11 @@ struct NormCLBench: ParsableCommand {
         var results: [CaseResult] = []
         for (index, benchmarkCase) in cases.enumerated() {
             log("[\(index + 1)/\(cases.count)] \(benchmarkCase.name)")
-            results.append(try measure(benchmarkCase, on: backend, iterations: iterations, warmup: warmup))
+            let result = try measure(benchmarkCase, on: backend, iterations: iterations, warmup: warmup)
+            if kernels {
+                for kernel in result.kernelBreakdown { log("    \(kernel.name): \(Report.format(kernel.median)) ms") }
+            }
+            results.append(result)
         }
 
         // The peer runs after NormCL's cases, so the two never share the cores.
@@ -175,12 +182,22 @@ struct NormCLBench: ParsableCommand {
         var kernelTimes: [Double] = []
         var hostTimes: [Double] = []
         var copyTimes: [Double] = []
+        // Each kernel's own device time, by its position in the op's launch sequence.
+        var kernelNames: [String] = []
+        var perKernelTimes: [[Double]] = []
         for _ in 0..<iterations {
             start = clock.now
             let (result, events) = try run()
             if let last = events.last { try last.wait() } else { _ = try result.toArray() }
             hostTimes.append((clock.now - start).milliseconds)
             if !events.isEmpty { kernelTimes.append(Double(try events.spanNanoseconds()) / 1e6) }
+            if kernelNames.isEmpty {
+                kernelNames = events.map(\.name)
+                perKernelTimes = Array(repeating: [], count: events.count)
+            }
+            for (index, event) in events.enumerated() where index < perKernelTimes.count {
+                perKernelTimes[index].append(Double(try event.durationNanoseconds()) / 1e6)
+            }
             if let copyProbe { copyTimes.append(Double(try copyProbe.run()) / 1e6) }
         }
         // Pairs taken moments apart see the same machine: the median of their ratios
@@ -214,7 +231,8 @@ struct NormCLBench: ParsableCommand {
             firstCallMilliseconds: firstCall, warmFirstCallMilliseconds: warmFirstCall, programs: programs, kernel: kernelTimes.isEmpty ? nil : TimingSummary(kernelTimes),
             host: TimingSummary(hostTimes), launches: launches, copy: copyTimes.isEmpty ? nil : TimingSummary(copyTimes),
             copyBytes: copyProbe?.bytes, fractionOfCopy: copyFractions.isEmpty ? nil : TimingSummary(copyFractions).median,
-            referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches)
+            referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches,
+            kernelBreakdown: zip(kernelNames, perKernelTimes).map { KernelTiming(name: $0, median: TimingSummary($1).median) })
     }
 
     /// The first call of `benchmarkCase` in a new runtime (its own context and empty

@@ -86,7 +86,8 @@ enum Report {
             "copy_gb_per_s": \(number(r.copyGigabytesPerSecond)), "fraction_of_copy": \(number(r.fractionOfCopy)), \
             "reference_ms": \(number(r.referenceMilliseconds)), "speedup_over_reference": \(number(r.speedupOverReference)), \
             "max_error": \(number(r.maxError)), "matches_reference": \(r.matchesReference.map { $0 ? "true" : "false" } ?? "null"), \
-            "peer_median_ms": \(number(r.peerMilliseconds)), "speedup_over_peer": \(number(r.speedupOverPeer))}
+            "peer_median_ms": \(number(r.peerMilliseconds)), "speedup_over_peer": \(number(r.speedupOverPeer)), \
+            "kernel_breakdown": [\(r.kernelBreakdown.map { "{\"name\": \(string($0.name)), \"median_ms\": \(number($0.median))}" }.joined(separator: ", "))]}
             """
         }
         return """
