@@ -52,35 +52,8 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, uint chan
     if (r.first >= r.end) return acc;
     float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(x, channel_vector(r.first, c, channels, plane_vecs))) - pilot);
 #if CHUNKED
-    FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len, {
-        INDEX_T k = 0;
-        for (; k + BLOCK <= len; k += BLOCK) {
-            // Two vector accumulators per sum: independent add chains, so the loop runs
-            // at load speed instead of waiting on one chain of dependent float adds.
-            floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
-            for (int j = 0; j < BLOCK; j += 2) {
-                floatv d0 = (LOADV(x, p + k + j) - pilot) - shift;
-                floatv d1 = (LOADV(x, p + k + j + 1) - pilot) - shift;
-                s0 += d0;
-                s1 += d1;
-                q0 += d0 * d0;
-                q1 += d1 * d1;
-            }
-            floatv s = s0 + s1, q = q0 + q1;
-            acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)(BLOCK * VEC));
-            shift = next_shift(shift, acc);
-        }
-        if (k < len) {
-            floatv s = 0.0f, q = 0.0f;
-            for (INDEX_T j = k; j < len; ++j) {
-                floatv d = (LOADV(x, p + j) - pilot) - shift;
-                s += d;
-                q += d * d;
-            }
-            acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)((len - k) * VEC));
-            shift = next_shift(shift, acc);
-        }
-    })
+    FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
+                         accumulate_contiguous_moments(x, p, len, pilot, &acc, &carry, &shift))
 #else
     for (INDEX_T v = r.first; v < r.end;) {
         float s = 0.0f, ss = 0.0f, b = 0.0f;

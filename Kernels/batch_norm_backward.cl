@@ -55,31 +55,8 @@ inline float2 accumulate_channel(__global const storage_t *x, __global const sto
                                  INDEX_T plane_vecs, ItemRange r, float mean) {
     float2 sum = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
 #if CHUNKED
-    FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len, {
-        INDEX_T k = 0;
-        for (; k + BLOCK <= len; k += BLOCK) {
-            // Two accumulators per sum: independent add chains.
-            floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
-            for (int j = 0; j < BLOCK; j += 2) {
-                floatv g0 = LOADV(dy, p + k + j), g1 = LOADV(dy, p + k + j + 1);
-                s0 += g0;
-                s1 += g1;
-                q0 += g0 * (LOADV(x, p + k + j) - mean);
-                q1 += g1 * (LOADV(x, p + k + j + 1) - mean);
-            }
-            floatv s = s0 + s1, q = q0 + q1;
-            KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
-        }
-        if (k < len) {
-            floatv s = 0.0f, q = 0.0f;
-            for (INDEX_T j = k; j < len; ++j) {
-                floatv g = LOADV(dy, p + j);
-                s += g;
-                q += g * (LOADV(x, p + j) - mean);
-            }
-            KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
-        }
-    })
+    FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
+                         accumulate_contiguous_gradient_sums(dy, x, p, len, mean, &sum, &carry))
 #else
     for (INDEX_T v = r.first; v < r.end;) {
         floatv s = 0.0f, q = 0.0f;

@@ -121,41 +121,82 @@ inline INDEX_T channel_vector(INDEX_T v, uint c, uint channels, INDEX_T plane_ve
 // sn_moments_items): 16 vectors 0.93-0.96 ms, 64 vectors 0.72 ms.
 #define VECTOR_BLOCK 64
 
-// Moments of the vectors of r (vector indices relative to `base`) relative to `pilot`:
-// blocks of VECTOR_BLOCK vectors summed shifted by the running mean (`shift`, kept finite), each
-// folded with Chan's formula (fold_block, Kahan-compensated). GroupNorm's rows and
-// planes, Switchable Norm's runs.
-inline Moments accumulate_vector_moments(__global const storage_t *x, INDEX_T base, ItemRange r, float pilot) {
-    Moments acc = {0.0f, 0.0f, 0.0f};
-    float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
-    if (r.first >= r.end) return acc;
-    float shift = FINITE_OR_ZERO(float, LOAD1(x, (base + r.first) * VEC) - pilot);
 #if CHUNKED
-    INDEX_T v = r.first;
-    for (; v + VECTOR_BLOCK <= r.end; v += VECTOR_BLOCK) {
+// Folds the contiguous vectors x[p ..< p + len) into running moments (acc, its Kahan
+// carries, and the shift the next block is summed relative to; values relative to
+// `pilot`). Called once per run, so moments can continue across the runs of a channel.
+inline void accumulate_contiguous_moments(__global const storage_t *x, INDEX_T p, INDEX_T len, float pilot,
+                                          Moments *acc, float2 *carry, float *shift) {
+    INDEX_T k = 0;
+    for (; k + VECTOR_BLOCK <= len; k += VECTOR_BLOCK) {
         // Two accumulators per sum: independent add chains run at load speed.
         floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
         for (int j = 0; j < VECTOR_BLOCK; j += 2) {
-            floatv d0 = (LOADV(x, base + v + j) - pilot) - shift;
-            floatv d1 = (LOADV(x, base + v + j + 1) - pilot) - shift;
+            floatv d0 = (LOADV(x, p + k + j) - pilot) - *shift;
+            floatv d1 = (LOADV(x, p + k + j + 1) - pilot) - *shift;
             s0 += d0;
             s1 += d1;
             q0 += d0 * d0;
             q1 += d1 * d1;
         }
         floatv s = s0 + s1, q = q0 + q1;
-        acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)(VECTOR_BLOCK * VEC));
-        shift = next_shift(shift, acc);
+        *acc = fold_block(*acc, carry, *shift, HSUM(s), HSUM(q), (float)(VECTOR_BLOCK * VEC));
+        *shift = next_shift(*shift, *acc);
     }
-    if (v < r.end) {
+    if (k < len) {
         floatv s = 0.0f, q = 0.0f;
-        for (INDEX_T j = v; j < r.end; ++j) {
-            floatv d = (LOADV(x, base + j) - pilot) - shift;
+        for (INDEX_T j = k; j < len; ++j) {
+            floatv d = (LOADV(x, p + j) - pilot) - *shift;
             s += d;
             q += d * d;
         }
-        acc = fold_block(acc, &carry, shift, HSUM(s), HSUM(q), (float)((r.end - v) * VEC));
+        *acc = fold_block(*acc, carry, *shift, HSUM(s), HSUM(q), (float)((len - k) * VEC));
+        *shift = next_shift(*shift, *acc);
     }
+}
+
+// Adds (sum dy, sum dy * (x - mu)) over the contiguous vectors [p ..< p + len) of dy and
+// x to `sum`, block by block with Kahan's compensation in `carry` (a work-item may add
+// millions of blocks; KAHAN_ADD keeps an infinite sum infinite).
+inline void accumulate_contiguous_gradient_sums(__global const storage_t *dy, __global const storage_t *x, INDEX_T p,
+                                                INDEX_T len, float mu, float2 *sum, float2 *carry) {
+    INDEX_T k = 0;
+    for (; k + VECTOR_BLOCK <= len; k += VECTOR_BLOCK) {
+        // Two accumulators per sum: independent add chains.
+        floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
+        for (int j = 0; j < VECTOR_BLOCK; j += 2) {
+            floatv g0 = LOADV(dy, p + k + j), g1 = LOADV(dy, p + k + j + 1);
+            s0 += g0;
+            s1 += g1;
+            q0 += g0 * (LOADV(x, p + k + j) - mu);
+            q1 += g1 * (LOADV(x, p + k + j + 1) - mu);
+        }
+        floatv s = s0 + s1, q = q0 + q1;
+        KAHAN_ADD(float2, *sum, *carry, (float2)(HSUM(s), HSUM(q)));
+    }
+    if (k < len) {
+        floatv s = 0.0f, q = 0.0f;
+        for (INDEX_T j = k; j < len; ++j) {
+            floatv g = LOADV(dy, p + j);
+            s += g;
+            q += g * (LOADV(x, p + j) - mu);
+        }
+        KAHAN_ADD(float2, *sum, *carry, (float2)(HSUM(s), HSUM(q)));
+    }
+}
+#endif  // CHUNKED
+
+// Moments of the vectors of r (vector indices relative to `base`) relative to `pilot`:
+// blocks of VECTOR_BLOCK vectors summed shifted by the running mean (`shift`, kept
+// finite), each folded with Chan's formula (fold_block, Kahan-compensated). GroupNorm's
+// rows and planes, Switchable Norm's runs.
+inline Moments accumulate_vector_moments(__global const storage_t *x, INDEX_T base, ItemRange r, float pilot) {
+    Moments acc = {0.0f, 0.0f, 0.0f};
+    float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
+    if (r.first >= r.end) return acc;
+    float shift = FINITE_OR_ZERO(float, LOAD1(x, (base + r.first) * VEC) - pilot);
+#if CHUNKED
+    accumulate_contiguous_moments(x, base + r.first, r.end - r.first, pilot, &acc, &carry, &shift);
 #else
     for (INDEX_T v = r.first; v < r.end;) {
         float s = 0.0f, ss = 0.0f, b = 0.0f;
@@ -172,48 +213,25 @@ inline Moments accumulate_vector_moments(__global const storage_t *x, INDEX_T ba
     return acc;
 }
 
-// (sum dy, sum dy * (x - mu)) over the vectors of r (relative to `base`), block sums
-// added with Kahan's compensation (a work-item may add millions of blocks; KAHAN_ADD keeps
-// an infinite sum infinite): the two sums of every backward over contiguous vectors.
+// (sum dy, sum dy * (x - mu)) over the vectors of r (relative to `base`), Kahan-
+// compensated: the two sums of every backward over contiguous vectors.
 inline float2 accumulate_vector_gradient_sums(__global const storage_t *dy, __global const storage_t *x, INDEX_T base,
-                                              ItemRange r,
-                               float mu) {
-    float db = 0.0f, ds = 0.0f, cdb = 0.0f, cds = 0.0f;
+                                              ItemRange r, float mu) {
+    float2 sum = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
 #if CHUNKED
-    INDEX_T v = r.first;
-    for (; v + VECTOR_BLOCK <= r.end; v += VECTOR_BLOCK) {
-        floatv sb = 0.0f, ss = 0.0f;
-        for (int j = 0; j < VECTOR_BLOCK; ++j) {
-            floatv d = LOADV(dy, base + v + j);
-            sb += d;
-            ss += d * (LOADV(x, base + v + j) - mu);
-        }
-        KAHAN_ADD(float, db, cdb, HSUM(sb));
-        KAHAN_ADD(float, ds, cds, HSUM(ss));
-    }
-    if (v < r.end) {
-        floatv sb = 0.0f, ss = 0.0f;
-        for (; v < r.end; ++v) {
-            floatv d = LOADV(dy, base + v);
-            sb += d;
-            ss += d * (LOADV(x, base + v) - mu);
-        }
-        KAHAN_ADD(float, db, cdb, HSUM(sb));
-        KAHAN_ADD(float, ds, cds, HSUM(ss));
-    }
+    if (r.first < r.end) accumulate_contiguous_gradient_sums(dy, x, base + r.first, r.end - r.first, mu, &sum, &carry);
 #else
     for (INDEX_T v = r.first; v < r.end;) {
-        floatv sb = 0.0f, ss = 0.0f;
+        floatv s = 0.0f, q = 0.0f;
         for (int k = 0; k < VECTOR_BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = LOADV(dy, base + v);
-            sb += d;
-            ss += d * (LOADV(x, base + v) - mu);
+            floatv g = LOADV(dy, base + v);
+            s += g;
+            q += g * (LOADV(x, base + v) - mu);
         }
-        KAHAN_ADD(float, db, cdb, HSUM(sb));
-        KAHAN_ADD(float, ds, cds, HSUM(ss));
+        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
     }
 #endif
-    return (float2)(db, ds);
+    return sum;
 }
 
 #endif  // VEC
