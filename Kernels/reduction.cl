@@ -116,10 +116,16 @@ inline INDEX_T channel_vector(INDEX_T v, uint c, uint channels, INDEX_T plane_ve
 // run-time block length made Switchable Norm's half-storage moments pass 1.7x slower.
 //
 // VECTOR_BLOCK vectors are summed before each fold (fold_block's division and Kahan
-// steps): each lane of an add chain sums at most 64 values, well inside float's cancellation
-// margin. Measured on PoCL (normcl-bench --kernels, SwitchableNorm (8,64,56,56) NCHW f16,
-// sn_moments_items): 16 vectors 0.93-0.96 ms, 64 vectors 0.72 ms.
-#define VECTOR_BLOCK 64
+// steps), a build option. Longer blocks fold less often but lose more to an outlier: once
+// a block's sum of squares holds an outlier's square, every later value of the block
+// rounds at its ulp. 16 (the default) keeps BatchNorm's pilot-outlier test (1e4 among
+// N(0, 1), 2e-6 relative) passing; 64 missed it by up to 2.6x. Switchable Norm builds
+// with 64, its block length before the shared library: normcl-bench --kernels,
+// SwitchableNorm (8,64,56,56) NCHW f16, sn_moments_items: 16 vectors 0.93-0.96 ms, 64
+// vectors 0.72 ms.
+#ifndef VECTOR_BLOCK
+#define VECTOR_BLOCK 16
+#endif
 
 #if CHUNKED
 // Folds the contiguous vectors x[p ..< p + len) into running moments (acc, its Kahan

@@ -127,6 +127,10 @@ struct SwitchableNormPlan: Equatable, Sendable {
         options.define("CVEC", channelVectorWidth)
         options.define("TILE", launch.columnTile)
         options.define("WG", reductionWorkGroupSize)
+        // Switchable Norm's own block length (Kernels/reduction.cl, VECTOR_BLOCK): 64 vectors
+        // per fold, as before the shared library; 16 made its half-storage moments pass
+        // 1.3x slower.
+        options.define("VECTOR_BLOCK", 64)
         options.flag("DIRECT", strategy == .direct)
         options.flag("HAS_IN", problem.branches.hasInstance)
         options.flag("HAS_BN", problem.branches.hasBatch)
