@@ -10,13 +10,13 @@
 //   WG             work-group size of the reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)
-//   HAS_WEIGHT     1 when weight (gamma) is given, else gamma = 1
-//   HAS_BIAS       1 when bias (beta) is given, else beta = 0
-//   TRACK_RUNNING  1 when training updates running statistics
-//   RENORM         1 for Batch Renormalization (training, corrected by r and d)
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
 //   TILE           column vectors per work-item in the column kernels
+// What differs only per channel is decided at run time from NULL arguments, so one
+// program serves every combination: weight (gamma = 1 without), bias (beta = 0),
+// running_mean_out (training updates the running statistics only when given) and
+// renorm_r (Batch Renormalization, training corrected by r and d, only when given).
 //
 // Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: every value is taken
 // relative to one pilot per channel (the median of five of its elements, spread
@@ -84,7 +84,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, uint chan
 // Turns channel c's moments into its saved and running statistics and returns the
 // coefficients (offset, scale, shift) of y = ((x - pilot) - offset) * scale + shift:
 // offset = mean - pilot, scale = gamma * invstd, shift = beta. Batch Renormalization
-// (RENORM) corrects with r = clamp(sigma_B / sigma, 1/rmax, rmax) and
+// (renorm_r given) corrects with r = clamp(sigma_B / sigma, 1/rmax, rmax) and
 // d = clamp((mean_B - running_mean) / sigma, -dmax, dmax), sigma from the running
 // variance read before the update: scale = gamma * r * invstd, shift = beta + gamma * d.
 inline float3 finish_channel(uint c, Moments m, float count, float pilot,
@@ -97,24 +97,24 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
     save_invstd[c] = invstd;
     float gamma = gamma_of(weight, c), beta = beta_of(bias, c);
     float scale = invstd * gamma, shift = beta;
-#if RENORM
-    float sigma = sqrt(running_var_in[c] + eps);
-    // (pilot - running mean) + (mean - pilot): no rounding at the size of a large mean.
-    float r = sqrt(var + eps) / sigma, d = ((pilot - running_mean_in[c]) + m.mean) / sigma;
-    // clamp (fmin/fmax) would turn NaN into a limit; a channel with NaN statistics keeps
-    // r, d = NaN, as the reference's min(max(v, lo), hi) does. +-Inf clamps to +-limit.
-    r = isnan(r) ? r : clamp(r, 1.0f / rmax, rmax);
-    d = isnan(d) ? d : clamp(d, -dmax, dmax);
-    renorm_r[c] = r;
-    renorm_d[c] = d;
-    scale *= r;
-    shift += gamma * d;
-#endif
-#if TRACK_RUNNING
-    // Running variance is unbiased, as in PyTorch: var * n / (n - 1).
-    running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * mean;
-    running_var_out[c] = (1.0f - momentum) * running_var_in[c] + momentum * (m.m2 / (count - 1.0f));
-#endif
+    if (renorm_r) {
+        float sigma = sqrt(running_var_in[c] + eps);
+        // (pilot - running mean) + (mean - pilot): no rounding at the size of a large mean.
+        float r = sqrt(var + eps) / sigma, d = ((pilot - running_mean_in[c]) + m.mean) / sigma;
+        // clamp (fmin/fmax) would turn NaN into a limit; a channel with NaN statistics keeps
+        // r, d = NaN, as the reference's min(max(v, lo), hi) does. +-Inf clamps to +-limit.
+        r = isnan(r) ? r : clamp(r, 1.0f / rmax, rmax);
+        d = isnan(d) ? d : clamp(d, -dmax, dmax);
+        renorm_r[c] = r;
+        renorm_d[c] = d;
+        scale *= r;
+        shift += gamma * d;
+    }
+    if (running_mean_out) {
+        // Running variance is unbiased, as in PyTorch: var * n / (n - 1).
+        running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * mean;
+        running_var_out[c] = (1.0f - momentum) * running_var_in[c] + momentum * (m.m2 / (count - 1.0f));
+    }
     return (float3)(m.mean, scale, shift);
 }
 

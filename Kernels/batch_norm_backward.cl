@@ -5,7 +5,7 @@
 //
 // Per channel c, with x_hat = (x - mean) * invstd over its n = N * M values:
 //   S1 = sum dy, S2 = sum dy * x_hat                  (one pass over x and dy)
-//   dbeta = S1, dgamma = r * S2 + d * S1              (r = 1, d = 0 unless RENORM)
+//   dbeta = S1, dgamma = r * S2 + d * S1              (r = 1, d = 0 without Batch Renorm)
 //   training:  dx = gamma * r * invstd * ((dy - S1 / n) - (x - mean) * invstd * S2 / n)
 //   inference: dx = gamma * invstd * dy
 // so dx = ((dy - mean_dy) - (x - mean) * xcoef) * scale with per-channel coefficients
@@ -30,13 +30,14 @@
 //   WG             work-group size of the per-channel reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPUs); 0: work-items
 //                  interleave (GPUs coalesce neighbouring loads)
-//   HAS_WEIGHT     1 when gamma is given, else gamma = 1
 //   INFERENCE      1: mean/stat are the running mean and variance; dx = dy * gamma * invstd
-//   RENORM         1: Batch Renorm; r and d per channel scale dx and enter dgamma
-//   NEED_DX, NEED_DW, NEED_DB   which of dx, dgamma, dbeta to write
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
 //   TILE           column vectors per work-item in the column kernels
+// What differs only per channel (or per work-group) is decided at run time from NULL
+// arguments, so one program serves every combination: weight (gamma = 1 without),
+// renorm_r and renorm_d (Batch Renorm: r and d scale dx and enter dgamma), and which of
+// dx, grad_weight and grad_bias to write (those given).
 //
 // The reduction machinery (tree reduction, partial sums, channel runs, column tiles,
 // elementwise runs) is Kernels/reduction.cl's.
@@ -85,20 +86,14 @@ inline float3 finish_channel(uint c, float2 sums, float count, CHANNEL_PARAMETER
     float invstd = channel_invstd(stat, c, eps);
     float sum_dy = sums.x, sum_dy_xhat = sums.y * invstd;
     float gamma = gamma_of(weight, c);
-#if RENORM
-    float r = renorm_r[c], d = renorm_d[c];
-#if NEED_DW
-    grad_weight[c] = r * sum_dy_xhat + d * sum_dy;
-#endif
-#else
     float r = 1.0f;
-#if NEED_DW
-    grad_weight[c] = sum_dy_xhat;
-#endif
-#endif
-#if NEED_DB
-    grad_bias[c] = sum_dy;
-#endif
+    if (renorm_r) {
+        r = renorm_r[c];
+        if (grad_weight) grad_weight[c] = r * sum_dy_xhat + renorm_d[c] * sum_dy;
+    } else if (grad_weight) {
+        grad_weight[c] = sum_dy_xhat;
+    }
+    if (grad_bias) grad_bias[c] = sum_dy;
 #if INFERENCE
     return (float3)(gamma * invstd, 0.0f, 0.0f);
 #else
@@ -133,13 +128,12 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
         coefficients[1] = k.y;
         coefficients[2] = k.z;
     }
-#if NEED_DX
     barrier(CLK_LOCAL_MEM_FENCE);
+    if (!dx) return;  // after the barrier: every work-item reaches it
     float scale = coefficients[0], mean_dy = coefficients[1], xcoef = coefficients[2];
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j) STOREV(DX(LOADV(x, j), LOADV(dy, j), m, scale, mean_dy, xcoef), dx, j);
     })
-#endif
 }
 
 // Split reduction, step 1 of 3 (then bnb_finish, bnb_dx): work-group (g, c) sums slice
@@ -227,11 +221,10 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
         COLUMN_LANE(mean_dy[t], i) = k.y;
         COLUMN_LANE(xcoef[t], i) = k.z;
     })
-#if NEED_DX
+    if (!dx) return;
     FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
         STOREC(DX(LOADC(x, at), LOADC(dy, at), m[t], scale[t], mean_dy[t], xcoef[t]), dx, at);
     })
-#endif
 }
 
 // Columns, split reduction, step 1 of 3 (then bnb_finish, bnb_dx_columns): work-item

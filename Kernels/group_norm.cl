@@ -6,12 +6,12 @@
 //   WG             work-group size of the row reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)
-//   HAS_WEIGHT     1 when weight (gamma, per channel) is given, else gamma = 1
-//   HAS_BIAS       1 when bias (beta, per channel) is given, else beta = 0
-//   SAVE_VAR       1: also write each row's biased variance (InstanceNorm's running update)
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC, TILE     the column kernels only (given for plans that run them): channels per
 //                  load (4 needs C % 4 == 0) and column vectors per work-item
+// Decided at run time from NULL arguments (one program for every combination): weight
+// and bias (gamma = 1, beta = 0 without), save_var (each row's biased variance, for
+// InstanceNorm's running update, written only when given).
 //
 // Sizes are kernel arguments: channels C, groups G, cpg = C / G channels per group,
 // spatial M (the product of the spatial dims; 1 for (N, C) input), spatial_vecs = M / VEC.
@@ -51,9 +51,7 @@ inline void save_row(uint r, float mean, float invstd, float var, __global float
                      __global float *save_invstd, __global float *save_var) {
     save_mean[r] = mean;
     save_invstd[r] = invstd;
-#if SAVE_VAR
-    save_var[r] = var;
-#endif
+    if (save_var) save_var[r] = var;
 }
 
 // Channels-first, one work-group per row: statistics, then normalisation of the

@@ -10,11 +10,11 @@
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC, TILE     the column kernels only (given for plans that run them): channels per
 //                  load (4 needs C % 4 == 0) and column vectors per work-item
-//   WANT_DX        1: compute dx
-//   WANT_DWEIGHT   1: compute dgamma
-//   WANT_DBIAS     1: compute dbeta
 //   RUNNING        1: InstanceNorm with running statistics (constants in backward):
 //                  dx = dy * gamma_c * invstd_c, no statistics terms
+// Decided at run time from NULL arguments (one program for every combination): weight
+// (gamma = 1 without), which of dx and the plane sums (for dgamma, dbeta) to write, and
+// dweight, dbias.
 //
 // Sizes are kernel arguments: channels C, groups G, cpg = C / G, spatial M,
 // spatial_vecs = M / VEC.
@@ -39,10 +39,10 @@
 //   columns (NHWC): gnb_column_partials, gnb_finish_rows, gnb_dx_columns [+ gnb_parameter_grads]
 // and RUNNING first writes per-(n, c) rows of the running statistics (gnb_running_rows).
 
-#define WANT_SUMS (WANT_DWEIGHT || WANT_DBIAS)
-// Whether any kernel needs the per-plane sums: dx outside the running mode needs the
-// row sums built from them.
-#define NEEDS_SUMS (WANT_SUMS || (WANT_DX && !RUNNING))
+// Whether a kernel given `sums` (NULL unless dgamma or dbeta is wanted) reduces the
+// per-plane sums: always outside the running mode, whose dx needs the row sums built
+// from them; in it only for the sums themselves. The same for every work-item.
+#define NEEDS_SUMS(sums) (!RUNNING || (sums))
 
 // dx from its coefficients (a, b, mu, c), dy and x; x is not read in the running mode.
 #if RUNNING
@@ -82,32 +82,30 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
     INDEX_T base = (INDEX_T)r * row_vecs;  // in vectors
     float b = 0.0f, c = 0.0f;
-#if NEEDS_SUMS
-    // Every work-item gets each plane's totals from the reduction, so all of them
-    // accumulate the same row sums and no broadcast is needed. (Work-item 0 alone
-    // accumulating them, then broadcasting, crashed or miscompiled PoCL 3.1's
-    // barrier regions.)
-    float gdb = 0.0f, gds = 0.0f;
-    ItemRange plane_range = item_range(0, spatial_vecs, lid, WG);
-    for (uint j = 0; j < cpg; ++j) {
-        INDEX_T plane = base + (INDEX_T)j * spatial_vecs;
-        float2 total = reduce_float2(accumulate_vector_gradient_sums(dy, x, plane, plane_range, mu), slots, lid, WG);
-        float gamma = gamma_of(weight, c0 + j);
-        gdb += gamma * total.x;
-        gds += gamma * total.y;
-#if WANT_SUMS
-        if (lid == 0) {
-            size_t k = (size_t)r * cpg + j;
-            sums[2 * k] = total.x;
-            sums[2 * k + 1] = s * total.y;
+    if (NEEDS_SUMS(sums)) {
+        // Every work-item gets each plane's totals from the reduction, so all of them
+        // accumulate the same row sums and no broadcast is needed. (Work-item 0 alone
+        // accumulating them, then broadcasting, crashed or miscompiled PoCL 3.1's
+        // barrier regions.)
+        float gdb = 0.0f, gds = 0.0f;
+        ItemRange plane_range = item_range(0, spatial_vecs, lid, WG);
+        for (uint j = 0; j < cpg; ++j) {
+            INDEX_T plane = base + (INDEX_T)j * spatial_vecs;
+            float2 total = reduce_float2(accumulate_vector_gradient_sums(dy, x, plane, plane_range, mu), slots, lid, WG);
+            float gamma = gamma_of(weight, c0 + j);
+            gdb += gamma * total.x;
+            gds += gamma * total.y;
+            if (sums && lid == 0) {
+                size_t k = (size_t)r * cpg + j;
+                sums[2 * k] = total.x;
+                sums[2 * k + 1] = s * total.y;
+            }
         }
-#endif
+        float2 bc = row_coefficients(s, gdb, gds, (float)(row_vecs * VEC));
+        b = bc.x;
+        c = bc.y;
     }
-    float2 bc = row_coefficients(s, gdb, gds, (float)(row_vecs * VEC));
-    b = bc.x;
-    c = bc.y;
-#endif
-#if WANT_DX
+    if (!dx) return;
     // Runs inside one channel share gamma.
     ItemRange range = item_range(0, row_vecs, lid, WG);
     FOR_EACH_PLANE_RUN(range, spatial_vecs, j, v, len, {
@@ -117,7 +115,6 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
             STOREV(DX_OF(a, b, mu, c, LOADV(dy, e), LOADV(x, e)), dx, e);
         }
     });
-#endif
 }
 
 // Channels-first, split over planes, step 1 of 3 (then gnb_finish_rows, gnb_dx_planes):
@@ -157,12 +154,12 @@ __kernel void gnb_finish_rows(__global const float2 *partials, uint rows, uint s
         float gamma = gamma_of(weight, c0 + j);
         gdb += gamma * total.x;
         gds += gamma * total.y;
-#if WANT_SUMS
-        sums[2 * k] = total.x;
-        sums[2 * k + 1] = s * total.y;
-#endif
+        if (sums) {
+            sums[2 * k] = total.x;
+            sums[2 * k + 1] = s * total.y;
+        }
     }
-#if WANT_DX
+    if (!coef_a) return;  // no dx
     float2 bc = row_coefficients(s, gdb, gds, count);
     float mu = mean[r];
     for (uint j = 0; j < cpg; ++j) {
@@ -172,7 +169,6 @@ __kernel void gnb_finish_rows(__global const float2 *partials, uint rows, uint s
         coef_mean[k] = mu;
         coef_c[k] = bc.y;
     }
-#endif
 }
 
 // dx = a_k * dy + b_k * (x - mean_k) + c_k over channels-first input, k = n * C + c.
@@ -261,12 +257,8 @@ __kernel void gnb_parameter_grads(__global const float *sums, uint batch, uint c
         gb += sums[2 * k];
         gw += sums[2 * k + 1];
     }
-#if WANT_DWEIGHT
-    dweight[c] = gw;
-#endif
-#if WANT_DBIAS
-    dbias[c] = gb;
-#endif
+    if (dweight) dweight[c] = gw;
+    if (dbias) dbias[c] = gb;
 }
 
 // InstanceNorm with running statistics (G == C): the per-(n, c) rows of mean and

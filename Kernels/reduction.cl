@@ -334,14 +334,13 @@ inline float accumulate_column_moments(__global const storage_t *x, INDEX_T row0
 // (Generic: any op whose elementwise pass needs the plane, channel or sample of each
 // index, or whose backward sums dy and dy * (x - mean) down columns, can use them.)
 
-// Affine parameters of channel c: gamma (1 without -D HAS_WEIGHT=1), beta (0 without
-// -D HAS_BIAS=1).
-#ifdef HAS_WEIGHT
-inline float gamma_of(__global const float *weight, uint c) { return HAS_WEIGHT ? weight[c] : 1.0f; }
-#endif
-#ifdef HAS_BIAS
-inline float beta_of(__global const float *bias, uint c) { return HAS_BIAS ? bias[c] : 0.0f; }
-#endif
+// Affine parameters of channel c: gamma (1 when weight is NULL), beta (0 when bias is
+// NULL). Checked at run time, not built in: they are read once per channel or per run
+// of a channel, where the branch costs nothing, and every affine combination then
+// shares one program (each program is ~0.5 s of compiling on PoCL, and each of its
+// kernels ~0.2 s more at its first launch).
+inline float gamma_of(__global const float *weight, uint c) { return weight ? weight[c] : 1.0f; }
+inline float beta_of(__global const float *bias, uint c) { return bias ? bias[c] : 0.0f; }
 
 #ifdef INDEX_T
 // An index v held as (q, r) = (v / radix, v % radix). Walks advance it by carries, so
@@ -678,8 +677,8 @@ inline void sn_softmax(__global const float *logits, float *w) {
 }
 
 // Divisor of the instance variance: L - 1 with the IN branch and the unbiased
-// estimator, else L.
-#define SN_IN_DIVISOR(spatial) ((float)(spatial) - (float)(HAS_IN && UNBIASED))
+// estimator (the kernel argument `unbiased`, 0 or 1), else L.
+#define SN_IN_DIVISOR(spatial, unbiased) ((float)(spatial) - (float)(HAS_IN && (unbiased)))
 
 // Channels per work-item of the BN set loops (statistics forward, adjoints backward):
 // each reads N rows of this many contiguous floats.
@@ -688,11 +687,7 @@ inline void sn_softmax(__global const float *logits, float *w) {
 
 // gamma[c] / sqrt(running_var[c] + eps): inference's scale, forward and backward alike.
 inline float bn_running_scale(uint c, __global const float *running_var, __global const float *weight, float eps) {
-    float s = 1.0f / sqrt(running_var[c] + eps);
-#if HAS_WEIGHT
-    s *= weight[c];
-#endif
-    return s;
+    return (1.0f / sqrt(running_var[c] + eps)) * gamma_of(weight, c);
 }
 
 #ifdef INDEX_T

@@ -28,11 +28,12 @@
 //   INDEX_T        uint or ulong: wide enough for every element offset
 //   DIRECT         1 when L == 1: no moments pass, the statistics kernel writes y
 //   HAS_IN, HAS_BN 1 when the branch is mixed in (LN always is)
-//   UNBIASED       1: the variance divides by count - 1 (of the instance when HAS_IN, else
-//                  of the LN and BN sets themselves); 0: by count
 //   TRAINING       1: BN statistics from the batch; 0: from the running statistics
-//   TRACK_RUNNING  1 when training updates running statistics
-//   HAS_WEIGHT, HAS_BIAS  gamma and beta given (else 1 and 0)
+// Decided at run time (one program for every combination): the argument `unbiased`
+// (1: the variance divides by count - 1, of the instance when HAS_IN, else of the LN
+// and BN sets themselves; 0: by count), and from NULL arguments weight and bias
+// (gamma = 1, beta = 0 without) and the running update (running_mean_out given when
+// training updates the running statistics). Each acts once per statistic or channel.
 // The branch helpers (softmax, branch order, IN divisor) and the walkers are in the
 // SwitchableNorm section of Kernels/reduction.cl.
 
@@ -130,14 +131,11 @@ __kernel void sn_moments_columns(MOMENTS_PARAMETERS) {
 // The variance of a set of `k` instances (LN: the C of a sample, BN: the N of a channel)
 // from within = sum of their M2 and between = sum of (mean_i - set mean)^2: with the IN
 // branch, mean of the instance variances + mean squared deviation of the instance means
-// (the law of total variance; with UNBIASED the instance variances divide by L - 1);
-// without it, the set's own variance over k * L values, divided by k * L (- 1 if UNBIASED).
-inline float set_variance(float within, float between, float k, uint spatial) {
-#if HAS_IN || !UNBIASED
-    return within / (k * SN_IN_DIVISOR(spatial)) + between / k;
-#else
+// (the law of total variance; `unbiased`: the instance variances divide by L - 1);
+// without it, the set's own variance over k * L values, divided by k * L (- 1 if unbiased).
+inline float set_variance(float within, float between, float k, uint spatial, uint unbiased) {
+    if (HAS_IN || !unbiased) return within / (k * SN_IN_DIVISOR(spatial, unbiased)) + between / k;
     return (within + (float)spatial * between) / (k * (float)spatial - 1.0f);
-#endif
 }
 
 // The arguments every statistics kernel takes (the host passes one list to each).
@@ -150,12 +148,12 @@ inline float set_variance(float within, float between, float k, uint spatial) {
     __global float *ln_rel, __global float *bn_rel, __global float *layer_mean,                  \
     __global float *layer_var, __global float *batch_mean, __global float *batch_var,            \
     __global float *instance_mean, __global float *instance_var, __global float *save_mean,      \
-    __global float *save_invstd, uint batch, uint channels, uint spatial, uint slices
+    __global float *save_invstd, uint batch, uint channels, uint spatial, uint slices, uint unbiased
 #define STATISTICS_ARGUMENTS                                                                     \
     x, y, partials, coefficients, mean_logits, var_logits, weight, bias, running_mean_in,        \
     running_var_in, running_mean_out, running_var_out, momentum, eps, ln_rel, bn_rel,            \
     layer_mean, layer_var, batch_mean, batch_var, instance_mean, instance_var, save_mean,        \
-    save_invstd, batch, channels, spatial, slices
+    save_invstd, batch, channels, spatial, slices, unbiased
 
 // Run r's slices, merged in order (deterministic) into slice 0.
 inline void merge_run(uint r, __global float *partials, uint slices) {
@@ -178,7 +176,7 @@ inline void layer_statistics(uint n, STATISTICS_PARAMETERS) {
     }
     ln_rel[n] = mean;
     layer_mean[n] = reference + mean;
-    layer_var[n] = set_variance(within, between, (float)channels, spatial);
+    layer_var[n] = set_variance(within, between, (float)channels, spatial, unbiased);
 }
 
 // BN of channels c0 ..< c0 + SN_CHANNEL_TILE (those below C) from the batch: two passes
@@ -211,13 +209,14 @@ inline void batch_statistics(uint tile, STATISTICS_PARAMETERS) {
         uint c = c0 + t;
         bn_rel[c] = mean[t];
         batch_mean[c] = reference[t] + mean[t];
-        batch_var[c] = set_variance(within[t], between[t], (float)batch, spatial);
-#if TRACK_RUNNING
-        // As BatchNorm: the unbiased variance of the channel's N * L values.
-        float m2 = within[t] + (float)spatial * between[t];
-        running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * (reference[t] + mean[t]);
-        running_var_out[c] = (1.0f - momentum) * running_var_in[c] + momentum * (m2 / ((float)batch * (float)spatial - 1.0f));
-#endif
+        batch_var[c] = set_variance(within[t], between[t], (float)batch, spatial, unbiased);
+        if (running_mean_out) {
+            // As BatchNorm: the unbiased variance of the channel's N * L values.
+            float m2 = within[t] + (float)spatial * between[t];
+            running_mean_out[c] = (1.0f - momentum) * running_mean_in[c] + momentum * (reference[t] + mean[t]);
+            running_var_out[c] =
+                (1.0f - momentum) * running_var_in[c] + momentum * (m2 / ((float)batch * (float)spatial - 1.0f));
+        }
     }
 #endif
 }
@@ -226,7 +225,7 @@ inline void batch_statistics(uint tile, STATISTICS_PARAMETERS) {
 // statistics and the apply coefficients (or, with DIRECT, y itself).
 inline void mix_instance(uint r, uint n, uint c, const float *wm, const float *wv, STATISTICS_PARAMETERS) {
     float pilot = P(r);
-    float in_var = M2(r) / SN_IN_DIVISOR(spatial);
+    float in_var = M2(r) / SN_IN_DIVISOR(spatial, unbiased);
 #if HAS_IN
     instance_mean[r] = pilot + REL(r);
     instance_var[r] = in_var;
@@ -245,16 +244,7 @@ inline void mix_instance(uint r, uint n, uint c, const float *wm, const float *w
     float invstd = 1.0f / sqrt(var + eps);
     save_mean[r] = pilot + rel;
     save_invstd[r] = invstd;
-#if HAS_WEIGHT
-    float s = invstd * weight[c];
-#else
-    float s = invstd;
-#endif
-#if HAS_BIAS
-    float beta = bias[c];
-#else
-    float beta = 0.0f;
-#endif
+    float s = invstd * gamma_of(weight, c), beta = beta_of(bias, c);
 #if DIRECT
     // The element is its own pilot: x - pilot is 0 (x itself when x is Inf or NaN).
     STORE1((LOAD1(x, r) - pilot - rel) * s + beta, y, r);

@@ -19,8 +19,8 @@
 // Sizes are kernel arguments (batch N, channels C, spatial L, slices G; runs = N * C).
 //
 // Build options, all set by SwitchableNormBackwardPlan:
-//   VEC, CVEC, TILE, WG, CHUNKED, INDEX_T, DIRECT, HAS_IN, HAS_BN, UNBIASED, TRAINING,
-//   HAS_WEIGHT     as in switchable_norm.cl
+//   VEC, CVEC, TILE, WG, CHUNKED, INDEX_T, DIRECT, HAS_IN, HAS_BN, TRAINING
+//                  as in switchable_norm.cl (so are the arguments unbiased and weight)
 //   SUMS           the step-1 kernel compiled: 0 none (DIRECT), 1 items, 2 groups, 3 columns
 //   SPLIT          1: the four device-wide step-2 kernels; 0: the one-work-group kernel
 //   DX_COLUMNS     1: snb_dx_columns (NHWC with L > 1); 0: snb_dx_rows
@@ -134,16 +134,16 @@ __kernel void snb_sums_columns(SUMS_PARAMETERS) {
 
 // The set variances' coefficients (see set_variance in switchable_norm.cl), from the
 // coefficient kernels' parameters batch, channels and spatial.
-#define IN_DIVISOR SN_IN_DIVISOR(spatial)
+#define IN_DIVISOR SN_IN_DIVISOR(spatial, unbiased)
 #if HAS_IN
 #define ALPHA_LN (1.0f / ((float)channels * IN_DIVISOR))
 #define BETA_LN_L (1.0f / ((float)channels * (float)spatial))
 #define ALPHA_BN (1.0f / ((float)batch * IN_DIVISOR))
 #define BETA_BN_L (1.0f / ((float)batch * (float)spatial))
 #else
-#define ALPHA_LN (1.0f / ((float)channels * (float)spatial - (float)UNBIASED))
+#define ALPHA_LN (1.0f / ((float)channels * (float)spatial - (float)unbiased))
 #define BETA_LN_L ALPHA_LN
-#define ALPHA_BN (1.0f / ((float)batch * (float)spatial - (float)UNBIASED))
+#define ALPHA_BN (1.0f / ((float)batch * (float)spatial - (float)unbiased))
 #define BETA_BN_L ALPHA_BN
 #endif
 
@@ -160,12 +160,12 @@ __kernel void snb_sums_columns(SUMS_PARAMETERS) {
     __global float *adjoints, __global float *set_adjoints, __global float *coefficients,            \
     __global float *logit_partials, __global float *dweight, __global float *dbias,                 \
     __global float *dmean_logits, __global float *dvar_logits, uint batch, uint channels,           \
-    uint spatial, uint slices, uint partial_count
+    uint spatial, uint slices, uint partial_count, uint unbiased
 #define COEFFICIENT_ARGUMENTS                                                                       \
     x, dy, partials, mean, invstd, instance_mean, instance_var, layer_mean, layer_var, batch_mean,  \
     batch_var, mean_logits, var_logits, weight, sums, adjoints, set_adjoints, coefficients,         \
     logit_partials, dweight, dbias, dmean_logits, dvar_logits, batch, channels, spatial, slices,   \
-    partial_count
+    partial_count, unbiased
 
 // Phase A, run r: (S1, S2) from the slices in order (or the element itself with DIRECT),
 // and the adjoints of the mixed mean and variance.

@@ -108,6 +108,95 @@ struct ProgramSpecializationTests {
             }, "SwitchableNorm")
     }
 
+    /// Runs each variant of an op on one input of `shape`, in one fresh runtime, and
+    /// returns the source builds each variant caused.
+    func buildsPerVariant(shape: [Int], _ variants: [(Tensor, Backend) throws -> Void]) throws -> [Int] {
+        let runtime = try isolatedRuntime()
+        let backend = Backend.openCL(runtime)
+        let count = shape.reduce(1, *)
+        let x = try Tensor((0..<count).map { Float($0 % 13) * 0.25 - 1 }, shape: shape, on: backend)
+        var builds: [Int] = []
+        for variant in variants {
+            let before = runtime.programStatistics.builtFromSource
+            try variant(x, backend)
+            try runtime.finish()
+            builds.append(runtime.programStatistics.builtFromSource - before)
+        }
+        return builds
+    }
+
+    /// What the kernels use once per channel is a kernel argument (NULL when absent), not
+    /// a build option: γ, β, the running update, Batch Renorm, the gradient mask, and
+    /// Switchable Norm's variance estimator. A variant that built a program of its own
+    /// would mean such a flag went back into the build options (each one doubled the
+    /// programs a process can need: the test suite built 520 with them, 329 without).
+    @Test("γ, β, running statistics, Batch Renorm, gradient masks and the variance estimator share one program")
+    func perChannelOptionsShareAProgram() throws {
+        func parameter(_ c: Int, _ value: Float, _ backend: Backend) throws -> Tensor {
+            try Tensor(repeating: value, shape: [c], on: backend)
+        }
+        func running(_ c: Int, _ backend: Backend) throws -> RunningStatistics {
+            RunningStatistics(mean: try parameter(c, 0, backend), variance: try parameter(c, 1, backend))
+        }
+        let masks: [NormGradientMask] = [.all, .input, [.weight, .bias], .weight, .bias]
+        let batchNormVariants: [(Tensor, Backend) throws -> Void] =
+            [
+                { x, b in
+                    var stats = try running(4, b)
+                    let out = try NormCL.batchNorm(
+                        x, weight: try parameter(4, 2, b), bias: try parameter(4, 1, b), runningStatistics: &stats,
+                        training: true)
+                    _ = try batchNormBackward(x, forward: out)
+                },
+                { x, _ in _ = try batchNormBackward(x, forward: try NormCL.batchNorm(x)) },
+                { x, b in
+                    var stats = try running(4, b)
+                    let out = try batchRenorm(
+                        x, weight: try parameter(4, 2, b), runningStatistics: &stats,
+                        limits: BatchRenormLimits(rmax: 3, dmax: 5))
+                    _ = try batchNormBackward(x, forward: out)
+                },
+            ]
+            + masks.map { mask in
+                { x, b in
+                    let out = try NormCL.batchNorm(x, weight: try parameter(4, 2, b), bias: try parameter(4, 1, b))
+                    _ = try batchNormBackward(x, forward: out, outputMask: mask)
+                }
+            }
+        expectNoBuildsAfterFirst(try buildsPerVariant(shape: [2, 4, 3, 5], batchNormVariants), "BatchNorm")
+        let groupNormVariants: [(Tensor, Backend) throws -> Void] =
+            [
+                { x, b in
+                    let out = try groupNorm(x, numGroups: 2, weight: try parameter(4, 2, b), bias: try parameter(4, 1, b))
+                    _ = try groupNormBackward(x, forward: out)
+                },
+                { x, b in _ = try groupNormBackward(x, forward: try groupNorm(x, numGroups: 2, weight: try parameter(4, 2, b))) },
+                { x, _ in _ = try groupNormBackward(x, forward: try groupNorm(x, numGroups: 2)) },
+            ]
+            + masks.map { mask in
+                { x, b in
+                    let out = try groupNorm(x, numGroups: 2, weight: try parameter(4, 2, b), bias: try parameter(4, 1, b))
+                    _ = try groupNormBackward(x, forward: out, outputMask: mask)
+                }
+            }
+        expectNoBuildsAfterFirst(try buildsPerVariant(shape: [2, 4, 3, 5], groupNormVariants), "GroupNorm")
+        let switchableVariants: [(Tensor, Backend) throws -> Void] = [
+            (true, true, SwitchableNormOptions.VarianceEstimator.unbiased),
+            (false, false, .unbiased), (true, false, .biased), (false, true, .biased),
+        ].map { affine, tracks, estimator in
+            { x, b in
+                let logits = try Tensor([0.1, -0.2, 0.3], on: b)
+                var stats: RunningStatistics? = tracks ? try running(4, b) : nil
+                let out = try NormCL.switchableNorm(
+                    x, meanLogits: logits, varianceLogits: logits, weight: affine ? try parameter(4, 2, b) : nil,
+                    bias: affine ? try parameter(4, 1, b) : nil, runningStatistics: &stats, training: true,
+                    options: SwitchableNormOptions(varianceEstimator: estimator))
+                _ = try switchableNormBackward(x, forward: out)
+            }
+        }
+        expectNoBuildsAfterFirst(try buildsPerVariant(shape: [2, 4, 3, 5], switchableVariants), "SwitchableNorm")
+    }
+
     @Test("warmUp builds what a problem needs: its first call, and another shape's, build nothing")
     func warmUp() throws {
         let runtime = try isolatedRuntime()

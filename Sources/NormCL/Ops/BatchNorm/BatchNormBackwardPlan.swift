@@ -66,16 +66,14 @@ struct BatchNormBackwardPlan: Equatable, Sendable {
         }
     }
 
-    /// The build options of `batch_norm_backward.cl` for `problem`.
+    /// The build options of `batch_norm_backward.cl` for `problem`: the launch's and
+    /// whether the statistics are the running ones (which changes dx's arithmetic). γ,
+    /// Batch Renorm's r and d, and which gradients to write act once per channel (or
+    /// work-group), so the kernels take them as arguments (NULL when absent) and every
+    /// such combination shares one program.
     func specialization(for problem: BatchNormBackwardProblem) -> KernelSpecialization {
-        let mask = problem.outputMask
         var specialization = launch.specialization(elementType: problem.elementType)
-        specialization.flag("HAS_WEIGHT", problem.hasWeight)
         specialization.flag("INFERENCE", problem.mode == .inference)
-        specialization.flag("RENORM", problem.mode == .renorm)
-        specialization.flag("NEED_DX", mask.contains(.input))
-        specialization.flag("NEED_DW", mask.contains(.weight))
-        specialization.flag("NEED_DB", mask.contains(.bias))
         return specialization
     }
 }

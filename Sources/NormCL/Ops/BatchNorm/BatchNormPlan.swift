@@ -67,14 +67,11 @@ struct BatchNormPlan: Equatable, Sendable {
         }
     }
 
-    /// The build options of `batch_norm.cl` for `problem`.
+    /// The build options of `batch_norm.cl` for `problem`: the launch's alone. γ, β,
+    /// the running update and Batch Renorm act once per channel, so the kernels take them
+    /// as arguments (NULL when absent) and every such combination shares one program.
     func specialization(for problem: BatchNormProblem) -> KernelSpecialization {
-        var specialization = launch.specialization(elementType: problem.elementType)
-        specialization.flag("HAS_WEIGHT", problem.hasWeight)
-        specialization.flag("HAS_BIAS", problem.hasBias)
-        specialization.flag("TRACK_RUNNING", problem.mode == .training(updatesRunningStatistics: true))
-        specialization.flag("RENORM", problem.renorm)
-        return specialization
+        launch.specialization(elementType: problem.elementType)
     }
 
     // Goes once GroupNorm's plans use LaunchGeometry.powerOfTwo(atMost:).

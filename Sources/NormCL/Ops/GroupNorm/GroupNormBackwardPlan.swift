@@ -78,14 +78,12 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
         mask.contains(.weight) || mask.contains(.bias) || (mask.contains(.input) && problem.statistics != .running)
     }
 
-    /// What the kernels of `group_norm_backward.cl` are specialised on (no sizes: those
-    /// are arguments).
+    /// What the kernels of `group_norm_backward.cl` are specialised on: the geometry's
+    /// options and whether the statistics are running ones (dx's arithmetic differs).
+    /// Sizes, γ and which gradients to write are arguments (NULL when not wanted).
     func specialization(for problem: GroupNormProblem) -> KernelSpecialization {
         let columns = if case .columns = strategy { true } else { false }
         var options = geometry.specialization(for: problem, columnKernels: columns)
-        options.flag("WANT_DX", mask.contains(.input))
-        options.flag("WANT_DWEIGHT", mask.contains(.weight))
-        options.flag("WANT_DBIAS", mask.contains(.bias))
         options.flag("RUNNING", problem.statistics == .running)
         return options
     }

@@ -48,14 +48,14 @@ struct GroupNormGeometry: Equatable, Sendable {
     }
 
     /// The options both kernel files share: element type, access, index width, VEC and
-    /// WG, γ; CVEC and TILE only for plans that run column kernels (so row plans do not
-    /// build one program per `C % 4`).
+    /// WG; CVEC and TILE only for plans that run column kernels (so row plans do not
+    /// build one program per `C % 4`). γ and β are arguments (NULL when absent): the
+    /// kernels read them once per channel or run.
     func specialization(for problem: GroupNormProblem, columnKernels: Bool) -> KernelSpecialization {
         var options = KernelSpecialization(
             elementType: problem.elementType, chunkedAccess: launch.chunkedAccess, wideIndices: wideIndices)
         options.define("VEC", columnKernels ? 1 : vectorWidth)
         options.define("WG", reductionWorkGroupSize)
-        options.flag("HAS_WEIGHT", problem.hasWeight)
         if columnKernels {
             options.define("CVEC", channelVectorWidth)
             options.define("TILE", launch.columnTile)

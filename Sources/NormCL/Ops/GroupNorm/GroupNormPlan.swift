@@ -85,11 +85,9 @@ struct GroupNormPlan: Equatable, Sendable {
         }
     }
 
-    /// What the kernels of `group_norm.cl` are specialised on (no sizes: those are arguments).
+    /// What the kernels of `group_norm.cl` are specialised on (no sizes, no affine
+    /// parameters, no saved variance: those are arguments).
     func specialization(for problem: GroupNormProblem) -> KernelSpecialization {
-        var options = geometry.specialization(for: problem, columnKernels: usesColumnKernels(problem))
-        options.flag("HAS_BIAS", problem.hasBias)
-        options.flag("SAVE_VAR", problem.statistics == .input(savesVariance: true))
-        return options
+        geometry.specialization(for: problem, columnKernels: usesColumnKernels(problem))
     }
 }

@@ -81,7 +81,7 @@ enum SwitchableNormKernels {
             "batch_var": .buffer(batchVariance?.deviceBuffer), "instance_mean": .buffer(instanceMean?.deviceBuffer),
             "instance_var": .buffer(instanceVariance?.deviceBuffer), "save_mean": .buffer(mean.deviceBuffer),
             "save_invstd": .buffer(invstd.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
-            "slices": sliceCount,
+            "slices": sliceCount, "unbiased": .uint(problem.unbiased ? 1 : 0),
         ]
         if plan.splitStatistics {
             // Device-wide launches, each work-item striding over runs, samples or channels.

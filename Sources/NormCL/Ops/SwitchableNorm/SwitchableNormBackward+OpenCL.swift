@@ -76,7 +76,7 @@ enum SwitchableNormBackwardKernels {
             "logit_partials": .buffer(logitPartials), "dweight": .buffer(dWeight?.deviceBuffer),
             "dbias": .buffer(dBias?.deviceBuffer), "dmean_logits": .buffer(dMeanLogits.deviceBuffer),
             "dvar_logits": .buffer(dVarianceLogits.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
-            "slices": sliceCount, "partial_count": try .count(partialCount),
+            "slices": sliceCount, "partial_count": try .count(partialCount), "unbiased": .uint(problem.unbiased ? 1 : 0),
         ]
         if plan.splitCoefficients {
             // Every launch covers all statisticsWorkItems work-items: each writes its logit

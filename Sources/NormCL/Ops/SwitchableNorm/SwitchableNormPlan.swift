@@ -134,18 +134,15 @@ struct SwitchableNormPlan: Equatable, Sendable {
         options.flag("DIRECT", strategy == .direct)
         options.flag("HAS_IN", problem.branches.hasInstance)
         options.flag("HAS_BN", problem.branches.hasBatch)
-        options.flag("UNBIASED", problem.unbiased)
         options.flag("TRAINING", problem.training)
-        options.flag("HAS_WEIGHT", problem.hasWeight)
         return options
     }
 
-    /// The build options of `switchable_norm.cl`.
+    /// The build options of `switchable_norm.cl`: the shared specialisation alone. γ, β
+    /// and the running update act once per channel, so the kernels take them as
+    /// arguments (NULL when absent) and every such combination shares one program.
     func buildOptions(for problem: SwitchableNormProblem) -> String {
-        var options = specialization(for: problem)
-        options.flag("TRACK_RUNNING", problem.updatesRunningStatistics)
-        options.flag("HAS_BIAS", problem.hasBias)
-        return options.text
+        specialization(for: problem).text
     }
 
     /// The step-1 pass over x (forward: instance moments, backward: instance sums): the
