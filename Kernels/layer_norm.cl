@@ -7,9 +7,10 @@
 //                  0: LayerNorm, y = (x - mean) * invstd * gamma + beta
 //   VEC            4 or 1: elements per load (4 needs D % 4 == 0)
 //   ITEMS          work-items sharing one row (or one slice of a row), a power of two
-//   ROWS_PER_GROUP rows one work-group of the fused kernel normalises; given only when
-//                  ITEMS > 1, where it sizes the local scratch (with one work-item per
-//                  row, the launch's work-group size is the rows per group)
+//   SCRATCH_ITEMS  work-items the fused kernel's local scratch holds, at least its
+//                  work-group size; given only when ITEMS > 1. A constant of the device
+//                  (its widest reduction group), not the rows per group, which follow
+//                  the row count: the launch gives those (local size / ITEMS)
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)
 //   HAS_WEIGHT     1 when weight (gamma, shape normalizedShape) is given, else gamma = 1
@@ -35,14 +36,6 @@
 // compensation, so the relative error stays at a few ulps for D in the millions. Its
 // statistics are float2 (count, sum of squares), merged by plain sums in a fixed order
 // (reduce_float2, sum_float2_partials).
-
-#if ITEMS > 1
-// The fused kernel's work-group, ROWS_PER_GROUP rows of ITEMS work-items, sizes its scratch.
-#define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
-#define FUSED_GROUP __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
-#else
-#define FUSED_GROUP  // one work-item per row: no scratch, rows per group from the launch
-#endif
 
 #if RMS
 // (count, sum of squares) of a span of a row.
@@ -186,12 +179,11 @@ inline void apply_span(__global const storage_t *row, __global storage_t *out, S
 // Fused: ITEMS work-items per row, local size / ITEMS rows per work-group. Statistics,
 // then normalisation of the same elements while they are still in cache; one launch.
 // save_mean (LayerNorm only) and save_scale (invstd or rstd) have one value per row.
-__kernel FUSED_GROUP
-void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
+__kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
                    __global const float *weight, __global const float *bias,
                    __global float *save_mean, __global float *save_scale, float eps) {
 #if ITEMS > 1
-    __local RowStats scratch[GROUP_SIZE];
+    __local RowStats scratch[SCRATCH_ITEMS];
 #else
     __local RowStats *scratch = 0;
 #endif

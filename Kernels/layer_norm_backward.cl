@@ -22,7 +22,7 @@
 // Every merge runs in a fixed order with no atomics: results are bit-identical run to run.
 //
 // Build options, all set by RowNormBackwardPlan:
-//   RMS, VEC, ITEMS, ROWS_PER_GROUP, CHUNKED, HAS_WEIGHT, STORAGE_HALF as in layer_norm.cl
+//   RMS, VEC, ITEMS, SCRATCH_ITEMS, CHUNKED, HAS_WEIGHT, STORAGE_HALF as in layer_norm.cl
 //   FUSED_DX        rownorm_backward_fused writes dx
 //   FUSED_PARAMS    rownorm_backward_fused accumulates the column partials
 //   COLUMN_DX       rownorm_backward_columns writes dx (else only column partials)
@@ -39,14 +39,6 @@
 // program serves every shape.
 //
 // Partials are float32, laid out [2][blocks][D]: dgamma's then dbeta's.
-
-#if ITEMS > 1
-// The fused kernel's work-group, ROWS_PER_GROUP rows of ITEMS work-items, sizes its scratch.
-#define GROUP_SIZE (ITEMS * ROWS_PER_GROUP)
-#define FUSED_GROUP __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
-#else
-#define FUSED_GROUP  // one work-item per row: no scratch, rows per group from the launch
-#endif
 
 #if HAS_WEIGHT
 #define GAMMA(weight, v) LOADP(weight, v)
@@ -146,13 +138,12 @@ inline void row_backward_span(__global const storage_t *x, __global const storag
 // another: the row sums (FUSED_DX), then dx and the lane's column partials (block L of
 // `partials`, FUSED_PARAMS) from the same elements while they are still in cache.
 // Each work-item owns the same columns in every row, so it alone updates them.
-__kernel FUSED_GROUP
-void rownorm_backward_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
+__kernel void rownorm_backward_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
                             uint rows, uint row_length, uint rows_per_lane, uint lanes,
                             __global const float *weight, __global const float *save_mean,
                             __global const float *save_scale, __global float *partials) {
 #if ITEMS > 1 && FUSED_DX
-    __local float2 scratch[GROUP_SIZE];
+    __local float2 scratch[SCRATCH_ITEMS];
 #else
     __local float2 *scratch = 0;
 #endif

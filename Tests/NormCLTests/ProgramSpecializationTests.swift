@@ -10,8 +10,9 @@ import Testing
 /// The shapes share their specialisation under the CPU tuning PoCL gets by default
 /// (chunked access). GPU-style tuning (CI's second pass sets it with `NORMCL_TUNING`)
 /// also specialises on work-group shapes and strategies that follow the row length or
-/// the channel count — work-items per row, rows per group — so there these shapes may
-/// rightly build more, and the suite is skipped.
+/// the channel count — work-items per row — so there these shapes may rightly build
+/// more, and the suite runs under the default tuning only (its GPU-tuning test sets
+/// that tuning itself).
 @Suite(
     "Program specialisation",
     .enabled(if: sharedRuntime?.tuning.chunkedAccess == true, "shapes share specialisations under the default CPU tuning"),
@@ -195,6 +196,27 @@ struct ProgramSpecializationTests {
             }
         }
         expectNoBuildsAfterFirst(try buildsPerVariant(shape: [2, 4, 3, 5], switchableVariants), "SwitchableNorm")
+    }
+
+    /// Under GPU-style tuning several work-items share a row and a work-group takes
+    /// several rows, as many as the row count allows. The rows per group come from the
+    /// launch and the local scratch is sized for the device's widest group, so the row
+    /// count changes no build option (it did, through ROWS_PER_GROUP: 1, 2 and 4 here).
+    @Test("LayerNorm and RMSNorm under GPU-style tuning: the row count changes no build option")
+    func rowCountUnderGPUTuning() throws {
+        let device = try #require(sharedRuntime).device
+        for kind in [RowNormProblem.Kind.layerNorm, .rmsNorm] {
+            var options: Set<String> = []
+            for rows in [1, 3, 8, 40, 200, 1000, 3000] {
+                let input = try Tensor(repeating: 0, shape: [rows, 1024], on: .reference)
+                let problem = try RowNormProblem.validated(
+                    kind, input: input, normalizedShape: [1024], weight: nil, bias: nil, eps: 1e-5)
+                let plan = RowNormPlan(problem: problem, device: device, tuning: .gpuStyle)
+                #expect(plan.itemsPerReduction > 1, "rows \(rows): \(plan.strategy)")
+                options.insert(plan.buildOptions(for: problem))
+            }
+            #expect(options.count == 1, "\(kind): \(options.sorted())")
+        }
     }
 
     @Test("warmUp builds what a problem needs: its first call, and another shape's, build nothing")

@@ -29,6 +29,9 @@ struct RowNormPlan: Equatable, Sendable {
     /// Whether the elementwise pass needs 64-bit vector indices: the vectors, plus the
     /// overshoot of a work-item's range past the end, reach 2^32.
     let wideIndices: Bool
+    /// The widest reduction work-group of this device and tuning: the fused kernels'
+    /// local scratch holds this many work-items (see ``scratchItems``).
+    let widestGroup: Int
 
     var chunkedAccess: Bool { geometry.chunkedAccess }
 
@@ -43,6 +46,9 @@ struct RowNormPlan: Equatable, Sendable {
         let vectorsPerRow = problem.rowLength / vectorWidth
         wideIndices = LaunchGeometry.needsWideIndices(
             elements: vectors, workItems: geometry.elementwiseLaunch(vectors: vectors).global[0])
+        // One Moments (three floats) of local memory per work-item for the merge.
+        let widest = geometry.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size, reservedLocalBytes: 64)
+        widestGroup = widest
 
         if let forced {
             switch forced {
@@ -55,8 +61,6 @@ struct RowNormPlan: Equatable, Sendable {
             return
         }
         let chunked = geometry.chunkedAccess
-        // One Moments (three floats) of local memory per work-item for the merge.
-        let widest = geometry.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size, reservedLocalBytes: 64)
         // CPUs: one work-item walks the whole row (a contiguous stream, no barrier);
         // GPUs: up to a full work-group per row, each work-item a few vectors.
         let items = chunked ? 1 : min(widest, LaunchGeometry.powerOfTwo(atMost: max(1, vectorsPerRow / 4)))
@@ -99,18 +103,24 @@ struct RowNormPlan: Equatable, Sendable {
         if case .fused(_, let rowsPerGroup) = strategy { rowsPerGroup } else { 1 }
     }
 
+    /// Work-items the fused kernels' local scratch holds (`SCRATCH_ITEMS`): the device's
+    /// widest reduction group, or a wider forced group. Not the group itself: its rows
+    /// per group follow the row count (``init(problem:device:tuning:strategy:)``), and
+    /// as a build option they made a program per row count on GPUs.
+    var scratchItems: Int { max(widestGroup, itemsPerReduction * rowsPerGroup) }
+
     /// What the kernels of both directions are specialised on: the op, the element type,
-    /// the vector width, the work-group shape, the access pattern and γ. No sizes: D and
-    /// the row count are kernel arguments, so one program serves every shape. The rows
-    /// per work-group are given only with several work-items per row, where they size
-    /// the local scratch; one work-item per row (CPUs) takes them from the launch.
+    /// the vector width, the work-items per row, the access pattern and γ (read for every
+    /// element). No sizes: D and the row count are kernel arguments, and the rows per
+    /// work-group come from the launch, so one program serves every shape. With several
+    /// work-items per row the local scratch is sized by ``scratchItems``.
     func specialization(for problem: RowNormProblem, wideIndices: Bool) -> KernelSpecialization {
         var options = KernelSpecialization(
             elementType: problem.elementType, chunkedAccess: chunkedAccess, wideIndices: wideIndices)
         options.flag("RMS", problem.kind == .rmsNorm)
         options.define("VEC", vectorWidth)
         options.define("ITEMS", itemsPerReduction)
-        if itemsPerReduction > 1 { options.define("ROWS_PER_GROUP", rowsPerGroup) }
+        if itemsPerReduction > 1 { options.define("SCRATCH_ITEMS", scratchItems) }
         options.flag("HAS_WEIGHT", problem.hasWeight)
         return options
     }
