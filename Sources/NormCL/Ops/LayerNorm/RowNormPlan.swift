@@ -29,11 +29,14 @@ struct RowNormPlan: Equatable, Sendable {
     /// Whether the elementwise pass needs 64-bit vector indices: the vectors, plus the
     /// overshoot of a work-item's range past the end, reach 2^32.
     let wideIndices: Bool
-    /// The widest reduction work-group of this device and tuning: the fused kernels'
-    /// local scratch holds this many work-items (see ``scratchItems``).
-    let widestGroup: Int
 
     var chunkedAccess: Bool { geometry.chunkedAccess }
+
+    /// The widest reduction work-group of a device and tuning (`geometry`), with one
+    /// Moments (three floats) of local memory per work-item for the merge.
+    static func widestGroup(_ geometry: LaunchGeometry) -> Int {
+        geometry.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size, reservedLocalBytes: 64)
+    }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this
     /// to run every strategy and geometry on shapes where the heuristic would not
@@ -46,9 +49,6 @@ struct RowNormPlan: Equatable, Sendable {
         let vectorsPerRow = problem.rowLength / vectorWidth
         wideIndices = LaunchGeometry.needsWideIndices(
             elements: vectors, workItems: geometry.elementwiseLaunch(vectors: vectors).global[0])
-        // One Moments (three floats) of local memory per work-item for the merge.
-        let widest = geometry.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size, reservedLocalBytes: 64)
-        widestGroup = widest
 
         if let forced {
             switch forced {
@@ -61,6 +61,7 @@ struct RowNormPlan: Equatable, Sendable {
             return
         }
         let chunked = geometry.chunkedAccess
+        let widest = Self.widestGroup(geometry)
         // CPUs: one work-item walks the whole row (a contiguous stream, no barrier);
         // GPUs: up to a full work-group per row, each work-item a few vectors.
         let items = chunked ? 1 : min(widest, LaunchGeometry.powerOfTwo(atMost: max(1, vectorsPerRow / 4)))
@@ -107,7 +108,7 @@ struct RowNormPlan: Equatable, Sendable {
     /// widest reduction group, or a wider forced group. Not the group itself: its rows
     /// per group follow the row count (``init(problem:device:tuning:strategy:)``), and
     /// as a build option they made a program per row count on GPUs.
-    var scratchItems: Int { max(widestGroup, itemsPerReduction * rowsPerGroup) }
+    var scratchItems: Int { max(Self.widestGroup(geometry), itemsPerReduction * rowsPerGroup) }
 
     /// What the kernels of both directions are specialised on: the op, the element type,
     /// the vector width, the work-items per row, the access pattern and γ (read for every
