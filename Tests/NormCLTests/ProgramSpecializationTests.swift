@@ -24,12 +24,13 @@ struct ProgramSpecializationTests {
         try OpenCLRuntime(device: sharedRuntime!.device, programCache: ProgramCacheConfiguration(directory: nil))
     }
 
-    /// Runs `op` on each shape and returns the source builds each shape caused.
-    func buildsPerShape(_ shapes: [[Int]], _ op: (Tensor, Backend) throws -> Void) throws -> [Int] {
+    /// Runs each call, in one fresh runtime, on an input of its shape, and returns the
+    /// source builds each call caused.
+    func buildsPerCall(_ calls: [(shape: [Int], op: (Tensor, Backend) throws -> Void)]) throws -> [Int] {
         let runtime = try isolatedRuntime()
         let backend = Backend.openCL(runtime)
         var builds: [Int] = []
-        for shape in shapes {
+        for (shape, op) in calls {
             let before = runtime.programStatistics.builtFromSource
             let count = shape.reduce(1, *)
             let x = try Tensor((0..<count).map { Float($0 % 13) * 0.25 - 1 }, shape: shape, on: backend)
@@ -38,6 +39,11 @@ struct ProgramSpecializationTests {
             builds.append(runtime.programStatistics.builtFromSource - before)
         }
         return builds
+    }
+
+    /// Runs `op` on each shape and returns the source builds each shape caused.
+    func buildsPerShape(_ shapes: [[Int]], _ op: @escaping (Tensor, Backend) throws -> Void) throws -> [Int] {
+        try buildsPerCall(shapes.map { ($0, op) })
     }
 
     /// The shapes after the first build nothing new.
@@ -109,21 +115,10 @@ struct ProgramSpecializationTests {
             }, "SwitchableNorm")
     }
 
-    /// Runs each variant of an op on one input of `shape`, in one fresh runtime, and
+    /// Runs each variant of an op on an input of `shape`, in one fresh runtime, and
     /// returns the source builds each variant caused.
     func buildsPerVariant(shape: [Int], _ variants: [(Tensor, Backend) throws -> Void]) throws -> [Int] {
-        let runtime = try isolatedRuntime()
-        let backend = Backend.openCL(runtime)
-        let count = shape.reduce(1, *)
-        let x = try Tensor((0..<count).map { Float($0 % 13) * 0.25 - 1 }, shape: shape, on: backend)
-        var builds: [Int] = []
-        for variant in variants {
-            let before = runtime.programStatistics.builtFromSource
-            try variant(x, backend)
-            try runtime.finish()
-            builds.append(runtime.programStatistics.builtFromSource - before)
-        }
-        return builds
+        try buildsPerCall(variants.map { (shape, $0) })
     }
 
     /// What the kernels use once per channel is a kernel argument (NULL when absent), not
