@@ -23,11 +23,6 @@
 //
 // Build options, all set by RowNormBackwardPlan:
 //   RMS, VEC, ITEMS, SCRATCH_ITEMS, CHUNKED, HAS_WEIGHT, STORAGE_HALF as in layer_norm.cl
-//   FUSED_DX        rownorm_backward_fused writes dx
-//   FUSED_PARAMS    rownorm_backward_fused accumulates the column partials
-//   COLUMN_DX       rownorm_backward_columns writes dx (else only column partials)
-//   NEED_DGAMMA     column partials of dy * xhat, and dgamma
-//   NEED_DBETA      column partials of dy, and dbeta (LayerNorm only)
 //   FINAL_LANES     work-items per column of rownorm_backward_parameters, a power of two
 //   FINAL_COLS      column vectors per work-group of rownorm_backward_parameters
 //   PRIVATE_PARTIALS  0, or the capacity (a power of two, at most 8) of the register
@@ -36,9 +31,17 @@
 //                   registers for the whole block of rows and stores them once, instead
 //                   of updating them in global memory (cache) row by row
 // Sizes are kernel arguments (`rows`, `row_length` = D, block and lane counts), so one
-// program serves every shape.
+// program serves every shape. So is which gradients are formed, one program for every
+// gradient mask: dx is written when `dx` is given; the fused kernel accumulates column
+// partials when `partials` is given; `parameters` says whose partials (PARTIALS_DGAMMA:
+// dy * xhat, for dgamma; PARTIALS_DBETA: dy, for dbeta, LayerNorm only); the final
+// reduce writes `dgamma` and `dbeta` when given. Each is the same for every work-item
+// (barriers stay uniform) and costs a predictable branch per vector, next to its loads.
 //
 // Partials are float32, laid out [2][blocks][D]: dgamma's then dbeta's.
+
+#define PARTIALS_DGAMMA 1u
+#define PARTIALS_DBETA 2u
 
 #if HAS_WEIGHT
 #define GAMMA(weight, v) LOADP(weight, v)
@@ -108,41 +111,40 @@ inline floatv input_gradient(floatv d, floatv xhat, floatv gamma, float scale, f
     return scale * ((d * gamma - c.x) - xhat * c.y);
 }
 
-// Adds dy*xhat and dy of the span's vectors of one row to the column partials at pw
-// and pb (the first row of a block stores instead of adding), and writes dx when
-// WRITE_DX.
+// Adds dy*xhat (PARTIALS_DGAMMA in `parameters`) and dy (PARTIALS_DBETA) of the span's
+// vectors of one row to the column partials at pw and pb (the first row of a block
+// stores instead of adding), and writes dx when it is given.
 inline void row_backward_span(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
                               __global const float *weight, Span s, float mean, float scale, float2 c,
-                              __global float *pw, __global float *pb, bool first, bool write_dx, bool params) {
+                              __global float *pw, __global float *pb, bool first, uint parameters) {
     for (uint v = s.first; v < s.end; v += s.stride) {
         floatv d = LOADV(dy, v);
         floatv xhat = normalized(LOADV(x, v), mean, scale);
-        if (write_dx) STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx, v);
-        if (params) {
-#if NEED_DGAMMA
+        if (dx) STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx, v);
+        if (parameters & PARTIALS_DGAMMA) {
             floatv w = d * xhat;
             if (!first) w += LOADP(pw, v);
             STOREP(w, pw, v);
-#endif
-#if NEED_DBETA
+        }
+        if (parameters & PARTIALS_DBETA) {
             floatv b = d;
             if (!first) b += LOADP(pb, v);
             STOREP(b, pb, v);
-#endif
         }
     }
 }
 
 // Many rows: local size / ITEMS row lanes per work-group, ITEMS work-items per lane.
 // Lane L takes rows L * rows_per_lane ..< min((L + 1) * rows_per_lane, rows) one after
-// another: the row sums (FUSED_DX), then dx and the lane's column partials (block L of
-// `partials`, FUSED_PARAMS) from the same elements while they are still in cache.
+// another: the row sums (when dx is given), then dx and the lane's column partials
+// (block L of `partials`, when given) from the same elements while they are still in
+// cache.
 // Each work-item owns the same columns in every row, so it alone updates them.
 __kernel void rownorm_backward_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
                             uint rows, uint row_length, uint rows_per_lane, uint lanes,
                             __global const float *weight, __global const float *save_mean,
-                            __global const float *save_scale, __global float *partials) {
-#if ITEMS > 1 && FUSED_DX
+                            __global const float *save_scale, __global float *partials, uint parameters) {
+#if ITEMS > 1
     __local float2 scratch[SCRATCH_ITEMS];
 #else
     __local float2 *scratch = 0;
@@ -151,6 +153,7 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
     uint item = lid % ITEMS, slot = lid - item;
     uint lane = get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
     Span s = item_span(0, row_length / VEC, item, ITEMS);
+    if (!partials) parameters = 0;
     __global float *pw = partials + (ulong)min(lane, lanes - 1) * row_length;
     __global float *pb = pw + (ulong)lanes * row_length;
 #if PRIVATE_PARTIALS
@@ -166,10 +169,10 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         float mean = row_mean(save_mean, row);
         float scale = save_scale[row];
         float2 c = (float2)(0.0f, 0.0f);
-#if FUSED_DX
-        c = coefficients(reduce_row(row_sums(x + base, dy + base, weight, s, mean, scale), scratch + slot, item),
-                         row_length);
-#endif
+        if (dx) {
+            c = coefficients(reduce_row(row_sums(x + base, dy + base, weight, s, mean, scale), scratch + slot, item),
+                             row_length);
+        }
         if (!live) continue;
 #if PRIVATE_PARTIALS
         // Interleaved span: vector s.first + j * ITEMS is partial j.
@@ -178,15 +181,13 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
             if (v >= s.end) break;
             floatv d = LOADV(dy + base, v);
             floatv xhat = normalized(LOADV(x + base, v), mean, scale);
-#if FUSED_DX
-            STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx + base, v);
-#endif
+            if (dx) STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx + base, v);
             aw[j] += d * xhat;
             ab[j] += d;
         }
 #else
-        row_backward_span(x + base, dy + base, dx + base, weight, s, mean, scale, c, pw, pb, k == 0, FUSED_DX,
-                          FUSED_PARAMS);
+        row_backward_span(x + base, dy + base, dx ? dx + base : dx, weight, s, mean, scale, c, pw, pb, k == 0,
+                          parameters);
 #endif
     }
 #if PRIVATE_PARTIALS
@@ -194,12 +195,8 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
     for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
         uint v = s.first + j * ITEMS;
         if (v >= s.end) break;
-#if NEED_DGAMMA
-        STOREP(aw[j], pw, v);
-#endif
-#if NEED_DBETA
-        STOREP(ab[j], pb, v);
-#endif
+        if (parameters & PARTIALS_DGAMMA) STOREP(aw[j], pw, v);
+        if (parameters & PARTIALS_DBETA) STOREP(ab[j], pb, v);
     }
 #endif
 }
@@ -240,13 +237,14 @@ __kernel void rownorm_backward_row_finish(__global const float *sums, uint slice
 // Column walk: work-item c of the first dimension owns a span of the row's column
 // vectors (a chunk, or an interleaved share across all column work-items), work-group
 // row b of the second dimension owns rows b * rows_per_block ..< +rows_per_block.
-// For each owned vector it walks the block's rows: dx from the row coefficients
-// (COLUMN_DX) and the column sums of dy*xhat and dy, stored as block b's partials.
+// For each owned vector it walks the block's rows: dx from the row coefficients (when
+// dx is given) and the column sums of dy*xhat and dy, stored as block b's partials
+// (those `parameters` names).
 __kernel void rownorm_backward_columns(__global const storage_t *x, __global const storage_t *dy,
                                        __global storage_t *dx, uint rows, uint row_length, uint rows_per_block,
                                        uint blocks, __global const float *weight, __global const float *save_mean,
                                        __global const float *save_scale, __global const float *coefficients_in,
-                                       __global float *partials) {
+                                       __global float *partials, uint parameters) {
     uint block = get_global_id(1);
     uint first_row = block * rows_per_block;
     if (block >= blocks || first_row >= rows) return;
@@ -263,18 +261,12 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
             float scale = save_scale[row];
             floatv d = LOADV(dy, at);
             floatv xhat = normalized(LOADV(x, at), row_mean(save_mean, row), scale);
-#if COLUMN_DX
-            STOREV(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx, at);
-#endif
+            if (dx) STOREV(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx, at);
             sw += d * xhat;
             sb += d;
         }
-#if NEED_DGAMMA
-        STOREP(sw, pw, v);
-#endif
-#if NEED_DBETA
-        STOREP(sb, pb, v);
-#endif
+        if (parameters & PARTIALS_DGAMMA) STOREP(sw, pw, v);
+        if (parameters & PARTIALS_DBETA) STOREP(sb, pb, v);
     }
 }
 
@@ -309,22 +301,14 @@ __kernel void rownorm_backward_parameters(__global const float *partials, uint b
     floatv cw = 0.0f, cb = 0.0f;
     for (uint block = j; block < blocks; block += FINAL_LANES) {
         __global const float *pw = partials + (ulong)block * row_length;
-#if NEED_DGAMMA
-        KAHAN_ADD(floatv, t.w, cw, LOADP(pw, column));
-#endif
-#if NEED_DBETA
-        KAHAN_ADD(floatv, t.b, cb, LOADP(pw + (ulong)blocks * row_length, column));
-#endif
+        if (dgamma) KAHAN_ADD(floatv, t.w, cw, LOADP(pw, column));
+        if (dbeta) KAHAN_ADD(floatv, t.b, cb, LOADP(pw + (ulong)blocks * row_length, column));
     }
 #if FINAL_LANES > 1
     __local ParameterSums scratch[FINAL_COLS * FINAL_LANES];
     t = reduce_parameter_sums(t, scratch + get_local_id(0) * FINAL_LANES, j, FINAL_LANES);
 #endif
     if (!live || j != 0) return;
-#if NEED_DGAMMA
-    STOREP(t.w, dgamma, v);
-#endif
-#if NEED_DBETA
-    STOREP(t.b, dbeta, v);
-#endif
+    if (dgamma) STOREP(t.w, dgamma, v);
+    if (dbeta) STOREP(t.b, dbeta, v);
 }

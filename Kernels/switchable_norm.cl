@@ -28,10 +28,10 @@
 //   INDEX_T        uint or ulong: wide enough for every element offset
 //   DIRECT         1 when L == 1: no moments pass, the statistics kernel writes y
 //   HAS_IN, HAS_BN 1 when the branch is mixed in (LN always is)
-//   TRAINING       1: BN statistics from the batch; 0: from the running statistics
-// Decided at run time (one program for every combination): the argument `unbiased`
-// (1: the variance divides by count - 1, of the instance when HAS_IN, else of the LN
-// and BN sets themselves; 0: by count), and from NULL arguments weight and bias
+// Decided at run time (one program for every combination): the argument `training`
+// (1: BN statistics from the batch; 0: from the running statistics), the argument
+// `unbiased` (1: the variance divides by count - 1, of the instance when HAS_IN, else
+// of the LN and BN sets themselves; 0: by count), and from NULL arguments weight and bias
 // (gamma = 1, beta = 0 without) and the running update (running_mean_out given when
 // training updates the running statistics). Each acts once per statistic or channel.
 // The branch helpers (softmax, branch order, IN divisor) and the walkers are in the
@@ -148,12 +148,13 @@ inline float set_variance(float within, float between, float k, uint spatial, ui
     __global float *ln_rel, __global float *bn_rel, __global float *layer_mean,                  \
     __global float *layer_var, __global float *batch_mean, __global float *batch_var,            \
     __global float *instance_mean, __global float *instance_var, __global float *save_mean,      \
-    __global float *save_invstd, uint batch, uint channels, uint spatial, uint slices, uint unbiased
+    __global float *save_invstd, uint batch, uint channels, uint spatial, uint slices, uint unbiased, \
+    uint training
 #define STATISTICS_ARGUMENTS                                                                     \
     x, y, partials, coefficients, mean_logits, var_logits, weight, bias, running_mean_in,        \
     running_var_in, running_mean_out, running_var_out, momentum, eps, ln_rel, bn_rel,            \
     layer_mean, layer_var, batch_mean, batch_var, instance_mean, instance_var, save_mean,        \
-    save_invstd, batch, channels, spatial, slices, unbiased
+    save_invstd, batch, channels, spatial, slices, unbiased, training
 
 // Run r's slices, merged in order (deterministic) into slice 0.
 inline void merge_run(uint r, __global float *partials, uint slices) {
@@ -182,9 +183,10 @@ inline void layer_statistics(uint n, STATISTICS_PARAMETERS) {
 // BN of channels c0 ..< c0 + SN_CHANNEL_TILE (those below C) from the batch: two passes
 // over their N instance means (relative to P(c)), row by row so each row read is one
 // contiguous segment (a channel at a time would stride C floats per value), and the
-// running update.
+// running update. Nothing in inference (the running statistics are the BN set's).
 inline void batch_statistics(uint tile, STATISTICS_PARAMETERS) {
-#if HAS_BN && TRAINING
+#if HAS_BN
+    if (!training) return;
     uint c0 = tile * SN_CHANNEL_TILE, width = min((uint)SN_CHANNEL_TILE, channels - c0);
     float reference[SN_CHANNEL_TILE], mean[SN_CHANNEL_TILE], within[SN_CHANNEL_TILE], between[SN_CHANNEL_TILE];
     for (uint t = 0; t < width; ++t) {
@@ -232,13 +234,9 @@ inline void mix_instance(uint r, uint n, uint c, const float *wm, const float *w
 #endif
     // Each branch's mean relative to this pilot, and its variance.
     float rel_k[SN_BRANCHES], var_k[SN_BRANCHES];
-#if TRAINING
-    SN_BRANCH_VALUES(rel_k, REL(r), ln_rel[n] - (pilot - P(n * channels)), bn_rel[c] - (pilot - P(c)));
-    SN_BRANCH_VALUES(var_k, in_var, layer_var[n], batch_var[c]);
-#else
-    SN_BRANCH_VALUES(rel_k, REL(r), ln_rel[n] - (pilot - P(n * channels)), running_mean_in[c] - pilot);
-    SN_BRANCH_VALUES(var_k, in_var, layer_var[n], running_var_in[c]);
-#endif
+    SN_BRANCH_VALUES(rel_k, REL(r), ln_rel[n] - (pilot - P(n * channels)),
+                     training ? bn_rel[c] - (pilot - P(c)) : running_mean_in[c] - pilot);
+    SN_BRANCH_VALUES(var_k, in_var, layer_var[n], training ? batch_var[c] : running_var_in[c]);
     float rel = sn_mixture(wm, rel_k), var = sn_mixture(wv, var_k);
     if (var < 0.0f) var = 0.0f;  // rounding; NaN passes through (fmax would drop it)
     float invstd = 1.0f / sqrt(var + eps);

@@ -19,8 +19,10 @@
 // Sizes are kernel arguments (batch N, channels C, spatial L, slices G; runs = N * C).
 //
 // Build options, all set by SwitchableNormBackwardPlan:
-//   VEC, CVEC, TILE, WG, CHUNKED, INDEX_T, DIRECT, HAS_IN, HAS_BN, TRAINING
+//   VEC, CVEC, TILE, WG, CHUNKED, INDEX_T, DIRECT, HAS_IN, HAS_BN
 //                  as in switchable_norm.cl (so are the arguments unbiased and weight)
+//   TRAINING       1: the BN set's statistics are the batch's, functions of x (terms of
+//                  dx for every element); 0: the running statistics, constants
 //   SUMS           the step-1 kernel compiled: 0 none (DIRECT), 1 items, 2 groups, 3 columns
 //   SPLIT          1: the four device-wide step-2 kernels; 0: the one-work-group kernel
 //   DX_COLUMNS     1: snb_dx_columns (NHWC with L > 1); 0: snb_dx_rows

@@ -193,6 +193,74 @@ struct ProgramSpecializationTests {
         expectNoBuildsAfterFirst(try buildsPerVariant(shape: [2, 4, 3, 5], switchableVariants), "SwitchableNorm")
     }
 
+    /// LayerNorm's and RMSNorm's backward form only the gradients asked for, from NULL
+    /// outputs and a `parameters` argument, and Switchable Norm's forward takes training
+    /// as an argument: a variant that built a program of its own would count here (each
+    /// mask did with NEED_DGAMMA/NEED_DBETA/FUSED_DX/COLUMN_DX; inference did with TRAINING).
+    @Test("LayerNorm and RMSNorm backward: every gradient mask shares one program; Switchable Norm: training and inference share one")
+    func gradientMasksAndTrainingShareAProgram() throws {
+        func parameter(_ c: Int, _ value: Float, _ backend: Backend) throws -> Tensor {
+            try Tensor(repeating: value, shape: [c], on: backend)
+        }
+        let masks: [NormGradientMask] = [.all, .input, [.weight, .bias], .weight, .bias, [.input, .weight]]
+        // Both strategies: fused rows (many rows) and split rows (two long rows).
+        for shape in [[24, 64], [2, 1 << 16]] {
+            let d = shape[1]
+            let layerNormVariants: [(Tensor, Backend) throws -> Void] = masks.map { mask in
+                { x, b in
+                    let out = try layerNorm(
+                        x, normalizedShape: [d], weight: try parameter(d, 2, b), bias: try parameter(d, 1, b))
+                    _ = try layerNormBackward(x, forward: out, outputMask: mask)
+                }
+            }
+            expectNoBuildsAfterFirst(try buildsPerVariant(shape: shape, layerNormVariants), "LayerNorm \(shape)")
+            let rmsNormVariants: [(Tensor, Backend) throws -> Void] = masks.map { mask in
+                { x, b in
+                    let out = try rmsNorm(x, normalizedShape: [d], weight: try parameter(d, 2, b))
+                    _ = try rmsNormBackward(x, forward: out, outputMask: mask)
+                }
+            }
+            expectNoBuildsAfterFirst(try buildsPerVariant(shape: shape, rmsNormVariants), "RMSNorm \(shape)")
+        }
+        let switchableVariants: [(Tensor, Backend) throws -> Void] = [true, false].map { training in
+            { x, b in
+                let logits = try Tensor([0.1, -0.2, 0.3], on: b)
+                var stats: RunningStatistics? = RunningStatistics(
+                    mean: try parameter(4, 0.5, b), variance: try parameter(4, 2, b))
+                _ = try NormCL.switchableNorm(
+                    x, meanLogits: logits, varianceLogits: logits, runningStatistics: &stats, training: training)
+            }
+        }
+        expectNoBuildsAfterFirst(try buildsPerVariant(shape: [2, 4, 3, 5], switchableVariants), "SwitchableNorm")
+    }
+
+    /// PoCL compiles a kernel once per work-group size: the row norms' fused kernels take
+    /// rows per work-group from a few powers of two, so row counts share the compiled
+    /// kernels (before, every row count below a full group had a size of its own: 3, 6,
+    /// 15 rows per group …).
+    @Test("LayerNorm and RMSNorm: rows per work-group are a power of two for every row count, both directions and tunings")
+    func rowsPerGroupArePowersOfTwo() throws {
+        let device = try #require(sharedRuntime).device
+        for tuning in [DeviceTuning.gpuStyle, DeviceTuning(for: device)] {
+            var sizes: Set<Int> = []
+            for rows in [1, 3, 5, 6, 7, 12, 15, 24, 40, 60, 100, 200, 248, 1000, 3000] {
+                let input = Tensor(shape: [rows, 256], layout: .channelsFirst, storage: .host([0]))
+                let statistics = Tensor(shape: [rows], layout: .channelsFirst, storage: .host([0]))
+                let problem = try RowNormBackwardProblem.validated(
+                    .layerNorm, gradOutput: input, input: input, normalizedShape: [256], weight: nil,
+                    saveMean: statistics, saveScale: statistics, outputMask: .all)
+                let forward = RowNormPlan(problem: problem.forward, device: device, tuning: tuning)
+                let backward = RowNormBackwardPlan(problem: problem, device: device, tuning: tuning)
+                for plan in [forward, backward.forward] {
+                    guard case .fused(let items, let rowsPerGroup) = plan.strategy else { continue }
+                    #expect(rowsPerGroup.nonzeroBitCount == 1, "rows \(rows): \(plan.strategy)")
+                    sizes.insert(items * rowsPerGroup)
+                }
+            }
+            #expect(sizes.allSatisfy { $0.nonzeroBitCount == 1 }, "work-group sizes \(sizes.sorted())")
+        }
+    }
+
     /// Under GPU-style tuning several work-items share a row and a work-group takes
     /// several rows, as many as the row count allows. The rows per group come from the
     /// launch and the local scratch is sized for the device's widest group, so the row

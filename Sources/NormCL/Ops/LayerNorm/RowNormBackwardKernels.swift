@@ -34,21 +34,25 @@ enum RowNormBackwardKernels {
         let rowLength = try KernelArgument.count(problem.rowLength)
         let columnBlocks = try KernelArgument.count(plan.rowBlocks)
         let (mean, scale) = (statistics.mean, statistics.scale)
+        // Whose column partials the kernels form (the kernels' PARTIALS_DGAMMA, PARTIALS_DBETA).
+        let parameters = KernelArgument.uint((problem.needsWeight ? 1 : 0) | (problem.needsBias ? 2 : 0))
         var events: [KernelEvent] = []
 
-        /// The column walk: dx from `coefficients` (when given) and block partials.
+        /// The column walk: dx from `coefficients` (when given; the fused strategy writes
+        /// dx itself) and block partials.
         func enqueueColumns(coefficients: DeviceBuffer?) throws {
+            let columnDX = coefficients == nil ? nil : dx?.deviceBuffer
             let local = plan.geometry.elementwiseWorkGroupSize
             events.append(
                 try runtime.enqueue(
                     "rownorm_backward_columns", from: program, global: [plan.columnItems, plan.rowBlocks],
                     local: [local, 1],
                     arguments: [
-                        "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
+                        "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(columnDX), "rows": rows,
                         "row_length": rowLength, "rows_per_block": try .count(plan.rowsPerBlock),
                         "blocks": columnBlocks, "weight": .buffer(weight), "save_mean": .buffer(mean),
                         "save_scale": .buffer(scale), "coefficients_in": .buffer(coefficients),
-                        "partials": .buffer(partials),
+                        "partials": .buffer(partials), "parameters": parameters,
                     ]))
         }
 
@@ -64,7 +68,9 @@ enum RowNormBackwardKernels {
                             "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
                             "row_length": rowLength, "rows_per_lane": try .count(plan.rowsPerLane),
                             "lanes": try .count(plan.lanes), "weight": .buffer(weight), "save_mean": .buffer(mean),
-                            "save_scale": .buffer(scale), "partials": .buffer(partials),
+                            "save_scale": .buffer(scale),
+                            "partials": .buffer(plan.fusedAccumulates(problem) ? partials : nil),
+                            "parameters": parameters,
                         ]))
             }
             if problem.needsParameters && !plan.fusedAccumulates(problem) {

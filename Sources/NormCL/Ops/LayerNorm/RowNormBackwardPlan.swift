@@ -84,8 +84,8 @@ struct RowNormBackwardPlan: Equatable, Sendable {
             lanes = rows.ceilingDivided(by: rowsPerLane)
             if forced == nil && lanes < wantedLanes {
                 // Fewer lanes than the forward's rows per group would fill: spread them
-                // over more work-groups.
-                let spread = max(1, min(rowsPerGroup, lanes / targetGroups))
+                // over more work-groups (a power of two, as the forward's).
+                let spread = LaunchGeometry.powerOfTwo(atMost: max(1, min(rowsPerGroup, lanes / targetGroups)))
                 strategy = .fused(itemsPerRow: items, rowsPerGroup: spread)
             }
         } else {
@@ -128,29 +128,25 @@ struct RowNormBackwardPlan: Equatable, Sendable {
 
     /// The capacity of the fused kernel's register partials: ``privatePartials``
     /// rounded up to a power of two (at most ``maximumPrivatePartials``), so that row
-    /// lengths share programs; 0 when the kernel does not keep them in registers.
-    func privatePartialsCapacity(_ problem: RowNormBackwardProblem) -> Int {
-        guard fusedAccumulates(problem), privatePartials > 0 else { return 0 }
+    /// lengths share programs; 0 when the kernel does not keep them in registers. It
+    /// does not depend on the gradients wanted, so every gradient mask shares a program.
+    var privatePartialsCapacity: Int {
+        guard privatePartials > 0 else { return 0 }
         var capacity = 1
         while capacity < privatePartials { capacity *= 2 }
         return capacity
     }
 
     /// The build options of the kernels of `layer_norm_backward.cl`: the forward's
-    /// specialisation, and which gradients which kernel forms. No sizes (D, rows,
-    /// lanes, blocks are kernel arguments). The kernels index with explicit 64-bit
-    /// offsets and never use INDEX_T, so it stays the default.
+    /// specialisation and the final reduce's work-group shape. No sizes (D, rows,
+    /// lanes, blocks are kernel arguments), and not which gradients are formed (NULL
+    /// outputs and a `parameters` argument, checked once per vector). The kernels index
+    /// with explicit 64-bit offsets and never use INDEX_T, so it stays the default.
     func buildOptions(for problem: RowNormBackwardProblem) -> String {
-        let isFused = if case .fused = strategy { true } else { false }
         var options = forward.specialization(for: problem.forward, wideIndices: false)
-        options.flag("FUSED_DX", isFused && problem.needsInput)
-        options.flag("FUSED_PARAMS", fusedAccumulates(problem))
-        options.flag("COLUMN_DX", !isFused && problem.needsInput)
-        options.flag("NEED_DGAMMA", problem.needsWeight)
-        options.flag("NEED_DBETA", problem.needsBias)
         options.define("FINAL_LANES", finalLanes)
         options.define("FINAL_COLS", finalColumns)
-        options.define("PRIVATE_PARTIALS", privatePartialsCapacity(problem))
+        options.define("PRIVATE_PARTIALS", privatePartialsCapacity)
         return options.text
     }
 }

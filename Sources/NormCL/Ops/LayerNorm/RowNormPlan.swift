@@ -75,8 +75,11 @@ struct RowNormPlan: Equatable, Sendable {
             }
         }
         // Fill a work-group with rows, but keep at least targetWorkGroups work-groups.
+        // A power of two: the work-group size is part of what a driver may compile a
+        // kernel for (PoCL compiles each kernel once per local size, ~0.2 s here), so
+        // row counts share at most five sizes instead of one each below the full group.
         let groupSize = chunked ? geometry.elementwiseWorkGroupSize : widest
-        let rowsPerGroup = max(1, min(groupSize / items, rows / geometry.targetWorkGroups))
+        let rowsPerGroup = LaunchGeometry.powerOfTwo(atMost: max(1, min(groupSize / items, rows / geometry.targetWorkGroups)))
         strategy = .fused(itemsPerRow: items, rowsPerGroup: rowsPerGroup)
     }
 

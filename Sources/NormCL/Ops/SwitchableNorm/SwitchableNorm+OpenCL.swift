@@ -82,6 +82,7 @@ enum SwitchableNormKernels {
             "instance_var": .buffer(instanceVariance?.deviceBuffer), "save_mean": .buffer(mean.deviceBuffer),
             "save_invstd": .buffer(invstd.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
             "slices": sliceCount, "unbiased": .uint(problem.unbiased ? 1 : 0),
+            "training": .uint(problem.training ? 1 : 0),
         ]
         if plan.splitStatistics {
             // Device-wide launches, each work-item striding over runs, samples or channels.

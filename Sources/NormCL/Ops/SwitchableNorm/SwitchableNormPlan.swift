@@ -134,13 +134,13 @@ struct SwitchableNormPlan: Equatable, Sendable {
         options.flag("DIRECT", strategy == .direct)
         options.flag("HAS_IN", problem.branches.hasInstance)
         options.flag("HAS_BN", problem.branches.hasBatch)
-        options.flag("TRAINING", problem.training)
         return options
     }
 
-    /// The build options of `switchable_norm.cl`: the shared specialisation alone. γ, β
-    /// and the running update act once per channel, so the kernels take them as
-    /// arguments (NULL when absent) and every such combination shares one program.
+    /// The build options of `switchable_norm.cl`: the shared specialisation alone. γ, β,
+    /// the running update and whether the BN set comes from the batch (training) or the
+    /// running statistics act once per channel or instance, so the kernels take them as
+    /// arguments (NULL or a flag) and every such combination shares one program.
     func buildOptions(for problem: SwitchableNormProblem) -> String {
         specialization(for: problem).text
     }
