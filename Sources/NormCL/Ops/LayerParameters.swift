@@ -8,6 +8,26 @@ enum LayerParameters {
         guard count > 0 else { throw NormError.invalidArgument(argument: argument, reason: "must be positive, got \(count)") }
     }
 
+    /// Throws unless a channel layer's hyper-parameters are valid: `numFeatures` positive,
+    /// `eps` finite and non-negative, `momentum` nil or in [0, 1].
+    static func checkChannelLayer(numFeatures: Int, eps: Float, momentum: Float?) throws {
+        try checkPositive(numFeatures, "numFeatures")
+        try NormError.checkEps(eps)
+        try NormError.checkMomentum(momentum)
+    }
+
+    /// The state of a BatchNorm-style layer over `numFeatures` channels, after
+    /// ``checkChannelLayer(numFeatures:eps:momentum:)``: γ = 1 and β = 0 when `affine`,
+    /// running statistics (mean 0, variance 1) when `tracking`.
+    static func channelLayer(
+        numFeatures: Int, eps: Float, momentum: Float?, affine: Bool, tracking: Bool, on backend: Backend
+    ) throws -> (weight: Tensor?, bias: Tensor?, running: RunningStatistics?) {
+        try checkChannelLayer(numFeatures: numFeatures, eps: eps, momentum: momentum)
+        let parameters = affine ? try Self.affine(channels: numFeatures, on: backend, argument: "numFeatures") : nil
+        let running = tracking ? try RunningStatistics(channels: numFeatures, on: backend) : nil
+        return (parameters?.0, parameters?.1, running)
+    }
+
     /// γ filled with `weight` and β with 0, `channels` each, on `backend`; size errors name
     /// `argument` (see ``Tensor/init(repeating:shape:layout:elementType:on:)``).
     static func affine(channels: Int, weight: Float = 1, on backend: Backend, argument: String) throws -> (Tensor, Tensor) {

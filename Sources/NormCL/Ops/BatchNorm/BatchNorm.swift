@@ -37,18 +37,12 @@ public struct BatchNorm: Sendable {
         numFeatures: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
         trackRunningStats: Bool = true, on backend: Backend
     ) throws {
-        try LayerParameters.checkPositive(numFeatures, "numFeatures")
-        try NormError.checkEps(eps)
-        try NormError.checkMomentum(momentum)
+        (weight, bias, runningStatistics) = try LayerParameters.channelLayer(
+            numFeatures: numFeatures, eps: eps, momentum: momentum, affine: affine, tracking: trackRunningStats,
+            on: backend)
         self.numFeatures = numFeatures
         self.eps = eps
         self.momentum = momentum
-        if affine {
-            (weight, bias) = try LayerParameters.affine(channels: numFeatures, on: backend, argument: "numFeatures")
-        }
-        if trackRunningStats {
-            runningStatistics = try RunningStatistics(channels: numFeatures, on: backend)
-        }
     }
 
     /// Normalises `input` and, in training mode, updates the running statistics.

@@ -2,7 +2,7 @@
 ///
 /// Built by ``validated(gradOutput:input:weight:statistics:outputMask:)``, where every
 /// argument check lives; plans and backends take a problem known to be valid.
-struct BatchNormBackwardProblem: Hashable, Sendable {
+struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
     enum Mode: Hashable, Sendable {
         /// Gradients through the batch statistics (saved mean and invstd).
         case training
@@ -59,15 +59,10 @@ struct BatchNormBackwardProblem: Hashable, Sendable {
     let hasWeight: Bool
     let outputMask: NormGradientMask
 
-    var batch: Int { shape[0] }
-    var channels: Int { shape[1] }
-    /// M, the product of the spatial dims (1 for `(N, C)` input).
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
     /// n = N·M, the values each channel's sums run over.
-    var valuesPerChannel: Int { batch * spatial }
+    var valuesPerChannel: Int { batchSpatial }
     /// Whether memory holds a row-major `(N·M, C)` matrix (channels-last, or `(N, C)`).
     var isRowsByChannels: Bool { layout == .channelsLast || spatial == 1 }
-    var count: Int { shape.reduce(1, *) }
     /// Whether Σdy and Σdy·x̂ are needed: for dγ or dβ, and for dx in training.
     var needsSums: Bool {
         outputMask.contains(.weight) || outputMask.contains(.bias) || (mode != .inference && outputMask.contains(.input))
@@ -83,14 +78,7 @@ struct BatchNormBackwardProblem: Hashable, Sendable {
         gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: Statistics, outputMask: NormGradientMask
     ) throws(NormError) -> BatchNormBackwardProblem {
         let shape = input.shape
-        guard shape.count >= 2 else {
-            throw .invalidShape(argument: "input", reason: "BatchNorm needs (N, C, *spatial), got \(shape)")
-        }
-        // Kernels take N, C, M and the rows N·M of channels-last input as 32-bit values
-        // (element offsets may be 64-bit).
-        try NormError.checkDimensions(shape, argument: "input")
-        try NormError.check32BitLimit(shape[0] * shape.dropFirst(2).reduce(1, *), "N·M", argument: "input", shape: shape)
-        try NormError.check32BitLimit(shape[1], "C", argument: "input", shape: shape)
+        try NormError.checkChannelInput(shape, op: "BatchNorm", limits: BatchNormProblem.sizeLimits)
         try NormError.checkGradOutput(gradOutput, matches: input)
         let channels = [shape[1]]
         let backend = input.backend

@@ -4,7 +4,7 @@
 /// share this problem, the plan and the kernels of `Kernels/group_norm.cl`. Built by
 /// ``validated(input:groups:weight:bias:statistics:eps:op:)``, where the checks
 /// common to both ops live (InstanceNorm's own checks are in `InstanceNormFunctional`).
-struct GroupNormProblem: Hashable, Sendable {
+struct GroupNormProblem: ChannelShaped, Hashable, Sendable {
     /// Where the normalisation statistics come from.
     enum Statistics: Hashable, Sendable {
         /// One mean and biased variance per (n, g) from the input;
@@ -25,20 +25,12 @@ struct GroupNormProblem: Hashable, Sendable {
     let hasWeight: Bool
     let hasBias: Bool
 
-    /// N.
-    var batch: Int { shape[0] }
-    /// C.
-    var channels: Int { shape[1] }
-    /// M, the product of the spatial dims (1 for `(N, C)` input).
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
     /// C / G.
     var channelsPerGroup: Int { groups == 0 ? 0 : channels / groups }
     /// The (n, g) pairs, one mean and variance each: N·G.
     var rows: Int { batch * groups }
     /// The values each (n, g) pair's statistics run over: (C/G)·M.
     var valuesPerRow: Int { channelsPerGroup * spatial }
-    /// Every element of the input.
-    var count: Int { shape.reduce(1, *) }
     /// Whether each (n, g) pair is one contiguous run in memory: channels-first input,
     /// or `(N, C)` input of either layout.
     var hasContiguousRows: Bool { layout == .channelsFirst || spatial == 1 }
@@ -61,14 +53,8 @@ struct GroupNormProblem: Hashable, Sendable {
     /// The checks of the input, its groups and γ, which forward and backward share.
     static func checkInput(_ input: Tensor, groups: Int, weight: Tensor?, op: String) throws(NormError) {
         let shape = input.shape
-        guard shape.count >= 2 else {
-            throw .invalidShape(argument: "input", reason: "\(op) needs (N, C, *spatial), got \(shape)")
-        }
-        // Kernels take N·M, N·C, N·G and C as 32-bit values (element offsets may be 64-bit).
-        try NormError.checkDimensions(shape, argument: "input")
-        let batchSpatial = shape[0] * shape.dropFirst(2).reduce(1, *)
-        try NormError.check32BitLimit(batchSpatial, "N·M", argument: "input", shape: shape)
-        try NormError.check32BitLimit(shape[0] * shape[1], "N·C", argument: "input", shape: shape)
+        // Kernels take N·M, N·C, N·G and C as 32-bit values (N·G, C ≤ N·C).
+        try NormError.checkChannelInput(shape, op: op, limits: [(\.batchSpatial, "N·M"), (\.planes, "N·C")])
         let channels = shape[1]
         // InstanceNorm's groups are its channels: none for C = 0 (an empty input).
         guard groups > 0 || (op == "InstanceNorm" && channels == 0) else {

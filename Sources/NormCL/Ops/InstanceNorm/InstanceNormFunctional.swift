@@ -108,13 +108,7 @@ private func instanceNormOutput(
     let problem = try GroupNormProblem.validated(
         input: input, groups: shape[1], weight: weight, bias: bias, statistics: statistics, eps: eps, op: "InstanceNorm")
     let channels = problem.channels
-    try NormError.checkParameter(runningStatistics?.mean, "runningMean", shape: [channels], backend: input.backend)
-    try NormError.checkParameter(runningStatistics?.variance, "runningVar", shape: [channels], backend: input.backend)
-    try NormError.checkMomentum(momentum)
-    if let running = runningStatistics, running.numBatchesTracked < 0 || running.numBatchesTracked == Int.max {
-        throw NormError.invalidArgument(
-            argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
-    }
+    try NormError.checkRunningStatistics(runningStatistics, channels: channels, momentum: momentum, backend: input.backend)
     if useInputStats && problem.spatial == 1 {
         // PyTorch: "Expected more than 1 spatial element when training".
         throw NormError.tooFewValuesPerChannel(valuesPerChannel: problem.spatial, shape: shape)

@@ -39,9 +39,7 @@ public struct SwitchableNorm: Sendable {
         numFeatures: Int, options: SwitchableNormOptions = SwitchableNormOptions(), lastGamma: Bool = false,
         on backend: Backend
     ) throws {
-        try LayerParameters.checkPositive(numFeatures, "numFeatures")
-        try NormError.checkEps(options.eps)
-        try NormError.checkMomentum(options.momentum)
+        try LayerParameters.checkChannelLayer(numFeatures: numFeatures, eps: options.eps, momentum: options.momentum)
         self.numFeatures = numFeatures
         self.options = options
         (weight, bias) = try LayerParameters.affine(channels: numFeatures, weight: lastGamma ? 0 : 1, on: backend, argument: "numFeatures")

@@ -2,7 +2,7 @@
 ///
 /// Built by ``validated(input:meanLogits:varianceLogits:weight:bias:running:training:options:)``,
 /// where every argument check lives; plans and backends take a problem known to be valid.
-struct SwitchableNormProblem: Hashable, Sendable {
+struct SwitchableNormProblem: ChannelShaped, Hashable, Sendable {
     /// The input shape `(N, C, *S)`.
     let shape: [Int]
     let layout: TensorLayout
@@ -16,15 +16,8 @@ struct SwitchableNormProblem: Hashable, Sendable {
     let hasWeight: Bool
     let hasBias: Bool
 
-    /// N.
-    var batch: Int { shape[0] }
-    /// C.
-    var channels: Int { shape[1] }
-    /// L = M, the product of the spatial dims (1 for `(N, C)` input).
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
-    /// N·C, the instances.
-    var instances: Int { batch * channels }
-    var count: Int { shape.reduce(1, *) }
+    /// N·C, the instances (L = M is ``spatial``).
+    var instances: Int { planes }
     /// Whether the batch statistics come from this batch.
     var usesBatchStatistics: Bool { training && branches.hasBatch }
 
@@ -36,14 +29,10 @@ struct SwitchableNormProblem: Hashable, Sendable {
         running: RunningStatistics?, training: Bool, options: SwitchableNormOptions
     ) throws(NormError) -> SwitchableNormProblem {
         let shape = input.shape
-        guard shape.count >= 2 else {
-            throw .invalidShape(argument: "input", reason: "Switchable Norm needs (N, C, *spatial), got \(shape)")
-        }
-        // Kernels take N·C, L and N·L as 32-bit values (element offsets may be 64-bit).
-        try NormError.checkDimensions(shape, argument: "input")
+        // Kernels take N·C, L and N·L as 32-bit values (L ≤ N·L).
+        try NormError.checkChannelInput(
+            shape, op: "Switchable Norm", limits: [(\.batchSpatial, "N·L"), (\.planes, "N·C")])
         let channels = shape[1], spatial = shape.dropFirst(2).reduce(1, *)
-        try NormError.check32BitLimit(shape[0] * spatial, "N·L", argument: "input", shape: shape)
-        try NormError.check32BitLimit(shape[0] * channels, "N·C", argument: "input", shape: shape)
         let branches = options.branches
         let unbiased = options.varianceEstimator == .unbiased
         if shape.count == 2 && branches.hasInstance {
@@ -63,14 +52,8 @@ struct SwitchableNormProblem: Hashable, Sendable {
         try NormError.checkParameter(varianceLogits, "varianceLogits", shape: [branches.count], backend: backend)
         try NormError.checkParameter(weight, "weight", shape: [channels], backend: backend)
         try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
-        try NormError.checkParameter(running?.mean, "runningMean", shape: [channels], backend: backend)
-        try NormError.checkParameter(running?.variance, "runningVar", shape: [channels], backend: backend)
         try NormError.checkEps(options.eps)
-        try NormError.checkMomentum(options.momentum)
-        if let running, running.numBatchesTracked < 0 || running.numBatchesTracked == Int.max {
-            throw .invalidArgument(
-                argument: "numBatchesTracked", reason: "must lie in [0, Int.max), got \(running.numBatchesTracked)")
-        }
+        try NormError.checkRunningStatistics(running, channels: channels, momentum: options.momentum, backend: backend)
         if running != nil && !branches.hasBatch {
             throw .invalidArgument(argument: "runningStatistics", reason: "branches \(branches) have no BN statistics to track")
         }
