@@ -111,7 +111,7 @@ extension ReferenceSwitchableNorm {
             let batchMean = batchFromX ? s.batchMean : nil
             if !branches.hasInstance {
                 var dMu = dLayerMean[n] / C
-                if let batchMean { dMu += dBatchMean[c] / N }
+                if batchMean != nil { dMu += dBatchMean[c] / N }
                 for m in 0..<spatial {
                     let i = index(n, c, m)
                     var value = gamma(c) * s.invstd[r] * dy[i] + dMu / L + 2 * alphaLayer * dLayerVar[n] * (x[i] - s.layerMean[n])

@@ -3,18 +3,7 @@
 /// Nothing here waits: the outputs are device tensors whose contents are ready once
 /// the returned events complete, which a later read does implicitly.
 enum BatchNormKernels {
-    struct Inputs {
-        var x: DeviceBuffer
-        var weight: DeviceBuffer?
-        var bias: DeviceBuffer?
-        var runningMean: DeviceBuffer?
-        var runningVar: DeviceBuffer?
-        /// Effective weight of the new batch in the running update.
-        var momentum: Float
-        var eps: Float
-        /// Batch Renorm's limits (problems with `renorm` only).
-        var renorm: BatchRenormLimits? = nil
-    }
+    typealias Inputs = ChannelInputs
 
     struct Outputs {
         var output: Tensor
@@ -27,14 +16,19 @@ enum BatchNormKernels {
         var events: [KernelEvent]
     }
 
-    static func run(_ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
+    /// - Parameter renorm: Batch Renorm's limits (problems with `renorm` only).
+    static func run(
+        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
+        on runtime: OpenCLRuntime
+    ) throws -> Outputs {
         let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         if plan.strategy == .inference {
             return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
         }
-        return try runTraining(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
+        return try runTraining(
+            problem, plan: plan, inputs: inputs, renorm: renorm, program: program, output: output, on: runtime)
     }
 
     /// The elementwise pass, with each channel's scale computed from the running
@@ -98,8 +92,8 @@ enum BatchNormKernels {
 
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
     private static func runTraining(
-        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
-        on runtime: OpenCLRuntime
+        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
+        program: CompiledProgram, output: Tensor, on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let launch = plan.launch
         let channelShape = [problem.channels]
@@ -118,7 +112,7 @@ enum BatchNormKernels {
             "running_mean_out": .buffer(runningMeanOut?.deviceBuffer), "running_var_out": .buffer(runningVarOut?.deviceBuffer),
             "momentum": .float(inputs.momentum), "eps": .float(inputs.eps),
             "renorm_r": .buffer(renormR?.deviceBuffer), "renorm_d": .buffer(renormD?.deviceBuffer),
-            "rmax": .float(inputs.renorm?.rmax ?? 1), "dmax": .float(inputs.renorm?.dmax ?? 0),
+            "rmax": .float(renorm?.rmax ?? 1), "dmax": .float(renorm?.dmax ?? 0),
         ]
         let xy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)]
         var events: [KernelEvent] = []

@@ -192,11 +192,10 @@ private func batchNormOutput(
     case .openCL(let runtime):
         guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
         let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
-        let inputs = BatchNormKernels.Inputs(
-            x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
-            runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
-            momentum: effectiveMomentum, eps: eps, renorm: renorm)
-        let result = try BatchNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        let operands = ChannelOperands(
+            weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps)
+        let result = try BatchNormKernels.run(
+            problem, plan: plan, inputs: ChannelInputs(x: x, operands: operands), renorm: renorm, on: runtime)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = mean
             updated?.variance = variance

@@ -73,7 +73,4 @@ struct BatchNormPlan: Equatable, Sendable {
     func specialization(for problem: BatchNormProblem) -> KernelSpecialization {
         launch.specialization(elementType: problem.elementType)
     }
-
-    // Goes once GroupNorm's plans use LaunchGeometry.powerOfTwo(atMost:).
-    static func powerOfTwo(atMost limit: Int) -> Int { LaunchGeometry.powerOfTwo(atMost: limit) }
 }

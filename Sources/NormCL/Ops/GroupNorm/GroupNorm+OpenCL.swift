@@ -4,18 +4,9 @@
 /// Nothing here waits: the outputs are device tensors whose contents are ready once
 /// the returned events complete, which a later read does implicitly.
 enum GroupNormKernels {
-    struct Inputs {
-        var x: DeviceBuffer
-        var weight: DeviceBuffer?
-        var bias: DeviceBuffer?
-        /// InstanceNorm's running statistics: read in inference, updated in training
-        /// when the problem saves variances.
-        var runningMean: DeviceBuffer?
-        var runningVar: DeviceBuffer?
-        /// Effective weight of the new batch in the running update.
-        var momentum: Float
-        var eps: Float
-    }
+    /// x, γ, β, eps, and InstanceNorm's running statistics: read in inference, updated in
+    /// training when the problem saves variances.
+    typealias Inputs = ChannelInputs
 
     struct Outputs {
         var output: Tensor

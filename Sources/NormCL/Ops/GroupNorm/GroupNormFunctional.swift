@@ -99,9 +99,8 @@ private func groupNormOutput(
     case .openCL(let runtime):
         guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
         let plan = GroupNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
-        let inputs = GroupNormKernels.Inputs(
-            x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer, runningMean: nil, runningVar: nil,
-            momentum: 0, eps: eps)
+        let inputs = ChannelInputs(
+            x: x, operands: ChannelOperands(weight: weight, bias: bias, running: nil, momentum: 0, eps: eps))
         let result = try GroupNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
         return GroupNormOutput(
             output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd, events: result.events)

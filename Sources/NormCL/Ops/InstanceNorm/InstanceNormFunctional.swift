@@ -161,10 +161,10 @@ private func instanceNormOutput(
     case .openCL(let runtime):
         guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
         let plan = GroupNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
-        let inputs = GroupNormKernels.Inputs(
-            x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
-            runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
-            momentum: effectiveMomentum, eps: eps)
+        let inputs = ChannelInputs(
+            x: x,
+            operands: ChannelOperands(
+                weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps))
         let result = try GroupNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = mean

@@ -66,36 +66,7 @@ func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
     outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?
 ) throws -> NormGradients {
-    let problem = try RowNormBackwardProblem.validated(
-        .layerNorm, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
-        saveMean: saveMean, saveScale: saveInvstd, outputMask: outputMask)
-    let forward = problem.forward
-    if input.isEmpty {
-        return try NormGradients.empty(
-            like: input, parameterShape: normalizedShape, mask: outputMask, hasBias: true)
-    }
-    switch input.backend {
-    case .reference:
-        let result = ReferenceLayerNorm.backward(
-            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), gradOutput: try gradOutput.toArray(),
-            weight: try weight?.toArray(), mean: try saveMean.toArray(), invstd: try saveInvstd.toArray())
-        return NormGradients(
-            input: problem.needsInput
-                ? Tensor(
-                    referenceValues: result.input, shape: forward.shape, layout: forward.layout,
-                    elementType: forward.elementType) : nil,
-            weight: problem.needsWeight ? Tensor(referenceValues: result.weight, shape: normalizedShape) : nil,
-            bias: problem.needsBias ? Tensor(referenceValues: result.bias, shape: normalizedShape) : nil,
-            events: [])
-    case .openCL(let runtime):
-        guard let x = input.deviceBuffer, let dy = gradOutput.deviceBuffer, let scale = saveInvstd.deviceBuffer else {
-            preconditionFailure("an OpenCL tensor without a device buffer")
-        }
-        let plan = RowNormBackwardPlan(
-            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy,
-            fuseParameters: fuseParameters)
-        return try RowNormBackwardKernels.run(
-            problem, plan: plan, gradOutput: dy, x: x, weight: weight?.deviceBuffer,
-            statistics: .init(mean: saveMean.deviceBuffer, scale: scale), on: runtime)
-    }
+    try rowNormBackward(
+        .layerNorm, gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveMean: saveMean,
+        saveScale: saveInvstd, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning)
 }

@@ -61,35 +61,7 @@ func rmsNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveInvRms: Tensor,
     outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?
 ) throws -> NormGradients {
-    let problem = try RowNormBackwardProblem.validated(
-        .rmsNorm, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
-        saveMean: nil, saveScale: saveInvRms, outputMask: outputMask)
-    let forward = problem.forward
-    if input.isEmpty {
-        return try NormGradients.empty(
-            like: input, parameterShape: normalizedShape, mask: outputMask, hasBias: false)
-    }
-    switch input.backend {
-    case .reference:
-        let result = ReferenceRMSNorm.backward(
-            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), gradOutput: try gradOutput.toArray(),
-            weight: try weight?.toArray(), invRms: try saveInvRms.toArray())
-        return NormGradients(
-            input: problem.needsInput
-                ? Tensor(
-                    referenceValues: result.input, shape: forward.shape, layout: forward.layout,
-                    elementType: forward.elementType) : nil,
-            weight: problem.needsWeight ? Tensor(referenceValues: result.weight, shape: normalizedShape) : nil,
-            bias: nil, events: [])
-    case .openCL(let runtime):
-        guard let x = input.deviceBuffer, let dy = gradOutput.deviceBuffer, let scale = saveInvRms.deviceBuffer else {
-            preconditionFailure("an OpenCL tensor without a device buffer")
-        }
-        let plan = RowNormBackwardPlan(
-            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy,
-            fuseParameters: fuseParameters)
-        return try RowNormBackwardKernels.run(
-            problem, plan: plan, gradOutput: dy, x: x, weight: weight?.deviceBuffer,
-            statistics: .init(mean: nil, scale: scale), on: runtime)
-    }
+    try rowNormBackward(
+        .rmsNorm, gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveMean: nil,
+        saveScale: saveInvRms, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning)
 }

@@ -1,18 +1,7 @@
 /// Enqueues the kernels of a ``SwitchableNormPlan`` (from `Kernels/switchable_norm.cl`):
 /// instance moments, statistics and mixing, apply. Nothing here waits.
 enum SwitchableNormKernels {
-    struct Inputs {
-        var x: DeviceBuffer
-        var meanLogits: DeviceBuffer
-        var varianceLogits: DeviceBuffer
-        var weight: DeviceBuffer?
-        var bias: DeviceBuffer?
-        var runningMean: DeviceBuffer?
-        var runningVar: DeviceBuffer?
-        /// Effective weight of the new batch in the running update.
-        var momentum: Float
-        var eps: Float
-    }
+    typealias Inputs = ChannelInputs
 
     struct Outputs {
         var output: Tensor
@@ -32,8 +21,10 @@ enum SwitchableNormKernels {
     /// Channels per work-item of the BN set loops (the kernels' SN_CHANNEL_TILE).
     static let channelTile = 8
 
+    /// - Parameter logits: the branch logits of the means and of the variances.
     static func run(
-        _ problem: SwitchableNormProblem, plan: SwitchableNormPlan, inputs: Inputs, on runtime: OpenCLRuntime
+        _ problem: SwitchableNormProblem, plan: SwitchableNormPlan, inputs: Inputs,
+        logits: (mean: DeviceBuffer, variance: DeviceBuffer), on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let program = try runtime.program(.switchableNorm, options: plan.buildOptions(for: problem))
         let direct = plan.strategy == .direct
@@ -71,8 +62,8 @@ enum SwitchableNormKernels {
         }
         let statisticsArguments: KeyValuePairs<String, KernelArgument> = [
             "x": .buffer(inputs.x), "y": .buffer(direct ? output.deviceBuffer : nil), "partials": .buffer(partials),
-            "coefficients": .buffer(coefficients), "mean_logits": .buffer(inputs.meanLogits),
-            "var_logits": .buffer(inputs.varianceLogits), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
+            "coefficients": .buffer(coefficients), "mean_logits": .buffer(logits.mean),
+            "var_logits": .buffer(logits.variance), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
             "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
             "running_mean_out": .buffer(runningMean?.deviceBuffer), "running_var_out": .buffer(runningVar?.deviceBuffer),
             "momentum": .float(inputs.momentum), "eps": .float(inputs.eps), "ln_rel": .buffer(layerRelative),

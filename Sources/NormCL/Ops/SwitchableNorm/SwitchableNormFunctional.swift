@@ -171,11 +171,10 @@ private func switchableNormOutput(
         }
         let plan = SwitchableNormPlan(
             problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
-        let inputs = SwitchableNormKernels.Inputs(
-            x: x, meanLogits: wm, varianceLogits: wv, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
-            runningMean: runningStatistics?.mean.deviceBuffer, runningVar: runningStatistics?.variance.deviceBuffer,
-            momentum: effectiveMomentum, eps: options.eps)
-        let r = try SwitchableNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        let operands = ChannelOperands(
+            weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: options.eps)
+        let r = try SwitchableNormKernels.run(
+            problem, plan: plan, inputs: ChannelInputs(x: x, operands: operands), logits: (wm, wv), on: runtime)
         if let mean = r.runningMean, let variance = r.runningVar {
             updated?.mean = mean
             updated?.variance = variance
