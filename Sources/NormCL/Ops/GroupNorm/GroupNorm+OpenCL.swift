@@ -37,7 +37,7 @@ enum GroupNormKernels {
         let geometry = plan.geometry
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
-        let planes = problem.batch * problem.channels
+        let planes = problem.planes
         let channels = try KernelArgument.count(problem.channels)
         let groups = try KernelArgument.count(problem.groups)
         let cpg = try KernelArgument.count(problem.channelsPerGroup)
@@ -164,7 +164,7 @@ enum GroupNormKernels {
                 "gn_apply_planes", from: program, global: global, local: local,
                 arguments: [
                     "x": .buffer(x), "y": .buffer(output.deviceBuffer),
-                    "planes": try .count(problem.batch * problem.channels),
+                    "planes": try .count(problem.planes),
                     "spatial_vecs": try .count(problem.spatial / geometry.vectorWidth),
                     "pilot": .buffer(coefficients.pilot), "offset": .buffer(coefficients.offset),
                     "scale": .buffer(coefficients.scale), "shift": .buffer(coefficients.shift),

@@ -38,7 +38,7 @@ enum GroupNormBackwardKernels {
         guard !mask.isEmpty else { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
         let program = try runtime.program(.groupNormBackward, options: plan.specialization(for: problem).text)
         let geometry = plan.geometry
-        let planes = problem.batch * problem.channels
+        let planes = problem.planes
         let channels = try KernelArgument.count(problem.channels)
         let cpg = try KernelArgument.count(problem.channelsPerGroup)
         let spatial = try KernelArgument.count(problem.spatial)

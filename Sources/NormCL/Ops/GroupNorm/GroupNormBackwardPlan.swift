@@ -61,7 +61,7 @@ struct GroupNormBackwardPlan: Equatable, Sendable {
         } else if problem.hasContiguousRows {
             // Split when the rows alone cannot fill the device: planes (or slices of
             // them) give more work-groups, as long as each gets a worthwhile share.
-            let planes = problem.batch * problem.channels
+            let planes = problem.planes
             let planeVectors = problem.spatial / geometry.vectorWidth
             let slices = geometry.launch.slicesPerSegment(segments: planes, vectorsPerSegment: planeVectors)
             let splits = slices > 1 || (planes > problem.rows && planeVectors >= Self.minimumVectorsPerPlane)

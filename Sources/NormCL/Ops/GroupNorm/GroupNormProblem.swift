@@ -53,7 +53,8 @@ struct GroupNormProblem: ChannelShaped, Hashable, Sendable {
     /// The checks of the input, its groups and γ, which forward and backward share.
     static func checkInput(_ input: Tensor, groups: Int, weight: Tensor?, op: String) throws(NormError) {
         let shape = input.shape
-        // Kernels take N·M, N·C, N·G and C as 32-bit values (N·G, C ≤ N·C).
+        // Kernels take N·M, N·C, N·G and C as 32-bit values (N·G and C are at most N·C when
+        // N > 0; an empty input launches nothing).
         try NormError.checkChannelInput(shape, op: op, limits: [(\.batchSpatial, "N·M"), (\.planes, "N·C")])
         let channels = shape[1]
         // InstanceNorm's groups are its channels: none for C = 0 (an empty input).

@@ -29,7 +29,8 @@ struct SwitchableNormProblem: ChannelShaped, Hashable, Sendable {
         running: RunningStatistics?, training: Bool, options: SwitchableNormOptions
     ) throws(NormError) -> SwitchableNormProblem {
         let shape = input.shape
-        // Kernels take N·C, L and N·L as 32-bit values (L ≤ N·L).
+        // Kernels take N·C, L and N·L as 32-bit values (L is at most N·L when N > 0; an empty
+        // input launches nothing).
         try NormError.checkChannelInput(
             shape, op: "Switchable Norm", limits: [(\.batchSpatial, "N·L"), (\.planes, "N·C")])
         let channels = shape[1], spatial = shape.dropFirst(2).reduce(1, *)
