@@ -19,6 +19,11 @@ struct CaseResult: Sendable {
     /// The same first call in a new runtime on the same device, its programs now in the
     /// disk cache (nil on the reference path), ms.
     let warmFirstCallMilliseconds: Double?
+    /// What the first call cost beyond a steady-state call (the host median): program
+    /// builds or loads, kernel code generation, first use of buffers, ms.
+    var firstCallOverhead: Double { firstCallMilliseconds - host.median }
+    /// The same for the first call in a new runtime (``warmFirstCallMilliseconds``).
+    var warmFirstCallOverhead: Double? { warmFirstCallMilliseconds.map { $0 - host.median } }
     /// Programs the first call built from source or loaded from disk (0 when an earlier
     /// case of the same specialisation already had them).
     let programs: ProgramStatistics?

@@ -164,11 +164,14 @@ struct NormCLBench: ParsableCommand {
         // First call: includes program builds (or disk-cache loads) and kernel code
         // generation, unless an earlier case of the same specialisation did them.
         let programsBefore = backend.runtime?.programStatistics
+        // Timed as the iterations below are, up to the end of the op's last kernel; the
+        // read-back for the reference check comes after.
         var start = clock.now
         let first = try run()
+        try Self.waitForResult(first)
+        let firstCall = (clock.now - start).milliseconds
         let output = try first.output.toArray()
         let launches = first.events.count
-        let firstCall = (clock.now - start).milliseconds
         let programs = backend.runtime.map { $0.programStatistics - programsBefore! }
         let warmFirstCall = try backend.runtime.map { try firstCallInFreshRuntime(benchmarkCase, values, device: $0.device) }
 
@@ -187,9 +190,10 @@ struct NormCLBench: ParsableCommand {
         var perKernelTimes: [[Double]] = []
         for _ in 0..<iterations {
             start = clock.now
-            let (result, events) = try run()
-            if let last = events.last { try last.wait() } else { _ = try result.toArray() }
+            let result = try run()
+            try Self.waitForResult(result)
             hostTimes.append((clock.now - start).milliseconds)
+            let events = result.events
             if !events.isEmpty { kernelTimes.append(Double(try events.spanNanoseconds()) / 1e6) }
             if kernelNames.isEmpty {
                 kernelNames = events.map(\.name)
@@ -243,8 +247,14 @@ struct NormCLBench: ParsableCommand {
         let run = try benchmarkCase.prepare(values, .openCL(runtime))
         let clock = ContinuousClock()
         let start = clock.now
-        _ = try run().output.toArray()
+        try Self.waitForResult(try run())
         return (clock.now - start).milliseconds
+    }
+
+    /// Waits until the op's result is on the device: its last kernel's end, or (an op
+    /// that launched nothing) a read-back.
+    static func waitForResult(_ result: (output: Tensor, events: [KernelEvent])) throws {
+        if let last = result.events.last { try last.wait() } else { _ = try result.output.toArray() }
     }
 
     /// Points NormCL's disk cache and PoCL's kernel cache at new empty directories.

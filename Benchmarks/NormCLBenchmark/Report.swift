@@ -54,11 +54,16 @@ enum Report {
     /// arguments the programs follow the groups, not the shapes.
     static func programSummary(_ results: [CaseResult], runtime: ProgramStatistics, coldCache: Bool) -> String {
         let groups = Set(results.map { "\($0.op)|\($0.layout)|\($0.dtype)" }).count
-        let later = results.filter { ($0.programs?.total ?? 1) == 0 }.map(\.firstCallMilliseconds).sorted()
+        let later = results.filter { ($0.programs?.total ?? 1) == 0 }.map(\.firstCallOverhead).sorted()
+        let warm = results.compactMap(\.warmFirstCallOverhead).sorted()
         var text = "programs: \(runtime.builtFromSource) built from source, \(runtime.loadedFromDisk) loaded from the disk cache"
         text += " (\(coldCache ? "cold" : "existing") caches) for \(results.count) cases in \(groups) (op, layout, dtype) groups"
+        // Overheads: a first call's time beyond the case's steady-state call.
         if let worst = later.last {
-            text += "\nfirst calls that built nothing: \(later.count), median \(format(later[later.count / 2], digits: 2)) ms, max \(format(worst, digits: 2)) ms"
+            text += "\nfirst calls that built nothing, overhead: \(later.count) cases, median \(format(later[later.count / 2], digits: 2)) ms, max \(format(worst, digits: 2)) ms"
+        }
+        if let worst = warm.last {
+            text += "\nfirst calls in a new runtime (programs cached), overhead: median \(format(warm[warm.count / 2], digits: 2)) ms, max \(format(worst, digits: 2)) ms"
         }
         return text
     }
@@ -78,6 +83,8 @@ enum Report {
             "layout": \(string(r.layout)), "dtype": \(string(r.dtype)), "ideal_bytes": \(r.idealBytes), "kernels": \(r.launches), \
             "first_call_ms": \(number(r.firstCallMilliseconds)), \
             "warm_first_call_ms": \(number(r.warmFirstCallMilliseconds)), \
+            "first_call_overhead_ms": \(number(r.firstCallOverhead)), \
+            "warm_first_call_overhead_ms": \(number(r.warmFirstCallOverhead)), \
             "programs_built": \(r.programs.map { String($0.builtFromSource) } ?? "null"), \
             "programs_loaded": \(r.programs.map { String($0.loadedFromDisk) } ?? "null"), "kernel_median_ms": \(number(r.kernel?.median)), \
             "kernel_min_ms": \(number(r.kernel?.minimum)), "host_median_ms": \(number(r.host.median)), \
