@@ -254,10 +254,7 @@ struct SwitchableNormHarness {
             training: training, options: options, strategy: strategy, tuning: tuning)
         return Result(
             arrays: ReferenceSwitchableNorm.Result(
-                output: try out.output.toArray(), mean: try out.saveMean.toArray(), invstd: try out.saveInvstd.toArray(),
-                instanceMean: try out.instanceMean?.toArray(), instanceVariance: try out.instanceVariance?.toArray(),
-                layerMean: try out.layerMean.toArray(), layerVariance: try out.layerVariance.toArray(),
-                batchMean: try out.batchMean?.toArray(), batchVariance: try out.batchVariance?.toArray(),
+                output: try out.output.toArray(), statistics: try out.statistics.map { try $0.toArray() },
                 runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray()),
             numBatchesTracked: running?.numBatchesTracked)
     }

@@ -30,3 +30,18 @@ struct ChannelInputs {
 
     subscript<T>(dynamicMember path: KeyPath<ChannelOperands, T>) -> T { operands[keyPath: path] }
 }
+
+/// What the forward kernels of BatchNorm, GroupNorm and InstanceNorm return: the output,
+/// the saved statistics (per channel, or per (n, g)), the running statistics they
+/// updated, Batch Renorm's r and d, and the kernels' events; nil where the op or mode
+/// writes none.
+struct ChannelOutputs {
+    var output: Tensor
+    var saveMean: Tensor?
+    var saveInvstd: Tensor?
+    var runningMean: Tensor?
+    var runningVar: Tensor?
+    var renormR: Tensor?
+    var renormD: Tensor?
+    var events: [KernelEvent]
+}

@@ -18,6 +18,9 @@ enum ReferenceBatchNorm {
         }
     }
 
+    /// A forward pass's output, saved statistics (per channel; per (n, c) for
+    /// InstanceNorm, which shares this type), updated running statistics and Batch
+    /// Renorm's r and d.
     struct Result {
         var output: [Float]
         var saveMean: [Float]?

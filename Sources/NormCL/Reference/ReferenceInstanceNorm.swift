@@ -1,13 +1,8 @@
 /// InstanceNorm on the CPU: GroupNorm's reference statistics with one group per
 /// channel, plus PyTorch's running-statistics update and inference.
 enum ReferenceInstanceNorm {
-    struct Result {
-        var output: [Float]
-        var saveMean: [Float]?
-        var saveInvstd: [Float]?
-        var runningMean: [Float]?
-        var runningVar: [Float]?
-    }
+    /// BatchNorm's: the output, saved statistics per (n, c), updated running statistics.
+    typealias Result = ReferenceBatchNorm.Result
 
     /// The whole forward pass of an InstanceNorm ``GroupNormProblem`` (`groups == channels`).
     ///

@@ -8,16 +8,7 @@ extension ReferenceSwitchableNorm {
     /// with an IN branch); per sample the LN statistics; per channel the BN statistics
     /// that were mixed in (this batch's in training, the running ones in inference; nil
     /// without a BN branch).
-    struct SavedStatistics {
-        var mean: [Double]
-        var invstd: [Double]
-        var instanceMean: [Double]?
-        var instanceVariance: [Double]?
-        var layerMean: [Double]
-        var layerVariance: [Double]
-        var batchMean: [Double]?
-        var batchVariance: [Double]?
-    }
+    typealias SavedStatistics = SwitchableNormStatistics<[Double]>
 
     struct BackwardResult {
         var input: [Double]

@@ -3,18 +3,19 @@
 ///
 /// The OpenCL kernels are tested against this, and it is what ``Backend/reference`` runs.
 enum ReferenceSwitchableNorm {
+    /// A forward pass's output, statistics (read as members: `result.mean`) and updated
+    /// running statistics.
+    @dynamicMemberLookup
     struct Result {
         var output: [Float]
-        var mean: [Float]
-        var invstd: [Float]
-        var instanceMean: [Float]?
-        var instanceVariance: [Float]?
-        var layerMean: [Float]
-        var layerVariance: [Float]
-        var batchMean: [Float]?
-        var batchVariance: [Float]?
+        var statistics: SwitchableNormStatistics<[Float]>
         var runningMean: [Float]?
         var runningVar: [Float]?
+
+        subscript<T>(dynamicMember statistic: WritableKeyPath<SwitchableNormStatistics<[Float]>, T>) -> T {
+            get { statistics[keyPath: statistic] }
+            set { statistics[keyPath: statistic] = newValue }
+        }
     }
 
     /// `softmax(logits)` in float64.
@@ -48,6 +49,14 @@ enum ReferenceSwitchableNorm {
         return (mean, squares / divisor)
     }
 
+    /// The mean and variance of equal-sized sets pooled from theirs (the law of total
+    /// variance): the mean of the means, plus the spread of the means about it.
+    static func pooled(means: [Double], variances: [Double]) -> (mean: Double, variance: Double) {
+        let k = Double(means.count)
+        let mean = means.reduce(0, +) / k
+        return (mean, variances.reduce(0, +) / k + means.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / k)
+    }
+
     /// The whole forward pass of ``SwitchableNormProblem``.
     ///
     /// - Parameter momentum: the effective update weight of the new batch.
@@ -77,18 +86,17 @@ enum ReferenceSwitchableNorm {
         var layerMean = [Double](repeating: 0, count: batch), layerVariance = layerMean
         for n in 0..<batch {
             if problem.branches.hasInstance {
-                let means = (0..<channels).map { instanceMean[n * channels + $0] }
-                let variances = (0..<channels).map { instanceVariance[n * channels + $0] }
-                layerMean[n] = means.reduce(0, +) / Double(channels)
-                layerVariance[n] =
-                    variances.reduce(0, +) / Double(channels)
-                    + means.reduce(0) { $0 + ($1 - layerMean[n]) * ($1 - layerMean[n]) } / Double(channels)
+                (layerMean[n], layerVariance[n]) = pooled(
+                    means: (0..<channels).map { instanceMean[n * channels + $0] },
+                    variances: (0..<channels).map { instanceVariance[n * channels + $0] })
             } else {
                 (layerMean[n], layerVariance[n]) = moments(sample(n), divisor: Double(channels) * L - u)
             }
         }
         var result = Result(
-            output: [], mean: [], invstd: [], layerMean: layerMean.map(Float.init), layerVariance: layerVariance.map(Float.init))
+            output: [],
+            statistics: SwitchableNormStatistics(
+                mean: [], invstd: [], layerMean: layerMean.map(Float.init), layerVariance: layerVariance.map(Float.init)))
         var batchMean = [Double](repeating: 0, count: channels), batchVariance = batchMean
         if problem.branches.hasBatch {
             for c in 0..<channels {
@@ -96,12 +104,9 @@ enum ReferenceSwitchableNorm {
                     batchMean[c] = Double(runningMean?[c] ?? 0)
                     batchVariance[c] = Double(runningVar?[c] ?? 1)
                 } else if problem.branches.hasInstance {
-                    let means = (0..<batch).map { instanceMean[$0 * channels + c] }
-                    let variances = (0..<batch).map { instanceVariance[$0 * channels + c] }
-                    batchMean[c] = means.reduce(0, +) / Double(batch)
-                    batchVariance[c] =
-                        variances.reduce(0, +) / Double(batch)
-                        + means.reduce(0) { $0 + ($1 - batchMean[c]) * ($1 - batchMean[c]) } / Double(batch)
+                    (batchMean[c], batchVariance[c]) = pooled(
+                        means: (0..<batch).map { instanceMean[$0 * channels + c] },
+                        variances: (0..<batch).map { instanceVariance[$0 * channels + c] })
                 } else {
                     (batchMean[c], batchVariance[c]) = moments(channel(c), divisor: Double(batch) * L - u)
                 }

@@ -4,6 +4,14 @@ extension Tensor {
         if case .device(let buffer) = storage { buffer } else { nil }
     }
 
+    /// The device buffer of a tensor already checked to be a non-empty OpenCL tensor (ops
+    /// handle empty input before they launch anything): a tensor without one here is a
+    /// bug in NormCL, not bad input.
+    var openCLBuffer: DeviceBuffer {
+        guard case .device(let buffer) = storage else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        return buffer
+    }
+
     /// The host values; only for tensors already checked to be on the reference backend.
     var hostValues: [Float]? {
         if case .host(let values) = storage { values } else { nil }

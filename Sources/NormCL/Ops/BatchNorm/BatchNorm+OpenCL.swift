@@ -4,17 +4,7 @@
 /// the returned events complete, which a later read does implicitly.
 enum BatchNormKernels {
     typealias Inputs = ChannelInputs
-
-    struct Outputs {
-        var output: Tensor
-        var saveMean: Tensor?
-        var saveInvstd: Tensor?
-        var runningMean: Tensor?
-        var runningVar: Tensor?
-        var renormR: Tensor? = nil
-        var renormD: Tensor? = nil
-        var events: [KernelEvent]
-    }
+    typealias Outputs = ChannelOutputs
 
     /// - Parameter renorm: Batch Renorm's limits (problems with `renorm` only).
     static func run(

@@ -209,9 +209,8 @@ func batchNormBackward(
             bias: try result.gradBias.map { try Tensor($0, on: .reference) },
             events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer, let dy = gradOutput.deviceBuffer, let mean = statistics.mean.deviceBuffer,
-            let second = statistics.second.deviceBuffer
-        else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let x = input.openCLBuffer, dy = gradOutput.openCLBuffer
+        let mean = statistics.mean.openCLBuffer, second = statistics.second.openCLBuffer
         let plan = BatchNormBackwardPlan(
             problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let inputs = BatchNormBackwardKernels.Inputs(

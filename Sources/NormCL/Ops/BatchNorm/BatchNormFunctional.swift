@@ -88,11 +88,9 @@ public func batchNorm(
     _ values: [Float], shape: [Int], weight: [Float]? = nil, bias: [Float]? = nil,
     eps: Float = 1e-5, on backend: Backend? = nil
 ) throws -> [Float] {
-    let backend = try backend ?? Backend.default
-    let input = try Tensor(values, shape: shape, on: backend)
-    let weight = try weight.map { try Tensor($0, on: backend) }
-    let bias = try bias.map { try Tensor($0, on: backend) }
-    return try batchNorm(input, weight: weight, bias: bias, eps: eps).output.toArray()
+    try oneShot(values, shape: shape, weight: weight, bias: bias, on: backend) {
+        try batchNorm($0, weight: $1, bias: $2, eps: eps).output
+    }
 }
 
 /// Batch Renormalization's training forward (Ioffe, 2017): BatchNorm with batch
@@ -190,7 +188,7 @@ private func batchNormOutput(
             renormD: try result.renormD.map { try Tensor($0, on: .reference) },
             events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let x = input.openCLBuffer
         let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
         let operands = ChannelOperands(
             weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps)

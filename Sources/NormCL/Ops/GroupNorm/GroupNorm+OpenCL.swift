@@ -7,17 +7,9 @@ enum GroupNormKernels {
     /// x, γ, β, eps, and InstanceNorm's running statistics: read in inference, updated in
     /// training when the problem saves variances.
     typealias Inputs = ChannelInputs
-
-    struct Outputs {
-        var output: Tensor
-        /// `(N, G)` saved statistics (nil for running-statistics inference).
-        var saveMean: Tensor?
-        var saveInvstd: Tensor?
-        /// Updated running statistics (InstanceNorm training with tracking).
-        var runningMean: Tensor?
-        var runningVar: Tensor?
-        var events: [KernelEvent]
-    }
+    /// `(N, G)` saved statistics (nil for running-statistics inference); running
+    /// statistics updated by InstanceNorm training with tracking.
+    typealias Outputs = ChannelOutputs
 
     /// Per-(n, c) `pilot`, `offset`, `scale` and `shift` of the apply step, written by
     /// the kernel before it.

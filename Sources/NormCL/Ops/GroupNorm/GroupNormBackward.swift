@@ -78,9 +78,8 @@ func groupNormBackward(
             invstd: try saveInvstd.toArray().map(Double.init), mask: outputMask)
         return try gradients.tensors(for: problem)
     case .openCL(let runtime):
-        guard let dy = gradOutput.deviceBuffer, let x = input.deviceBuffer, let mean = saveMean.deviceBuffer,
-            let invstd = saveInvstd.deviceBuffer
-        else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let dy = gradOutput.openCLBuffer, x = input.openCLBuffer
+        let mean = saveMean.openCLBuffer, invstd = saveInvstd.openCLBuffer
         let plan = GroupNormBackwardPlan(
             problem: problem, mask: outputMask, device: runtime.device, tuning: tuning ?? runtime.tuning,
             strategy: strategy)

@@ -52,11 +52,9 @@ public func groupNorm(
     _ values: [Float], shape: [Int], numGroups: Int, weight: [Float]? = nil, bias: [Float]? = nil,
     eps: Float = 1e-5, on backend: Backend? = nil
 ) throws -> [Float] {
-    let backend = try backend ?? Backend.default
-    let input = try Tensor(values, shape: shape, on: backend)
-    let weight = try weight.map { try Tensor($0, on: backend) }
-    let bias = try bias.map { try Tensor($0, on: backend) }
-    return try groupNorm(input, numGroups: numGroups, weight: weight, bias: bias, eps: eps).output.toArray()
+    try oneShot(values, shape: shape, weight: weight, bias: bias, on: backend) {
+        try groupNorm($0, numGroups: numGroups, weight: $1, bias: $2, eps: eps).output
+    }
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan
@@ -97,7 +95,7 @@ private func groupNormOutput(
             saveInvstd: try Tensor(result.invstd.map(Float.init), shape: rowShape, on: .reference),
             events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let x = input.openCLBuffer
         let plan = GroupNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
         let inputs = ChannelInputs(
             x: x, operands: ChannelOperands(weight: weight, bias: bias, running: nil, momentum: 0, eps: eps))

@@ -172,27 +172,17 @@ func instanceNormBackward(
         }
         return try gradients.tensors(for: problem)
     case .openCL(let runtime):
-        guard let dy = gradOutput.deviceBuffer, let x = input.deviceBuffer else {
-            preconditionFailure("an OpenCL tensor without a device buffer")
-        }
-        let deviceStatistics: GroupNormBackwardKernels.Statistics
-        switch statistics {
-        case .saved(let mean, let invstd):
-            guard let mean = mean.deviceBuffer, let invstd = invstd.deviceBuffer else {
-                preconditionFailure("an OpenCL tensor without a device buffer")
+        let deviceStatistics: GroupNormBackwardKernels.Statistics =
+            switch statistics {
+            case .saved(let mean, let invstd): .saved(mean: mean.openCLBuffer, invstd: invstd.openCLBuffer)
+            case .running(let running, let eps):
+                .running(mean: running.mean.openCLBuffer, variance: running.variance.openCLBuffer, eps: eps)
             }
-            deviceStatistics = .saved(mean: mean, invstd: invstd)
-        case .running(let running, let eps):
-            guard let mean = running.mean.deviceBuffer, let variance = running.variance.deviceBuffer else {
-                preconditionFailure("an OpenCL tensor without a device buffer")
-            }
-            deviceStatistics = .running(mean: mean, variance: variance, eps: eps)
-        }
         let plan = GroupNormBackwardPlan(
             problem: problem, mask: outputMask, device: runtime.device, tuning: tuning ?? runtime.tuning,
             strategy: strategy)
         let inputs = GroupNormBackwardKernels.Inputs(
-            gradOutput: dy, x: x, weight: weight?.deviceBuffer, statistics: deviceStatistics)
+            gradOutput: gradOutput.openCLBuffer, x: input.openCLBuffer, weight: weight?.deviceBuffer, statistics: deviceStatistics)
         return try GroupNormBackwardKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
     }
 }

@@ -159,7 +159,7 @@ private func instanceNormOutput(
         runningStatistics = updated
         return output
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let x = input.openCLBuffer
         let plan = GroupNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
         let inputs = ChannelInputs(
             x: x,

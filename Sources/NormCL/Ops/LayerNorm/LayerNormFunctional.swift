@@ -53,11 +53,9 @@ public func layerNorm(
     _ values: [Float], shape: [Int], normalizedShape: [Int], weight: [Float]? = nil, bias: [Float]? = nil,
     eps: Float = 1e-5, on backend: Backend? = nil
 ) throws -> [Float] {
-    let backend = try backend ?? Backend.default
-    let input = try Tensor(values, shape: shape, on: backend)
-    let weight = try weight.map { try Tensor($0, shape: normalizedShape, on: backend) }
-    let bias = try bias.map { try Tensor($0, shape: normalizedShape, on: backend) }
-    return try layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps).output.toArray()
+    try oneShot(values, shape: shape, weight: weight, bias: bias, parameterShape: normalizedShape, on: backend) {
+        try layerNorm($0, normalizedShape: normalizedShape, weight: $1, bias: $2, eps: eps).output
+    }
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan
@@ -102,7 +100,7 @@ private func layerNormOutput(
             saveInvstd: Tensor(referenceValues: result.saveInvstd, shape: problem.statisticsShape),
             events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let x = input.openCLBuffer
         let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let result = try RowNormKernels.run(
             problem, plan: plan, x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer, eps: eps, on: runtime)

@@ -39,9 +39,7 @@ func rowNormBackward(
             bias: problem.needsBias ? result.bias.map { Tensor(referenceValues: $0, shape: normalizedShape) } : nil,
             events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer, let dy = gradOutput.deviceBuffer, let scale = saveScale.deviceBuffer else {
-            preconditionFailure("an OpenCL tensor without a device buffer")
-        }
+        let x = input.openCLBuffer, dy = gradOutput.openCLBuffer, scale = saveScale.openCLBuffer
         let plan = RowNormBackwardPlan(
             problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy,
             fuseParameters: fuseParameters)

@@ -48,10 +48,9 @@ public func rmsNorm(
     _ values: [Float], shape: [Int], normalizedShape: [Int], weight: [Float]? = nil, eps: Float? = nil,
     on backend: Backend? = nil
 ) throws -> [Float] {
-    let backend = try backend ?? Backend.default
-    let input = try Tensor(values, shape: shape, on: backend)
-    let weight = try weight.map { try Tensor($0, shape: normalizedShape, on: backend) }
-    return try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps).output.toArray()
+    try oneShot(values, shape: shape, weight: weight, bias: nil, parameterShape: normalizedShape, on: backend) {
+        input, weight, _ in try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps).output
+    }
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan
@@ -94,7 +93,7 @@ private func rmsNormOutput(
             saveInvRms: Tensor(referenceValues: result.saveInvRms, shape: problem.statisticsShape),
             events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer else { preconditionFailure("an OpenCL tensor without a device buffer") }
+        let x = input.openCLBuffer
         let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let result = try RowNormKernels.run(
             problem, plan: plan, x: x, weight: weight?.deviceBuffer, bias: nil, eps: eps, on: runtime)

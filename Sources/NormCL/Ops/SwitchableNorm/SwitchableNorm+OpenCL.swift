@@ -5,14 +5,7 @@ enum SwitchableNormKernels {
 
     struct Outputs {
         var output: Tensor
-        var mean: Tensor
-        var invstd: Tensor
-        var instanceMean: Tensor?
-        var instanceVariance: Tensor?
-        var layerMean: Tensor
-        var layerVariance: Tensor
-        var batchMean: Tensor?
-        var batchVariance: Tensor?
+        var statistics: SwitchableNormStatistics<Tensor>
         var runningMean: Tensor?
         var runningVar: Tensor?
         var events: [KernelEvent]
@@ -32,13 +25,7 @@ enum SwitchableNormKernels {
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         func floats(_ shape: [Int]) throws -> Tensor { try Tensor(uninitializedShape: shape, on: runtime) }
-        let instanceShape = [problem.batch, problem.channels]
-        let mean = try floats(instanceShape), invstd = try floats(instanceShape)
-        let instanceMean = problem.branches.hasInstance ? try floats(instanceShape) : nil
-        let instanceVariance = problem.branches.hasInstance ? try floats(instanceShape) : nil
-        let layerMean = try floats([problem.batch]), layerVariance = try floats([problem.batch])
-        let batchMean = problem.usesBatchStatistics ? try floats([problem.channels]) : nil
-        let batchVariance = problem.usesBatchStatistics ? try floats([problem.channels]) : nil
+        let statistics = try SwitchableNormStatistics.forwardFields(of: problem).map { try floats($1.shape(problem)) }
         let runningMean = problem.updatesRunningStatistics ? try floats([problem.channels]) : nil
         let runningVar = problem.updatesRunningStatistics ? try floats([problem.channels]) : nil
         // Scratch: partial moments per (run, slice); per run the apply coefficients (pilot,
@@ -67,11 +54,13 @@ enum SwitchableNormKernels {
             "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
             "running_mean_out": .buffer(runningMean?.deviceBuffer), "running_var_out": .buffer(runningVar?.deviceBuffer),
             "momentum": .float(inputs.momentum), "eps": .float(inputs.eps), "ln_rel": .buffer(layerRelative),
-            "bn_rel": .buffer(batchRelative), "layer_mean": .buffer(layerMean.deviceBuffer),
-            "layer_var": .buffer(layerVariance.deviceBuffer), "batch_mean": .buffer(batchMean?.deviceBuffer),
-            "batch_var": .buffer(batchVariance?.deviceBuffer), "instance_mean": .buffer(instanceMean?.deviceBuffer),
-            "instance_var": .buffer(instanceVariance?.deviceBuffer), "save_mean": .buffer(mean.deviceBuffer),
-            "save_invstd": .buffer(invstd.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
+            "bn_rel": .buffer(batchRelative), "layer_mean": .buffer(statistics.layerMean.deviceBuffer),
+            "layer_var": .buffer(statistics.layerVariance.deviceBuffer),
+            "batch_mean": .buffer(statistics.batchMean?.deviceBuffer),
+            "batch_var": .buffer(statistics.batchVariance?.deviceBuffer),
+            "instance_mean": .buffer(statistics.instanceMean?.deviceBuffer),
+            "instance_var": .buffer(statistics.instanceVariance?.deviceBuffer),
+            "save_mean": .buffer(statistics.mean.deviceBuffer), "save_invstd": .buffer(statistics.invstd.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
             "slices": sliceCount, "unbiased": .uint(problem.unbiased ? 1 : 0),
             "training": .uint(problem.training ? 1 : 0),
         ]
@@ -104,8 +93,6 @@ enum SwitchableNormKernels {
                     ]))
         }
         return Outputs(
-            output: output, mean: mean, invstd: invstd, instanceMean: instanceMean, instanceVariance: instanceVariance,
-            layerMean: layerMean, layerVariance: layerVariance, batchMean: batchMean, batchVariance: batchVariance,
-            runningMean: runningMean, runningVar: runningVar, events: events)
+            output: output, statistics: statistics, runningMean: runningMean, runningVar: runningVar, events: events)
     }
 }

@@ -8,16 +8,9 @@ enum SwitchableNormBackwardKernels {
         var meanLogits: DeviceBuffer
         var varianceLogits: DeviceBuffer
         var weight: DeviceBuffer?
-        var mean: DeviceBuffer
-        var invstd: DeviceBuffer
-        var instanceMean: DeviceBuffer?
-        var instanceVariance: DeviceBuffer?
-        var layerMean: DeviceBuffer
-        var layerVariance: DeviceBuffer
-        /// The BN statistics that were mixed in: the batch's in training, the running ones
-        /// in inference; nil without a BN branch.
-        var batchMean: DeviceBuffer?
-        var batchVariance: DeviceBuffer?
+        /// The BN set is the one that was mixed in: the batch's in training, the running
+        /// one in inference; nil without a BN branch.
+        var statistics: SwitchableNormStatistics<DeviceBuffer>
     }
 
     static func run(
@@ -59,7 +52,7 @@ enum SwitchableNormBackwardKernels {
                 try runtime.enqueue(
                     "snb_sums_\(pass.kernel)", from: program, global: pass.global, local: pass.local,
                     arguments: [
-                        "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "mean": .buffer(inputs.mean),
+                        "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "mean": .buffer(inputs.statistics.mean),
                         "partials": .buffer(partials), "runs": try .count(runs), "channels": channels, "spatial": spatial,
                         "slices": sliceCount,
                     ]))
@@ -67,10 +60,10 @@ enum SwitchableNormBackwardKernels {
 
         let coefficientArguments: KeyValuePairs<String, KernelArgument> = [
             "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "partials": .buffer(partials),
-            "mean": .buffer(inputs.mean), "invstd": .buffer(inputs.invstd), "instance_mean": .buffer(inputs.instanceMean),
-            "instance_var": .buffer(inputs.instanceVariance), "layer_mean": .buffer(inputs.layerMean),
-            "layer_var": .buffer(inputs.layerVariance), "batch_mean": .buffer(inputs.batchMean),
-            "batch_var": .buffer(inputs.batchVariance), "mean_logits": .buffer(inputs.meanLogits),
+            "mean": .buffer(inputs.statistics.mean), "invstd": .buffer(inputs.statistics.invstd), "instance_mean": .buffer(inputs.statistics.instanceMean),
+            "instance_var": .buffer(inputs.statistics.instanceVariance), "layer_mean": .buffer(inputs.statistics.layerMean),
+            "layer_var": .buffer(inputs.statistics.layerVariance), "batch_mean": .buffer(inputs.statistics.batchMean),
+            "batch_var": .buffer(inputs.statistics.batchVariance), "mean_logits": .buffer(inputs.meanLogits),
             "var_logits": .buffer(inputs.varianceLogits), "weight": .buffer(inputs.weight), "sums": .buffer(sums),
             "adjoints": .buffer(adjoints), "set_adjoints": .buffer(setAdjoints), "coefficients": .buffer(coefficients),
             "logit_partials": .buffer(logitPartials), "dweight": .buffer(dWeight?.deviceBuffer),

@@ -89,8 +89,8 @@ func switchableNormBackward(
         input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: nil,
         running: inference ? runningStatistics : nil, training: training, options: options)
     try NormError.checkGradOutput(gradOutput, matches: input)
-    let statistics = try SwitchableNormSavedStatistics(
-        forward, problem: problem, running: inference ? runningStatistics : nil, backend: input.backend)
+    let statistics = try SwitchableNormStatistics<Tensor>(
+        saved: forward, problem: problem, running: inference ? runningStatistics : nil, backend: input.backend)
     if input.isEmpty {
         // No value contributes to any sum: zero parameter and logit gradients.
         let gradients = try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask)
@@ -104,11 +104,7 @@ func switchableNormBackward(
     switch input.backend {
     case .reference:
         func doubles(_ tensor: Tensor?) throws -> [Double]? { try tensor?.toArray().map(Double.init) }
-        let saved = ReferenceSwitchableNorm.SavedStatistics(
-            mean: try doubles(statistics.mean)!, invstd: try doubles(statistics.invstd)!,
-            instanceMean: try doubles(statistics.instanceMean), instanceVariance: try doubles(statistics.instanceVariance),
-            layerMean: try doubles(statistics.layerMean)!, layerVariance: try doubles(statistics.layerVariance)!,
-            batchMean: try doubles(statistics.batchMean), batchVariance: try doubles(statistics.batchVariance))
+        let saved = try statistics.map { try doubles($0)! }
         let r = ReferenceSwitchableNorm.backward(
             problem, gradOutput: try doubles(gradOutput)!, x: try doubles(input)!, meanLogits: try doubles(meanLogits)!,
             varianceLogits: try doubles(varianceLogits)!, weight: try doubles(weight), statistics: saved)
@@ -124,19 +120,12 @@ func switchableNormBackward(
             varianceLogits: Tensor(referenceValues: floats(r.varianceLogits), shape: [problem.branches.count]),
             events: [])
     case .openCL(let runtime):
-        guard let dy = gradOutput.deviceBuffer, let x = input.deviceBuffer, let wm = meanLogits.deviceBuffer,
-            let wv = varianceLogits.deviceBuffer, let mean = statistics.mean.deviceBuffer,
-            let invstd = statistics.invstd.deviceBuffer, let layerMean = statistics.layerMean.deviceBuffer,
-            let layerVariance = statistics.layerVariance.deviceBuffer
-        else { preconditionFailure("an OpenCL tensor without a device buffer") }
         let plan = SwitchableNormBackwardPlan(
             problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let inputs = SwitchableNormBackwardKernels.Inputs(
-            gradOutput: dy, x: x, meanLogits: wm, varianceLogits: wv, weight: weight?.deviceBuffer, mean: mean,
-            invstd: invstd, instanceMean: statistics.instanceMean?.deviceBuffer,
-            instanceVariance: statistics.instanceVariance?.deviceBuffer, layerMean: layerMean,
-            layerVariance: layerVariance, batchMean: statistics.batchMean?.deviceBuffer,
-            batchVariance: statistics.batchVariance?.deviceBuffer)
+            gradOutput: gradOutput.openCLBuffer, x: input.openCLBuffer, meanLogits: meanLogits.openCLBuffer,
+            varianceLogits: varianceLogits.openCLBuffer, weight: weight?.openCLBuffer,
+            statistics: statistics.map(\.openCLBuffer))
         return try SwitchableNormBackwardKernels.run(problem, plan: plan, inputs: inputs, mask: outputMask, on: runtime)
     }
 }

@@ -154,36 +154,24 @@ private func switchableNormOutput(
             updated?.variance = try Tensor(variance, on: .reference)
         }
         runningStatistics = updated
-        let instanceShape = [problem.batch, problem.channels]
         return SwitchableNormOutput(
             output: Tensor(
                 referenceValues: r.output, shape: problem.shape, layout: problem.layout, elementType: problem.elementType),
-            saveMean: Tensor(referenceValues: r.mean, shape: instanceShape),
-            saveInvstd: Tensor(referenceValues: r.invstd, shape: instanceShape),
-            instanceMean: r.instanceMean.map { Tensor(referenceValues: $0, shape: instanceShape) },
-            instanceVariance: r.instanceVariance.map { Tensor(referenceValues: $0, shape: instanceShape) },
-            layerMean: try Tensor(r.layerMean, on: .reference), layerVariance: try Tensor(r.layerVariance, on: .reference),
-            batchMean: try r.batchMean.map { try Tensor($0, on: .reference) },
-            batchVariance: try r.batchVariance.map { try Tensor($0, on: .reference) }, events: [])
+            statistics: r.statistics.map { Tensor(referenceValues: $0, shape: $1.shape(problem)) }, events: [])
     case .openCL(let runtime):
-        guard let x = input.deviceBuffer, let wm = meanLogits.deviceBuffer, let wv = varianceLogits.deviceBuffer else {
-            preconditionFailure("an OpenCL tensor without a device buffer")
-        }
         let plan = SwitchableNormPlan(
             problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let operands = ChannelOperands(
             weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: options.eps)
         let r = try SwitchableNormKernels.run(
-            problem, plan: plan, inputs: ChannelInputs(x: x, operands: operands), logits: (wm, wv), on: runtime)
+            problem, plan: plan, inputs: ChannelInputs(x: input.openCLBuffer, operands: operands),
+            logits: (meanLogits.openCLBuffer, varianceLogits.openCLBuffer), on: runtime)
         if let mean = r.runningMean, let variance = r.runningVar {
             updated?.mean = mean
             updated?.variance = variance
         }
         runningStatistics = updated
-        return SwitchableNormOutput(
-            output: r.output, saveMean: r.mean, saveInvstd: r.invstd, instanceMean: r.instanceMean,
-            instanceVariance: r.instanceVariance, layerMean: r.layerMean, layerVariance: r.layerVariance,
-            batchMean: r.batchMean, batchVariance: r.batchVariance, events: r.events)
+        return SwitchableNormOutput(output: r.output, statistics: r.statistics, events: r.events)
     }
 }
 
@@ -194,13 +182,9 @@ private func switchableNormOutput(
 private func emptySwitchableNorm(_ problem: SwitchableNormProblem, like input: Tensor) throws -> SwitchableNormOutput {
     let backend = input.backend
     func filled(_ value: Float, _ shape: [Int]) throws -> Tensor { try Tensor(repeating: value, shape: shape, on: backend) }
-    let instanceShape = [problem.batch, problem.channels]
-    let hasInstance = problem.branches.hasInstance
     return SwitchableNormOutput(
-        output: try Tensor(zerosLike: input), saveMean: try filled(0, instanceShape), saveInvstd: try filled(.nan, instanceShape),
-        instanceMean: hasInstance ? try filled(0, instanceShape) : nil,
-        instanceVariance: hasInstance ? try filled(.nan, instanceShape) : nil,
-        layerMean: try filled(0, [problem.batch]), layerVariance: try filled(.nan, [problem.batch]),
-        batchMean: problem.usesBatchStatistics ? try filled(0, [problem.channels]) : nil,
-        batchVariance: problem.usesBatchStatistics ? try filled(.nan, [problem.channels]) : nil, events: [])
+        output: try Tensor(zerosLike: input),
+        statistics: try SwitchableNormStatistics.forwardFields(of: problem).map {
+            try filled($1.isMean ? 0 : .nan, $1.shape(problem))
+        }, events: [])
 }
