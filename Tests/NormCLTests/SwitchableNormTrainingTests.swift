@@ -100,7 +100,7 @@ struct SwitchableNormTrainingTests {
                 #expect((slices > 1) == (problem.instances < 16 && problem.spatial >= 4096), "\(shape) \(plan.strategy)")
             case .columns(let slices):
                 #expect(layout == .channelsLast && problem.spatial > 1)
-                #expect(slices >= 1 && slices <= Swift.max(1, problem.spatial / SwitchableNormPlan.minimumRowsPerSlice))
+                #expect(slices >= 1 && slices <= Swift.max(1, problem.spatial / ChannelGeometry.minimumRowsPerSlice))
             }
         }
     }

@@ -11,88 +11,57 @@ protocol BatchNormReductionStrategy {
 extension BatchNormPlan.Strategy: BatchNormReductionStrategy {}
 extension BatchNormBackwardPlan.Strategy: BatchNormReductionStrategy {}
 
-/// What BatchNorm's forward and backward plans share: the vector widths, the launch
-/// geometry (from ``LaunchGeometry``), the choice between the reduction strategies, the
+/// What BatchNorm's forward and backward plans share: the ``ChannelGeometry``, the choice between the reduction strategies, the
 /// build options common to `batch_norm.cl` and `batch_norm_backward.cl`, and the size
 /// arguments their kernels take.
 ///
 /// Sizes are kernel arguments: a program depends on the element type, the vector widths,
 /// the work-group size, the access pattern, the index width and the op's flags, never on
 /// the shape.
-struct BatchNormLaunch: Equatable, Sendable {
-    let geometry: LaunchGeometry
-    /// N, C and M (the product of the spatial dims, 1 for `(N, C)` input).
-    let batch: Int
-    let channels: Int
-    let spatial: Int
+struct BatchNormLaunch: ChannelShaped, Equatable, Sendable {
+    let channel: ChannelGeometry
+    let shape: [Int]
     /// Whether memory holds a row-major `(N·M, C)` matrix: channels-last input, or
     /// `(N, C)` input of either layout. The column kernels take these.
     let isRowsByChannels: Bool
-    /// Elements per load along the spatial axis of NCHW input: 4 when `M % 4 == 0`, else 1.
-    let vectorWidth: Int
-    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
-    let channelVectorWidth: Int
-    let reductionWorkGroupSize: Int
-    /// Work-items of the column kernels (one per tile of column vectors), and their
-    /// work-group size.
-    let columnWorkItems: Int
-    let columnWorkGroupSize: Int
     /// Whether element indices need 64 bits (``LaunchGeometry/needsWideIndices(elements:workItems:)``).
     let wideIndices: Bool
-
-    /// Fewer rows than this per slice make the partials cost more than they save.
-    static let minimumRowsPerGroup = 64
 
     /// The launch of a problem of `shape` in `layout`, whose reduction tree keeps
     /// `localBytesPerItem` bytes of local memory per work-item.
     init(shape: [Int], layout: TensorLayout, device: OpenCLDevice, tuning: DeviceTuning, localBytesPerItem: Int) {
-        geometry = LaunchGeometry(device: device, tuning: tuning)
-        batch = shape[0]
-        channels = shape[1]
-        spatial = shape.dropFirst(2).reduce(1, *)
-        isRowsByChannels = layout == .channelsLast || spatial == 1
-        vectorWidth = layout == .channelsFirst && spatial % 4 == 0 ? 4 : 1
-        channelVectorWidth = channels % 4 == 0 ? 4 : 1
-        reductionWorkGroupSize = geometry.reductionWorkGroupSize(localBytesPerItem: localBytesPerItem)
-        (columnWorkItems, columnWorkGroupSize) = geometry.columnWorkItems(columnVectors: channels / channelVectorWidth)
-        let count = batch * channels * spatial
-        let elementwiseItems = geometry.elementwiseWorkGroups(vectors: count / vectorWidth) * geometry.elementwiseWorkGroupSize
-        wideIndices = LaunchGeometry.needsWideIndices(
-            elements: count, workItems: max(reductionWorkGroupSize, elementwiseItems))
+        let sizes = ChannelShape(shape: shape)
+        self.shape = shape
+        channel = ChannelGeometry(
+            sizes, layout: layout, launch: LaunchGeometry(device: device, tuning: tuning),
+            localBytesPerItem: localBytesPerItem)
+        isRowsByChannels = layout == .channelsLast || sizes.spatial == 1
+        wideIndices = channel.wideIndices(elements: sizes.count, elementwiseVectors: sizes.count / channel.vectorWidth)
     }
 
     /// n = N·M: the values of each channel, and the rows of the `(rows, C)` matrix.
-    var valuesPerChannel: Int { batch * spatial }
+    var valuesPerChannel: Int { batchSpatial }
 
     /// The reduction strategy for this shape: columns for a `(rows, C)` matrix, per
     /// channel for NCHW, split into slices only when the channels alone cannot fill the
     /// device and each slice still gets a worthwhile amount of data.
     func reduction<Strategy: BatchNormReductionStrategy>() -> Strategy {
         if isRowsByChannels {
-            // With chunked access (CPUs) a work-group's items run one after another on one
-            // core, so the aim is targetWorkGroups busy work-items; on GPUs it is
-            // targetWorkGroups full work-groups of work-items.
-            let target = geometry.targetWorkGroups
-            let wantedItems = geometry.chunkedAccess ? target : target * columnWorkGroupSize
-            let groups = min(
-                wantedItems.ceilingDivided(by: columnWorkItems), valuesPerChannel / Self.minimumRowsPerGroup, 1024)
+            let groups = channel.columnSlices(samples: 1, rows: valuesPerChannel)
             return groups > 1 ? .splitColumns(rowGroups: groups) : .columns
         }
-        let groups = geometry.slicesPerSegment(segments: channels, vectorsPerSegment: valuesPerChannel / vectorWidth)
+        let groups = channel.launch.slicesPerSegment(
+            segments: channels, vectorsPerSegment: valuesPerChannel / channel.vectorWidth)
         return groups > 1 ? .splitReduction(groupsPerChannel: groups) : .fusedPerChannel
     }
 
     /// The build options both BatchNorm programs start with; the op adds its flags.
     func specialization(elementType: ElementType) -> KernelSpecialization {
-        var specialization = KernelSpecialization(
-            elementType: elementType, chunkedAccess: geometry.chunkedAccess, wideIndices: wideIndices)
-        specialization.define("VEC", vectorWidth)
-        specialization.define("WG", reductionWorkGroupSize)
-        // Only the column kernels read CVEC: NCHW problems all take 1, so that their
-        // programs do not follow C % 4.
-        specialization.define("CVEC", isRowsByChannels ? channelVectorWidth : 1)
-        specialization.define("TILE", geometry.columnTile)
-        return specialization
+        // The column kernels are in every program; NCHW problems all take CVEC 1, so that
+        // their programs do not follow C % 4.
+        channel.specialization(
+            elementType: elementType, wideIndices: wideIndices, vectorWidth: channel.vectorWidth,
+            channelVectorWidth: isRowsByChannels ? channel.channelVectorWidth : 1)
     }
 
     // MARK: Launches
@@ -100,16 +69,16 @@ struct BatchNormLaunch: Equatable, Sendable {
     typealias Launch = (global: [Int], local: [Int])
 
     /// One work-group per channel.
-    var perChannelGroups: Launch { ([channels * reductionWorkGroupSize], [reductionWorkGroupSize]) }
+    var perChannelGroups: Launch { ([channels * channel.reductionWorkGroupSize], [channel.reductionWorkGroupSize]) }
     /// `groups` work-groups per channel (slice, channel).
     func sliceGroups(_ groups: Int) -> Launch {
-        ([groups * reductionWorkGroupSize, channels], [reductionWorkGroupSize, 1])
+        ([groups * channel.reductionWorkGroupSize, channels], [channel.reductionWorkGroupSize, 1])
     }
     /// One work-item per column tile.
-    var columnItems: Launch { ([columnWorkItems.roundedUp(toMultipleOf: columnWorkGroupSize)], [columnWorkGroupSize]) }
+    var columnItems: Launch { ([channel.columnItems], [channel.columnWorkGroupSize]) }
     /// One work-item per column tile and row slice (tile, slice).
     func columnItems(rowGroups: Int) -> Launch {
-        ([columnItems.global[0], rowGroups], [columnWorkGroupSize, 1])
+        ([channel.columnItems, rowGroups], [channel.columnWorkGroupSize, 1])
     }
     /// The one-launch strategies: one work-group per channel with the NCHW sizes
     /// (`fusedPerChannel`), or one work-item per column tile with the column sizes.
@@ -117,9 +86,9 @@ struct BatchNormLaunch: Equatable, Sendable {
         columns ? (columnItems, try columnSizes()) : (perChannelGroups, try planeSizes())
     }
     /// One work-item per channel.
-    var perChannelItems: Launch { geometry.perSegmentLaunch(segments: channels) }
+    var perChannelItems: Launch { channel.launch.perSegmentLaunch(segments: channels) }
     /// An elementwise pass over every element vector.
-    var elementwise: Launch { geometry.elementwiseLaunch(vectors: batch * channels * spatial / vectorWidth) }
+    var elementwise: Launch { channel.launch.elementwiseLaunch(vectors: count / channel.vectorWidth) }
 
     // MARK: Size arguments
 

@@ -42,18 +42,10 @@ struct SwitchableNormPlan: Equatable, Sendable {
     }
 
     let strategy: Strategy
-    /// The device's launch sizes (work-group sizes, column tiles, access pattern).
-    let launch: LaunchGeometry
-    /// Elements per load along an NCHW run (`VEC`): 4 when `L % 4 == 0`, else 1 (1 for
-    /// NHWC and direct, whose kernels do not read runs).
-    let vectorWidth: Int
-    /// Channels per load in the NHWC kernels (`CVEC`): 4 when `C % 4 == 0`, else 1 (1 for
-    /// NCHW and direct).
-    let channelVectorWidth: Int
-    /// Work-items (one per tile of column vectors) and work-group size of the NHWC step-1 kernel.
-    let columnWorkItems: Int
-    let columnWorkGroupSize: Int
-    let reductionWorkGroupSize: Int
+    /// Vector widths, column tiles and the moments pass's work-group size. `VEC` reads
+    /// NCHW runs (1 for NHWC and direct, whose kernels do not read runs); the NHWC
+    /// kernels read `CVEC` channels a load (1 in the NCHW and direct programs).
+    let channel: ChannelGeometry
     /// Work-items of the single work-group of the statistics kernel, and the work-group
     /// size of the split statistics kernels.
     let statisticsWorkGroupSize: Int
@@ -64,7 +56,10 @@ struct SwitchableNormPlan: Equatable, Sendable {
     /// Whether element offsets need 64 bits.
     let wideIndices: Bool
 
+    /// The device's launch sizes (work-group sizes, column tiles, access pattern).
+    var launch: LaunchGeometry { channel.launch }
     var chunkedAccess: Bool { launch.chunkedAccess }
+    var reductionWorkGroupSize: Int { channel.reductionWorkGroupSize }
 
     /// The plan for `problem` on `device`, or with `strategy` forced (tests use this to
     /// run every strategy on shapes where the heuristic would not pick it).
@@ -80,19 +75,15 @@ struct SwitchableNormPlan: Equatable, Sendable {
             precondition(forced.slices >= 1, "slices must be positive")
         }
         let launch = LaunchGeometry(device: device, tuning: tuning)
-        self.launch = launch
-        let runs = !direct && problem.layout == .channelsFirst, columns = !direct && problem.layout == .channelsLast
-        vectorWidth = runs && problem.spatial % 4 == 0 ? 4 : 1
-        channelVectorWidth = columns && problem.channels % 4 == 0 ? 4 : 1
         // The moments kernel keeps one Moments (3 floats) per work-item in local memory.
-        reductionWorkGroupSize = launch.reductionWorkGroupSize(localBytesPerItem: 3 * MemoryLayout<Float>.size)
+        let channel = ChannelGeometry(
+            problem, layout: problem.layout, launch: launch, localBytesPerItem: 3 * MemoryLayout<Float>.size)
+        self.channel = channel
         statisticsWorkGroupSize = launch.perSegmentWorkGroupSize
         splitStatistics = problem.instances > Self.statisticsSplitThreshold
-        (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(columnVectors: problem.channels / channelVectorWidth)
         statisticsWorkItems = launch.targetWorkGroups * statisticsWorkGroupSize
         // Elementwise launches have at most one work-item per element.
-        wideIndices = LaunchGeometry.needsWideIndices(
-            elements: problem.count, workItems: launch.elementwiseLaunch(vectors: problem.count).global[0])
+        wideIndices = channel.wideIndices(elements: problem.count, elementwiseVectors: problem.count)
 
         let targetGroups = launch.targetWorkGroups
         if let forced {
@@ -100,16 +91,12 @@ struct SwitchableNormPlan: Equatable, Sendable {
         } else if direct {
             strategy = .direct
         } else if problem.layout == .channelsLast {
-            // Split the rows only when the tiles of all samples cannot fill the device:
-            // on CPUs targetGroups busy work-items, on GPUs that many full work-groups.
-            let wantedItems = launch.chunkedAccess ? targetGroups : targetGroups * columnWorkGroupSize
-            let slices = min(
-                wantedItems.ceilingDivided(by: columnWorkItems * problem.batch), problem.spatial / Self.minimumRowsPerSlice, 1024)
-            strategy = .columns(slices: max(1, slices))
+            // Split the rows only when the tiles of all samples cannot fill the device.
+            strategy = .columns(slices: channel.columnSlices(samples: problem.batch, rows: problem.spatial))
         } else if launch.chunkedAccess {
             // A CPU core runs a work-group's items one after another: aim for
             // targetGroups work-groups' worth of items, each slice still a worthwhile read.
-            let wanted = (targetGroups * reductionWorkGroupSize).ceilingDivided(by: problem.instances)
+            let wanted = (targetGroups * channel.reductionWorkGroupSize).ceilingDivided(by: problem.instances)
             let worthwhile = problem.spatial / Self.minimumElementsPerItemSlice
             strategy = .runPerWorkItem(slices: max(1, min(wanted, worthwhile, 1024)))
         } else {
@@ -121,12 +108,11 @@ struct SwitchableNormPlan: Equatable, Sendable {
     /// What both programs (`switchable_norm.cl`, `switchable_norm_backward.cl`) are
     /// specialised on; the forward and the backward add their own flags.
     func specialization(for problem: SwitchableNormProblem) -> KernelSpecialization {
-        var options = KernelSpecialization(
-            elementType: problem.elementType, chunkedAccess: chunkedAccess, wideIndices: wideIndices)
-        options.define("VEC", vectorWidth)
-        options.define("CVEC", channelVectorWidth)
-        options.define("TILE", launch.columnTile)
-        options.define("WG", reductionWorkGroupSize)
+        let columns = elementwiseColumns(for: problem)
+        var options = channel.specialization(
+            elementType: problem.elementType, wideIndices: wideIndices,
+            vectorWidth: channel.vectorWidth,
+            channelVectorWidth: columns ? channel.channelVectorWidth : 1)
         // Switchable Norm's own block length (Kernels/reduction.cl, VECTOR_BLOCK): 64 vectors
         // per fold, as before the shared library; 16 made its half-storage moments pass
         // 1.3x slower.
@@ -148,14 +134,13 @@ struct SwitchableNormPlan: Equatable, Sendable {
     /// The step-1 pass over x (forward: instance moments, backward: instance sums): the
     /// kernel's name suffix and its launch; nil for ``Strategy/direct``.
     func instancePass(for problem: SwitchableNormProblem) -> (kernel: String, global: [Int], local: [Int])? {
-        let slices = strategy.slices, local = reductionWorkGroupSize
+        let slices = strategy.slices, local = channel.reductionWorkGroupSize
         switch strategy {
         case .direct: return nil
         case .runPerWorkItem: return ("items", [(problem.instances * slices).roundedUp(toMultipleOf: local)], [local])
         case .runPerWorkGroup: return ("groups", [slices * local, problem.instances], [local, 1])
         case .columns:
-            let items = columnWorkItems.roundedUp(toMultipleOf: columnWorkGroupSize)
-            return ("columns", [items, problem.batch * slices], [columnWorkGroupSize, 1])
+            return ("columns", [channel.columnItems, problem.batch * slices], [channel.columnWorkGroupSize, 1])
         }
     }
 
@@ -168,7 +153,7 @@ struct SwitchableNormPlan: Equatable, Sendable {
     /// The launch of the elementwise pass: one work-item per vector of `VEC` (runs) or
     /// `CVEC` (columns) elements, as many work-groups as fill the device.
     func elementwiseLaunch(for problem: SwitchableNormProblem) -> (global: [Int], local: [Int]) {
-        let width = elementwiseColumns(for: problem) ? channelVectorWidth : vectorWidth
+        let width = elementwiseColumns(for: problem) ? channel.channelVectorWidth : channel.vectorWidth
         return launch.elementwiseLaunch(vectors: problem.count / width)
     }
 
@@ -180,8 +165,6 @@ struct SwitchableNormPlan: Equatable, Sendable {
     /// The most instances N·C the one-work-group statistics kernel takes.
     static let statisticsSplitThreshold = 4096
 
-    /// Fewer rows than this per slice make the partials cost more than they save.
-    static let minimumRowsPerSlice = 64
     /// The shortest slice of a run one work-item should get.
     static let minimumElementsPerItemSlice = 1024
 }

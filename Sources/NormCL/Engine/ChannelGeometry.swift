@@ -1,0 +1,76 @@
+/// The vector widths and work sizes of the kernels of an `(N, C, *spatial)` problem —
+/// BatchNorm's, GroupNorm's and InstanceNorm's, Switchable Norm's — derived once from
+/// the shape and ``LaunchGeometry``; each op's plan adds its own launches.
+///
+/// These kernels read memory in two patterns: NCHW runs (the M contiguous values of one
+/// (n, c), ``vectorWidth`` values a load), and a row-major `(rows, C)` matrix
+/// (channels-last input, or `(N, C)` input of either layout) whose column kernels give
+/// each work-item ``LaunchGeometry/columnTile`` adjacent vectors of
+/// ``channelVectorWidth`` channels and walk the rows.
+struct ChannelGeometry: Equatable, Sendable {
+    let launch: LaunchGeometry
+    /// Values per load along an NCHW run: 4 when `M % 4 == 0`, else 1 (1 for
+    /// channels-last input). A vector never straddles two channels, so γ and β stay per
+    /// vector.
+    let vectorWidth: Int
+    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
+    let channelVectorWidth: Int
+    /// Work-items of a column kernel over one block of rows (one per tile of channel
+    /// vectors), and their work-group size.
+    let columnWorkItems: Int
+    let columnWorkGroupSize: Int
+    /// Work-group size of the reductions (a power of two).
+    let reductionWorkGroupSize: Int
+
+    /// Fewer rows than this per slice make a split column reduction's partials cost more
+    /// than they save.
+    static let minimumRowsPerSlice = 64
+
+    /// - Parameter localBytesPerItem: local memory per work-item of the op's reduction tree.
+    init(_ problem: some ChannelShaped, layout: TensorLayout, launch: LaunchGeometry, localBytesPerItem: Int) {
+        self.launch = launch
+        vectorWidth = layout == .channelsFirst && problem.spatial % 4 == 0 ? 4 : 1
+        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
+        (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(columnVectors: problem.channels / channelVectorWidth)
+        reductionWorkGroupSize = launch.reductionWorkGroupSize(localBytesPerItem: localBytesPerItem)
+    }
+
+    /// The column kernels' work-items over one block of rows, rounded up to whole work-groups.
+    var columnItems: Int { columnWorkItems.roundedUp(toMultipleOf: columnWorkGroupSize) }
+
+    /// Row slices of a column reduction over `samples` blocks of `rows` rows each (1 when
+    /// the column tiles alone fill the device). With chunked access (CPUs) a work-group's
+    /// items run one after another on one core, so the aim is
+    /// ``LaunchGeometry/targetWorkGroups`` busy work-items; on GPUs that many full
+    /// work-groups. Never fewer than ``minimumRowsPerSlice`` rows a slice, at most 1024.
+    func columnSlices(samples: Int, rows: Int) -> Int {
+        let target = launch.targetWorkGroups
+        let wantedItems = launch.chunkedAccess ? target : target * columnWorkGroupSize
+        return max(1, min(wantedItems.ceilingDivided(by: samples * columnWorkItems), rows / Self.minimumRowsPerSlice, 1024))
+    }
+
+    /// Whether element indices of `elements` values need 64 bits, for an op whose widest
+    /// launches are a reduction work-group and an elementwise pass over `elementwiseVectors`.
+    func wideIndices(elements: Int, elementwiseVectors: Int) -> Bool {
+        LaunchGeometry.needsWideIndices(
+            elements: elements,
+            workItems: max(reductionWorkGroupSize, launch.elementwiseLaunch(vectors: elementwiseVectors).global[0]))
+    }
+
+    /// The build options every program of these ops starts with: element type, access,
+    /// index width, `VEC` and `WG`; `CVEC` and `TILE` when the program has column kernels
+    /// (`channelVectorWidth` given), so that programs without them do not follow `C % 4`.
+    func specialization(
+        elementType: ElementType, wideIndices: Bool, vectorWidth: Int, channelVectorWidth: Int?
+    ) -> KernelSpecialization {
+        var options = KernelSpecialization(
+            elementType: elementType, chunkedAccess: launch.chunkedAccess, wideIndices: wideIndices)
+        options.define("VEC", vectorWidth)
+        options.define("WG", reductionWorkGroupSize)
+        if let channelVectorWidth {
+            options.define("CVEC", channelVectorWidth)
+            options.define("TILE", launch.columnTile)
+        }
+        return options
+    }
+}
