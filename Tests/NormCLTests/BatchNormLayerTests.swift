@@ -21,6 +21,25 @@ struct BatchNormLayerTests {
         return (mean, variance)
     }
 
+    /// Runs `layer` on `x` of `shape` and checks that it outputs x̂, `x` normalised with
+    /// the batch's own statistics (biased variance, eps 1e-5, no γ or β), within
+    /// 1e-5·(1 + |x̂|): float32 statistics and arithmetic, outputs of order 1.
+    static func expectBatchNormalized(
+        by layer: inout BatchNorm, _ x: [Float], shape: [Int], on backend: Backend,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let y = try layer(try Tensor(x, shape: shape, on: backend)).toArray()
+        let stats = batchStatistics(x, shape: shape)
+        let (channels, spatial) = (shape[1], shape.dropFirst(2).reduce(1, *))
+        for i in x.indices {
+            let c = (i / spatial) % channels
+            let expected = (Double(x[i]) - stats.mean[c]) / (stats.variance[c] + 1e-5).squareRoot()
+            #expect(
+                Swift.abs(Double(y[i]) - expected) <= 1e-5 * (1 + Swift.abs(expected)), "element \(i): \(y[i]) vs \(expected)",
+                sourceLocation: sourceLocation)
+        }
+    }
+
     /// Batches of different sizes (n/(n−1) differs per step) and random data.
     static let batchShapes: [[Int]] = [[8, 3, 5, 5], [4, 3, 5, 5], [6, 3, 5, 5], [2, 3, 5, 5]]
 
@@ -212,14 +231,7 @@ struct BatchNormLayerTests {
         let shape = [4, 3, 6]
         var rng = SeededGenerator(seed: 6)
         let x = rng.normals(shape.reduce(1, *), offset: 7, scale: 2)
-        let y = try layer(try Tensor(x, shape: shape, on: backend)).toArray()
-        let stats = Self.batchStatistics(x, shape: shape)
-        for i in x.indices {
-            let c = (i / 6) % 3
-            let expected = (Double(x[i]) - stats.mean[c]) / (stats.variance[c] + 1e-5).squareRoot()
-            // 1e-5·(1 + |y|): float32 statistics and arithmetic, outputs of order 1.
-            #expect(Swift.abs(Double(y[i]) - expected) <= 1e-5 * (1 + Swift.abs(expected)), "element \(i): \(y[i]) vs \(expected)")
-        }
+        try Self.expectBatchNormalized(by: &layer, x, shape: shape, on: backend)
         #expect(layer.runningStatistics == nil)
     }
 
@@ -232,13 +244,7 @@ struct BatchNormLayerTests {
         let shape = [5, 3, 7]
         var rng = SeededGenerator(seed: 9)
         let x = rng.normals(shape.reduce(1, *), offset: -2, scale: 4)
-        let y = try layer(try Tensor(x, shape: shape, on: backend)).toArray()
-        let stats = Self.batchStatistics(x, shape: shape)
-        for i in x.indices {
-            let c = (i / 7) % 3
-            let expected = (Double(x[i]) - stats.mean[c]) / (stats.variance[c] + 1e-5).squareRoot()
-            #expect(Swift.abs(Double(y[i]) - expected) <= 1e-5 * (1 + Swift.abs(expected)), "element \(i): \(y[i]) vs \(expected)")
-        }
+        try Self.expectBatchNormalized(by: &layer, x, shape: shape, on: backend)
         #expect(layer.runningStatistics?.numBatchesTracked == 1)
     }
 

@@ -67,6 +67,17 @@ struct GroupNormBackwardHarness {
         return (try out.saveMean?.toArray() ?? [], try out.saveInvstd?.toArray() ?? [])
     }
 
+    /// x, dy and γ (nil without affine) as tensors on `backend`, x and dy stored in the
+    /// harness's layout and element type: for the tests that call the public API
+    /// directly instead of ``run(on:statistics:strategy:tuning:)``.
+    func tensors(on backend: Backend) throws -> (input: Tensor, gradOutput: Tensor, weight: Tensor?) {
+        (
+            try Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend),
+            try Tensor(gradOutput, shape: shape, layout: layout, elementType: elementType, on: backend),
+            try weight.map { try Tensor($0, on: backend) }
+        )
+    }
+
     struct Result {
         var input: [Float]?
         var weight: [Float]?
@@ -210,6 +221,17 @@ struct GroupNormBackwardHarness {
         }
         return all
     }
+}
+
+/// GroupNorm backward through the overload that takes the saved statistics, given
+/// those `forward` saved (a GroupNorm forward, or an InstanceNorm one as G = C): what
+/// the tests compare the forward-output overload and InstanceNorm's backward with.
+func groupNormBackward(
+    _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, savedStatisticsOf forward: GroupNormOutput
+) throws -> NormGradients {
+    try NormCL.groupNormBackward(
+        gradOutput, input: input, numGroups: numGroups, weight: weight, saveMean: try #require(forward.saveMean),
+        saveInvstd: try #require(forward.saveInvstd))
 }
 
 @Suite("GroupNorm backward harness")

@@ -115,14 +115,11 @@ struct GroupNormBackwardTests {
     func forwardOverload() throws {
         for backend in allBackends {
             let harness = GroupNormBackwardHarness(op: .group(2), shape: [2, 4, 3, 3], seed: 2)
-            let input = try Tensor(harness.x, shape: harness.shape, on: backend)
-            let dy = try Tensor(harness.gradOutput, shape: harness.shape, on: backend)
-            let weight = try Tensor(try #require(harness.weight), on: backend)
+            let (input, dy, affine) = try harness.tensors(on: backend)
+            let weight = try #require(affine)
             let out = try groupNorm(input, numGroups: 2, weight: weight)
             let viaForward = try groupNormBackward(dy, input: input, numGroups: 2, weight: weight, forward: out)
-            let direct = try groupNormBackward(
-                dy, input: input, numGroups: 2, weight: weight, saveMean: try #require(out.saveMean),
-                saveInvstd: try #require(out.saveInvstd))
+            let direct = try groupNormBackward(dy, input: input, numGroups: 2, weight: weight, savedStatisticsOf: out)
             try expectIdentical(viaForward, direct)
         }
     }

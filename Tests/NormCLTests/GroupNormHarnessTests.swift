@@ -86,11 +86,9 @@ struct GroupNormHarness: ChannelDataHolder {
         let actual = try run(on: backend, strategy: strategy)
         let label =
             "\(op) \(shape) \(layout) \(elementType) \(backend.name) strategy=\(strategy.map { "\($0)" } ?? "auto")"
-        let half = elementType == .float16
-        expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
-            let e = Swift.abs(Double(expected.output[i]))
-            return 2e-6 * (1 + e) + (half ? 0x1p-10 * e + 0x1p-24 : 0)
-        }
+        expectOutputClose(
+            actual.output, expected.output, "output \(label)", base: 2e-6, half: elementType == .float16, halfFloor: 0x1p-24,
+            sourceLocation: sourceLocation)
         if let e = expected.saveMean, let s = expected.saveInvstd {
             if let m = actual.saveMean {
                 expectClose(m, e, "saveMean \(label)", sourceLocation: sourceLocation) { r in

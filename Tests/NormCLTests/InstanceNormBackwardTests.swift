@@ -78,15 +78,12 @@ struct InstanceNormBackwardTests {
     @Test("equals GroupNorm backward with G = C; forward-output overload", arguments: BackendChoice.allCases)
     func groupNormWithOneGroupPerChannel(choice: BackendChoice) throws {
         let backend = try choice.backend()
-        let harness = GroupNormBackwardHarness(op: .instance, shape: [2, 6, 4, 5], seed: 7)
-        let input = try Tensor(harness.x, shape: harness.shape, layout: .channelsLast, on: backend)
-        let dy = try Tensor(harness.gradOutput, shape: harness.shape, layout: .channelsLast, on: backend)
-        let weight = try Tensor(try #require(harness.weight), on: backend)
+        let harness = GroupNormBackwardHarness(op: .instance, shape: [2, 6, 4, 5], seed: 7).stored(as: .float32, .channelsLast)
+        let (input, dy, affine) = try harness.tensors(on: backend)
+        let weight = try #require(affine)
         let out = try instanceNorm(input, weight: weight)
         let instance = try instanceNormBackward(dy, input: input, weight: weight, forward: out)
-        let group = try groupNormBackward(
-            dy, input: input, numGroups: 6, weight: weight, saveMean: try #require(out.saveMean),
-            saveInvstd: try #require(out.saveInvstd))
+        let group = try groupNormBackward(dy, input: input, numGroups: 6, weight: weight, savedStatisticsOf: GroupNormOutput(out))
         try expectIdentical(instance, group)
     }
 

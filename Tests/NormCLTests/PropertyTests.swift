@@ -15,44 +15,24 @@ import Testing
 /// is a kernel build, so more cases take longer).
 @Suite("Properties", .shrinking)
 struct PropertyTests {
-    @Test("BatchNorm and Batch Renorm forward")
-    func batchNormForward() async {
-        await Self.check(PropertyGenerators.batchNorm(backward: false))
+    /// The op families, each with its generator of cases.
+    enum Family: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case batchNorm = "BatchNorm and Batch Renorm"
+        case rowNorm = "LayerNorm and RMSNorm"
+        case groupNorm = "GroupNorm and InstanceNorm"
+        case switchableNorm = "Switchable Norm"
+
+        var testDescription: String { rawValue }
     }
 
-    @Test("BatchNorm and Batch Renorm backward")
-    func batchNormBackward() async {
-        await Self.check(PropertyGenerators.batchNorm(backward: true))
-    }
-
-    @Test("LayerNorm and RMSNorm forward")
-    func rowNormForward() async {
-        await Self.check(PropertyGenerators.rowNorm(backward: false))
-    }
-
-    @Test("LayerNorm and RMSNorm backward")
-    func rowNormBackward() async {
-        await Self.check(PropertyGenerators.rowNorm(backward: true))
-    }
-
-    @Test("GroupNorm and InstanceNorm forward")
-    func groupNormForward() async {
-        await Self.check(PropertyGenerators.groupNorm(backward: false))
-    }
-
-    @Test("GroupNorm and InstanceNorm backward")
-    func groupNormBackward() async {
-        await Self.check(PropertyGenerators.groupNorm(backward: true))
-    }
-
-    @Test("Switchable Norm forward")
-    func switchableNormForward() async {
-        await Self.check(PropertyGenerators.switchableNorm(backward: false))
-    }
-
-    @Test("Switchable Norm backward")
-    func switchableNormBackward() async {
-        await Self.check(PropertyGenerators.switchableNorm(backward: true))
+    @Test("each op family, forward and backward", arguments: Family.allCases, [false, true])
+    func property(family: Family, backward: Bool) async {
+        switch family {
+        case .batchNorm: await Self.check(PropertyGenerators.batchNorm(backward: backward))
+        case .rowNorm: await Self.check(PropertyGenerators.rowNorm(backward: backward))
+        case .groupNorm: await Self.check(PropertyGenerators.groupNorm(backward: backward))
+        case .switchableNorm: await Self.check(PropertyGenerators.switchableNorm(backward: backward))
+        }
     }
 
     /// `PropertyGenerators.iterations` cases from `generator`, each checked (and shrunk

@@ -108,10 +108,7 @@ struct SwitchableNormNumericsTests {
                     for m in 0..<spatial { permuted[(n * channels + c) * spatial + m] = b.output[(n * spatial + m) * channels + c] }
                 }
             }
-            let half = elementType == .float16
-            expectClose(permuted, a.output, "output \(elementType)") { i in
-                4e-6 * (1 + Swift.abs(Double(a.output[i]))) + (half ? 0x1p-10 * Swift.abs(Double(a.output[i])) + 0x1p-14 : 0)
-            }
+            expectOutputClose(permuted, a.output, "output \(elementType)", base: 4e-6, half: elementType == .float16, halfFloor: 0x1p-14)
             expectClose(b.invstd, a.invstd, "invstd \(elementType)", relative: 2e-6)
             expectClose(b.batchVariance ?? [], a.batchVariance ?? [1], "batchVariance \(elementType)", relative: 4e-6)
         }

@@ -274,11 +274,9 @@ struct SwitchableNormHarness {
         let actual = try run(on: backend, training: training, strategy: strategy)
         let label =
             "\(shape) \(layout) \(elementType) \(options.branches) \(options.varianceEstimator) training=\(training) strategy=\(strategy.map { "\($0)" } ?? "auto")"
-        let half = elementType == .float16
-        expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
-            let y = Swift.abs(Double(expected.output[i]))
-            return 4e-6 * (1 + y) + (half ? 0x1p-10 * y + 0x1p-14 : 0)
-        }
+        expectOutputClose(
+            actual.output, expected.output, "output \(label)", base: 4e-6, half: elementType == .float16, halfFloor: 0x1p-14,
+            sourceLocation: sourceLocation)
         expectClose(actual.invstd, expected.invstd, "invstd \(label)", relative: 2e-6, sourceLocation: sourceLocation)
         expectClose(actual.mean, expected.mean, "mean \(label)", sourceLocation: sourceLocation) { r in
             4e-6 / Double(expected.invstd[r]) + 2 * 0x1p-24 * Swift.abs(Double(expected.mean[r]))

@@ -69,6 +69,19 @@ struct ValidationTests {
         values.map { value in ValidationCase("\(label) \(value)", expected) { try call(value) } }
     }
 
+    /// Checks one family's cases on every backend: `cases` gets the family's tensors on
+    /// the backend (input of shape `x`, statistics of shape `rows`) and the same tensors
+    /// on each backend foreign to it, for the backend-mismatch cases.
+    static func checkFamily(
+        x: [Int], rows: [Int],
+        cases: (_ tensors: ValidationTensors, _ backend: Backend, _ foreign: [ValidationTensors]) throws -> [ValidationCase]
+    ) throws {
+        for backend in allBackends {
+            let tensors = try ValidationTensors(x: x, rows: rows, on: backend)
+            check(try cases(tensors, backend, try foreign(to: backend, x: x, rows: rows)), on: backend)
+        }
+    }
+
     static func check(_ cases: [ValidationCase], on backend: Backend) {
         for c in cases {
             #expect(thrown(c.call) == c.expected, "\(c.label) on \(backend.name)")
@@ -80,8 +93,7 @@ struct ValidationTests {
 
     @Test("BatchNorm, Batch Renorm: forward, backward, layer, running statistics, folding")
     func batchNormFamily() throws {
-        for backend in allBackends {
-            let t = try ValidationTensors(x: [2, 4, 3], rows: [2, 2], on: backend)
+        try Self.checkFamily(x: [2, 4, 3], rows: [2, 2]) { t, backend, foreign in
             let (x, c3, c4) = (t.x, t.c3, t.c4)
             let half4 = try Tensor(repeating: 1, shape: [4], elementType: .float16, on: backend)
             let running = RunningStatistics(mean: c4, variance: c4)
@@ -221,7 +233,7 @@ struct ValidationTests {
                 },
             ]
             // Tensors and statistics from elsewhere: another backend, another runtime.
-            for other in try Self.foreign(to: backend, x: [2, 4, 3], rows: [2, 2]) {
+            for other in foreign {
                 let (other4, otherX, where_) = (other.c4, other.x, other.origin)
                 cases += [
                     .init("weight \(where_)", "backendMismatch(weight)") { try batchNorm(x, weight: other4) },
@@ -246,14 +258,13 @@ struct ValidationTests {
                     },
                 ]
             }
-            Self.check(cases, on: backend)
+            return cases
         }
     }
 
     @Test("GroupNorm and InstanceNorm: forward, backward, layers")
     func groupNormFamily() throws {
-        for backend in allBackends {
-            let t = try ValidationTensors(x: [2, 4, 3], rows: [2, 2], on: backend)
+        try Self.checkFamily(x: [2, 4, 3], rows: [2, 2]) { t, backend, foreign in
             let (x, c3, c4, rows) = (t.x, t.c3, t.c4, t.rows)
             let running = RunningStatistics(mean: c4, variance: c4)
             var cases: [ValidationCase] = [
@@ -334,7 +345,7 @@ struct ValidationTests {
             cases += Self.each(Self.badMomentum, "instance layer momentum", "invalidArgument(momentum)") {
                 try InstanceNorm(numFeatures: 4, momentum: $0, on: backend)
             }
-            for other in try Self.foreign(to: backend, x: [2, 4, 3], rows: [2, 2]) {
+            for other in foreign {
                 let (other4, otherRows, otherX, where_) = (other.c4, other.rows, other.x, other.origin)
                 cases += [
                     .init("weight \(where_)", "backendMismatch(weight)") { try groupNorm(x, numGroups: 2, weight: other4) },
@@ -351,14 +362,13 @@ struct ValidationTests {
                     },
                 ]
             }
-            Self.check(cases, on: backend)
+            return cases
         }
     }
 
     @Test("LayerNorm and RMSNorm: normalizedShape, parameters, backward, layers")
     func rowNormFamily() throws {
-        for backend in allBackends {
-            let t = try ValidationTensors(x: [2, 3, 4], rows: [2, 3], on: backend)
+        try Self.checkFamily(x: [2, 3, 4], rows: [2, 3]) { t, backend, foreign in
             let (x, d3, d4, rows) = (t.x, t.c3, t.c4, t.rows)
             var cases: [ValidationCase] = [
                 .init("empty normalizedShape", "invalidShape(normalizedShape)") { try layerNorm(x, normalizedShape: []) },
@@ -418,7 +428,7 @@ struct ValidationTests {
             cases += Self.each(Self.badEps, "rms eps", "invalidArgument(eps)") { try rmsNorm(x, normalizedShape: [4], eps: $0) }
             cases += Self.each(Self.badEps, "layer eps", "invalidArgument(eps)") { try LayerNorm(normalizedShape: [4], eps: $0, on: backend) }
             cases += Self.each(Self.badEps, "rms layer eps", "invalidArgument(eps)") { try RMSNorm(normalizedShape: [4], eps: $0, on: backend) }
-            for other in try Self.foreign(to: backend, x: [2, 3, 4], rows: [2, 3]) {
+            for other in foreign {
                 let (other4, otherRows, otherX, where_) = (other.c4, other.rows, other.x, other.origin)
                 cases += [
                     .init("weight \(where_)", "backendMismatch(weight)") { try layerNorm(x, normalizedShape: [4], weight: other4) },
@@ -435,14 +445,13 @@ struct ValidationTests {
                     },
                 ]
             }
-            Self.check(cases, on: backend)
+            return cases
         }
     }
 
     @Test("Switchable Norm: logits, options, statistics, backward, layer")
     func switchableNormFamily() throws {
-        for backend in allBackends {
-            let t = try ValidationTensors(x: [2, 4, 3], rows: [2, 4], on: backend)
+        try Self.checkFamily(x: [2, 4, 3], rows: [2, 4]) { t, backend, foreign in
             let (x, c3, c4, k3) = (t.x, t.c3, t.c4, t.c3)
             let k2 = try Tensor(repeating: 1, shape: [2], on: backend)
             func sn(
@@ -500,7 +509,7 @@ struct ValidationTests {
                 try SwitchableNorm(numFeatures: 4, options: .init(eps: $0), on: backend)
             }
             cases += Self.each(Self.badMomentum, "momentum", "invalidArgument(momentum)") { try sn(options: .init(momentum: $0)) }
-            for other in try Self.foreign(to: backend, x: [2, 4, 3], rows: [2, 4]) {
+            for other in foreign {
                 let (other3, other4, otherX, where_) = (other.c3, other.c4, other.x, other.origin)
                 cases += [
                     .init("mean logits \(where_)", "backendMismatch(meanLogits)") { try sn(meanLogits: other3) },
@@ -513,7 +522,7 @@ struct ValidationTests {
                     },
                 ]
             }
-            Self.check(cases, on: backend)
+            return cases
         }
     }
 

@@ -25,44 +25,31 @@ extension BenchmarkCase {
     /// dx, dγ and dβ of a forward run in `prepare` (untimed); dy is the input reversed.
     static func batchNormBackward(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
         let channels = shape[1]
-        let count = shape.reduce(1, *)
         // Triton's backward convention: x and dy read, dx written; plus γ, the two
         // statistics read and dγ, dβ written.
-        let parameterBytes = channels * 4 * 5
-        return BenchmarkCase(
+        return backwardCase(
             op: training ? "BatchNorm train backward" : "BatchNorm eval backward", shape: shape, layout: layout,
-            elementType: elementType, idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let (input, gradOutput) = try inputAndGradient(
-                values, values.reversed(), shape: shape, layout: layout, elementType: elementType, on: backend)
+            elementType: elementType, parameterBytes: channels * 4 * 5, gradOutput: { $0.reversed() }
+        ) { input, gradOutput, backend in
             let weight = try affineParameters(channels, on: backend).weight
             let statistics = try runningStatistics(channels, on: backend)
             if training {
                 let forward = try NormCL.batchNorm(input, weight: weight)
-                return {
-                    let grads = try NormCL.batchNormBackward(gradOutput, forward: forward)
-                    return (grads.input!, grads.events)
-                }
+                return { try NormCL.batchNormBackward(gradOutput, forward: forward) }
             }
             var running = statistics
             let forward = try NormCL.batchNorm(input, weight: weight, runningStatistics: &running, training: false)
-            return {
-                let grads = try NormCL.batchNormBackward(gradOutput, forward: forward, outputMask: .input)
-                return (grads.input!, grads.events)
-            }
+            return { try NormCL.batchNormBackward(gradOutput, forward: forward, outputMask: .input) }
         }
     }
 
     static func batchNorm(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
         let channels = shape[1]
-        let count = shape.reduce(1, *)
         // γ, β, running mean/var read; in training also running in/out and save mean/invstd written.
-        let parameterBytes = channels * 4 * (training ? 8 : 4)
-        return BenchmarkCase(
+        return forwardCase(
             op: training ? "BatchNorm train" : "BatchNorm eval", shape: shape, layout: layout, elementType: elementType,
-            idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            parameterBytes: channels * 4 * (training ? 8 : 4)
+        ) { input, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
             let statistics = try runningStatistics(channels, on: backend)
             return {

@@ -30,4 +30,54 @@ extension BenchmarkCase {
             try Tensor(dy, shape: shape, layout: layout, elementType: elementType, on: backend)
         )
     }
+
+    /// A forward case: uploads the input values in the case's layout and storage type,
+    /// and `makeRun` prepares the op on that input (its parameters on `backend`).
+    /// Ideal bytes: the input read and the output written, plus `parameterBytes`.
+    static func forwardCase(
+        op: String, shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType, parameterBytes: Int,
+        makeRun: @escaping @Sendable (_ input: Tensor, _ backend: Backend) throws -> Run
+    ) -> BenchmarkCase {
+        BenchmarkCase(
+            op: op, shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 2 * elementBytes(shape.reduce(1, *), elementType) + parameterBytes
+        ) { values, backend in
+            try makeRun(try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend), backend)
+        }
+    }
+
+    /// A backward case timing dx (and whatever other gradients the op computes):
+    /// uploads the input values and `gradOutput(values)` as dy, both in the case's layout
+    /// and storage type; `backward` runs the forward (untimed) and returns the timed
+    /// backward call. Ideal bytes, Triton's backward convention: x and dy read and dx
+    /// written, plus `parameterBytes`.
+    static func backwardCase<Gradients: TimedGradients>(
+        op: String, shape: [Int], layout: TensorLayout = .channelsFirst, elementType: ElementType, parameterBytes: Int,
+        gradOutput: @escaping @Sendable (_ values: [Float]) -> [Float],
+        backward: @escaping @Sendable (_ input: Tensor, _ gradOutput: Tensor, _ backend: Backend) throws -> () throws -> Gradients
+    ) -> BenchmarkCase {
+        BenchmarkCase(
+            op: op, shape: shape, layout: layout, elementType: elementType,
+            idealBytes: 3 * elementBytes(shape.reduce(1, *), elementType) + parameterBytes
+        ) { values, backend in
+            let (input, dy) = try inputAndGradient(
+                values, gradOutput(values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            let run = try backward(input, dy, backend)
+            return {
+                let gradients = try run()
+                guard let dx = gradients.input else { preconditionFailure("dx was asked for") }
+                return (dx, gradients.events)
+            }
+        }
+    }
 }
+
+/// What a backward case reads from the gradients of its timed call: dx and the events
+/// of the kernels that computed them.
+protocol TimedGradients {
+    var input: Tensor? { get }
+    var events: [KernelEvent] { get }
+}
+
+extension NormGradients: TimedGradients {}
+extension SwitchableNormGradients: TimedGradients {}

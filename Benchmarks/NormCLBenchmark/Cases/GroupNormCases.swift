@@ -21,14 +21,11 @@ extension BenchmarkCase {
 
     static func groupNorm(shape: [Int], groups: Int, layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
         let channels = shape[1]
-        let count = shape.reduce(1, *)
         // γ, β read; save mean/invstd written per (n, g).
-        let parameterBytes = channels * 4 * 2 + shape[0] * groups * 4 * 2
-        return BenchmarkCase(
+        return forwardCase(
             op: "GroupNorm G=\(groups)", shape: shape, layout: layout, elementType: elementType,
-            idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            parameterBytes: channels * 4 * 2 + shape[0] * groups * 4 * 2
+        ) { input, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
             return {
                 let out = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
@@ -40,14 +37,11 @@ extension BenchmarkCase {
     /// InstanceNorm as `torch.nn.InstanceNorm2d(C)` trains by default: instance
     /// statistics, no affine, no running statistics.
     static func instanceNorm(shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
-        let count = shape.reduce(1, *)
         // save mean/invstd written per (n, c).
-        let parameterBytes = shape[0] * shape[1] * 4 * 2
-        return BenchmarkCase(
+        forwardCase(
             op: "InstanceNorm", shape: shape, layout: layout, elementType: elementType,
-            idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            parameterBytes: shape[0] * shape[1] * 4 * 2
+        ) { input, _ in
             return {
                 let out = try NormCL.instanceNorm(input)
                 return (out.output, out.events)
@@ -63,41 +57,27 @@ extension BenchmarkCase {
     /// GroupNorm backward, all three gradients (affine), after an untimed forward pass.
     static func groupNormBackward(shape: [Int], groups: Int, layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
         let channels = shape[1]
-        let count = shape.reduce(1, *)
         // γ read, dγ and dβ written per channel; saved mean/invstd read per (n, g).
-        let parameterBytes = channels * 4 * 3 + shape[0] * groups * 4 * 2
-        return BenchmarkCase(
+        return backwardCase(
             op: "GroupNorm backward G=\(groups)", shape: shape, layout: layout, elementType: elementType,
-            idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let (input, gradOutput) = try inputAndGradient(
-                values, gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            parameterBytes: channels * 4 * 3 + shape[0] * groups * 4 * 2, gradOutput: { gradOutput(for: $0) }
+        ) { input, gradOutput, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
             let forward = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
-            return {
-                let gradients = try NormCL.groupNormBackward(gradOutput, forward: forward)
-                return (gradients.input!, gradients.events)
-            }
+            return { try NormCL.groupNormBackward(gradOutput, forward: forward) }
         }
     }
 
     /// InstanceNorm backward as `torch.nn.InstanceNorm2d(C)` trains by default (no
     /// affine: dx only), after an untimed forward pass.
     static func instanceNormBackward(shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
-        let count = shape.reduce(1, *)
         // saved mean/invstd read per (n, c).
-        let parameterBytes = shape[0] * shape[1] * 4 * 2
-        return BenchmarkCase(
+        backwardCase(
             op: "InstanceNorm backward", shape: shape, layout: layout, elementType: elementType,
-            idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let (input, gradOutput) = try inputAndGradient(
-                values, gradOutput(for: values), shape: shape, layout: layout, elementType: elementType, on: backend)
+            parameterBytes: shape[0] * shape[1] * 4 * 2, gradOutput: { gradOutput(for: $0) }
+        ) { input, gradOutput, _ in
             let forward = try NormCL.instanceNorm(input)
-            return {
-                let gradients = try NormCL.instanceNormBackward(gradOutput, forward: forward, outputMask: .input)
-                return (gradients.input!, gradients.events)
-            }
+            return { try NormCL.instanceNormBackward(gradOutput, forward: forward, outputMask: .input) }
         }
     }
 }

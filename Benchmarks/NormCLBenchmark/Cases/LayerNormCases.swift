@@ -17,12 +17,8 @@ extension BenchmarkCase {
     static func layerNorm(shape: [Int], elementType: ElementType) -> BenchmarkCase {
         let d = shape[1], rows = shape[0]
         // γ and β read; mean and invstd written per row.
-        let parameterBytes = 2 * d * 4 + 2 * rows * 4
-        return BenchmarkCase(
-            op: "LayerNorm", shape: shape, elementType: elementType,
-            idealBytes: 2 * elementBytes(rows * d, elementType) + parameterBytes
-        ) { values, backend in
-            let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
+        return forwardCase(op: "LayerNorm", shape: shape, elementType: elementType, parameterBytes: 2 * d * 4 + 2 * rows * 4) {
+            input, backend in
             let (weight, bias) = try affineParameters(d, on: backend)
             return {
                 let out = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
@@ -34,12 +30,8 @@ extension BenchmarkCase {
     static func rmsNorm(shape: [Int], elementType: ElementType) -> BenchmarkCase {
         let d = shape[1], rows = shape[0]
         // γ read; rstd written per row.
-        let parameterBytes = d * 4 + rows * 4
-        return BenchmarkCase(
-            op: "RMSNorm", shape: shape, elementType: elementType,
-            idealBytes: 2 * elementBytes(rows * d, elementType) + parameterBytes
-        ) { values, backend in
-            let input = try Tensor(values, shape: shape, elementType: elementType, on: backend)
+        return forwardCase(op: "RMSNorm", shape: shape, elementType: elementType, parameterBytes: d * 4 + rows * 4) {
+            input, backend in
             let weight = try affineParameters(d, on: backend).weight
             return {
                 let out = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
@@ -59,20 +51,13 @@ extension BenchmarkCase {
         let d = shape[1], rows = shape[0]
         // Triton's backward convention: x and dy read, dx written (3·numel); γ read,
         // mean and invstd read, dγ and dβ written.
-        let parameterBytes = 3 * d * 4 + 2 * rows * 4
-        return BenchmarkCase(
-            op: "LayerNorm backward", shape: shape, elementType: elementType,
-            idealBytes: 3 * elementBytes(rows * d, elementType) + parameterBytes
-        ) { values, backend in
-            let (input, gradOutput) = try inputAndGradient(
-                values, gradOutput(for: values, rowLength: d), shape: shape, elementType: elementType, on: backend)
+        return backwardCase(
+            op: "LayerNorm backward", shape: shape, elementType: elementType, parameterBytes: 3 * d * 4 + 2 * rows * 4,
+            gradOutput: { gradOutput(for: $0, rowLength: d) }
+        ) { input, gradOutput, backend in
             let (weight, bias) = try affineParameters(d, on: backend)
             let forward = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
-            return {
-                let gradients = try NormCL.layerNormBackward(gradOutput, forward: forward)
-                guard let dx = gradients.input else { preconditionFailure("dx was asked for") }
-                return (dx, gradients.events)
-            }
+            return { try NormCL.layerNormBackward(gradOutput, forward: forward) }
         }
     }
 
@@ -80,20 +65,13 @@ extension BenchmarkCase {
     static func rmsNormBackward(shape: [Int], elementType: ElementType) -> BenchmarkCase {
         let d = shape[1], rows = shape[0]
         // x and dy read, dx written; γ read, rstd read, dγ written.
-        let parameterBytes = 2 * d * 4 + rows * 4
-        return BenchmarkCase(
-            op: "RMSNorm backward", shape: shape, elementType: elementType,
-            idealBytes: 3 * elementBytes(rows * d, elementType) + parameterBytes
-        ) { values, backend in
-            let (input, gradOutput) = try inputAndGradient(
-                values, gradOutput(for: values, rowLength: d), shape: shape, elementType: elementType, on: backend)
+        return backwardCase(
+            op: "RMSNorm backward", shape: shape, elementType: elementType, parameterBytes: 2 * d * 4 + rows * 4,
+            gradOutput: { gradOutput(for: $0, rowLength: d) }
+        ) { input, gradOutput, backend in
             let weight = try affineParameters(d, on: backend).weight
             let forward = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
-            return {
-                let gradients = try NormCL.rmsNormBackward(gradOutput, forward: forward)
-                guard let dx = gradients.input else { preconditionFailure("dx was asked for") }
-                return (dx, gradients.events)
-            }
+            return { try NormCL.rmsNormBackward(gradOutput, forward: forward) }
         }
     }
 }

@@ -18,42 +18,32 @@ extension BenchmarkCase {
     /// `prepare`, untimed.
     static func switchableNormBackward(shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
         let batch = shape[0], channels = shape[1]
-        let count = shape.reduce(1, *)
         // Triton's backward convention: read x and dy, write dx; plus γ read, dγ and dβ
         // written, the per-(n, c) mixed mean, invstd, instance mean and variance read, the
         // LN and BN statistics and the logits.
-        let parameterBytes = 4 * (3 * channels + 4 * batch * channels + 2 * batch + 2 * channels + 12)
-        return BenchmarkCase(
+        return backwardCase(
             op: "SwitchableNorm train backward", shape: shape, layout: layout, elementType: elementType,
-            idealBytes: 3 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let (input, gradOutput) = try inputAndGradient(
-                values, (0..<count).map { Float(($0 &* 7919) % 17) * 0.1 - 0.8 }, shape: shape, layout: layout,
-                elementType: elementType, on: backend)
+            parameterBytes: 4 * (3 * channels + 4 * batch * channels + 2 * batch + 2 * channels + 12),
+            gradOutput: { values in values.indices.map { Float(($0 &* 7919) % 17) * 0.1 - 0.8 } }
+        ) { input, gradOutput, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
             let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
             let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
             let forward = try NormCL.switchableNorm(
                 input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias, training: true)
             _ = try forward.saveInvstd.toArray()  // the forward finishes before the timed runs
-            return {
-                let gradients = try NormCL.switchableNormBackward(gradOutput, forward: forward)
-                return (gradients.input!, gradients.events)
-            }
+            return { try NormCL.switchableNormBackward(gradOutput, forward: forward) }
         }
     }
 
     static func switchableNorm(training: Bool, shape: [Int], layout: TensorLayout, elementType: ElementType) -> BenchmarkCase {
         let batch = shape[0], channels = shape[1]
-        let count = shape.reduce(1, *)
         // γ, β, running mean/var read (and written in training); per (n, c) mixed mean,
         // invstd, instance mean and variance written; LN and BN statistics; logits.
-        let parameterBytes = 4 * (channels * (training ? 8 : 4) + 4 * batch * channels + 2 * batch + 6)
-        return BenchmarkCase(
+        return forwardCase(
             op: training ? "SwitchableNorm train" : "SwitchableNorm eval", shape: shape, layout: layout,
-            elementType: elementType, idealBytes: 2 * elementBytes(count, elementType) + parameterBytes
-        ) { values, backend in
-            let input = try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend)
+            elementType: elementType, parameterBytes: 4 * (channels * (training ? 8 : 4) + 4 * batch * channels + 2 * batch + 6)
+        ) { input, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
             let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
             let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)

@@ -57,6 +57,20 @@ func expectClose(
     }
 }
 
+/// Compares a normalised output `y` with the reference's: `base·(1 + |y|)`, and when
+/// the output is stored as half (`half`), one rounding to half on top, `2^-10·|y| +
+/// halfFloor` (the reference may round the other way at a tie; `halfFloor` is the
+/// smallest step the op's half outputs can take near 0).
+func expectOutputClose(
+    _ actual: [Float], _ expected: [Float], _ what: String, base: Double, half: Bool, halfFloor: Double,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    expectClose(actual, expected, what, sourceLocation: sourceLocation) { i in
+        let y = Swift.abs(Double(expected[i]))
+        return base * (1 + y) + (half ? 0x1p-10 * y + halfFloor : 0)
+    }
+}
+
 /// Records an issue for each of dx, dγ and dβ that differs bit for bit between two
 /// backward passes (a missing gradient equals only a missing one).
 func expectIdentical(_ a: NormGradients, _ b: NormGradients, sourceLocation: SourceLocation = #_sourceLocation) throws {
