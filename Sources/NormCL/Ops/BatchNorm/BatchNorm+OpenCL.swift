@@ -14,42 +14,42 @@ enum BatchNormKernels {
         let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+        var launches = KernelLaunches(program, on: runtime)
         if plan.strategy == .inference {
-            return try runInference(problem, plan: plan, inputs: inputs, program: program, output: output, on: runtime)
+            try enqueueInference(problem, plan: plan, inputs: inputs, output: output, launches: &launches)
+            return Outputs(output: output, events: launches.events)
         }
-        return try runTraining(
-            problem, plan: plan, inputs: inputs, renorm: renorm, program: program, output: output, on: runtime)
+        return try runTraining(problem, plan: plan, inputs: inputs, renorm: renorm, output: output, launches: &launches)
     }
 
     /// The elementwise pass, with each channel's scale computed from the running
     /// statistics inside it (NCHW); a per-channel scale kernel first for `(rows, C)`.
-    private static func runInference(
-        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, program: CompiledProgram, output: Tensor,
-        on runtime: OpenCLRuntime
-    ) throws -> Outputs {
+    private static func enqueueInference(
+        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, output: Tensor,
+        launches: inout KernelLaunches
+    ) throws {
         let launch = plan.launch
         if !problem.isRowsByChannels {
-            let event = try BatchNormLaunch.enqueue(
-                "bn_inference_apply", from: program, on: runtime, launch.elementwise,
-                ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)], try launch.planeSizes(),
+            try launches.enqueue(
+                "bn_inference_apply", launch.elementwise, ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)],
+                try launch.planeSizes(),
                 [
                     "running_mean": .buffer(inputs.runningMean), "running_var": .buffer(inputs.runningVar),
                     "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias), "eps": .float(inputs.eps),
                 ])
-            return Outputs(output: output, events: [event])
+            return
         }
-        let coefficients = try Coefficients(channels: problem.channels, on: runtime)
-        let scaleEvent = try BatchNormLaunch.enqueue(
-            "bn_inference_scale", from: program, on: runtime, launch.perChannelItems, try launch.channelCount(),
+        let coefficients = try Coefficients(channels: problem.channels, on: launches.runtime)
+        try launches.enqueue(
+            "bn_inference_scale", launch.perChannelItems, try launch.channelCount(),
             [
                 "running_var": .buffer(inputs.runningVar), "weight": .buffer(inputs.weight),
                 "bias": .buffer(inputs.bias), "eps": .float(inputs.eps),
             ],
             coefficients.arguments)
-        let applyEvent = try enqueueApply(
+        try enqueueApply(
             launch, x: inputs.x, output: output, pilot: inputs.runningMean, coefficients: coefficients,
-            program: program, on: runtime)
-        return Outputs(output: output, events: [scaleEvent, applyEvent])
+            launches: &launches)
     }
 
     /// Per-channel `offset`, `scale` and `shift` of the apply step, written by the
@@ -72,10 +72,10 @@ enum BatchNormKernels {
     /// for NCHW, row by row with channel vectors for a `(rows, C)` matrix.
     private static func enqueueApply(
         _ launch: BatchNormLaunch, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
-        coefficients: Coefficients, program: CompiledProgram, on runtime: OpenCLRuntime
-    ) throws -> KernelEvent {
-        try BatchNormLaunch.enqueue(
-            launch.isRowsByChannels ? "bn_apply_columns" : "bn_apply", from: program, on: runtime, launch.elementwise,
+        coefficients: Coefficients, launches: inout KernelLaunches
+    ) throws {
+        try launches.enqueue(
+            launch.isRowsByChannels ? "bn_apply_columns" : "bn_apply", launch.elementwise,
             ["x": .buffer(x), "y": .buffer(output.deviceBuffer)], try launch.sizes(), ["pilot": .buffer(pilot)],
             coefficients.arguments)
     }
@@ -83,8 +83,9 @@ enum BatchNormKernels {
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
     private static func runTraining(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        program: CompiledProgram, output: Tensor, on runtime: OpenCLRuntime
+        output: Tensor, launches: inout KernelLaunches
     ) throws -> Outputs {
+        let runtime = launches.runtime
         let launch = plan.launch
         let channelShape = [problem.channels]
         let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
@@ -105,15 +106,11 @@ enum BatchNormKernels {
             "rmax": .float(renorm?.rmax ?? 1), "dmax": .float(renorm?.dmax ?? 0),
         ]
         let xy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)]
-        var events: [KernelEvent] = []
         switch plan.strategy {
         case .fusedPerChannel, .columns:
             let columns = plan.strategy == .columns
             let (geometry, sizes) = try launch.singlePass(columns: columns)
-            events.append(
-                try BatchNormLaunch.enqueue(
-                    columns ? "bn_train_columns" : "bn_train_fused", from: program, on: runtime, geometry, xy, sizes,
-                    statistics))
+            try launches.enqueue(columns ? "bn_train_columns" : "bn_train_fused", geometry, xy, sizes, statistics)
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial moments per (channel, slice), merged per channel, then the apply pass.
             let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
@@ -121,31 +118,27 @@ enum BatchNormKernels {
             let coefficients = try Coefficients(channels: problem.channels, on: runtime)
             let outputs: KeyValuePairs<String, KernelArgument> = ["partials": .buffer(partials), "pilots": .buffer(pilots)]
             if case .splitColumns = plan.strategy {
-                events.append(
-                    try BatchNormLaunch.enqueue(
-                        "bn_column_partials", from: program, on: runtime, launch.columnItems(rowGroups: groups),
-                        ["x": .buffer(inputs.x)], try launch.columnSizes(), outputs))
+                try launches.enqueue(
+                    "bn_column_partials", launch.columnItems(rowGroups: groups), ["x": .buffer(inputs.x)],
+                    try launch.columnSizes(), outputs)
             } else {
-                events.append(
-                    try BatchNormLaunch.enqueue(
-                        "bn_partial_moments", from: program, on: runtime, launch.sliceGroups(groups),
-                        ["x": .buffer(inputs.x)], try launch.planeSizes(), outputs))
+                try launches.enqueue(
+                    "bn_partial_moments", launch.sliceGroups(groups), ["x": .buffer(inputs.x)], try launch.planeSizes(),
+                    outputs)
             }
-            events.append(
-                try BatchNormLaunch.enqueue(
-                    "bn_finish_moments", from: program, on: runtime, launch.perChannelItems,
-                    ["pilots": .buffer(pilots), "partials": .buffer(partials)], try launch.channelCount(),
-                    ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))],
-                    statistics, coefficients.arguments))
-            events.append(
-                try enqueueApply(
-                    launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients,
-                    program: program, on: runtime))
+            try launches.enqueue(
+                "bn_finish_moments", launch.perChannelItems, ["pilots": .buffer(pilots), "partials": .buffer(partials)],
+                try launch.channelCount(),
+                ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))], statistics,
+                coefficients.arguments)
+            try enqueueApply(
+                launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients, launches: &launches)
         case .inference:
-            preconditionFailure("run(_:plan:inputs:on:) sends inference plans to runInference")
+            preconditionFailure("run(_:plan:inputs:renorm:on:) sends inference plans to enqueueInference")
         }
         return Outputs(
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
-            runningMean: runningMeanOut, runningVar: runningVarOut, renormR: renormR, renormD: renormD, events: events)
+            runningMean: runningMeanOut, runningVar: runningVarOut, renormR: renormR, renormD: renormD,
+            events: launches.events)
     }
 }

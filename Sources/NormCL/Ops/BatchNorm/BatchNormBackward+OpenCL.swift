@@ -40,7 +40,7 @@ enum BatchNormBackwardKernels {
             "x": .buffer(inputs.x), "dy": .buffer(inputs.dy), "dx": .buffer(dx?.deviceBuffer),
         ]
         let xAndDy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "dy": .buffer(inputs.dy)]
-        var events: [KernelEvent] = []
+        var launches = KernelLaunches(program, on: runtime)
 
         /// dx from per-channel coefficients (`mean_dy`, `xcoef` nil in inference).
         func enqueueDx(scale: DeviceBuffer?, meanDy: DeviceBuffer?, xcoef: DeviceBuffer?) throws {
@@ -48,15 +48,14 @@ enum BatchNormBackwardKernels {
             let coefficients: KeyValuePairs<String, KernelArgument> = [
                 "mean": .buffer(inputs.mean), "scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef),
             ]
-            events.append(
-                problem.isRowsByChannels
-                    ? try BatchNormLaunch.enqueue(
-                        "bnb_dx_columns", from: program, on: runtime, launch.elementwise, inputsAndDx, try launch.columnSizes(),
-                        coefficients)
-                    : try BatchNormLaunch.enqueue(
-                        "bnb_dx", from: program, on: runtime, launch.elementwise, inputsAndDx, try launch.planeSizes(),
-                        coefficients,
-                        ["stat": .buffer(inputs.second), "weight": .buffer(inputs.weight), "eps": .float(inputs.eps)]))
+            if problem.isRowsByChannels {
+                try launches.enqueue(
+                    "bnb_dx_columns", launch.elementwise, inputsAndDx, try launch.columnSizes(), coefficients)
+            } else {
+                try launches.enqueue(
+                    "bnb_dx", launch.elementwise, inputsAndDx, try launch.planeSizes(), coefficients,
+                    ["stat": .buffer(inputs.second), "weight": .buffer(inputs.weight), "eps": .float(inputs.eps)])
+            }
         }
 
         switch plan.strategy {
@@ -65,21 +64,17 @@ enum BatchNormBackwardKernels {
             try enqueueDx(scale: nil, meanDy: nil, xcoef: nil)
         case .elementwise:
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            events.append(
-                try BatchNormLaunch.enqueue(
-                    "bnb_inference_scale", from: program, on: runtime, launch.perChannelItems, try launch.channelCount(),
-                    [
-                        "stat": .buffer(inputs.second), "eps": .float(inputs.eps), "weight": .buffer(inputs.weight),
-                        "scale": .buffer(scale),
-                    ]))
+            try launches.enqueue(
+                "bnb_inference_scale", launch.perChannelItems, try launch.channelCount(),
+                [
+                    "stat": .buffer(inputs.second), "eps": .float(inputs.eps), "weight": .buffer(inputs.weight),
+                    "scale": .buffer(scale),
+                ])
             try enqueueDx(scale: scale, meanDy: nil, xcoef: nil)
         case .fusedPerChannel, .columns:
             let columns = plan.strategy == .columns
             let (geometry, sizes) = try launch.singlePass(columns: columns)
-            events.append(
-                try BatchNormLaunch.enqueue(
-                    columns ? "bnb_columns" : "bnb_fused", from: program, on: runtime, geometry, inputsAndDx, sizes,
-                    channelArguments))
+            try launches.enqueue(columns ? "bnb_columns" : "bnb_fused", geometry, inputsAndDx, sizes, channelArguments)
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial (Σdy, Σdy·(x − mean)) per (channel, slice), merged per channel in
             // order, then the dx pass.
@@ -88,27 +83,22 @@ enum BatchNormBackwardKernels {
                 "mean": .buffer(inputs.mean), "partials": .buffer(partials),
             ]
             if case .splitColumns = plan.strategy {
-                events.append(
-                    try BatchNormLaunch.enqueue(
-                        "bnb_column_partials", from: program, on: runtime, launch.columnItems(rowGroups: groups),
-                        xAndDy, try launch.columnSizes(), meanAndPartials))
+                try launches.enqueue(
+                    "bnb_column_partials", launch.columnItems(rowGroups: groups), xAndDy, try launch.columnSizes(),
+                    meanAndPartials)
             } else {
-                events.append(
-                    try BatchNormLaunch.enqueue(
-                        "bnb_partial_sums", from: program, on: runtime, launch.sliceGroups(groups), xAndDy,
-                        try launch.planeSizes(), meanAndPartials))
+                try launches.enqueue(
+                    "bnb_partial_sums", launch.sliceGroups(groups), xAndDy, try launch.planeSizes(), meanAndPartials)
             }
             let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let meanDy = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
             let xcoef = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            events.append(
-                try BatchNormLaunch.enqueue(
-                    "bnb_finish", from: program, on: runtime, launch.perChannelItems, ["partials": .buffer(partials)],
-                    try launch.channelCount(),
-                    ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))],
-                    channelArguments, ["scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef)]))
+            try launches.enqueue(
+                "bnb_finish", launch.perChannelItems, ["partials": .buffer(partials)], try launch.channelCount(),
+                ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))], channelArguments,
+                ["scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef)])
             try enqueueDx(scale: scale, meanDy: meanDy, xcoef: xcoef)
         }
-        return NormGradients(input: dx, weight: gradWeight, bias: gradBias, events: events)
+        return NormGradients(input: dx, weight: gradWeight, bias: gradBias, events: launches.events)
     }
 }

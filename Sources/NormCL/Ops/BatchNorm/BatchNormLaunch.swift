@@ -111,17 +111,4 @@ struct BatchNormLaunch: ChannelShaped, Equatable, Sendable {
     func channelCount() throws -> KeyValuePairs<String, KernelArgument> {
         ["channels": try .count(channels)]
     }
-
-    /// Enqueues `kernel` with its arguments given in parts (a literal list each, in the
-    /// kernel's parameter order): named, so the runtime checks them against the kernel's
-    /// own parameter list as for one `KeyValuePairs` list.
-    static func enqueue(
-        _ kernel: String, from program: CompiledProgram, on runtime: OpenCLRuntime, _ launch: Launch,
-        _ parts: KeyValuePairs<String, KernelArgument>...
-    ) throws -> KernelEvent {
-        let arguments = parts.flatMap { $0 }
-        return try runtime.enqueue(
-            kernel, from: program, global: launch.global, local: launch.local,
-            arguments: arguments.map(\.value), names: arguments.map(\.key))
-    }
 }

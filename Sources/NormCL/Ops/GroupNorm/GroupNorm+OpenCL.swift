@@ -35,21 +35,22 @@ enum GroupNormKernels {
         let cpg = try KernelArgument.count(problem.channelsPerGroup)
         let spatial = try KernelArgument.count(problem.spatial)
         let spatialVectors = try KernelArgument.count(problem.spatial / geometry.vectorWidth)
+        var launches = KernelLaunches(program, on: runtime)
         if plan.strategy == .runningStatistics {
             let coefficients = try Coefficients(planes: planes, on: runtime)
             let launch = geometry.launch.perSegmentLaunch(segments: planes)
-            let coefficientEvent = try runtime.enqueue(
-                "in_running_coefficients", from: program, global: launch.global, local: launch.local,
-                arguments: [
+            try launches.enqueue(
+                "in_running_coefficients", launch,
+                [
                     "running_mean": .buffer(inputs.runningMean), "running_var": .buffer(inputs.runningVar),
                     "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias), "planes": try .count(planes),
                     "channels": channels, "eps": .float(inputs.eps), "coef_pilot": .buffer(coefficients.pilot),
                     "coef_offset": .buffer(coefficients.offset), "coef_scale": .buffer(coefficients.scale),
                     "coef_shift": .buffer(coefficients.shift),
                 ])
-            let applyEvent = try enqueueApply(
-                problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, program: program, on: runtime)
-            return Outputs(output: output, events: [coefficientEvent, applyEvent])
+            try enqueueApply(
+                problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, launches: &launches)
+            return Outputs(output: output, events: launches.events)
         }
 
         let rowShape = [problem.batch, problem.groups]
@@ -57,19 +58,17 @@ enum GroupNormKernels {
         let saveInvstd = try Tensor(uninitializedShape: rowShape, on: runtime)
         let savesVariance = problem.statistics == .input(savesVariance: true)
         let saveVar = savesVariance ? try DeviceBuffer(byteCount: problem.rows * 4, on: runtime) : nil
-        var events: [KernelEvent] = []
         switch plan.strategy {
         case .fusedRows:
             let wg = geometry.reductionWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "gn_fused_rows", from: program, global: [problem.rows * wg], local: [wg],
-                    arguments: [
-                        "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "weight": .buffer(inputs.weight),
-                        "bias": .buffer(inputs.bias), "save_mean": .buffer(saveMean.deviceBuffer),
-                        "save_invstd": .buffer(saveInvstd.deviceBuffer), "save_var": .buffer(saveVar),
-                        "eps": .float(inputs.eps), "groups": groups, "cpg": cpg, "spatial_vecs": spatialVectors,
-                    ]))
+            try launches.enqueue(
+                "gn_fused_rows", ([problem.rows * wg], [wg]),
+                [
+                    "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "weight": .buffer(inputs.weight),
+                    "bias": .buffer(inputs.bias), "save_mean": .buffer(saveMean.deviceBuffer),
+                    "save_invstd": .buffer(saveInvstd.deviceBuffer), "save_var": .buffer(saveVar),
+                    "eps": .float(inputs.eps), "groups": groups, "cpg": cpg, "spatial_vecs": spatialVectors,
+                ])
         case .splitRows(let slices), .columns(let slices):
             // Partial moments per (row, part), merged per row, then the apply pass.
             let isColumns = plan.strategy == .columns(spatialSlices: slices)
@@ -79,40 +78,35 @@ enum GroupNormKernels {
             let coefficients = try Coefficients(planes: planes, on: runtime)
             if isColumns {
                 let launch = geometry.columnLaunch(batch: problem.batch, slices: slices)
-                events.append(
-                    try runtime.enqueue(
-                        "gn_column_partials", from: program, global: launch.global, local: launch.local,
-                        arguments: [
-                            "x": .buffer(inputs.x), "partials": .buffer(partials), "pilots": .buffer(pilots),
-                            "channels": channels, "spatial": spatial, "cpg": cpg,
-                        ]))
+                try launches.enqueue(
+                    "gn_column_partials", launch,
+                    [
+                        "x": .buffer(inputs.x), "partials": .buffer(partials), "pilots": .buffer(pilots),
+                        "channels": channels, "spatial": spatial, "cpg": cpg,
+                    ])
             } else {
                 let wg = geometry.reductionWorkGroupSize
-                events.append(
-                    try runtime.enqueue(
-                        "gn_row_partials", from: program, global: [slices * wg, problem.rows], local: [wg, 1],
-                        arguments: [
-                            "x": .buffer(inputs.x), "partials": .buffer(partials), "pilots": .buffer(pilots),
-                            "cpg": cpg, "spatial_vecs": spatialVectors,
-                        ]))
+                try launches.enqueue(
+                    "gn_row_partials", ([slices * wg, problem.rows], [wg, 1]),
+                    [
+                        "x": .buffer(inputs.x), "partials": .buffer(partials), "pilots": .buffer(pilots),
+                        "cpg": cpg, "spatial_vecs": spatialVectors,
+                    ])
             }
             let launch = geometry.launch.perSegmentLaunch(segments: problem.rows)
-            events.append(
-                try runtime.enqueue(
-                    "gn_finish_rows", from: program, global: launch.global, local: launch.local,
-                    arguments: [
-                        "pilots": .buffer(pilots), "partials": .buffer(partials), "rows": try .count(problem.rows),
-                        "parts": try .count(parts), "count": .float(Float(problem.valuesPerRow)),
-                        "eps": .float(inputs.eps), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
-                        "save_mean": .buffer(saveMean.deviceBuffer), "save_invstd": .buffer(saveInvstd.deviceBuffer),
-                        "save_var": .buffer(saveVar), "coef_pilot": .buffer(coefficients.pilot),
-                        "coef_offset": .buffer(coefficients.offset), "coef_scale": .buffer(coefficients.scale),
-                        "coef_shift": .buffer(coefficients.shift), "groups": groups, "cpg": cpg,
-                    ]))
-            events.append(
-                try enqueueApply(
-                    problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, program: program,
-                    on: runtime))
+            try launches.enqueue(
+                "gn_finish_rows", launch,
+                [
+                    "pilots": .buffer(pilots), "partials": .buffer(partials), "rows": try .count(problem.rows),
+                    "parts": try .count(parts), "count": .float(Float(problem.valuesPerRow)),
+                    "eps": .float(inputs.eps), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
+                    "save_mean": .buffer(saveMean.deviceBuffer), "save_invstd": .buffer(saveInvstd.deviceBuffer),
+                    "save_var": .buffer(saveVar), "coef_pilot": .buffer(coefficients.pilot),
+                    "coef_offset": .buffer(coefficients.offset), "coef_scale": .buffer(coefficients.scale),
+                    "coef_shift": .buffer(coefficients.shift), "groups": groups, "cpg": cpg,
+                ])
+            try enqueueApply(
+                problem, plan: plan, x: inputs.x, output: output, coefficients: coefficients, launches: &launches)
         case .runningStatistics:
             preconditionFailure("running-statistics plans return above")
         }
@@ -124,22 +118,21 @@ enum GroupNormKernels {
             let mean = try Tensor(uninitializedShape: channelShape, on: runtime)
             let variance = try Tensor(uninitializedShape: channelShape, on: runtime)
             let launch = geometry.launch.perSegmentLaunch(segments: problem.channels)
-            events.append(
-                try runtime.enqueue(
-                    "in_update_running", from: program, global: launch.global, local: launch.local,
-                    arguments: [
-                        "save_mean": .buffer(saveMean.deviceBuffer), "save_var": .buffer(saveVar),
-                        "batch": try .count(problem.batch), "channels": channels, "spatial": spatial,
-                        "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
-                        "running_mean_out": .buffer(mean.deviceBuffer), "running_var_out": .buffer(variance.deviceBuffer),
-                        "momentum": .float(inputs.momentum),
-                    ]))
+            try launches.enqueue(
+                "in_update_running", launch,
+                [
+                    "save_mean": .buffer(saveMean.deviceBuffer), "save_var": .buffer(saveVar),
+                    "batch": try .count(problem.batch), "channels": channels, "spatial": spatial,
+                    "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
+                    "running_mean_out": .buffer(mean.deviceBuffer), "running_var_out": .buffer(variance.deviceBuffer),
+                    "momentum": .float(inputs.momentum),
+                ])
             runningMean = mean
             runningVar = variance
         }
         return Outputs(
             output: output, saveMean: saveMean, saveInvstd: saveInvstd, runningMean: runningMean, runningVar: runningVar,
-            events: events)
+            events: launches.events)
     }
 
     /// `y = ((x − pilot_k) − offset_k)·scale_k + shift_k`, `k = n·C + c`, over every
@@ -147,24 +140,25 @@ enum GroupNormKernels {
     /// channels-last memory.
     private static func enqueueApply(
         _ problem: GroupNormProblem, plan: GroupNormPlan, x: DeviceBuffer, output: Tensor, coefficients: Coefficients,
-        program: CompiledProgram, on runtime: OpenCLRuntime
-    ) throws -> KernelEvent {
+        launches: inout KernelLaunches
+    ) throws {
         let geometry = plan.geometry
         let (global, local) = (geometry.elementwiseGlobal, geometry.elementwiseLocal)
         if problem.hasContiguousRows {
-            return try runtime.enqueue(
-                "gn_apply_planes", from: program, global: global, local: local,
-                arguments: [
+            try launches.enqueue(
+                "gn_apply_planes", (global, local),
+                [
                     "x": .buffer(x), "y": .buffer(output.deviceBuffer),
                     "planes": try .count(problem.planes),
                     "spatial_vecs": try .count(problem.spatial / geometry.vectorWidth),
                     "pilot": .buffer(coefficients.pilot), "offset": .buffer(coefficients.offset),
                     "scale": .buffer(coefficients.scale), "shift": .buffer(coefficients.shift),
                 ])
+            return
         }
-        return try runtime.enqueue(
-            "gn_apply_columns", from: program, global: global, local: local,
-            arguments: [
+        try launches.enqueue(
+            "gn_apply_columns", (global, local),
+            [
                 "x": .buffer(x), "y": .buffer(output.deviceBuffer), "rows": try .count(problem.batch * problem.spatial),
                 "spatial": try .count(problem.spatial), "channels": try .count(problem.channels),
                 "pilot": .buffer(coefficients.pilot), "offset": .buffer(coefficients.offset),

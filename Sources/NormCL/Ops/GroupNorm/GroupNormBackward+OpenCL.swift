@@ -43,7 +43,7 @@ enum GroupNormBackwardKernels {
         let cpg = try KernelArgument.count(problem.channelsPerGroup)
         let spatial = try KernelArgument.count(problem.spatial)
         let spatialVectors = try KernelArgument.count(problem.spatial / geometry.vectorWidth)
-        var events: [KernelEvent] = []
+        var launches = KernelLaunches(program, on: runtime)
 
         let mean: DeviceBuffer
         let invstd: DeviceBuffer
@@ -55,14 +55,13 @@ enum GroupNormBackwardKernels {
             mean = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             invstd = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             let launch = geometry.launch.perSegmentLaunch(segments: planes)
-            events.append(
-                try runtime.enqueue(
-                    "gnb_running_rows", from: program, global: launch.global, local: launch.local,
-                    arguments: [
-                        "running_mean": .buffer(runningMean), "running_var": .buffer(runningVar),
-                        "planes": try .count(planes), "channels": channels, "eps": .float(eps), "mean": .buffer(mean),
-                        "invstd": .buffer(invstd),
-                    ]))
+            try launches.enqueue(
+                "gnb_running_rows", launch,
+                [
+                    "running_mean": .buffer(runningMean), "running_var": .buffer(runningVar),
+                    "planes": try .count(planes), "channels": channels, "eps": .float(eps), "mean": .buffer(mean),
+                    "invstd": .buffer(invstd),
+                ])
         }
 
         let dx =
@@ -77,15 +76,14 @@ enum GroupNormBackwardKernels {
         switch plan.strategy {
         case .fusedRows:
             let wg = geometry.reductionWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "gnb_fused_rows", from: program, global: [problem.rows * wg], local: [wg],
-                    arguments: [
-                        "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "weight": .buffer(inputs.weight),
-                        "mean": .buffer(mean), "invstd": .buffer(invstd), "dx": .buffer(dx?.deviceBuffer),
-                        "sums": .buffer(sums), "groups": try .count(problem.groups), "cpg": cpg,
-                        "spatial_vecs": spatialVectors,
-                    ]))
+            try launches.enqueue(
+                "gnb_fused_rows", ([problem.rows * wg], [wg]),
+                [
+                    "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "weight": .buffer(inputs.weight),
+                    "mean": .buffer(mean), "invstd": .buffer(invstd), "dx": .buffer(dx?.deviceBuffer),
+                    "sums": .buffer(sums), "groups": try .count(problem.groups), "cpg": cpg,
+                    "spatial_vecs": spatialVectors,
+                ])
         case .splitPlanes(let slices), .columns(let slices):
             let isColumns = plan.strategy == .columns(spatialSlices: slices)
             var partials: DeviceBuffer? = nil
@@ -94,59 +92,54 @@ enum GroupNormBackwardKernels {
                 partials = buffer
                 if isColumns {
                     let launch = geometry.columnLaunch(batch: problem.batch, slices: slices)
-                    events.append(
-                        try runtime.enqueue(
-                            "gnb_column_partials", from: program, global: launch.global, local: launch.local,
-                            arguments: [
-                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
-                                "partials": .buffer(buffer), "channels": channels, "spatial": spatial, "cpg": cpg,
-                            ]))
+                    try launches.enqueue(
+                        "gnb_column_partials", launch,
+                        [
+                            "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
+                            "partials": .buffer(buffer), "channels": channels, "spatial": spatial, "cpg": cpg,
+                        ])
                 } else {
                     let wg = geometry.reductionWorkGroupSize
-                    events.append(
-                        try runtime.enqueue(
-                            "gnb_plane_partials", from: program, global: [slices * wg, planes], local: [wg, 1],
-                            arguments: [
-                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
-                                "partials": .buffer(buffer), "cpg": cpg, "spatial_vecs": spatialVectors,
-                            ]))
+                    try launches.enqueue(
+                        "gnb_plane_partials", ([slices * wg, planes], [wg, 1]),
+                        [
+                            "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
+                            "partials": .buffer(buffer), "cpg": cpg, "spatial_vecs": spatialVectors,
+                        ])
                 }
             }
             let coefficients = dx == nil ? nil : try Coefficients(planes: planes, on: runtime)
             let launch = geometry.launch.perSegmentLaunch(segments: problem.rows)
-            events.append(
-                try runtime.enqueue(
-                    "gnb_finish_rows", from: program, global: launch.global, local: launch.local,
-                    arguments: [
-                        "partials": .buffer(partials), "rows": try .count(problem.rows),
-                        "slices": try .count(partials == nil ? 0 : slices), "weight": .buffer(inputs.weight),
-                        "mean": .buffer(mean), "invstd": .buffer(invstd), "sums": .buffer(sums),
-                        "coef_a": .buffer(coefficients?.a), "coef_b": .buffer(coefficients?.b),
-                        "coef_mean": .buffer(coefficients?.mean), "coef_c": .buffer(coefficients?.c),
-                        "groups": try .count(problem.groups), "cpg": cpg, "count": .float(Float(problem.valuesPerRow)),
-                    ]))
+            try launches.enqueue(
+                "gnb_finish_rows", launch,
+                [
+                    "partials": .buffer(partials), "rows": try .count(problem.rows),
+                    "slices": try .count(partials == nil ? 0 : slices), "weight": .buffer(inputs.weight),
+                    "mean": .buffer(mean), "invstd": .buffer(invstd), "sums": .buffer(sums),
+                    "coef_a": .buffer(coefficients?.a), "coef_b": .buffer(coefficients?.b),
+                    "coef_mean": .buffer(coefficients?.mean), "coef_c": .buffer(coefficients?.c),
+                    "groups": try .count(problem.groups), "cpg": cpg, "count": .float(Float(problem.valuesPerRow)),
+                ])
             if let dx, let coefficients {
                 let (global, local) = (geometry.elementwiseGlobal, geometry.elementwiseLocal)
                 if isColumns {
-                    events.append(
-                        try runtime.enqueue(
-                            "gnb_dx_columns", from: program, global: global, local: local,
-                            arguments: [
-                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "dx": .buffer(dx.deviceBuffer),
-                                "rows": try .count(problem.batch * problem.spatial), "spatial": spatial,
-                                "channels": channels, "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
-                                "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
-                            ]))
+                    try launches.enqueue(
+                        "gnb_dx_columns", (global, local),
+                        [
+                            "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "dx": .buffer(dx.deviceBuffer),
+                            "rows": try .count(problem.batch * problem.spatial), "spatial": spatial,
+                            "channels": channels, "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
+                            "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
+                        ])
                 } else {
-                    events.append(
-                        try runtime.enqueue(
-                            "gnb_dx_planes", from: program, global: global, local: local,
-                            arguments: [
-                                "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "dx": .buffer(dx.deviceBuffer),
-                                "planes": try .count(planes), "spatial_vecs": spatialVectors,
-                                "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
-                                "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
-                            ]))
+                    try launches.enqueue(
+                        "gnb_dx_planes", (global, local),
+                        [
+                            "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "dx": .buffer(dx.deviceBuffer),
+                            "planes": try .count(planes), "spatial_vecs": spatialVectors,
+                            "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
+                            "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
+                        ])
                 }
             }
         }
@@ -158,14 +151,13 @@ enum GroupNormBackwardKernels {
             dWeight = mask.contains(.weight) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
             dBias = mask.contains(.bias) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
             let launch = geometry.launch.perSegmentLaunch(segments: problem.channels)
-            events.append(
-                try runtime.enqueue(
-                    "gnb_parameter_grads", from: program, global: launch.global, local: launch.local,
-                    arguments: [
-                        "sums": .buffer(sums), "batch": try .count(problem.batch), "channels": channels,
-                        "dweight": .buffer(dWeight?.deviceBuffer), "dbias": .buffer(dBias?.deviceBuffer),
-                    ]))
+            try launches.enqueue(
+                "gnb_parameter_grads", launch,
+                [
+                    "sums": .buffer(sums), "batch": try .count(problem.batch), "channels": channels,
+                    "dweight": .buffer(dWeight?.deviceBuffer), "dbias": .buffer(dBias?.deviceBuffer),
+                ])
         }
-        return NormGradients(input: dx, weight: dWeight, bias: dBias, events: events)
+        return NormGradients(input: dx, weight: dWeight, bias: dBias, events: launches.events)
     }
 }

@@ -65,46 +65,12 @@ func layerNorm(
     _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
     tuning: DeviceTuning?
 ) throws -> LayerNormOutput {
-    var output = try layerNormOutput(
-        input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: strategy, tuning: tuning)
+    let r = try rowNormForward(
+        .layerNorm, input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: strategy,
+        tuning: tuning)
+    guard let saveMean = r.saveMean else { preconditionFailure("LayerNorm's forward returns the mean") }
+    var output = LayerNormOutput(output: r.output, saveMean: saveMean, saveInvstd: r.saveScale, events: r.events)
     output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
     output.normalizedShape = normalizedShape
     return output
-}
-
-private func layerNormOutput(
-    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
-    tuning: DeviceTuning?
-) throws -> LayerNormOutput {
-    let problem = try RowNormProblem.validated(
-        .layerNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
-    if input.isEmpty {
-        // As PyTorch: an empty output, the statistics of no values (mean 0, invstd NaN)
-        // for each row (none when rows = 0), no kernel launch.
-        let statisticsShape = problem.statisticsShape
-        return LayerNormOutput(
-            output: try Tensor(zerosLike: input),
-            saveMean: try Tensor(repeating: 0, shape: statisticsShape, on: input.backend),
-            saveInvstd: try Tensor(repeating: .nan, shape: statisticsShape, on: input.backend), events: [])
-    }
-    switch input.backend {
-    case .reference:
-        let result = ReferenceLayerNorm.forward(
-            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), weight: try weight?.toArray(),
-            bias: try bias?.toArray(), eps: Double(eps))
-        return LayerNormOutput(
-            output: Tensor(
-                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
-                elementType: problem.elementType),
-            saveMean: Tensor(referenceValues: result.saveMean, shape: problem.statisticsShape),
-            saveInvstd: Tensor(referenceValues: result.saveInvstd, shape: problem.statisticsShape),
-            events: [])
-    case .openCL(let runtime):
-        let x = input.openCLBuffer
-        let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
-        let result = try RowNormKernels.run(
-            problem, plan: plan, x: x, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer, eps: eps, on: runtime)
-        guard let saveMean = result.saveMean else { preconditionFailure("LayerNorm kernels return the mean") }
-        return LayerNormOutput(output: result.output, saveMean: saveMean, saveInvstd: result.saveScale, events: result.events)
-    }
 }

@@ -26,52 +26,48 @@ enum RowNormKernels {
         let rows = try KernelArgument.count(problem.rows)
         let rowLength = try KernelArgument.count(problem.rowLength)
         let y = output.deviceBuffer
-        var events: [KernelEvent] = []
+        var launches = KernelLaunches(program, on: runtime)
         switch plan.strategy {
         case .fused(let items, let rowsPerGroup):
             let groups = problem.rows.ceilingDivided(by: rowsPerGroup)
             let local = items * rowsPerGroup
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_fused", from: program, global: [groups * local], local: [local],
-                    arguments: [
-                        "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
-                        "weight": .buffer(weight), "bias": .buffer(bias), "save_mean": .buffer(saveMean?.deviceBuffer),
-                        "save_scale": .buffer(saveScale.deviceBuffer), "eps": .float(eps),
-                    ]))
+            try launches.enqueue(
+                "rownorm_fused", ([groups * local], [local]),
+                [
+                    "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
+                    "weight": .buffer(weight), "bias": .buffer(bias), "save_mean": .buffer(saveMean?.deviceBuffer),
+                    "save_scale": .buffer(saveScale.deviceBuffer), "eps": .float(eps),
+                ])
         case .splitRows(let slices, let items):
             // Partial statistics per (row, slice) (at most three floats each), merged per
             // row, then the apply pass.
             let partials = try DeviceBuffer(byteCount: problem.rows * slices * 3 * 4, on: runtime)
             let pilots = try DeviceBuffer(byteCount: problem.rows * 4, on: runtime)
             let offsets = try DeviceBuffer(byteCount: problem.rows * 4, on: runtime)
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_partials", from: program, global: [slices * items, problem.rows], local: [items, 1],
-                    arguments: [
-                        "x": .buffer(x), "row_length": rowLength, "partials": .buffer(partials),
-                        "pilots": .buffer(pilots),
-                    ]))
+            try launches.enqueue(
+                "rownorm_partials", ([slices * items, problem.rows], [items, 1]),
+                [
+                    "x": .buffer(x), "row_length": rowLength, "partials": .buffer(partials),
+                    "pilots": .buffer(pilots),
+                ])
             let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_finish", from: program, global: perRow.global, local: perRow.local,
-                    arguments: [
-                        "partials": .buffer(partials), "groups": try .count(slices), "rows": rows,
-                        "row_length": rowLength, "pilots": .buffer(pilots), "offsets": .buffer(offsets),
-                        "save_mean": .buffer(saveMean?.deviceBuffer), "save_scale": .buffer(saveScale.deviceBuffer),
-                        "eps": .float(eps),
-                    ]))
+            try launches.enqueue(
+                "rownorm_finish", perRow,
+                [
+                    "partials": .buffer(partials), "groups": try .count(slices), "rows": rows,
+                    "row_length": rowLength, "pilots": .buffer(pilots), "offsets": .buffer(offsets),
+                    "save_mean": .buffer(saveMean?.deviceBuffer), "save_scale": .buffer(saveScale.deviceBuffer),
+                    "eps": .float(eps),
+                ])
             let elementwise = plan.elementwiseLaunch(for: problem)
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_apply", from: program, global: elementwise.global, local: elementwise.local,
-                    arguments: [
-                        "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
-                        "weight": .buffer(weight), "bias": .buffer(bias), "pilots": .buffer(pilots),
-                        "offsets": .buffer(offsets), "scales": .buffer(saveScale.deviceBuffer),
-                    ]))
+            try launches.enqueue(
+                "rownorm_apply", elementwise,
+                [
+                    "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
+                    "weight": .buffer(weight), "bias": .buffer(bias), "pilots": .buffer(pilots),
+                    "offsets": .buffer(offsets), "scales": .buffer(saveScale.deviceBuffer),
+                ])
         }
-        return Outputs(output: output, saveMean: saveMean, saveScale: saveScale, events: events)
+        return Outputs(output: output, saveMean: saveMean, saveScale: saveScale, events: launches.events)
     }
 }

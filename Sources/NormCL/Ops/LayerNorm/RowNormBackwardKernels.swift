@@ -36,24 +36,22 @@ enum RowNormBackwardKernels {
         let (mean, scale) = (statistics.mean, statistics.scale)
         // Whose column partials the kernels form (the kernels' PARTIALS_DGAMMA, PARTIALS_DBETA).
         let parameters = KernelArgument.uint((problem.needsWeight ? 1 : 0) | (problem.needsBias ? 2 : 0))
-        var events: [KernelEvent] = []
+        var launches = KernelLaunches(program, on: runtime)
 
         /// The column walk: dx from `coefficients` (when given; the fused strategy writes
         /// dx itself) and block partials.
         func enqueueColumns(coefficients: DeviceBuffer?) throws {
             let columnDX = coefficients == nil ? nil : dx?.deviceBuffer
             let local = plan.geometry.elementwiseWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_backward_columns", from: program, global: [plan.columnItems, plan.rowBlocks],
-                    local: [local, 1],
-                    arguments: [
-                        "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(columnDX), "rows": rows,
-                        "row_length": rowLength, "rows_per_block": try .count(plan.rowsPerBlock),
-                        "blocks": columnBlocks, "weight": .buffer(weight), "save_mean": .buffer(mean),
-                        "save_scale": .buffer(scale), "coefficients_in": .buffer(coefficients),
-                        "partials": .buffer(partials), "parameters": parameters,
-                    ]))
+            try launches.enqueue(
+                "rownorm_backward_columns", ([plan.columnItems, plan.rowBlocks], [local, 1]),
+                [
+                    "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(columnDX), "rows": rows,
+                    "row_length": rowLength, "rows_per_block": try .count(plan.rowsPerBlock),
+                    "blocks": columnBlocks, "weight": .buffer(weight), "save_mean": .buffer(mean),
+                    "save_scale": .buffer(scale), "coefficients_in": .buffer(coefficients),
+                    "partials": .buffer(partials), "parameters": parameters,
+                ])
         }
 
         switch plan.strategy {
@@ -61,17 +59,16 @@ enum RowNormBackwardKernels {
             if problem.needsInput || plan.fusedAccumulates(problem) {
                 let groups = plan.lanes.ceilingDivided(by: rowsPerGroup)
                 let local = items * rowsPerGroup
-                events.append(
-                    try runtime.enqueue(
-                        "rownorm_backward_fused", from: program, global: [groups * local], local: [local],
-                        arguments: [
-                            "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
-                            "row_length": rowLength, "rows_per_lane": try .count(plan.rowsPerLane),
-                            "lanes": try .count(plan.lanes), "weight": .buffer(weight), "save_mean": .buffer(mean),
-                            "save_scale": .buffer(scale),
-                            "partials": .buffer(plan.fusedAccumulates(problem) ? partials : nil),
-                            "parameters": parameters,
-                        ]))
+                try launches.enqueue(
+                    "rownorm_backward_fused", ([groups * local], [local]),
+                    [
+                        "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
+                        "row_length": rowLength, "rows_per_lane": try .count(plan.rowsPerLane),
+                        "lanes": try .count(plan.lanes), "weight": .buffer(weight), "save_mean": .buffer(mean),
+                        "save_scale": .buffer(scale),
+                        "partials": .buffer(plan.fusedAccumulates(problem) ? partials : nil),
+                        "parameters": parameters,
+                    ])
             }
             if problem.needsParameters && !plan.fusedAccumulates(problem) {
                 try enqueueColumns(coefficients: nil)
@@ -81,23 +78,20 @@ enum RowNormBackwardKernels {
             if problem.needsInput {
                 let sums = try DeviceBuffer(byteCount: problem.rows * slices * 2 * 4, on: runtime)
                 let rowCoefficients = try DeviceBuffer(byteCount: problem.rows * 2 * 4, on: runtime)
-                events.append(
-                    try runtime.enqueue(
-                        "rownorm_backward_slice_sums", from: program, global: [slices * items, problem.rows],
-                        local: [items, 1],
-                        arguments: [
-                            "x": .buffer(x), "dy": .buffer(gradOutput), "row_length": rowLength,
-                            "weight": .buffer(weight), "save_mean": .buffer(mean), "save_scale": .buffer(scale),
-                            "sums": .buffer(sums),
-                        ]))
+                try launches.enqueue(
+                    "rownorm_backward_slice_sums", ([slices * items, problem.rows], [items, 1]),
+                    [
+                        "x": .buffer(x), "dy": .buffer(gradOutput), "row_length": rowLength,
+                        "weight": .buffer(weight), "save_mean": .buffer(mean), "save_scale": .buffer(scale),
+                        "sums": .buffer(sums),
+                    ])
                 let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)
-                events.append(
-                    try runtime.enqueue(
-                        "rownorm_backward_row_finish", from: program, global: perRow.global, local: perRow.local,
-                        arguments: [
-                            "sums": .buffer(sums), "slices": try .count(slices), "rows": rows, "row_length": rowLength,
-                            "coefficients_out": .buffer(rowCoefficients),
-                        ]))
+                try launches.enqueue(
+                    "rownorm_backward_row_finish", perRow,
+                    [
+                        "sums": .buffer(sums), "slices": try .count(slices), "rows": rows, "row_length": rowLength,
+                        "coefficients_out": .buffer(rowCoefficients),
+                    ])
                 coefficients = rowCoefficients
             }
             try enqueueColumns(coefficients: coefficients)
@@ -106,15 +100,13 @@ enum RowNormBackwardKernels {
         if problem.needsParameters {
             let vectors = problem.rowLength / plan.vectorWidth
             let columns = plan.finalColumns, lanes = plan.finalLanes
-            events.append(
-                try runtime.enqueue(
-                    "rownorm_backward_parameters", from: program,
-                    global: [vectors.roundedUp(toMultipleOf: columns), lanes], local: [columns, lanes],
-                    arguments: [
-                        "partials": .buffer(partials), "blocks": try .count(blocks), "row_length": rowLength,
-                        "dgamma": .buffer(dWeight?.deviceBuffer), "dbeta": .buffer(dBias?.deviceBuffer),
-                    ]))
+            try launches.enqueue(
+                "rownorm_backward_parameters", ([vectors.roundedUp(toMultipleOf: columns), lanes], [columns, lanes]),
+                [
+                    "partials": .buffer(partials), "blocks": try .count(blocks), "row_length": rowLength,
+                    "dgamma": .buffer(dWeight?.deviceBuffer), "dbeta": .buffer(dBias?.deviceBuffer),
+                ])
         }
-        return NormGradients(input: dx, weight: dWeight, bias: dBias, events: events)
+        return NormGradients(input: dx, weight: dWeight, bias: dBias, events: launches.events)
     }
 }

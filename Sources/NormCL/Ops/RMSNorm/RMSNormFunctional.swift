@@ -61,42 +61,11 @@ func rmsNorm(
     tuning: DeviceTuning?
 ) throws -> RMSNormOutput {
     let eps = eps ?? input.elementType.epsilon
-    var output = try rmsNormOutput(
-        input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: strategy, tuning: tuning)
+    let r = try rowNormForward(
+        .rmsNorm, input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps, strategy: strategy,
+        tuning: tuning)
+    var output = RMSNormOutput(output: r.output, saveInvRms: r.saveScale, events: r.events)
     output.saved = SavedForward(input: input, weight: weight, bias: nil, eps: eps)
     output.normalizedShape = normalizedShape
     return output
-}
-
-private func rmsNormOutput(
-    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
-    tuning: DeviceTuning?
-) throws -> RMSNormOutput {
-    let problem = try RowNormProblem.validated(
-        .rmsNorm, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps)
-    if input.isEmpty {
-        // As PyTorch: an empty output, 1/rms of no values (NaN) for each row (none when
-        // rows = 0), no kernel launch.
-        return RMSNormOutput(
-            output: try Tensor(zerosLike: input),
-            saveInvRms: try Tensor(repeating: .nan, shape: problem.statisticsShape, on: input.backend), events: [])
-    }
-    switch input.backend {
-    case .reference:
-        let result = ReferenceRMSNorm.forward(
-            rows: problem.rows, rowLength: problem.rowLength, x: try input.toArray(), weight: try weight?.toArray(),
-            eps: Double(eps))
-        return RMSNormOutput(
-            output: Tensor(
-                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
-                elementType: problem.elementType),
-            saveInvRms: Tensor(referenceValues: result.saveInvRms, shape: problem.statisticsShape),
-            events: [])
-    case .openCL(let runtime):
-        let x = input.openCLBuffer
-        let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
-        let result = try RowNormKernels.run(
-            problem, plan: plan, x: x, weight: weight?.deviceBuffer, bias: nil, eps: eps, on: runtime)
-        return RMSNormOutput(output: result.output, saveInvRms: result.saveScale, events: result.events)
-    }
 }

@@ -37,15 +37,14 @@ enum SwitchableNormKernels {
         let batch = try KernelArgument.count(problem.batch), channels = try KernelArgument.count(problem.channels)
         let spatial = try KernelArgument.count(problem.spatial), sliceCount = try KernelArgument.count(slices)
 
-        var events: [KernelEvent] = []
+        var launches = KernelLaunches(program, on: runtime)
         if let pass = plan.instancePass(for: problem) {
-            events.append(
-                try runtime.enqueue(
-                    "sn_moments_\(pass.kernel)", from: program, global: pass.global, local: pass.local,
-                    arguments: [
-                        "x": .buffer(inputs.x), "partials": .buffer(partials), "coefficients": .buffer(coefficients),
-                        "runs": try .count(instances), "channels": channels, "spatial": spatial, "slices": sliceCount,
-                    ]))
+            try launches.enqueue(
+                "sn_moments_\(pass.kernel)", (pass.global, pass.local),
+                [
+                    "x": .buffer(inputs.x), "partials": .buffer(partials), "coefficients": .buffer(coefficients),
+                    "runs": try .count(instances), "channels": channels, "spatial": spatial, "slices": sliceCount,
+                ])
         }
         let statisticsArguments: KeyValuePairs<String, KernelArgument> = [
             "x": .buffer(inputs.x), "y": .buffer(direct ? output.deviceBuffer : nil), "partials": .buffer(partials),
@@ -60,39 +59,35 @@ enum SwitchableNormKernels {
             "batch_var": .buffer(statistics.batchVariance?.deviceBuffer),
             "instance_mean": .buffer(statistics.instanceMean?.deviceBuffer),
             "instance_var": .buffer(statistics.instanceVariance?.deviceBuffer),
-            "save_mean": .buffer(statistics.mean.deviceBuffer), "save_invstd": .buffer(statistics.invstd.deviceBuffer), "batch": batch, "channels": channels, "spatial": spatial,
-            "slices": sliceCount, "unbiased": .uint(problem.unbiased ? 1 : 0),
+            "save_mean": .buffer(statistics.mean.deviceBuffer), "save_invstd": .buffer(statistics.invstd.deviceBuffer),
+            "batch": batch, "channels": channels, "spatial": spatial, "slices": sliceCount,
+            "unbiased": .uint(problem.unbiased ? 1 : 0),
             "training": .uint(problem.training ? 1 : 0),
         ]
         if plan.splitStatistics {
             // Device-wide launches, each work-item striding over runs, samples or channels.
-            var launches: [(String, Int)] = []
-            if !direct && slices > 1 { launches.append(("sn_merge_partials", instances)) }
-            launches.append(("sn_set_statistics", problem.batch + problem.channels.ceilingDivided(by: Self.channelTile)))
-            launches.append(("sn_mix", instances))
-            for (name, count) in launches {
-                let (global, local) = plan.statisticsLaunch(covering: count)
-                events.append(
-                    try runtime.enqueue(name, from: program, global: global, local: local, arguments: statisticsArguments))
+            var steps: [(String, Int)] = []
+            if !direct && slices > 1 { steps.append(("sn_merge_partials", instances)) }
+            steps.append(("sn_set_statistics", problem.batch + problem.channels.ceilingDivided(by: Self.channelTile)))
+            steps.append(("sn_mix", instances))
+            for (name, count) in steps {
+                try launches.enqueue(name, plan.statisticsLaunch(covering: count), statisticsArguments)
             }
         } else {
             let local = plan.statisticsWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "sn_statistics", from: program, global: [local], local: [local], arguments: statisticsArguments))
+            try launches.enqueue("sn_statistics", ([local], [local]), statisticsArguments)
         }
         if !direct {
             let (global, local) = plan.elementwiseLaunch(for: problem)
-            events.append(
-                try runtime.enqueue(
-                    plan.elementwiseColumns(for: problem) ? "sn_apply_columns" : "sn_apply_rows", from: program,
-                    global: global, local: local,
-                    arguments: [
-                        "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "coefficients": .buffer(coefficients),
-                        "batch": batch, "channels": channels, "spatial": spatial,
-                    ]))
+            try launches.enqueue(
+                plan.elementwiseColumns(for: problem) ? "sn_apply_columns" : "sn_apply_rows", (global, local),
+                [
+                    "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "coefficients": .buffer(coefficients),
+                    "batch": batch, "channels": channels, "spatial": spatial,
+                ])
         }
         return Outputs(
-            output: output, statistics: statistics, runningMean: runningMean, runningVar: runningVar, events: events)
+            output: output, statistics: statistics, runningMean: runningMean, runningVar: runningVar,
+            events: launches.events)
     }
 }

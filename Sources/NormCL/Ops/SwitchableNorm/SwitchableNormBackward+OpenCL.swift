@@ -46,16 +46,15 @@ enum SwitchableNormBackwardKernels {
         let batch = try KernelArgument.count(problem.batch), channels = try KernelArgument.count(problem.channels)
         let spatial = try KernelArgument.count(problem.spatial), sliceCount = try KernelArgument.count(slices)
 
-        var events: [KernelEvent] = []
+        var launches = KernelLaunches(program, on: runtime)
         if let pass = g.instancePass(for: problem) {
-            events.append(
-                try runtime.enqueue(
-                    "snb_sums_\(pass.kernel)", from: program, global: pass.global, local: pass.local,
-                    arguments: [
-                        "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "mean": .buffer(inputs.statistics.mean),
-                        "partials": .buffer(partials), "runs": try .count(runs), "channels": channels, "spatial": spatial,
-                        "slices": sliceCount,
-                    ]))
+            try launches.enqueue(
+                "snb_sums_\(pass.kernel)", (pass.global, pass.local),
+                [
+                    "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "mean": .buffer(inputs.statistics.mean),
+                    "partials": .buffer(partials), "runs": try .count(runs), "channels": channels, "spatial": spatial,
+                    "slices": sliceCount,
+                ])
         }
 
         let coefficientArguments: KeyValuePairs<String, KernelArgument> = [
@@ -77,31 +76,25 @@ enum SwitchableNormBackwardKernels {
             let (global, local) = g.statisticsLaunch(covering: g.statisticsWorkItems)
             precondition(global[0] == partialCount, "statisticsWorkItems must be a multiple of the work-group size")
             for name in ["snb_instances", "snb_sets", "snb_mix"] {
-                events.append(
-                    try runtime.enqueue(name, from: program, global: global, local: local, arguments: coefficientArguments))
+                try launches.enqueue(name, (global, local), coefficientArguments)
             }
-            events.append(
-                try runtime.enqueue("snb_logits", from: program, global: [1], local: [1], arguments: coefficientArguments))
+            try launches.enqueue("snb_logits", ([1], [1]), coefficientArguments)
         } else {
             let local = plan.coefficientWorkGroupSize
-            events.append(
-                try runtime.enqueue(
-                    "snb_coefficients", from: program, global: [local], local: [local], arguments: coefficientArguments))
+            try launches.enqueue("snb_coefficients", ([local], [local]), coefficientArguments)
         }
 
         if let dx {
             let (global, local) = g.elementwiseLaunch(for: problem)
-            events.append(
-                try runtime.enqueue(
-                    g.elementwiseColumns(for: problem) ? "snb_dx_columns" : "snb_dx_rows", from: program,
-                    global: global, local: local,
-                    arguments: [
-                        "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "dx": .buffer(dx.deviceBuffer),
-                        "coefficients": .buffer(coefficients), "batch": batch, "channels": channels, "spatial": spatial,
-                    ]))
+            try launches.enqueue(
+                g.elementwiseColumns(for: problem) ? "snb_dx_columns" : "snb_dx_rows", (global, local),
+                [
+                    "x": .buffer(inputs.x), "dy": .buffer(inputs.gradOutput), "dx": .buffer(dx.deviceBuffer),
+                    "coefficients": .buffer(coefficients), "batch": batch, "channels": channels, "spatial": spatial,
+                ])
         }
         return SwitchableNormGradients(
             input: dx, weight: dWeight, bias: dBias, meanLogits: dMeanLogits, varianceLogits: dVarianceLogits,
-            events: events)
+            events: launches.events)
     }
 }
