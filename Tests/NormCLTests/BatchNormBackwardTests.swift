@@ -151,7 +151,7 @@ struct BatchNormBackwardTests {
                 for mask: NormGradientMask in [.all, .input] {
                     let problem = BatchNormBackwardProblem(
                         shape: shape, layout: layout, elementType: .float32, mode: mode, hasWeight: true, outputMask: mask)
-                    let plan = BatchNormBackwardPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
+                    let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
                     switch plan.strategy {
                     case .elementwise: #expect(mode == .inference && mask == .input)
                     case .columns, .splitColumns: #expect(problem.isRowsByChannels && problem.needsSums)

@@ -74,7 +74,7 @@ struct BatchNormBackwardHarness {
     }
 
     func run(
-        on backend: Backend, mask: NormGradientMask = .all, strategy: BatchNormBackwardPlan.Strategy? = nil,
+        on backend: Backend, mask: NormGradientMask = .all, strategy: BatchNormPlan.Strategy? = nil,
         statistics given: (mean: [Float], second: [Float], r: [Float]?, d: [Float]?)? = nil
     ) throws -> Result {
         let s = try given ?? statistics()
@@ -99,7 +99,7 @@ struct BatchNormBackwardHarness {
     }
 
     /// Every strategy that applies to the harness's shape, layout and mask.
-    func strategies(mask: NormGradientMask) -> [BatchNormBackwardPlan.Strategy?] {
+    func strategies(mask: NormGradientMask) -> [BatchNormPlan.Strategy?] {
         if case .inference = mode, !mask.contains(.weight), !mask.contains(.bias) { return [nil, .elementwise] }
         return layout == .channelsLast || spatial == 1
             ? [nil, .columns, .splitColumns(rowGroups: 3)]
@@ -124,7 +124,7 @@ struct BatchNormBackwardHarness {
     /// land on neighbouring halves: `2^-10·|dx|` on top. Inference dx is one product
     /// rounded once: the same bound holds with A = B = 0.
     func check(
-        on backend: Backend, mask: NormGradientMask = .all, strategy: BatchNormBackwardPlan.Strategy? = nil,
+        on backend: Backend, mask: NormGradientMask = .all, strategy: BatchNormPlan.Strategy? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
         let s = try statistics()

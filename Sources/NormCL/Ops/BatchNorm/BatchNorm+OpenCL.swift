@@ -15,7 +15,7 @@ enum BatchNormKernels {
         let output = try Tensor(
             uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         var launches = KernelLaunches(program, on: runtime)
-        if plan.strategy == .inference {
+        if plan.strategy == .elementwise {
             try enqueueInference(problem, plan: plan, inputs: inputs, output: output, launches: &launches)
             return Outputs(output: output, events: launches.events)
         }
@@ -133,7 +133,7 @@ enum BatchNormKernels {
                 coefficients.arguments)
             try enqueueApply(
                 launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients, launches: &launches)
-        case .inference:
+        case .elementwise:
             preconditionFailure("run(_:plan:inputs:renorm:on:) sends inference plans to enqueueInference")
         }
         return Outputs(

@@ -1,4 +1,4 @@
-/// Enqueues the kernels of a ``BatchNormBackwardPlan`` (from `Kernels/batch_norm_backward.cl`).
+/// Enqueues the kernels of a backward ``BatchNormPlan`` (from `Kernels/batch_norm_backward.cl`).
 ///
 /// Nothing here waits: the gradients are device tensors whose contents are ready once
 /// the returned events complete.
@@ -18,7 +18,7 @@ enum BatchNormBackwardKernels {
     }
 
     static func run(
-        _ problem: BatchNormBackwardProblem, plan: BatchNormBackwardPlan, inputs: Inputs, on runtime: OpenCLRuntime
+        _ problem: BatchNormBackwardProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime
     ) throws -> NormGradients {
         let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
         let launch = plan.launch

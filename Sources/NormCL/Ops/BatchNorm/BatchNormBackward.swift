@@ -188,7 +188,7 @@ func batchRenormBackward(
 /// and GPU-style launches on a CPU device, with them).
 func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: BatchNormBackwardProblem.Statistics,
-    outputMask: NormGradientMask, strategy: BatchNormBackwardPlan.Strategy?, tuning: DeviceTuning? = nil
+    outputMask: NormGradientMask, strategy: BatchNormPlan.Strategy?, tuning: DeviceTuning? = nil
 ) throws -> NormGradients {
     let problem = try BatchNormBackwardProblem.validated(
         gradOutput: gradOutput, input: input, weight: weight, statistics: statistics, outputMask: outputMask)
@@ -211,7 +211,7 @@ func batchNormBackward(
     case .openCL(let runtime):
         let x = input.openCLBuffer, dy = gradOutput.openCLBuffer
         let mean = statistics.mean.openCLBuffer, second = statistics.second.openCLBuffer
-        let plan = BatchNormBackwardPlan(
+        let plan = BatchNormPlan(
             problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let inputs = BatchNormBackwardKernels.Inputs(
             x: x, dy: dy, weight: weight?.deviceBuffer, mean: mean, second: second,

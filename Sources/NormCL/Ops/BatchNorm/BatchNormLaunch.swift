@@ -1,19 +1,7 @@
-/// The reduction strategies of ``BatchNormPlan/Strategy`` and
-/// ``BatchNormBackwardPlan/Strategy`` (each plan describes them), which
-/// ``BatchNormLaunch/reduction()`` chooses between.
-protocol BatchNormReductionStrategy {
-    static var fusedPerChannel: Self { get }
-    static func splitReduction(groupsPerChannel: Int) -> Self
-    static var columns: Self { get }
-    static func splitColumns(rowGroups: Int) -> Self
-}
-
-extension BatchNormPlan.Strategy: BatchNormReductionStrategy {}
-extension BatchNormBackwardPlan.Strategy: BatchNormReductionStrategy {}
-
-/// What BatchNorm's forward and backward plans share: the ``ChannelGeometry``, the choice between the reduction strategies, the
-/// build options common to `batch_norm.cl` and `batch_norm_backward.cl`, and the size
-/// arguments their kernels take.
+/// The launches of a ``BatchNormPlan``, forward or backward: the ``ChannelGeometry``,
+/// the choice between the reduction strategies, the build options common to
+/// `batch_norm.cl` and `batch_norm_backward.cl`, and the size arguments their kernels
+/// take.
 ///
 /// Sizes are kernel arguments: a program depends on the element type, the vector widths,
 /// the work-group size, the access pattern, the index width and the op's flags, never on
@@ -45,7 +33,7 @@ struct BatchNormLaunch: ChannelShaped, Equatable, Sendable {
     /// The reduction strategy for this shape: columns for a `(rows, C)` matrix, per
     /// channel for NCHW, split into slices only when the channels alone cannot fill the
     /// device and each slice still gets a worthwhile amount of data.
-    func reduction<Strategy: BatchNormReductionStrategy>() -> Strategy {
+    func reduction() -> BatchNormPlan.Strategy {
         if isRowsByChannels {
             let groups = channel.columnSlices(samples: 1, rows: valuesPerChannel)
             return groups > 1 ? .splitColumns(rowGroups: groups) : .columns
