@@ -346,20 +346,21 @@ inline float beta_of(__global const float *bias, uint c) { return bias ? bias[c]
 // An index v held as (q, r) = (v / radix, v % radix). Walks advance it by carries, so
 // a loop over indices needs one division per work-item, not one per element (a
 // division by a run-time radix is tens of instructions; the sizes are arguments).
+// GroupNorm's walks below and Switchable Norm's segments (SnSegment) use it.
 typedef struct {
     INDEX_T q;
-    uint r;
+    INDEX_T r;
 } QuotRem;
 
-inline QuotRem quot_rem(INDEX_T v, uint radix) {
+inline QuotRem quot_rem(INDEX_T v, INDEX_T radix) {
     QuotRem p;
     p.q = v / radix;
-    p.r = (uint)(v - p.q * radix);
+    p.r = v - p.q * radix;
     return p;
 }
 
-// p + step, both split by radix (step.r <= radix); no overflow for any radix.
-inline QuotRem quot_rem_add(QuotRem p, QuotRem step, uint radix) {
+// p + step, both split by radix (step.r <= radix): no division, no overflow for any radix.
+inline QuotRem quot_rem_add(QuotRem p, QuotRem step, INDEX_T radix) {
     p.q += step.q;
     if (p.r >= radix - step.r) {
         p.r -= radix - step.r;
@@ -371,7 +372,7 @@ inline QuotRem quot_rem_add(QuotRem p, QuotRem step, uint radix) {
 }
 
 // p + 1.
-inline QuotRem quot_rem_next(QuotRem p, uint radix) {
+inline QuotRem quot_rem_next(QuotRem p, INDEX_T radix) {
     if (++p.r == radix) {
         p.r = 0;
         p.q += 1;
@@ -500,58 +501,33 @@ inline float2 kahan_sum_float2_partials(__global const float2 *p, uint parts, si
 }
 
 // ---- SwitchableNorm: what switchable_norm.cl and switchable_norm_backward.cl share ----
-// Written once here for the two Switchable Norm files. The walkers (SnSplit, SnSegment,
-// sn_device_share) are generic and
-// could serve any op whose sizes are kernel arguments; the rest (after HAS_IN/HAS_BN) is
-// Switchable Norm's own. Names carry an sn_/Sn/SN_ prefix so nothing here can clash with
-// another op's file.
+// Written once here for the two Switchable Norm files. The walkers (SnSegment,
+// sn_device_share) are generic and could serve any op whose sizes are kernel arguments;
+// the rest (after HAS_IN/HAS_BN) is Switchable Norm's own. Names carry an sn_/Sn/SN_
+// prefix so nothing here can clash with another op's file.
 
 #ifdef INDEX_T
-// x = quot * divisor + rem. Walkers split a start index once (one division) and then
-// step, so no per-element loop divides by a runtime size.
-typedef struct {
-    INDEX_T quot;
-    INDEX_T rem;
-} SnSplit;
-
-inline SnSplit sn_split(INDEX_T x, INDEX_T divisor) {
-    SnSplit s;
-    s.quot = x / divisor;
-    s.rem = x - s.quot * divisor;
-    return s;
-}
-
-// s + step, both split by `divisor` (step.rem < divisor): no division.
-inline SnSplit sn_split_add(SnSplit s, SnSplit step, INDEX_T divisor) {
-    s.quot += step.quot;
-    s.rem += step.rem;
-    if (s.rem >= divisor) {
-        s.rem -= divisor;
-        ++s.quot;
-    }
-    return s;
-}
-
 // This work-item's share of [0, total) over the whole launch (item_range).
 inline ItemRange sn_device_share(INDEX_T total) { return item_range(0, total, get_global_id(0), get_global_size(0)); }
 
 // The indices of an ItemRange (of a pass over periods of `period` indices, each a
 // row-major matrix of `columns` column vectors; 1 when there are no columns) in segments
-// [lo, hi) that stay within one period, with the period's index at.quot and lo's
+// [lo, hi) that stay within one period, with the period's index at.q and lo's
 // column: NCHW runs (period L / VEC), NHWC samples (period L * C / CVEC), the runs of a
 // sample (period C). Chunked: the work-item's contiguous range cut at period boundaries
-// (a division per segment); interleaved: one index a segment, stepped without a division.
+// (a division per segment); interleaved: one index a segment, stepped without a division
+// (QuotRem: the start split once, then carries).
 typedef struct {
     INDEX_T lo, hi;
-    SnSplit at;      // lo = at.quot * period + at.rem
+    QuotRem at;      // lo = at.q * period + at.r
     INDEX_T column;  // lo % columns
     INDEX_T end, stride, period, columns;
-    SnSplit step, column_step;  // the stride split by period and by columns (interleaved)
+    QuotRem step, column_step;  // the stride split by period and by columns (interleaved)
 } SnSegment;
 
 inline void sn_segment_close(SnSegment *s) {
 #if CHUNKED
-    s->hi = min(s->lo + (s->period - s->at.rem), s->end);
+    s->hi = min(s->lo + (s->period - s->at.r), s->end);
     s->column = s->lo % s->columns;
 #else
     s->hi = s->lo + 1;
@@ -565,9 +541,9 @@ inline SnSegment sn_first_segment(ItemRange r, INDEX_T period, INDEX_T columns) 
     s.stride = r.stride;
     s.period = period;
     s.columns = columns;
-    s.at = sn_split(r.first, period);
-    s.step = sn_split(r.stride, period);
-    s.column_step = sn_split(r.stride, columns);
+    s.at = quot_rem(r.first, period);
+    s.step = quot_rem(r.stride, period);
+    s.column_step = quot_rem(r.stride, columns);
     s.column = r.first % columns;
     sn_segment_close(&s);
     return s;
@@ -575,13 +551,13 @@ inline SnSegment sn_first_segment(ItemRange r, INDEX_T period, INDEX_T columns) 
 
 inline void sn_next_segment(SnSegment *s) {
 #if CHUNKED
-    SnSplit length = {0, s->hi - s->lo};  // at most period - at.rem
-    s->at = sn_split_add(s->at, length, s->period);
+    QuotRem length = {0, s->hi - s->lo};  // at most period - at.r
+    s->at = quot_rem_add(s->at, length, s->period);
     s->lo = s->hi;
 #else
-    SnSplit column = {0, s->column};
-    s->at = sn_split_add(s->at, s->step, s->period);
-    s->column = sn_split_add(column, s->column_step, s->columns).rem;
+    QuotRem column = {0, s->column};
+    s->at = quot_rem_add(s->at, s->step, s->period);
+    s->column = quot_rem_add(column, s->column_step, s->columns).r;
     s->lo += s->stride;
 #endif
     sn_segment_close(s);
@@ -594,7 +570,7 @@ inline void sn_next_segment(SnSegment *s) {
 // division per work-item (and per sample when chunked), none per run.
 #define SN_FOR_EACH_RUN(r, n, c, range, channels)     \
     SN_FOR_EACH_SEGMENT(s_, (range), (channels), 1) \
-    for (uint r = (uint)s_.lo, n = (uint)s_.at.quot, c = (uint)s_.at.rem; r < s_.hi; ++r, ++c)
+    for (uint r = (uint)s_.lo, n = (uint)s_.at.q, c = (uint)s_.at.r; r < s_.hi; ++r, ++c)
 
 #ifdef VEC
 // The vectors of slice g of `slices` of NCHW run r (`spatial` elements, spatial / VEC
@@ -607,7 +583,7 @@ inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint it
 }
 
 // An elementwise pass over NCHW runs of `spatial` elements: this work-item's segments s,
-// each within run s.at.quot (whose coefficients it loads once).
+// each within run s.at.q (whose coefficients it loads once).
 #define SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) \
     SN_FOR_EACH_SEGMENT(s, sn_device_share((INDEX_T)(runs) * ((spatial) / VEC)), (INDEX_T)((spatial) / VEC), 1)
 #endif  // VEC
@@ -634,7 +610,7 @@ inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *firs
 #define SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, ...)                                          \
     SN_FOR_EACH_SEGMENT(s_, sn_device_share((INDEX_T)(batch) * (spatial) * ((channels) / CVEC)),               \
                         (INDEX_T)(spatial) * ((channels) / CVEC), (channels) / CVEC) {                         \
-        uint columns_ = (channels) / CVEC, base_ = (uint)s_.at.quot * columns_, column_ = (uint)s_.column;     \
+        uint columns_ = (channels) / CVEC, base_ = (uint)s_.at.q * columns_, column_ = (uint)s_.column;     \
         for (INDEX_T i = s_.lo; i < s_.hi; ++i, column_ = column_ + 1 == columns_ ? 0 : column_ + 1) {         \
             uint j = base_ + column_;                                                                          \
             __VA_ARGS__;                                                                                       \

@@ -311,7 +311,7 @@ __kernel void sn_apply_rows(__global const storage_t *x, __global storage_t *y, 
                             uint batch, uint channels, uint spatial) {
     uint runs = batch * channels;
     SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
-        uint r = (uint)s.at.quot;
+        uint r = (uint)s.at.q;
         float k = coefficients[r], o = coefficients[runs + r], sc = coefficients[2 * runs + r];
         float b = coefficients[3 * runs + r];
         for (INDEX_T i = s.lo; i < s.hi; ++i) STOREV(((LOADV(x, i) - k) - o) * sc + b, y, i);

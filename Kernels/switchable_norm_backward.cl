@@ -385,7 +385,7 @@ __kernel void snb_logits(COEFFICIENT_PARAMETERS) {
 __kernel void snb_dx_rows(DX_PARAMETERS) {
     uint runs = batch * channels;
     SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
-        uint r = (uint)s.at.quot;
+        uint r = (uint)s.at.q;
         float a = coefficients[r], b = coefficients[runs + r], c = coefficients[2 * runs + r];
         float m = coefficients[3 * runs + r];
 #if TWO_CENTERS
