@@ -55,17 +55,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, uint chan
     FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
                          accumulate_contiguous_moments(x, p, len, pilot, &acc, &carry, &shift))
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        float s = 0.0f, ss = 0.0f, b = 0.0f;
-        for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (LOADV(x, channel_vector(v, c, channels, plane_vecs)) - pilot) - shift;
-            s += HSUM(d);
-            ss += HSUM(d * d);
-            b += (float)VEC;
-        }
-        acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = next_shift(shift, acc);
-    }
+    FOLD_STRIDED_MOMENTS(x, r, v, channel_vector(v, c, channels, plane_vecs), BLOCK, pilot, acc, carry, shift)
 #endif
     return acc;
 }

@@ -59,16 +59,7 @@ inline float2 accumulate_channel(__global const storage_t *x, __global const sto
     FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
                          accumulate_contiguous_gradient_sums(dy, x, p, len, mean, &sum, &carry))
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        floatv s = 0.0f, q = 0.0f;
-        for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            INDEX_T i = channel_vector(v, c, channels, plane_vecs);
-            floatv g = LOADV(dy, i);
-            s += g;
-            q += g * (LOADV(x, i) - mean);
-        }
-        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
-    }
+    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, channel_vector(v, c, channels, plane_vecs), BLOCK, mean, sum, carry)
 #endif
     return sum;
 }

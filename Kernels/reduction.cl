@@ -192,6 +192,40 @@ inline void accumulate_contiguous_gradient_sums(__global const storage_t *dy, __
 }
 #endif  // CHUNKED
 
+// The interleaved (GPU) forms of the two accumulations, for any layout: vector v of the
+// ItemRange r is loaded at `index` (an expression of v, the loop variable named by the
+// caller), r's vectors taken in blocks of up to `block`.
+//
+// FOLD_STRIDED_MOMENTS: each block summed relative to `pilot`, shifted by `shift`, folded
+// into the Moments acc with Chan's formula (fold_block, Kahan carries in the float2
+// `carry`), then the shift moved to the running mean (next_shift).
+#define FOLD_STRIDED_MOMENTS(x, r, v, index, block, pilot, acc, carry, shift)      \
+    for (INDEX_T v = (r).first; v < (r).end;) {                                   \
+        float s_ = 0.0f, ss_ = 0.0f, b_ = 0.0f;                                   \
+        for (int k_ = 0; k_ < (block) && v < (r).end; ++k_, v += (r).stride) {    \
+            floatv d_ = (LOADV(x, index) - (pilot)) - (shift);                    \
+            s_ += HSUM(d_);                                                       \
+            ss_ += HSUM(d_ * d_);                                                 \
+            b_ += (float)VEC;                                                     \
+        }                                                                         \
+        (acc) = fold_block((acc), &(carry), (shift), s_, ss_, b_);                \
+        (shift) = next_shift((shift), (acc));                                     \
+    }
+
+// ADD_STRIDED_GRADIENT_SUMS: (sum dy, sum dy * (x - mu)) of each block, Kahan-added to
+// the float2 `sum` (carries in `carry`).
+#define ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, index, block, mu, sum, carry)       \
+    for (INDEX_T v = (r).first; v < (r).end;) {                                   \
+        floatv s_ = 0.0f, q_ = 0.0f;                                              \
+        for (int k_ = 0; k_ < (block) && v < (r).end; ++k_, v += (r).stride) {    \
+            INDEX_T i_ = (index);                                                 \
+            floatv g_ = LOADV(dy, i_);                                            \
+            s_ += g_;                                                             \
+            q_ += g_ * (LOADV(x, i_) - (mu));                                     \
+        }                                                                         \
+        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s_), HSUM(q_)));              \
+    }
+
 // Moments of the vectors of r (vector indices relative to `base`) relative to `pilot`:
 // blocks of VECTOR_BLOCK vectors summed shifted by the running mean (`shift`, kept
 // finite), each folded with Chan's formula (fold_block, Kahan-compensated). GroupNorm's
@@ -204,17 +238,7 @@ inline Moments accumulate_vector_moments(__global const storage_t *x, INDEX_T ba
 #if CHUNKED
     accumulate_contiguous_moments(x, base + r.first, r.end - r.first, pilot, &acc, &carry, &shift);
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        float s = 0.0f, ss = 0.0f, b = 0.0f;
-        for (int k = 0; k < VECTOR_BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (LOADV(x, base + v) - pilot) - shift;
-            s += HSUM(d);
-            ss += HSUM(d * d);
-            b += (float)VEC;
-        }
-        acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = next_shift(shift, acc);
-    }
+    FOLD_STRIDED_MOMENTS(x, r, v, base + v, VECTOR_BLOCK, pilot, acc, carry, shift)
 #endif
     return acc;
 }
@@ -227,15 +251,7 @@ inline float2 accumulate_vector_gradient_sums(__global const storage_t *dy, __gl
 #if CHUNKED
     if (r.first < r.end) accumulate_contiguous_gradient_sums(dy, x, base + r.first, r.end - r.first, mu, &sum, &carry);
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        floatv s = 0.0f, q = 0.0f;
-        for (int k = 0; k < VECTOR_BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv g = LOADV(dy, base + v);
-            s += g;
-            q += g * (LOADV(x, base + v) - mu);
-        }
-        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
-    }
+    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, base + v, VECTOR_BLOCK, mu, sum, carry)
 #endif
     return sum;
 }
