@@ -105,23 +105,18 @@ inline float3 finish_channel(uint c, float2 sums, float count, CHANNEL_PARAMETER
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx, uint batch,
                uint channels, uint spatial, CHANNEL_PARAMETERS) {
-    __local float2 slots[WG];
+    GROUP_REDUCTION(float2, slots, lid);
     __local float coefficients[3];
     uint c = get_group_id(0);
-    uint lid = get_local_id(0);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, lid, WG);
     float m = mean[c];
     float2 sums = reduce_float2(accumulate_channel(x, dy, c, channels, plane_vecs, r, m), slots, lid, WG);
-    if (lid == 0) {
-        float3 k = finish_channel(c, sums, (float)((INDEX_T)batch * spatial), CHANNEL_ARGUMENTS);
-        coefficients[0] = k.x;
-        coefficients[1] = k.y;
-        coefficients[2] = k.z;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (!dx) return;  // after the barrier: every work-item reaches it
-    float scale = coefficients[0], mean_dy = coefficients[1], xcoef = coefficients[2];
+    float3 k = (float3)(0.0f, 0.0f, 0.0f);
+    if (lid == 0) k = finish_channel(c, sums, (float)((INDEX_T)batch * spatial), CHANNEL_ARGUMENTS);
+    k = share_first_float3(k, coefficients, lid);
+    if (!dx) return;  // after share_first_float3's barrier: every work-item reaches it
+    float scale = k.x, mean_dy = k.y, xcoef = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j) STOREV(DX(LOADV(x, j), LOADV(dy, j), m, scale, mean_dy, xcoef), dx, j);
     })
@@ -132,14 +127,9 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bnb_partial_sums(__global const storage_t *x, __global const storage_t *dy, uint batch, uint channels,
                       uint spatial, __global const float *mean, __global float2 *partials) {
-    __local float2 slots[WG];
-    uint g = get_group_id(0), groups = get_num_groups(0);
-    uint c = get_group_id(1);
-    uint lid = get_local_id(0);
+    SPLIT_GROUP_REDUCTION(float2, slots, lid, g, groups, c);
     INDEX_T plane_vecs = spatial / VEC;
-    ulong lo, hi;
-    slice_bounds((ulong)batch * plane_vecs, g, groups, &lo, &hi);
-    ItemRange r = item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG);
+    ItemRange r = slice_range(0, (ulong)batch * plane_vecs, g, groups, lid, WG);
     float2 sums = reduce_float2(accumulate_channel(x, dy, c, channels, plane_vecs, r, mean[c]), slots, lid, WG);
     if (lid == 0) partials[(size_t)c * groups + g] = sums;
 }

@@ -62,9 +62,8 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
                    __global const float *weight, __global const float *bias,
                    __global float *save_mean, __global float *save_invstd, __global float *save_var, float eps,
                    uint groups, uint cpg, uint spatial_vecs) {
-    __local Moments slots[WG];
+    GROUP_REDUCTION(Moments, slots, lid);
     uint r = get_group_id(0);
-    uint lid = get_local_id(0);
     uint c0 = (r % groups) * cpg;
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
     INDEX_T base = (INDEX_T)r * row_vecs;  // in vectors
@@ -90,21 +89,13 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void gn_row_partials(__global const storage_t *x, __global float *partials, __global float *pilots, uint cpg,
                      uint spatial_vecs) {
-    __local Moments slots[WG];
-    uint s = get_group_id(0), slices = get_num_groups(0);
-    uint r = get_group_id(1);
-    uint lid = get_local_id(0);
+    SPLIT_GROUP_REDUCTION(Moments, slots, lid, s, slices, r);
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
-    ulong lo, hi;
-    slice_bounds(row_vecs, s, slices, &lo, &hi);
     INDEX_T base = (INDEX_T)r * row_vecs;
     float pilot = row_pilot(x, base * VEC, row_vecs * VEC);
-    Moments m = reduce_moments(accumulate_vector_moments(x, base, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), pilot), slots,
-                               lid, WG);
-    if (lid == 0) {
-        store_moments(partials + ((size_t)r * slices + s) * 3, m);
-        if (s == 0) pilots[r] = pilot;
-    }
+    ItemRange range = slice_range(0, row_vecs, s, slices, lid, WG);
+    Moments m = reduce_moments(accumulate_vector_moments(x, base, range, pilot), slots, lid, WG);
+    if (lid == 0) store_moment_partial(partials, pilots, r, s, slices, m, pilot);
 }
 
 // Split paths, step 2 of 3: one work-item per row merges the row's `parts` partials

@@ -74,9 +74,8 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, __global const float *weight,
                     __global const float *mean, __global const float *invstd, __global storage_t *dx,
                     __global float *sums, uint groups, uint cpg, uint spatial_vecs) {
-    __local float2 slots[WG];
+    GROUP_REDUCTION(float2, slots, lid);
     uint r = get_group_id(0);
-    uint lid = get_local_id(0);
     uint c0 = (r % groups) * cpg;
     float mu = mean[r], s = invstd[r];
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
@@ -122,16 +121,11 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void gnb_plane_partials(__global const storage_t *dy, __global const storage_t *x, __global const float *mean,
                         __global float2 *partials, uint cpg, uint spatial_vecs) {
-    __local float2 slots[WG];
-    uint s = get_group_id(0), slices = get_num_groups(0);
-    uint k = get_group_id(1);
-    uint lid = get_local_id(0);
-    ulong lo, hi;
-    slice_bounds(spatial_vecs, s, slices, &lo, &hi);
+    SPLIT_GROUP_REDUCTION(float2, slots, lid, s, slices, k);
     float mu = mean[k / cpg];  // row n * G + c / cpg of plane n * C + c
-    float2 total = reduce_float2(
-        accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), mu), slots,
-        lid, WG);
+    ItemRange range = slice_range(0, spatial_vecs, s, slices, lid, WG);
+    float2 total =
+        reduce_float2(accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, range, mu), slots, lid, WG);
     if (lid == 0) partials[(size_t)k * slices + s] = total;
 }
 

@@ -37,6 +37,32 @@
         return result;                                                             \
     }
 
+// The opening of a work-group reduction kernel (work-groups of WG, a power of two): the
+// tree's local slots of type T and the work-item's index lid.
+#define GROUP_REDUCTION(T, slots, lid) \
+    __local T slots[WG];               \
+    uint lid = get_local_id(0)
+
+// The same for a split reduction's work-group (slice g of `groups`, segment `segment`):
+// global (groups * WG, segments), as slice_range and store_moment_partial take them.
+#define SPLIT_GROUP_REDUCTION(T, slots, lid, g, groups, segment)     \
+    GROUP_REDUCTION(T, slots, lid);                                  \
+    uint g = get_group_id(0), groups = get_num_groups(0);            \
+    uint segment = get_group_id(1)
+
+// Work-item 0's k, given to every work-item of the group through `shared` (3 floats of
+// local memory): work-item 0 alone computes it (a per-channel finish that writes global
+// memory), the others pass anything. All items of the group must call it (barrier).
+inline float3 share_first_float3(float3 k, __local float *shared, uint lid) {
+    if (lid == 0) {
+        shared[0] = k.x;
+        shared[1] = k.y;
+        shared[2] = k.z;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return (float3)(shared[0], shared[1], shared[2]);
+}
+
 inline float add_float(float a, float b) { return a + b; }
 inline float2 add_float2(float2 a, float2 b) { return a + b; }
 
@@ -54,6 +80,15 @@ inline void store_moments(__global float *p, Moments m) {
     p[0] = m.count;
     p[1] = m.mean;
     p[2] = m.m2;
+}
+
+// Writes m as part `part` of segment `segment`'s `parts` moment partials (the triple at
+// (segment * parts + part) * 3) and, from part 0, the segment's pilot: the output of
+// step 1 of every split moments reduction, for merge_moment_partials.
+inline void store_moment_partial(__global float *partials, __global float *pilots, size_t segment, uint part,
+                                 uint parts, Moments m, float pilot) {
+    store_moments(partials + (segment * parts + part) * 3, m);
+    if (part == 0) pilots[segment] = pilot;
 }
 
 // Merges `parts` (count, mean, M2) triples, `stride` floats apart from p, in order.
@@ -91,6 +126,14 @@ inline INDEX_T channel_vector(INDEX_T v, uint c, uint channels, INDEX_T plane_ve
     INDEX_T n = v / plane_vecs;
     INDEX_T m = v - n * plane_vecs;
     return (n * channels + c) * plane_vecs + m;
+}
+
+// Work-item `item` of `items`'s share (item_range) of slice `slice` of `slices` of the
+// indices [base, base + total): the work-group of a split reduction.
+inline ItemRange slice_range(INDEX_T base, ulong total, uint slice, uint slices, uint item, uint items) {
+    ulong lo, hi;
+    slice_bounds(total, slice, slices, &lo, &hi);
+    return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
 }
 
 #if CHUNKED
@@ -592,10 +635,8 @@ inline void sn_next_segment(SnSegment *s) {
 // The vectors of slice g of `slices` of NCHW run r (`spatial` elements, spatial / VEC
 // vectors) that work-item `item` of `items` reads.
 inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint item, uint items) {
-    INDEX_T run_vecs = spatial / VEC, base = (INDEX_T)r * run_vecs;
-    ulong lo, hi;
-    slice_bounds(run_vecs, g, slices, &lo, &hi);
-    return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
+    INDEX_T run_vecs = spatial / VEC;
+    return slice_range((INDEX_T)r * run_vecs, run_vecs, g, slices, item, items);
 }
 
 // An elementwise pass over NCHW runs of `spatial` elements: this work-item's segments s,

@@ -67,15 +67,12 @@ __kernel void sn_moments_items(MOMENTS_PARAMETERS) {
 
 // One work-group of WG per (slice, run): global (slices * WG, runs), a local tree merge.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void sn_moments_groups(MOMENTS_PARAMETERS) {
-    __local Moments slots[WG];
-    uint g = get_group_id(0), r = get_group_id(1), lid = get_local_id(0);
+    GROUP_REDUCTION(Moments, slots, lid);
+    uint g = get_group_id(0), r = get_group_id(1);
     float pilot = run_pilot(x, r, spatial);
     Moments m = accumulate_vector_moments(x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), pilot);
     m = reduce_moments(m, slots, lid, WG);
-    if (lid == 0) {
-        store_moments(partials + ((size_t)r * slices + g) * 3, m);
-        if (g == 0) coefficients[r] = pilot;
-    }
+    if (lid == 0) store_moment_partial(partials, coefficients, r, g, slices, m, pilot);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ __kernel void snb_sums_items(SUMS_PARAMETERS) {
 #if SUMS == 2
 // One work-group of WG per (slice, run): global (slices * WG, runs), a local tree sum.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void snb_sums_groups(SUMS_PARAMETERS) {
-    __local float2 slots[WG];
-    uint g = get_group_id(0), r = get_group_id(1), lid = get_local_id(0);
+    GROUP_REDUCTION(float2, slots, lid);
+    uint g = get_group_id(0), r = get_group_id(1);
     float2 s = accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), mean[r]);
     s = reduce_float2(s, slots, lid, WG);
     if (lid == 0) vstore2(s, (size_t)r * slices + g, partials);
