@@ -143,7 +143,7 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
     float count = accumulate_column_moments(x, 0, column_vecs, first, width, 0, rows, pilot, mean, m2);
     // Per channel: saved and running statistics, and the coefficients.
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
-        Moments m = {count, COLUMN_LANE(mean[t], i), COLUMN_LANE(m2[t], i)};
+        Moments m = lane_moments(count, mean[t], m2[t], i);
         float3 k = finish_channel(c, m, (float)rows, COLUMN_LANE(pilot[t], i), weight, bias, STATISTICS_ARGUMENTS);
         COLUMN_LANE(scale[t], i) = k.y;
         COLUMN_LANE(beta[t], i) = k.z;
@@ -159,18 +159,15 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
 // row slice 0 also writes the pilots.
 __kernel void bn_column_partials(__global const storage_t *x, uint rows, uint channels, __global float *partials,
                                  __global float *pilots) {
-    uint column_vecs = channels / CVEC, first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    uint column_vecs = channels / CVEC, first, width, lo, hi;
     uint g = get_global_id(1), groups = get_global_size(1);
-    ulong lo, hi;
-    slice_bounds(rows, g, groups, &lo, &hi);
+    if (!column_tile_slice(get_global_id(0), column_vecs, rows, g, groups, &first, &width, &lo, &hi)) return;
     floatc pilot[TILE], mean[TILE], m2[TILE];
     for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, 0, rows, column_vecs, first + t);
-    float count = accumulate_column_moments(x, 0, column_vecs, first, width, (uint)lo, (uint)hi, pilot, mean, m2);
+    float count = accumulate_column_moments(x, 0, column_vecs, first, width, lo, hi, pilot, mean, m2);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
-        Moments m = {count, COLUMN_LANE(mean[t], i), COLUMN_LANE(m2[t], i)};
-        store_moments(partials + ((size_t)c * groups + g) * 3, m);
-        if (g == 0) pilots[c] = COLUMN_LANE(pilot[t], i);
+        store_moment_partial(partials, pilots, c, g, groups, lane_moments(count, mean[t], m2[t], i),
+                             COLUMN_LANE(pilot[t], i));
     })
 }
 

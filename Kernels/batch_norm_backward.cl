@@ -212,14 +212,12 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
 // (i, g) sums the TILE column vectors of item i over row slice g into partials[c * G + g].
 __kernel void bnb_column_partials(__global const storage_t *x, __global const storage_t *dy, uint rows, uint channels,
                                   __global const float *mean, __global float2 *partials) {
-    uint column_vecs = channels / CVEC, first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    uint column_vecs = channels / CVEC, first, width, lo, hi;
     uint g = get_global_id(1), groups = get_global_size(1);
-    ulong lo, hi;
-    slice_bounds(rows, g, groups, &lo, &hi);
+    if (!column_tile_slice(get_global_id(0), column_vecs, rows, g, groups, &first, &width, &lo, &hi)) return;
     floatc m[TILE], sum_dy[TILE], sum_dyx[TILE];
     for (uint t = 0; t < width; ++t) m[t] = CLOAD(first + t, mean);
-    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, (uint)lo, (uint)hi, m, sum_dy, sum_dyx);
+    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, lo, hi, m, sum_dy, sum_dyx);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
         partials[(size_t)c * groups + g] = (float2)(COLUMN_LANE(sum_dy[t], i), COLUMN_LANE(sum_dyx[t], i));
     })

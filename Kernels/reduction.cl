@@ -322,21 +322,24 @@ typedef float floatc;
 #define STOREC(v, p, i) STORE1(v, p, i)
 #endif
 
-// Splits a column vector into its CVEC lanes.
-inline void column_lanes(floatc v, float *lanes) {
-#if CVEC == 4
-    vstore4(v, 0, lanes);
-#else
-    lanes[0] = v;
-#endif
-}
-
 // The tile of column vectors [first, first + width) of `column_vecs` that work-item
 // `item` owns; false when it owns none (the launch is rounded up to whole work-groups).
 inline bool column_tile(uint item, uint column_vecs, uint *first, uint *width) {
     *first = item * TILE;
     if (*first >= column_vecs) return false;
     *width = min((uint)TILE, column_vecs - *first);
+    return true;
+}
+
+// column_tile, and the rows [lo, hi) of slice `slice` of `slices` of [0, rows): a
+// work-item of a column kernel's split reduction.
+inline bool column_tile_slice(uint item, uint column_vecs, uint rows, uint slice, uint slices, uint *first,
+                              uint *width, uint *lo, uint *hi) {
+    if (!column_tile(item, column_vecs, first, width)) return false;
+    ulong a, b;
+    slice_bounds(rows, slice, slices, &a, &b);
+    *lo = (uint)a;
+    *hi = (uint)b;
     return true;
 }
 
@@ -506,6 +509,21 @@ inline QuotRem quot_rem_next(QuotRem p, INDEX_T radix) {
     } while (0)
 #endif
 
+// An elementwise pass over such a matrix of `rows` rows, each work-item taking its share
+// of the launch: the body once per vector `at` (INDEX_T), with j (size_t) the index of
+// its per-(sample, column) coefficients.
+#define FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, at, j, ...)                      \
+    do {                                                                                          \
+        ItemRange all_ = item_range(0, (INDEX_T)(rows) * (column_vecs), get_global_id(0), get_global_size(0)); \
+        FOR_EACH_SAMPLE_COLUMN_RUN(all_, column_vecs, spatial, k_, v_, len_, {                   \
+            for (uint i_ = 0; i_ < len_; ++i_) {                                                  \
+                size_t j = k_ + i_;                                                               \
+                INDEX_T at = v_ + i_;                                                             \
+                __VA_ARGS__;                                                                      \
+            }                                                                                     \
+        });                                                                                       \
+    } while (0)
+
 #ifdef CVEC
 // (sum dy, sum dy * (x - mu)) of column vectors first ..< first + width over rows
 // row0 + [lo, hi), lane by lane: BLOCK-row block sums, Kahan-added (a backward pass's
@@ -647,18 +665,22 @@ inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint it
 
 #ifdef CVEC
 // A work-item of an NHWC slice kernel (global (column work-items, batch * slices)): its
-// column tile [first, first + width) of channels / CVEC, sample n and rows [lo, hi) of
-// the slice; false when it owns no columns.
-inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *first, uint *width, uint *n, uint *lo,
-                            uint *hi, uint *g) {
-    if (!column_tile(get_global_id(0), channels / CVEC, first, width)) return false;
-    *n = get_global_id(1) / slices;
-    *g = get_global_id(1) - *n * slices;
-    ulong a, b;
-    slice_bounds(spatial, *g, slices, &a, &b);
-    *lo = (uint)a;
-    *hi = (uint)b;
-    return true;
+// column tile [first, first + width) of column_vecs = channels / CVEC, sample n (a
+// row-major (spatial, column_vecs) matrix from row row0 = n * spatial), slice g and the
+// slice's rows [lo, hi) of the sample.
+typedef struct {
+    uint first, width, column_vecs, n, g, lo, hi;
+    INDEX_T row0;
+} SnColumnSlice;
+
+// This work-item's SnColumnSlice; false when it owns no columns.
+inline bool sn_column_slice(uint channels, uint spatial, uint slices, SnColumnSlice *s) {
+    s->column_vecs = channels / CVEC;
+    s->n = get_global_id(1) / slices;
+    s->g = get_global_id(1) - s->n * slices;
+    s->row0 = (INDEX_T)s->n * spatial;
+    return column_tile_slice(get_global_id(0), s->column_vecs, spatial, s->g, slices, &s->first, &s->width, &s->lo,
+                             &s->hi);
 }
 
 // An elementwise pass over NHWC input, (N, L, C) as rows of channels / CVEC column
@@ -775,6 +797,13 @@ inline float bn_running_scale(uint c, __global const float *running_var, __globa
 #ifdef CVEC
 // Lane i of column vector v, as an lvalue (v a variable or array element).
 #define COLUMN_LANE(v, i) (((float *)&(v))[i])
+
+// Lane i of a column vector's moments (mean, M2, over `count` values, as
+// accumulate_column_moments fills them).
+inline Moments lane_moments(float count, floatc mean, floatc m2, uint i) {
+    Moments m = {count, COLUMN_LANE(mean, i), COLUMN_LANE(m2, i)};
+    return m;
+}
 
 // The body once per channel of a column tile [first, first + width): t the column
 // vector, i its lane, c = (first + t) * CVEC + i the channel.

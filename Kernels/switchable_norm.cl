@@ -82,25 +82,15 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void sn_moments_groups(
 
 // Global (column work-items padded, batch * slices): item (i, n * slices + g).
 __kernel void sn_moments_columns(MOMENTS_PARAMETERS) {
-    uint first, width, n, lo, hi, g;
-    if (!sn_column_slice(channels, spatial, slices, &first, &width, &n, &lo, &hi, &g)) return;
-    uint column_vecs = channels / CVEC;
-    INDEX_T row0 = (INDEX_T)n * spatial;
+    SnColumnSlice w;
+    if (!sn_column_slice(channels, spatial, slices, &w)) return;
     floatc pilot[TILE], mean[TILE], m2[TILE];
-    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, row0, spatial, column_vecs, first + t);
-    float count = accumulate_column_moments(x, row0, column_vecs, first, width, lo, hi, pilot, mean, m2);
-    for (uint t = 0; t < width; ++t) {
-        float lp[CVEC], lm[CVEC], lq[CVEC];
-        column_lanes(pilot[t], lp);
-        column_lanes(mean[t], lm);
-        column_lanes(m2[t], lq);
-        for (uint i = 0; i < CVEC; ++i) {
-            uint r = n * channels + (first + t) * CVEC + i;
-            Moments m = {count, lm[i], lq[i]};
-            store_moments(partials + ((size_t)r * slices + g) * 3, m);
-            if (g == 0) coefficients[r] = lp[i];
-        }
-    }
+    for (uint t = 0; t < w.width; ++t) pilot[t] = column_pilot(x, w.row0, spatial, w.column_vecs, w.first + t);
+    float count = accumulate_column_moments(x, w.row0, w.column_vecs, w.first, w.width, w.lo, w.hi, pilot, mean, m2);
+    FOR_EACH_TILE_LANE(w.first, w.width, t, i, c, {
+        store_moment_partial(partials, coefficients, w.n * channels + c, w.g, slices,
+                             lane_moments(count, mean[t], m2[t], i), COLUMN_LANE(pilot[t], i));
+    })
 }
 
 // ---------------------------------------------------------------------------------------
