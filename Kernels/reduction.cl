@@ -116,6 +116,47 @@ inline void slice_bounds(ulong total, uint slice, uint slices, ulong *lo, ulong 
     *hi = min(*lo + per, total);
 }
 
+#ifdef ITEMS
+// ---------------------------------------------------------------------------------
+// Row lanes (LayerNorm, RMSNorm): ITEMS work-items (a power of two) share a row, or a
+// slice of one; a work-group holds local size / ITEMS lanes of them.
+
+// The local scratch `name` of a row-lane kernel's reductions: `size` slots of type T, or
+// none when a lane is one work-item (no tree to run).
+#if ITEMS > 1
+#define ROW_SCRATCH(T, name, size) __local T name[size]
+#else
+#define ROW_SCRATCH(T, name, size) __local T *name = 0
+#endif
+
+// The values of a lane's ITEMS work-items, merged by the tree `reduce` (slots: the lane's
+// ITEMS entries of the group's scratch); every item gets the result, and the slots may
+// be reused at once.
+#if ITEMS > 1
+#define REDUCE_ROW_LANE(reduce, value, slots, item) reduce((value), (slots), (item), ITEMS)
+#else
+#define REDUCE_ROW_LANE(reduce, value, slots, item) (value)
+#endif
+
+// This work-item's lane over the launch (local size / ITEMS lanes per work-group), its
+// index `item` in the lane and the lane's first slot in the group's scratch.
+inline uint row_lane(uint *item, uint *slot) {
+    uint lid = get_local_id(0);
+    *item = lid % ITEMS;
+    *slot = lid - *item;
+    return get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
+}
+
+// A split row's work-group (g, row) of ITEMS work-items: the span of slice g =
+// get_group_id(0) of get_num_groups(0) of the row's row_vecs vectors that work-item
+// `item` takes.
+inline Span row_slice_span(uint row_vecs, uint item) {
+    ulong lo, hi;
+    slice_bounds(row_vecs, get_group_id(0), get_num_groups(0), &lo, &hi);
+    return item_span((uint)lo, (uint)hi, item, ITEMS);
+}
+#endif  // ITEMS
+
 #ifdef INDEX_T
 // ---------------------------------------------------------------------------------
 // Channel runs of NCHW memory. Element vector (n, c, m) is at (n * channels + c) *
