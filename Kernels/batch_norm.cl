@@ -55,17 +55,7 @@ inline Moments accumulate_channel(__global const storage_t *x, uint c, uint chan
     FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
                          accumulate_contiguous_moments(x, p, len, pilot, &acc, &carry, &shift))
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        float s = 0.0f, ss = 0.0f, b = 0.0f;
-        for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (LOADV(x, channel_vector(v, c, channels, plane_vecs)) - pilot) - shift;
-            s += HSUM(d);
-            ss += HSUM(d * d);
-            b += (float)VEC;
-        }
-        acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = next_shift(shift, acc);
-    }
+    FOLD_STRIDED_MOMENTS(x, r, v, channel_vector(v, c, channels, plane_vecs), BLOCK, pilot, acc, carry, shift)
 #endif
     return acc;
 }
@@ -123,23 +113,18 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint batch, uint channels, uint spatial,
                     __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
-    __local Moments slots[WG];
+    GROUP_REDUCTION(Moments, slots, lid);
     __local float coefficients[3];
     uint c = get_group_id(0);
-    uint lid = get_local_id(0);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, lid, WG);
     float pilot = channel_pilot(x, c, channels, plane_vecs, batch);
     Moments m = reduce_moments(accumulate_channel(x, c, channels, plane_vecs, r, pilot), slots, lid, WG);
-    if (lid == 0) {
-        float count = (float)((INDEX_T)batch * spatial);
-        float3 k = finish_channel(c, m, count, pilot, weight, bias, STATISTICS_ARGUMENTS);
-        coefficients[0] = k.x;
-        coefficients[1] = k.y;
-        coefficients[2] = k.z;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float mean = coefficients[0], scale = coefficients[1], beta = coefficients[2];
+    float3 k = (float3)(0.0f, 0.0f, 0.0f);
+    if (lid == 0)
+        k = finish_channel(c, m, (float)((INDEX_T)batch * spatial), pilot, weight, bias, STATISTICS_ARGUMENTS);
+    k = share_first_float3(k, coefficients, lid);
+    float mean = k.x, scale = k.y, beta = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j) STOREV(((LOADV(x, j) - pilot) - mean) * scale + beta, y, j);
     })
@@ -158,7 +143,7 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
     float count = accumulate_column_moments(x, 0, column_vecs, first, width, 0, rows, pilot, mean, m2);
     // Per channel: saved and running statistics, and the coefficients.
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
-        Moments m = {count, COLUMN_LANE(mean[t], i), COLUMN_LANE(m2[t], i)};
+        Moments m = lane_moments(count, mean[t], m2[t], i);
         float3 k = finish_channel(c, m, (float)rows, COLUMN_LANE(pilot[t], i), weight, bias, STATISTICS_ARGUMENTS);
         COLUMN_LANE(scale[t], i) = k.y;
         COLUMN_LANE(beta[t], i) = k.z;
@@ -174,18 +159,15 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
 // row slice 0 also writes the pilots.
 __kernel void bn_column_partials(__global const storage_t *x, uint rows, uint channels, __global float *partials,
                                  __global float *pilots) {
-    uint column_vecs = channels / CVEC, first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    uint column_vecs = channels / CVEC, first, width, lo, hi;
     uint g = get_global_id(1), groups = get_global_size(1);
-    ulong lo, hi;
-    slice_bounds(rows, g, groups, &lo, &hi);
+    if (!column_tile_slice(get_global_id(0), column_vecs, rows, g, groups, &first, &width, &lo, &hi)) return;
     floatc pilot[TILE], mean[TILE], m2[TILE];
     for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, 0, rows, column_vecs, first + t);
-    float count = accumulate_column_moments(x, 0, column_vecs, first, width, (uint)lo, (uint)hi, pilot, mean, m2);
+    float count = accumulate_column_moments(x, 0, column_vecs, first, width, lo, hi, pilot, mean, m2);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
-        Moments m = {count, COLUMN_LANE(mean[t], i), COLUMN_LANE(m2[t], i)};
-        store_moments(partials + ((size_t)c * groups + g) * 3, m);
-        if (g == 0) pilots[c] = COLUMN_LANE(pilot[t], i);
+        store_moment_partial(partials, pilots, c, g, groups, lane_moments(count, mean[t], m2[t], i),
+                             COLUMN_LANE(pilot[t], i));
     })
 }
 
@@ -208,20 +190,12 @@ __kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bn_partial_moments(__global const storage_t *x, uint batch, uint channels, uint spatial, __global float *partials,
                         __global float *pilots) {
-    __local Moments slots[WG];
-    uint g = get_group_id(0), groups = get_num_groups(0);
-    uint c = get_group_id(1);
-    uint lid = get_local_id(0);
+    SPLIT_GROUP_REDUCTION(Moments, slots, lid, g, groups, c);
     INDEX_T plane_vecs = spatial / VEC;
-    ulong lo, hi;
-    slice_bounds((ulong)batch * plane_vecs, g, groups, &lo, &hi);
     float pilot = channel_pilot(x, c, channels, plane_vecs, batch);
-    ItemRange r = item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG);
+    ItemRange r = slice_range(0, (ulong)batch * plane_vecs, g, groups, lid, WG);
     Moments m = reduce_moments(accumulate_channel(x, c, channels, plane_vecs, r, pilot), slots, lid, WG);
-    if (lid == 0) {
-        store_moments(partials + ((size_t)c * groups + g) * 3, m);
-        if (g == 0) pilots[c] = pilot;
-    }
+    if (lid == 0) store_moment_partial(partials, pilots, c, g, groups, m, pilot);
 }
 
 // Training, split reduction (per channel or per column), step 2 of 3: one work-item

@@ -59,16 +59,7 @@ inline float2 accumulate_channel(__global const storage_t *x, __global const sto
     FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
                          accumulate_contiguous_gradient_sums(dy, x, p, len, mean, &sum, &carry))
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        floatv s = 0.0f, q = 0.0f;
-        for (int k = 0; k < BLOCK && v < r.end; ++k, v += r.stride) {
-            INDEX_T i = channel_vector(v, c, channels, plane_vecs);
-            floatv g = LOADV(dy, i);
-            s += g;
-            q += g * (LOADV(x, i) - mean);
-        }
-        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
-    }
+    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, channel_vector(v, c, channels, plane_vecs), BLOCK, mean, sum, carry)
 #endif
     return sum;
 }
@@ -114,23 +105,18 @@ inline float3 finish_channel(uint c, float2 sums, float count, CHANNEL_PARAMETER
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx, uint batch,
                uint channels, uint spatial, CHANNEL_PARAMETERS) {
-    __local float2 slots[WG];
+    GROUP_REDUCTION(float2, slots, lid);
     __local float coefficients[3];
     uint c = get_group_id(0);
-    uint lid = get_local_id(0);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, lid, WG);
     float m = mean[c];
     float2 sums = reduce_float2(accumulate_channel(x, dy, c, channels, plane_vecs, r, m), slots, lid, WG);
-    if (lid == 0) {
-        float3 k = finish_channel(c, sums, (float)((INDEX_T)batch * spatial), CHANNEL_ARGUMENTS);
-        coefficients[0] = k.x;
-        coefficients[1] = k.y;
-        coefficients[2] = k.z;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (!dx) return;  // after the barrier: every work-item reaches it
-    float scale = coefficients[0], mean_dy = coefficients[1], xcoef = coefficients[2];
+    float3 k = (float3)(0.0f, 0.0f, 0.0f);
+    if (lid == 0) k = finish_channel(c, sums, (float)((INDEX_T)batch * spatial), CHANNEL_ARGUMENTS);
+    k = share_first_float3(k, coefficients, lid);
+    if (!dx) return;  // after share_first_float3's barrier: every work-item reaches it
+    float scale = k.x, mean_dy = k.y, xcoef = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j) STOREV(DX(LOADV(x, j), LOADV(dy, j), m, scale, mean_dy, xcoef), dx, j);
     })
@@ -141,14 +127,9 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bnb_partial_sums(__global const storage_t *x, __global const storage_t *dy, uint batch, uint channels,
                       uint spatial, __global const float *mean, __global float2 *partials) {
-    __local float2 slots[WG];
-    uint g = get_group_id(0), groups = get_num_groups(0);
-    uint c = get_group_id(1);
-    uint lid = get_local_id(0);
+    SPLIT_GROUP_REDUCTION(float2, slots, lid, g, groups, c);
     INDEX_T plane_vecs = spatial / VEC;
-    ulong lo, hi;
-    slice_bounds((ulong)batch * plane_vecs, g, groups, &lo, &hi);
-    ItemRange r = item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG);
+    ItemRange r = slice_range(0, (ulong)batch * plane_vecs, g, groups, lid, WG);
     float2 sums = reduce_float2(accumulate_channel(x, dy, c, channels, plane_vecs, r, mean[c]), slots, lid, WG);
     if (lid == 0) partials[(size_t)c * groups + g] = sums;
 }
@@ -231,14 +212,12 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
 // (i, g) sums the TILE column vectors of item i over row slice g into partials[c * G + g].
 __kernel void bnb_column_partials(__global const storage_t *x, __global const storage_t *dy, uint rows, uint channels,
                                   __global const float *mean, __global float2 *partials) {
-    uint column_vecs = channels / CVEC, first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    uint column_vecs = channels / CVEC, first, width, lo, hi;
     uint g = get_global_id(1), groups = get_global_size(1);
-    ulong lo, hi;
-    slice_bounds(rows, g, groups, &lo, &hi);
+    if (!column_tile_slice(get_global_id(0), column_vecs, rows, g, groups, &first, &width, &lo, &hi)) return;
     floatc m[TILE], sum_dy[TILE], sum_dyx[TILE];
     for (uint t = 0; t < width; ++t) m[t] = CLOAD(first + t, mean);
-    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, (uint)lo, (uint)hi, m, sum_dy, sum_dyx);
+    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, lo, hi, m, sum_dy, sum_dyx);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
         partials[(size_t)c * groups + g] = (float2)(COLUMN_LANE(sum_dy[t], i), COLUMN_LANE(sum_dyx[t], i));
     })

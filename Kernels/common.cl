@@ -160,52 +160,49 @@ typedef float floatv;
 // Work-item `item` of `items` gets the indices first, first + stride, ... < end of
 // [lo, hi): one contiguous chunk (-D CHUNKED=1: CPUs, each core streams its own range)
 // or every items-th index (GPUs: adjacent work-items read adjacent addresses).
-#ifdef INDEX_T
-typedef struct {
-    INDEX_T first;
-    INDEX_T end;
-    INDEX_T stride;
-} ItemRange;
-
-inline ItemRange item_range(INDEX_T lo, INDEX_T hi, INDEX_T item, INDEX_T items) {
-    ItemRange r;
+// SPLIT_FOR_ITEM writes that split into r (an ItemRange or a Span, fields of type T),
+// computing a chunk in type W, wide enough for hi - lo + items - 1 and lo + item * per.
 #if CHUNKED
-    INDEX_T per = (hi - lo + items - 1) / items;
-    r.first = min(lo + item * per, hi);
-    r.end = min(r.first + per, hi);
-    r.stride = 1;
+#define SPLIT_FOR_ITEM(r, T, W, lo, hi, item, items)                       \
+    do {                                                                  \
+        W per_ = ((W)((hi) - (lo)) + (items) - 1) / (items);              \
+        (r).first = (T)min((W)(lo) + (item) * per_, (W)(hi));             \
+        (r).end = (T)min((W)(r).first + per_, (W)(hi));                   \
+        (r).stride = 1;                                                   \
+    } while (0)
 #else
-    r.first = lo + item;
-    r.end = hi;
-    r.stride = items;
+#define SPLIT_FOR_ITEM(r, T, W, lo, hi, item, items) \
+    do {                                            \
+        (r).first = (lo) + (item);                  \
+        (r).end = (hi);                             \
+        (r).stride = (items);                       \
+    } while (0)
 #endif
-    return r;
-}
+
+// DEFINE_ITEM_SPLIT(Type, name, T, W) defines the struct Type (first, end, stride, of
+// type T) and
+//   Type name(T lo, T hi, T item, T items)
+// which returns that split for work-item `item` (SPLIT_FOR_ITEM, a chunk computed in W).
+#define DEFINE_ITEM_SPLIT(Type, name, T, W)                         \
+    typedef struct {                                                \
+        T first;                                                    \
+        T end;                                                      \
+        T stride;                                                   \
+    } Type;                                                         \
+    inline Type name(T lo, T hi, T item, T items) {                 \
+        Type r;                                                     \
+        SPLIT_FOR_ITEM(r, T, W, lo, hi, item, items);               \
+        return r;                                                   \
+    }
+
+#ifdef INDEX_T
+DEFINE_ITEM_SPLIT(ItemRange, item_range, INDEX_T, INDEX_T)
 #endif
 
 // The same split over 32-bit row positions (LayerNorm/RMSNorm: a row's columns go to
-// the same work-items in forward and backward).
-typedef struct {
-    uint first;
-    uint end;
-    uint stride;
-} Span;
-
-inline Span item_span(uint lo, uint hi, uint item, uint items) {
-    Span s;
-#if CHUNKED
-    // 64-bit: hi - lo + items - 1 can pass 2^32 for rows near the 32-bit limit.
-    ulong per = ((ulong)(hi - lo) + items - 1) / items;
-    s.first = (uint)min((ulong)lo + item * per, (ulong)hi);
-    s.end = (uint)min((ulong)s.first + per, (ulong)hi);
-    s.stride = 1;
-#else
-    s.first = lo + item;
-    s.end = hi;
-    s.stride = items;
-#endif
-    return s;
-}
+// the same work-items in forward and backward). The chunk is 64-bit: hi - lo + items - 1
+// can pass 2^32 for rows near the 32-bit limit.
+DEFINE_ITEM_SPLIT(Span, item_span, uint, ulong)
 
 // sum += value with Kahan's compensation in carry, lane by lane for a float or vector
 // type: a work-item adds up to millions of block sums, and plain float32 would drift by

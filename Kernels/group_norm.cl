@@ -62,9 +62,8 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
                    __global const float *weight, __global const float *bias,
                    __global float *save_mean, __global float *save_invstd, __global float *save_var, float eps,
                    uint groups, uint cpg, uint spatial_vecs) {
-    __local Moments slots[WG];
+    GROUP_REDUCTION(Moments, slots, lid);
     uint r = get_group_id(0);
-    uint lid = get_local_id(0);
     uint c0 = (r % groups) * cpg;
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
     INDEX_T base = (INDEX_T)r * row_vecs;  // in vectors
@@ -90,21 +89,13 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void gn_row_partials(__global const storage_t *x, __global float *partials, __global float *pilots, uint cpg,
                      uint spatial_vecs) {
-    __local Moments slots[WG];
-    uint s = get_group_id(0), slices = get_num_groups(0);
-    uint r = get_group_id(1);
-    uint lid = get_local_id(0);
+    SPLIT_GROUP_REDUCTION(Moments, slots, lid, s, slices, r);
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
-    ulong lo, hi;
-    slice_bounds(row_vecs, s, slices, &lo, &hi);
     INDEX_T base = (INDEX_T)r * row_vecs;
     float pilot = row_pilot(x, base * VEC, row_vecs * VEC);
-    Moments m = reduce_moments(accumulate_vector_moments(x, base, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), pilot), slots,
-                               lid, WG);
-    if (lid == 0) {
-        store_moments(partials + ((size_t)r * slices + s) * 3, m);
-        if (s == 0) pilots[r] = pilot;
-    }
+    ItemRange range = slice_range(0, row_vecs, s, slices, lid, WG);
+    Moments m = reduce_moments(accumulate_vector_moments(x, base, range, pilot), slots, lid, WG);
+    if (lid == 0) store_moment_partial(partials, pilots, r, s, slices, m, pilot);
 }
 
 // Split paths, step 2 of 3: one work-item per row merges the row's `parts` partials
@@ -174,13 +165,10 @@ inline float tile_pilot(__global const storage_t *x, INDEX_T row0, uint spatial,
 // writes the row's pilot.
 __kernel void gn_column_partials(__global const storage_t *x, __global float *partials, __global float *pilots,
                                  uint channels, uint spatial, uint cpg) {
-    uint column_vecs = channels / CVEC;
-    uint first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    uint column_vecs = channels / CVEC, first, width, lo, hi;
     uint n = get_global_id(1);
     uint s = get_global_id(2), slices = get_global_size(2);
-    ulong lo, hi;
-    slice_bounds(spatial, s, slices, &lo, &hi);
+    if (!column_tile_slice(get_global_id(0), column_vecs, spatial, s, slices, &first, &width, &lo, &hi)) return;
     INDEX_T row0 = (INDEX_T)n * spatial;
     floatc pilot[TILE], mean[TILE], m2[TILE];
     for (uint t = 0; t < width; ++t) {
@@ -191,19 +179,12 @@ __kernel void gn_column_partials(__global const storage_t *x, __global float *pa
         }
         pilot[t] = CLOAD(0, lanes);
     }
-    float count = accumulate_column_moments(x, row0, column_vecs, first, width, (uint)lo, (uint)hi, pilot, mean, m2);
-    for (uint t = 0; t < width; ++t) {
-        float lanes_pilot[CVEC], lanes_mean[CVEC], lanes_m2[CVEC];
-        column_lanes(pilot[t], lanes_pilot);
-        column_lanes(mean[t], lanes_mean);
-        column_lanes(m2[t], lanes_m2);
-        for (uint l = 0; l < CVEC; ++l) {
-            size_t k = (size_t)n * channels + (first + t) * CVEC + l;  // the (n, c) plane
-            Moments part = {count, lanes_mean[l], lanes_m2[l]};
-            store_moments(partials + (k * slices + s) * 3, part);
-            if (s == 0 && k % cpg == 0) pilots[k / cpg] = lanes_pilot[l];
-        }
-    }
+    float count = accumulate_column_moments(x, row0, column_vecs, first, width, lo, hi, pilot, mean, m2);
+    FOR_EACH_TILE_LANE(first, width, t, l, c, {
+        size_t k = (size_t)n * channels + c;  // the (n, c) plane
+        store_moments(partials + (k * slices + s) * 3, lane_moments(count, mean[t], m2[t], l));
+        if (s == 0 && k % cpg == 0) pilots[k / cpg] = COLUMN_LANE(pilot[t], l);
+    })
 }
 
 // y = ((x - pilot[k]) - offset[k]) * scale[k] + shift[k] over channels-last input with
@@ -213,14 +194,8 @@ __kernel void gn_apply_columns(__global const storage_t *x, __global storage_t *
                                uint channels, __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
     uint column_vecs = channels / CVEC;
-    INDEX_T total = (INDEX_T)rows * column_vecs;
-    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
-    FOR_EACH_SAMPLE_COLUMN_RUN(r, column_vecs, spatial, k, v, len, {
-        for (uint i = 0; i < len; ++i) {
-            size_t j = k + i;
-            STOREC(((LOADC(x, v + i) - CLOAD(j, pilot)) - CLOAD(j, offset)) * CLOAD(j, scale) + CLOAD(j, shift), y,
-                   v + i);
-        }
+    FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, e, j, {
+        STOREC(((LOADC(x, e) - CLOAD(j, pilot)) - CLOAD(j, offset)) * CLOAD(j, scale) + CLOAD(j, shift), y, e);
     });
 }
 #endif  // CVEC

@@ -74,9 +74,8 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, __global const float *weight,
                     __global const float *mean, __global const float *invstd, __global storage_t *dx,
                     __global float *sums, uint groups, uint cpg, uint spatial_vecs) {
-    __local float2 slots[WG];
+    GROUP_REDUCTION(float2, slots, lid);
     uint r = get_group_id(0);
-    uint lid = get_local_id(0);
     uint c0 = (r % groups) * cpg;
     float mu = mean[r], s = invstd[r];
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
@@ -122,16 +121,11 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void gnb_plane_partials(__global const storage_t *dy, __global const storage_t *x, __global const float *mean,
                         __global float2 *partials, uint cpg, uint spatial_vecs) {
-    __local float2 slots[WG];
-    uint s = get_group_id(0), slices = get_num_groups(0);
-    uint k = get_group_id(1);
-    uint lid = get_local_id(0);
-    ulong lo, hi;
-    slice_bounds(spatial_vecs, s, slices, &lo, &hi);
+    SPLIT_GROUP_REDUCTION(float2, slots, lid, s, slices, k);
     float mu = mean[k / cpg];  // row n * G + c / cpg of plane n * C + c
-    float2 total = reduce_float2(
-        accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, item_range((INDEX_T)lo, (INDEX_T)hi, lid, WG), mu), slots,
-        lid, WG);
+    ItemRange range = slice_range(0, spatial_vecs, s, slices, lid, WG);
+    float2 total =
+        reduce_float2(accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, range, mu), slots, lid, WG);
     if (lid == 0) partials[(size_t)k * slices + s] = total;
 }
 
@@ -195,30 +189,21 @@ __kernel void gnb_dx_planes(__global const storage_t *dy, __global const storage
 __kernel void gnb_column_partials(__global const storage_t *dy, __global const storage_t *x,
                                   __global const float *mean, __global float2 *partials, uint channels, uint spatial,
                                   uint cpg) {
-    uint column_vecs = channels / CVEC;
-    uint first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    uint column_vecs = channels / CVEC, first, width, lo, hi;
     uint n = get_global_id(1);
     uint s = get_global_id(2), slices = get_global_size(2);
-    ulong lo, hi;
-    slice_bounds(spatial, s, slices, &lo, &hi);
+    if (!column_tile_slice(get_global_id(0), column_vecs, spatial, s, slices, &first, &width, &lo, &hi)) return;
     floatc mu[TILE], db[TILE], ds[TILE];
     for (uint t = 0; t < width; ++t) {
         float lanes[CVEC];
         for (uint l = 0; l < CVEC; ++l) lanes[l] = mean[((size_t)n * channels + (first + t) * CVEC + l) / cpg];
         mu[t] = CLOAD(0, lanes);
     }
-    accumulate_column_gradient_sums(dy, x, (INDEX_T)n * spatial, column_vecs, first, width, (uint)lo, (uint)hi, mu, db,
-                                    ds);
-    for (uint t = 0; t < width; ++t) {
-        float lanes_db[CVEC], lanes_ds[CVEC];
-        column_lanes(db[t], lanes_db);
-        column_lanes(ds[t], lanes_ds);
-        for (uint l = 0; l < CVEC; ++l) {
-            size_t k = (size_t)n * channels + (first + t) * CVEC + l;  // the (n, c) plane
-            partials[k * slices + s] = (float2)(lanes_db[l], lanes_ds[l]);
-        }
-    }
+    accumulate_column_gradient_sums(dy, x, (INDEX_T)n * spatial, column_vecs, first, width, lo, hi, mu, db, ds);
+    FOR_EACH_TILE_LANE(first, width, t, l, c, {
+        size_t k = (size_t)n * channels + c;  // the (n, c) plane
+        partials[k * slices + s] = (float2)(COLUMN_LANE(db[t], l), COLUMN_LANE(ds[t], l));
+    })
 }
 
 // dx = a_k * dy + b_k * (x - mean_k) + c_k over channels-last input, k = n * C + c,
@@ -229,15 +214,10 @@ __kernel void gnb_dx_columns(__global const storage_t *dy, __global const storag
                              __global const float *coef_b, __global const float *coef_mean,
                              __global const float *coef_c) {
     uint column_vecs = channels / CVEC;
-    INDEX_T total = (INDEX_T)rows * column_vecs;
-    ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
-    FOR_EACH_SAMPLE_COLUMN_RUN(r, column_vecs, spatial, k, v, len, {
-        for (uint i = 0; i < len; ++i) {
-            size_t j = k + i;
-            STOREC(DX_OF(CLOAD(j, coef_a), CLOAD(j, coef_b), CLOAD(j, coef_mean), CLOAD(j, coef_c),
-                         LOADC(dy, v + i), LOADC(x, v + i)),
-                   dx, v + i);
-        }
+    FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, e, j, {
+        STOREC(DX_OF(CLOAD(j, coef_a), CLOAD(j, coef_b), CLOAD(j, coef_mean), CLOAD(j, coef_c), LOADC(dy, e),
+                     LOADC(x, e)),
+               dx, e);
     });
 }
 #endif  // CVEC

@@ -141,16 +141,6 @@ inline float stats_offset(RowStats m) { return 0.0f; }
 inline float stats_squares(RowStats m) { return m.y; }
 #endif
 
-// The statistics of the ITEMS work-items that share a row, merged by the shared tree
-// (slots: the row's ITEMS entries of the group's local array); every item gets them.
-inline RowStats reduce_row(RowStats m, __local RowStats *slots, uint item) {
-#if ITEMS == 1
-    return m;
-#else
-    return reduce_row_stats(m, slots, item, ITEMS);
-#endif
-}
-
 // 1 / sqrt(var + eps) for LayerNorm (biased variance), 1 / sqrt(mean(x^2) + eps) for RMSNorm.
 inline float row_scale(RowStats m, uint row_length, float eps) {
     return 1.0f / sqrt(stats_squares(m) / (float)row_length + eps);
@@ -182,14 +172,9 @@ inline void apply_span(__global const storage_t *row, __global storage_t *out, S
 __kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
                    __global const float *weight, __global const float *bias,
                    __global float *save_mean, __global float *save_scale, float eps) {
-#if ITEMS > 1
-    __local RowStats scratch[SCRATCH_ITEMS];
-#else
-    __local RowStats *scratch = 0;
-#endif
-    uint lid = get_local_id(0);
-    uint item = lid % ITEMS, slot = lid - item;
-    uint row = get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
+    ROW_SCRATCH(RowStats, scratch, SCRATCH_ITEMS);
+    uint item, slot;
+    uint row = row_lane(&item, &slot);
     // Items past the last row shadow it (so every item reaches the barriers) but store nothing.
     bool live = row < rows;
     ulong base = (ulong)(live ? row : rows - 1) * row_length;
@@ -200,7 +185,8 @@ __kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, 
 #else
     float pilot = row_pilot(in, row_length);
 #endif
-    RowStats m = reduce_row(row_moments(in, s, pilot), scratch + slot, item);
+    // The statistics of the ITEMS work-items that share the row, merged by the tree.
+    RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, s, pilot), scratch + slot, item);
     float scale = row_scale(m, row_length, eps);
     if (!live) return;
     if (item == 0) {
@@ -219,32 +205,25 @@ __kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, 
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
 void rownorm_partials(__global const storage_t *x, uint row_length, __global float *partials,
                       __global float *pilots) {
-#if ITEMS > 1
-    __local RowStats scratch[ITEMS];
-#else
-    __local RowStats *scratch = 0;
-#endif
+    ROW_SCRATCH(RowStats, scratch, ITEMS);
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
     __global const storage_t *in = x + (ulong)row * row_length;
-    ulong lo, hi;
-    slice_bounds(row_length / VEC, g, groups, &lo, &hi);
 #if RMS
     float pilot = 0.0f;
 #else
     float pilot = row_pilot(in, row_length);
 #endif
-    RowStats m = reduce_row(row_moments(in, item_span((uint)lo, (uint)hi, item, ITEMS), pilot), scratch, item);
-    if (item == 0) {
-        ulong at = (ulong)row * groups + g;
+    RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, row_slice_span(row_length / VEC, item), pilot),
+                                 scratch, item);
+    if (item != 0) return;
 #if RMS
-        vstore2(m, at, partials);
+    vstore2(m, (ulong)row * groups + g, partials);
+    if (g == 0) pilots[row] = pilot;
 #else
-        store_moments(partials + at * 3, m);
+    store_moment_partial(partials, pilots, row, g, groups, m, pilot);
 #endif
-        if (g == 0) pilots[row] = pilot;
-    }
 }
 
 // Split rows, step 2 of 3: one work-item per row merges its partials in slice order

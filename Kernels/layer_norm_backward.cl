@@ -76,17 +76,6 @@ inline float2 row_sums(__global const storage_t *x, __global const storage_t *dy
     return total;
 }
 
-// The sums of the ITEMS work-items that share a row, added by the shared tree (slots:
-// the row's ITEMS entries of the group's local array); every item gets them, and the
-// slots may be reused at once for the next row.
-inline float2 reduce_row(float2 m, __local float2 *slots, uint item) {
-#if ITEMS == 1
-    return m;
-#else
-    return reduce_float2(m, slots, item, ITEMS);
-#endif
-}
-
 // The dx coefficients (sum g / D, sum g*xhat / D) of a row from its sums; RMSNorm
 // has no mean term.
 inline float2 coefficients(float2 sums, uint row_length) {
@@ -144,14 +133,9 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
                             uint rows, uint row_length, uint rows_per_lane, uint lanes,
                             __global const float *weight, __global const float *save_mean,
                             __global const float *save_scale, __global float *partials, uint parameters) {
-#if ITEMS > 1
-    __local float2 scratch[SCRATCH_ITEMS];
-#else
-    __local float2 *scratch = 0;
-#endif
-    uint lid = get_local_id(0);
-    uint item = lid % ITEMS, slot = lid - item;
-    uint lane = get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
+    ROW_SCRATCH(float2, scratch, SCRATCH_ITEMS);
+    uint item, slot;
+    uint lane = row_lane(&item, &slot);
     Span s = item_span(0, row_length / VEC, item, ITEMS);
     if (!partials) parameters = 0;
     __global float *pw = partials + (ulong)min(lane, lanes - 1) * row_length;
@@ -170,8 +154,10 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         float scale = save_scale[row];
         float2 c = (float2)(0.0f, 0.0f);
         if (dx) {
-            c = coefficients(reduce_row(row_sums(x + base, dy + base, weight, s, mean, scale), scratch + slot, item),
-                             row_length);
+            // The sums of the lane's ITEMS work-items, added by the tree (the slots are
+            // reused at once for the next row).
+            float2 sums = row_sums(x + base, dy + base, weight, s, mean, scale);
+            c = coefficients(REDUCE_ROW_LANE(reduce_float2, sums, scratch + slot, item), row_length);
         }
         if (!live) continue;
 #if PRIVATE_PARTIALS
@@ -207,20 +193,14 @@ __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
 void rownorm_backward_slice_sums(__global const storage_t *x, __global const storage_t *dy, uint row_length,
                                  __global const float *weight, __global const float *save_mean,
                                  __global const float *save_scale, __global float *sums) {
-#if ITEMS > 1
-    __local float2 scratch[ITEMS];
-#else
-    __local float2 *scratch = 0;
-#endif
+    ROW_SCRATCH(float2, scratch, ITEMS);
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
     ulong base = (ulong)row * row_length;
-    ulong lo, hi;
-    slice_bounds(row_length / VEC, g, groups, &lo, &hi);
-    Span s = item_span((uint)lo, (uint)hi, item, ITEMS);
-    float2 m = reduce_row(row_sums(x + base, dy + base, weight, s, row_mean(save_mean, row), save_scale[row]),
-                          scratch, item);
+    Span s = row_slice_span(row_length / VEC, item);
+    float2 item_sums = row_sums(x + base, dy + base, weight, s, row_mean(save_mean, row), save_scale[row]);
+    float2 m = REDUCE_ROW_LANE(reduce_float2, item_sums, scratch, item);
     if (item == 0) vstore2(m, (ulong)row * groups + g, sums);
 }
 

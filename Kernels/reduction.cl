@@ -37,6 +37,32 @@
         return result;                                                             \
     }
 
+// The opening of a work-group reduction kernel (work-groups of WG, a power of two): the
+// tree's local slots of type T and the work-item's index lid.
+#define GROUP_REDUCTION(T, slots, lid) \
+    __local T slots[WG];               \
+    uint lid = get_local_id(0)
+
+// The same for a split reduction's work-group (slice g of `groups`, segment `segment`):
+// global (groups * WG, segments), as slice_range and store_moment_partial take them.
+#define SPLIT_GROUP_REDUCTION(T, slots, lid, g, groups, segment)     \
+    GROUP_REDUCTION(T, slots, lid);                                  \
+    uint g = get_group_id(0), groups = get_num_groups(0);            \
+    uint segment = get_group_id(1)
+
+// Work-item 0's k, given to every work-item of the group through `shared` (3 floats of
+// local memory): work-item 0 alone computes it (a per-channel finish that writes global
+// memory), the others pass anything. All items of the group must call it (barrier).
+inline float3 share_first_float3(float3 k, __local float *shared, uint lid) {
+    if (lid == 0) {
+        shared[0] = k.x;
+        shared[1] = k.y;
+        shared[2] = k.z;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return (float3)(shared[0], shared[1], shared[2]);
+}
+
 inline float add_float(float a, float b) { return a + b; }
 inline float2 add_float2(float2 a, float2 b) { return a + b; }
 
@@ -54,6 +80,15 @@ inline void store_moments(__global float *p, Moments m) {
     p[0] = m.count;
     p[1] = m.mean;
     p[2] = m.m2;
+}
+
+// Writes m as part `part` of segment `segment`'s `parts` moment partials (the triple at
+// (segment * parts + part) * 3) and, from part 0, the segment's pilot: the output of
+// step 1 of every split moments reduction, for merge_moment_partials.
+inline void store_moment_partial(__global float *partials, __global float *pilots, size_t segment, uint part,
+                                 uint parts, Moments m, float pilot) {
+    store_moments(partials + (segment * parts + part) * 3, m);
+    if (part == 0) pilots[segment] = pilot;
 }
 
 // Merges `parts` (count, mean, M2) triples, `stride` floats apart from p, in order.
@@ -81,6 +116,47 @@ inline void slice_bounds(ulong total, uint slice, uint slices, ulong *lo, ulong 
     *hi = min(*lo + per, total);
 }
 
+#ifdef ITEMS
+// ---------------------------------------------------------------------------------
+// Row lanes (LayerNorm, RMSNorm): ITEMS work-items (a power of two) share a row, or a
+// slice of one; a work-group holds local size / ITEMS lanes of them.
+
+// The local scratch `name` of a row-lane kernel's reductions: `size` slots of type T, or
+// none when a lane is one work-item (no tree to run).
+#if ITEMS > 1
+#define ROW_SCRATCH(T, name, size) __local T name[size]
+#else
+#define ROW_SCRATCH(T, name, size) __local T *name = 0
+#endif
+
+// The values of a lane's ITEMS work-items, merged by the tree `reduce` (slots: the lane's
+// ITEMS entries of the group's scratch); every item gets the result, and the slots may
+// be reused at once.
+#if ITEMS > 1
+#define REDUCE_ROW_LANE(reduce, value, slots, item) reduce((value), (slots), (item), ITEMS)
+#else
+#define REDUCE_ROW_LANE(reduce, value, slots, item) (value)
+#endif
+
+// This work-item's lane over the launch (local size / ITEMS lanes per work-group), its
+// index `item` in the lane and the lane's first slot in the group's scratch.
+inline uint row_lane(uint *item, uint *slot) {
+    uint lid = get_local_id(0);
+    *item = lid % ITEMS;
+    *slot = lid - *item;
+    return get_group_id(0) * (get_local_size(0) / ITEMS) + lid / ITEMS;
+}
+
+// A split row's work-group (g, row) of ITEMS work-items: the span of slice g =
+// get_group_id(0) of get_num_groups(0) of the row's row_vecs vectors that work-item
+// `item` takes.
+inline Span row_slice_span(uint row_vecs, uint item) {
+    ulong lo, hi;
+    slice_bounds(row_vecs, get_group_id(0), get_num_groups(0), &lo, &hi);
+    return item_span((uint)lo, (uint)hi, item, ITEMS);
+}
+#endif  // ITEMS
+
 #ifdef INDEX_T
 // ---------------------------------------------------------------------------------
 // Channel runs of NCHW memory. Element vector (n, c, m) is at (n * channels + c) *
@@ -91,6 +167,14 @@ inline INDEX_T channel_vector(INDEX_T v, uint c, uint channels, INDEX_T plane_ve
     INDEX_T n = v / plane_vecs;
     INDEX_T m = v - n * plane_vecs;
     return (n * channels + c) * plane_vecs + m;
+}
+
+// Work-item `item` of `items`'s share (item_range) of slice `slice` of `slices` of the
+// indices [base, base + total): the work-group of a split reduction.
+inline ItemRange slice_range(INDEX_T base, ulong total, uint slice, uint slices, uint item, uint items) {
+    ulong lo, hi;
+    slice_bounds(total, slice, slices, &lo, &hi);
+    return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
 }
 
 #if CHUNKED
@@ -192,6 +276,40 @@ inline void accumulate_contiguous_gradient_sums(__global const storage_t *dy, __
 }
 #endif  // CHUNKED
 
+// The interleaved (GPU) forms of the two accumulations, for any layout: vector v of the
+// ItemRange r is loaded at `index` (an expression of v, the loop variable named by the
+// caller), r's vectors taken in blocks of up to `block`.
+//
+// FOLD_STRIDED_MOMENTS: each block summed relative to `pilot`, shifted by `shift`, folded
+// into the Moments acc with Chan's formula (fold_block, Kahan carries in the float2
+// `carry`), then the shift moved to the running mean (next_shift).
+#define FOLD_STRIDED_MOMENTS(x, r, v, index, block, pilot, acc, carry, shift)      \
+    for (INDEX_T v = (r).first; v < (r).end;) {                                   \
+        float s_ = 0.0f, ss_ = 0.0f, b_ = 0.0f;                                   \
+        for (int k_ = 0; k_ < (block) && v < (r).end; ++k_, v += (r).stride) {    \
+            floatv d_ = (LOADV(x, index) - (pilot)) - (shift);                    \
+            s_ += HSUM(d_);                                                       \
+            ss_ += HSUM(d_ * d_);                                                 \
+            b_ += (float)VEC;                                                     \
+        }                                                                         \
+        (acc) = fold_block((acc), &(carry), (shift), s_, ss_, b_);                \
+        (shift) = next_shift((shift), (acc));                                     \
+    }
+
+// ADD_STRIDED_GRADIENT_SUMS: (sum dy, sum dy * (x - mu)) of each block, Kahan-added to
+// the float2 `sum` (carries in `carry`).
+#define ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, index, block, mu, sum, carry)       \
+    for (INDEX_T v = (r).first; v < (r).end;) {                                   \
+        floatv s_ = 0.0f, q_ = 0.0f;                                              \
+        for (int k_ = 0; k_ < (block) && v < (r).end; ++k_, v += (r).stride) {    \
+            INDEX_T i_ = (index);                                                 \
+            floatv g_ = LOADV(dy, i_);                                            \
+            s_ += g_;                                                             \
+            q_ += g_ * (LOADV(x, i_) - (mu));                                     \
+        }                                                                         \
+        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s_), HSUM(q_)));              \
+    }
+
 // Moments of the vectors of r (vector indices relative to `base`) relative to `pilot`:
 // blocks of VECTOR_BLOCK vectors summed shifted by the running mean (`shift`, kept
 // finite), each folded with Chan's formula (fold_block, Kahan-compensated). GroupNorm's
@@ -204,17 +322,7 @@ inline Moments accumulate_vector_moments(__global const storage_t *x, INDEX_T ba
 #if CHUNKED
     accumulate_contiguous_moments(x, base + r.first, r.end - r.first, pilot, &acc, &carry, &shift);
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        float s = 0.0f, ss = 0.0f, b = 0.0f;
-        for (int k = 0; k < VECTOR_BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv d = (LOADV(x, base + v) - pilot) - shift;
-            s += HSUM(d);
-            ss += HSUM(d * d);
-            b += (float)VEC;
-        }
-        acc = fold_block(acc, &carry, shift, s, ss, b);
-        shift = next_shift(shift, acc);
-    }
+    FOLD_STRIDED_MOMENTS(x, r, v, base + v, VECTOR_BLOCK, pilot, acc, carry, shift)
 #endif
     return acc;
 }
@@ -227,15 +335,7 @@ inline float2 accumulate_vector_gradient_sums(__global const storage_t *dy, __gl
 #if CHUNKED
     if (r.first < r.end) accumulate_contiguous_gradient_sums(dy, x, base + r.first, r.end - r.first, mu, &sum, &carry);
 #else
-    for (INDEX_T v = r.first; v < r.end;) {
-        floatv s = 0.0f, q = 0.0f;
-        for (int k = 0; k < VECTOR_BLOCK && v < r.end; ++k, v += r.stride) {
-            floatv g = LOADV(dy, base + v);
-            s += g;
-            q += g * (LOADV(x, base + v) - mu);
-        }
-        KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s), HSUM(q)));
-    }
+    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, base + v, VECTOR_BLOCK, mu, sum, carry)
 #endif
     return sum;
 }
@@ -263,21 +363,24 @@ typedef float floatc;
 #define STOREC(v, p, i) STORE1(v, p, i)
 #endif
 
-// Splits a column vector into its CVEC lanes.
-inline void column_lanes(floatc v, float *lanes) {
-#if CVEC == 4
-    vstore4(v, 0, lanes);
-#else
-    lanes[0] = v;
-#endif
-}
-
 // The tile of column vectors [first, first + width) of `column_vecs` that work-item
 // `item` owns; false when it owns none (the launch is rounded up to whole work-groups).
 inline bool column_tile(uint item, uint column_vecs, uint *first, uint *width) {
     *first = item * TILE;
     if (*first >= column_vecs) return false;
     *width = min((uint)TILE, column_vecs - *first);
+    return true;
+}
+
+// column_tile, and the rows [lo, hi) of slice `slice` of `slices` of [0, rows): a
+// work-item of a column kernel's split reduction.
+inline bool column_tile_slice(uint item, uint column_vecs, uint rows, uint slice, uint slices, uint *first,
+                              uint *width, uint *lo, uint *hi) {
+    if (!column_tile(item, column_vecs, first, width)) return false;
+    ulong a, b;
+    slice_bounds(rows, slice, slices, &a, &b);
+    *lo = (uint)a;
+    *hi = (uint)b;
     return true;
 }
 
@@ -346,20 +449,21 @@ inline float beta_of(__global const float *bias, uint c) { return bias ? bias[c]
 // An index v held as (q, r) = (v / radix, v % radix). Walks advance it by carries, so
 // a loop over indices needs one division per work-item, not one per element (a
 // division by a run-time radix is tens of instructions; the sizes are arguments).
+// GroupNorm's walks below and Switchable Norm's segments (SnSegment) use it.
 typedef struct {
     INDEX_T q;
-    uint r;
+    INDEX_T r;
 } QuotRem;
 
-inline QuotRem quot_rem(INDEX_T v, uint radix) {
+inline QuotRem quot_rem(INDEX_T v, INDEX_T radix) {
     QuotRem p;
     p.q = v / radix;
-    p.r = (uint)(v - p.q * radix);
+    p.r = v - p.q * radix;
     return p;
 }
 
-// p + step, both split by radix (step.r <= radix); no overflow for any radix.
-inline QuotRem quot_rem_add(QuotRem p, QuotRem step, uint radix) {
+// p + step, both split by radix (step.r <= radix): no division, no overflow for any radix.
+inline QuotRem quot_rem_add(QuotRem p, QuotRem step, INDEX_T radix) {
     p.q += step.q;
     if (p.r >= radix - step.r) {
         p.r -= radix - step.r;
@@ -371,7 +475,7 @@ inline QuotRem quot_rem_add(QuotRem p, QuotRem step, uint radix) {
 }
 
 // p + 1.
-inline QuotRem quot_rem_next(QuotRem p, uint radix) {
+inline QuotRem quot_rem_next(QuotRem p, INDEX_T radix) {
     if (++p.r == radix) {
         p.r = 0;
         p.q += 1;
@@ -446,6 +550,21 @@ inline QuotRem quot_rem_next(QuotRem p, uint radix) {
     } while (0)
 #endif
 
+// An elementwise pass over such a matrix of `rows` rows, each work-item taking its share
+// of the launch: the body once per vector `at` (INDEX_T), with j (size_t) the index of
+// its per-(sample, column) coefficients.
+#define FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, at, j, ...)                      \
+    do {                                                                                          \
+        ItemRange all_ = item_range(0, (INDEX_T)(rows) * (column_vecs), get_global_id(0), get_global_size(0)); \
+        FOR_EACH_SAMPLE_COLUMN_RUN(all_, column_vecs, spatial, k_, v_, len_, {                   \
+            for (uint i_ = 0; i_ < len_; ++i_) {                                                  \
+                size_t j = k_ + i_;                                                               \
+                INDEX_T at = v_ + i_;                                                             \
+                __VA_ARGS__;                                                                      \
+            }                                                                                     \
+        });                                                                                       \
+    } while (0)
+
 #ifdef CVEC
 // (sum dy, sum dy * (x - mu)) of column vectors first ..< first + width over rows
 // row0 + [lo, hi), lane by lane: BLOCK-row block sums, Kahan-added (a backward pass's
@@ -500,58 +619,33 @@ inline float2 kahan_sum_float2_partials(__global const float2 *p, uint parts, si
 }
 
 // ---- SwitchableNorm: what switchable_norm.cl and switchable_norm_backward.cl share ----
-// Written once here for the two Switchable Norm files. The walkers (SnSplit, SnSegment,
-// sn_device_share) are generic and
-// could serve any op whose sizes are kernel arguments; the rest (after HAS_IN/HAS_BN) is
-// Switchable Norm's own. Names carry an sn_/Sn/SN_ prefix so nothing here can clash with
-// another op's file.
+// Written once here for the two Switchable Norm files. The walkers (SnSegment,
+// sn_device_share) are generic and could serve any op whose sizes are kernel arguments;
+// the rest (after HAS_IN/HAS_BN) is Switchable Norm's own. Names carry an sn_/Sn/SN_
+// prefix so nothing here can clash with another op's file.
 
 #ifdef INDEX_T
-// x = quot * divisor + rem. Walkers split a start index once (one division) and then
-// step, so no per-element loop divides by a runtime size.
-typedef struct {
-    INDEX_T quot;
-    INDEX_T rem;
-} SnSplit;
-
-inline SnSplit sn_split(INDEX_T x, INDEX_T divisor) {
-    SnSplit s;
-    s.quot = x / divisor;
-    s.rem = x - s.quot * divisor;
-    return s;
-}
-
-// s + step, both split by `divisor` (step.rem < divisor): no division.
-inline SnSplit sn_split_add(SnSplit s, SnSplit step, INDEX_T divisor) {
-    s.quot += step.quot;
-    s.rem += step.rem;
-    if (s.rem >= divisor) {
-        s.rem -= divisor;
-        ++s.quot;
-    }
-    return s;
-}
-
 // This work-item's share of [0, total) over the whole launch (item_range).
 inline ItemRange sn_device_share(INDEX_T total) { return item_range(0, total, get_global_id(0), get_global_size(0)); }
 
 // The indices of an ItemRange (of a pass over periods of `period` indices, each a
 // row-major matrix of `columns` column vectors; 1 when there are no columns) in segments
-// [lo, hi) that stay within one period, with the period's index at.quot and lo's
+// [lo, hi) that stay within one period, with the period's index at.q and lo's
 // column: NCHW runs (period L / VEC), NHWC samples (period L * C / CVEC), the runs of a
 // sample (period C). Chunked: the work-item's contiguous range cut at period boundaries
-// (a division per segment); interleaved: one index a segment, stepped without a division.
+// (a division per segment); interleaved: one index a segment, stepped without a division
+// (QuotRem: the start split once, then carries).
 typedef struct {
     INDEX_T lo, hi;
-    SnSplit at;      // lo = at.quot * period + at.rem
+    QuotRem at;      // lo = at.q * period + at.r
     INDEX_T column;  // lo % columns
     INDEX_T end, stride, period, columns;
-    SnSplit step, column_step;  // the stride split by period and by columns (interleaved)
+    QuotRem step, column_step;  // the stride split by period and by columns (interleaved)
 } SnSegment;
 
 inline void sn_segment_close(SnSegment *s) {
 #if CHUNKED
-    s->hi = min(s->lo + (s->period - s->at.rem), s->end);
+    s->hi = min(s->lo + (s->period - s->at.r), s->end);
     s->column = s->lo % s->columns;
 #else
     s->hi = s->lo + 1;
@@ -565,9 +659,9 @@ inline SnSegment sn_first_segment(ItemRange r, INDEX_T period, INDEX_T columns) 
     s.stride = r.stride;
     s.period = period;
     s.columns = columns;
-    s.at = sn_split(r.first, period);
-    s.step = sn_split(r.stride, period);
-    s.column_step = sn_split(r.stride, columns);
+    s.at = quot_rem(r.first, period);
+    s.step = quot_rem(r.stride, period);
+    s.column_step = quot_rem(r.stride, columns);
     s.column = r.first % columns;
     sn_segment_close(&s);
     return s;
@@ -575,13 +669,13 @@ inline SnSegment sn_first_segment(ItemRange r, INDEX_T period, INDEX_T columns) 
 
 inline void sn_next_segment(SnSegment *s) {
 #if CHUNKED
-    SnSplit length = {0, s->hi - s->lo};  // at most period - at.rem
-    s->at = sn_split_add(s->at, length, s->period);
+    QuotRem length = {0, s->hi - s->lo};  // at most period - at.r
+    s->at = quot_rem_add(s->at, length, s->period);
     s->lo = s->hi;
 #else
-    SnSplit column = {0, s->column};
-    s->at = sn_split_add(s->at, s->step, s->period);
-    s->column = sn_split_add(column, s->column_step, s->columns).rem;
+    QuotRem column = {0, s->column};
+    s->at = quot_rem_add(s->at, s->step, s->period);
+    s->column = quot_rem_add(column, s->column_step, s->columns).r;
     s->lo += s->stride;
 #endif
     sn_segment_close(s);
@@ -594,38 +688,40 @@ inline void sn_next_segment(SnSegment *s) {
 // division per work-item (and per sample when chunked), none per run.
 #define SN_FOR_EACH_RUN(r, n, c, range, channels)     \
     SN_FOR_EACH_SEGMENT(s_, (range), (channels), 1) \
-    for (uint r = (uint)s_.lo, n = (uint)s_.at.quot, c = (uint)s_.at.rem; r < s_.hi; ++r, ++c)
+    for (uint r = (uint)s_.lo, n = (uint)s_.at.q, c = (uint)s_.at.r; r < s_.hi; ++r, ++c)
 
 #ifdef VEC
 // The vectors of slice g of `slices` of NCHW run r (`spatial` elements, spatial / VEC
 // vectors) that work-item `item` of `items` reads.
 inline ItemRange sn_run_slice(uint r, uint g, uint slices, uint spatial, uint item, uint items) {
-    INDEX_T run_vecs = spatial / VEC, base = (INDEX_T)r * run_vecs;
-    ulong lo, hi;
-    slice_bounds(run_vecs, g, slices, &lo, &hi);
-    return item_range(base + (INDEX_T)lo, base + (INDEX_T)hi, item, items);
+    INDEX_T run_vecs = spatial / VEC;
+    return slice_range((INDEX_T)r * run_vecs, run_vecs, g, slices, item, items);
 }
 
 // An elementwise pass over NCHW runs of `spatial` elements: this work-item's segments s,
-// each within run s.at.quot (whose coefficients it loads once).
+// each within run s.at.q (whose coefficients it loads once).
 #define SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) \
     SN_FOR_EACH_SEGMENT(s, sn_device_share((INDEX_T)(runs) * ((spatial) / VEC)), (INDEX_T)((spatial) / VEC), 1)
 #endif  // VEC
 
 #ifdef CVEC
 // A work-item of an NHWC slice kernel (global (column work-items, batch * slices)): its
-// column tile [first, first + width) of channels / CVEC, sample n and rows [lo, hi) of
-// the slice; false when it owns no columns.
-inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *first, uint *width, uint *n, uint *lo,
-                            uint *hi, uint *g) {
-    if (!column_tile(get_global_id(0), channels / CVEC, first, width)) return false;
-    *n = get_global_id(1) / slices;
-    *g = get_global_id(1) - *n * slices;
-    ulong a, b;
-    slice_bounds(spatial, *g, slices, &a, &b);
-    *lo = (uint)a;
-    *hi = (uint)b;
-    return true;
+// column tile [first, first + width) of column_vecs = channels / CVEC, sample n (a
+// row-major (spatial, column_vecs) matrix from row row0 = n * spatial), slice g and the
+// slice's rows [lo, hi) of the sample.
+typedef struct {
+    uint first, width, column_vecs, n, g, lo, hi;
+    INDEX_T row0;
+} SnColumnSlice;
+
+// This work-item's SnColumnSlice; false when it owns no columns.
+inline bool sn_column_slice(uint channels, uint spatial, uint slices, SnColumnSlice *s) {
+    s->column_vecs = channels / CVEC;
+    s->n = get_global_id(1) / slices;
+    s->g = get_global_id(1) - s->n * slices;
+    s->row0 = (INDEX_T)s->n * spatial;
+    return column_tile_slice(get_global_id(0), s->column_vecs, spatial, s->g, slices, &s->first, &s->width, &s->lo,
+                             &s->hi);
 }
 
 // An elementwise pass over NHWC input, (N, L, C) as rows of channels / CVEC column
@@ -634,7 +730,7 @@ inline bool sn_column_slice(uint channels, uint spatial, uint slices, uint *firs
 #define SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, ...)                                          \
     SN_FOR_EACH_SEGMENT(s_, sn_device_share((INDEX_T)(batch) * (spatial) * ((channels) / CVEC)),               \
                         (INDEX_T)(spatial) * ((channels) / CVEC), (channels) / CVEC) {                         \
-        uint columns_ = (channels) / CVEC, base_ = (uint)s_.at.quot * columns_, column_ = (uint)s_.column;     \
+        uint columns_ = (channels) / CVEC, base_ = (uint)s_.at.q * columns_, column_ = (uint)s_.column;     \
         for (INDEX_T i = s_.lo; i < s_.hi; ++i, column_ = column_ + 1 == columns_ ? 0 : column_ + 1) {         \
             uint j = base_ + column_;                                                                          \
             __VA_ARGS__;                                                                                       \
@@ -742,6 +838,13 @@ inline float bn_running_scale(uint c, __global const float *running_var, __globa
 #ifdef CVEC
 // Lane i of column vector v, as an lvalue (v a variable or array element).
 #define COLUMN_LANE(v, i) (((float *)&(v))[i])
+
+// Lane i of a column vector's moments (mean, M2, over `count` values, as
+// accumulate_column_moments fills them).
+inline Moments lane_moments(float count, floatc mean, floatc m2, uint i) {
+    Moments m = {count, COLUMN_LANE(mean, i), COLUMN_LANE(m2, i)};
+    return m;
+}
 
 // The body once per channel of a column tile [first, first + width): t the column
 // vector, i its lane, c = (first + t) * CVEC + i the channel.

@@ -67,15 +67,12 @@ __kernel void sn_moments_items(MOMENTS_PARAMETERS) {
 
 // One work-group of WG per (slice, run): global (slices * WG, runs), a local tree merge.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void sn_moments_groups(MOMENTS_PARAMETERS) {
-    __local Moments slots[WG];
-    uint g = get_group_id(0), r = get_group_id(1), lid = get_local_id(0);
+    GROUP_REDUCTION(Moments, slots, lid);
+    uint g = get_group_id(0), r = get_group_id(1);
     float pilot = run_pilot(x, r, spatial);
     Moments m = accumulate_vector_moments(x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), pilot);
     m = reduce_moments(m, slots, lid, WG);
-    if (lid == 0) {
-        store_moments(partials + ((size_t)r * slices + g) * 3, m);
-        if (g == 0) coefficients[r] = pilot;
-    }
+    if (lid == 0) store_moment_partial(partials, coefficients, r, g, slices, m, pilot);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -85,25 +82,15 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void sn_moments_groups(
 
 // Global (column work-items padded, batch * slices): item (i, n * slices + g).
 __kernel void sn_moments_columns(MOMENTS_PARAMETERS) {
-    uint first, width, n, lo, hi, g;
-    if (!sn_column_slice(channels, spatial, slices, &first, &width, &n, &lo, &hi, &g)) return;
-    uint column_vecs = channels / CVEC;
-    INDEX_T row0 = (INDEX_T)n * spatial;
+    SnColumnSlice w;
+    if (!sn_column_slice(channels, spatial, slices, &w)) return;
     floatc pilot[TILE], mean[TILE], m2[TILE];
-    for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, row0, spatial, column_vecs, first + t);
-    float count = accumulate_column_moments(x, row0, column_vecs, first, width, lo, hi, pilot, mean, m2);
-    for (uint t = 0; t < width; ++t) {
-        float lp[CVEC], lm[CVEC], lq[CVEC];
-        column_lanes(pilot[t], lp);
-        column_lanes(mean[t], lm);
-        column_lanes(m2[t], lq);
-        for (uint i = 0; i < CVEC; ++i) {
-            uint r = n * channels + (first + t) * CVEC + i;
-            Moments m = {count, lm[i], lq[i]};
-            store_moments(partials + ((size_t)r * slices + g) * 3, m);
-            if (g == 0) coefficients[r] = lp[i];
-        }
-    }
+    for (uint t = 0; t < w.width; ++t) pilot[t] = column_pilot(x, w.row0, spatial, w.column_vecs, w.first + t);
+    float count = accumulate_column_moments(x, w.row0, w.column_vecs, w.first, w.width, w.lo, w.hi, pilot, mean, m2);
+    FOR_EACH_TILE_LANE(w.first, w.width, t, i, c, {
+        store_moment_partial(partials, coefficients, w.n * channels + c, w.g, slices,
+                             lane_moments(count, mean[t], m2[t], i), COLUMN_LANE(pilot[t], i));
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,7 +298,7 @@ __kernel void sn_apply_rows(__global const storage_t *x, __global storage_t *y, 
                             uint batch, uint channels, uint spatial) {
     uint runs = batch * channels;
     SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
-        uint r = (uint)s.at.quot;
+        uint r = (uint)s.at.q;
         float k = coefficients[r], o = coefficients[runs + r], sc = coefficients[2 * runs + r];
         float b = coefficients[3 * runs + r];
         for (INDEX_T i = s.lo; i < s.hi; ++i) STOREV(((LOADV(x, i) - k) - o) * sc + b, y, i);

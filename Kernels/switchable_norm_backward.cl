@@ -57,8 +57,8 @@ __kernel void snb_sums_items(SUMS_PARAMETERS) {
 #if SUMS == 2
 // One work-group of WG per (slice, run): global (slices * WG, runs), a local tree sum.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void snb_sums_groups(SUMS_PARAMETERS) {
-    __local float2 slots[WG];
-    uint g = get_group_id(0), r = get_group_id(1), lid = get_local_id(0);
+    GROUP_REDUCTION(float2, slots, lid);
+    uint g = get_group_id(0), r = get_group_id(1);
     float2 s = accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), mean[r]);
     s = reduce_float2(s, slots, lid, WG);
     if (lid == 0) vstore2(s, (size_t)r * slices + g, partials);
@@ -72,45 +72,16 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void snb_sums_groups(SU
 // slice of one sample. Global (column work-items padded, batch * slices): item
 // (i, n * slices + g).
 __kernel void snb_sums_columns(SUMS_PARAMETERS) {
-    uint first, width, n, lo, hi, g;
-    if (!sn_column_slice(channels, spatial, slices, &first, &width, &n, &lo, &hi, &g)) return;
-    uint column_vecs = channels / CVEC;
-    INDEX_T row0 = (INDEX_T)n * spatial;
-    floatc center[TILE], s[TILE], q[TILE], s_sum[TILE], q_sum[TILE], s_carry[TILE], q_carry[TILE];
-    for (uint t = 0; t < width; ++t) {
-        center[t] = CLOAD(n * column_vecs + first + t, mean);
-        s_sum[t] = 0.0f;
-        q_sum[t] = 0.0f;
-        s_carry[t] = 0.0f;
-        q_carry[t] = 0.0f;
-    }
-    for (uint row = lo; row < hi;) {
-        uint rows = min((uint)BLOCK, hi - row);
-        for (uint t = 0; t < width; ++t) { s[t] = 0.0f; q[t] = 0.0f; }
-        for (uint k = 0; k < rows; ++k) {
-            INDEX_T at = (row0 + row + k) * column_vecs + first;
-            for (uint t = 0; t < width; ++t) {
-                floatc gv = LOADC(dy, at + t);
-                s[t] += gv;
-                q[t] += gv * (LOADC(x, at + t) - center[t]);
-            }
-        }
-        // Kahan-compensated, lane by lane (as accumulate_vector_gradient_sums).
-        for (uint t = 0; t < width; ++t) {
-            KAHAN_ADD(floatc, s_sum[t], s_carry[t], s[t]);
-            KAHAN_ADD(floatc, q_sum[t], q_carry[t], q[t]);
-        }
-        row += rows;
-    }
-    for (uint t = 0; t < width; ++t) {
-        float ls[CVEC], lq[CVEC];
-        column_lanes(s_sum[t], ls);
-        column_lanes(q_sum[t], lq);
-        for (uint i = 0; i < CVEC; ++i) {
-            uint r = n * channels + (first + t) * CVEC + i;
-            vstore2((float2)(ls[i], lq[i]), (size_t)r * slices + g, partials);
-        }
-    }
+    SnColumnSlice w;
+    if (!sn_column_slice(channels, spatial, slices, &w)) return;
+    floatc center[TILE], s_sum[TILE], q_sum[TILE];
+    for (uint t = 0; t < w.width; ++t) center[t] = CLOAD(w.n * w.column_vecs + w.first + t, mean);
+    // Kahan-compensated block sums, lane by lane (as accumulate_vector_gradient_sums).
+    accumulate_column_gradient_sums(dy, x, w.row0, w.column_vecs, w.first, w.width, w.lo, w.hi, center, s_sum, q_sum);
+    FOR_EACH_TILE_LANE(w.first, w.width, t, i, c, {
+        size_t r = w.n * channels + c;
+        vstore2((float2)(COLUMN_LANE(s_sum[t], i), COLUMN_LANE(q_sum[t], i)), r * slices + w.g, partials);
+    })
 }
 #endif
 
@@ -195,32 +166,27 @@ inline void layer_adjoints(uint n, const float *pm, const float *pv, COEFFICIENT
 // summed over the N runs in order, row by row so each read is a contiguous segment.
 inline void channel_adjoints(uint tile, const float *pm, const float *pv, COEFFICIENT_PARAMETERS) {
     uint c0 = tile * SN_CHANNEL_TILE, width = min((uint)SN_CHANNEL_TILE, channels - c0);
-    float am[SN_CHANNEL_TILE], av[SN_CHANNEL_TILE], s1[SN_CHANNEL_TILE], s2[SN_CHANNEL_TILE];
-    for (uint t = 0; t < width; ++t) {
-        am[t] = 0.0f;
-        av[t] = 0.0f;
-        s1[t] = 0.0f;
-        s2[t] = 0.0f;
-    }
+    // Per channel, summed lane by lane: (adj_mean, adj_var), and (S1, S2 * invstd).
+    float2 adj[SN_CHANNEL_TILE], sum[SN_CHANNEL_TILE];
+    for (uint t = 0; t < width; ++t) adj[t] = sum[t] = (float2)(0.0f, 0.0f);
     for (uint n = 0; n < batch; ++n) {
         for (uint t = 0; t < width; ++t) {
             uint r = n * channels + c0 + t;
-            float2 a = vload2(r, adjoints), s = vload2(r, sums);
-            am[t] += a.x;
-            av[t] += a.y;
-            s1[t] += s.x;
-            s2[t] += s.y * invstd[r];
+            float2 s = vload2(r, sums);
+            adj[t] += vload2(r, adjoints);
+            sum[t].x += s.x;
+            sum[t].y += s.y * invstd[r];
         }
     }
     for (uint t = 0; t < width; ++t) {
         uint c = c0 + t;
 #if HAS_BN
-        set_adjoints[2 * batch + c] = pm[K_BATCH] * am[t];
-        set_adjoints[2 * batch + channels + c] = pv[K_BATCH] * av[t];
+        set_adjoints[2 * batch + c] = pm[K_BATCH] * adj[t].x;
+        set_adjoints[2 * batch + channels + c] = pv[K_BATCH] * adj[t].y;
 #endif
         // Null when not wanted (a runtime test: no program variant per gradient mask).
-        if (dweight) dweight[c] = s2[t];
-        if (dbias) dbias[c] = s1[t];
+        if (dweight) dweight[c] = sum[t].y;
+        if (dbias) dbias[c] = sum[t].x;
     }
 }
 
@@ -385,7 +351,7 @@ __kernel void snb_logits(COEFFICIENT_PARAMETERS) {
 __kernel void snb_dx_rows(DX_PARAMETERS) {
     uint runs = batch * channels;
     SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
-        uint r = (uint)s.at.quot;
+        uint r = (uint)s.at.q;
         float a = coefficients[r], b = coefficients[runs + r], c = coefficients[2 * runs + r];
         float m = coefficients[3 * runs + r];
 #if TWO_CENTERS
