@@ -73,8 +73,8 @@ extension BenchmarkCase {
 }
 
 /// What a backward case reads from the gradients of its timed call: dx and the events
-/// of the kernels that computed them.
-protocol TimedGradients {
+/// of the kernels that computed them (Sendable: the timed closure captures its type).
+protocol TimedGradients: Sendable {
     var input: Tensor? { get }
     var events: [KernelEvent] { get }
 }
