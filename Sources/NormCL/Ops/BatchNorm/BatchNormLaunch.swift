@@ -54,7 +54,7 @@ struct BatchNormLaunch: ChannelShaped, Equatable, Sendable {
 
     // MARK: Launches
 
-    typealias Launch = (global: [Int], local: [Int])
+    typealias Launch = KernelLaunches.Launch
 
     /// One work-group per channel.
     var perChannelGroups: Launch { ([channels * channel.reductionWorkGroupSize], [channel.reductionWorkGroupSize]) }
