@@ -1,18 +1,23 @@
 import COpenCL
 
-/// A `cl_mem` buffer in one runtime's context, released when the last reference goes.
+/// A `cl_mem` buffer in one runtime's context: NormCL's own, from the runtime's
+/// ``BufferPool`` and back to it when the last reference goes, or a view of the
+/// caller's memory (``init(borrowing:byteOffset:byteCount:on:)``), which NormCL never frees.
 ///
-/// Dropping a buffer while kernels on it are still queued is safe: its memory goes
-/// back to the runtime's ``BufferPool`` (or to OpenCL, which keeps it alive until
-/// those commands finish), and any reuse is queued after them.
+/// Dropping a pooled buffer while kernels on it are still queued is safe: its memory
+/// goes back to the runtime's ``BufferPool`` (or to OpenCL, which keeps it alive until
+/// those commands finish), and any reuse is queued after them (``CommandOrder``).
 ///
 /// Why `@unchecked Sendable` is honest: its properties are `let`s, and the `cl_mem` is
-/// only used through the runtime's queue (thread-safe), whose in-order execution
-/// orders every read and write of the memory; it is recycled once, in `deinit`.
+/// only used through the runtime's queue (thread-safe), on which NormCL's commands run
+/// in submission order; it is recycled or released once, in `deinit`.
 final class DeviceBuffer: @unchecked Sendable {
     let handle: cl_mem
     let byteCount: Int
     let runtime: OpenCLRuntime
+    /// The caller's memory this buffer views, and the view's byte offset in it (nil for
+    /// NormCL's own buffers).
+    let borrowed: (memory: cl_mem, byteOffset: Int)?
 
     /// Allocates `byteCount` bytes of uninitialised device memory (see ``BufferPool/allocate(byteCount:in:)``).
     init(byteCount: Int, on runtime: OpenCLRuntime) throws(OpenCLError) {
@@ -20,23 +25,84 @@ final class DeviceBuffer: @unchecked Sendable {
         self.handle = try runtime.buffers.allocate(byteCount: byteCount, in: runtime.context)
         self.byteCount = byteCount
         self.runtime = runtime
+        self.borrowed = nil
     }
 
-    deinit { runtime.buffers.recycle(handle, byteCount: byteCount) }
+    /// A zero-copy view of `byteCount` bytes of the caller's `memory` from `byteOffset`:
+    /// the buffer itself (retained) at offset 0, else a sub-buffer, whose origin must be a
+    /// multiple of the device's ``OpenCLDevice/baseAddressAlignmentBytes``.
+    ///
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` naming `buffer` for memory
+    ///   that is not a valid buffer of the runtime's context (released, or another
+    ///   context's), `byteOffset` for a range past the buffer's end or an offset the
+    ///   device cannot make a sub-buffer at.
+    init(borrowing memory: cl_mem, byteOffset: Int, byteCount: Int, on runtime: OpenCLRuntime) throws {
+        precondition(byteCount > 0, "empty views hold no buffer")
+        var context: cl_context?
+        let contextStatus = clGetMemObjectInfo(
+            memory, cl_mem_info(CL_MEM_CONTEXT), MemoryLayout<cl_context?>.size, &context, nil)
+        guard contextStatus == CL_SUCCESS else {
+            throw NormError.invalidArgument(
+                argument: "buffer", reason: "not a valid OpenCL buffer (\(OpenCLError(code: contextStatus, call: "clGetMemObjectInfo")))")
+        }
+        guard context == runtime.context else {
+            throw NormError.invalidArgument(argument: "buffer", reason: "belongs to another OpenCL context than the runtime's")
+        }
+        var size = 0
+        try check(clGetMemObjectInfo(memory, cl_mem_info(CL_MEM_SIZE), MemoryLayout<Int>.size, &size, nil), "clGetMemObjectInfo(CL_MEM_SIZE)")
+        guard byteOffset >= 0, byteOffset <= size, byteCount <= size - byteOffset else {
+            throw NormError.invalidArgument(
+                argument: "byteOffset",
+                reason: "\(byteCount) bytes from offset \(byteOffset) go past the end of the \(size)-byte buffer")
+        }
+        if byteOffset == 0 {
+            try check(clRetainMemObject(memory), "clRetainMemObject")
+            handle = memory
+        } else {
+            let alignment = runtime.device.baseAddressAlignmentBytes
+            guard byteOffset % alignment == 0 else {
+                throw NormError.unsupported(
+                    argument: "byteOffset",
+                    reason: "\(byteOffset) is not a multiple of the device's base address alignment (\(alignment) bytes, CL_DEVICE_MEM_BASE_ADDR_ALIGN); a view must start there (or at 0)")
+            }
+            var region = cl_buffer_region(origin: byteOffset, size: byteCount)
+            var status: cl_int = CL_SUCCESS
+            guard let subBuffer = clCreateSubBuffer(
+                memory, 0, cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &status), status == CL_SUCCESS
+            else { throw OpenCLError(code: status, call: "clCreateSubBuffer(origin \(byteOffset), \(byteCount) bytes)") }
+            handle = subBuffer
+        }
+        runtime.objects.created(.memory)
+        self.byteCount = byteCount
+        self.runtime = runtime
+        self.borrowed = (memory, byteOffset)
+    }
+
+    deinit {
+        if borrowed != nil {
+            clReleaseMemObject(handle)
+            runtime.objects.released(.memory)
+        } else {
+            runtime.buffers.recycle(handle, byteCount: byteCount)
+        }
+    }
 
     /// Copies `values` into the buffer, blocking until the copy is done.
     func upload<T: BitwiseCopyable>(_ values: [T]) throws(OpenCLError) {
         precondition(values.count * MemoryLayout<T>.stride == byteCount, "upload size mismatch")
-        let status = values.withUnsafeBytes { bytes in
-            ProcessExit.gate.pass {
-                clEnqueueWriteBuffer(runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, bytes.baseAddress, 0, nil, nil)
+        let (queue, handle, byteCount) = (runtime.queue, handle, byteCount)
+        let result = values.withUnsafeBytes { bytes in
+            Result { () throws(OpenCLError) in
+                try runtime.submit("clEnqueueWriteBuffer") { count, list, event in
+                    clEnqueueWriteBuffer(queue, handle, cl_bool(CL_TRUE), 0, byteCount, bytes.baseAddress, count, list, event)
+                }
             }
         }
-        try check(status, "clEnqueueWriteBuffer")
+        _ = try result.get()
     }
 
     /// Sets every element to `pattern` on the device, without building a host array or
-    /// waiting: `clEnqueueFillBuffer` on the runtime's in-order queue, so the commands
+    /// waiting: `clEnqueueFillBuffer` in the runtime's command order, so the commands
     /// enqueued after it see the filled buffer. OpenCL copies the pattern at the call.
     ///
     /// - Parameter pattern: one element's bits, e.g. a `Float`'s, or a `Float16`'s for
@@ -44,26 +110,35 @@ final class DeviceBuffer: @unchecked Sendable {
     func fill<Pattern: BitwiseCopyable>(with pattern: Pattern) throws(OpenCLError) {
         let size = MemoryLayout<Pattern>.size
         precondition(byteCount % size == 0, "fill pattern does not divide the buffer")
-        let status = withUnsafeBytes(of: pattern) { bytes in
-            ProcessExit.gate.pass {
-                clEnqueueFillBuffer(runtime.queue, handle, bytes.baseAddress, size, 0, byteCount, 0, nil, nil)
+        let (queue, handle, byteCount) = (runtime.queue, handle, byteCount)
+        let result = withUnsafeBytes(of: pattern) { bytes in
+            Result { () throws(OpenCLError) in
+                try runtime.submit("clEnqueueFillBuffer") { count, list, event in
+                    clEnqueueFillBuffer(queue, handle, bytes.baseAddress, size, 0, byteCount, count, list, event)
+                }
             }
         }
-        try check(status, "clEnqueueFillBuffer")
+        _ = try result.get()
     }
 
     /// Copies the buffer to the host after every command queued before it has run.
     func download<T: BitwiseCopyable>(as type: T.Type = T.self) throws(OpenCLError) -> [T] {
         let count = byteCount / MemoryLayout<T>.stride
-        var status: cl_int = CL_SUCCESS
+        let (queue, handle, byteCount) = (runtime.queue, handle, byteCount)
+        var failure: OpenCLError?
         let values = Array<T>(unsafeUninitializedCapacity: count) { destination, initialized in
-            status = ProcessExit.gate.pass {
-                clEnqueueReadBuffer(
-                    runtime.queue, handle, cl_bool(CL_TRUE), 0, byteCount, destination.baseAddress, 0, nil, nil)
+            do throws(OpenCLError) {
+                _ = try runtime.submit("clEnqueueReadBuffer") { waits, list, event in
+                    clEnqueueReadBuffer(queue, handle, cl_bool(CL_TRUE), 0, byteCount, destination.baseAddress, waits, list, event)
+                }
+                initialized = count
+            } catch {
+                failure = error
+                initialized = 0
             }
-            initialized = status == CL_SUCCESS ? count : 0
         }
-        try check(status, "clEnqueueReadBuffer")
+        if let failure { throw failure }
+        ProcessExit.settleDeferredFirstLaunches()
         return values
     }
 }

@@ -42,6 +42,9 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
     public let maxAllocationBytes: Int
     /// `CL_DEVICE_OPENCL_C_VERSION`, e.g. `"OpenCL C 1.2 pocl"`.
     public let openCLCVersion: String
+    /// `CL_DEVICE_MEM_BASE_ADDR_ALIGN` in bytes: the alignment a sub-buffer's origin needs,
+    /// so the byte offsets of zero-copy tensor views (``Tensor/init(wrapping:byteOffset:shape:layout:elementType:on:)``).
+    public let baseAddressAlignmentBytes: Int
     /// `CL_DEVICE_EXTENSIONS`, split on spaces.
     public let extensions: Set<String>
 
@@ -79,6 +82,7 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
         globalMemoryBytes = Int(try Self.scalar(id, CL_DEVICE_GLOBAL_MEM_SIZE) as cl_ulong)
         maxAllocationBytes = Int(try Self.scalar(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE) as cl_ulong)
         openCLCVersion = try Self.string(id, CL_DEVICE_OPENCL_C_VERSION).trimmingSpaces()
+        baseAddressAlignmentBytes = max(1, Int(try Self.scalar(id, CL_DEVICE_MEM_BASE_ADDR_ALIGN) as cl_uint) / 8)
         extensions = Set(try Self.string(id, CL_DEVICE_EXTENSIONS).split(separator: " ").map(String.init))
     }
 
@@ -113,6 +117,9 @@ func infoString(
 }
 
 extension OpenCLDevice {
+    /// Whether the driver compiles a kernel's work-group function at its first launch,
+    /// in-process with LLVM (PoCL), which exit safety waits for (see `ProcessExit`).
+    var compilesKernelsAtFirstLaunch: Bool { platformName.contains("Portable Computing Language") }
 }
 
 extension String {

@@ -88,6 +88,38 @@ enum ProcessExit {
         registerHandler()
     }
 
+    /// First launches whose wait ``deferFirstLaunch(_:)`` left for later, retained.
+    private static let deferredFirstLaunches = PosixMutex<[EventHandle]>([])
+
+    /// `@unchecked`: an OpenCL event is thread-safe; it is only queried and released.
+    private struct EventHandle: @unchecked Sendable {
+        let event: cl_event
+    }
+
+    /// Call instead of ``firstLaunchEnqueued(_:)`` when the launch may wait for a caller's
+    /// event that is still pending (a user event set after the op returns): waiting for
+    /// it there could wait forever. The handler is registered once the kernel has run,
+    /// by the next call that waits anyway (a read, `finish`, an event's wait) — exit
+    /// before that is not covered.
+    static func deferFirstLaunch(_ event: cl_event) {
+        clRetainEvent(event)
+        deferredFirstLaunches.withLock { $0.append(EventHandle(event: event)) }
+    }
+
+    /// Registers the handler after the deferred first launches that have completed since
+    /// (their compiles done), and forgets them. Never waits.
+    static func settleDeferredFirstLaunches() {
+        let completed = deferredFirstLaunches.withLock { handles -> [EventHandle] in
+            guard !handles.isEmpty else { return [] }
+            let completed = handles.filter { !CommandOrder.isPending($0.event) }
+            handles.removeAll { handle in completed.contains { $0.event == handle.event } }
+            return completed
+        }
+        guard !completed.isEmpty else { return }
+        for handle in completed { clReleaseEvent(handle.event) }
+        registerHandler()
+    }
+
     /// Whether exit waits for `runtime`'s queue (for tests).
     static func isTracked(_ runtime: OpenCLRuntime) -> Bool {
         liveQueues.withLock { $0[ObjectIdentifier(runtime)] != nil }

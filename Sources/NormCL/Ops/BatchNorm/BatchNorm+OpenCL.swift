@@ -9,17 +9,19 @@ enum BatchNormKernels {
     /// - Parameter renorm: Batch Renorm's limits (problems with `renorm` only).
     static func run(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        on runtime: OpenCLRuntime
+        running: RunningStatistics?, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
-        let output = try Tensor(
-            uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
-        var launches = KernelLaunches(program, on: runtime)
+        let output = try call.forward(
+            \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         if plan.strategy == .elementwise {
             try enqueueInference(problem, plan: plan, inputs: inputs, output: output, launches: &launches)
             return Outputs(output: output, events: launches.events)
         }
-        return try runTraining(problem, plan: plan, inputs: inputs, renorm: renorm, output: output, launches: &launches)
+        return try runTraining(
+            problem, plan: plan, inputs: inputs, renorm: renorm, running: running, call: call, output: output,
+            launches: &launches)
     }
 
     /// The elementwise pass, with each channel's scale computed from the running
@@ -83,16 +85,24 @@ enum BatchNormKernels {
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
     private static func runTraining(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        output: Tensor, launches: inout KernelLaunches
+        running: RunningStatistics?, call: OpCall, output: Tensor, launches: inout KernelLaunches
     ) throws -> Outputs {
         let runtime = launches.runtime
         let launch = plan.launch
         let channelShape = [problem.channels]
-        let saveMean = try Tensor(uninitializedShape: channelShape, on: runtime)
-        let saveInvstd = try Tensor(uninitializedShape: channelShape, on: runtime)
+        let saveMean = try call.forward(\.saveMean, "saveMean", shape: channelShape, on: runtime)
+        let saveInvstd = try call.forward(\.saveInvstd, "saveInvstd", shape: channelShape, on: runtime)
         let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
-        let runningMeanOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
-        let runningVarOut = tracksRunning ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        // In place when the destinations are the running tensors: each channel's update
+        // reads its old value before writing the new one, in the same work-item.
+        let runningMeanOut =
+            tracksRunning
+            ? try call.forward(\.runningMean, "runningMean", shape: channelShape, on: runtime, mayAlias: running?.mean)
+            : nil
+        let runningVarOut =
+            tracksRunning
+            ? try call.forward(\.runningVar, "runningVar", shape: channelShape, on: runtime, mayAlias: running?.variance)
+            : nil
         let renormR = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         let renormD = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         // weight, bias and STATISTICS_PARAMETERS in batch_norm.cl.

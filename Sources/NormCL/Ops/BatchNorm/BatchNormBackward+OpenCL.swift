@@ -18,7 +18,7 @@ enum BatchNormBackwardKernels {
     }
 
     static func run(
-        _ problem: BatchNormBackwardProblem, plan: BatchNormPlan, inputs: Inputs, on runtime: OpenCLRuntime
+        _ problem: BatchNormBackwardProblem, plan: BatchNormPlan, inputs: Inputs, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> NormGradients {
         let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
         let launch = plan.launch
@@ -26,10 +26,13 @@ enum BatchNormBackwardKernels {
         let channelShape = [problem.channels]
         let dx =
             mask.contains(.input)
-            ? try Tensor(uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+            ? try call.backward(
+                \.gradInput, "gradInput", shape: problem.shape, layout: problem.layout, elementType: problem.elementType,
+                on: runtime)
             : nil
-        let gradWeight = mask.contains(.weight) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
-        let gradBias = mask.contains(.bias) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
+        let gradWeight =
+            mask.contains(.weight) ? try call.backward(\.gradWeight, "gradWeight", shape: channelShape, on: runtime) : nil
+        let gradBias = mask.contains(.bias) ? try call.backward(\.gradBias, "gradBias", shape: channelShape, on: runtime) : nil
         // CHANNEL_PARAMETERS in batch_norm_backward.cl.
         let channelArguments: KeyValuePairs<String, KernelArgument> = [
             "mean": .buffer(inputs.mean), "stat": .buffer(inputs.second), "eps": .float(inputs.eps),
@@ -40,7 +43,7 @@ enum BatchNormBackwardKernels {
             "x": .buffer(inputs.x), "dy": .buffer(inputs.dy), "dx": .buffer(dx?.deviceBuffer),
         ]
         let xAndDy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "dy": .buffer(inputs.dy)]
-        var launches = KernelLaunches(program, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
 
         /// dx from per-channel coefficients (`mean_dy`, `xcoef` nil in inference).
         func enqueueDx(scale: DeviceBuffer?, meanDy: DeviceBuffer?, xcoef: DeviceBuffer?) throws {

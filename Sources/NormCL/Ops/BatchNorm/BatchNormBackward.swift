@@ -35,7 +35,8 @@
 ///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
 ///   device fails.
 public func batchNormBackward(
-    _ gradOutput: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
+    _ gradOutput: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     guard let saved = forward.saved else { throw NormError.nothingSaved("batchNorm") }
     let statistics: BatchNormBackwardProblem.Statistics
@@ -52,7 +53,7 @@ public func batchNormBackward(
     }
     return try batchNormBackward(
         gradOutput, input: saved.input, weight: saved.weight, statistics: statistics,
-        outputMask: outputMask.restricted(to: saved), strategy: nil)
+        outputMask: outputMask.restricted(to: saved), strategy: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass of BatchNorm training (`torch.ops.aten.native_batch_norm_backward`
@@ -82,13 +83,14 @@ public func batchNormBackward(
 ///   statistic that is not `[C]` float32 on the input's backend, an input shape the
 ///   forward rejects (fewer than two dims, too large, one value per channel); ``OpenCLError``
 ///   or ``KernelBuildError`` when the device fails.
-func batchNormBackward(
+public func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask = .all
+    outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try batchNormBackward(
         gradOutput, input: input, weight: weight, statistics: .batch(mean: saveMean, invstd: saveInvstd),
-        outputMask: outputMask, strategy: nil)
+        outputMask: outputMask, strategy: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass of a BatchNorm forward, from its ``BatchNormOutput``.
@@ -132,14 +134,15 @@ func batchNormBackward(
 ///   - eps: the forward's eps.
 /// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``
 ///   (with `runningMean`/`runningVar` named), and for a negative or non-finite eps.
-func batchNormBackward(
+public func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, runningStatistics: RunningStatistics, eps: Float = 1e-5,
-    outputMask: NormGradientMask = .all
+    outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try batchNormBackward(
         gradOutput, input: input, weight: weight,
         statistics: .running(mean: runningStatistics.mean, variance: runningStatistics.variance, eps: eps),
-        outputMask: outputMask, strategy: nil)
+        outputMask: outputMask, strategy: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass of Batch Renormalization's training forward, with `r` and `d`
@@ -155,14 +158,15 @@ func batchNormBackward(
 ///   - renormR, renormD: the forward's ``BatchNormOutput/renormR`` and ``BatchNormOutput/renormD``.
 /// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``,
 ///   also for `renormR`/`renormD`.
-func batchRenormBackward(
+public func batchRenormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    renormR: Tensor, renormD: Tensor, outputMask: NormGradientMask = .all
+    renormR: Tensor, renormD: Tensor, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try batchNormBackward(
         gradOutput, input: input, weight: weight,
         statistics: .renorm(mean: saveMean, invstd: saveInvstd, r: renormR, d: renormD), outputMask: outputMask,
-        strategy: nil)
+        strategy: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass of a ``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:)``
@@ -188,7 +192,8 @@ func batchRenormBackward(
 /// and GPU-style launches on a CPU device, with them).
 func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: BatchNormBackwardProblem.Statistics,
-    outputMask: NormGradientMask, strategy: BatchNormPlan.Strategy?, tuning: DeviceTuning? = nil
+    outputMask: NormGradientMask, strategy: BatchNormPlan.Strategy?, tuning: DeviceTuning? = nil,
+    call: OpCall = OpCall()
 ) throws -> NormGradients {
     let problem = try BatchNormBackwardProblem.validated(
         gradOutput: gradOutput, input: input, weight: weight, statistics: statistics, outputMask: outputMask)
@@ -216,6 +221,9 @@ func batchNormBackward(
         let inputs = BatchNormBackwardKernels.Inputs(
             x: x, dy: dy, weight: weight?.deviceBuffer, mean: mean, second: second,
             renormR: renorm?.r.deviceBuffer, renormD: renorm?.d.deviceBuffer, eps: statistics.eps)
-        return try BatchNormBackwardKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        return try BatchNormBackwardKernels.run(
+            problem, plan: plan, inputs: inputs,
+            call: call.reading(gradOutput, input, weight, statistics.mean, statistics.second, renorm?.r, renorm?.d),
+            on: runtime)
     }
 }

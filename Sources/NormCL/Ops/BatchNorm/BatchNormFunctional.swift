@@ -45,12 +45,13 @@
 public func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics, training: Bool,
-    momentum: Float? = 0.1, eps: Float = 1e-5
+    momentum: Float? = 0.1, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     try runningStatistics.updated { running in
         try batchNorm(
             input, weight: weight, bias: bias, runningStatistics: &running, training: training, momentum: momentum,
-            eps: eps, strategy: nil)
+            eps: eps, strategy: nil, call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
@@ -69,9 +70,14 @@ func batchNorm(
 /// forward of `torch.nn.functional.batch_norm(x, None, None, weight, bias, True, …)`.
 ///
 /// See ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` for the math.
-public func batchNorm(_ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5) throws -> BatchNormOutput {
+public func batchNorm(
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
+) throws -> BatchNormOutput {
     var none: RunningStatistics? = nil
-    return try batchNorm(input, weight: weight, bias: bias, runningStatistics: &none, training: true, eps: eps)
+    return try batchNorm(
+        input, weight: weight, bias: bias, runningStatistics: &none, training: true, momentum: nil, eps: eps,
+        strategy: nil, call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot batch normalisation of host values with batch statistics: uploads,
@@ -117,12 +123,13 @@ public func batchNorm(
 public func batchRenorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics, limits: BatchRenormLimits,
-    momentum: Float? = 0.1, eps: Float = 1e-5
+    momentum: Float? = 0.1, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     try runningStatistics.updated { running in
         try batchNorm(
             input, weight: weight, bias: bias, runningStatistics: &running, training: true, momentum: momentum,
-            eps: eps, strategy: nil, renorm: limits)
+            eps: eps, strategy: nil, renorm: limits, call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
@@ -131,12 +138,13 @@ public func batchRenorm(
 func batchNorm(
     _ input: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool,
-    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits? = nil
+    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits? = nil,
+    call: OpCall = OpCall()
 ) throws -> BatchNormOutput {
     let normalisedWith = runningStatistics
     var output = try batchNormOutput(
         input, weight: weight, bias: bias, runningStatistics: &runningStatistics, training: training,
-        momentum: momentum, eps: eps, strategy: strategy, renorm: renorm)
+        momentum: momentum, eps: eps, strategy: strategy, renorm: renorm, call: call)
     output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
     if !training { output.runningStatistics = normalisedWith }
     return output
@@ -145,7 +153,7 @@ func batchNorm(
 private func batchNormOutput(
     _ input: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool,
-    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits?
+    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits?, call: OpCall
 ) throws -> BatchNormOutput {
     let mode: BatchNormProblem.Mode =
         training ? .training(updatesRunningStatistics: runningStatistics != nil) : .inference
@@ -193,7 +201,9 @@ private func batchNormOutput(
         let operands = ChannelOperands(
             weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps)
         let result = try BatchNormKernels.run(
-            problem, plan: plan, inputs: ChannelInputs(x: x, operands: operands), renorm: renorm, on: runtime)
+            problem, plan: plan, inputs: ChannelInputs(x: x, operands: operands), renorm: renorm,
+            running: runningStatistics,
+            call: call.reading(input, weight, bias, runningStatistics?.mean, runningStatistics?.variance), on: runtime)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = mean
             updated?.variance = variance

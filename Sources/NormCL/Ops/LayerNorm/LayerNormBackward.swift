@@ -1,4 +1,4 @@
-/// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:)``, as PyTorch's
+/// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)``, as PyTorch's
 /// `native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight,
 /// bias, output_mask)`, from what the forward returned: its input, γ, β,
 /// `normalizedShape` and saved statistics come from `forward`, so nothing can disagree.
@@ -18,33 +18,46 @@
 ///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:)`` returned.
+///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)`` returned.
 ///   - outputMask: which gradients to compute; the others come back nil and their
 ///     work is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 of
 ///   shape `normalizedShape`), and the kernel events.
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
 ///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
 ///   device fails.
 public func layerNormBackward(
-    _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all
+    _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     guard let saved = forward.saved else { throw NormError.nothingSaved("layerNorm") }
     return try layerNormBackward(
         gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
         saveMean: forward.saveMean, saveInvstd: forward.saveInvstd, outputMask: outputMask.restricted(to: saved),
-        strategy: nil, fuseParameters: nil, tuning: nil)
+        strategy: nil, fuseParameters: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
-/// The backward pass from explicit saved statistics (tests, and the layer-free path of
-/// PyTorch's `native_layer_norm_backward`).
-func layerNormBackward(
+/// The backward pass from explicit saved statistics, as PyTorch's
+/// `native_layer_norm_backward`: for callers that keep the forward's input and
+/// statistics themselves (tensors over their own buffers, the C API).
+///
+/// The math and the gradients are those of
+/// ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``; `saveMean` and
+/// `saveInvstd` are the forward's (float32, shape = the input's leading dims), and a
+/// requested dγ is computed also when `weight` is nil (the gradient at γ = 1).
+public func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor,
-    saveInvstd: Tensor, outputMask: NormGradientMask = .all
+    saveInvstd: Tensor, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try layerNormBackward(
         gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveMean: saveMean,
-        saveInvstd: saveInvstd, outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil)
+        saveInvstd: saveInvstd, outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil,
+        call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// `layerNormBackward(_:input:normalizedShape:weight:saveMean:saveInvstd:outputMask:)`
@@ -64,9 +77,11 @@ func layerNormBackward(
 /// every kernel).
 func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?
+    outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?,
+    call: OpCall = OpCall()
 ) throws -> NormGradients {
     try rowNormBackward(
         .layerNorm, gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveMean: saveMean,
-        saveScale: saveInvstd, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning)
+        saveScale: saveInvstd, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning,
+        call: call)
 }

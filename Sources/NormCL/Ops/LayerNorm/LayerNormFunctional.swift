@@ -22,6 +22,10 @@
 ///   - weight: γ, float32 of shape `normalizedShape`, or nil for γ = 1.
 ///   - bias: β, float32 of shape `normalizedShape`, or nil for β = 0.
 ///   - eps: added to the variance inside the square root; finite and ≥ 0 (default `1e-5`).
+///   - destinations: tensors to write the output and statistics into (OpenCL; see
+///     ``ForwardDestinations``); new tensors where nil.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: the output, and the per-row mean and inverse standard deviation (float32,
 ///   shape = leading dims) for the backward pass (PyTorch's `native_layer_norm`).
 ///   An empty input (a zero dim, rows = 0 or D = 0) gives an empty output and the statistics of
@@ -29,18 +33,22 @@
 /// - Throws: ``NormError`` for invalid arguments: an empty or negative
 ///   `normalizedShape` (`invalidShape`), trailing dims that differ from it
 ///   (`shapeMismatch` of `input`), weight or bias of another shape, type or backend,
+///   a destination that does not fit its result (naming `destinations.output`, …),
 ///   non-finite or negative eps, rows or D of 2^32 or more,
 ///   channels-last input of rank ≥ 3 (`unsupported`); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func layerNorm(
-    _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> LayerNormOutput {
-    try layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: nil, tuning: nil)
+    try layerNorm(
+        input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: nil, tuning: nil,
+        call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot layer normalisation of host values: uploads, normalises, downloads.
 ///
-/// See ``layerNorm(_:normalizedShape:weight:bias:eps:)`` for the math.
+/// See ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)`` for the math.
 /// - Parameters:
 ///   - values: the input, row-major, `shape`'s element count.
 ///   - shape: the input's shape; its trailing dims are `normalizedShape`.
@@ -63,11 +71,11 @@ public func layerNorm(
 /// each strategy, and the GPU-style interleaved kernels on a CPU device).
 func layerNorm(
     _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float, strategy: RowNormPlan.Strategy?,
-    tuning: DeviceTuning?
+    tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> LayerNormOutput {
     let r = try rowNormForward(
         .layerNorm, input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, strategy: strategy,
-        tuning: tuning)
+        tuning: tuning, call: call)
     guard let saveMean = r.saveMean else { preconditionFailure("LayerNorm's forward returns the mean") }
     var output = LayerNormOutput(output: r.output, saveMean: saveMean, saveInvstd: r.saveScale, events: r.events)
     output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)

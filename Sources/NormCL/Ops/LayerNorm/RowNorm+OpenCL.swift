@@ -15,18 +15,19 @@ enum RowNormKernels {
 
     static func run(
         _ problem: RowNormProblem, plan: RowNormPlan, x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?,
-        eps: Float, on runtime: OpenCLRuntime
+        eps: Float, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let program = try runtime.program(.layerNorm, options: plan.buildOptions(for: problem))
-        let output = try Tensor(
-            uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+        let output = try call.forward(
+            \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         let statisticsShape = problem.statisticsShape
-        let saveMean = problem.kind == .layerNorm ? try Tensor(uninitializedShape: statisticsShape, on: runtime) : nil
-        let saveScale = try Tensor(uninitializedShape: statisticsShape, on: runtime)
+        let saveMean =
+            problem.kind == .layerNorm ? try call.forward(\.saveMean, "saveMean", shape: statisticsShape, on: runtime) : nil
+        let saveScale = try call.forward(\.saveInvstd, "saveInvstd", shape: statisticsShape, on: runtime)
         let rows = try KernelArgument.count(problem.rows)
         let rowLength = try KernelArgument.count(problem.rowLength)
         let y = output.deviceBuffer
-        var launches = KernelLaunches(program, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         switch plan.strategy {
         case .fused(let items, let rowsPerGroup):
             let groups = problem.rows.ceilingDivided(by: rowsPerGroup)

@@ -5,7 +5,7 @@
 func rowNormBackward(
     _ kind: RowNormProblem.Kind, _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?,
     saveMean: Tensor?, saveScale: Tensor, outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?,
-    fuseParameters: Bool?, tuning: DeviceTuning?
+    fuseParameters: Bool?, tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> NormGradients {
     let problem = try RowNormBackwardProblem.validated(
         kind, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
@@ -45,6 +45,7 @@ func rowNormBackward(
             fuseParameters: fuseParameters)
         return try RowNormBackwardKernels.run(
             problem, plan: plan, gradOutput: dy, x: x, weight: weight?.deviceBuffer,
-            statistics: .init(mean: saveMean?.deviceBuffer, scale: scale), on: runtime)
+            statistics: .init(mean: saveMean?.deviceBuffer, scale: scale),
+            call: call.reading(gradOutput, input, weight, saveMean, saveScale), on: runtime)
     }
 }

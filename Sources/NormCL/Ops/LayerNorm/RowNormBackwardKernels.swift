@@ -13,7 +13,7 @@ enum RowNormBackwardKernels {
 
     static func run(
         _ problem: RowNormBackwardProblem, plan: RowNormBackwardPlan, gradOutput: DeviceBuffer, x: DeviceBuffer,
-        weight: DeviceBuffer?, statistics: Statistics, on runtime: OpenCLRuntime
+        weight: DeviceBuffer?, statistics: Statistics, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> NormGradients {
         let forward = problem.forward
         guard problem.needsInput || problem.needsParameters else {
@@ -22,10 +22,15 @@ enum RowNormBackwardKernels {
         let program = try runtime.program(.layerNormBackward, options: plan.buildOptions(for: problem))
         let dx =
             problem.needsInput
-            ? try Tensor(uninitializedShape: forward.shape, layout: forward.layout, elementType: forward.elementType, on: runtime)
+            ? try call.backward(
+                \.gradInput, "gradInput", shape: forward.shape, layout: forward.layout, elementType: forward.elementType,
+                on: runtime)
             : nil
-        let dWeight = problem.needsWeight ? try Tensor(uninitializedShape: forward.normalizedShape, on: runtime) : nil
-        let dBias = problem.needsBias ? try Tensor(uninitializedShape: forward.normalizedShape, on: runtime) : nil
+        let dWeight =
+            problem.needsWeight
+            ? try call.backward(\.gradWeight, "gradWeight", shape: forward.normalizedShape, on: runtime) : nil
+        let dBias =
+            problem.needsBias ? try call.backward(\.gradBias, "gradBias", shape: forward.normalizedShape, on: runtime) : nil
         let blocks = plan.partialBlocks(problem)
         // dγ's partials, then dβ's: [2][blocks][D] floats.
         let partials =
@@ -36,7 +41,7 @@ enum RowNormBackwardKernels {
         let (mean, scale) = (statistics.mean, statistics.scale)
         // Whose column partials the kernels form (the kernels' PARTIALS_DGAMMA, PARTIALS_DBETA).
         let parameters = KernelArgument.uint((problem.needsWeight ? 1 : 0) | (problem.needsBias ? 2 : 0))
-        var launches = KernelLaunches(program, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
 
         /// The column walk: dx from `coefficients` (when given; the fused strategy writes
         /// dx itself) and block partials.

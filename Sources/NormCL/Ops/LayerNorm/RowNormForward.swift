@@ -4,7 +4,7 @@
 /// `tuning` force the OpenCL plan's choices (tests use them to cover every kernel).
 func rowNormForward(
     _ kind: RowNormProblem.Kind, _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float,
-    strategy: RowNormPlan.Strategy?, tuning: DeviceTuning?
+    strategy: RowNormPlan.Strategy?, tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> RowNormKernels.Outputs {
     let problem = try RowNormProblem.validated(
         kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
@@ -40,6 +40,6 @@ func rowNormForward(
         let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         return try RowNormKernels.run(
             problem, plan: plan, x: input.openCLBuffer, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer, eps: eps,
-            on: runtime)
+            call: call.reading(input, weight, bias), on: runtime)
     }
 }

@@ -1,7 +1,7 @@
 /// An RMSNorm layer that owns its parameter, as `torch.nn.RMSNorm`.
 ///
 /// Scales each sample over its trailing ``normalizedShape`` dims by its own root
-/// mean square. The math is that of ``rmsNorm(_:normalizedShape:weight:eps:)``.
+/// mean square. The math is that of ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)``.
 public struct RMSNorm: Sendable {
     /// The trailing dims normalised over.
     public let normalizedShape: [Int]

@@ -1,4 +1,4 @@
-/// The backward pass of ``rmsNorm(_:normalizedShape:weight:eps:)``, as PyTorch's
+/// The backward pass of ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)``, as PyTorch's
 /// `_fused_rms_norm_backward`, from what the forward returned.
 ///
 /// For each row of the `(rows, D)` view, with the forward's saved `rstd` `r`,
@@ -15,17 +15,20 @@
 ///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - forward: what ``rmsNorm(_:normalizedShape:weight:eps:)`` returned; its input, γ,
+///   - forward: what ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)`` returned; its input, γ,
 ///     `normalizedShape` and saved `rstd` are used, so nothing can disagree.
 ///   - outputMask: which gradients to compute; the others come back nil and their
 ///     work is skipped. dγ is returned only when the forward had a weight.
+///   - destinations: tensors to write dx and dγ into (OpenCL; see ``BackwardDestinations``).
+///   - waitList: events the first kernel waits for; the op returns without waiting.
 /// - Returns: dx (the input's shape, layout and element type), dγ (float32 of shape
 ///   `normalizedShape`), and the kernel events.
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
 ///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
 ///   device fails.
 public func rmsNormBackward(
-    _ gradOutput: Tensor, forward: RMSNormOutput, outputMask: NormGradientMask = .all
+    _ gradOutput: Tensor, forward: RMSNormOutput, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     guard let saved = forward.saved else { throw NormError.nothingSaved("rmsNorm") }
     return try rmsNormBackward(
@@ -59,9 +62,11 @@ func rmsNormBackward(
 /// dx kernel, and `tuning` replaces the device's (tests use them to cover every kernel).
 func rmsNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveInvRms: Tensor,
-    outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?
+    outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?,
+    call: OpCall = OpCall()
 ) throws -> NormGradients {
     try rowNormBackward(
         .rmsNorm, gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveMean: nil,
-        saveScale: saveInvRms, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning)
+        saveScale: saveInvRms, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning,
+        call: call)
 }

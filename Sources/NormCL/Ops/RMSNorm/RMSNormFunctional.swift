@@ -29,13 +29,18 @@
 ///   `input`), a weight of another shape, type or backend, non-finite or negative
 ///   eps, rows or D of 2^32 or more, channels-last input of rank ≥ 3
 ///   (`unsupported`); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
-public func rmsNorm(_ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, eps: Float? = nil) throws -> RMSNormOutput {
-    try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: nil, tuning: nil)
+public func rmsNorm(
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, eps: Float? = nil,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
+) throws -> RMSNormOutput {
+    try rmsNorm(
+        input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: nil, tuning: nil,
+        call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot RMS normalisation of host values (float32): uploads, normalises, downloads.
 ///
-/// See ``rmsNorm(_:normalizedShape:weight:eps:)`` for the math.
+/// See ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)`` for the math.
 /// - Parameters:
 ///   - values: the input, row-major, `shape`'s element count.
 ///   - shape: the input's shape; its trailing dims are `normalizedShape`.
@@ -58,12 +63,12 @@ public func rmsNorm(
 /// each strategy, and the GPU-style interleaved kernels on a CPU device).
 func rmsNorm(
     _ input: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Float?, strategy: RowNormPlan.Strategy?,
-    tuning: DeviceTuning?
+    tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> RMSNormOutput {
     let eps = eps ?? input.elementType.epsilon
     let r = try rowNormForward(
         .rmsNorm, input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps, strategy: strategy,
-        tuning: tuning)
+        tuning: tuning, call: call)
     var output = RMSNormOutput(output: r.output, saveInvRms: r.saveScale, events: r.events)
     output.saved = SavedForward(input: input, weight: weight, bias: nil, eps: eps)
     output.normalizedShape = normalizedShape

@@ -1,0 +1,132 @@
+/// Where a forward pass writes its results: tensors the caller already holds (views of
+/// their own memory, ``Tensor/init(wrapping:byteOffset:shape:layout:elementType:on:)``, or
+/// NormCL tensors kept from an earlier call) instead of new ones, so that a steady-state
+/// loop allocates nothing. A nil field gets a new tensor, as without destinations.
+///
+/// Each destination must have exactly the shape, layout and element type of the result
+/// it receives, be on the op's runtime, and not overlap the op's inputs (results are
+/// written while inputs are still read); running statistics are the exception: pass the
+/// running tensors themselves to have them updated in place, as PyTorch does.
+///
+/// On the reference backend destinations are not written: host tensors are values, and
+/// the results come back as new tensors.
+public struct ForwardDestinations: Sendable {
+    /// y.
+    public var output: Tensor?
+    /// The saved mean (per row, channel or (n, g)).
+    public var saveMean: Tensor?
+    /// The saved `1/sqrt(var + eps)`, or RMSNorm's saved `1/rms`.
+    public var saveInvstd: Tensor?
+    /// Training with running statistics: where the updated running mean goes.
+    public var runningMean: Tensor?
+    /// Training with running statistics: where the updated running variance goes.
+    public var runningVar: Tensor?
+
+    /// Destinations for the results given; the others are allocated.
+    public init(
+        output: Tensor? = nil, saveMean: Tensor? = nil, saveInvstd: Tensor? = nil, runningMean: Tensor? = nil,
+        runningVar: Tensor? = nil
+    ) {
+        self.output = output
+        self.saveMean = saveMean
+        self.saveInvstd = saveInvstd
+        self.runningMean = runningMean
+        self.runningVar = runningVar
+    }
+}
+
+/// Where a backward pass writes dx, dγ and dβ (see ``ForwardDestinations`` for the rules).
+/// A gradient the ``NormGradientMask`` leaves out is not written to its destination.
+public struct BackwardDestinations: Sendable {
+    /// dx.
+    public var gradInput: Tensor?
+    /// dγ.
+    public var gradWeight: Tensor?
+    /// dβ.
+    public var gradBias: Tensor?
+
+    /// Destinations for the gradients given; the others are allocated.
+    public init(gradInput: Tensor? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil) {
+        self.gradInput = gradInput
+        self.gradWeight = gradWeight
+        self.gradBias = gradBias
+    }
+}
+
+/// What the caller asked of one op call beyond its math: the events its first command
+/// waits for, and where its results go. Ops hand it to their kernels' `run`, which takes
+/// each result tensor from ``result(_:_:shape:layout:elementType:on:)`` and enqueues
+/// through ``KernelLaunches`` made with ``waitList``.
+struct OpCall {
+    var waitList: [OpenCLEvent] = []
+    var forward = ForwardDestinations()
+    var backward = BackwardDestinations()
+    /// The op's inputs, which no destination may overlap.
+    var inputs: [Tensor?] = []
+
+    /// This call with `inputs` as the tensors no destination may overlap.
+    func reading(_ inputs: Tensor?...) -> OpCall {
+        var call = self
+        call.inputs = inputs
+        return call
+    }
+
+    /// The caller's destination at `path` after checking it, else a new tensor.
+    ///
+    /// - Throws: ``NormError`` naming `destinations.<name>` for a destination of another
+    ///   shape, layout, element type or runtime, or one that overlaps an input.
+    func result<Destinations>(
+        _ destinations: Destinations, _ path: KeyPath<Destinations, Tensor?>, name: String, shape: [Int],
+        layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32, on runtime: OpenCLRuntime,
+        mayAlias allowed: Tensor? = nil
+    ) throws -> Tensor {
+        guard let destination = destinations[keyPath: path] else {
+            return try Tensor(uninitializedShape: shape, layout: layout, elementType: elementType, on: runtime)
+        }
+        let argument = "destinations.\(name)"
+        guard destination.backend.runtime === runtime else {
+            throw NormError.backendMismatch(argument, destination.backend, expected: .openCL(runtime))
+        }
+        guard destination.shape == shape else {
+            throw NormError.shapeMismatch(argument: argument, expected: shape, actual: destination.shape)
+        }
+        guard destination.elementType == elementType, destination.layout == layout || shape.count < 3 else {
+            throw NormError.unsupported(
+                argument: argument,
+                reason: "is \(destination.elementType) \(destination.layout), the result is \(elementType) \(layout)")
+        }
+        for input in inputs.compactMap({ $0 }) where input.overlaps(destination) && !(allowed.map { input.overlaps($0) } ?? false) {
+            throw NormError.invalidArgument(argument: argument, reason: "overlaps an input of the op, which is read while results are written")
+        }
+        return destination
+    }
+
+    /// Where a forward result goes (see ``result(_:_:name:shape:layout:elementType:on:mayAlias:)``).
+    func forward(
+        _ path: KeyPath<ForwardDestinations, Tensor?>, _ name: String, shape: [Int], layout: TensorLayout = .channelsFirst,
+        elementType: ElementType = .float32, on runtime: OpenCLRuntime, mayAlias allowed: Tensor? = nil
+    ) throws -> Tensor {
+        try result(
+            forward, path, name: name, shape: shape, layout: layout, elementType: elementType, on: runtime,
+            mayAlias: allowed)
+    }
+
+    /// Where a backward result goes.
+    func backward(
+        _ path: KeyPath<BackwardDestinations, Tensor?>, _ name: String, shape: [Int], layout: TensorLayout = .channelsFirst,
+        elementType: ElementType = .float32, on runtime: OpenCLRuntime
+    ) throws -> Tensor {
+        try result(backward, path, name: name, shape: shape, layout: layout, elementType: elementType, on: runtime)
+    }
+}
+
+extension Tensor {
+    /// Whether the two tensors' device memory overlaps (same `cl_mem`, or views of the same
+    /// caller buffer whose byte ranges intersect).
+    func overlaps(_ other: Tensor) -> Bool {
+        guard let a = deviceBuffer, let b = other.deviceBuffer else { return false }
+        if a === b || a.handle == b.handle { return true }
+        guard let va = a.borrowed, let vb = b.borrowed, va.memory == vb.memory else { return false }
+        return va.byteOffset < vb.byteOffset + b.byteCount && vb.byteOffset < va.byteOffset + a.byteCount
+    }
+}
