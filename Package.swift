@@ -56,6 +56,8 @@ let package = Package(
             name: "NormCLTests",
             dependencies: [
                 "NormCL",
+                // Raw OpenCL calls: the interop tests act as the caller's own OpenCL program.
+                "COpenCL",
                 .product(name: "Numerics", package: "swift-numerics"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

@@ -24,6 +24,18 @@ public enum NormError: Error, Equatable, Sendable, CustomStringConvertible {
     /// NormCL refuses it rather than return it.
     case forwardMismatch(argument: String, reason: String)
 
+    /// The name of the argument at fault (`"input"` for too few values per channel):
+    /// what the C API reports, and what a caller branches on.
+    public var argument: String {
+        switch self {
+        case .invalidShape(let argument, _), .shapeMismatch(let argument, _, _), .emptyTensor(let argument, _),
+            .invalidArgument(let argument, _), .backendMismatch(let argument, _, _), .unsupported(let argument, _),
+            .forwardMismatch(let argument, _):
+            argument
+        case .tooFewValuesPerChannel: "input"
+        }
+    }
+
     /// A sentence naming the argument and what was expected.
     public var description: String {
         switch self {

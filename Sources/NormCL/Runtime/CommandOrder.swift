@@ -111,6 +111,12 @@ final class CommandOrder: @unchecked Sendable {
         }
     }
 
+    /// Releases the caller events that have completed; `finish` and reads call it, so
+    /// that the events held never outgrow the work in flight.
+    func releaseCompletedCallerEvents() {
+        state.withLock { releaseCompleted(&$0) }
+    }
+
     private func releaseCompleted(_ state: inout State) {
         state.callerEvents.removeAll { event in
             guard !Self.isPending(event) else { return false }

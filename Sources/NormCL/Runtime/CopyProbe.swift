@@ -50,7 +50,7 @@ public struct CopyProbe: Sendable {
     public func run() throws -> UInt64 {
         let event = try runtime.enqueue(
             "copy_float4", from: program, global: [groups * local], local: [local],
-            arguments: [.buffer(source), .buffer(destination), .ulong(UInt64(vectors))], names: ["x", "y", "count"])
+            arguments: ["x": .buffer(source), "y": .buffer(destination), "count": .ulong(UInt64(vectors))])
         return try event.durationNanoseconds()
     }
 }

@@ -138,7 +138,7 @@ final class DeviceBuffer: @unchecked Sendable {
             }
         }
         if let failure { throw failure }
-        ProcessExit.settleDeferredFirstLaunches()
+        runtime.settleAfterWaiting()
         return values
     }
 }

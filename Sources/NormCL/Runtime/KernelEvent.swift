@@ -31,7 +31,7 @@ public final class KernelEvent: @unchecked Sendable {
     public func wait() throws(OpenCLError) {
         var event: cl_event? = handle
         try check(clWaitForEvents(1, &event), "clWaitForEvents(\(name))")
-        ProcessExit.settleDeferredFirstLaunches()
+        runtime.settleAfterWaiting()
     }
 
     /// Device time from the kernel's start to its end, in nanoseconds; waits for it first.

@@ -200,6 +200,13 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// Blocks until every command enqueued so far has finished.
     public func finish() throws(OpenCLError) {
         try check(clFinish(queue), "clFinish")
+        settleAfterWaiting()
+    }
+
+    /// After a wait for NormCL's commands: forgets the caller events they waited for that
+    /// have completed, and registers the exit handler after deferred first launches.
+    func settleAfterWaiting() {
+        order.releaseCompletedCallerEvents()
         ProcessExit.settleDeferredFirstLaunches()
     }
 
@@ -238,6 +245,18 @@ public final class OpenCLRuntime: @unchecked Sendable {
 
     /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:)``,
     /// with the names checked against the kernel's parameter names on its first launch.
+
+    /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:names:waitingFor:)``,
+    /// with the names checked against the kernel's parameter names on its first launch.
+    @discardableResult
+    func enqueue(
+        _ kernelName: String, from program: CompiledProgram,
+        global: [Int], local: [Int], arguments: KeyValuePairs<String, KernelArgument>
+    ) throws -> KernelEvent {
+        try enqueue(
+            kernelName, from: program, global: global, local: local,
+            arguments: arguments.map(\.value), names: arguments.map(\.key))
+    }
 
     /// Enqueues one kernel launch, after `events` (the caller's), and returns its event
     /// without waiting for it — except, on PoCL, the first launch of each kernel of a

@@ -1,0 +1,176 @@
+import COpenCL
+import Testing
+@testable import NormCL
+
+/// NormCL inside the caller's OpenCL program: their context and queue
+/// (`OpenCLRuntime(adopting:queue:device:)`), their buffers (`Tensor(wrapping:…)`), their
+/// events (`waitingFor:`), results written where they say (`into:`).
+@Suite("Interop", .enabled(if: hasOpenCL))
+struct InteropTests {
+    let device = sharedRuntime!.device
+    static let shape = [6, 5, 7]
+    static let count = 210
+    static let normalizedShape = [7]
+
+    /// LayerNorm forward and backward and BatchNorm training forward and backward on
+    /// `backend`, read back in one list.
+    static func layerAndBatchNorm(on backend: Backend, x: [Float], dy: [Float]) throws -> [[Float]] {
+        let input = try Tensor(x, shape: shape, on: backend)
+        let gradOutput = try Tensor(dy, shape: shape, on: backend)
+        let gamma = try Tensor((0..<7).map { 1 + Float($0) / 10 }, on: backend)
+        let ln = try layerNorm(input, normalizedShape: normalizedShape, weight: gamma, bias: gamma)
+        let lnGrads = try layerNormBackward(gradOutput, forward: ln)
+        let channels = try Tensor((0..<5).map { 1 - Float($0) / 10 }, on: backend)
+        var running = try RunningStatistics(channels: 5, on: backend)
+        let bn = try batchNorm(input, weight: channels, bias: channels, runningStatistics: &running, training: true)
+        let bnGrads = try batchNormBackward(gradOutput, forward: bn)
+        return try [
+            ln.output, ln.saveMean, ln.saveInvstd, lnGrads.input!, lnGrads.weight!, lnGrads.bias!, bn.output,
+            running.mean, running.variance, bnGrads.input!, bnGrads.weight!, bnGrads.bias!,
+        ].map { try $0.toArray() }
+    }
+
+    @Test("a runtime on the caller's context and queue gives the results of NormCL's own", arguments: [false, true])
+    func adoptedRuntime(outOfOrder: Bool) throws {
+        var rng = SeededGenerator(seed: 16)
+        let (x, dy) = (rng.normals(Self.count, offset: 3), rng.normals(Self.count))
+        let expected = try Self.layerAndBatchNorm(on: .openCL(sharedRuntime!), x: x, dy: dy)
+        let caller = try CallerOpenCL(device: device, outOfOrder: outOfOrder)
+        let referencesBefore = caller.contextReferenceCount
+        do {
+            let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+            #expect(runtime.isAdopted && runtime.isOutOfOrder == outOfOrder)
+            #expect(runtime.contextHandle == caller.context && runtime.queueHandle == caller.queue)
+            #expect(runtime.device.id == device.id)
+            #expect(caller.contextReferenceCount == referencesBefore + 1, "the runtime retains the context")
+            #expect(try Self.layerAndBatchNorm(on: .openCL(runtime), x: x, dy: dy) == expected)
+        }
+        #expect(caller.contextReferenceCount == referencesBefore, "and releases it when it goes")
+    }
+
+    @Test("a queue of another context is refused with an OpenCL error")
+    func mismatchedHandles() throws {
+        let a = try CallerOpenCL(device: device), b = try CallerOpenCL(device: device)
+        #expect(throws: OpenCLError.self) { try OpenCLRuntime(adopting: a.context, queue: b.queue, device: a.device) }
+    }
+
+    @Test("views of the caller's buffer at aligned offsets give the results of copies, written in place")
+    func alignedViews() throws {
+        var rng = SeededGenerator(seed: 17)
+        let x = rng.normals(Self.count, offset: 100)
+        let expected = try layerNorm(Tensor(x, shape: Self.shape, on: .openCL(sharedRuntime!)), normalizedShape: [7])
+        let caller = try CallerOpenCL(device: device)
+        let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+        // One caller buffer: x, y, mean and invstd at aligned offsets.
+        let align = device.baseAddressAlignmentBytes
+        let slot = (Self.count * 4).ceilingDivided(by: align) * align
+        let memory = try caller.buffer(bytes: 4 * slot)
+        try caller.write(x, to: memory, byteOffset: slot)
+        func view(_ index: Int, _ shape: [Int]) throws -> Tensor {
+            try Tensor(wrapping: memory, byteOffset: index * slot, shape: shape, on: runtime)
+        }
+        let destinations = ForwardDestinations(output: try view(2, Self.shape), saveMean: try view(0, [6, 5]), saveInvstd: try view(3, [6, 5]))
+        let result = try layerNorm(try view(1, Self.shape), normalizedShape: [7], into: destinations)
+        #expect(result.output.openCLMemory?.buffer == memory && result.output.openCLMemory?.byteOffset == 2 * slot)
+        #expect(try caller.read(memory, count: Self.count, byteOffset: 2 * slot) == expected.output.toArray())
+        #expect(try caller.read(memory, count: 30) == expected.saveMean.toArray())
+        #expect(try result.saveInvstd.toArray() == expected.saveInvstd.toArray())
+    }
+
+    @Test("views the device cannot make, and destinations that do not fit, are typed errors")
+    func refusedViews() throws {
+        let caller = try CallerOpenCL(device: device), other = try CallerOpenCL(device: device)
+        let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+        let memory = try caller.buffer(bytes: 4096)
+        let align = device.baseAddressAlignmentBytes
+        let unaligned = #expect(throws: NormError.self) {
+            try Tensor(wrapping: memory, byteOffset: align + 4, shape: [8], on: runtime)
+        }
+        #expect(unaligned?.argument == "byteOffset" && unaligned?.description.contains("alignment") == true)
+        let pastEnd = #expect(throws: NormError.self) {
+            try Tensor(wrapping: memory, byteOffset: 4096 - align, shape: [align], on: runtime)
+        }
+        #expect(pastEnd?.argument == "byteOffset")
+        let foreign = try other.buffer(bytes: 64)
+        #expect(#expect(throws: NormError.self) { try Tensor(wrapping: foreign, shape: [16], on: runtime) }?.argument == "buffer")
+        let x = try Tensor(wrapping: memory, shape: [4, 8], on: runtime)
+        let overlapping = #expect(throws: NormError.self) { try layerNorm(x, normalizedShape: [8], into: .init(output: x)) }
+        #expect(overlapping?.argument == "destinations.output")
+        let misshapen = #expect(throws: NormError.self) { try layerNorm(x, normalizedShape: [8], into: .init(saveMean: x)) }
+        #expect(misshapen == .shapeMismatch(argument: "destinations.saveMean", expected: [4], actual: [4, 8]))
+    }
+
+    @Test("ops enqueue behind the caller's unset user event and return; setting it runs them", arguments: [false, true])
+    func userEventGate(outOfOrder: Bool) throws {
+        var rng = SeededGenerator(seed: 18)
+        let (x, dy) = (rng.normals(Self.count, offset: 3), rng.normals(Self.count))
+        let expected = try Self.layerAndBatchNorm(on: .openCL(sharedRuntime!), x: x, dy: dy)
+        let caller = try CallerOpenCL(device: device, outOfOrder: outOfOrder)
+        // A fresh runtime: its programs are new, so these are first launches (which on
+        // PoCL would otherwise wait for their compile).
+        let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+        let backend = Backend.openCL(runtime)
+        let input = try Tensor(x, shape: Self.shape, on: backend), gradOutput = try Tensor(dy, shape: Self.shape, on: backend)
+        let gamma = try Tensor((0..<7).map { 1 + Float($0) / 10 }, on: backend)
+        let channels = try Tensor((0..<5).map { 1 - Float($0) / 10 }, on: backend)
+        var running = try RunningStatistics(channels: 5, on: backend)
+        var status: cl_int = CL_SUCCESS
+        let gate = try #require(clCreateUserEvent(caller.context, &status))
+        defer { clReleaseEvent(gate) }
+        let ln = try layerNorm(input, normalizedShape: [7], weight: gamma, bias: gamma, waitingFor: [OpenCLEvent(gate)])
+        let lnGrads = try layerNormBackward(gradOutput, forward: ln, waitingFor: ln.events.map(\.openCLEvent))
+        let bn = try batchNorm(
+            input, weight: channels, bias: channels, runningStatistics: &running, training: true,
+            waitingFor: lnGrads.events.map(\.openCLEvent))
+        let bnGrads = try batchNormBackward(gradOutput, forward: bn, waitingFor: bn.events.map(\.openCLEvent))
+        let events = ln.events + lnGrads.events + bn.events + bnGrads.events
+        #expect(!events.isEmpty && events.allSatisfy(isPending), "nothing has run while the gate is unset")
+        #expect(clSetUserEventStatus(gate, CL_COMPLETE) == CL_SUCCESS)
+        let results = try [
+            ln.output, ln.saveMean, ln.saveInvstd, lnGrads.input!, lnGrads.weight!, lnGrads.bias!, bn.output,
+            running.mean, running.variance, bnGrads.input!, bnGrads.weight!, bnGrads.bias!,
+        ].map { try $0.toArray() }
+        #expect(results == expected)
+    }
+
+    @Test("1,000 steady-state calls on caller buffers and destinations create no OpenCL object")
+    func steadyStateAllocatesNothing() throws {
+        var rng = SeededGenerator(seed: 19)
+        let caller = try CallerOpenCL(device: device)
+        let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+        func view(_ shape: [Int]) throws -> Tensor {
+            let memory = try caller.buffer(bytes: shape.reduce(4, *))
+            return try Tensor(wrapping: memory, shape: shape, on: runtime)
+        }
+        let (x, dy, y, dx) = (try view(Self.shape), try view(Self.shape), try view(Self.shape), try view(Self.shape))
+        let (mean, invstd, runningMean, runningVar) = (try view([6, 5]), try view([6, 5]), try view([5]), try view([5]))
+        let (dGamma, dBeta, bnMean, bnInvstd) = (try view([7]), try view([7]), try view([5]), try view([5]))
+        try caller.write(rng.normals(Self.count), to: x.openCLMemory!.buffer)
+        try caller.write(rng.normals(Self.count), to: dy.openCLMemory!.buffer)
+        try caller.write([Float](repeating: 0, count: 5), to: runningMean.openCLMemory!.buffer)
+        try caller.write([Float](repeating: 1, count: 5), to: runningVar.openCLMemory!.buffer)
+        var running = RunningStatistics(mean: runningMean, variance: runningVar)
+        // The last call's events, kept alive (an OpenCLEvent does not retain) for the next to wait for.
+        var last: [KernelEvent] = []
+        func step() throws {
+            let ln = try layerNorm(
+                x, normalizedShape: [7], into: .init(output: y, saveMean: mean, saveInvstd: invstd),
+                waitingFor: last.map(\.openCLEvent))
+            let grads = try layerNormBackward(
+                dy, input: x, normalizedShape: [7], weight: nil, saveMean: ln.saveMean, saveInvstd: ln.saveInvstd,
+                into: .init(gradInput: dx, gradWeight: dGamma, gradBias: dBeta))
+            let bn = try batchNorm(
+                x, runningStatistics: &running, training: true,
+                into: .init(output: y, saveMean: bnMean, saveInvstd: bnInvstd, runningMean: runningMean, runningVar: runningVar),
+                waitingFor: grads.events.map(\.openCLEvent))
+            #expect(running.mean.openCLMemory?.buffer == runningMean.openCLMemory?.buffer, "updated in place")
+            last = Array(bn.events.suffix(1))
+        }
+        try step()
+        try runtime.finish()
+        let before = runtime.objects.snapshot
+        for _ in 0..<1_000 { try step() }
+        try runtime.finish()
+        #expect(runtime.objects.snapshot == before)
+    }
+}
