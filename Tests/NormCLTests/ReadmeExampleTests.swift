@@ -1,3 +1,4 @@
+import COpenCL
 import Foundation
 import Testing
 import NormCL
@@ -150,7 +151,45 @@ struct ReadmeExampleTests {
         #expect(try dTokens!.toArray().allSatisfy { Swift.abs($0) < 1e-5 })
     }
 
-    /// Every example block of README.md, by name: its non-empty lines without `import NormCL`.
+    @Test("README example: your-opencl", .enabled(if: hasOpenCL))
+    func exampleYourOpenCL() throws {
+        // README: your-opencl
+        // Your program's OpenCL objects, made by your code.
+        var platform: cl_platform_id?
+        var device: cl_device_id?
+        var status: cl_int = CL_SUCCESS
+        clGetPlatformIDs(1, &platform, nil)
+        clGetDeviceIDs(platform, cl_device_type(CL_DEVICE_TYPE_ALL), 1, &device, nil)
+        let context = clCreateContext(nil, 1, &device, nil, nil, &status)!
+        let queue = clCreateCommandQueueWithProperties(context, device, nil, &status)!
+        let xMemory = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), 32 * 4, nil, &status)!
+        let yMemory = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), 32 * 4, nil, &status)!
+        let values: [Float] = (0..<32).map { Float($0 % 9) }
+        var written: cl_event?   // e.g. the event of your kernel that produces x
+        clEnqueueWriteBuffer(queue, xMemory, cl_bool(CL_TRUE), 0, 32 * 4, values, 0, nil, &written)
+
+        // NormCL on them: no copy, no allocation for y, no wait.
+        let runtime = try OpenCLRuntime(adopting: context, queue: queue, device: device!)
+        let x = try Tensor(wrapping: xMemory, shape: [4, 8], on: runtime)
+        let y = try Tensor(wrapping: yMemory, shape: [4, 8], on: runtime)
+        let forward = try layerNorm(
+            x, normalizedShape: [8], into: ForwardDestinations(output: y), waitingFor: [OpenCLEvent(written!)])
+        let done: cl_event = forward.events.last!.openCLEvent.handle   // what your next command waits for
+        clWaitForEvents(1, [done])
+        // END README
+        // Checks (not in the README): y is in your buffer, and is LayerNorm's.
+        var read = [Float](repeating: .nan, count: 32)
+        #expect(clEnqueueReadBuffer(queue, yMemory, cl_bool(CL_TRUE), 0, 32 * 4, &read, 0, nil, nil) == CL_SUCCESS)
+        let expected = try layerNorm(values, shape: [4, 8], normalizedShape: [8], on: .reference)
+        #expect(zip(read, expected).allSatisfy { Swift.abs($0 - $1) < 1e-5 })
+        #expect(forward.output.openCLMemory?.buffer == yMemory)
+        clReleaseEvent(written)
+        for memory in [xMemory, yMemory] { clReleaseMemObject(memory) }
+        clReleaseCommandQueue(queue)
+        clReleaseContext(context)
+    }
+
+    /// Every example block of README.md, by name: its non-empty lines without the imports (this file has them at the top).
     static func readmeExamples() throws -> [(name: String, lines: [String])] {
         let text = try String(contentsOfFile: Self.repositoryRoot + "/README.md", encoding: .utf8)
         var examples: [(String, [String])] = []
@@ -166,7 +205,7 @@ struct ReadmeExampleTests {
                 lines = nil
             } else if lines != nil {
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
-                if !trimmed.isEmpty && trimmed != "import NormCL" { lines!.append(trimmed) }
+                if !trimmed.isEmpty && !trimmed.hasPrefix("import ") { lines!.append(trimmed) }
             }
         }
         return examples
@@ -180,7 +219,7 @@ struct ReadmeExampleTests {
     @Test("every README example is one of the blocks above, line for line")
     func readmeMatches() throws {
         let examples = try Self.readmeExamples()
-        #expect(examples.map(\.name) == ["layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops"])
+        #expect(examples.map(\.name) == ["layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "your-opencl"])
         let source = try String(contentsOfFile: #filePath, encoding: .utf8)
             .split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         for (name, lines) in examples {

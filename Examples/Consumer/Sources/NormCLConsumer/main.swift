@@ -1,6 +1,9 @@
 // LayerNorm forward of a small tensor on the default backend (OpenCL when there is a
 // device, else the CPU reference) and on the reference path, each compared with the
-// formula computed here. Exits non-zero on a mismatch or an error.
+// formula computed here; on OpenCL also through a second runtime adopting the first one's
+// context and queue (the consumer names OpenCL's C types: `import COpenCL` works for it).
+// Exits non-zero on a mismatch or an error.
+import COpenCL
 import NormCL
 
 #if canImport(Glibc)
@@ -43,9 +46,16 @@ func check(on backend: Backend) throws -> Bool {
 }
 
 do {
-    let defaultOK = try check(on: Backend.default)
+    let backend = try Backend.default
+    let defaultOK = try check(on: backend)
     let referenceOK = try check(on: .reference)
-    exit(defaultOK && referenceOK ? 0 : 1)
+    var adoptedOK = true
+    if let runtime = backend.runtime {
+        let context: cl_context = runtime.contextHandle
+        let adopted = try OpenCLRuntime(adopting: context, queue: runtime.queueHandle, device: runtime.deviceHandle)
+        adoptedOK = try check(on: .openCL(adopted))
+    }
+    exit(defaultOK && referenceOK && adoptedOK ? 0 : 1)
 } catch {
     print("error: \(error)")
     exit(1)
