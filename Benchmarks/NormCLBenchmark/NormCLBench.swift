@@ -47,6 +47,9 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "Merge a peer JSON written earlier by the peer script (e.g. PyTorch CUDA on another machine) instead of running it.")
     var peerJSON: String?
 
+    @Flag(help: "Run each case as an application's steady-state loop on its own OpenCL objects: a context and queue the benchmark makes and NormCL adopts, inputs in the benchmark's buffers, each call writing into the previous call's results after its last event (GroupNorm, InstanceNorm and Switchable Norm cases allocate their results).")
+    var callerBuffers = false
+
     enum PeerChoice: String, ExpressibleByArgument {
         case pytorch, none
     }
@@ -143,14 +146,20 @@ struct NormCLBench: ParsableCommand {
     }
 
     func selectBackend() throws -> Backend {
-        guard let device else { return try Backend.default }
-        if device.lowercased() == "reference" { return .reference }
-        return .openCL(try OpenCLRuntime(device: DeviceDiscovery.select(device, from: DeviceDiscovery.devices())))
+        let backend: Backend
+        if let device {
+            if device.lowercased() == "reference" { return .reference }
+            backend = .openCL(try OpenCLRuntime(device: DeviceDiscovery.select(device, from: DeviceDiscovery.devices())))
+        } else {
+            backend = try Backend.default
+        }
+        guard callerBuffers, let runtime = backend.runtime else { return backend }
+        return .openCL(try CallerBuffers.adoptedRuntime(on: runtime))
     }
 
     func describe(_ backend: Backend) -> String {
         switch backend {
-        case .openCL(let runtime): runtime.device.description
+        case .openCL(let runtime): runtime.device.description + (runtime.isAdopted ? "; caller buffers (steady-state loop)" : "")
         case .reference: "CPU reference path (no OpenCL)"
         }
     }

@@ -26,8 +26,8 @@ extension BenchmarkCase {
         on backend: Backend
     ) throws -> (input: Tensor, gradOutput: Tensor) {
         (
-            try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend),
-            try Tensor(dy, shape: shape, layout: layout, elementType: elementType, on: backend)
+            try CallerBuffers.tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend),
+            try CallerBuffers.tensor(dy, shape: shape, layout: layout, elementType: elementType, on: backend)
         )
     }
 
@@ -42,7 +42,8 @@ extension BenchmarkCase {
             op: op, shape: shape, layout: layout, elementType: elementType,
             idealBytes: 2 * elementBytes(shape.reduce(1, *), elementType) + parameterBytes
         ) { values, backend in
-            try makeRun(try Tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend), backend)
+            try makeRun(
+                try CallerBuffers.tensor(values, shape: shape, layout: layout, elementType: elementType, on: backend), backend)
         }
     }
 

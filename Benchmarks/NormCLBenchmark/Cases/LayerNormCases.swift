@@ -20,8 +20,13 @@ extension BenchmarkCase {
         return forwardCase(op: "LayerNorm", shape: shape, elementType: elementType, parameterBytes: 2 * d * 4 + 2 * rows * 4) {
             input, backend in
             let (weight, bias) = try affineParameters(d, on: backend)
+            let steady = SteadyState<LayerNormOutput>(on: backend)
             return {
-                let out = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
+                let out = try steady.call({ previous, waitList in
+                    try NormCL.layerNorm(
+                        input, normalizedShape: [d], weight: weight, bias: bias, into: previous?.destinations ?? .init(),
+                        waitingFor: waitList)
+                }, events: \.events)
                 return (out.output, out.events)
             }
         }
@@ -33,8 +38,13 @@ extension BenchmarkCase {
         return forwardCase(op: "RMSNorm", shape: shape, elementType: elementType, parameterBytes: d * 4 + rows * 4) {
             input, backend in
             let weight = try affineParameters(d, on: backend).weight
+            let steady = SteadyState<RMSNormOutput>(on: backend)
             return {
-                let out = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
+                let out = try steady.call({ previous, waitList in
+                    try NormCL.rmsNorm(
+                        input, normalizedShape: [d], weight: weight, eps: 1e-6, into: previous?.destinations ?? .init(),
+                        waitingFor: waitList)
+                }, events: \.events)
                 return (out.output, out.events)
             }
         }
@@ -57,7 +67,7 @@ extension BenchmarkCase {
         ) { input, gradOutput, backend in
             let (weight, bias) = try affineParameters(d, on: backend)
             let forward = try NormCL.layerNorm(input, normalizedShape: [d], weight: weight, bias: bias)
-            return { try NormCL.layerNormBackward(gradOutput, forward: forward) }
+            return steadyBackward(on: backend) { try NormCL.layerNormBackward(gradOutput, forward: forward, into: $0, waitingFor: $1) }
         }
     }
 
@@ -71,7 +81,7 @@ extension BenchmarkCase {
         ) { input, gradOutput, backend in
             let weight = try affineParameters(d, on: backend).weight
             let forward = try NormCL.rmsNorm(input, normalizedShape: [d], weight: weight, eps: 1e-6)
-            return { try NormCL.rmsNormBackward(gradOutput, forward: forward) }
+            return steadyBackward(on: backend) { try NormCL.rmsNormBackward(gradOutput, forward: forward, into: $0, waitingFor: $1) }
         }
     }
 }

@@ -130,3 +130,31 @@ extension Tensor {
         return va.byteOffset < vb.byteOffset + b.byteCount && vb.byteOffset < va.byteOffset + a.byteCount
     }
 }
+
+// A loop that writes each call's results over the previous call's: `into: previous.destinations`.
+extension LayerNormOutput {
+    /// These results' tensors as the destinations of a later call of the same shapes.
+    public var destinations: ForwardDestinations {
+        ForwardDestinations(output: output, saveMean: saveMean, saveInvstd: saveInvstd)
+    }
+}
+
+extension RMSNormOutput {
+    /// These results' tensors as the destinations of a later call of the same shapes.
+    public var destinations: ForwardDestinations { ForwardDestinations(output: output, saveInvstd: saveInvRms) }
+}
+
+extension BatchNormOutput {
+    /// These results' tensors (output and saved statistics) as the destinations of a later
+    /// call of the same shapes; running statistics go to the running tensors themselves.
+    public var destinations: ForwardDestinations {
+        ForwardDestinations(output: output, saveMean: saveMean, saveInvstd: saveInvstd)
+    }
+}
+
+extension NormGradients {
+    /// These gradients' tensors as the destinations of a later backward call of the same shapes.
+    public var destinations: BackwardDestinations {
+        BackwardDestinations(gradInput: input, gradWeight: weight, gradBias: bias)
+    }
+}
