@@ -54,39 +54,74 @@ struct InteropTests {
         #expect(throws: OpenCLError.self) { try OpenCLRuntime(adopting: a.context, queue: b.queue, device: a.device) }
     }
 
-    @Test("views of the caller's buffer at aligned offsets give the results of copies, written in place")
-    func alignedViews() throws {
+    @Test(
+        "views of the caller's buffer give the results of copies, written in place: zero-copy at aligned offsets, staged at others",
+        arguments: [0, 4])
+    func views(misalignment: Int) throws {
         var rng = SeededGenerator(seed: 17)
-        let x = rng.normals(Self.count, offset: 100)
-        let expected = try layerNorm(Tensor(x, shape: Self.shape, on: .openCL(sharedRuntime!)), normalizedShape: [7])
+        let (x, dy) = (rng.normals(Self.count, offset: 100), rng.normals(Self.count))
+        let own = Backend.openCL(sharedRuntime!)
+        let expectedLN = try layerNorm(Tensor(x, shape: Self.shape, on: own), normalizedShape: [7])
+        let expectedGrads = try layerNormBackward(
+            Tensor(dy, shape: Self.shape, on: own), input: Tensor(x, shape: Self.shape, on: own), normalizedShape: [7],
+            weight: nil, saveMean: expectedLN.saveMean, saveInvstd: expectedLN.saveInvstd)
+        var expectedRunning = try RunningStatistics(channels: 5, on: own)
+        let expectedBN = try batchNorm(
+            Tensor(x, shape: Self.shape, on: own), runningStatistics: &expectedRunning, training: true)
         let caller = try CallerOpenCL(device: device)
         let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
-        // One caller buffer: x, y, mean and invstd at aligned offsets.
+        // One caller buffer holding everything, each tensor `misalignment` bytes past a multiple of the alignment.
         let align = device.baseAddressAlignmentBytes
-        let slot = (Self.count * 4).ceilingDivided(by: align) * align
-        let memory = try caller.buffer(bytes: 4 * slot)
-        try caller.write(x, to: memory, byteOffset: slot)
+        let slot = (Self.count * 4 + misalignment).ceilingDivided(by: align) * align
+        let memory = try caller.buffer(bytes: 10 * slot)
+        func offset(_ index: Int) -> Int { index * slot + misalignment }
         func view(_ index: Int, _ shape: [Int]) throws -> Tensor {
-            try Tensor(wrapping: memory, byteOffset: index * slot, shape: shape, on: runtime)
+            try Tensor(wrapping: memory, byteOffset: offset(index), shape: shape, on: runtime)
         }
-        let destinations = ForwardDestinations(output: try view(2, Self.shape), saveMean: try view(0, [6, 5]), saveInvstd: try view(3, [6, 5]))
-        let result = try layerNorm(try view(1, Self.shape), normalizedShape: [7], into: destinations)
-        #expect(result.output.openCLMemory?.buffer == memory && result.output.openCLMemory?.byteOffset == 2 * slot)
-        #expect(try caller.read(memory, count: Self.count, byteOffset: 2 * slot) == expected.output.toArray())
-        #expect(try caller.read(memory, count: 30) == expected.saveMean.toArray())
-        #expect(try result.saveInvstd.toArray() == expected.saveInvstd.toArray())
+        try caller.write(x, to: memory, byteOffset: offset(1))
+        try caller.write(dy, to: memory, byteOffset: offset(4))
+        try caller.write([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], to: memory, byteOffset: offset(7))
+        let input = try view(1, Self.shape)
+        #expect(input.deviceBuffer?.isStaged == (misalignment % align != 0))
+        let ln = try layerNorm(
+            input, normalizedShape: [7],
+            into: .init(output: try view(2, Self.shape), saveMean: try view(0, [6, 5]), saveInvstd: try view(3, [6, 5])))
+        #expect(ln.output.openCLMemory?.buffer == memory && ln.output.openCLMemory?.byteOffset == offset(2))
+        let grads = try layerNormBackward(
+            try view(4, Self.shape), input: input, normalizedShape: [7], weight: nil, saveMean: ln.saveMean,
+            saveInvstd: ln.saveInvstd, into: .init(gradInput: try view(5, Self.shape), gradWeight: try view(6, [7])))
+        // Running statistics in place at offsets 7 and 7 + 20 bytes.
+        let runningMean = try view(7, [5])
+        let runningVar = try Tensor(wrapping: memory, byteOffset: offset(7) + 20, shape: [5], on: runtime)
+        var running = RunningStatistics(mean: runningMean, variance: runningVar)
+        let bn = try batchNorm(
+            input, runningStatistics: &running, training: true,
+            into: .init(output: try view(8, Self.shape), runningMean: runningMean, runningVar: runningVar))
+        try runtime.finish()
+        #expect(try caller.read(memory, count: Self.count, byteOffset: offset(2)) == expectedLN.output.toArray())
+        #expect(try caller.read(memory, count: 30, byteOffset: offset(0)) == expectedLN.saveMean.toArray())
+        #expect(try ln.saveInvstd.toArray() == expectedLN.saveInvstd.toArray())
+        #expect(try caller.read(memory, count: Self.count, byteOffset: offset(5)) == expectedGrads.input!.toArray())
+        #expect(try caller.read(memory, count: 7, byteOffset: offset(6)) == expectedGrads.weight!.toArray())
+        #expect(try grads.bias?.toArray() == expectedGrads.bias?.toArray())
+        #expect(try caller.read(memory, count: Self.count, byteOffset: offset(8)) == expectedBN.output.toArray())
+        #expect(
+            try caller.read(memory, count: 10, byteOffset: offset(7))
+                == expectedRunning.mean.toArray() + expectedRunning.variance.toArray())
+        #expect(try caller.read(memory, count: Self.count, byteOffset: offset(1)) == x, "the input is untouched")
+        #expect(try bn.output.toArray() == expectedBN.output.toArray())
     }
 
-    @Test("views the device cannot make, and destinations that do not fit, are typed errors")
+    @Test("views off the buffer or its elements, and destinations that do not fit, are typed errors")
     func refusedViews() throws {
         let caller = try CallerOpenCL(device: device), other = try CallerOpenCL(device: device)
         let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
         let memory = try caller.buffer(bytes: 4096)
         let align = device.baseAddressAlignmentBytes
-        let unaligned = #expect(throws: NormError.self) {
-            try Tensor(wrapping: memory, byteOffset: align + 4, shape: [8], on: runtime)
+        let misaligned = #expect(throws: NormError.self) {
+            try Tensor(wrapping: memory, byteOffset: align + 2, shape: [8], on: runtime)
         }
-        #expect(unaligned?.argument == "byteOffset" && unaligned?.description.contains("alignment") == true)
+        #expect(misaligned?.argument == "byteOffset" && misaligned?.description.contains("element") == true)
         let pastEnd = #expect(throws: NormError.self) {
             try Tensor(wrapping: memory, byteOffset: 4096 - align, shape: [align], on: runtime)
         }

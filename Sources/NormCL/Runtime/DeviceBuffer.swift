@@ -26,16 +26,23 @@ final class DeviceBuffer: @unchecked Sendable {
         self.byteCount = byteCount
         self.runtime = runtime
         self.borrowed = nil
+        self.isStaged = false
     }
 
-    /// A zero-copy view of `byteCount` bytes of the caller's `memory` from `byteOffset`:
-    /// the buffer itself (retained) at offset 0, else a sub-buffer, whose origin must be a
-    /// multiple of the device's ``OpenCLDevice/baseAddressAlignmentBytes``.
+    /// Whether this view stands in for the caller's memory through a buffer of NormCL's
+    /// (an offset no sub-buffer can start at): ``KernelLaunches`` copies the caller's
+    /// bytes in before an op's first launch that uses it, and back after each launch that
+    /// may write it.
+    let isStaged: Bool
+
+    /// A view of `byteCount` bytes of the caller's `memory` from `byteOffset`: zero-copy
+    /// (the buffer itself, retained, at offset 0; a sub-buffer at a multiple of the device's
+    /// ``OpenCLDevice/baseAddressAlignmentBytes``), else staged through a pooled buffer
+    /// (``isStaged``).
     ///
     /// - Throws: ``NormError/invalidArgument(argument:reason:)`` naming `buffer` for memory
     ///   that is not a valid buffer of the runtime's context (released, or another
-    ///   context's), `byteOffset` for a range past the buffer's end or an offset the
-    ///   device cannot make a sub-buffer at.
+    ///   context's), `byteOffset` for a range past the buffer's end.
     init(borrowing memory: cl_mem, byteOffset: Int, byteCount: Int, on runtime: OpenCLRuntime) throws {
         precondition(byteCount > 0, "empty views hold no buffer")
         var context: cl_context?
@@ -55,22 +62,22 @@ final class DeviceBuffer: @unchecked Sendable {
                 argument: "byteOffset",
                 reason: "\(byteCount) bytes from offset \(byteOffset) go past the end of the \(size)-byte buffer")
         }
-        if byteOffset == 0 {
+        if byteOffset % runtime.device.baseAddressAlignmentBytes != 0 {
+            handle = try runtime.buffers.allocate(byteCount: byteCount, in: runtime.context)
+            isStaged = true
+            try check(clRetainMemObject(memory), "clRetainMemObject")
+        } else if byteOffset == 0 {
             try check(clRetainMemObject(memory), "clRetainMemObject")
             handle = memory
+            isStaged = false
         } else {
-            let alignment = runtime.device.baseAddressAlignmentBytes
-            guard byteOffset % alignment == 0 else {
-                throw NormError.unsupported(
-                    argument: "byteOffset",
-                    reason: "\(byteOffset) is not a multiple of the device's base address alignment (\(alignment) bytes, CL_DEVICE_MEM_BASE_ADDR_ALIGN); a view must start there (or at 0)")
-            }
             var region = cl_buffer_region(origin: byteOffset, size: byteCount)
             var status: cl_int = CL_SUCCESS
             guard let subBuffer = clCreateSubBuffer(
                 memory, 0, cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &status), status == CL_SUCCESS
             else { throw OpenCLError(code: status, call: "clCreateSubBuffer(origin \(byteOffset), \(byteCount) bytes)") }
             handle = subBuffer
+            isStaged = false
         }
         runtime.objects.created(.memory)
         self.byteCount = byteCount
@@ -79,12 +86,35 @@ final class DeviceBuffer: @unchecked Sendable {
     }
 
     deinit {
-        if borrowed != nil {
-            clReleaseMemObject(handle)
-            runtime.objects.released(.memory)
-        } else {
+        guard let borrowed else { return runtime.buffers.recycle(handle, byteCount: byteCount) }
+        if isStaged {
             runtime.buffers.recycle(handle, byteCount: byteCount)
+            clReleaseMemObject(borrowed.memory)
+        } else {
+            clReleaseMemObject(handle)
         }
+        runtime.objects.released(.memory)
+    }
+
+    /// A staged view: copies the caller's bytes into the stand-in buffer, after `events`.
+    func stageIn(waitingFor events: [OpenCLEvent]) throws(OpenCLError) {
+        guard let borrowed else { return }
+        let (queue, handle, byteCount) = (runtime.queue, handle, byteCount)
+        _ = try runtime.submit("clEnqueueCopyBuffer(stage in)", waitingFor: events) { count, list, event in
+            clEnqueueCopyBuffer(queue, borrowed.memory, handle, borrowed.byteOffset, 0, byteCount, count, list, event)
+        }
+    }
+
+    /// A staged view: copies the stand-in buffer back to the caller's bytes; returns the
+    /// copy's event.
+    func stageOut() throws(OpenCLError) -> KernelEvent {
+        guard let borrowed else { preconditionFailure("stageOut of a buffer that is not a view") }
+        let (queue, handle, byteCount) = (runtime.queue, handle, byteCount)
+        let event = try runtime.submit("clEnqueueCopyBuffer(stage out)", returnsEvent: true) { count, list, event in
+            clEnqueueCopyBuffer(queue, handle, borrowed.memory, 0, borrowed.byteOffset, byteCount, count, list, event)
+        }
+        guard let event else { throw OpenCLError(code: CL_INVALID_EVENT, call: "clEnqueueCopyBuffer(stage out)") }
+        return KernelEvent(name: "stage_out", handle: event, runtime: runtime)
     }
 
     /// Copies `values` into the buffer, blocking until the copy is done.
@@ -124,12 +154,14 @@ final class DeviceBuffer: @unchecked Sendable {
     /// Copies the buffer to the host after every command queued before it has run.
     func download<T: BitwiseCopyable>(as type: T.Type = T.self) throws(OpenCLError) -> [T] {
         let count = byteCount / MemoryLayout<T>.stride
-        let (queue, handle, byteCount) = (runtime.queue, handle, byteCount)
+        // A staged view's values are the caller's bytes.
+        let (memory, offset) = isStaged ? borrowed! : (handle, 0)
+        let (queue, byteCount) = (runtime.queue, byteCount)
         var failure: OpenCLError?
         let values = Array<T>(unsafeUninitializedCapacity: count) { destination, initialized in
             do throws(OpenCLError) {
                 _ = try runtime.submit("clEnqueueReadBuffer") { waits, list, event in
-                    clEnqueueReadBuffer(queue, handle, cl_bool(CL_TRUE), 0, byteCount, destination.baseAddress, waits, list, event)
+                    clEnqueueReadBuffer(queue, memory, cl_bool(CL_TRUE), offset, byteCount, destination.baseAddress, waits, list, event)
                 }
                 initialized = count
             } catch {

@@ -15,6 +15,8 @@ struct KernelSignature: Equatable, Sendable {
         let name: String
         /// The OpenCL C type, e.g. `"float*"`, `"uint"`.
         let typeName: String
+        /// Whether the kernel may write through it: a pointer not declared `const`.
+        var isWritablePointer: Bool = false
     }
 
     let parameters: [Parameter]
@@ -33,7 +35,15 @@ struct KernelSignature: Equatable, Sendable {
             let type = try infoString("clGetKernelArgInfo(TYPE_NAME)") {
                 clGetKernelArgInfo(kernel, index, cl_kernel_arg_info(CL_KERNEL_ARG_TYPE_NAME), $0, $1, $2)
             }
-            parameters.append(Parameter(name: name, typeName: type.trimmingSpaces()))
+            var qualifier: cl_kernel_arg_type_qualifier = 0
+            try check(
+                clGetKernelArgInfo(
+                    kernel, index, cl_kernel_arg_info(CL_KERNEL_ARG_TYPE_QUALIFIER),
+                    MemoryLayout<cl_kernel_arg_type_qualifier>.size, &qualifier, nil),
+                "clGetKernelArgInfo(TYPE_QUALIFIER)")
+            let typeName = type.trimmingSpaces()
+            let isConst = qualifier & cl_kernel_arg_type_qualifier(CL_KERNEL_ARG_TYPE_CONST) != 0
+            parameters.append(Parameter(name: name, typeName: typeName, isWritablePointer: typeName.hasSuffix("*") && !isConst))
         }
         self.parameters = parameters
     }

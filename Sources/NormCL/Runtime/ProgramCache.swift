@@ -182,6 +182,8 @@ final class CompiledProgram: @unchecked Sendable {
     private let launchedKernels = PosixMutex<Set<String>>([])
     /// The kernels whose launch arguments have been checked (see ``checkSignatureOnce(of:kernel:arguments:names:)``).
     private let checkedKernels = PosixMutex<Set<String>>([])
+    /// Per kernel, which parameters it may write through (see ``writablePointers(of:)``).
+    private let writableParameters = PosixMutex<[String: [Bool]]>([:])
 
     /// `@unchecked`: a `cl_kernel` moves between threads only through the idle pool's
     /// mutex, while no launch uses it.
@@ -316,6 +318,15 @@ final class CompiledProgram: @unchecked Sendable {
         guard checkedKernels.withLock({ !$0.contains(name) }) else { return }
         try KernelSignature(of: kernel).verify(arguments, names: names, kernel: "\(sourceName).\(name)")
         checkedKernels.withLock { _ = $0.insert(name) }
+    }
+
+    /// For each parameter of kernel `name`, whether the kernel may write through it (a
+    /// pointer not declared `const`); read once from the kernel and kept.
+    func writablePointers(of name: String) throws -> [Bool] {
+        if let known = writableParameters.withLock({ $0[name] }) { return known }
+        let writable = try withKernel(name) { try KernelSignature(of: $0) }.parameters.map(\.isWritablePointer)
+        writableParameters.withLock { $0[name] = writable }
+        return writable
     }
 
     /// Runs `body` with a kernel object for `name` that no other thread is using.

@@ -7,12 +7,14 @@ extension Tensor {
     /// `layout`, from `byteOffset` bytes into `buffer`. Zero-copy: ops read the caller's
     /// memory and write into it (as a destination, see ``ForwardDestinations``); NormCL
     /// never frees it, and holds a reference to it (`clRetainMemObject`, or a sub-buffer)
-    /// only while the tensor lives.
+    /// only while the tensor lives. The offset must be a multiple of the element size.
     ///
-    /// The offset must be 0 or a multiple of the device's
-    /// ``OpenCLDevice/baseAddressAlignmentBytes`` (`CL_DEVICE_MEM_BASE_ADDR_ALIGN`, 128 bytes
-    /// on PoCL and NVIDIA): the view is then a sub-buffer. Other offsets are refused, never
-    /// read from the wrong place.
+    /// At offset 0 or a multiple of the device's ``OpenCLDevice/baseAddressAlignmentBytes``
+    /// (`CL_DEVICE_MEM_BASE_ADDR_ALIGN`, 128 bytes on PoCL and NVIDIA) the view is the buffer
+    /// or a sub-buffer of it, zero-copy. At any other offset it is staged: each op copies the
+    /// bytes into a buffer of NormCL's before its kernels read them and copies what its
+    /// kernels write back (one copy of the tensor each way per op; the op's events include
+    /// the copies), so results are the same, at the cost of those copies.
     ///
     /// - Parameters:
     ///   - buffer: a buffer of `runtime`'s context (``OpenCLRuntime/contextHandle``).
@@ -24,15 +26,16 @@ extension Tensor {
     /// - Throws: ``NormError/invalidShape(argument:reason:)`` for a bad shape,
     ///   ``NormError/invalidArgument(argument:reason:)`` naming `buffer` (not a valid
     ///   buffer of the runtime's context) or `byteOffset` (the elements go past the end of
-    ///   the buffer, or a negative offset), ``NormError/unsupported(argument:reason:)``
-    ///   naming `byteOffset` for an offset off the device's alignment.
+    ///   the buffer, or a negative offset), ``OpenCLError`` when a sub-buffer or staging
+    ///   buffer cannot be made.
     public init(
         wrapping buffer: cl_mem, byteOffset: Int = 0, shape: [Int], layout: TensorLayout = .channelsFirst,
         elementType: ElementType = .float32, on runtime: OpenCLRuntime
     ) throws {
         let count = try Self.checkedCount(of: shape, argument: "shape")
-        guard byteOffset >= 0 else {
-            throw NormError.invalidArgument(argument: "byteOffset", reason: "\(byteOffset) is negative")
+        guard byteOffset >= 0, byteOffset % elementType.byteCount == 0 else {
+            throw NormError.invalidArgument(
+                argument: "byteOffset", reason: "\(byteOffset) is negative or not a multiple of the \(elementType.byteCount)-byte element")
         }
         guard count > 0 else {
             self.init(shape: shape, layout: layout, elementType: elementType, storage: .emptyDevice(runtime))
