@@ -168,6 +168,25 @@ struct InteropTests {
         #expect(results == expected)
     }
 
+    @Test("with destinations an op needs no memory of NormCL's: it runs under a zero memory limit, and fails cleanly without")
+    func memoryLimit() throws {
+        let caller = try CallerOpenCL(device: device)
+        let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+        func view(_ shape: [Int]) throws -> Tensor {
+            try Tensor(wrapping: try caller.buffer(bytes: shape.reduce(4, *)), shape: shape, on: runtime)
+        }
+        let (x, y, mean, invstd) = (try view([64, 32]), try view([64, 32]), try view([64]), try view([64]))
+        try caller.write((0..<2048).map { Float($0 % 13) }, to: x.openCLMemory!.buffer)
+        runtime.memoryLimitBytes = 0
+        let out = try layerNorm(x, normalizedShape: [32], into: .init(output: y, saveMean: mean, saveInvstd: invstd))
+        #expect(runtime.allocatedBytes == 0)
+        #expect(try out.output.toArray() == layerNorm(x.toArray(), shape: [64, 32], normalizedShape: [32], on: .openCL(sharedRuntime!)))
+        let refused = #expect(throws: OpenCLError.self) { try layerNorm(x, normalizedShape: [32]) }
+        #expect(refused?.isOutOfResources == true)
+        runtime.memoryLimitBytes = .max
+        #expect(try layerNorm(x, normalizedShape: [32]).output.toArray() == out.output.toArray())
+    }
+
     @Test("1,000 steady-state calls on caller buffers and destinations create no OpenCL object")
     func steadyStateAllocatesNothing() throws {
         var rng = SeededGenerator(seed: 19)
