@@ -1,3 +1,5 @@
+import COpenCL
+
 /// Where a forward pass writes its results: tensors the caller already holds (views of
 /// their own memory, ``Tensor/init(wrapping:byteOffset:shape:layout:elementType:on:)``, or
 /// NormCL tensors kept from an earlier call) instead of new ones, so that a steady-state
@@ -66,6 +68,11 @@ struct OpCall {
 
     /// This call with `inputs` as the tensors no destination may overlap.
     func reading(_ inputs: Tensor?...) -> OpCall {
+        reading(inputs)
+    }
+
+    /// This call with `inputs` as the tensors no destination may overlap.
+    func reading(_ inputs: [Tensor?]) -> OpCall {
         var call = self
         call.inputs = inputs
         return call
@@ -95,7 +102,10 @@ struct OpCall {
                 argument: argument,
                 reason: "is \(destination.elementType) \(destination.layout), the result is \(elementType) \(layout)")
         }
-        for input in inputs.compactMap({ $0 }) where input.overlaps(destination) && !(allowed.map { input.overlaps($0) } ?? false) {
+        // In place only into exactly the allowed tensor's memory (a shifted view of it
+        // would write one channel while another work-item still reads it).
+        let inPlace = allowed.flatMap { destination.hasSameMemory(as: $0) ? $0 : nil }
+        for input in inputs.compactMap({ $0 }) where input.overlaps(destination) && !(inPlace.map { input.overlaps($0) } ?? false) {
             throw NormError.invalidArgument(argument: argument, reason: "overlaps an input of the op, which is read while results are written")
         }
         return destination
@@ -118,17 +128,62 @@ struct OpCall {
     ) throws -> Tensor {
         try result(backward, path, name: name, shape: shape, layout: layout, elementType: elementType, on: runtime)
     }
+
+    /// Where the gradients `mask` asks for go (nil for the others): dx with the input's
+    /// `shape`, `layout` and `elementType`, dγ and dβ float32 of `parameterShape`.
+    func gradients(
+        _ mask: NormGradientMask, shape: [Int], layout: TensorLayout, elementType: ElementType, parameterShape: [Int],
+        on runtime: OpenCLRuntime
+    ) throws -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+        let input =
+            mask.contains(.input)
+            ? try backward(\.gradInput, "gradInput", shape: shape, layout: layout, elementType: elementType, on: runtime)
+            : nil
+        let weight = mask.contains(.weight) ? try backward(\.gradWeight, "gradWeight", shape: parameterShape, on: runtime) : nil
+        let bias = mask.contains(.bias) ? try backward(\.gradBias, "gradBias", shape: parameterShape, on: runtime) : nil
+        return (input, weight, bias)
+    }
+
+    /// Where a training forward that `updates` the running statistics `running` writes the
+    /// updated ones (float32 `[channels]`; nil when it does not update them). Destinations
+    /// that are `running`'s own tensors are updated in place: every kernel that updates
+    /// them reads each channel's old value before it writes the new one, in the same
+    /// work-item.
+    func runningStatistics(
+        _ running: RunningStatistics?, updated updates: Bool, channels: Int, on runtime: OpenCLRuntime
+    ) throws -> (mean: Tensor, variance: Tensor)? {
+        guard updates else { return nil }
+        return (
+            try forward(\.runningMean, "runningMean", shape: [channels], on: runtime, mayAlias: running?.mean),
+            try forward(\.runningVar, "runningVar", shape: [channels], on: runtime, mayAlias: running?.variance)
+        )
+    }
 }
 
 extension Tensor {
-    /// Whether the two tensors' device memory overlaps (same `cl_mem`, or views of the same
-    /// caller buffer whose byte ranges intersect).
+    /// Whether the two tensors' device memory overlaps (same `cl_mem`, or byte ranges of
+    /// one buffer that intersect: views of the same caller buffer, or a view of a NormCL
+    /// tensor's buffer and that tensor).
     func overlaps(_ other: Tensor) -> Bool {
         guard let a = deviceBuffer, let b = other.deviceBuffer else { return false }
         if a === b || a.handle == b.handle { return true }
-        guard let va = a.borrowed, let vb = b.borrowed, va.memory == vb.memory else { return false }
-        return va.byteOffset < vb.byteOffset + b.byteCount && vb.byteOffset < va.byteOffset + a.byteCount
+        let (ra, rb) = (a.region, b.region)
+        guard ra.memory == rb.memory else { return false }
+        return ra.byteOffset < rb.byteOffset + b.byteCount && rb.byteOffset < ra.byteOffset + a.byteCount
     }
+
+    /// Whether the two tensors' device memory is the same bytes of the same buffer.
+    func hasSameMemory(as other: Tensor) -> Bool {
+        guard let a = deviceBuffer, let b = other.deviceBuffer else { return false }
+        return a.region.memory == b.region.memory && a.region.byteOffset == b.region.byteOffset
+            && a.byteCount == b.byteCount
+    }
+}
+
+extension DeviceBuffer {
+    /// The buffer whose bytes these are and where they start: the caller's buffer and the
+    /// view's offset for a view, the buffer itself and 0 otherwise.
+    fileprivate var region: (memory: cl_mem, byteOffset: Int) { borrowed ?? (handle, 0) }
 }
 
 // A loop that writes each call's results over the previous call's: `into: previous.destinations`.

@@ -245,6 +245,16 @@ public final class OpenCLRuntime: @unchecked Sendable {
 
     /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:)``,
     /// with the names checked against the kernel's parameter names on its first launch.
+    @discardableResult
+    func enqueue(
+        _ kernelName: String, from program: CompiledProgram,
+        global: [Int], local: [Int], arguments: KeyValuePairs<String, KernelArgument>,
+        waitingFor events: [OpenCLEvent] = []
+    ) throws -> KernelEvent {
+        try enqueue(
+            kernelName, from: program, global: global, local: local,
+            arguments: arguments.map(\.value), names: arguments.map(\.key), waitingFor: events)
+    }
 
     /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:names:waitingFor:)``,
     /// with the names checked against the kernel's parameter names on its first launch.

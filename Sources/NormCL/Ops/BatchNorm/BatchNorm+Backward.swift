@@ -3,7 +3,7 @@ extension BatchNorm {
     /// parameters. A training step backpropagates through its batch statistics (with
     /// Batch Renorm's `r` and `d` as constants when ``renorm`` was set), an inference
     /// step through the running statistics it normalised with, as constants. The math is
-    /// that of ``batchNormBackward(_:forward:outputMask:)``.
+    /// that of ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``.
     ///
     /// - Parameters:
     ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
@@ -11,7 +11,7 @@ extension BatchNorm {
     ///   - outputMask: which gradients to compute (default all that exist).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
     ///   or bias is not the one the forward used; what
-    ///   ``batchNormBackward(_:forward:outputMask:)`` throws.
+    ///   ``batchNormBackward(_:forward:outputMask:into:waitingFor:)`` throws.
     public func backward(
         _ gradOutput: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {

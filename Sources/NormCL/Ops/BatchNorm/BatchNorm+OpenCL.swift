@@ -92,17 +92,11 @@ enum BatchNormKernels {
         let channelShape = [problem.channels]
         let saveMean = try call.forward(\.saveMean, "saveMean", shape: channelShape, on: runtime)
         let saveInvstd = try call.forward(\.saveInvstd, "saveInvstd", shape: channelShape, on: runtime)
-        let tracksRunning = problem.mode == .training(updatesRunningStatistics: true)
-        // In place when the destinations are the running tensors: each channel's update
-        // reads its old value before writing the new one, in the same work-item.
-        let runningMeanOut =
-            tracksRunning
-            ? try call.forward(\.runningMean, "runningMean", shape: channelShape, on: runtime, mayAlias: running?.mean)
-            : nil
-        let runningVarOut =
-            tracksRunning
-            ? try call.forward(\.runningVar, "runningVar", shape: channelShape, on: runtime, mayAlias: running?.variance)
-            : nil
+        // finish_channel (batch_norm.cl) reads each channel's old values (also for r and d) first.
+        let runningOut = try call.runningStatistics(
+            running, updated: problem.mode == .training(updatesRunningStatistics: true), channels: problem.channels,
+            on: runtime)
+        let (runningMeanOut, runningVarOut) = (runningOut?.mean, runningOut?.variance)
         let renormR = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         let renormD = problem.renorm ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
         // weight, bias and STATISTICS_PARAMETERS in batch_norm.cl.

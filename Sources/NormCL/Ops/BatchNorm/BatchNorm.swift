@@ -4,7 +4,7 @@
 /// In training mode (``isTraining``, the default) it normalises with batch statistics
 /// and, when it tracks running statistics, updates them; in inference mode it
 /// normalises with the running statistics. Without tracking it always uses batch
-/// statistics (as PyTorch's modules do). The math is that of ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)``.
+/// statistics (as PyTorch's modules do). The math is that of ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)``.
 public struct BatchNorm: Sendable {
     /// C, the number of channels.
     public let numFeatures: Int
@@ -53,7 +53,7 @@ public struct BatchNorm: Sendable {
     /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
     ///
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` (`input`) when the
-    ///   input's C is not ``numFeatures``, and what the functional ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` throws.
+    ///   input's C is not ``numFeatures``, and what the functional ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)`` throws.
     public mutating func forward(_ input: Tensor) throws -> BatchNormOutput {
         // Without affine parameters and running statistics nothing else would notice.
         try LayerParameters.checkChannels(of: input, numFeatures)

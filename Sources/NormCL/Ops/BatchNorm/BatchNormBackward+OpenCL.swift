@@ -24,15 +24,9 @@ enum BatchNormBackwardKernels {
         let launch = plan.launch
         let mask = problem.outputMask
         let channelShape = [problem.channels]
-        let dx =
-            mask.contains(.input)
-            ? try call.backward(
-                \.gradInput, "gradInput", shape: problem.shape, layout: problem.layout, elementType: problem.elementType,
-                on: runtime)
-            : nil
-        let gradWeight =
-            mask.contains(.weight) ? try call.backward(\.gradWeight, "gradWeight", shape: channelShape, on: runtime) : nil
-        let gradBias = mask.contains(.bias) ? try call.backward(\.gradBias, "gradBias", shape: channelShape, on: runtime) : nil
+        let (dx, gradWeight, gradBias) = try call.gradients(
+            mask, shape: problem.shape, layout: problem.layout, elementType: problem.elementType,
+            parameterShape: channelShape, on: runtime)
         // CHANNEL_PARAMETERS in batch_norm_backward.cl.
         let channelArguments: KeyValuePairs<String, KernelArgument> = [
             "mean": .buffer(inputs.mean), "stat": .buffer(inputs.second), "eps": .float(inputs.eps),

@@ -2,14 +2,14 @@
 /// from what it returned: its input, γ, eps and statistics come from `forward`, so
 /// nothing can disagree.
 ///
-/// - Training (``batchNorm(_:weight:bias:eps:)`` or `training: true`): through the
+/// - Training (``batchNorm(_:weight:bias:eps:into:waitingFor:)`` or `training: true`): through the
 ///   batch statistics (`torch.ops.aten.native_batch_norm_backward` with `train=True`);
 ///   per channel `c` over its `n = N·M` values, with `x̂ = (x − saveMean_c)·saveInvstd_c`:
 ///
 ///       dβ_c = Σ dy        dγ_c = Σ dy·x̂
 ///       dx   = γ_c·invstd_c/n · (n·dy − dβ_c − x̂·dγ_c)
 ///
-/// - Batch Renorm (``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:)``):
+/// - Batch Renorm (``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:into:waitingFor:)``):
 ///   `r` and `d` held constant (Ioffe, 2017), `y = γ·(x̂·r + d) + β`:
 ///
 ///       dβ_c = Σ dy        dγ_c = Σ dy·(x̂·r_c + d_c)
@@ -29,6 +29,10 @@
 ///   - forward: what the forward returned.
 ///   - outputMask: which gradients to compute; the others come back nil and their
 ///     work is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 /// - Returns: dx (input's shape, layout and element type; half storage is rounded once),
 ///   dγ and dβ (`[C]`, float32).
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
@@ -73,10 +77,14 @@ public func batchNormBackward(
 ///   - input: the forward's input x.
 ///   - weight: γ (`[C]`), or nil for γ = 1. With nil, a requested dγ is still the
 ///     gradient at γ = 1; pass `outputMask: .input` for a layer without affine parameters.
-///   - saveMean, saveInvstd: the forward's ``BatchNormOutput/saveMean`` and
-///     ``BatchNormOutput/saveInvstd``.
+///   - saveMean: the forward's ``BatchNormOutput/saveMean``.
+///   - saveInvstd: the forward's ``BatchNormOutput/saveInvstd``.
 ///   - outputMask: which gradients to compute; the others come back nil and their
 ///     work is skipped.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 /// - Returns: dx (input's shape, layout and element type; half storage is rounded once),
 ///   dγ and dβ (`[C]`, float32).
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input, a weight or
@@ -96,13 +104,13 @@ public func batchNormBackward(
 /// The backward pass of a BatchNorm forward, from its ``BatchNormOutput``.
 ///
 /// A training output backpropagates through its saved batch statistics, as
-/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``; a Batch
+/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:into:waitingFor:)``; a Batch
 /// Renorm output (one with ``BatchNormOutput/renormR``) as
-/// ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:)``.
+/// ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:into:waitingFor:)``.
 ///
 /// - Throws: as those, and ``NormError/invalidArgument(argument:reason:)`` for an
 ///   inference output, which saves no statistics: use
-///   ``batchNormBackward(_:input:weight:runningStatistics:eps:outputMask:)``.
+///   ``batchNormBackward(_:input:weight:runningStatistics:eps:outputMask:into:waitingFor:)``.
 func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput, outputMask: NormGradientMask = .all
 ) throws -> NormGradients {
@@ -130,9 +138,18 @@ func batchNormBackward(
 /// (the speed of a copy); dγ or dβ add the per-channel sums.
 ///
 /// - Parameters:
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - input: the forward's input x.
+///   - weight: γ (`[C]`) as in the forward, or nil for γ = 1.
 ///   - runningStatistics: the statistics the forward normalised with.
 ///   - eps: the forward's eps.
-/// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``
+///   - outputMask: which gradients to compute; the others come back nil and their
+///     work is skipped.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
+/// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:into:waitingFor:)``
 ///   (with `runningMean`/`runningVar` named), and for a negative or non-finite eps.
 public func batchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, runningStatistics: RunningStatistics, eps: Float = 1e-5,
@@ -155,8 +172,20 @@ public func batchNormBackward(
 /// ``BatchRenormLimits/batchNorm``) this is BatchNorm's backward.
 ///
 /// - Parameters:
-///   - renormR, renormD: the forward's ``BatchNormOutput/renormR`` and ``BatchNormOutput/renormD``.
-/// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)``,
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - input: the forward's input x.
+///   - weight: γ (`[C]`) as in the forward, or nil for γ = 1.
+///   - saveMean: the forward's ``BatchNormOutput/saveMean``.
+///   - saveInvstd: the forward's ``BatchNormOutput/saveInvstd``.
+///   - renormR: the forward's ``BatchNormOutput/renormR``.
+///   - renormD: the forward's ``BatchNormOutput/renormD``.
+///   - outputMask: which gradients to compute; the others come back nil and their
+///     work is skipped.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
+/// - Throws: as ``batchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:into:waitingFor:)``,
 ///   also for `renormR`/`renormD`.
 public func batchRenormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
@@ -169,10 +198,10 @@ public func batchRenormBackward(
         strategy: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
-/// The backward pass of a ``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:)``
+/// The backward pass of a ``batchRenorm(_:weight:bias:runningStatistics:limits:momentum:eps:into:waitingFor:)``
 /// forward, from its output.
 ///
-/// - Throws: as ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:)``,
+/// - Throws: as ``batchRenormBackward(_:input:weight:saveMean:saveInvstd:renormR:renormD:outputMask:into:waitingFor:)``,
 ///   and ``NormError/invalidArgument(argument:reason:)`` for an output that is not Batch
 ///   Renorm's (no `r` and `d`).
 func batchRenormBackward(

@@ -26,12 +26,18 @@
 ///   - weight: γ, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, shape `[C]`, or nil for β = 0.
 ///   - runningStatistics: running mean and variance (shape `[C]`), updated in training
-///     and used in inference; ``batchNorm(_:weight:bias:eps:)`` normalises with batch
+///     and used in inference; ``batchNorm(_:weight:bias:eps:into:waitingFor:)`` normalises with batch
 ///     statistics and tracks none.
 ///   - training: whether to normalise with batch statistics (and update the running ones).
 ///   - momentum: weight of the new batch in the running update, in [0, 1]; nil for a
 ///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - destinations: tensors to write the output, the saved statistics (training) and
+///     the updated running statistics into (OpenCL; see ``ForwardDestinations``); new
+///     tensors where nil. Pass `runningStatistics.mean` and `.variance` as `runningMean`
+///     and `runningVar` to update them in place, as PyTorch does.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: the output, and in training the saved mean and inverse standard
 ///   deviation for the backward pass. An empty input (N = 0, a zero spatial dim, or
 ///   C = 0) gives an empty output without a kernel launch and leaves the running
@@ -40,7 +46,8 @@
 /// - Throws: ``NormError`` for invalid arguments (shape or length mismatches, N·M or C
 ///   of 2^32 or more, non-finite or negative eps, momentum outside [0, 1], a single value per
 ///   channel in training, no running statistics in inference, tensors on different
-///   backends); ``OpenCLError`` or
+///   backends, a destination that does not fit its result, naming
+///   `destinations.output`, …); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
@@ -69,7 +76,19 @@ func batchNorm(
 /// Batch normalisation with batch statistics and no running statistics: the training
 /// forward of `torch.nn.functional.batch_norm(x, None, None, weight, bias, True, …)`.
 ///
-/// See ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` for the math.
+/// See ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)`` for the math.
+///
+/// - Parameters:
+///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first
+///     or channels-last; the output has the same layout.
+///   - weight: γ, shape `[C]`, or nil for γ = 1.
+///   - bias: β, shape `[C]`, or nil for β = 0.
+///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - destinations: tensors to write the output and the saved statistics into (OpenCL;
+///     see ``ForwardDestinations``; `runningMean` and `runningVar` are not used); new
+///     tensors where nil.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 public func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
@@ -102,7 +121,7 @@ public func batchNorm(
 /// Batch Renormalization's training forward (Ioffe, 2017): BatchNorm with batch
 /// statistics, corrected towards the running statistics by `r` and `d` (see
 /// ``BatchRenormLimits`` for the math), with the running statistics updated as
-/// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:)`` updates them.
+/// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)`` updates them.
 ///
 /// PyTorch has no Batch Renorm; this follows the paper and docs/SEMANTICS.md. Inference of a
 /// Batch-Renorm-trained model is plain BatchNorm inference (`training: false`).
@@ -116,6 +135,12 @@ public func batchNorm(
 ///   - momentum: as BatchNorm's: the new batch's weight in the running update, nil for a
 ///     cumulative average.
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - destinations: tensors to write the output, the saved statistics and the updated
+///     running statistics into (OpenCL; see ``ForwardDestinations``; `r` and `d` are
+///     always new tensors); new tensors where nil. Pass `runningStatistics.mean` and
+///     `.variance` as `runningMean` and `runningVar` to update them in place.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: as BatchNorm training, plus ``BatchNormOutput/renormR`` and
 ///   ``BatchNormOutput/renormD``.
 /// - Throws: as BatchNorm training, and ``NormError/invalidArgument(argument:reason:)``

@@ -14,7 +14,7 @@ public struct BatchNormOutput: Sendable {
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
 
-    /// The input, parameters and eps, for ``batchNormBackward(_:forward:outputMask:)``.
+    /// The input, parameters and eps, for ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The running statistics an inference forward normalised with (constants for its
     /// backward pass); nil for a training forward.

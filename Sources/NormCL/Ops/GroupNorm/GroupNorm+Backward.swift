@@ -1,7 +1,7 @@
 extension GroupNorm {
     /// The backward pass of ``forward(_:)``: the gradients with respect to the input
     /// and, for an affine layer, to ``weight`` and ``bias``; the math is that of
-    /// ``groupNormBackward(_:forward:outputMask:)``.
+    /// ``groupNormBackward(_:forward:outputMask:into:waitingFor:)``.
     ///
     /// - Parameters:
     ///   - gradOutput: `dy`, with the input's shape, layout and element type.
@@ -10,7 +10,7 @@ extension GroupNorm {
     ///     without affine parameters are never computed (they come back nil).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
     ///   or bias is not the one the forward used, or the forward had another G; and what
-    ///   ``groupNormBackward(_:forward:outputMask:)`` throws.
+    ///   ``groupNormBackward(_:forward:outputMask:into:waitingFor:)`` throws.
     public func backward(
         _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {

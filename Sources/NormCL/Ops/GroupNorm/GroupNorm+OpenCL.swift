@@ -24,19 +24,25 @@ enum GroupNormKernels {
         }
     }
 
-    static func run(_ problem: GroupNormProblem, plan: GroupNormPlan, inputs: Inputs, on runtime: OpenCLRuntime) throws -> Outputs {
+    /// - Parameter running: InstanceNorm's running statistics (the tensors behind
+    ///   `inputs.runningMean` and `inputs.runningVar`), which the updated ones may overwrite
+    ///   in place when they are the call's destinations.
+    static func run(
+        _ problem: GroupNormProblem, plan: GroupNormPlan, inputs: Inputs, running: RunningStatistics?, call: OpCall,
+        on runtime: OpenCLRuntime
+    ) throws -> Outputs {
         let program = try runtime.program(.groupNorm, options: plan.specialization(for: problem).text)
         let geometry = plan.geometry
-        let output = try Tensor(
-            uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+        let output = try call.forward(
+            \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
         let planes = problem.planes
         let channels = try KernelArgument.count(problem.channels)
         let groups = try KernelArgument.count(problem.groups)
         let cpg = try KernelArgument.count(problem.channelsPerGroup)
         let spatial = try KernelArgument.count(problem.spatial)
         let spatialVectors = try KernelArgument.count(problem.spatial / geometry.vectorWidth)
-        var launches = KernelLaunches(program, on: runtime)
         if plan.strategy == .runningStatistics {
+            var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
             let coefficients = try Coefficients(planes: planes, on: runtime)
             let launch = geometry.launch.perSegmentLaunch(segments: planes)
             try launches.enqueue(
@@ -54,10 +60,16 @@ enum GroupNormKernels {
         }
 
         let rowShape = [problem.batch, problem.groups]
-        let saveMean = try Tensor(uninitializedShape: rowShape, on: runtime)
-        let saveInvstd = try Tensor(uninitializedShape: rowShape, on: runtime)
+        let saveMean = try call.forward(\.saveMean, "saveMean", shape: rowShape, on: runtime)
+        let saveInvstd = try call.forward(\.saveInvstd, "saveInvstd", shape: rowShape, on: runtime)
         let savesVariance = problem.statistics == .input(savesVariance: true)
         let saveVar = savesVariance ? try DeviceBuffer(byteCount: problem.rows * 4, on: runtime) : nil
+        // InstanceNorm training with running statistics (in_update_running reads each
+        // channel's old value first).
+        let updatedRunning = try call.runningStatistics(
+            running, updated: savesVariance && inputs.runningMean != nil && inputs.runningVar != nil,
+            channels: problem.channels, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         switch plan.strategy {
         case .fusedRows:
             let wg = geometry.reductionWorkGroupSize
@@ -111,12 +123,7 @@ enum GroupNormKernels {
             preconditionFailure("running-statistics plans return above")
         }
 
-        var runningMean: Tensor? = nil
-        var runningVar: Tensor? = nil
-        if savesVariance, inputs.runningMean != nil, inputs.runningVar != nil {
-            let channelShape = [problem.channels]
-            let mean = try Tensor(uninitializedShape: channelShape, on: runtime)
-            let variance = try Tensor(uninitializedShape: channelShape, on: runtime)
+        if let (runningMean, runningVar) = updatedRunning {
             let launch = geometry.launch.perSegmentLaunch(segments: problem.channels)
             try launches.enqueue(
                 "in_update_running", launch,
@@ -124,15 +131,13 @@ enum GroupNormKernels {
                     "save_mean": .buffer(saveMean.deviceBuffer), "save_var": .buffer(saveVar),
                     "batch": try .count(problem.batch), "channels": channels, "spatial": spatial,
                     "running_mean_in": .buffer(inputs.runningMean), "running_var_in": .buffer(inputs.runningVar),
-                    "running_mean_out": .buffer(mean.deviceBuffer), "running_var_out": .buffer(variance.deviceBuffer),
-                    "momentum": .float(inputs.momentum),
+                    "running_mean_out": .buffer(runningMean.deviceBuffer),
+                    "running_var_out": .buffer(runningVar.deviceBuffer), "momentum": .float(inputs.momentum),
                 ])
-            runningMean = mean
-            runningVar = variance
         }
         return Outputs(
-            output: output, saveMean: saveMean, saveInvstd: saveInvstd, runningMean: runningMean, runningVar: runningVar,
-            events: launches.events)
+            output: output, saveMean: saveMean, saveInvstd: saveInvstd, runningMean: updatedRunning?.mean,
+            runningVar: updatedRunning?.variance, events: launches.events)
     }
 
     /// `y = ((x − pilot_k) − offset_k)·scale_k + shift_k`, `k = n·C + c`, over every

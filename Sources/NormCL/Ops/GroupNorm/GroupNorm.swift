@@ -1,7 +1,7 @@
 /// A GroupNorm layer that owns its affine parameters, as `torch.nn.GroupNorm`.
 ///
 /// GroupNorm has no running statistics, so training and inference compute the same
-/// thing; the math is that of ``groupNorm(_:numGroups:weight:bias:eps:)``.
+/// thing; the math is that of ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)``.
 public struct GroupNorm: Sendable {
     /// G, the number of groups; divides ``numChannels``.
     public let numGroups: Int
@@ -46,7 +46,7 @@ public struct GroupNorm: Sendable {
     /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
     ///
     /// - Throws: ``NormError/shapeMismatch(argument:expected:actual:)`` when the input's
-    ///   channels differ from ``numChannels``, and what ``groupNorm(_:numGroups:weight:bias:eps:)`` throws.
+    ///   channels differ from ``numChannels``, and what ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)`` throws.
     public func forward(_ input: Tensor) throws -> GroupNormOutput {
         try LayerParameters.checkChannels(of: input, numChannels)
         return try groupNorm(input, numGroups: numGroups, weight: weight, bias: bias, eps: eps)

@@ -32,7 +32,7 @@ enum GroupNormBackwardKernels {
     }
 
     static func run(
-        _ problem: GroupNormProblem, plan: GroupNormBackwardPlan, inputs: Inputs, on runtime: OpenCLRuntime
+        _ problem: GroupNormProblem, plan: GroupNormBackwardPlan, inputs: Inputs, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> NormGradients {
         let mask = plan.mask
         guard !mask.isEmpty else { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
@@ -43,7 +43,10 @@ enum GroupNormBackwardKernels {
         let cpg = try KernelArgument.count(problem.channelsPerGroup)
         let spatial = try KernelArgument.count(problem.spatial)
         let spatialVectors = try KernelArgument.count(problem.spatial / geometry.vectorWidth)
-        var launches = KernelLaunches(program, on: runtime)
+        let (dx, dWeight, dBias) = try call.gradients(
+            mask, shape: problem.shape, layout: problem.layout, elementType: problem.elementType,
+            parameterShape: [problem.channels], on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
 
         let mean: DeviceBuffer
         let invstd: DeviceBuffer
@@ -64,12 +67,7 @@ enum GroupNormBackwardKernels {
                 ])
         }
 
-        let dx =
-            mask.contains(.input)
-            ? try Tensor(
-                uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
-            : nil
-        let wantsParameters = mask.contains(.weight) || mask.contains(.bias)
+        let wantsParameters = dWeight != nil || dBias != nil
         // (Σdy, invstd·Σdy·(x − mean)) per plane, for dγ and dβ.
         let sums = wantsParameters ? try DeviceBuffer(byteCount: planes * 2 * 4, on: runtime) : nil
 
@@ -144,12 +142,7 @@ enum GroupNormBackwardKernels {
             }
         }
 
-        var dWeight: Tensor? = nil
-        var dBias: Tensor? = nil
         if let sums {
-            let channelShape = [problem.channels]
-            dWeight = mask.contains(.weight) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
-            dBias = mask.contains(.bias) ? try Tensor(uninitializedShape: channelShape, on: runtime) : nil
             let launch = geometry.launch.perSegmentLaunch(segments: problem.channels)
             try launches.enqueue(
                 "gnb_parameter_grads", launch,

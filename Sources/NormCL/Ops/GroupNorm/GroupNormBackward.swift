@@ -1,4 +1,4 @@
-/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:)``, from what the
+/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)``, from what the
 /// forward returned, as PyTorch's `native_group_norm_backward`: the gradients of a loss with respect to the input,
 /// γ and β, given `dy`, its gradient with respect to the output.
 ///
@@ -17,33 +17,72 @@
 ///
 /// - Parameters:
 ///   - gradOutput: `dy`, with the input's shape, layout and element type.
-///   - forward: what ``groupNorm(_:numGroups:weight:bias:eps:)`` returned; its input, G,
+///   - forward: what ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)`` returned; its input, G,
 ///     γ and saved statistics are used, so nothing can disagree.
 ///   - outputMask: the gradients to compute; the others come back nil and their work
 ///     is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
 /// - Throws: ``NormError`` for a `gradOutput` differing from the input in shape,
-///   layout, element type or backend; ``OpenCLError`` or ``KernelBuildError`` when the
-///   device fails.
+///   layout, element type or backend, or a destination that does not fit its gradient
+///   (naming `destinations.gradInput`, …); ``OpenCLError`` or ``KernelBuildError`` when
+///   the device fails.
 public func groupNormBackward(
-    _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
+    _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     guard let saved = forward.saved, let saveMean = forward.saveMean, let saveInvstd = forward.saveInvstd else {
         throw NormError.nothingSaved("groupNorm")
     }
     return try groupNormBackward(
         gradOutput, input: saved.input, numGroups: forward.numGroups, weight: saved.weight, saveMean: saveMean,
-        saveInvstd: saveInvstd, outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil)
+        saveInvstd: saveInvstd, outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil,
+        call: OpCall(waitList: waitList, backward: destinations))
 }
 
-/// The backward pass from explicit saved statistics (tests).
-func groupNormBackward(
+/// The backward pass of GroupNorm from explicit saved statistics, as PyTorch's
+/// `native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group,
+/// output_mask)`: for callers that keep the forward's input and statistics themselves
+/// (tensors over their own buffers, the C API).
+///
+/// Per sample `n` and group `g`, over the group's `K = (C/G)·M` values, with
+/// `x̂ = (x − saveMean_{n,g})·saveInvstd_{n,g}` and `g = dy·γ_c`:
+///
+///     dx   = invstd_{n,g}/K · (K·g − Σ g − x̂·Σ g·x̂)     (sums over the group)
+///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
+///
+/// The statistics are never recomputed from x; the kernels and their determinism are
+/// those of ``groupNormBackward(_:forward:outputMask:into:waitingFor:)``.
+///
+/// - Parameters:
+///   - gradOutput: `dy`, with the input's shape, layout and element type.
+///   - input: the forward pass's input x, `(N, C, *S)`.
+///   - numGroups: the forward pass's G.
+///   - weight: γ as in the forward pass (float32 `[C]`), or nil for γ = 1. With nil, a
+///     requested dγ is still the gradient at γ = 1.
+///   - saveMean: the forward pass's saved mean, float32 `(N, G)`.
+///   - saveInvstd: the forward pass's saved `1/sqrt(var + eps)`, float32 `(N, G)`.
+///   - outputMask: the gradients to compute; the others come back nil and their work
+///     is skipped.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for; the op returns without waiting.
+/// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
+/// - Throws: ``NormError`` for invalid arguments (what the forward pass throws for the
+///   input, G and weight; `gradOutput` differing from `input`; saved statistics not
+///   float32 `(N, G)` on the input's backend; a destination that does not fit its
+///   gradient); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+public func groupNormBackward(
     _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask = .all
+    outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try groupNormBackward(
         gradOutput, input: input, numGroups: numGroups, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd,
-        outputMask: outputMask, strategy: nil, tuning: nil)
+        outputMask: outputMask, strategy: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass with the statistics the forward pass returned (tests pass the rest).
@@ -64,7 +103,8 @@ func groupNormBackward(
 /// each kernel path and GPU-style access on a CPU device).
 func groupNormBackward(
     _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask, strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?
+    outputMask: NormGradientMask, strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?,
+    call: OpCall = OpCall()
 ) throws -> NormGradients {
     let problem = try GroupNormProblem.validatedBackward(
         gradOutput: gradOutput, input: input, groups: numGroups, weight: weight, saveMean: saveMean,
@@ -85,6 +125,8 @@ func groupNormBackward(
             strategy: strategy)
         let inputs = GroupNormBackwardKernels.Inputs(
             gradOutput: dy, x: x, weight: weight?.deviceBuffer, statistics: .saved(mean: mean, invstd: invstd))
-        return try GroupNormBackwardKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        return try GroupNormBackwardKernels.run(
+            problem, plan: plan, inputs: inputs,
+            call: call.reading(gradOutput, input, weight, saveMean, saveInvstd), on: runtime)
     }
 }

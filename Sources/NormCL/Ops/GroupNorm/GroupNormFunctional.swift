@@ -23,22 +23,31 @@
 ///   - weight: γ, float32, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, float32, shape `[C]`, or nil for β = 0.
 ///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
+///   - destinations: tensors to write the output and the saved statistics into (OpenCL;
+///     see ``ForwardDestinations``; `runningMean` and `runningVar` are not used); new
+///     tensors where nil.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: the output, and the saved mean and inverse standard deviation per
 ///   (n, g), shape `(N, G)`, float32.
 ///   An empty input gives an empty output and `(N, G)` statistics of no values (mean 0,
 ///   invstd NaN) without a kernel launch, as PyTorch.
 /// - Throws: ``NormError`` for invalid arguments (rank below 2, N·M or N·C of 2^32 or more,
 ///   `numGroups ≤ 0` or not dividing C, parameter shape/backend/type mismatches,
+///   a destination that does not fit its result (naming `destinations.output`, …),
 ///   non-finite or negative eps); ``OpenCLError`` or ``KernelBuildError`` when the
 ///   device fails.
 public func groupNorm(
-    _ input: Tensor, numGroups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5
+    _ input: Tensor, numGroups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> GroupNormOutput {
-    try groupNorm(input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: nil)
+    try groupNorm(
+        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: nil,
+        call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot group normalisation of host float32 values in channels-first order:
-/// uploads, normalises, downloads. See ``groupNorm(_:numGroups:weight:bias:eps:)``.
+/// uploads, normalises, downloads. See ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)``.
 ///
 /// - Parameters:
 ///   - values: the input, `shape`'s element count.
@@ -60,17 +69,19 @@ public func groupNorm(
 /// The one implementation behind the public entry points; `strategy` forces a plan
 /// strategy on OpenCL (tests use it to cover each one).
 func groupNorm(
-    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?
+    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?,
+    call: OpCall = OpCall()
 ) throws -> GroupNormOutput {
     var output = try groupNormOutput(
-        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: strategy)
+        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: strategy, call: call)
     output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
     output.numGroups = numGroups
     return output
 }
 
 private func groupNormOutput(
-    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?
+    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?,
+    call: OpCall
 ) throws -> GroupNormOutput {
     let problem = try GroupNormProblem.validated(
         input: input, groups: numGroups, weight: weight, bias: bias, statistics: .input(savesVariance: false), eps: eps,
@@ -99,7 +110,8 @@ private func groupNormOutput(
         let plan = GroupNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
         let inputs = ChannelInputs(
             x: x, operands: ChannelOperands(weight: weight, bias: bias, running: nil, momentum: 0, eps: eps))
-        let result = try GroupNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        let result = try GroupNormKernels.run(
+            problem, plan: plan, inputs: inputs, running: nil, call: call.reading(input, weight, bias), on: runtime)
         return GroupNormOutput(
             output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd, events: result.events)
     }

@@ -10,7 +10,7 @@ public struct GroupNormOutput: Sendable {
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
 
-    /// The input, parameters and eps, for ``groupNormBackward(_:forward:outputMask:)``.
+    /// The input, parameters and eps, for ``groupNormBackward(_:forward:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The forward's G.
     var numGroups: Int = 0
@@ -29,7 +29,7 @@ public struct InstanceNormOutput: Sendable {
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
 
-    /// The input, parameters and eps, for ``instanceNormBackward(_:forward:outputMask:)``.
+    /// The input, parameters and eps, for ``instanceNormBackward(_:forward:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The running statistics an inference forward normalised with (constants for
     /// its backward pass); nil when it used the input's statistics.

@@ -3,7 +3,7 @@ extension InstanceNorm {
     /// for an affine layer, to ``weight`` and ``bias``. A training forward (or one without
     /// tracked statistics) backpropagates through its instance statistics; an inference
     /// forward with tracked statistics through the running statistics it normalised
-    /// with, as constants. The math is that of ``instanceNormBackward(_:forward:outputMask:)``.
+    /// with, as constants. The math is that of ``instanceNormBackward(_:forward:outputMask:into:waitingFor:)``.
     ///
     /// - Parameters:
     ///   - gradOutput: `dy`, with the input's shape, layout and element type.
@@ -12,7 +12,7 @@ extension InstanceNorm {
     ///     without affine parameters are never computed (they come back nil).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
     ///   or bias is not the one the forward used; what
-    ///   ``instanceNormBackward(_:forward:outputMask:)`` throws.
+    ///   ``instanceNormBackward(_:forward:outputMask:into:waitingFor:)`` throws.
     public func backward(
         _ gradOutput: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {

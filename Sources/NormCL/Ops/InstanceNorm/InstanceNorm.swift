@@ -5,7 +5,7 @@
 /// statistics and, when it tracks running statistics, updates them; in inference
 /// mode with tracked statistics it normalises with the running ones. Without
 /// tracking it always uses the instance statistics. The math is that of
-/// ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:)``.
+/// ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:into:waitingFor:)``.
 public struct InstanceNorm: Sendable {
     /// C, the number of channels.
     public let numFeatures: Int

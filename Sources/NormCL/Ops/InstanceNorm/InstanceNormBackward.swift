@@ -1,5 +1,5 @@
-/// The backward pass of ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:)``
-/// (or ``instanceNorm(_:weight:bias:eps:)``) from what the forward returned, as PyTorch's.
+/// The backward pass of ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:into:waitingFor:)``
+/// (or ``instanceNorm(_:weight:bias:eps:into:waitingFor:)``) from what the forward returned, as PyTorch's.
 ///
 /// With the input's statistics (training, or inference without tracked statistics),
 /// GroupNorm's backward with one group per channel: per sample `n` and channel `c`,
@@ -21,12 +21,18 @@
 ///   - forward: what the forward returned; its input, γ, eps and statistics are used.
 ///   - outputMask: the gradients to compute; the others come back nil. dγ (dβ) is
 ///     returned only when the forward had a weight (bias).
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
 /// - Throws: ``NormError`` for a `gradOutput` differing from the input in shape,
-///   layout, element type or backend; ``OpenCLError`` or ``KernelBuildError`` when the
-///   device fails.
+///   layout, element type or backend, or a destination that does not fit its gradient
+///   (naming `destinations.gradInput`, …); ``OpenCLError`` or ``KernelBuildError`` when
+///   the device fails.
 public func instanceNormBackward(
-    _ gradOutput: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all
+    _ gradOutput: Tensor, forward: InstanceNormOutput, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     guard let saved = forward.saved else { throw NormError.nothingSaved("instanceNorm") }
     let statistics: InstanceNormBackwardStatistics
@@ -39,12 +45,15 @@ public func instanceNormBackward(
     }
     return try instanceNormBackward(
         gradOutput, input: saved.input, weight: saved.weight, statistics: statistics,
-        outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil)
+        outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil,
+        call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass of InstanceNorm with the input's statistics (training, or
-/// inference without tracked statistics), as PyTorch's: GroupNorm's backward with
-/// one group per channel.
+/// inference without tracked statistics) from explicit saved statistics, as PyTorch's:
+/// GroupNorm's backward with one group per channel (`native_group_norm_backward` with
+/// `group = C`), for callers that keep the forward's input and statistics themselves
+/// (tensors over their own buffers, the C API).
 ///
 /// Per sample `n` and channel `c`, over its M spatial values, with the saved
 /// statistics, `x̂ = (x − mean_{n,c})·invstd_{n,c}`:
@@ -53,37 +62,43 @@ public func instanceNormBackward(
 ///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
 ///
 /// (The running-statistics update of the forward pass has no gradient, as in PyTorch.)
-/// Runs the kernels of ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:outputMask:)``;
+/// Runs the kernels of ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:outputMask:into:waitingFor:)``;
 /// bit-for-bit deterministic on OpenCL.
 ///
 /// - Parameters:
 ///   - gradOutput: `dy`, with the input's shape, layout and element type.
 ///   - input: the forward pass's input, `(N, C, *S)` with at least one spatial dim.
-///   - weight: γ as in the forward pass, or nil for γ = 1.
+///   - weight: γ as in the forward pass, or nil for γ = 1. With nil, a requested dγ is
+///     still the gradient at γ = 1.
 ///   - saveMean: the forward pass's saved mean, float32 `(N, C)`.
 ///   - saveInvstd: the forward pass's saved `1/sqrt(var + eps)`, float32 `(N, C)`.
 ///   - outputMask: the gradients to compute; the others come back nil.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for; the op returns without waiting.
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
 /// - Throws: ``NormError`` for invalid arguments (what the forward pass throws with
 ///   input statistics, incl. a single spatial element; `gradOutput` differing from
-///   `input`; saved statistics not float32 `(N, C)` on the input's backend);
-///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
-func instanceNormBackward(
+///   `input`; saved statistics not float32 `(N, C)` on the input's backend; a
+///   destination that does not fit its gradient); ``OpenCLError`` or
+///   ``KernelBuildError`` when the device fails.
+public func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask = .all
+    outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try instanceNormBackward(
         gradOutput, input: input, weight: weight, statistics: .saved(mean: saveMean, invstd: saveInvstd),
-        outputMask: outputMask, strategy: nil, tuning: nil)
+        outputMask: outputMask, strategy: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
-/// ``instanceNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:)`` with the
-/// statistics the forward pass returned.
+/// `instanceNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:into:waitingFor:)`
+/// with the statistics the forward pass returned (tests).
 ///
 /// - Throws: ``NormError/invalidArgument(argument:reason:)`` (`forward`) when the
 ///   forward pass used running statistics (it saved none: use
-///   ``instanceNormBackward(_:input:weight:runningStatistics:eps:outputMask:)``), and
-///   what the other form throws.
+///   `instanceNormBackward(_:input:weight:runningStatistics:eps:outputMask:into:waitingFor:)`),
+///   and what the other form throws.
 func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: InstanceNormOutput,
     outputMask: NormGradientMask = .all
@@ -96,8 +111,9 @@ func instanceNormBackward(
         gradOutput, input: input, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd, outputMask: outputMask)
 }
 
-/// The backward pass of InstanceNorm in inference mode (`useInputStats == false`),
-/// which normalised with the running statistics. They are constants, so, with
+/// The backward pass of InstanceNorm in inference mode (`useInputStatistics: false`),
+/// which normalised with the running statistics, from those statistics (for callers
+/// that keep the forward's input and statistics themselves). They are constants, so, with
 /// `invstd_c = 1/sqrt(running_var_c + eps)`:
 ///
 ///     dx = dy·γ_c·invstd_c      dγ_c = Σ_{n,m} dy·(x − running_mean_c)·invstd_c      dβ_c = Σ_{n,m} dy
@@ -110,16 +126,22 @@ func instanceNormBackward(
 ///     (float32 `[C]`; `numBatchesTracked` is not used).
 ///   - eps: as in the forward pass (default `1e-5`); finite and ≥ 0.
 ///   - outputMask: the gradients to compute; the others come back nil.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for; the op returns without waiting.
+/// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
 /// - Throws: ``NormError`` for invalid arguments (input rank, `gradOutput`
 ///   differing from `input`, weight or running statistics not float32 `[C]` on the
-///   input's backend, bad eps); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
-func instanceNormBackward(
+///   input's backend, bad eps, a destination that does not fit its gradient);
+///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+public func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, runningStatistics: RunningStatistics, eps: Float = 1e-5,
-    outputMask: NormGradientMask = .all
+    outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try instanceNormBackward(
         gradOutput, input: input, weight: weight, statistics: .running(runningStatistics, eps: eps),
-        outputMask: outputMask, strategy: nil, tuning: nil)
+        outputMask: outputMask, strategy: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan
@@ -127,7 +149,8 @@ func instanceNormBackward(
 /// each kernel path and GPU-style access on a CPU device).
 func instanceNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: InstanceNormBackwardStatistics,
-    outputMask: NormGradientMask, strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?
+    outputMask: NormGradientMask, strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?,
+    call: OpCall = OpCall()
 ) throws -> NormGradients {
     let shape = input.shape
     guard shape.count >= 3 else {
@@ -172,6 +195,11 @@ func instanceNormBackward(
         }
         return try gradients.tensors(for: problem)
     case .openCL(let runtime):
+        let statisticsTensors: [Tensor?] =
+            switch statistics {
+            case .saved(let mean, let invstd): [mean, invstd]
+            case .running(let running, _): [running.mean, running.variance]
+            }
         let deviceStatistics: GroupNormBackwardKernels.Statistics =
             switch statistics {
             case .saved(let mean, let invstd): .saved(mean: mean.openCLBuffer, invstd: invstd.openCLBuffer)
@@ -183,6 +211,8 @@ func instanceNormBackward(
             strategy: strategy)
         let inputs = GroupNormBackwardKernels.Inputs(
             gradOutput: gradOutput.openCLBuffer, x: input.openCLBuffer, weight: weight?.deviceBuffer, statistics: deviceStatistics)
-        return try GroupNormBackwardKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        return try GroupNormBackwardKernels.run(
+            problem, plan: plan, inputs: inputs, call: call.reading([gradOutput, input, weight] + statisticsTensors),
+            on: runtime)
     }
 }

@@ -29,13 +29,19 @@
 ///   - weight: γ, float32, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, float32, shape `[C]`, or nil for β = 0.
 ///   - runningStatistics: running mean and unbiased variance (float32, shape `[C]`),
-///     updated in training; ``instanceNorm(_:weight:bias:eps:)`` tracks none
+///     updated in training; ``instanceNorm(_:weight:bias:eps:into:waitingFor:)`` tracks none
 ///     (PyTorch's default).
 ///   - useInputStatistics: normalise with the input's statistics (training, and
 ///     inference without tracking) or with the running ones.
 ///   - momentum: weight of the new batch in the running update, in [0, 1] (default 0.1);
 ///     nil for a cumulative average.
 ///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
+///   - destinations: tensors to write the output, the saved statistics and the updated
+///     running statistics into (OpenCL; see ``ForwardDestinations``); new tensors where
+///     nil. Pass `runningStatistics.mean` and `.variance` as `runningMean` and `runningVar`
+///     to update them in place.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: the output and, with input statistics, the saved mean and inverse
 ///   standard deviation per (n, c), shape `(N, C)`, float32. An empty input gives an
 ///   empty output (statistics of no values: mean 0, invstd NaN) without a kernel
@@ -44,16 +50,18 @@
 ///   a single spatial element with input statistics, PyTorch's "Expected more than 1
 ///   spatial element when training", as ``NormError/tooFewValuesPerChannel(valuesPerChannel:shape:)``;
 ///   no running statistics with `useInputStatistics == false`; parameter shape/backend/type
-///   mismatches; non-finite or negative eps; momentum outside [0, 1]);
+///   mismatches; a destination that does not fit its result, naming `destinations.output`,
+///   …; non-finite or negative eps; momentum outside [0, 1]);
 ///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func instanceNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, runningStatistics: inout RunningStatistics,
-    useInputStatistics: Bool = true, momentum: Float? = 0.1, eps: Float = 1e-5
+    useInputStatistics: Bool = true, momentum: Float? = 0.1, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> InstanceNormOutput {
     try runningStatistics.updated { running in
         try instanceNorm(
             input, runningStatistics: &running, weight: weight, bias: bias, useInputStats: useInputStatistics,
-            momentum: momentum, eps: eps, strategy: nil)
+            momentum: momentum, eps: eps, strategy: nil, call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
@@ -71,24 +79,39 @@ func instanceNorm(
 /// Instance normalisation with the input's statistics and no running statistics:
 /// `torch.nn.functional.instance_norm(x, weight=weight, bias=bias, eps=eps)`.
 ///
-/// See ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:)`` for the math.
+/// See ``instanceNorm(_:weight:bias:runningStatistics:useInputStatistics:momentum:eps:into:waitingFor:)``
+/// for the math.
+///
+/// - Parameters:
+///   - input: `(N, C, *S)` with at least one spatial dim, channels-first or
+///     channels-last, float32 or half storage; the output has the same layout and type.
+///   - weight: γ, float32, shape `[C]`, or nil for γ = 1.
+///   - bias: β, float32, shape `[C]`, or nil for β = 0.
+///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
+///   - destinations: tensors to write the output and the saved statistics into (OpenCL;
+///     see ``ForwardDestinations``; `runningMean` and `runningVar` are not used); new
+///     tensors where nil.
+///   - waitList: events the op's first kernel waits for; the op returns without waiting.
 public func instanceNorm(
-    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> InstanceNormOutput {
     var none: RunningStatistics? = nil
-    return try instanceNorm(input, runningStatistics: &none, weight: weight, bias: bias, eps: eps)
+    return try instanceNorm(
+        input, runningStatistics: &none, weight: weight, bias: bias, useInputStats: true, momentum: 0.1, eps: eps,
+        strategy: nil, call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan
 /// strategy on OpenCL (tests use it to cover each one).
 func instanceNorm(
     _ input: Tensor, runningStatistics: inout RunningStatistics?, weight: Tensor?, bias: Tensor?,
-    useInputStats: Bool, momentum: Float?, eps: Float, strategy: GroupNormPlan.Strategy?
+    useInputStats: Bool, momentum: Float?, eps: Float, strategy: GroupNormPlan.Strategy?, call: OpCall = OpCall()
 ) throws -> InstanceNormOutput {
     let normalisedWith = runningStatistics
     var output = try instanceNormOutput(
         input, runningStatistics: &runningStatistics, weight: weight, bias: bias, useInputStats: useInputStats,
-        momentum: momentum, eps: eps, strategy: strategy)
+        momentum: momentum, eps: eps, strategy: strategy, call: call)
     output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
     if !useInputStats { output.runningStatistics = normalisedWith }
     return output
@@ -96,7 +119,7 @@ func instanceNorm(
 
 private func instanceNormOutput(
     _ input: Tensor, runningStatistics: inout RunningStatistics?, weight: Tensor?, bias: Tensor?,
-    useInputStats: Bool, momentum: Float?, eps: Float, strategy: GroupNormPlan.Strategy?
+    useInputStats: Bool, momentum: Float?, eps: Float, strategy: GroupNormPlan.Strategy?, call: OpCall
 ) throws -> InstanceNormOutput {
     let shape = input.shape
     guard shape.count >= 3 else {
@@ -165,7 +188,9 @@ private func instanceNormOutput(
             x: x,
             operands: ChannelOperands(
                 weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps))
-        let result = try GroupNormKernels.run(problem, plan: plan, inputs: inputs, on: runtime)
+        let result = try GroupNormKernels.run(
+            problem, plan: plan, inputs: inputs, running: runningStatistics,
+            call: call.reading(input, weight, bias, runningStatistics?.mean, runningStatistics?.variance), on: runtime)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = mean
             updated?.variance = variance

@@ -2,7 +2,7 @@ extension LayerNorm {
     /// The backward pass of ``forward(_:)``: dx, and dγ and dβ for the layer's own
     /// parameters.
     ///
-    /// The math is that of ``layerNormBackward(_:forward:outputMask:)``. dγ (dβ) is only
+    /// The math is that of ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``. dγ (dβ) is only
     /// computed when the layer has a weight (bias) and the mask asks for it; the layer's
     /// parameters are not changed (an optimizer applies the gradients).
     ///
@@ -12,7 +12,7 @@ extension LayerNorm {
     ///   - outputMask: which gradients to compute (default all that exist).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
     ///   or bias is not the one the forward used (replaced, added or removed since), and
-    ///   the errors of ``layerNormBackward(_:forward:outputMask:)``.
+    ///   the errors of ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``.
     public func backward(
         _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {

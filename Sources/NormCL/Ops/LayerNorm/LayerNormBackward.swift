@@ -49,6 +49,20 @@ public func layerNormBackward(
 /// ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``; `saveMean` and
 /// `saveInvstd` are the forward's (float32, shape = the input's leading dims), and a
 /// requested dγ is computed also when `weight` is nil (the gradient at γ = 1).
+///
+/// - Parameters:
+///   - gradOutput: dy, with the input's shape, layout, element type and backend.
+///   - input: the forward's input x.
+///   - normalizedShape: the forward's `normalizedShape`.
+///   - weight: γ as in the forward (float32 of shape `normalizedShape`), or nil for γ = 1.
+///   - saveMean: the forward's ``LayerNormOutput/saveMean``.
+///   - saveInvstd: the forward's ``LayerNormOutput/saveInvstd``.
+///   - outputMask: which gradients to compute; the others come back nil and their
+///     work is skipped.
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 public func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor,
     saveInvstd: Tensor, outputMask: NormGradientMask = .all,

@@ -11,7 +11,7 @@ public struct LayerNormOutput: Sendable {
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
 
-    /// The input, parameters and eps, for ``layerNormBackward(_:forward:outputMask:)``.
+    /// The input, parameters and eps, for ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The forward's `normalizedShape`.
     var normalizedShape: [Int] = []

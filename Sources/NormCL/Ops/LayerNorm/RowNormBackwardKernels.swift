@@ -20,17 +20,9 @@ enum RowNormBackwardKernels {
             return NormGradients(input: nil, weight: nil, bias: nil, events: [])
         }
         let program = try runtime.program(.layerNormBackward, options: plan.buildOptions(for: problem))
-        let dx =
-            problem.needsInput
-            ? try call.backward(
-                \.gradInput, "gradInput", shape: forward.shape, layout: forward.layout, elementType: forward.elementType,
-                on: runtime)
-            : nil
-        let dWeight =
-            problem.needsWeight
-            ? try call.backward(\.gradWeight, "gradWeight", shape: forward.normalizedShape, on: runtime) : nil
-        let dBias =
-            problem.needsBias ? try call.backward(\.gradBias, "gradBias", shape: forward.normalizedShape, on: runtime) : nil
+        let (dx, dWeight, dBias) = try call.gradients(
+            problem.mask, shape: forward.shape, layout: forward.layout, elementType: forward.elementType,
+            parameterShape: forward.normalizedShape, on: runtime)
         let blocks = plan.partialBlocks(problem)
         // dγ's partials, then dβ's: [2][blocks][D] floats.
         let partials =

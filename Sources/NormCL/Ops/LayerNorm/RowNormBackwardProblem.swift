@@ -20,6 +20,10 @@ struct RowNormBackwardProblem: Hashable, Sendable {
     var rowLength: Int { forward.rowLength }
     /// dγ or dβ: the column reduction over rows runs.
     var needsParameters: Bool { needsWeight || needsBias }
+    /// The gradients wanted.
+    var mask: NormGradientMask {
+        NormGradientMask().union(needsInput ? .input : []).union(needsWeight ? .weight : []).union(needsBias ? .bias : [])
+    }
 
     /// Checks every argument and describes the call.
     ///

@@ -1,7 +1,7 @@
 extension RMSNorm {
     /// The backward pass of ``forward(_:)``: dx, and dγ for the layer's weight.
     ///
-    /// The math is that of ``rmsNormBackward(_:forward:outputMask:)``. dγ is only
+    /// The math is that of ``rmsNormBackward(_:forward:outputMask:into:waitingFor:)``. dγ is only
     /// computed when the layer has a weight and the mask asks for it; the layer's weight
     /// is not changed.
     ///
@@ -11,7 +11,7 @@ extension RMSNorm {
     ///   - outputMask: which gradients to compute (default all that exist).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
     ///   is not the one the forward used, and the errors of
-    ///   ``rmsNormBackward(_:forward:outputMask:)``.
+    ///   ``rmsNormBackward(_:forward:outputMask:into:waitingFor:)``.
     public func backward(
         _ gradOutput: Tensor, forward: RMSNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {

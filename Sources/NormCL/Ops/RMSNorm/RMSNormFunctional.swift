@@ -21,12 +21,18 @@
 ///     (the default) means the machine epsilon of the input's element type
 ///     (``ElementType/epsilon``: 2^-23 for float32, 2^-10 for half), as PyTorch's
 ///     `eps=None`. LLMs usually pass 1e-5 or 1e-6 explicitly.
+///   - destinations: tensors to write the output and the per-row `rstd` (as
+///     ``ForwardDestinations/saveInvstd``) into (OpenCL; see ``ForwardDestinations``);
+///     new tensors where nil.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: the output and the per-row `rstd` (float32, shape = leading dims). An
 ///   empty input gives an empty output and `rstd` NaN (of no values) per row, without
 ///   a kernel launch, as PyTorch.
 /// - Throws: ``NormError`` for invalid arguments: an empty or negative
 ///   `normalizedShape`, trailing dims that differ from it (`shapeMismatch` of
-///   `input`), a weight of another shape, type or backend, non-finite or negative
+///   `input`), a weight of another shape, type or backend, a destination that does not
+///   fit its result (naming `destinations.output`, …), non-finite or negative
 ///   eps, rows or D of 2^32 or more, channels-last input of rank ≥ 3
 ///   (`unsupported`); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func rmsNorm(

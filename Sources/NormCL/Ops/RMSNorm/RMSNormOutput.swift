@@ -9,7 +9,7 @@ public struct RMSNormOutput: Sendable {
     /// The OpenCL kernels the op enqueued, in order (empty on the reference path).
     public let events: [KernelEvent]
 
-    /// The input, weight and eps, for ``rmsNormBackward(_:forward:outputMask:)``.
+    /// The input, weight and eps, for ``rmsNormBackward(_:forward:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The forward's `normalizedShape`.
     var normalizedShape: [Int] = []

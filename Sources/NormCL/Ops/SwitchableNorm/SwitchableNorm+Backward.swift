@@ -1,7 +1,7 @@
 extension SwitchableNorm {
     /// The backward pass of ``forward(_:)``: dx, dγ and dβ for the layer's own
     /// parameters, and the gradients of its two logit vectors. The math is that of
-    /// ``switchableNormBackward(_:forward:outputMask:)``; the mode, options and running
+    /// ``switchableNormBackward(_:forward:outputMask:into:waitingFor:)``; the mode, options and running
     /// statistics are those the forward used.
     ///
     /// - Parameters:
@@ -10,7 +10,7 @@ extension SwitchableNorm {
     ///   - outputMask: which of dx, dγ, dβ to compute (default all that exist).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's
     ///   weight, bias or logits are not those the forward used; what
-    ///   ``switchableNormBackward(_:forward:outputMask:)`` throws.
+    ///   ``switchableNormBackward(_:forward:outputMask:into:waitingFor:)`` throws.
     public func backward(
         _ gradOutput: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all
     ) throws -> SwitchableNormGradients {

@@ -14,20 +14,33 @@ enum SwitchableNormKernels {
     /// Channels per work-item of the BN set loops (the kernels' SN_CHANNEL_TILE).
     static let channelTile = 8
 
-    /// - Parameter logits: the branch logits of the means and of the variances.
+    /// - Parameters:
+    ///   - logits: the branch logits of the means and of the variances.
+    ///   - running: the running statistics (the tensors behind `inputs.runningMean` and
+    ///     `inputs.runningVar`), which the updated ones may overwrite in place when they
+    ///     are the call's destinations.
     static func run(
         _ problem: SwitchableNormProblem, plan: SwitchableNormPlan, inputs: Inputs,
-        logits: (mean: DeviceBuffer, variance: DeviceBuffer), on runtime: OpenCLRuntime
+        logits: (mean: DeviceBuffer, variance: DeviceBuffer), running: RunningStatistics?, call: OpCall,
+        on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let program = try runtime.program(.switchableNorm, options: plan.buildOptions(for: problem))
         let direct = plan.strategy == .direct
         let instances = problem.instances, slices = plan.strategy.slices
-        let output = try Tensor(
-            uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
-        func floats(_ shape: [Int]) throws -> Tensor { try Tensor(uninitializedShape: shape, on: runtime) }
-        let statistics = try SwitchableNormStatistics.forwardFields(of: problem).map { try floats($1.shape(problem)) }
-        let runningMean = problem.updatesRunningStatistics ? try floats([problem.channels]) : nil
-        let runningVar = problem.updatesRunningStatistics ? try floats([problem.channels]) : nil
+        let output = try call.forward(
+            \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+        // The mixed statistics go to the saveMean and saveInvstd destinations; the branch
+        // statistics have none.
+        let instanceShape = [problem.batch, problem.channels]
+        let statistics = try SwitchableNormStatistics(
+            forwardOf: problem, mean: try call.forward(\.saveMean, "saveMean", shape: instanceShape, on: runtime),
+            invstd: try call.forward(\.saveInvstd, "saveInvstd", shape: instanceShape, on: runtime),
+            allocate: { try Tensor(uninitializedShape: $0, on: runtime) })
+        // batch_statistics reads each channel's old value first; mixing reads the running
+        // statistics only in inference, which updates none.
+        let updatedRunning = try call.runningStatistics(
+            running, updated: problem.updatesRunningStatistics, channels: problem.channels, on: runtime)
+        let (runningMean, runningVar) = (updatedRunning?.mean, updatedRunning?.variance)
         // Scratch: partial moments per (run, slice); per run the apply coefficients (pilot,
         // offset, scale, beta); LN and BN means relative to their reference pilots.
         let partials = direct ? nil : try DeviceBuffer(byteCount: instances * slices * 3 * 4, on: runtime)
@@ -37,7 +50,7 @@ enum SwitchableNormKernels {
         let batch = try KernelArgument.count(problem.batch), channels = try KernelArgument.count(problem.channels)
         let spatial = try KernelArgument.count(problem.spatial), sliceCount = try KernelArgument.count(slices)
 
-        var launches = KernelLaunches(program, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         if let pass = plan.instancePass(for: problem) {
             try launches.enqueue(
                 "sn_moments_\(pass.kernel)", (pass.global, pass.local),

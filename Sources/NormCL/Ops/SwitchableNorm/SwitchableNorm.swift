@@ -3,7 +3,7 @@
 ///
 /// In training mode (``isTraining``, the default) the BN branch uses batch statistics and
 /// updates the running ones; in inference mode it uses the running statistics. The math
-/// is that of ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:)``.
+/// is that of ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:into:waitingFor:)``.
 public struct SwitchableNorm: Sendable {
     /// C, the number of channels.
     public let numFeatures: Int

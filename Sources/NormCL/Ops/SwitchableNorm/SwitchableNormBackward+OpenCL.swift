@@ -15,21 +15,18 @@ enum SwitchableNormBackwardKernels {
 
     static func run(
         _ problem: SwitchableNormProblem, plan: SwitchableNormBackwardPlan, inputs: Inputs, mask: NormGradientMask,
-        on runtime: OpenCLRuntime
+        call: OpCall, on runtime: OpenCLRuntime
     ) throws -> SwitchableNormGradients {
         let program = try runtime.program(.switchableNormBackward, options: plan.buildOptions(for: problem))
         let g = plan.geometry
         let direct = plan.strategy == .direct
         let runs = problem.instances, slices = plan.strategy.slices, k = problem.branches.count
-        func floats(_ shape: [Int]) throws -> Tensor { try Tensor(uninitializedShape: shape, on: runtime) }
-        let dWeight = mask.contains(.weight) ? try floats([problem.channels]) : nil
-        let dBias = mask.contains(.bias) ? try floats([problem.channels]) : nil
-        let dMeanLogits = try floats([k]), dVarianceLogits = try floats([k])
-        let dx =
-            mask.contains(.input)
-            ? try Tensor(
-                uninitializedShape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
-            : nil
+        let (dx, dWeight, dBias) = try call.gradients(
+            mask, shape: problem.shape, layout: problem.layout, elementType: problem.elementType,
+            parameterShape: [problem.channels], on: runtime)
+        // The logit gradients have no destination.
+        let dMeanLogits = try Tensor(uninitializedShape: [k], on: runtime)
+        let dVarianceLogits = try Tensor(uninitializedShape: [k], on: runtime)
         // Scratch: per-(run, slice) sums, per-run sums and adjoints, set adjoints, dx
         // coefficients, per-work-item logit partials.
         let partials = direct ? nil : try DeviceBuffer(byteCount: runs * slices * 2 * 4, on: runtime)
@@ -46,7 +43,7 @@ enum SwitchableNormBackwardKernels {
         let batch = try KernelArgument.count(problem.batch), channels = try KernelArgument.count(problem.channels)
         let spatial = try KernelArgument.count(problem.spatial), sliceCount = try KernelArgument.count(slices)
 
-        var launches = KernelLaunches(program, on: runtime)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         if let pass = g.instancePass(for: problem) {
             try launches.enqueue(
                 "snb_sums_\(pass.kernel)", (pass.global, pass.local),

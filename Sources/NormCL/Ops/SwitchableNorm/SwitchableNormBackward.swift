@@ -1,4 +1,4 @@
-/// The backward pass of ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:)``:
+/// The backward pass of ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:into:waitingFor:)``:
 /// gradients with respect to the input, γ, β and both mixing-logit vectors, given `dy`.
 ///
 /// Derivation (per instance `r = (n, c)` of `L` values, `s = invstd`, `g = γ_c`, `pμ`,
@@ -50,18 +50,26 @@
 ///     are used, so nothing can disagree with the forward.
 ///   - outputMask: which of dx, dγ, dβ to compute; dγ (dβ) is returned only when the
 ///     forward had a weight (bias).
+///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
+///     ``BackwardDestinations``); new tensors where nil. The logit gradients are always
+///     new tensors.
+///   - waitList: events the first kernel waits for (the caller's write of dy, say); the
+///     op returns without waiting.
 /// - Returns: ``SwitchableNormGradients``.
 /// - Throws: ``NormError`` for a `gradOutput` that does not match the input (shape,
-///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError``.
+///   layout, element type, backend), or a destination that does not fit its gradient
+///   (naming `destinations.gradInput`, …); ``OpenCLError`` or ``KernelBuildError``.
 public func switchableNormBackward(
-    _ gradOutput: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all
+    _ gradOutput: Tensor, forward: SwitchableNormOutput, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> SwitchableNormGradients {
     guard let saved = forward.saved, let meanLogits = forward.meanLogits, let varianceLogits = forward.varianceLogits
     else { throw NormError.nothingSaved("switchableNorm") }
     return try switchableNormBackward(
         gradOutput, input: saved.input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: saved.weight,
         forward: forward, runningStatistics: forward.runningStatistics, training: forward.training,
-        options: forward.options, outputMask: outputMask.restricted(to: saved), strategy: nil)
+        options: forward.options, outputMask: outputMask.restricted(to: saved), strategy: nil,
+        call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass with every argument of the forward passed again (tests).
@@ -82,7 +90,7 @@ func switchableNormBackward(
     _ gradOutput: Tensor, input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?,
     forward: SwitchableNormOutput, runningStatistics: RunningStatistics?, training: Bool,
     options: SwitchableNormOptions, outputMask: NormGradientMask, strategy: SwitchableNormPlan.Strategy?,
-    tuning: DeviceTuning? = nil
+    tuning: DeviceTuning? = nil, call: OpCall = OpCall()
 ) throws -> SwitchableNormGradients {
     let inference = !training && options.branches.hasBatch
     let problem = try SwitchableNormProblem.validated(
@@ -126,6 +134,9 @@ func switchableNormBackward(
             gradOutput: gradOutput.openCLBuffer, x: input.openCLBuffer, meanLogits: meanLogits.openCLBuffer,
             varianceLogits: varianceLogits.openCLBuffer, weight: weight?.openCLBuffer,
             statistics: statistics.map(\.openCLBuffer))
-        return try SwitchableNormBackwardKernels.run(problem, plan: plan, inputs: inputs, mask: outputMask, on: runtime)
+        return try SwitchableNormBackwardKernels.run(
+            problem, plan: plan, inputs: inputs, mask: outputMask,
+            call: call.reading([gradOutput, input, meanLogits, varianceLogits, weight] + statistics.all.map(Optional.some)),
+            on: runtime)
     }
 }

@@ -53,6 +53,14 @@
 ///   - runningStatistics: float32 `[C]` mean and variance; only with a BN branch.
 ///   - training: batch statistics for the BN branch (and running updates) or running ones.
 ///   - options: branches, variance estimator, eps, momentum.
+///   - destinations: tensors to write the output, the mixed mean and invstd
+///     (``ForwardDestinations/saveMean``, ``ForwardDestinations/saveInvstd``) and the
+///     updated running statistics into (OpenCL; see ``ForwardDestinations``); new tensors
+///     where nil. Pass `runningStatistics.mean` and `.variance` as `runningMean` and
+///     `runningVar` to update them in place. The IN, LN and BN statistics are always new
+///     tensors.
+///   - waitList: events the op's first kernel waits for (the caller's writes of the
+///     input, say); the op returns without waiting for anything.
 /// - Returns: the output, the mixed mean and invstd per (n, c), and the IN, LN and batch
 ///   BN statistics (see ``SwitchableNormOutput``).
 /// - Throws: ``NormError``: `invalidShape` (rank < 2, `(N, C)` input with an IN branch,
@@ -60,34 +68,53 @@
 ///   N·L or N·C of 2^32 or more, `shapeMismatch` (logits of the wrong length, parameters not `[C]`),
 ///   `unsupported` (half parameters, logits or statistics), `backendMismatch`,
 ///   `invalidArgument` (eps, momentum, running statistics without a BN branch or missing
-///   in inference), `tooFewValuesPerChannel` (`N·L == 1` with a BN branch in training);
+///   in inference), `tooFewValuesPerChannel` (`N·L == 1` with a BN branch in training),
+///   a destination that does not fit its result (naming `destinations.output`, …);
 ///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
-    runningStatistics: inout RunningStatistics, training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
+    runningStatistics: inout RunningStatistics, training: Bool, options: SwitchableNormOptions = SwitchableNormOptions(),
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> SwitchableNormOutput {
     try runningStatistics.updated { running in
         try switchableNorm(
             input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
-            runningStatistics: &running, training: training, options: options, strategy: nil)
+            runningStatistics: &running, training: training, options: options, strategy: nil,
+            call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
 /// Switchable Normalization without running statistics: a training forward that
 /// tracks none, or any forward whose branches have no BN (IN and LN statistics come
 /// from the input in inference too). The math is that of
-/// ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:)``.
+/// ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:into:waitingFor:)``.
 ///
+/// - Parameters:
+///   - input: `(N, C, *S)`, channels-first or channels-last, float32 or half storage;
+///     `(N, C)` takes branches `.layerBatch`.
+///   - meanLogits: float32, shape `[branches.count]`.
+///   - varianceLogits: float32, shape `[branches.count]`.
+///   - weight: γ, float32 `[C]`, or nil for γ = 1.
+///   - bias: β, float32 `[C]`, or nil for 0.
+///   - training: batch statistics for the BN branch, or (without a BN branch) the same
+///     computation in inference.
+///   - options: branches, variance estimator, eps, momentum.
+///   - destinations: tensors to write the output and the mixed mean and invstd into
+///     (OpenCL; see ``ForwardDestinations``; `runningMean` and `runningVar` are not used);
+///     new tensors where nil.
+///   - waitList: events the op's first kernel waits for; the op returns without waiting.
 /// - Throws: as that form, and ``NormError/invalidArgument(argument:reason:)`` for an
 ///   inference forward with a BN branch (it needs running statistics).
 public func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
-    training: Bool, options: SwitchableNormOptions = SwitchableNormOptions()
+    training: Bool, options: SwitchableNormOptions = SwitchableNormOptions(),
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> SwitchableNormOutput {
     var none: RunningStatistics? = nil
     return try switchableNorm(
         input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
-        runningStatistics: &none, training: training, options: options, strategy: nil)
+        runningStatistics: &none, training: training, options: options, strategy: nil,
+        call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// The optional form the tests were written against.
@@ -106,12 +133,13 @@ func switchableNorm(
 func switchableNorm(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions,
-    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning? = nil
+    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning? = nil, call: OpCall = OpCall()
 ) throws -> SwitchableNormOutput {
     let normalisedWith = runningStatistics
     var output = try switchableNormOutput(
         input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
-        runningStatistics: &runningStatistics, training: training, options: options, strategy: strategy, tuning: tuning)
+        runningStatistics: &runningStatistics, training: training, options: options, strategy: strategy, tuning: tuning,
+        call: call)
     output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: options.eps)
     output.meanLogits = meanLogits
     output.varianceLogits = varianceLogits
@@ -124,7 +152,7 @@ func switchableNorm(
 private func switchableNormOutput(
     _ input: Tensor, meanLogits: Tensor, varianceLogits: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool, options: SwitchableNormOptions,
-    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning?
+    strategy: SwitchableNormPlan.Strategy?, tuning: DeviceTuning?, call: OpCall
 ) throws -> SwitchableNormOutput {
     let problem = try SwitchableNormProblem.validated(
         input: input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
@@ -165,7 +193,10 @@ private func switchableNormOutput(
             weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: options.eps)
         let r = try SwitchableNormKernels.run(
             problem, plan: plan, inputs: ChannelInputs(x: input.openCLBuffer, operands: operands),
-            logits: (meanLogits.openCLBuffer, varianceLogits.openCLBuffer), on: runtime)
+            logits: (meanLogits.openCLBuffer, varianceLogits.openCLBuffer), running: runningStatistics,
+            call: call.reading(
+                input, meanLogits, varianceLogits, weight, bias, runningStatistics?.mean, runningStatistics?.variance),
+            on: runtime)
         if let mean = r.runningMean, let variance = r.runningVar {
             updated?.mean = mean
             updated?.variance = variance

@@ -1,4 +1,4 @@
-/// What ``switchableNormBackward(_:forward:outputMask:)``
+/// What ``switchableNormBackward(_:forward:outputMask:into:waitingFor:)``
 /// returns: ``NormGradients``' three plus the gradients of the two mixing-logit vectors.
 ///
 /// ``input`` has the input's shape, layout and element type; ``weight`` and ``bias`` are

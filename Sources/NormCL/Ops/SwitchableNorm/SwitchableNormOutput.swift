@@ -13,7 +13,7 @@ public struct SwitchableNormOutput: Sendable {
     public let instanceVariance: Tensor?
     /// `μ_ln` per sample, shape `[N]`.
     public let layerMean: Tensor
-    /// `σ²_ln` per sample, shape `[N]` (see ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:)``
+    /// `σ²_ln` per sample, shape `[N]` (see ``switchableNorm(_:meanLogits:varianceLogits:weight:bias:runningStatistics:training:options:into:waitingFor:)``
     /// for exactly which variance).
     public let layerVariance: Tensor
     /// `μ_bn` per channel, shape `[C]`: batch statistics, only in training with a BN branch.
@@ -23,7 +23,7 @@ public struct SwitchableNormOutput: Sendable {
     /// The OpenCL kernels the op enqueued, in order (empty on the reference path).
     public let events: [KernelEvent]
 
-    /// The input, parameters and eps, for ``switchableNormBackward(_:forward:outputMask:)``.
+    /// The input, parameters and eps, for ``switchableNormBackward(_:forward:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The forward's mixing logits, mode and options.
     var meanLogits: Tensor? = nil

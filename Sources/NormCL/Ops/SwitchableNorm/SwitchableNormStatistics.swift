@@ -56,6 +56,11 @@ struct SwitchableNormStatistics<Values> {
     func map<T, E: Error>(_ transform: (Values) throws(E) -> T) throws(E) -> SwitchableNormStatistics<T> {
         try map { (value, _) throws(E) -> T in try transform(value) }
     }
+
+    /// Every statistic present, in declaration order.
+    var all: [Values] {
+        [mean, invstd, instanceMean, instanceVariance, layerMean, layerVariance, batchMean, batchVariance].compactMap { $0 }
+    }
 }
 
 extension SwitchableNormStatistics<Void> {
@@ -70,6 +75,22 @@ extension SwitchableNormStatistics<Void> {
 }
 
 extension SwitchableNormStatistics<Tensor> {
+    /// The tensors a forward pass of `problem` writes: the mixed `mean` and `invstd` as
+    /// given (the call's destinations, or new), the branch statistics (which have no
+    /// destination) new tensors from `allocate`.
+    init(
+        forwardOf problem: SwitchableNormProblem, mean: Tensor, invstd: Tensor, allocate: ([Int]) throws -> Tensor
+    ) throws {
+        let fields = SwitchableNormStatistics<Void>.forwardFields(of: problem)
+        func branch(_ field: Void?, _ shape: [Int]) throws -> Tensor? { try field.map { try allocate(shape) } }
+        let instances = [problem.batch, problem.channels]
+        self.init(
+            mean: mean, invstd: invstd, instanceMean: try branch(fields.instanceMean, instances),
+            instanceVariance: try branch(fields.instanceVariance, instances), layerMean: try allocate([problem.batch]),
+            layerVariance: try allocate([problem.batch]), batchMean: try branch(fields.batchMean, [problem.channels]),
+            batchVariance: try branch(fields.batchVariance, [problem.channels]))
+    }
+
     /// The statistics a backward pass reads, checked against `problem`: the forward's,
     /// with the running statistics as the BN set of an inference forward.
     ///
