@@ -243,7 +243,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
         try programs.program(source: source, options: options, context: context, device: device)
     }
 
-    /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:)``,
+    /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:names:waitingFor:)``,
     /// with the names checked against the kernel's parameter names on its first launch.
     @discardableResult
     func enqueue(
@@ -254,18 +254,6 @@ public final class OpenCLRuntime: @unchecked Sendable {
         try enqueue(
             kernelName, from: program, global: global, local: local,
             arguments: arguments.map(\.value), names: arguments.map(\.key), waitingFor: events)
-    }
-
-    /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:names:waitingFor:)``,
-    /// with the names checked against the kernel's parameter names on its first launch.
-    @discardableResult
-    func enqueue(
-        _ kernelName: String, from program: CompiledProgram,
-        global: [Int], local: [Int], arguments: KeyValuePairs<String, KernelArgument>
-    ) throws -> KernelEvent {
-        try enqueue(
-            kernelName, from: program, global: global, local: local,
-            arguments: arguments.map(\.value), names: arguments.map(\.key))
     }
 
     /// Enqueues one kernel launch, after `events` (the caller's), and returns its event
