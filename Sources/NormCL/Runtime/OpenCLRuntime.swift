@@ -61,8 +61,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     ///     ``ProgramCacheConfiguration/default(for:)``, reads `NORMCL_PROGRAM_CACHE_LIMIT`
     ///     and `NORMCL_CACHE_DIR`, and leaves the disk cache to a driver that keeps its own.
     /// - Throws: ``OpenCLError`` when the context or the queue cannot be created.
-    public init(device: OpenCLDevice, programCache: ProgramCacheConfiguration? = nil) throws(OpenCLError) {
-        let programCache = programCache ?? .default(for: device)
+    public convenience init(device: OpenCLDevice, programCache: ProgramCacheConfiguration? = nil) throws(OpenCLError) {
         let objects = OpenCLObjectCounts()
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = device.id
@@ -81,14 +80,24 @@ public final class OpenCLRuntime: @unchecked Sendable {
             throw OpenCLError(code: status, call: "clCreateCommandQueueWithProperties")
         }
         objects.created(.commandQueue)
+        self.init(
+            device: device, context: context, queue: queue, objects: objects, outOfOrder: false, adopted: false,
+            programCache: programCache)
+    }
+
+    /// Takes the context and queue (each already counted in `objects`, held once).
+    private init(
+        device: OpenCLDevice, context: cl_context, queue: cl_command_queue, objects: OpenCLObjectCounts,
+        outOfOrder: Bool, adopted: Bool, programCache: ProgramCacheConfiguration?
+    ) {
         self.device = device
         self.tuning = Self.tuning(for: device)
         self.context = context
         self.queue = queue
         self.objects = objects
-        self.order = CommandOrder(isOutOfOrder: false, objects: objects)
-        self.isAdopted = false
-        self.programs = ProgramCache(objects: objects, configuration: programCache)
+        self.order = CommandOrder(isOutOfOrder: outOfOrder, objects: objects)
+        self.isAdopted = adopted
+        self.programs = ProgramCache(objects: objects, configuration: programCache ?? .default(for: device))
         // Up to a quarter of the device's memory idle: enough for a training step's
         // activations on the benchmark shapes, little enough to leave room for others.
         // The limit is the whole device: beyond it PoCL aborts rather than failing.
@@ -115,7 +124,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// - Throws: ``OpenCLError`` when a handle is invalid (`CL_INVALID_CONTEXT`,
     ///   `CL_INVALID_COMMAND_QUEUE`, `CL_INVALID_DEVICE`) or the queue belongs to another
     ///   context or device (`CL_INVALID_CONTEXT` / `CL_INVALID_DEVICE`, naming the check).
-    public init(
+    public convenience init(
         adopting context: cl_context, queue: cl_command_queue, device: cl_device_id,
         programCache: ProgramCacheConfiguration? = nil
     ) throws(OpenCLError) {
@@ -153,19 +162,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
         objects.created(.context)
         objects.created(.commandQueue)
         let outOfOrder = properties & cl_command_queue_properties(CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0
-        self.device = openCLDevice
-        self.tuning = Self.tuning(for: openCLDevice)
-        self.context = context
-        self.queue = queue
-        self.objects = objects
-        self.order = CommandOrder(isOutOfOrder: outOfOrder, objects: objects)
-        self.isAdopted = true
-        let programCache = programCache ?? .default(for: openCLDevice)
-        self.programs = ProgramCache(objects: objects, configuration: programCache)
-        self.buffers = BufferPool(
-            capacityBytes: openCLDevice.globalMemoryBytes / 4, limitBytes: openCLDevice.globalMemoryBytes,
-            objects: objects)
-        ProcessExit.track(self)
+        self.init(
+            device: openCLDevice, context: context, queue: queue, objects: objects, outOfOrder: outOfOrder,
+            adopted: true, programCache: programCache)
     }
 
     /// The device's tuning with `NORMCL_TUNING`'s overrides applied.
