@@ -238,6 +238,14 @@ public final class OpenCLRuntime: @unchecked Sendable {
 
     /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:)``,
     /// with the names checked against the kernel's parameter names on its first launch.
+    func enqueue(
+        _ kernelName: String, from program: CompiledProgram,
+        global: [Int], local: [Int], arguments: KeyValuePairs<String, KernelArgument>
+    ) throws -> KernelEvent {
+        try enqueue(
+            kernelName, from: program, global: global, local: local,
+            arguments: arguments.map(\.value), names: arguments.map(\.key))
+    }
 
     /// Enqueues one kernel launch, after `events` (the caller's), and returns its event
     /// without waiting for it — except, on PoCL, the first launch of each kernel of a
