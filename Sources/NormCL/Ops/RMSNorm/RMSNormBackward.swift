@@ -34,7 +34,7 @@ public func rmsNormBackward(
     return try rmsNormBackward(
         gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
         saveInvRms: forward.saveInvRms, outputMask: outputMask.restricted(to: saved), strategy: nil,
-        fuseParameters: nil, tuning: nil)
+        fuseParameters: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass from an explicit saved `rstd` (tests).
