@@ -38,8 +38,8 @@
  *   - `event` (may be NULL): receives the event of the op's last command, which completes
  *     after all of the op's work; on an out-of-order queue wait for it (or pass it on)
  *     before reading the results. An op that enqueues no kernel (an empty input, or a
- *     backward call with every gradient NULL) returns a marker event that completes
- *     after the wait list. On failure *event is set to NULL.
+ *     backward call with every gradient NULL, which does nothing) returns a marker
+ *     event that completes after the wait list. On failure *event is set to NULL.
  *   - The calls never block on the device, except that on PoCL the first launch of each
  *     kernel waits for that kernel (see docs/POCL.md); that wait is skipped while an
  *     event of the wait list has not completed.
@@ -53,8 +53,12 @@
  *     another context and buffers OpenCL reports invalid are errors. (A buffer that was
  *     released and freed is detected only if the OpenCL driver detects it; a dangling
  *     runtime pointer cannot be detected.)
- *   - Arguments are checked before anything is enqueued. When a call fails, no caller
- *     buffer has been written (running statistics included).
+ *   - When a call fails, no caller buffer has been written (running statistics
+ *     included) and *event is NULL. Arguments are checked before any kernel is
+ *     enqueued; GroupNorm's, InstanceNorm's and Switchable Norm's outputs are checked
+ *     after their kernels (which then wrote only NormCL's own memory).
+ *   - Messages name the C parameters (x, y, save_mean, ...) and NormCL's checks; their
+ *     wording may change between versions, the status codes do not.
  * ---------------------------------------------------------------------------------------
  */
 #ifndef NORMCL_H
@@ -95,7 +99,8 @@ enum { NORMCL_DTYPE_F32 = 0, NORMCL_DTYPE_F16 = 1 };
 
 /* Memory layout of an (N, C, *spatial) tensor; the shape is always given as (N, C, ...).
  * CHANNELS_LAST (NHWC) is supported by BatchNorm, GroupNorm, InstanceNorm and Switchable
- * Norm; rank 1 and 2 tensors are the same memory either way. */
+ * Norm (not LayerNorm and RMSNorm); rank 1 and 2 tensors are the same memory either way.
+ * Outputs of rank >= 3 have the input's layout. */
 enum { NORMCL_LAYOUT_CHANNELS_FIRST = 0, NORMCL_LAYOUT_CHANNELS_LAST = 1 };
 
 /* A view of caller memory: `shape`'s elements, densely packed in `layout`, from
@@ -274,6 +279,51 @@ int normcl_instance_norm_backward_inference(
     normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *weight,
     const normcl_tensor *running_mean, const normcl_tensor *running_var, float eps, const normcl_tensor *dx,
     const normcl_tensor *dweight, const normcl_tensor *dbias, NORMCL_EVENT_ARGS);
+
+/* Switchable Norm (Luo et al. 2018; docs/SEMANTICS.md): a softmax-weighted mix of
+ * instance, layer and batch statistics of x (N, C, *spatial).
+ *   - branches: NORMCL_SWITCHABLE_*; the logits (mean_logits, var_logits) have one entry
+ *     per branch (3, 2, 2), in the order instance, layer, batch. unbiased_variance != 0:
+ *     the instance variances use L - 1 (the default of the reference code), else L.
+ *   - training != 0: the batch branch uses this batch's statistics and updates the running
+ *     statistics in place when given; training == 0: the batch branch uses the running
+ *     statistics (required with a batch branch).
+ *   - statistics: the forward's outputs and the backward's inputs, see the struct; the
+ *     forward writes those whose buffer is non-NULL, the backward needs save_mean,
+ *     save_invstd, layer_mean, layer_var, and instance_mean/instance_var with an instance
+ *     branch, batch_mean/batch_var in training with a batch branch.
+ *   - The backward always computes the logit gradients; d_mean_logits, d_var_logits
+ *     receive them when non-NULL. */
+enum {
+    NORMCL_SWITCHABLE_INSTANCE_LAYER_BATCH = 0,
+    NORMCL_SWITCHABLE_INSTANCE_LAYER = 1,
+    NORMCL_SWITCHABLE_LAYER_BATCH = 2
+};
+
+typedef struct normcl_switchable_norm_statistics {
+    normcl_tensor save_mean, save_invstd;      /* [N, C]: the mixed mean and 1/sqrt(var + eps) */
+    normcl_tensor instance_mean, instance_var; /* [N, C] (branches with instance) */
+    normcl_tensor layer_mean, layer_var;       /* [N] */
+    normcl_tensor batch_mean, batch_var;       /* [C] (training, branches with batch) */
+} normcl_switchable_norm_statistics;
+
+typedef char normcl_switchable_norm_statistics_layout_check_[
+    (sizeof(normcl_switchable_norm_statistics) == 8 * sizeof(normcl_tensor)) ? 1 : -1];
+
+int normcl_switchable_norm_forward(
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *mean_logits,
+    const normcl_tensor *var_logits, const normcl_tensor *weight, const normcl_tensor *bias,
+    const normcl_tensor *running_mean, const normcl_tensor *running_var, int training, int32_t branches,
+    int unbiased_variance, float momentum, int64_t *num_batches_tracked, float eps, const normcl_tensor *y,
+    const normcl_switchable_norm_statistics *statistics, NORMCL_EVENT_ARGS);
+
+int normcl_switchable_norm_backward(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *mean_logits,
+    const normcl_tensor *var_logits, const normcl_tensor *weight, const normcl_tensor *running_mean,
+    const normcl_tensor *running_var, int training, int32_t branches, int unbiased_variance, float eps,
+    const normcl_switchable_norm_statistics *statistics, const normcl_tensor *dx, const normcl_tensor *dweight,
+    const normcl_tensor *dbias, const normcl_tensor *d_mean_logits, const normcl_tensor *d_var_logits,
+    NORMCL_EVENT_ARGS);
 
 #undef NORMCL_EVENT_ARGS
 

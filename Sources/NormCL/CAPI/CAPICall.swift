@@ -150,23 +150,27 @@ struct CAPICall {
     }
 
     /// Runs a backward body with destinations for the gradients whose tensor is given and
-    /// the mask of those; with none given, runs nothing.
-    func backward(
+    /// the mask of those, and delivers them (and the `extra` results, such as Switchable
+    /// Norm's logit gradients, to theirs); with no tensor given, runs nothing.
+    func backward<Gradients: CAPIGradients>(
         dx: UnsafeRawPointer?, dweight: UnsafeRawPointer?, dbias: UnsafeRawPointer?,
-        _ body: (BackwardDestinations, NormGradientMask) throws -> NormGradients
+        extra: [(result: (Gradients) -> Tensor?, descriptor: UnsafeRawPointer?, name: String)] = [],
+        _ body: (BackwardDestinations, NormGradientMask) throws -> Gradients
     ) throws -> [KernelEvent] {
         let destinations = BackwardDestinations(
             gradInput: try tensor(dx, "dx"), gradWeight: try tensor(dweight, "dweight"), gradBias: try tensor(dbias, "dbias"))
+        let extraDestinations = try extra.map { try tensor($0.descriptor, $0.name) }
         var mask: NormGradientMask = []
         if destinations.gradInput != nil { mask.insert(.input) }
         if destinations.gradWeight != nil { mask.insert(.weight) }
         if destinations.gradBias != nil { mask.insert(.bias) }
-        guard !mask.isEmpty else { return [] }
+        guard !mask.isEmpty || extraDestinations.contains(where: { $0 != nil }) else { return [] }
         let gradients = try body(destinations, mask)
         return try deliver(
             gradients.events,
             [(gradients.input, destinations.gradInput, "dx"), (gradients.weight, destinations.gradWeight, "dweight"),
-             (gradients.bias, destinations.gradBias, "dbias")])
+             (gradients.bias, destinations.gradBias, "dbias")]
+                + zip(extra, extraDestinations).map { ($0.result(gradients), $1, $0.name) })
     }
 
     /// The op's call context: the caller's wait list and destinations.
@@ -215,6 +219,16 @@ struct CAPICall {
         }
     }
 }
+
+/// What a backward pass returns, for ``CAPICall/backward(dx:dweight:dbias:extra:_:)``.
+protocol CAPIGradients {
+    var input: Tensor? { get }
+    var weight: Tensor? { get }
+    var bias: Tensor? { get }
+    var events: [KernelEvent] { get }
+}
+
+extension NormGradients: CAPIGradients {}
 
 extension Tensor {
     /// Whether both tensors' elements are the same device memory (buffer and offset).

@@ -60,7 +60,12 @@ enum CAPIStatus {
         ("'input'", "'x'"), ("'gradOutput'", "'dy'"), ("'saveMean'", "'save_mean'"), ("'saveInvstd'", "'save_invstd'"),
         ("'saveInvRms'", "'save_invrms'"), ("'runningMean'", "'running_mean'"), ("'runningVar'", "'running_var'"),
         ("'runningStatistics'", "'running_mean'"), ("'renormR'", "'renorm_r'"), ("'renormD'", "'renorm_d'"),
-        ("'byteOffset'", "'byte_offset'"), ("'numGroups'", "'num_groups'"),
+        ("'byteOffset'", "'byte_offset'"), ("'numGroups'", "'num_groups'"), ("'meanLogits'", "'mean_logits'"),
+        ("'varianceLogits'", "'var_logits'"), ("forward.saveMean", "statistics.save_mean"),
+        ("forward.saveInvstd", "statistics.save_invstd"), ("forward.instanceMean", "statistics.instance_mean"),
+        ("forward.instanceVariance", "statistics.instance_var"), ("forward.layerMean", "statistics.layer_mean"),
+        ("forward.layerVariance", "statistics.layer_var"), ("forward.batchMean", "statistics.batch_mean"),
+        ("forward.batchVariance", "statistics.batch_var"),
     ]
 
     /// `message` with the Swift argument names it quotes replaced by the C parameters'.

@@ -15,6 +15,8 @@ struct CTensorDescriptor {
 
     /// `NORMCL_MAX_RANK`.
     static let maxRank = 8
+    /// `sizeof(normcl_tensor)`.
+    static let size = 96
 
     /// The descriptor at `pointer`, checked: `name` is the C argument, for messages.
     ///
