@@ -6,11 +6,11 @@ import COpenCL
 /// statistics (when given) updated in place.
 @_spi(CAPI) @_cdecl("normcl_batch_norm_forward_training")
 public func normcl_batch_norm_forward_training(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?, _ bias: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ momentum: Float,
-    _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float, _ y: UnsafeRawPointer?,
-    _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ momentum: Float,
+    _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float, _ y: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormTraining(
@@ -24,12 +24,12 @@ public func normcl_batch_norm_forward_training(
 /// statistics updated in place, `r` and `d` into renorm_r and renorm_d.
 @_spi(CAPI) @_cdecl("normcl_batch_renorm_forward")
 public func normcl_batch_renorm_forward(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?, _ bias: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ rmax: Float, _ dmax: Float,
-    _ momentum: Float, _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float, _ y: UnsafeRawPointer?,
-    _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?, _ renormR: UnsafeRawPointer?,
-    _ renormD: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ rmax: Float, _ dmax: Float,
+    _ momentum: Float, _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float, _ y: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ renormR: CTensorArgument,
+    _ renormD: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormTraining(
@@ -41,11 +41,11 @@ public func normcl_batch_renorm_forward(
 
 /// BatchNorm's and Batch Renorm's training forward (`renorm` nil for BatchNorm).
 private func batchNormTraining(
-    _ call: CAPICall, x: UnsafeRawPointer?, weight: UnsafeRawPointer?, bias: UnsafeRawPointer?,
-    runningMean: UnsafeRawPointer?, runningVar: UnsafeRawPointer?,
-    renorm: (limits: BatchRenormLimits, r: UnsafeRawPointer?, d: UnsafeRawPointer?)?, momentum: Float,
-    numBatchesTracked: UnsafeMutablePointer<Int64>?, eps: Float, y: UnsafeRawPointer?, saveMean: UnsafeRawPointer?,
-    saveInvstd: UnsafeRawPointer?
+    _ call: CAPICall, x: CTensorArgument, weight: CTensorArgument, bias: CTensorArgument,
+    runningMean: CTensorArgument, runningVar: CTensorArgument,
+    renorm: (limits: BatchRenormLimits, r: CTensorArgument, d: CTensorArgument)?, momentum: Float,
+    numBatchesTracked: UnsafeMutablePointer<Int64>?, eps: Float, y: CTensorArgument, saveMean: CTensorArgument,
+    saveInvstd: CTensorArgument
 ) throws -> [KernelEvent] {
     let input = try call.required(x, "x")
     var running = try call.runningStatistics(runningMean, runningVar, tracked: numBatchesTracked)
@@ -70,9 +70,9 @@ private func batchNormTraining(
 /// `normcl_batch_norm_forward_inference`: BatchNorm with the running statistics.
 @_spi(CAPI) @_cdecl("normcl_batch_norm_forward_inference")
 public func normcl_batch_norm_forward_inference(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?, _ bias: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ eps: Float, _ y: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ eps: Float, _ y: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
@@ -88,10 +88,10 @@ public func normcl_batch_norm_forward_inference(
 /// `normcl_batch_norm_backward_training`: the backward through the batch statistics.
 @_spi(CAPI) @_cdecl("normcl_batch_norm_backward_training")
 public func normcl_batch_norm_backward_training(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?,
-    _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?, _ dx: UnsafeRawPointer?,
-    _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ weight: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ dx: CTensorArgument,
+    _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
@@ -103,10 +103,10 @@ public func normcl_batch_norm_backward_training(
 /// `normcl_batch_renorm_backward`: Batch Renorm's backward, `r` and `d` constant.
 @_spi(CAPI) @_cdecl("normcl_batch_renorm_backward")
 public func normcl_batch_renorm_backward(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?,
-    _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?, _ renormR: UnsafeRawPointer?,
-    _ renormD: UnsafeRawPointer?, _ dx: UnsafeRawPointer?, _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ weight: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ renormR: CTensorArgument,
+    _ renormD: CTensorArgument, _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
@@ -120,10 +120,10 @@ public func normcl_batch_renorm_backward(
 /// `normcl_batch_norm_backward_inference`: the backward with the running statistics constant.
 @_spi(CAPI) @_cdecl("normcl_batch_norm_backward_inference")
 public func normcl_batch_norm_backward_inference(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ eps: Float, _ dx: UnsafeRawPointer?,
-    _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ weight: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ eps: Float, _ dx: CTensorArgument,
+    _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
@@ -136,8 +136,8 @@ public func normcl_batch_norm_backward_inference(
 
 /// The three BatchNorm backward functions: one implementation, the statistics from `statistics`.
 private func batchNormBackward(
-    _ call: CAPICall, dy: UnsafeRawPointer?, x: UnsafeRawPointer?, weight: UnsafeRawPointer?, dx: UnsafeRawPointer?,
-    dweight: UnsafeRawPointer?, dbias: UnsafeRawPointer?,
+    _ call: CAPICall, dy: CTensorArgument, x: CTensorArgument, weight: CTensorArgument, dx: CTensorArgument,
+    dweight: CTensorArgument, dbias: CTensorArgument,
     statistics: () throws -> BatchNormBackwardProblem.Statistics
 ) throws -> [KernelEvent] {
     try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in

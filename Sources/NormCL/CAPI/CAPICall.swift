@@ -1,5 +1,12 @@
 import COpenCL
 
+/// A `const normcl_tensor *` (NULL: absent); see ``CTensorDescriptor``.
+@_spi(CAPI) public typealias CTensorArgument = UnsafeRawPointer?
+/// A `const cl_event *event_wait_list`.
+@_spi(CAPI) public typealias CWaitList = UnsafePointer<cl_event?>?
+/// The `cl_event *event` an op's last event goes to (NULL: not wanted).
+@_spi(CAPI) public typealias CEventOut = UnsafeMutablePointer<cl_event?>?
+
 /// One op call through the C API: the runtime and the caller's wait list, the caller's
 /// tensors made from descriptors, and the delivery of results into the caller's outputs.
 ///
@@ -14,8 +21,8 @@ struct CAPICall {
     /// list, runs `body`, and stores the event of the op's last command, retained for the
     /// caller, in `event` (a marker after the wait list when the op enqueued nothing).
     static func run(
-        _ runtime: OpaquePointer?, _ waitCount: cl_uint, _ waitEvents: UnsafePointer<cl_event?>?,
-        _ event: UnsafeMutablePointer<cl_event?>?, _ body: (CAPICall) throws -> [KernelEvent]
+        _ runtime: OpaquePointer?, _ waitCount: cl_uint, _ waitEvents: CWaitList, _ event: CEventOut,
+        _ body: (CAPICall) throws -> [KernelEvent]
     ) -> Int32 {
         event?.pointee = nil
         return CAPIStatus.catching {
@@ -35,7 +42,7 @@ struct CAPICall {
     }
 
     /// The wait list, checked as OpenCL checks one (`CL_INVALID_EVENT_WAIT_LIST`).
-    private static func waitList(_ count: cl_uint, _ events: UnsafePointer<cl_event?>?) throws -> [OpenCLEvent] {
+    private static func waitList(_ count: cl_uint, _ events: CWaitList) throws -> [OpenCLEvent] {
         let argument = "event_wait_list"
         guard let events else {
             if count == 0 { return [] }
@@ -59,7 +66,7 @@ struct CAPICall {
     // MARK: Tensors
 
     /// The caller's tensor at `descriptor`; nil when absent (a NULL pointer or buffer).
-    func tensor(_ descriptor: UnsafeRawPointer?, _ name: String) throws -> Tensor? {
+    func tensor(_ descriptor: CTensorArgument, _ name: String) throws -> Tensor? {
         guard let descriptor else { return nil }
         let parsed = try CTensorDescriptor(descriptor, name: name)
         return parsed.buffer == nil ? nil : try view(parsed, name)
@@ -67,7 +74,7 @@ struct CAPICall {
 
     /// The caller's tensor at `descriptor`, which must be present (its buffer may be NULL
     /// only when it has no elements).
-    func required(_ descriptor: UnsafeRawPointer?, _ name: String) throws -> Tensor {
+    func required(_ descriptor: CTensorArgument, _ name: String) throws -> Tensor {
         guard let descriptor else { throw NormError.invalidArgument(argument: name, reason: "is NULL") }
         let parsed = try CTensorDescriptor(descriptor, name: name)
         guard parsed.buffer != nil || parsed.shape.contains(0) else {
@@ -88,7 +95,7 @@ struct CAPICall {
     /// The running statistics given as `running_mean` and `running_var` (both or neither),
     /// with `num_batches_tracked` (0 when NULL).
     func runningStatistics(
-        _ mean: UnsafeRawPointer?, _ variance: UnsafeRawPointer?, tracked: UnsafeMutablePointer<Int64>? = nil
+        _ mean: CTensorArgument, _ variance: CTensorArgument, tracked: UnsafeMutablePointer<Int64>? = nil
     ) throws -> RunningStatistics? {
         let (mean, variance) = (try tensor(mean, "running_mean"), try tensor(variance, "running_var"))
         guard let mean, let variance else {
@@ -99,12 +106,16 @@ struct CAPICall {
             }
             return nil
         }
-        return RunningStatistics(mean: mean, variance: variance, numBatchesTracked: Int(tracked?.pointee ?? 0))
+        let count = tracked?.pointee ?? 0
+        guard count >= 0 else {
+            throw NormError.invalidArgument(argument: "num_batches_tracked", reason: "is \(count), negative")
+        }
+        return RunningStatistics(mean: mean, variance: variance, numBatchesTracked: Int(count))
     }
 
     /// Destinations for a forward's results; running statistics are updated in place.
     func forward(
-        y: UnsafeRawPointer?, saveMean: UnsafeRawPointer?, saveInvstd: UnsafeRawPointer?,
+        y: CTensorArgument, saveMean: CTensorArgument, saveInvstd: CTensorArgument,
         saveName: String = "save_invstd", running: RunningStatistics? = nil
     ) throws -> ForwardDestinations {
         ForwardDestinations(
@@ -153,8 +164,8 @@ struct CAPICall {
     /// the mask of those, and delivers them (and the `extra` results, such as Switchable
     /// Norm's logit gradients, to theirs); with no tensor given, runs nothing.
     func backward<Gradients: CAPIGradients>(
-        dx: UnsafeRawPointer?, dweight: UnsafeRawPointer?, dbias: UnsafeRawPointer?,
-        extra: [(result: (Gradients) -> Tensor?, descriptor: UnsafeRawPointer?, name: String)] = [],
+        dx: CTensorArgument, dweight: CTensorArgument, dbias: CTensorArgument,
+        extra: [(result: (Gradients) -> Tensor?, descriptor: CTensorArgument, name: String)] = [],
         _ body: (BackwardDestinations, NormGradientMask) throws -> Gradients
     ) throws -> [KernelEvent] {
         let destinations = BackwardDestinations(

@@ -9,10 +9,10 @@ import COpenCL
 /// caller's y, save_mean and save_invstd.
 @_spi(CAPI) @_cdecl("normcl_group_norm_forward")
 public func normcl_group_norm_forward(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ numGroups: Int32, _ weight: UnsafeRawPointer?,
-    _ bias: UnsafeRawPointer?, _ eps: Float, _ y: UnsafeRawPointer?, _ saveMean: UnsafeRawPointer?,
-    _ saveInvstd: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ numGroups: Int32, _ weight: CTensorArgument,
+    _ bias: CTensorArgument, _ eps: Float, _ y: CTensorArgument, _ saveMean: CTensorArgument,
+    _ saveInvstd: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
@@ -29,10 +29,10 @@ public func normcl_group_norm_forward(
 /// statistics, into the caller's dx, dweight and dbias (the non-NULL ones).
 @_spi(CAPI) @_cdecl("normcl_group_norm_backward")
 public func normcl_group_norm_backward(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ numGroups: Int32,
-    _ weight: UnsafeRawPointer?, _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?,
-    _ dx: UnsafeRawPointer?, _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ numGroups: Int32,
+    _ weight: CTensorArgument, _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try call.backward(dx: dx, dweight: dweight, dbias: dbias) { _, mask in
@@ -53,11 +53,11 @@ public func normcl_group_norm_backward(
 /// save_invstd, the running statistics (when given and `use_input_stats`) updated in place.
 @_spi(CAPI) @_cdecl("normcl_instance_norm_forward")
 public func normcl_instance_norm_forward(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?, _ bias: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ useInputStats: Int32, _ momentum: Float,
-    _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float, _ y: UnsafeRawPointer?,
-    _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ useInputStats: Int32, _ momentum: Float,
+    _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float, _ y: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
@@ -83,10 +83,10 @@ public func normcl_instance_norm_forward(
 /// statistics, into the caller's dx, dweight and dbias (the non-NULL ones).
 @_spi(CAPI) @_cdecl("normcl_instance_norm_backward")
 public func normcl_instance_norm_backward(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?,
-    _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?, _ dx: UnsafeRawPointer?,
-    _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ weight: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ dx: CTensorArgument,
+    _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try instanceNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
@@ -99,10 +99,10 @@ public func normcl_instance_norm_backward(
 /// statistics constant (a `use_input_stats == 0` forward).
 @_spi(CAPI) @_cdecl("normcl_instance_norm_backward_inference")
 public func normcl_instance_norm_backward_inference(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ weight: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ eps: Float, _ dx: UnsafeRawPointer?,
-    _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ weight: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ eps: Float, _ dx: CTensorArgument,
+    _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try instanceNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
@@ -116,8 +116,8 @@ public func normcl_instance_norm_backward_inference(
 
 /// The two InstanceNorm backward functions: one implementation, the statistics from `statistics`.
 private func instanceNormBackward(
-    _ call: CAPICall, dy: UnsafeRawPointer?, x: UnsafeRawPointer?, weight: UnsafeRawPointer?, dx: UnsafeRawPointer?,
-    dweight: UnsafeRawPointer?, dbias: UnsafeRawPointer?, statistics: () throws -> InstanceNormBackwardStatistics
+    _ call: CAPICall, dy: CTensorArgument, x: CTensorArgument, weight: CTensorArgument, dx: CTensorArgument,
+    dweight: CTensorArgument, dbias: CTensorArgument, statistics: () throws -> InstanceNormBackwardStatistics
 ) throws -> [KernelEvent] {
     try call.backward(dx: dx, dweight: dweight, dbias: dbias) { _, mask in
         let (gradOutput, input, weight) = (try call.required(dy, "dy"), try call.required(x, "x"), try call.tensor(weight, "weight"))

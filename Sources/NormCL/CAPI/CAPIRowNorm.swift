@@ -6,10 +6,10 @@ import COpenCL
 /// into the caller's y, save_mean and save_invstd.
 @_spi(CAPI) @_cdecl("normcl_layer_norm_forward")
 public func normcl_layer_norm_forward(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ normalizedRank: Int32, _ weight: UnsafeRawPointer?,
-    _ bias: UnsafeRawPointer?, _ eps: Float, _ y: UnsafeRawPointer?, _ saveMean: UnsafeRawPointer?,
-    _ saveInvstd: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ normalizedRank: Int32, _ weight: CTensorArgument,
+    _ bias: CTensorArgument, _ eps: Float, _ y: CTensorArgument, _ saveMean: CTensorArgument,
+    _ saveInvstd: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
@@ -27,10 +27,10 @@ public func normcl_layer_norm_forward(
 /// into the caller's dx, dweight and dbias (the non-NULL ones).
 @_spi(CAPI) @_cdecl("normcl_layer_norm_backward")
 public func normcl_layer_norm_backward(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ normalizedRank: Int32,
-    _ weight: UnsafeRawPointer?, _ saveMean: UnsafeRawPointer?, _ saveInvstd: UnsafeRawPointer?,
-    _ dx: UnsafeRawPointer?, _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ normalizedRank: Int32,
+    _ weight: CTensorArgument, _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
@@ -49,9 +49,9 @@ public func normcl_layer_norm_backward(
 /// into the caller's y and save_invrms (`NORMCL_EPS_DEFAULT`, -1: the dtype's epsilon).
 @_spi(CAPI) @_cdecl("normcl_rms_norm_forward")
 public func normcl_rms_norm_forward(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ normalizedRank: Int32, _ weight: UnsafeRawPointer?,
-    _ eps: Float, _ y: UnsafeRawPointer?, _ saveInvRms: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ normalizedRank: Int32, _ weight: CTensorArgument,
+    _ eps: Float, _ y: CTensorArgument, _ saveInvRms: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
@@ -70,10 +70,10 @@ public func normcl_rms_norm_forward(
 /// into the caller's dx and dweight (the non-NULL ones).
 @_spi(CAPI) @_cdecl("normcl_rms_norm_backward")
 public func normcl_rms_norm_backward(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ normalizedRank: Int32,
-    _ weight: UnsafeRawPointer?, _ saveInvRms: UnsafeRawPointer?, _ dx: UnsafeRawPointer?,
-    _ dweight: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ normalizedRank: Int32,
+    _ weight: CTensorArgument, _ saveInvRms: CTensorArgument, _ dx: CTensorArgument,
+    _ dweight: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try call.backward(dx: dx, dweight: dweight, dbias: nil) { destinations, mask in

@@ -15,7 +15,7 @@ extension SwitchableNormStatistics {
 
 extension CAPICall {
     /// The tensors of the `normcl_switchable_norm_statistics` at `pointer` (all absent for NULL).
-    func switchableStatistics(_ pointer: UnsafeRawPointer?) throws -> [Tensor?] {
+    func switchableStatistics(_ pointer: CTensorArgument) throws -> [Tensor?] {
         try statisticsNames.indices.map { index in
             try tensor(pointer.map { $0 + index * CTensorDescriptor.size }, statisticsNames[index])
         }
@@ -37,12 +37,12 @@ extension CAPICall {
 /// the running statistics (when given, in training) updated in place.
 @_spi(CAPI) @_cdecl("normcl_switchable_norm_forward")
 public func normcl_switchable_norm_forward(
-    _ runtime: OpaquePointer?, _ x: UnsafeRawPointer?, _ meanLogits: UnsafeRawPointer?,
-    _ varianceLogits: UnsafeRawPointer?, _ weight: UnsafeRawPointer?, _ bias: UnsafeRawPointer?,
-    _ runningMean: UnsafeRawPointer?, _ runningVar: UnsafeRawPointer?, _ training: Int32, _ branches: Int32,
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ meanLogits: CTensorArgument,
+    _ varianceLogits: CTensorArgument, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ training: Int32, _ branches: Int32,
     _ unbiased: Int32, _ momentum: Float, _ numBatchesTracked: UnsafeMutablePointer<Int64>?, _ eps: Float,
-    _ y: UnsafeRawPointer?, _ statistics: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ y: CTensorArgument, _ statistics: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
@@ -73,12 +73,12 @@ public func normcl_switchable_norm_forward(
 /// statistics, into the caller's dx, dweight, dbias and logit gradients (the non-NULL ones).
 @_spi(CAPI) @_cdecl("normcl_switchable_norm_backward")
 public func normcl_switchable_norm_backward(
-    _ runtime: OpaquePointer?, _ dy: UnsafeRawPointer?, _ x: UnsafeRawPointer?, _ meanLogits: UnsafeRawPointer?,
-    _ varianceLogits: UnsafeRawPointer?, _ weight: UnsafeRawPointer?, _ runningMean: UnsafeRawPointer?,
-    _ runningVar: UnsafeRawPointer?, _ training: Int32, _ branches: Int32, _ unbiased: Int32, _ eps: Float,
-    _ statistics: UnsafeRawPointer?, _ dx: UnsafeRawPointer?, _ dweight: UnsafeRawPointer?, _ dbias: UnsafeRawPointer?,
-    _ dMeanLogits: UnsafeRawPointer?, _ dVarianceLogits: UnsafeRawPointer?,
-    _ waitCount: cl_uint, _ waitList: UnsafePointer<cl_event?>?, _ event: UnsafeMutablePointer<cl_event?>?
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ meanLogits: CTensorArgument,
+    _ varianceLogits: CTensorArgument, _ weight: CTensorArgument, _ runningMean: CTensorArgument,
+    _ runningVar: CTensorArgument, _ training: Int32, _ branches: Int32, _ unbiased: Int32, _ eps: Float,
+    _ statistics: CTensorArgument, _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ dMeanLogits: CTensorArgument, _ dVarianceLogits: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try call.backward(
