@@ -8,7 +8,10 @@ import pytest
 from normcl_ctypes import DeviceArray
 from test_capi import check, random
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError:  # not installed (or broken): these tests are optional
+    pytest.skip("PyTorch is not importable", allow_module_level=True)
 F = torch.nn.functional
 
 EPS = 1e-5
