@@ -50,9 +50,9 @@
  *     normcl_last_error_message(). Nothing is thrown across the boundary and bad
  *     arguments never crash: NULL pointers, ranks over NORMCL_MAX_RANK, negative
  *     dims, unknown enum values, wrong shapes, offsets past a buffer's end, buffers of
- *     another context and buffers OpenCL reports invalid are errors. (A buffer that was
- *     released and freed is detected only if the OpenCL driver detects it; a dangling
- *     runtime pointer cannot be detected.)
+ *     another context and buffers OpenCL reports invalid are errors. Not detectable:
+ *     a buffer already released and freed (querying it reads freed memory; with the
+ *     ocl-icd loader and PoCL the query crashes) and a dangling runtime pointer.
  *   - When a call fails, no caller buffer has been written (running statistics
  *     included) and *event is NULL. Arguments are checked before any kernel is
  *     enqueued; GroupNorm's, InstanceNorm's and Switchable Norm's outputs are checked
