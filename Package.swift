@@ -25,6 +25,11 @@ let package = Package(
     name: "NormCL",
     products: [
         .library(name: "NormCL", targets: ["NormCL"]),
+        // The C API (include/normcl.h, Sources/NormCL/CAPI): libnormcl.so for C, C++ and
+        // Python (ctypes) programs with their own OpenCL context, queue and buffers.
+        // Built only when asked for (`swift build --product normcl`) or by a plain
+        // `swift build`; a package that depends on the `NormCL` product never builds it.
+        .library(name: "normcl", type: .dynamic, targets: ["NormCL"]),
     ],
     dependencies: dependencies,
     targets: [

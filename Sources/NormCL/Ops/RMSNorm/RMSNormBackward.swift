@@ -37,14 +37,34 @@ public func rmsNormBackward(
         fuseParameters: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
-/// The backward pass from an explicit saved `rstd` (tests).
-func rmsNormBackward(
+/// The backward pass from an explicit saved `rstd`, for callers that keep the forward's
+/// input and statistics themselves (tensors over their own buffers, the C API).
+///
+/// The math and the gradients are those of
+/// ``rmsNormBackward(_:forward:outputMask:into:waitingFor:)``; a requested dγ is computed
+/// also when `weight` is nil (the gradient at γ = 1).
+///
+/// - Parameters:
+///   - gradOutput: dy, with the input's shape, layout, element type and backend.
+///   - input: the forward's input x.
+///   - normalizedShape: the forward's trailing dims.
+///   - weight: γ (float32, `normalizedShape`), or nil for γ = 1.
+///   - saveInvRms: the forward's `rstd` (float32, shape = the input's leading dims).
+///   - outputMask: which gradients to compute (`.bias` is ignored: RMSNorm has no β).
+///   - destinations: tensors to write dx and dγ into (OpenCL; see ``BackwardDestinations``).
+///   - waitList: events the first kernel waits for; the op returns without waiting.
+/// - Returns: dx and dγ, and the kernel events.
+/// - Throws: ``NormError`` for arguments that do not match the input; ``OpenCLError`` or
+///   ``KernelBuildError`` when the device fails.
+public func rmsNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveInvRms: Tensor,
-    outputMask: NormGradientMask = .all
+    outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try rmsNormBackward(
         gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveInvRms: saveInvRms,
-        outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil)
+        outputMask: outputMask, strategy: nil, fuseParameters: nil, tuning: nil,
+        call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass with the saved `rstd` taken from the forward's output (tests pass the rest).
