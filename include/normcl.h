@@ -84,7 +84,7 @@ typedef enum normcl_status {
     NORMCL_INVALID_ARGUMENT = -1, /* NULL pointer, unknown enum value, bad value, invalid buffer or event */
     NORMCL_INVALID_SHAPE = -2,    /* negative dims, rank over NORMCL_MAX_RANK, a shape the op cannot take */
     NORMCL_SHAPE_MISMATCH = -3,   /* a tensor whose shape does not fit the op's other tensors */
-    NORMCL_UNSUPPORTED = -4,      /* valid but not supported: layout, element type, misaligned byte offset */
+    NORMCL_UNSUPPORTED = -4,      /* valid but not supported: a layout or element type an op does not take */
     NORMCL_OPENCL_ERROR = -5,     /* an OpenCL call failed (the message names the call and its code) */
     NORMCL_BUILD_ERROR = -6,      /* an OpenCL program failed to build (the message has the build log) */
     NORMCL_OUT_OF_MEMORY = -7,    /* device or host memory could not be allocated */
@@ -108,9 +108,11 @@ enum { NORMCL_LAYOUT_CHANNELS_FIRST = 0, NORMCL_LAYOUT_CHANNELS_LAST = 1 };
  *   - buffer: a buffer of the runtime's context. NULL means "absent" (an optional input
  *     such as weight, or an output the caller does not want). A tensor with no elements
  *     may have a NULL buffer where the tensor is required.
- *   - byte_offset: 0, or a multiple of the device's CL_DEVICE_MEM_BASE_ADDR_ALIGN (in
- *     bytes: the value OpenCL reports in bits / 8; 128 on PoCL and NVIDIA), because a
- *     view at an offset is a sub-buffer. Other offsets are NORMCL_UNSUPPORTED.
+ *   - byte_offset: a multiple of the element size. At 0 or a multiple of the device's
+ *     CL_DEVICE_MEM_BASE_ADDR_ALIGN (in bytes: the value OpenCL reports in bits / 8; 128 on
+ *     PoCL and NVIDIA) the view is zero-copy (a sub-buffer); at other offsets each op
+ *     copies the bytes into a buffer of NormCL's and its results back (same results, one
+ *     copy each way; the returned event follows the copy back).
  *   - rank: 0..NORMCL_MAX_RANK; shape[0..rank-1] are the dims (>= 0), the rest ignored.
  *   - dtype: NORMCL_DTYPE_*; layout: NORMCL_LAYOUT_*. */
 typedef struct normcl_tensor {

@@ -63,8 +63,8 @@ public func normcl_switchable_norm_forward(
             call: call.op(destinations))
         let events = try call.deliver(
             call.deliver(
-                out.events, output: out.output, saveMean: nil, saveInvstd: nil, running: updates == nil ? nil : running,
-                into: destinations),
+                out.events, output: out.output, saveMean: out.statistics.mean, saveInvstd: out.statistics.invstd,
+                running: updates == nil ? nil : running, into: destinations),
             Array(zip(zip(out.statistics.cOrder, saved), statisticsNames).map { ($0.0, $0.1, $1) }))
         call.store(updates == nil ? nil : running, into: numBatchesTracked)
         return events
