@@ -197,8 +197,9 @@ struct ReadmeExampleTests {
         for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
             if line.hasPrefix("<!-- example: ") {
                 name = String(line.dropFirst("<!-- example: ".count).prefix { $0 != " " })
-            } else if name != nil, lines == nil, line == "```swift" {
-                lines = []
+            } else if name != nil, lines == nil, line.hasPrefix("```") {
+                // A Swift example's block; the C and Python examples are run by Tests/C and Tests/Python.
+                if line == "```swift" { lines = [] } else { name = nil }
             } else if let current = lines, line == "```" {
                 examples.append((name!, current))
                 name = nil
