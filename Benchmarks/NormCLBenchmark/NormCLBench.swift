@@ -47,7 +47,7 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "Merge a peer JSON written earlier by the peer script (e.g. PyTorch CUDA on another machine) instead of running it.")
     var peerJSON: String?
 
-    @Flag(help: "Run each case as an application's steady-state loop on its own OpenCL objects: a context and queue the benchmark makes and NormCL adopts, inputs in the benchmark's buffers, each call writing into the previous call's results after its last event (GroupNorm, InstanceNorm and Switchable Norm cases allocate their results).")
+    @Flag(help: "Run each case as an application's steady-state loop on its own OpenCL objects: a context and queue the benchmark makes and NormCL adopts, inputs in the benchmark's buffers, each call writing into the previous call's results after its last event (Switchable Norm allocates its branch statistics).")
     var callerBuffers = false
 
     enum PeerChoice: String, ExpressibleByArgument {

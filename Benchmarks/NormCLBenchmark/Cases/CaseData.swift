@@ -78,6 +78,8 @@ extension BenchmarkCase {
 protocol TimedGradients: Sendable {
     var input: Tensor? { get }
     var events: [KernelEvent] { get }
+    /// The gradients as the next call's destinations (`--caller-buffers`).
+    var destinations: BackwardDestinations { get }
 }
 
 extension NormGradients: TimedGradients {}

@@ -27,10 +27,9 @@ extension BenchmarkCase {
             parameterBytes: channels * 4 * 2 + shape[0] * groups * 4 * 2
         ) { input, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
-            return {
-                let out = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
-                return (out.output, out.events)
-            }
+            return steadyForward(on: backend, {
+                try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias, into: $0, waitingFor: $1)
+            }, events: \.events)
         }
     }
 
@@ -41,11 +40,8 @@ extension BenchmarkCase {
         forwardCase(
             op: "InstanceNorm", shape: shape, layout: layout, elementType: elementType,
             parameterBytes: shape[0] * shape[1] * 4 * 2
-        ) { input, _ in
-            return {
-                let out = try NormCL.instanceNorm(input)
-                return (out.output, out.events)
-            }
+        ) { input, backend in
+            steadyForward(on: backend, { try NormCL.instanceNorm(input, into: $0, waitingFor: $1) }, events: \.events)
         }
     }
 
@@ -64,7 +60,7 @@ extension BenchmarkCase {
         ) { input, gradOutput, backend in
             let (weight, bias) = try affineParameters(channels, on: backend)
             let forward = try NormCL.groupNorm(input, numGroups: groups, weight: weight, bias: bias)
-            return { try NormCL.groupNormBackward(gradOutput, forward: forward) }
+            return steadyBackward(on: backend) { try NormCL.groupNormBackward(gradOutput, forward: forward, into: $0, waitingFor: $1) }
         }
     }
 
@@ -75,9 +71,11 @@ extension BenchmarkCase {
         backwardCase(
             op: "InstanceNorm backward", shape: shape, layout: layout, elementType: elementType,
             parameterBytes: shape[0] * shape[1] * 4 * 2, gradOutput: { gradOutput(for: $0) }
-        ) { input, gradOutput, _ in
+        ) { input, gradOutput, backend in
             let forward = try NormCL.instanceNorm(input)
-            return { try NormCL.instanceNormBackward(gradOutput, forward: forward, outputMask: .input) }
+            return steadyBackward(on: backend) {
+                try NormCL.instanceNormBackward(gradOutput, forward: forward, outputMask: .input, into: $0, waitingFor: $1)
+            }
         }
     }
 }

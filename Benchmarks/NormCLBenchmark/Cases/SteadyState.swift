@@ -72,13 +72,27 @@ final class SteadyState<Output: Sendable>: @unchecked Sendable {
 extension BenchmarkCase {
     /// A backward call in the steady state: into the previous call's gradients, after its
     /// last event (see ``SteadyState``).
-    static func steadyBackward(
+    static func steadyBackward<Gradients: TimedGradients>(
         on backend: Backend,
-        _ backward: @escaping (_ destinations: BackwardDestinations, _ waitList: [OpenCLEvent]) throws -> NormGradients
-    ) -> () throws -> NormGradients {
-        let steady = SteadyState<NormGradients>(on: backend)
+        _ backward: @escaping (_ destinations: BackwardDestinations, _ waitList: [OpenCLEvent]) throws -> Gradients
+    ) -> () throws -> Gradients {
+        let steady = SteadyState<Gradients>(on: backend)
         return {
             try steady.call({ previous, waitList in try backward(previous?.destinations ?? .init(), waitList) }, events: \.events)
+        }
+    }
+
+    /// A forward call in the steady state: into the previous call's output and saved
+    /// statistics, after its last event.
+    static func steadyForward<Output: NormForwardResults & Sendable>(
+        on backend: Backend,
+        _ forward: @escaping (_ destinations: ForwardDestinations, _ waitList: [OpenCLEvent]) throws -> Output,
+        events: @escaping (Output) -> [KernelEvent]
+    ) -> Run {
+        let steady = SteadyState<Output>(on: backend)
+        return {
+            let out = try steady.call({ previous, waitList in try forward(previous?.destinations ?? .init(), waitList) }, events: events)
+            return (out.output, events(out))
         }
     }
 }

@@ -32,7 +32,7 @@ extension BenchmarkCase {
             let forward = try NormCL.switchableNorm(
                 input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias, training: true)
             _ = try forward.saveInvstd.toArray()  // the forward finishes before the timed runs
-            return { try NormCL.switchableNormBackward(gradOutput, forward: forward) }
+            return steadyBackward(on: backend) { try NormCL.switchableNormBackward(gradOutput, forward: forward, into: $0, waitingFor: $1) }
         }
     }
 
@@ -48,13 +48,12 @@ extension BenchmarkCase {
             let meanLogits = try Tensor([1.2, 0.8, 1], on: backend)
             let varianceLogits = try Tensor([0.7, 1.1, 1], on: backend)
             let statistics = try runningStatistics(channels, on: backend)
-            return {
+            return steadyForward(on: backend, { destinations, waitList in
                 var running = statistics
-                let out = try NormCL.switchableNorm(
+                return try NormCL.switchableNorm(
                     input, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: weight, bias: bias,
-                    runningStatistics: &running, training: training)
-                return (out.output, out.events)
-            }
+                    runningStatistics: &running, training: training, into: destinations, waitingFor: waitList)
+            }, events: \.events)
         }
     }
 }

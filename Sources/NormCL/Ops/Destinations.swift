@@ -199,16 +199,55 @@ extension RMSNormOutput {
     public var destinations: ForwardDestinations { ForwardDestinations(output: output, saveInvstd: saveInvRms) }
 }
 
-extension BatchNormOutput {
+/// A forward's results with an output and optional saved statistics (BatchNorm, GroupNorm,
+/// InstanceNorm, Switchable Norm's mixed statistics).
+public protocol NormForwardResults {
+    /// y.
+    var output: Tensor { get }
+    /// The saved mean, where the call saved one.
+    var savedMean: Tensor? { get }
+    /// The saved inverse standard deviation, where the call saved one.
+    var savedInvstd: Tensor? { get }
+}
+
+extension NormForwardResults {
     /// These results' tensors (output and saved statistics) as the destinations of a later
     /// call of the same shapes; running statistics go to the running tensors themselves.
     public var destinations: ForwardDestinations {
-        ForwardDestinations(output: output, saveMean: saveMean, saveInvstd: saveInvstd)
+        ForwardDestinations(output: output, saveMean: savedMean, saveInvstd: savedInvstd)
     }
+}
+
+extension BatchNormOutput: NormForwardResults {
+    public var savedMean: Tensor? { saveMean }
+    public var savedInvstd: Tensor? { saveInvstd }
+}
+
+extension GroupNormOutput: NormForwardResults {
+    public var savedMean: Tensor? { saveMean }
+    public var savedInvstd: Tensor? { saveInvstd }
+}
+
+extension InstanceNormOutput: NormForwardResults {
+    public var savedMean: Tensor? { saveMean }
+    public var savedInvstd: Tensor? { saveInvstd }
+}
+
+extension SwitchableNormOutput: NormForwardResults {
+    public var savedMean: Tensor? { saveMean }
+    public var savedInvstd: Tensor? { saveInvstd }
 }
 
 extension NormGradients {
     /// These gradients' tensors as the destinations of a later backward call of the same shapes.
+    public var destinations: BackwardDestinations {
+        BackwardDestinations(gradInput: input, gradWeight: weight, gradBias: bias)
+    }
+}
+
+extension SwitchableNormGradients {
+    /// dx, dγ and dβ as the destinations of a later backward call of the same shapes (the
+    /// logit gradients are allocated).
     public var destinations: BackwardDestinations {
         BackwardDestinations(gradInput: input, gradWeight: weight, gradBias: bias)
     }
