@@ -187,6 +187,29 @@ struct InteropTests {
         #expect(try layerNorm(x, normalizedShape: [32]).output.toArray() == out.output.toArray())
     }
 
+    @Test("a runtime dropped while its work waits for an unset user event returns at once; the work runs when it is set")
+    func dropWhileGated() throws {
+        let caller = try CallerOpenCL(device: device)
+        let (xMemory, yMemory) = (try caller.buffer(bytes: 4 * 64), try caller.buffer(bytes: 4 * 64))
+        let values = (0..<64).map { Float($0 % 7) }
+        try caller.write(values, to: xMemory)
+        var status: cl_int = CL_SUCCESS
+        let gate = try #require(clCreateUserEvent(caller.context, &status))
+        defer { clReleaseEvent(gate) }
+        weak var dropped: OpenCLRuntime?
+        do {
+            let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
+            dropped = runtime
+            let x = try Tensor(wrapping: xMemory, shape: [8, 8], on: runtime)
+            let y = try Tensor(wrapping: yMemory, shape: [8, 8], on: runtime)
+            _ = try layerNorm(x, normalizedShape: [8], into: .init(output: y), waitingFor: [OpenCLEvent(gate)])
+        }
+        #expect(dropped == nil, "the runtime and its tensors are gone, without waiting for the gate")
+        #expect(clSetUserEventStatus(gate, CL_COMPLETE) == CL_SUCCESS)
+        let expected = try layerNorm(values, shape: [8, 8], normalizedShape: [8], on: .openCL(sharedRuntime!))
+        #expect(try caller.read(yMemory, count: 64) == expected)
+    }
+
     @Test("1,000 steady-state calls on caller buffers and destinations create no OpenCL object")
     func steadyStateAllocatesNothing() throws {
         var rng = SeededGenerator(seed: 19)

@@ -55,6 +55,10 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
 
     let id: cl_device_id
     let platform: cl_platform_id
+    /// Whether the driver compiles a kernel's work-group function at its first launch,
+    /// in-process with LLVM (PoCL), which exit safety waits for (see `ProcessExit`). Read
+    /// once: every launch asks, and a substring search costs microseconds.
+    let compilesKernelsAtFirstLaunch: Bool
 
     /// One line: index, name, kind, platform and the limits plans use.
     public var description: String {
@@ -69,6 +73,7 @@ public struct OpenCLDevice: @unchecked Sendable, CustomStringConvertible {
         vendor = try Self.string(id, CL_DEVICE_VENDOR).trimmingSpaces()
         platformName = try Self.platformString(platform, CL_PLATFORM_NAME).trimmingSpaces()
         platformVersion = try Self.platformString(platform, CL_PLATFORM_VERSION).trimmingSpaces()
+        compilesKernelsAtFirstLaunch = platformName.contains("Portable Computing Language")
         driverVersion = try Self.string(id, CL_DRIVER_VERSION).trimmingSpaces()
         let type: cl_device_type = try Self.scalar(id, CL_DEVICE_TYPE)
         kind =
@@ -117,9 +122,6 @@ func infoString(
 }
 
 extension OpenCLDevice {
-    /// Whether the driver compiles a kernel's work-group function at its first launch,
-    /// in-process with LLVM (PoCL), which exit safety waits for (see `ProcessExit`).
-    var compilesKernelsAtFirstLaunch: Bool { platformName.contains("Portable Computing Language") }
 }
 
 extension String {

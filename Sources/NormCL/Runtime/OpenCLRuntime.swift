@@ -185,7 +185,11 @@ public final class OpenCLRuntime: @unchecked Sendable {
 
     deinit {
         ProcessExit.untrack(self)
-        clFinish(queue)
+        // NormCL's work done before its buffers and programs go back (exit safety, see
+        // ProcessExit) — unless it waits for a caller event still pending: the caller may
+        // set it only later, so a wait could hang; OpenCL keeps what queued commands use
+        // alive until they finish.
+        if order.hasPendingCallerEvents { clFlush(queue) } else { clFinish(queue) }
         order.releaseAll()
         ProcessExit.settleDeferredFirstLaunches()
         programs.releaseAll()
