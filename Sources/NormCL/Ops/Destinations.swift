@@ -219,22 +219,30 @@ extension NormForwardResults {
 }
 
 extension BatchNormOutput: NormForwardResults {
+    /// ``saveMean``.
     public var savedMean: Tensor? { saveMean }
+    /// ``saveInvstd``.
     public var savedInvstd: Tensor? { saveInvstd }
 }
 
 extension GroupNormOutput: NormForwardResults {
+    /// ``saveMean``.
     public var savedMean: Tensor? { saveMean }
+    /// ``saveInvstd``.
     public var savedInvstd: Tensor? { saveInvstd }
 }
 
 extension InstanceNormOutput: NormForwardResults {
+    /// ``saveMean``.
     public var savedMean: Tensor? { saveMean }
+    /// ``saveInvstd``.
     public var savedInvstd: Tensor? { saveInvstd }
 }
 
 extension SwitchableNormOutput: NormForwardResults {
+    /// ``saveMean``.
     public var savedMean: Tensor? { saveMean }
+    /// ``saveInvstd``.
     public var savedInvstd: Tensor? { saveInvstd }
 }
 
