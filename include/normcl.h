@@ -54,9 +54,9 @@
  *     a buffer already released and freed (querying it reads freed memory; with the
  *     ocl-icd loader and PoCL the query crashes) and a dangling runtime pointer.
  *   - When a call fails, no caller buffer has been written (running statistics
- *     included) and *event is NULL. Arguments are checked before any kernel is
- *     enqueued; GroupNorm's, InstanceNorm's and Switchable Norm's outputs are checked
- *     after their kernels (which then wrote only NormCL's own memory).
+ *     included) and *event is NULL: arguments and outputs are checked before any kernel
+ *     is enqueued (Switchable Norm's branch statistics, which are copied into the
+ *     caller's tensors after its kernels, are checked after them).
  *   - Messages name the C parameters (x, y, save_mean, ...) and NormCL's checks; their
  *     wording may change between versions, the status codes do not.
  * ---------------------------------------------------------------------------------------
@@ -154,8 +154,11 @@ typedef struct normcl_runtime normcl_runtime;
  * The queue must belong to `context` and `device`. *out receives the runtime. */
 int normcl_runtime_create(cl_context context, cl_command_queue queue, cl_device_id device, normcl_runtime **out);
 
-/* Finishes the runtime's queue (clFinish), frees NormCL's device memory and programs
- * and releases the handles the runtime retained. NULL is a no-op. */
+/* Frees NormCL's device memory and programs and releases the handles the runtime
+ * retained, once the runtime's tensors are gone. It first finishes the queue
+ * (clFinish), unless NormCL's queued work waits for an event of a wait list that has not
+ * completed (a user event the caller sets later): then it only flushes, and OpenCL keeps
+ * what the queued commands use until they finish. NULL is a no-op. */
 int normcl_runtime_release(normcl_runtime *runtime);
 
 /* ---- Ops ---------------------------------------------------------------------------------
