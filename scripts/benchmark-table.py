@@ -14,9 +14,12 @@ def fmt(value, pattern):
 
 
 def table(report):
+    # The allocator and how the peer was timed are absent from JSON written before they were recorded.
+    peer = report.get("peer") or "none"
+    peer += "".join(f", {report[key]}" for key in ("peer_allocator", "peer_timing") if report.get(key))
     lines = [
         f"Device: {report['device']}; DRAM copy {fmt(report.get('dram_copy_bandwidth_gb_per_s'), '{:.1f}')} GB/s; "
-        f"peer: {report.get('peer') or 'none'}; {report['iterations']} timed iterations per case.",
+        f"peer: {peer}; {report['iterations']} timed iterations per case.",
         "",
         "| case | kernels | kernel ms | GB/s | % copy | × PyTorch | check |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -32,6 +35,9 @@ def table(report):
         slower = sum(1 for p in peers if p < 1)
         lines += ["", f"NormCL is faster than PyTorch on {len(peers) - slower} of {len(peers)} cases with a peer, "
                       f"slower on {slower}."]
+    busy = [c["name"] for c in report["cases"] if c.get("busy")]
+    if busy:
+        lines += ["", f"The machine looked busy ({report.get('busy_rule')}) on {len(busy)} cases: {'; '.join(busy)}."]
     return "\n".join(lines)
 
 

@@ -49,8 +49,14 @@ struct CaseResult: Sendable {
     let matchesReference: Bool?
     /// Each kernel of the op in launch order with its median device time, ms.
     var kernelBreakdown: [KernelTiming] = []
-    /// The peer's (PyTorch's) median wall time on the same case, ms, when it ran.
-    var peerMilliseconds: Double? = nil
+    /// The peer's (PyTorch's) wall time per call on the same case, ms, when it ran: timed
+    /// in batches alternating with ``host``'s iterations, or read from a peer JSON.
+    var peer: TimingSummary? = nil
+    /// The peer's median wall time per call, ms.
+    var peerMilliseconds: Double? { peer?.median }
+    /// Whether NormCL's host times or the peer's spread as if other load took the cores
+    /// (``TimingSummary/looksBusy``).
+    var looksBusy: Bool { host.looksBusy || peer?.looksBusy == true }
 
     /// The time GB/s are computed from: kernel time on OpenCL, else host time.
     var bestTimeMilliseconds: Double { kernel?.median ?? host.median }

@@ -32,7 +32,7 @@ struct NormCLBench: ParsableCommand {
     @Option(help: "Draw GB/s per case (NormCL, the peer, the copy bandwidth) as an SVG chart in this file.")
     var plot: String?
 
-    @Option(help: "Peer to time the same cases with: 'pytorch' (runs --peer-script with python3 when torch imports) or 'none'.")
+    @Option(help: "Peer to time the same cases with: 'pytorch' (runs --peer-script with python3 when torch imports, its iterations interleaved with NormCL's) or 'none'.")
     var peer: PeerChoice = .pytorch
 
     @Flag(help: "Start with empty program caches: NormCL's disk cache and PoCL's kernel cache in fresh temporary directories, so first calls show a cold start.")
@@ -40,6 +40,9 @@ struct NormCLBench: ParsableCommand {
 
     @Option(help: "The PyTorch peer script.")
     var peerScript = "Benchmarks/peers/pytorch_norms.py"
+
+    @Option(help: "With the PyTorch peer: timed iterations per batch, NormCL's and the peer's batches alternating within each case so that both see the same machine.")
+    var peerBatch = 5
 
     @Flag(help: "Print each case's kernels with their median device times (always in the JSON).")
     var kernels = false
@@ -57,6 +60,7 @@ struct NormCLBench: ParsableCommand {
     mutating func validate() throws {
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard peerBatch >= 1 else { throw ValidationError("--peer-batch must be at least 1") }
     }
 
     mutating func run() throws {
@@ -77,21 +81,21 @@ struct NormCLBench: ParsableCommand {
         let cases = BenchmarkCase.suite(quick: quick).filter { c in
             filter.map { c.name.lowercased().contains($0.lowercased()) } ?? true
         }
+        let peer = startPeer(on: backend)
+        let livePeer: PeerProcess? = if case .success(.live(let process)) = peer { process } else { nil }
+        defer { livePeer?.finish() }
         var results: [CaseResult] = []
         for (index, benchmarkCase) in cases.enumerated() {
             log("[\(index + 1)/\(cases.count)] \(benchmarkCase.name)")
-            let result = try measure(benchmarkCase, on: backend, iterations: iterations, warmup: warmup)
+            var result = try measure(benchmarkCase, on: backend, iterations: iterations, warmup: warmup, peer: livePeer)
+            if case .success(.recorded(let recorded)) = peer { result.peer = recorded.timings[result.name] }
             if kernels {
                 for kernel in result.kernelBreakdown { log("    \(kernel.name): \(Report.format(kernel.median)) ms") }
             }
+            if result.looksBusy { log("    spread says busy: host p90/p10 \(Report.format(result.host.spread, digits: 2)), peer \(Report.format(result.peer?.spread, digits: 2))") }
             results.append(result)
         }
-
-        // The peer runs after NormCL's cases, so the two never share the cores.
-        let peerResults = peerResults(for: cases, on: backend, iterations: iterations)
-        if case .success(let peer) = peerResults {
-            for index in results.indices { results[index].peerMilliseconds = peer.medianMilliseconds[results[index].name] }
-        }
+        livePeer?.finish()
 
         print("NormCL benchmark on \(describe(backend))")
         if let copyBandwidth {
@@ -100,19 +104,26 @@ struct NormCLBench: ParsableCommand {
         print("median of \(iterations) iterations; GB/s = ideal bytes (input read once + output written once + parameters) / kernel time")
         print("copy GB/s = a float4 copy moving the case's ideal bytes, run after each iteration (same size, same moment);")
         print("% copy = median over iterations of copy time / kernel time (100%: the op runs as fast as copying its own traffic)")
-        switch peerResults {
-        case .success(let peer): print("× PyTorch = \(peer.peer) median wall time / NormCL's host ms (above 1: NormCL faster)\n")
-        case .failure(let reason): print("× PyTorch: no peer (\(reason))\n")
+        let peerTiming = peerTimingDescription(peer)
+        switch peer {
+        case .success(let peer):
+            print("× PyTorch = \(peer.name) median wall time / NormCL's host ms (above 1: NormCL faster); \(peerTiming ?? "")")
+            print("peer allocator: \(peer.allocator ?? "not recorded")")
+            if let lost = livePeer?.lost { print("the peer was lost mid-run, \(lost): later cases have no peer figure") }
+        case .failure(let reason): print("× PyTorch: no peer (\(reason))")
         }
+        print("p90/p10 = spread of the per-iteration times; ! marks a spread that says the machine was busy (\(TimingSummary.busyRule))\n")
         print(Report.table(results))
+        if let warning = Report.busyWarning(results) { print("\n" + warning) }
         if case .openCL(let runtime) = backend {
             print("\n" + Report.programSummary(results, runtime: runtime.programStatistics, coldCache: coldCache))
         }
-        let peerName = try? peerResults.get().peer
+        let peerName = try? peer.get().name
         if let json {
             try Report.write(
                 Report.json(
                     results, device: describe(backend), copyBandwidth: copyBandwidth, iterations: iterations, peer: peerName,
+                    peerAllocator: try? peer.get().allocator, peerTiming: peerTiming,
                     programs: backend.runtime?.programStatistics, coldCache: coldCache),
                 to: json)
             log("wrote \(json)")
@@ -127,22 +138,31 @@ struct NormCLBench: ParsableCommand {
         }
     }
 
-    /// The peer's times for `cases`, or why there are none (never an error: the column
-    /// then says so).
-    func peerResults(for cases: [BenchmarkCase], on backend: Backend, iterations: Int) -> Result<PeerResults, PeerUnavailable> {
+    /// The peer, or why there is none (never an error: the column then says so). A live
+    /// peer is started once, before the first case, and timed inside ``measure``.
+    func startPeer(on backend: Backend) -> Result<Peer, PeerUnavailable> {
         if let peerJSON {
-            return Result { try PeerResults.load(from: peerJSON) }.mapError { PeerUnavailable("\($0)") }
+            return Result { .recorded(try PeerResults.load(from: peerJSON)) }.mapError { PeerUnavailable("\($0)") }
         }
         guard peer == .pytorch else { return .failure(PeerUnavailable("--peer none")) }
         // The same thread count as the OpenCL device's compute units (one thread beside the
         // single-threaded reference path); PyTorch CUDA for a GPU.
         let device = backend.runtime?.device
-        log("timing the same cases with PyTorch…")
-        let result = PeerResults.run(
-            script: peerScript, cases: cases, device: device?.kind == .gpu ? "cuda" : "cpu",
-            threads: device.map { $0.kind == .cpu ? $0.computeUnits : 2 } ?? 1, iterations: iterations)
+        log("starting the PyTorch peer…")
+        let result = PeerProcess.start(
+            script: peerScript, device: device?.kind == .gpu ? "cuda" : "cpu",
+            threads: device.map { $0.kind == .cpu ? $0.computeUnits : 2 } ?? 1)
         if case .failure(let reason) = result { log("no PyTorch peer: \(reason)") }
-        return result
+        return result.map { .live($0) }
+    }
+
+    /// How the peer's figures were taken, for the report and the JSON.
+    func peerTimingDescription(_ peer: Result<Peer, PeerUnavailable>) -> String? {
+        switch peer {
+        case .success(.live): "timed case by case, alternating batches of \(peerBatch) iterations with NormCL's"
+        case .success(.recorded): "read from \(peerJSON ?? "a peer JSON"), timed separately"
+        case .failure: nil
+        }
     }
 
     func selectBackend() throws -> Backend {
@@ -164,7 +184,12 @@ struct NormCLBench: ParsableCommand {
         }
     }
 
-    func measure(_ benchmarkCase: BenchmarkCase, on backend: Backend, iterations: Int, warmup: Int) throws -> CaseResult {
+    /// Times `benchmarkCase` on `backend` and, with a live `peer`, on the peer too: NormCL's
+    /// timed iterations run in batches of `--peer-batch`, each followed by as many of the
+    /// peer's, so that load from the rest of the machine falls on both alike.
+    func measure(
+        _ benchmarkCase: BenchmarkCase, on backend: Backend, iterations: Int, warmup: Int, peer: PeerProcess?
+    ) throws -> CaseResult {
         var rng = SystemRandomNumberGenerator()
         let values = (0..<benchmarkCase.count).map { _ in Float.random(in: -2...2, using: &rng) + 0.5 }
         let run = try benchmarkCase.prepare(values, backend)
@@ -187,6 +212,15 @@ struct NormCLBench: ParsableCommand {
         // A copy of the same ideal bytes, run after each iteration of the op: the
         // ceiling at this size (cache-resident or not) under the same machine load.
         let copyProbe = try backend.runtime.map { try CopyProbe(bytes: benchmarkCase.idealBytes, on: $0) }
+        // The peer makes its tensors and warms up before NormCL's warm-up, so NormCL's
+        // first batch follows its own warm-up as before.
+        var peerReady = false
+        if let peer, peer.lost == nil {  // a lost peer was reported once, when it was lost
+            let notReady = peer.prepare(benchmarkCase, warmup: warmup)
+            if let notReady { log("    no peer figure: \(notReady)") }
+            peerReady = notReady == nil
+        }
+        var peerTimes: [Double] = []
         for _ in 0..<warmup {
             _ = try run().events.spanNanoseconds()
             _ = try copyProbe?.run()
@@ -197,7 +231,7 @@ struct NormCLBench: ParsableCommand {
         // Each kernel's own device time, by its position in the op's launch sequence.
         var kernelNames: [String] = []
         var perKernelTimes: [[Double]] = []
-        for _ in 0..<iterations {
+        for iteration in 0..<iterations {
             start = clock.now
             let result = try run()
             try Self.waitForResult(result)
@@ -212,6 +246,17 @@ struct NormCLBench: ParsableCommand {
                 perKernelTimes[index].append(Double(try event.durationNanoseconds()) / 1e6)
             }
             if let copyProbe { copyTimes.append(Double(try copyProbe.run()) / 1e6) }
+            // The end of a batch, or of the case: as many of the peer's iterations.
+            let done = iteration + 1
+            if peerReady, let peer, done % peerBatch == 0 || done == iterations {
+                switch peer.time(iterations: done - peerTimes.count) {
+                case .success(let times): peerTimes += times
+                case .failure(let reason):
+                    log("    no peer figure: \(reason)")
+                    peerTimes = []
+                    peerReady = false
+                }
+            }
         }
         // Pairs taken moments apart see the same machine: the median of their ratios
         // is steadier than a ratio of medians when other load comes and goes.
@@ -245,7 +290,8 @@ struct NormCLBench: ParsableCommand {
             host: TimingSummary(hostTimes), launches: launches, copy: copyTimes.isEmpty ? nil : TimingSummary(copyTimes),
             copyBytes: copyProbe?.bytes, fractionOfCopy: copyFractions.isEmpty ? nil : TimingSummary(copyFractions).median,
             referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches,
-            kernelBreakdown: zip(kernelNames, perKernelTimes).map { KernelTiming(name: $0, median: TimingSummary($1).median) })
+            kernelBreakdown: zip(kernelNames, perKernelTimes).map { KernelTiming(name: $0, median: TimingSummary($1).median) },
+            peer: peerTimes.isEmpty ? nil : TimingSummary(peerTimes))
     }
 
     /// The first call of `benchmarkCase` in a new runtime (its own context and empty

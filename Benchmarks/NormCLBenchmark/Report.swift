@@ -8,17 +8,22 @@ import Glibc
 enum Report {
     /// One row per case; `peerName` heads the peer column ("× PyTorch").
     static func table(_ results: [CaseResult], peerName: String = "PyTorch") -> String {
-        var rows = [["case", "kernels", "kernel ms", "min ms", "host ms", "first ms", "warm first ms", "built", "GB/s", "copy GB/s", "% copy", "× ref", "× \(peerName)", "check"]]
+        var rows = [[
+            "case", "kernels", "kernel ms", "min ms", "host ms", "p90/p10", "first ms", "warm first ms", "built", "GB/s", "copy GB/s",
+            "% copy", "× ref", "× \(peerName)", "\(peerName) ms", "p90/p10", "check",
+        ]]
         for r in results {
             rows.append([
                 r.name, String(r.launches),
-                format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), format(r.firstCallMilliseconds, digits: 1),
+                format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), spread(r.host),
+                format(r.firstCallMilliseconds, digits: 1),
                 format(r.warmFirstCallMilliseconds, digits: 1), r.programs.map { String($0.total) } ?? "–",
                 format(r.gigabytesPerSecond, digits: 1),
                 format(r.copyGigabytesPerSecond, digits: 1),
                 r.fractionOfCopy.map { format(100 * $0, digits: 0) + "%" } ?? "–",
                 r.speedupOverReference.map { format($0, digits: 1) + "×" } ?? "–",
                 r.speedupOverPeer.map { format($0, digits: 2) + "×" } ?? "–",
+                format(r.peerMilliseconds), r.peer.map(spread) ?? "–",
                 r.matchesReference.map { $0 ? "ok" : "MISMATCH" } ?? "–",
             ])
         }
@@ -29,6 +34,25 @@ enum Report {
             }.joined(separator: "  ")
             return index == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
         }.joined(separator: "\n")
+    }
+
+    /// A spread column: p90/p10, with "!" when it says the machine was busy.
+    private static func spread(_ timing: TimingSummary) -> String {
+        format(timing.spread, digits: 2) + (timing.looksBusy ? "!" : "")
+    }
+
+    /// The line after the table when any case's spread says other load took the cores
+    /// (``TimingSummary/looksBusy``): its medians, and the × PyTorch ratio, may then say
+    /// more about the machine than about the code.
+    static func busyWarning(_ results: [CaseResult]) -> String? {
+        let host = results.filter(\.host.looksBusy).map(\.name)
+        let peer = results.filter { $0.peer?.looksBusy == true }.map(\.name)
+        guard !host.isEmpty || !peer.isEmpty else { return nil }
+        var text = "WARNING: the machine looked busy (\(TimingSummary.busyRule)) on \(Set(host + peer).count) of \(results.count) cases;"
+        text += " rerun on an idle machine before comparing them"
+        if !host.isEmpty { text += "\n  NormCL host times: " + host.joined(separator: "; ") }
+        if !peer.isEmpty { text += "\n  peer times: " + peer.joined(separator: "; ") }
+        return text
     }
 
     /// `text` as a JSON string literal.
@@ -70,7 +94,7 @@ enum Report {
 
     static func json(
         _ results: [CaseResult], device: String, copyBandwidth: Double?, iterations: Int, peer: String?,
-        programs: ProgramStatistics? = nil, coldCache: Bool = false
+        peerAllocator: String? = nil, peerTiming: String? = nil, programs: ProgramStatistics? = nil, coldCache: Bool = false
     ) -> String {
         func number(_ value: Double?) -> String {
             guard let value, value.isFinite else { return "null" }
@@ -88,12 +112,15 @@ enum Report {
             "programs_built": \(r.programs.map { String($0.builtFromSource) } ?? "null"), \
             "programs_loaded": \(r.programs.map { String($0.loadedFromDisk) } ?? "null"), "kernel_median_ms": \(number(r.kernel?.median)), \
             "kernel_min_ms": \(number(r.kernel?.minimum)), "host_median_ms": \(number(r.host.median)), \
-            "host_min_ms": \(number(r.host.minimum)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
+            "host_min_ms": \(number(r.host.minimum)), "host_p10_ms": \(number(r.host.p10)), \
+            "host_p90_ms": \(number(r.host.p90)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
             "copy_median_ms": \(number(r.copy?.median)), "copy_bytes": \(r.copyBytes.map(String.init) ?? "null"), \
             "copy_gb_per_s": \(number(r.copyGigabytesPerSecond)), "fraction_of_copy": \(number(r.fractionOfCopy)), \
             "reference_ms": \(number(r.referenceMilliseconds)), "speedup_over_reference": \(number(r.speedupOverReference)), \
             "max_error": \(number(r.maxError)), "matches_reference": \(r.matchesReference.map { $0 ? "true" : "false" } ?? "null"), \
-            "peer_median_ms": \(number(r.peerMilliseconds)), "speedup_over_peer": \(number(r.speedupOverPeer)), \
+            "peer_median_ms": \(number(r.peerMilliseconds)), "peer_min_ms": \(number(r.peer?.minimum)), \
+            "peer_p10_ms": \(number(r.peer?.p10)), "peer_p90_ms": \(number(r.peer?.p90)), \
+            "speedup_over_peer": \(number(r.speedupOverPeer)), "busy": \(r.looksBusy), \
             "kernel_breakdown": [\(r.kernelBreakdown.map { "{\"name\": \(string($0.name)), \"median_ms\": \(number($0.median))}" }.joined(separator: ", "))]}
             """
         }
@@ -102,6 +129,9 @@ enum Report {
               "device": \(string(device)),
               "dram_copy_bandwidth_gb_per_s": \(number(copyBandwidth)),
               "peer": \(peer.map(string) ?? "null"),
+              "peer_allocator": \(peerAllocator.map(string) ?? "null"),
+              "peer_timing": \(peerTiming.map(string) ?? "null"),
+              "busy_rule": \(string(TimingSummary.busyRule)),
               "iterations": \(iterations),
               "cold_cache": \(coldCache),
               "programs_built_from_source": \(programs.map { String($0.builtFromSource) } ?? "null"),

@@ -3,11 +3,24 @@
 
 Usage: python3 Benchmarks/peers/pytorch_norms.py [--cases FILE] [--device cpu|cuda]
            [--threads 2] [--iterations 20] [--filter TEXT] [--json FILE]
+       python3 Benchmarks/peers/pytorch_norms.py --serve [--device cpu|cuda] [--threads 2]
 
-normcl-bench runs this script itself (its --peer option) with `--cases`, a JSON list of
-its own cases ({"name", "op", "shape", "layout", "dtype"}), so both time exactly the same
-cases under the same names; without `--cases` the script times the full suite in float32.
-Forward times the functional op; backward times `torch.autograd.grad` of a recorded
+Batch mode (the first form, by hand or for normcl-bench's --peer-json) times every case of
+`--cases`, a JSON list of normcl-bench's cases ({"name", "op", "shape", "layout", "dtype"}),
+or without it the full suite in float32, and writes {"peer", "allocator", "cases": [{"name",
+"median_ms", "min_ms", "p10_ms", "p90_ms"}]}.
+
+Serve mode is how normcl-bench (its --peer option) drives the peer: one process for the
+whole run, timed case by case in batches that alternate with NormCL's iterations, so both
+see the same machine. It speaks one JSON object per line: first it writes
+{"peer": ..., "allocator": ...}; then it answers each request on stdin with one line on stdout:
+  {"prepare": {case}, "warmup": N}  ->  {"ok": true} | {"skipped": why} | {"error": why}
+      (makes the case's tensors, runs N untimed calls; replaces the previous case)
+  {"time": K}                       ->  {"ms": [K wall times]} | {"error": why}
+      (K timed calls of the prepared case)
+and exits when stdin ends. Anything else the process prints goes to stderr.
+
+Forward times the functional op under torch.no_grad (channels_last input for NHWC); backward times `torch.autograd.grad` of a recorded
 forward (retain_graph), which is the op's own backward kernel(s) only. Switchable Norm is
 not in PyTorch: it is written here with torch ops as the official code does
 (`switchablenorms/Switchable-Normalization`), so its figures are autograd's composite,
@@ -52,8 +65,9 @@ def keep_freed_memory():
     return "allocator keeps freed memory (mallopt: no mmap, no trim)" if ok else "mallopt failed: default allocator"
 
 
-def time_ms(fn, iterations, device, warmup=3):
-    """Median and minimum wall time of `fn` in ms (CUDA: synchronised around each call)."""
+def timed_calls(fn, iterations, device, warmup=0):
+    """Wall time of each of `iterations` calls of `fn` in ms, after `warmup` untimed ones
+    (CUDA: synchronised around each call)."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -64,7 +78,17 @@ def time_ms(fn, iterations, device, warmup=3):
         fn()
         sync()
         samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples), min(samples)
+    return samples
+
+
+def percentile(samples, fraction):
+    """Linear interpolation between the closest ranks (numpy's default), as normcl-bench's
+    TimingSummary computes its p10 and p90."""
+    ordered = sorted(samples)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def name(op, shape, layout, dtype="f32"):
@@ -150,6 +174,81 @@ def default_cases():
     return specs
 
 
+class Skipped(Exception):
+    """A case this peer has no figure for (said in the reply or on stderr, never fatal)."""
+
+
+class PreparedCase:
+    """One case's tensors and the call to time: the functional forward, or
+    `torch.autograd.grad` of a recorded forward for a backward case. `grad` is the autograd
+    mode to time it in: forward runs under no_grad (as inference does), backward needs it."""
+
+    def __init__(self, spec, device):
+        op, shape, layout, dtype = spec["op"], spec["shape"], spec["layout"], spec["dtype"]
+        if dtype == "f16" and device == "cpu":
+            raise Skipped("PyTorch's CPU kernels are float32 ones")
+        forward, params = forward_for(op, shape, device)
+        if forward is None:
+            raise Skipped(f"no PyTorch equivalent of '{op}'")
+        self.grad = "backward" in op
+        x = torch.randn(shape, device=device, dtype=torch.half if dtype == "f16" else torch.float)
+        if layout == "NHWC":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(self.grad)
+        if self.grad:
+            y = forward(x, params)
+            dy = torch.randn_like(y)
+            wrt = [x] + params
+            self.run = lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True)
+        else:
+            self.run = lambda: forward(x, params)
+
+    def time(self, iterations, device, warmup=0):
+        with torch.set_grad_enabled(self.grad):
+            return timed_calls(self.run, iterations, device, warmup)
+
+
+def peer_name(device, threads):
+    return (f"PyTorch {torch.__version__} CUDA ({torch.cuda.get_device_name()})" if device == "cuda"
+            else f"PyTorch {torch.__version__} CPU, {threads} threads")
+
+
+def serve(device, threads, allocator):
+    """The line protocol of the module docstring, until stdin ends."""
+    replies = sys.stdout
+    sys.stdout = sys.stderr  # stray prints (ours or a library's) must not corrupt the replies
+
+    def reply(message):
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    reply({"peer": peer_name(device, threads), "allocator": allocator})
+    prepared = None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            if "prepare" in request:
+                prepared = None  # the previous case's tensors go before the next one's are made
+                try:
+                    prepared = PreparedCase(request["prepare"], device)
+                    prepared.time(0, device, warmup=request.get("warmup", 3))
+                    reply({"ok": True})
+                except Skipped as why:
+                    reply({"skipped": str(why)})
+            elif "time" in request:
+                if prepared is None:
+                    reply({"error": "no prepared case"})
+                else:
+                    reply({"ms": prepared.time(int(request["time"]), device)})
+            else:
+                reply({"error": f"unknown request {line.strip()}"})
+        except Exception as error:  # one case's failure is reported, the process goes on
+            prepared = None
+            reply({"error": f"{type(error).__name__}: {error}"})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", help="JSON list of normcl-bench cases to time")
@@ -158,13 +257,18 @@ def main():
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--filter", default="", help="case-insensitive part of the case name")
     parser.add_argument("--json")
+    parser.add_argument("--serve", action="store_true", help="answer normcl-bench's requests on stdin (see above)")
     args = parser.parse_args()
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         print("pytorch_norms.py: CUDA not available, timing on the CPU", file=sys.stderr)
         device = "cpu"
     torch.set_num_threads(args.threads)
-    print(f"pytorch_norms.py: {keep_freed_memory()}, {args.threads} threads", file=sys.stderr, flush=True)
+    allocator = keep_freed_memory()
+    print(f"pytorch_norms.py: {allocator}, {args.threads} threads", file=sys.stderr, flush=True)
+    if args.serve:
+        serve(device, args.threads, allocator)
+        return
     if args.cases:
         with open(args.cases) as f:
             specs = json.load(f)
@@ -172,36 +276,22 @@ def main():
         specs = default_cases()
     results = []
     for spec in specs:
-        case_name, op, shape, layout, dtype = spec["name"], spec["op"], spec["shape"], spec["layout"], spec["dtype"]
+        case_name = spec["name"]
         if args.filter.lower() not in case_name.lower():
             continue
-        if dtype == "f16" and device == "cpu":
+        try:
+            case = PreparedCase(spec, device)
+        except Skipped as why:
+            print(f"pytorch_norms.py: {case_name}: skipped ({why})", file=sys.stderr)
             continue
-        forward, params = forward_for(op, shape, device)
-        if forward is None:
-            print(f"pytorch_norms.py: no PyTorch equivalent of '{op}'", file=sys.stderr)
-            continue
-        backward = "backward" in op
-        x = torch.randn(shape, device=device, dtype=torch.half if dtype == "f16" else torch.float)
-        if layout == "NHWC":
-            x = x.contiguous(memory_format=torch.channels_last)
-        x.requires_grad_(backward)
-        if backward:
-            y = forward(x, params)
-            dy = torch.randn_like(y)
-            wrt = [x] + params
-            run = lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True)
-        else:
-            run = lambda: forward(x, params)
-        with torch.set_grad_enabled(backward):
-            median, minimum = time_ms(run, args.iterations, device)
-        results.append({"name": case_name, "median_ms": median, "min_ms": minimum})
+        samples = case.time(args.iterations, device, warmup=3)
+        median, minimum = statistics.median(samples), min(samples)
+        results.append({"name": case_name, "median_ms": median, "min_ms": minimum,
+                        "p10_ms": percentile(samples, 0.1), "p90_ms": percentile(samples, 0.9)})
         print(f"{case_name:52s} {median:8.3f} {minimum:8.3f}", flush=True)
     if args.json:
-        peer = (f"PyTorch {torch.__version__} CUDA ({torch.cuda.get_device_name()})" if device == "cuda"
-                else f"PyTorch {torch.__version__} CPU, {args.threads} threads")
         with open(args.json, "w") as f:
-            json.dump({"peer": peer, "cases": results}, f, indent=2)
+            json.dump({"peer": peer_name(device, args.threads), "allocator": allocator, "cases": results}, f, indent=2)
 
 
 if __name__ == "__main__":
