@@ -6,10 +6,23 @@ enum BatchNormKernels {
     typealias Inputs = ChannelInputs
     typealias Outputs = ChannelOutputs
 
-    /// - Parameter renorm: Batch Renorm's limits (problems with `renorm` only).
+    /// Each channel's moments merged elsewhere (synchronized BatchNorm: every part of the
+    /// batch, on every device or process), uploaded in the form of the split reduction's
+    /// partials with one part per channel: `pilots[c]`, and `(count, mean − pilot, M2)`
+    /// at `partials[3c...]`. `count` is the whole batch's values per channel.
+    struct GivenMoments {
+        let pilots: DeviceBuffer
+        let partials: DeviceBuffer
+        let count: Int
+    }
+
+    /// - Parameters:
+    ///   - renorm: Batch Renorm's limits (problems with `renorm` only).
+    ///   - given: moments to normalise with instead of the input's own (training
+    ///     problems only): the reduction is skipped, the finishing and apply steps run.
     static func run(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        running: RunningStatistics?, call: OpCall, on runtime: OpenCLRuntime
+        running: RunningStatistics?, call: OpCall, on runtime: OpenCLRuntime, given: GivenMoments? = nil
     ) throws -> Outputs {
         let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
         let output = try call.forward(
@@ -21,7 +34,7 @@ enum BatchNormKernels {
         }
         return try runTraining(
             problem, plan: plan, inputs: inputs, renorm: renorm, running: running, call: call, output: output,
-            launches: &launches)
+            given: given, launches: &launches)
     }
 
     /// The elementwise pass, with each channel's scale computed from the running
@@ -76,6 +89,8 @@ enum BatchNormKernels {
         _ launch: BatchNormLaunch, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
         coefficients: Coefficients, launches: inout KernelLaunches
     ) throws {
+        // An empty part of a synchronized batch still writes its statistics, but no y.
+        guard output.count > 0 else { return }
         try launches.enqueue(
             launch.isRowsByChannels ? "bn_apply_columns" : "bn_apply", launch.elementwise,
             ["x": .buffer(x), "y": .buffer(output.deviceBuffer)], try launch.sizes(), ["pilot": .buffer(pilot)],
@@ -85,7 +100,8 @@ enum BatchNormKernels {
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
     private static func runTraining(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        running: RunningStatistics?, call: OpCall, output: Tensor, launches: inout KernelLaunches
+        running: RunningStatistics?, call: OpCall, output: Tensor, given: GivenMoments?,
+        launches: inout KernelLaunches
     ) throws -> Outputs {
         let runtime = launches.runtime
         let launch = plan.launch
@@ -110,6 +126,23 @@ enum BatchNormKernels {
             "rmax": .float(renorm?.rmax ?? 1), "dmax": .float(renorm?.dmax ?? 0),
         ]
         let xy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)]
+        /// Steps 2 and 3 of the split paths: each channel's `groups` partials merged in
+        /// order (statistics, running update, coefficients), then y.
+        func finishAndApply(pilots: DeviceBuffer, partials: DeviceBuffer, groups: Int, count: Int) throws {
+            let coefficients = try Coefficients(channels: problem.channels, on: runtime)
+            try launches.enqueue(
+                "bn_finish_moments", launch.perChannelItems, ["pilots": .buffer(pilots), "partials": .buffer(partials)],
+                try launch.channelCount(), ["groups": try .count(groups), "count": .float(Float(count))], statistics,
+                coefficients.arguments)
+            try enqueueApply(
+                launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients, launches: &launches)
+        }
+        if let given {
+            try finishAndApply(pilots: given.pilots, partials: given.partials, groups: 1, count: given.count)
+            return Outputs(
+                output: output, saveMean: saveMean, saveInvstd: saveInvstd, runningMean: runningMeanOut,
+                runningVar: runningVarOut, renormR: renormR, renormD: renormD, events: launches.events)
+        }
         switch plan.strategy {
         case .fusedPerChannel, .columns:
             let columns = plan.strategy == .columns
@@ -117,26 +150,10 @@ enum BatchNormKernels {
             try launches.enqueue(columns ? "bn_train_columns" : "bn_train_fused", geometry, xy, sizes, statistics)
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial moments per (channel, slice), merged per channel, then the apply pass.
-            let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
-            let pilots = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let coefficients = try Coefficients(channels: problem.channels, on: runtime)
-            let outputs: KeyValuePairs<String, KernelArgument> = ["partials": .buffer(partials), "pilots": .buffer(pilots)]
-            if case .splitColumns = plan.strategy {
-                try launches.enqueue(
-                    "bn_column_partials", launch.columnItems(rowGroups: groups), ["x": .buffer(inputs.x)],
-                    try launch.columnSizes(), outputs)
-            } else {
-                try launches.enqueue(
-                    "bn_partial_moments", launch.sliceGroups(groups), ["x": .buffer(inputs.x)], try launch.planeSizes(),
-                    outputs)
-            }
-            try launches.enqueue(
-                "bn_finish_moments", launch.perChannelItems, ["pilots": .buffer(pilots), "partials": .buffer(partials)],
-                try launch.channelCount(),
-                ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))], statistics,
-                coefficients.arguments)
-            try enqueueApply(
-                launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients, launches: &launches)
+            let (partials, pilots) = try enqueuePartialMoments(
+                problem, launch: launch, x: inputs.x, groups: groups, columns: plan.strategy == .splitColumns(rowGroups: groups),
+                launches: &launches)
+            try finishAndApply(pilots: pilots, partials: partials, groups: groups, count: problem.valuesPerChannel)
         case .elementwise:
             preconditionFailure("run(_:plan:inputs:renorm:on:) sends inference plans to enqueueInference")
         }
@@ -144,5 +161,27 @@ enum BatchNormKernels {
             output: output, saveMean: saveMean, saveInvstd: saveInvstd,
             runningMean: runningMeanOut, runningVar: runningVarOut, renormR: renormR, renormD: renormD,
             events: launches.events)
+    }
+
+    /// Step 1 of the split paths: `groups` slices per channel (row slices of the columns
+    /// of a `(rows, C)` matrix with `columns`) write their `(count, mean − pilot, M2)` to `partials`
+    /// (`C·groups` triples, channel-major) and each channel's pilot to `pilots`.
+    static func enqueuePartialMoments(
+        _ problem: BatchNormProblem, launch: BatchNormLaunch, x: DeviceBuffer, groups: Int, columns: Bool,
+        launches: inout KernelLaunches
+    ) throws -> (partials: DeviceBuffer, pilots: DeviceBuffer) {
+        let runtime = launches.runtime
+        let partials = try DeviceBuffer(byteCount: problem.channels * groups * 3 * 4, on: runtime)
+        let pilots = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+        let outputs: KeyValuePairs<String, KernelArgument> = ["partials": .buffer(partials), "pilots": .buffer(pilots)]
+        if columns {
+            try launches.enqueue(
+                "bn_column_partials", launch.columnItems(rowGroups: groups), ["x": .buffer(x)], try launch.columnSizes(),
+                outputs)
+        } else {
+            try launches.enqueue(
+                "bn_partial_moments", launch.sliceGroups(groups), ["x": .buffer(x)], try launch.planeSizes(), outputs)
+        }
+        return (partials, pilots)
     }
 }

@@ -17,8 +17,19 @@ enum BatchNormBackwardKernels {
         var eps: Float
     }
 
+    /// Each channel's `(Σdy, Σdy·(x − mean))` summed elsewhere (synchronized BatchNorm:
+    /// every part of the batch), uploaded as the split reduction's partials with one part
+    /// per channel; `count` is the whole batch's values per channel.
+    struct GivenSums {
+        let partials: DeviceBuffer
+        let count: Int
+    }
+
+    /// - Parameter given: sums to finish with instead of the input's own (training
+    ///   problems only): the reduction is skipped, the finishing and dx steps run.
     static func run(
-        _ problem: BatchNormBackwardProblem, plan: BatchNormPlan, inputs: Inputs, call: OpCall, on runtime: OpenCLRuntime
+        _ problem: BatchNormBackwardProblem, plan: BatchNormPlan, inputs: Inputs, call: OpCall, on runtime: OpenCLRuntime,
+        given: GivenSums? = nil
     ) throws -> NormGradients {
         let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
         let launch = plan.launch
@@ -36,12 +47,12 @@ enum BatchNormBackwardKernels {
         let inputsAndDx: KeyValuePairs<String, KernelArgument> = [
             "x": .buffer(inputs.x), "dy": .buffer(inputs.dy), "dx": .buffer(dx?.deviceBuffer),
         ]
-        let xAndDy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "dy": .buffer(inputs.dy)]
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
 
         /// dx from per-channel coefficients (`mean_dy`, `xcoef` nil in inference).
         func enqueueDx(scale: DeviceBuffer?, meanDy: DeviceBuffer?, xcoef: DeviceBuffer?) throws {
-            guard dx != nil else { return }
+            // An empty part of a synchronized batch still writes dγ and dβ, but no dx.
+            guard let dx, dx.count > 0 else { return }
             let coefficients: KeyValuePairs<String, KernelArgument> = [
                 "mean": .buffer(inputs.mean), "scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef),
             ]
@@ -55,6 +66,23 @@ enum BatchNormBackwardKernels {
             }
         }
 
+        /// Steps 2 and 3 of the split paths: each channel's `groups` partials merged in
+        /// order (dγ, dβ and dx's coefficients), then dx.
+        func finishAndDx(partials: DeviceBuffer, groups: Int, count: Int) throws {
+            let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            let meanDy = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            let xcoef = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
+            try launches.enqueue(
+                "bnb_finish", launch.perChannelItems, ["partials": .buffer(partials)], try launch.channelCount(),
+                ["groups": try .count(groups), "count": .float(Float(count))], channelArguments,
+                ["scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef)])
+            try enqueueDx(scale: scale, meanDy: meanDy, xcoef: xcoef)
+        }
+
+        if let given {
+            try finishAndDx(partials: given.partials, groups: 1, count: given.count)
+            return NormGradients(input: dx, weight: gradWeight, bias: gradBias, events: launches.events)
+        }
         switch plan.strategy {
         case .elementwise where !problem.isRowsByChannels:
             // One launch: bnb_dx computes each channel's scale itself.
@@ -75,27 +103,34 @@ enum BatchNormBackwardKernels {
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial (Σdy, Σdy·(x − mean)) per (channel, slice), merged per channel in
             // order, then the dx pass.
-            let partials = try DeviceBuffer(byteCount: problem.channels * groups * 2 * 4, on: runtime)
-            let meanAndPartials: KeyValuePairs<String, KernelArgument> = [
-                "mean": .buffer(inputs.mean), "partials": .buffer(partials),
-            ]
-            if case .splitColumns = plan.strategy {
-                try launches.enqueue(
-                    "bnb_column_partials", launch.columnItems(rowGroups: groups), xAndDy, try launch.columnSizes(),
-                    meanAndPartials)
-            } else {
-                try launches.enqueue(
-                    "bnb_partial_sums", launch.sliceGroups(groups), xAndDy, try launch.planeSizes(), meanAndPartials)
-            }
-            let scale = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let meanDy = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            let xcoef = try DeviceBuffer(byteCount: problem.channels * 4, on: runtime)
-            try launches.enqueue(
-                "bnb_finish", launch.perChannelItems, ["partials": .buffer(partials)], try launch.channelCount(),
-                ["groups": try .count(groups), "count": .float(Float(problem.valuesPerChannel))], channelArguments,
-                ["scale": .buffer(scale), "mean_dy": .buffer(meanDy), "xcoef": .buffer(xcoef)])
-            try enqueueDx(scale: scale, meanDy: meanDy, xcoef: xcoef)
+            let partials = try enqueuePartialSums(
+                problem, launch: launch, inputs: inputs, groups: groups,
+                columns: plan.strategy == .splitColumns(rowGroups: groups), launches: &launches)
+            try finishAndDx(partials: partials, groups: groups, count: problem.valuesPerChannel)
         }
         return NormGradients(input: dx, weight: gradWeight, bias: gradBias, events: launches.events)
+    }
+
+    /// Step 1 of the split paths: `groups` slices per channel (row slices of the columns
+    /// of a `(rows, C)` matrix with `columns`) write their `(Σdy, Σdy·(x − mean))` to the
+    /// returned buffer (`C·groups` float pairs, channel-major).
+    static func enqueuePartialSums(
+        _ problem: BatchNormBackwardProblem, launch: BatchNormLaunch, inputs: Inputs, groups: Int, columns: Bool,
+        launches: inout KernelLaunches
+    ) throws -> DeviceBuffer {
+        let partials = try DeviceBuffer(byteCount: problem.channels * groups * 2 * 4, on: launches.runtime)
+        let xAndDy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "dy": .buffer(inputs.dy)]
+        let meanAndPartials: KeyValuePairs<String, KernelArgument> = [
+            "mean": .buffer(inputs.mean), "partials": .buffer(partials),
+        ]
+        if columns {
+            try launches.enqueue(
+                "bnb_column_partials", launch.columnItems(rowGroups: groups), xAndDy, try launch.columnSizes(),
+                meanAndPartials)
+        } else {
+            try launches.enqueue(
+                "bnb_partial_sums", launch.sliceGroups(groups), xAndDy, try launch.planeSizes(), meanAndPartials)
+        }
+        return partials
     }
 }

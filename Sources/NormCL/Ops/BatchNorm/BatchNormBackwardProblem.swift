@@ -74,8 +74,12 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
     ///   shape (fewer than two dims, too large; one value per channel in
     ///   training, as the forward rejects), `gradOutput` not matching the input,
     ///   `weight` or a statistic not `[C]` float32 on the input's backend, a bad eps.
+    /// - Parameter wholeBatchValuesPerChannel: when the input is one part of a batch
+    ///   (synchronized BatchNorm), the whole batch's values per channel: the one-value
+    ///   check applies to it, not to the part.
     static func validated(
-        gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: Statistics, outputMask: NormGradientMask
+        gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: Statistics, outputMask: NormGradientMask,
+        wholeBatchValuesPerChannel: Int? = nil
     ) throws(NormError) -> BatchNormBackwardProblem {
         let shape = input.shape
         try NormError.checkChannelInput(shape, op: "BatchNorm", limits: BatchNormProblem.sizeLimits)
@@ -95,8 +99,8 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
         let problem = BatchNormBackwardProblem(
             shape: shape, layout: input.layout, elementType: input.elementType, mode: statistics.mode,
             hasWeight: weight != nil, outputMask: outputMask)
-        if problem.mode != .inference && problem.valuesPerChannel == 1 {
-            throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
+        if problem.mode != .inference && (wholeBatchValuesPerChannel ?? problem.valuesPerChannel) == 1 {
+            throw .tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)
         }
         return problem
     }

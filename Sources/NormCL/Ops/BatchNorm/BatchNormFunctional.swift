@@ -246,7 +246,7 @@ private func batchNormOutput(
 /// statistics are those of no values, mean 0 and invstd NaN (as PyTorch's group_norm
 /// and layer_norm save them); Batch Renorm's `r` and `d` are 1 and 0. The backward
 /// pass of an empty input returns zero dγ and dβ.
-private func emptyBatchNorm(_ problem: BatchNormProblem, like input: Tensor) throws -> BatchNormOutput {
+func emptyBatchNorm(_ problem: BatchNormProblem, like input: Tensor) throws -> BatchNormOutput {
     let backend = input.backend
     let channels = [problem.channels]
     func filled(_ value: Float) throws -> Tensor { try Tensor(repeating: value, shape: channels, on: backend) }

@@ -36,9 +36,12 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
     /// Checks every argument and describes the call.
     ///
     /// - Throws: ``NormError`` naming the first argument that is wrong.
+    /// - Parameter wholeBatchValuesPerChannel: when the input is one part of a batch
+    ///   (synchronized BatchNorm), the whole batch's values per channel: the one-value
+    ///   check applies to it, not to the part.
     static func validated(
         input: Tensor, weight: Tensor?, bias: Tensor?, running: RunningStatistics?,
-        mode: Mode, momentum: Float?, eps: Float, renorm: BatchRenormLimits? = nil
+        mode: Mode, momentum: Float?, eps: Float, renorm: BatchRenormLimits? = nil, wholeBatchValuesPerChannel: Int? = nil
     ) throws(NormError) -> BatchNormProblem {
         let shape = input.shape
         try NormError.checkChannelInput(shape, op: "BatchNorm", limits: BatchNormProblem.sizeLimits)
@@ -59,8 +62,8 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
             shape: shape, layout: input.layout, elementType: input.elementType, mode: mode, renorm: renorm != nil,
             hasWeight: weight != nil, hasBias: bias != nil)
         // An empty batch is no error (PyTorch returns an empty output); one value is.
-        if problem.isTraining && problem.valuesPerChannel == 1 {
-            throw .tooFewValuesPerChannel(valuesPerChannel: problem.valuesPerChannel, shape: shape)
+        if problem.isTraining && (wholeBatchValuesPerChannel ?? problem.valuesPerChannel) == 1 {
+            throw .tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)
         }
         if !problem.isTraining && running == nil {
             // PyTorch: "running_mean must be defined in evaluation mode".

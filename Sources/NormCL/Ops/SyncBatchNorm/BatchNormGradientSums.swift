@@ -1,0 +1,87 @@
+/// The two per-channel sums BatchNorm's training backward needs from one part of a
+/// batch, in float64: `Σ dy` and `Σ dy·(x − mean)`, with `mean` the whole batch's
+/// (the forward's saved mean).
+///
+/// Sums of parts add: the whole batch's are the parts' in any grouping, and
+/// ``merged(_:)`` adds them in the order given, so every participant gets the same bits.
+/// From the whole batch's sums, with `invstd` the saved inverse standard deviation and
+/// `n` the whole batch's values per channel:
+///
+///     dβ = Σ dy        dγ = invstd·Σ dy·(x − mean)
+///     dx = γ·invstd·(dy − Σ dy/n − (x − mean)·invstd²·Σ dy·(x − mean)/n)
+///
+/// ``batchNormGradientSums(_:input:saveMean:waitingFor:)`` computes a part's sums;
+/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:gradientSums:outputMask:into:waitingFor:)``
+/// finishes the backward pass with merged ones.
+public struct BatchNormGradientSums: Sendable, Equatable {
+    /// Values per channel these sums cover.
+    public let count: Int
+    /// Per channel, `Σ dy`.
+    public let sumGradOutput: [Double]
+    /// Per channel, `Σ dy·(x − mean)`.
+    public let sumGradOutputCentered: [Double]
+
+    /// The number of channels.
+    public var channels: Int { sumGradOutput.count }
+
+    /// Sums from their parts.
+    ///
+    /// - Throws: ``NormError`` for a negative count or sums of different lengths.
+    public init(count: Int, sumGradOutput: [Double], sumGradOutputCentered: [Double]) throws(NormError) {
+        guard count >= 0 else {
+            throw .invalidArgument(argument: "count", reason: "must not be negative, got \(count)")
+        }
+        guard sumGradOutput.count == sumGradOutputCentered.count else {
+            throw .shapeMismatch(
+                argument: "sumGradOutputCentered", expected: [sumGradOutput.count], actual: [sumGradOutputCentered.count])
+        }
+        self.count = count
+        self.sumGradOutput = sumGradOutput
+        self.sumGradOutputCentered = sumGradOutputCentered
+    }
+
+    /// The parts' sums added in the order given (float64).
+    ///
+    /// - Throws: ``NormError`` when the parts have different numbers of channels, or
+    ///   when there are none.
+    public static func merged(_ parts: [BatchNormGradientSums]) throws(NormError) -> BatchNormGradientSums {
+        guard let first = parts.first else {
+            throw .invalidArgument(argument: "parts", reason: "there is nothing to merge")
+        }
+        var count = 0
+        var sumDy = [Double](repeating: 0, count: first.channels)
+        var sumDyCentered = sumDy
+        for (index, part) in parts.enumerated() {
+            guard part.channels == first.channels else {
+                throw .shapeMismatch(argument: "parts[\(index)]", expected: [first.channels], actual: [part.channels])
+            }
+            count += part.count
+            for c in 0..<sumDy.count {
+                sumDy[c] += part.sumGradOutput[c]
+                sumDyCentered[c] += part.sumGradOutputCentered[c]
+            }
+        }
+        return try BatchNormGradientSums(count: count, sumGradOutput: sumDy, sumGradOutputCentered: sumDyCentered)
+    }
+
+    /// The sums as `1 + 2·channels` numbers — count, Σ dy, Σ dy·(x − mean) — for an
+    /// exchange between processes (``StatisticsExchange``).
+    public var packed: [Double] { [Double(count)] + sumGradOutput + sumGradOutputCentered }
+
+    /// Sums from their ``packed`` form.
+    ///
+    /// - Throws: ``NormError`` when `packed` does not hold `1 + 2·channels` numbers or
+    ///   its count is not a whole non-negative number.
+    public init(packed: [Double], channels: Int) throws(NormError) {
+        guard packed.count == 1 + 2 * channels else {
+            throw .shapeMismatch(argument: "packed", expected: [1 + 2 * channels], actual: [packed.count])
+        }
+        let count = packed[0]
+        guard count >= 0, count == count.rounded(), count < 0x1p53 else {
+            throw .invalidArgument(argument: "packed", reason: "count \(count) is not a whole non-negative number")
+        }
+        try self.init(
+            count: Int(count), sumGradOutput: Array(packed[1..<(1 + channels)]),
+            sumGradOutputCentered: Array(packed[(1 + channels)...]))
+    }
+}

@@ -1,0 +1,438 @@
+/// BatchNorm over a batch split into parts (devices, processes): each part's moments,
+/// normalisation with the whole batch's, each part's gradient sums, and the backward
+/// pass with the whole batch's. These are the four steps synchronized BatchNorm is made
+/// of (as PyTorch's `batch_norm_stats`, `batch_norm_elemt`, `batch_norm_backward_reduce`
+/// and `batch_norm_backward_elemt`); ``syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:)``
+/// and ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)`` do the
+/// exchange between them.
+
+/// The moments of one part of a batch: per channel its count, mean and M2 (see
+/// ``BatchNormMoments``), the first step of synchronized BatchNorm.
+///
+/// On OpenCL the part's values are reduced on the device as BatchNorm training reduces
+/// them (float32, relative to a per-channel pilot value, Chan's merge) into a few
+/// partial moments per channel in a small device buffer; those are read back and merged
+/// in float64 in a fixed order. This call waits for that read (the exchange needs the
+/// numbers on the host).
+///
+/// - Parameters:
+///   - input: `(N, C, *S)`, channels-first or channels-last, float32 or half storage.
+///     N may be 0 (a part with no samples): its moments are empty.
+///   - waitList: events the reduction waits for (the caller's write of the input, say).
+/// - Throws: ``NormError`` for an input of fewer than two dims or too large;
+///   ``OpenCLError`` or ``KernelBuildError`` when the device fails.
+public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent] = []) throws -> BatchNormMoments {
+    try NormError.checkChannelInput(input.shape, op: "BatchNorm", limits: BatchNormProblem.sizeLimits)
+    let problem = BatchNormProblem(
+        shape: input.shape, layout: input.layout, elementType: input.elementType,
+        mode: .training(updatesRunningStatistics: false), renorm: false, hasWeight: false, hasBias: false)
+    if input.isEmpty { return .empty(channels: problem.channels) }
+    switch input.backend {
+    case .reference:
+        let index = ReferenceBatchNorm.Indexing(
+            batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
+        let (mean, variance) = ReferenceBatchNorm.channelStatistics(try input.toArray(), index)
+        let n = Double(problem.valuesPerChannel)
+        return BatchNormMoments(unchecked: problem.valuesPerChannel, mean: mean, m2: variance.map { $0 * n })
+    case .openCL(let runtime):
+        let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
+        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: waitList)
+        let groups = plan.strategy.reductionGroups
+        let (partials, pilots) = try BatchNormKernels.enqueuePartialMoments(
+            problem, launch: plan.launch, x: input.openCLBuffer, groups: groups, columns: problem.isRowsByChannels,
+            launches: &launches)
+        return BatchNormMoments(
+            devicePartials: try partials.download(as: Float.self), pilots: try pilots.download(as: Float.self),
+            groups: groups, count: problem.valuesPerChannel)
+    }
+}
+
+/// BatchNorm training of one part of a batch with the whole batch's moments (merged
+/// from every part's ``batchNormMoments(_:waitingFor:)``), updating the running
+/// statistics with them: the normalising step of synchronized BatchNorm.
+///
+/// With `n = moments.count`, `mean_c = moments.mean[c]` and `var_c = moments.m2[c]/n`:
+///
+///     y = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
+///     running_mean = (1 − m)·running_mean + m·mean_c
+///     running_var  = (1 − m)·running_var  + m·var_c·n/(n − 1)     (unbiased, whole batch)
+///
+/// so every part gets the same saved statistics and running statistics, those of
+/// BatchNorm on the whole batch. A part with no samples (N = 0) still writes them (its
+/// y is empty). The saved statistics are for
+/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:gradientSums:outputMask:into:waitingFor:)``;
+/// the output saves nothing for ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``,
+/// whose gradients would be the part's alone.
+///
+/// - Parameters:
+///   - input: this part, `(N, C, *S)`; N may be 0.
+///   - moments: the whole batch's moments, `C` channels, counting at least this part's
+///     values.
+///   - weight, bias: γ and β, `[C]`, or nil.
+///   - runningStatistics: updated in place (new tensors, or into the destinations), as
+///     ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)``
+///     updates them in training; `numBatchesTracked` is incremented first.
+///   - momentum: the new batch's weight, nil for a cumulative average.
+///   - eps: added to the variance inside the square root.
+///   - destinations: tensors for y, the saved statistics and the running statistics
+///     (see ``ForwardDestinations``).
+///   - waitList: events the first kernel waits for.
+/// - Returns: y, the saved mean and inverse standard deviation of the whole batch.
+///   With `moments.count == 0` (every part empty) nothing is normalised and the running
+///   statistics keep their values, as BatchNorm of an empty batch.
+/// - Throws: ``NormError`` for the arguments BatchNorm training rejects, moments of
+///   another channel count or counting fewer values than this part holds, and a whole
+///   batch of one value per channel.
+public func batchNorm(
+    _ input: Tensor, moments: BatchNormMoments, weight: Tensor? = nil, bias: Tensor? = nil,
+    runningStatistics: inout RunningStatistics, momentum: Float? = 0.1, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
+) throws -> BatchNormOutput {
+    try runningStatistics.updated { running in
+        try batchNormPart(
+            input, moments: moments, weight: weight, bias: bias, runningStatistics: &running, momentum: momentum,
+            eps: eps, call: OpCall(waitList: waitList, forward: destinations))
+    }
+}
+
+/// BatchNorm training of one part of a batch with the whole batch's moments, tracking
+/// no running statistics: see
+/// ``batchNorm(_:moments:weight:bias:runningStatistics:momentum:eps:into:waitingFor:)``.
+public func batchNorm(
+    _ input: Tensor, moments: BatchNormMoments, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
+) throws -> BatchNormOutput {
+    var none: RunningStatistics? = nil
+    return try batchNormPart(
+        input, moments: moments, weight: weight, bias: bias, runningStatistics: &none, momentum: nil, eps: eps,
+        call: OpCall(waitList: waitList, forward: destinations))
+}
+
+func batchNormPart(
+    _ input: Tensor, moments: BatchNormMoments, weight: Tensor?, bias: Tensor?,
+    runningStatistics: inout RunningStatistics?, momentum: Float?, eps: Float, call: OpCall
+) throws -> BatchNormOutput {
+    let problem = try BatchNormProblem.validated(
+        input: input, weight: weight, bias: bias, running: runningStatistics,
+        mode: .training(updatesRunningStatistics: runningStatistics != nil), momentum: momentum, eps: eps,
+        wholeBatchValuesPerChannel: moments.count)
+    try checkWholeBatch(moments.channels, moments.count, of: problem, argument: "moments")
+
+    var updated = runningStatistics
+    var effectiveMomentum = momentum ?? 0
+    if let tracked = updated?.numBatchesTracked {
+        updated?.numBatchesTracked = tracked + 1
+        effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
+    }
+    if moments.count == 0 {
+        runningStatistics = updated
+        return try emptyBatchNorm(problem, like: input)
+    }
+
+    switch input.backend {
+    case .reference:
+        let n = Double(moments.count)
+        let variance = moments.variance
+        let invstd = variance.map { 1 / ($0 + Double(eps)).squareRoot() }
+        let index = ReferenceBatchNorm.Indexing(
+            batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
+        let y = ReferenceBatchNorm.normalize(
+            try input.toArray(), index, mean: moments.mean, invstd: invstd, weight: try weight?.toArray(),
+            bias: try bias?.toArray())
+        if let running = runningStatistics {
+            let m = Double(effectiveMomentum)
+            let (oldMean, oldVar) = (try running.mean.toArray(), try running.variance.toArray())
+            updated?.mean = try Tensor(
+                (0..<problem.channels).map { Float((1 - m) * Double(oldMean[$0]) + m * moments.mean[$0]) }, on: .reference)
+            updated?.variance = try Tensor(
+                (0..<problem.channels).map { Float((1 - m) * Double(oldVar[$0]) + m * variance[$0] * n / (n - 1)) },
+                on: .reference)
+        }
+        runningStatistics = updated
+        return BatchNormOutput(
+            output: Tensor(referenceValues: y, shape: problem.shape, layout: problem.layout, elementType: problem.elementType),
+            saveMean: try Tensor(moments.mean.map(Float.init), on: .reference),
+            saveInvstd: try Tensor(invstd.map(Float.init), on: .reference), events: [])
+    case .openCL(let runtime):
+        let plan = BatchNormPlan(
+            problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
+        let given = try BatchNormKernels.GivenMoments(moments, on: runtime)
+        let operands = ChannelOperands(
+            weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps)
+        let result = try BatchNormKernels.run(
+            problem, plan: plan, inputs: ChannelInputs(x: input.deviceBuffer ?? given.pilots, operands: operands),
+            renorm: nil, running: runningStatistics,
+            call: call.reading(input, weight, bias, runningStatistics?.mean, runningStatistics?.variance), on: runtime,
+            given: given)
+        if let mean = result.runningMean, let variance = result.runningVar {
+            updated?.mean = mean
+            updated?.variance = variance
+        }
+        runningStatistics = updated
+        return BatchNormOutput(
+            output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd, events: result.events)
+    }
+}
+
+/// The sums one part of a batch contributes to BatchNorm's training backward, per
+/// channel `Σ dy` and `Σ dy·(x − mean)` with the whole batch's saved mean (see
+/// ``BatchNormGradientSums``): the reducing step of synchronized BatchNorm's backward.
+///
+/// On OpenCL the sums are computed on the device as BatchNorm's backward computes them
+/// (float32, compensated, a few partials per channel in a small device buffer), read
+/// back and added in float64 in a fixed order. This call waits for that read.
+///
+/// - Parameters:
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - input: this part's x; N may be 0.
+///   - saveMean: the whole batch's mean, `[C]` (the synchronized forward's
+///     ``BatchNormOutput/saveMean``).
+///   - waitList: events the reduction waits for.
+/// - Throws: ``NormError`` for a `gradOutput` that does not match the input or a
+///   `saveMean` that is not `[C]` float32 on the input's backend.
+public func batchNormGradientSums(
+    _ gradOutput: Tensor, input: Tensor, saveMean: Tensor, waitingFor waitList: [OpenCLEvent] = []
+) throws -> BatchNormGradientSums {
+    let problem = try BatchNormBackwardProblem.validated(
+        gradOutput: gradOutput, input: input, weight: nil, statistics: .batch(mean: saveMean, invstd: saveMean),
+        outputMask: [.weight, .bias], wholeBatchValuesPerChannel: 0)
+    let channels = problem.channels
+    if input.isEmpty {
+        let zeros = [Double](repeating: 0, count: channels)
+        return try BatchNormGradientSums(count: 0, sumGradOutput: zeros, sumGradOutputCentered: zeros)
+    }
+    switch input.backend {
+    case .reference:
+        let index = ReferenceBatchNorm.Indexing(
+            batch: problem.batch, channels: channels, spatial: problem.spatial, layout: problem.layout)
+        let (x, dy, mean) = (try input.toArray(), try gradOutput.toArray(), try saveMean.toArray())
+        var sumDy = [Double](repeating: 0, count: channels), sumDyCentered = sumDy
+        for b in 0..<problem.batch {
+            for c in 0..<channels {
+                for m in 0..<problem.spatial {
+                    let i = index(b, c, m)
+                    sumDy[c] += Double(dy[i])
+                    sumDyCentered[c] += Double(dy[i]) * (Double(x[i]) - Double(mean[c]))
+                }
+            }
+        }
+        return try BatchNormGradientSums(
+            count: problem.valuesPerChannel, sumGradOutput: sumDy, sumGradOutputCentered: sumDyCentered)
+    case .openCL(let runtime):
+        let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
+        let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: waitList)
+        let groups = plan.strategy.reductionGroups
+        let mean = saveMean.openCLBuffer
+        let inputs = BatchNormBackwardKernels.Inputs(
+            x: input.openCLBuffer, dy: gradOutput.openCLBuffer, weight: nil, mean: mean, second: mean, renormR: nil,
+            renormD: nil, eps: 0)
+        let partials = try BatchNormBackwardKernels.enqueuePartialSums(
+            problem, launch: plan.launch, inputs: inputs, groups: groups, columns: problem.isRowsByChannels,
+            launches: &launches)
+        let sums = try partials.download(as: Float.self)
+        // Channel c's partials are pairs (Σdy, Σdy·(x − mean)) at 2·(c·groups + g).
+        var sumDy = [Double](repeating: 0, count: channels), sumDyCentered = sumDy
+        for c in 0..<channels {
+            for g in 0..<groups {
+                sumDy[c] += Double(sums[2 * (c * groups + g)])
+                sumDyCentered[c] += Double(sums[2 * (c * groups + g) + 1])
+            }
+        }
+        return try BatchNormGradientSums(
+            count: problem.valuesPerChannel, sumGradOutput: sumDy, sumGradOutputCentered: sumDyCentered)
+    }
+}
+
+/// The training backward of one part of a batch from the whole batch's gradient sums
+/// (every part's ``batchNormGradientSums(_:input:saveMean:waitingFor:)``, merged): the
+/// finishing step of synchronized BatchNorm's backward. With `n = gradientSums.count`,
+/// `S₁ = Σ dy` and `S₂ = Σ dy·(x − mean)` over the whole batch:
+///
+///     dβ_c = S₁        dγ_c = invstd_c·S₂
+///     dx   = γ_c·invstd_c·(dy − S₁/n − (x − mean_c)·invstd_c²·S₂/n)
+///
+/// dγ and dβ are the whole batch's, the same on every part (PyTorch's SyncBatchNorm
+/// returns each process's own share and leaves the sum to its data-parallel wrapper).
+///
+/// - Parameters:
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - input: this part's x; N may be 0 (dx is empty, dγ and dβ are still written).
+///   - weight: γ, `[C]`, or nil for γ = 1.
+///   - saveMean, saveInvstd: the synchronized forward's saved statistics.
+///   - gradientSums: the whole batch's sums, `C` channels, counting at least this
+///     part's values.
+///   - outputMask: which gradients to compute.
+///   - destinations: tensors for dx, dγ and dβ (see ``BackwardDestinations``).
+///   - waitList: events the first kernel waits for.
+/// - Throws: ``NormError`` for the arguments BatchNorm's backward rejects, sums of
+///   another channel count or counting fewer values than this part holds, and a whole
+///   batch of one value per channel.
+public func batchNormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
+    gradientSums: BatchNormGradientSums, outputMask: NormGradientMask = .all,
+    into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
+) throws -> NormGradients {
+    let problem = try BatchNormBackwardProblem.validated(
+        gradOutput: gradOutput, input: input, weight: weight, statistics: .batch(mean: saveMean, invstd: saveInvstd),
+        outputMask: outputMask, wholeBatchValuesPerChannel: gradientSums.count)
+    try checkWholeBatch(gradientSums.channels, gradientSums.count, of: problem, argument: "gradientSums")
+    let parameterShape = [problem.channels]
+    if outputMask.isEmpty { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
+    if gradientSums.count == 0 {
+        return try NormGradients.empty(like: input, parameterShape: parameterShape, mask: outputMask)
+    }
+    switch input.backend {
+    case .reference:
+        let n = Double(gradientSums.count)
+        let (s1, s2) = (gradientSums.sumGradOutput, gradientSums.sumGradOutputCentered)
+        let mean = try saveMean.toArray().map(Double.init), invstd = try saveInvstd.toArray().map(Double.init)
+        var dx: Tensor? = nil
+        if outputMask.contains(.input) {
+            let index = ReferenceBatchNorm.Indexing(
+                batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
+            let (x, dy, gamma) = (try input.toArray(), try gradOutput.toArray(), try weight?.toArray())
+            var values = [Float](repeating: 0, count: x.count)
+            for b in 0..<problem.batch {
+                for c in 0..<problem.channels {
+                    let scale = Double(gamma?[c] ?? 1) * invstd[c]
+                    for m in 0..<problem.spatial {
+                        let i = index(b, c, m)
+                        let centered = Double(x[i]) - mean[c]
+                        values[i] = Float(
+                            scale * (Double(dy[i]) - s1[c] / n - centered * invstd[c] * invstd[c] * s2[c] / n))
+                    }
+                }
+            }
+            dx = Tensor(
+                referenceValues: values, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
+        }
+        return NormGradients(
+            input: dx,
+            weight: outputMask.contains(.weight)
+                ? try Tensor((0..<problem.channels).map { Float(invstd[$0] * s2[$0]) }, on: .reference) : nil,
+            bias: outputMask.contains(.bias) ? try Tensor(s1.map(Float.init), on: .reference) : nil,
+            events: [])
+    case .openCL(let runtime):
+        let plan = BatchNormPlan(problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
+        let partials = try DeviceBuffer(byteCount: problem.channels * 2 * 4, on: runtime)
+        try partials.upload(
+            (0..<problem.channels).flatMap {
+                [Float(gradientSums.sumGradOutput[$0]), Float(gradientSums.sumGradOutputCentered[$0])]
+            })
+        let mean = saveMean.openCLBuffer
+        let inputs = BatchNormBackwardKernels.Inputs(
+            x: input.deviceBuffer ?? partials, dy: gradOutput.deviceBuffer ?? partials, weight: weight?.deviceBuffer,
+            mean: mean, second: saveInvstd.openCLBuffer, renormR: nil, renormD: nil, eps: 0)
+        return try BatchNormBackwardKernels.run(
+            problem, plan: plan, inputs: inputs,
+            call: OpCall(waitList: waitList, backward: destinations).reading(gradOutput, input, weight, saveMean, saveInvstd),
+            on: runtime, given: .init(partials: partials, count: gradientSums.count))
+    }
+}
+
+/// Checks that whole-batch statistics fit a part: the same channels, and at least the
+/// part's values per channel.
+private func checkWholeBatch(
+    _ channels: Int, _ count: Int, of part: some ChannelShaped, argument: String
+) throws(NormError) {
+    guard channels == part.channels else {
+        throw .shapeMismatch(argument: argument, expected: [part.channels], actual: [channels])
+    }
+    guard count >= part.batchSpatial else {
+        throw .invalidArgument(
+            argument: argument,
+            reason: "counts \(count) values per channel, fewer than this part's \(part.batchSpatial): they are not the whole batch's")
+    }
+}
+
+extension BatchNormPlan.Strategy {
+    /// The partials per channel a reduction of this strategy writes: its slices, or one
+    /// for a one-pass strategy (whose kernels the split path's first step stands in for).
+    var reductionGroups: Int {
+        switch self {
+        case .splitReduction(let groups), .splitColumns(rowGroups: let groups): groups
+        case .fusedPerChannel, .columns, .elementwise: 1
+        }
+    }
+}
+
+extension BatchNormMoments {
+    /// The moments from a device reduction's partials: per channel `groups` triples
+    /// (count, mean − pilot, M2) at `3·(c·groups + g)`, merged in order in float64 and
+    /// shifted back by the channel's pilot.
+    init(devicePartials partials: [Float], pilots: [Float], groups: Int, count: Int) {
+        var mean = [Double](repeating: 0, count: pilots.count), m2 = mean
+        for c in 0..<pilots.count {
+            var parts: [BatchNormMoments] = []
+            for g in 0..<groups {
+                let at = 3 * (c * groups + g)
+                parts.append(
+                    BatchNormMoments(
+                        unchecked: Int(partials[at]), mean: [Double(partials[at + 1])], m2: [Double(partials[at + 2])]))
+            }
+            // The parts' counts are floats, exact to 2^24 values per work-item; the
+            // channel's count is known exactly.
+            let merged = (try? BatchNormMoments.merged(parts)) ?? .empty(channels: 1)
+            mean[c] = Double(pilots[c]) + merged.mean[0]
+            m2[c] = merged.m2[0]
+        }
+        self.init(unchecked: count, mean: mean, m2: m2)
+    }
+}
+
+extension BatchNormKernels.GivenMoments {
+    /// `moments` uploaded for `bn_finish_moments`: pilot = the mean rounded to float32,
+    /// and the mean's remainder beside it, so a large mean keeps its float64 digits
+    /// (the apply step subtracts the pilot first, then the remainder).
+    init(_ moments: BatchNormMoments, on runtime: OpenCLRuntime) throws {
+        let channels = moments.channels
+        var pilots = [Float](repeating: 0, count: channels)
+        var partials = [Float](repeating: 0, count: 3 * channels)
+        for c in 0..<channels {
+            let mean = moments.mean[c]
+            let pilot = mean.isFinite ? Float(mean) : 0
+            pilots[c] = pilot.isFinite ? pilot : 0
+            partials[3 * c] = Float(moments.count)
+            partials[3 * c + 1] = Float(mean - Double(pilots[c]))
+            partials[3 * c + 2] = Float(moments.m2[c])
+        }
+        self.init(
+            pilots: try DeviceBuffer(uploading: pilots, on: runtime),
+            partials: try DeviceBuffer(uploading: partials, on: runtime), count: moments.count)
+    }
+}
+
+extension DeviceBuffer {
+    /// A new buffer holding `values`.
+    convenience init(uploading values: [Float], on runtime: OpenCLRuntime) throws {
+        try self.init(byteCount: max(values.count, 1) * 4, on: runtime)
+        if !values.isEmpty { try upload(values) }
+    }
+}
+
+extension ChannelShaped {
+    /// A shape whose launch geometry is valid: this one, or `(1, C)` for a part with no
+    /// samples, which still runs its per-channel steps.
+    var launchableShape: [Int] { batchSpatial > 0 ? shape : [1, channels] }
+}
+
+extension BatchNormProblem {
+    /// This problem, or for a part with no samples the same one of shape `(1, C)`: only
+    /// its launch geometry is used.
+    var launchable: BatchNormProblem {
+        BatchNormProblem(
+            shape: launchableShape, layout: layout, elementType: elementType, mode: mode, renorm: renorm,
+            hasWeight: hasWeight, hasBias: hasBias)
+    }
+}
+
+extension BatchNormBackwardProblem {
+    /// This problem, or for a part with no samples the same one of shape `(1, C)`.
+    var launchable: BatchNormBackwardProblem {
+        BatchNormBackwardProblem(
+            shape: launchableShape, layout: layout, elementType: elementType, mode: mode, hasWeight: hasWeight,
+            outputMask: outputMask)
+    }
+}
