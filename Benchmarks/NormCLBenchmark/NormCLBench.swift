@@ -53,6 +53,9 @@ struct NormCLBench: ParsableCommand {
     @Flag(help: "Run each case as an application's steady-state loop on its own OpenCL objects: a context and queue the benchmark makes and NormCL adopts, inputs in the benchmark's buffers, each call writing into the previous call's results after its last event (Switchable Norm allocates its branch statistics).")
     var callerBuffers = false
 
+    @Option(help: "Instead of the suite: synchronized BatchNorm over this many parts in one process (each (8,64,56,56) f32 NCHW on its own runtime on the device) against local BatchNorm of one part, forward + backward.")
+    var syncParts: Int?
+
     enum PeerChoice: String, ExpressibleByArgument {
         case pytorch, none
     }
@@ -69,6 +72,10 @@ struct NormCLBench: ParsableCommand {
         let backend = try selectBackend()
         let iterations = quick ? min(self.iterations, 5) : self.iterations
         let warmup = quick ? min(self.warmup, 1) : self.warmup
+        if let syncParts {
+            try SyncBatchNormBench(parts: syncParts, quick: quick).run(on: backend, iterations: iterations, warmup: warmup)
+            return
+        }
         log("device: \(describe(backend))")  // the library itself reports a CPU fallback once
 
         var copyBandwidth: Double? = nil

@@ -151,6 +151,32 @@ struct ReadmeExampleTests {
         #expect(try dTokens!.toArray().allSatisfy { Swift.abs($0) < 1e-5 })
     }
 
+    @Test("README example: sync-batch-norm")
+    func exampleSyncBatchNorm() throws {
+        // README: sync-batch-norm
+        let backend = try Backend.default
+        let parts: [Backend] = [backend, backend, .reference]
+        let sizes = [3, 1, 0]                                   // samples per part: uneven, one part empty
+        let inputs = try parts.indices.map { i in
+            try Tensor((0..<sizes[i] * 16 * 25).map { Float(($0 + i) % 13) }, shape: [sizes[i], 16, 5, 5], on: parts[i])
+        }
+        var running = try parts.map { try RunningStatistics(channels: 16, on: $0) }
+        let outputs = try syncBatchNorm(inputs, runningStatistics: &running)   // y of each part, whole-batch statistics
+        let dys = try inputs.map { try Tensor(repeating: 0.5, shape: $0.shape, on: $0.backend) }
+        let gradients = try syncBatchNormBackward(dys, inputs: inputs, forwards: outputs)
+        // END README
+        // Checks (not in the README): the parts together are BatchNorm of the whole batch.
+        let whole = try batchNorm(
+            try Tensor(inputs.flatMap { try $0.toArray() }, shape: [4, 16, 5, 5], on: .reference))
+        let wholeY = try whole.output.toArray()
+        let partsY = try outputs.flatMap { try $0.output.toArray() }
+        #expect(partsY.count == wholeY.count)
+        #expect(zip(partsY, wholeY).allSatisfy { Swift.abs($0 - $1) < 1e-4 })
+        let (referenceRunning, deviceRunning) = (try running[2].mean.toArray(), try running[0].mean.toArray())
+        #expect(zip(referenceRunning, deviceRunning).allSatisfy { Swift.abs($0 - $1) < 1e-5 })
+        #expect(gradients[2].input?.count == 0 && gradients[2].weight?.count == 16)
+    }
+
     @Test("README example: your-opencl", .enabled(if: hasOpenCL))
     func exampleYourOpenCL() throws {
         // README: your-opencl
@@ -220,7 +246,7 @@ struct ReadmeExampleTests {
     @Test("every README example is one of the blocks above, line for line")
     func readmeMatches() throws {
         let examples = try Self.readmeExamples()
-        #expect(examples.map(\.name) == ["layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "your-opencl"])
+        #expect(examples.map(\.name) == ["layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "your-opencl", "sync-batch-norm"])
         let source = try String(contentsOfFile: #filePath, encoding: .utf8)
             .split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         for (name, lines) in examples {

@@ -1,10 +1,10 @@
-/// BatchNorm over a batch split into parts (devices, processes): each part's moments,
-/// normalisation with the whole batch's, each part's gradient sums, and the backward
-/// pass with the whole batch's. These are the four steps synchronized BatchNorm is made
-/// of (as PyTorch's `batch_norm_stats`, `batch_norm_elemt`, `batch_norm_backward_reduce`
-/// and `batch_norm_backward_elemt`); ``syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:)``
-/// and ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)`` do the
-/// exchange between them.
+// BatchNorm over a batch split into parts (devices, processes): each part's moments,
+// normalisation with the whole batch's, each part's gradient sums, and the backward
+// pass with the whole batch's. These are the four steps synchronized BatchNorm is made
+// of (as PyTorch's `batch_norm_stats`, `batch_norm_elemt`, `batch_norm_backward_reduce`
+// and `batch_norm_backward_elemt`); `syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:)`
+// and `syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)` do the
+// exchange between them.
 
 /// The moments of one part of a batch: per channel its count, mean and M2 (see
 /// ``BatchNormMoments``), the first step of synchronized BatchNorm.
