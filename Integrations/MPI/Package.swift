@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .library(name: "NormCLMPI", targets: ["NormCLMPI"]),
         .executable(name: "normcl-mpi-check", targets: ["NormCLMPICheck"]),
+        .executable(name: "normcl-mpi-example", targets: ["NormCLMPIExample"]),
     ],
     dependencies: [
         .package(name: "NormCL", path: "../.."),
@@ -46,6 +47,11 @@ let package = Package(
                 "NormCLMPI",
                 .product(name: "NormCL", package: "NormCL"),
             ]
+        ),
+        // README.md's MPI example, run by scripts/test-mpi.sh.
+        .executableTarget(
+            name: "NormCLMPIExample",
+            dependencies: ["NormCLMPI", .product(name: "NormCL", package: "NormCL")]
         ),
     ],
     swiftLanguageModes: [.v6]

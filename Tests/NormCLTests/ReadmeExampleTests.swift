@@ -246,14 +246,24 @@ struct ReadmeExampleTests {
     @Test("every README example is one of the blocks above, line for line")
     func readmeMatches() throws {
         let examples = try Self.readmeExamples()
-        #expect(examples.map(\.name) == ["layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "your-opencl", "sync-batch-norm"])
-        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
-            .split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(
+            examples.map(\.name) == [
+                "layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "your-opencl", "sync-batch-norm",
+                "mpi",
+            ])
+        func lines(of path: String) throws -> [String] {
+            try String(contentsOfFile: path, encoding: .utf8)
+                .split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        let here = try lines(of: #filePath)
+        // The MPI example needs Open MPI: it lives in Integrations/MPI, and scripts/test-mpi.sh runs it.
+        let mpiExample = try lines(of: Self.repositoryRoot + "/Integrations/MPI/Sources/NormCLMPIExample/main.swift")
         for (name, lines) in examples {
+            let source = name == "mpi" ? mpiExample : here
             guard let start = source.firstIndex(of: "// README: \(name)"),
                 let end = source[start...].firstIndex(of: "// END README")
             else {
-                Issue.record("README example \(name) has no block in ReadmeExampleTests.swift")
+                Issue.record("README example \(name) has no block in its test")
                 continue
             }
             let tested = source[(start + 1)..<end].filter { !$0.isEmpty }

@@ -361,8 +361,7 @@ struct SyncBatchNormTests {
             var running = try RunningStatistics(channels: 4, on: backend)
             let forward = try syncBatchNorm(inputs[rank], runningStatistics: &running, over: exchange)
             let gradients = try syncBatchNormBackward(
-                grads[rank], input: inputs[rank], weight: nil, saveMean: forward.saveMean!,
-                saveInvstd: forward.saveInvstd!, over: exchange)
+                grads[rank], input: inputs[rank], weight: nil, forward: forward, over: exchange)
             return [
                 try forward.output.toArray(), try running.variance.toArray(), try gradients.input!.toArray(),
                 try gradients.weight!.toArray(),

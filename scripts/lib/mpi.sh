@@ -43,6 +43,7 @@ if ((${#mpi_missing[@]})); then
 fi
 
 swift build -c release --package-path "$mpi_package" --product normcl-mpi-check
+swift build -c release --package-path "$mpi_package" --product normcl-mpi-example
 
 # mpirun's flags on this kind of machine (a container, as root, 2 cores):
 # --allow-run-as-root as root; --oversubscribe for more ranks than cores (3 ranks on 2).
@@ -60,6 +61,11 @@ export NORMCL_QUIET="${NORMCL_QUIET:-1}"
 
 run_mpi() {  # run_mpi NP [normcl-mpi-check arguments…]
     local np=$1; shift
-    echo "+ mpirun ${mpirun_flags[*]} -np $np $mpi_check $*" >&2
-    timeout --kill-after=30 "${NORMCL_MPI_TIMEOUT:-600}" mpirun "${mpirun_flags[@]}" -np "$np" "$mpi_check" "$@"
+    run_mpi_program "$np" "$mpi_check" "$@"
+}
+
+run_mpi_program() {  # run_mpi_program NP PROGRAM [arguments…]
+    local np=$1 program=$2; shift 2
+    echo "+ mpirun ${mpirun_flags[*]} -np $np $program $*" >&2
+    timeout --kill-after=30 "${NORMCL_MPI_TIMEOUT:-600}" mpirun "${mpirun_flags[@]}" -np "$np" "$program" "$@"
 }

@@ -58,7 +58,7 @@ func runBench(backend: Backend, over exchange: MPIStatisticsExchange, iterations
             let forward = try syncBatchNorm(
                 x, weight: weight, bias: bias, runningStatistics: &runningSync, momentum: 0.1, eps: 1e-5, over: counting)
             let gradients = try syncBatchNormBackward(
-                dy, input: x, weight: weight, saveMean: forward.saveMean!, saveInvstd: forward.saveInvstd!, over: counting)
+                dy, input: x, weight: weight, forward: forward, over: counting)
             try finish()
             return gradients
         }
@@ -122,7 +122,7 @@ func runBench(backend: Backend, over exchange: MPIStatisticsExchange, iterations
         print(
             "  exchanged per step, received by each rank: \(bytes) bytes, \(perStep.map(String.init).joined(separator: " + ")) doubles"
                 + " (forward header, moments, backward header, gradient sums): statistics 2 × \(ranks) × (1 + 2·\(channels))"
-                + " = \(2 * statistics), headers \(ranks) × (5 + 3) = \(ranks * 8), length prefixes 4 × \(ranks)")
+                + " = \(2 * statistics), headers 2 × \(ranks) × 5 = \(ranks * 10), length prefixes 4 × \(ranks)")
     }
     return true
 }

@@ -13,12 +13,10 @@ import NormCL
 import NormCLMPI
 
 let usage = """
-    usage: mpirun -np P normcl-mpi-check [--bench [--iterations N] [--warmup N] | --out-of-step] [--reference]
+    usage: mpirun -np P normcl-mpi-check [--bench [--iterations N] [--warmup N]] [--reference]
       (default)     the correctness and failure checks of issue #19
       --bench       per-rank (8,64,56,56) f32 NCHW: synchronized vs local forward+backward
       --reference   the CPU reference backend instead of the default (OpenCL) one
-      --out-of-step an experiment, not in CI: rank 0 in the backward while the others are in
-                    the forward (the headers differ in length; see Check.swift)
     """
 
 /// Writes a line to standard error.
@@ -55,7 +53,6 @@ if arguments.flag("--help") || arguments.flag("-h") {
 }
 let bench = arguments.flag("--bench")
 let useReference = arguments.flag("--reference")
-let outOfStep = arguments.flag("--out-of-step")
 let iterations = arguments.number("--iterations", default: 20)
 let warmup = arguments.number("--warmup", default: 3)
 guard arguments.rest.isEmpty else {
@@ -100,9 +97,7 @@ if rank == 0 {
     print("normcl-mpi-check: \(size) ranks, \(backend.name), \(threadLevel) provided")
 }
 var passed = true
-if outOfStep {
-    passed = outOfStepExperiment(backend: backend)
-} else if bench {
+if bench {
     passed = runBench(backend: backend, over: exchange, iterations: iterations, warmup: warmup)
 } else {
     if rank == 0 { print("Synchronized BatchNorm against single-device BatchNorm of the whole batch (max over ranks):") }
@@ -111,13 +106,14 @@ if outOfStep {
     }
     if rank == 0 { print("Failure checks (every rank's outcome):") }
     passed = failureChecks(backend: backend, over: exchange) && passed
+    passed = outOfStepCheck(backend: backend) && passed
     if rank == 0 { print("After the failure checks, the same exchange is still in step:") }
     passed = checkCase(cases[0], label: cases[0].name + " again", backend: backend, over: exchange) && passed
 }
 
 let everyRank = World.all(passed)
 if rank == 0 {
-    print("normcl-mpi-check: \(everyRank ? "PASSED" : "FAILED") on all \(size) ranks (\(outOfStep ? "out-of-step experiment" : bench ? "bench" : "check"), \(backend.name))")
+    print("normcl-mpi-check: \(everyRank ? "PASSED" : "FAILED") on all \(size) ranks (\(bench ? "bench" : "check"), \(backend.name))")
 }
 do {
     try MPIEnvironment.finalize()

@@ -69,7 +69,8 @@ public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent]
 ///   - input: this part, `(N, C, *S)`; N may be 0.
 ///   - moments: the whole batch's moments, `C` channels, counting at least this part's
 ///     values.
-///   - weight, bias: γ and β, `[C]`, or nil.
+///   - weight: γ, `[C]`, or nil for γ = 1.
+///   - bias: β, `[C]`, or nil for β = 0.
 ///   - runningStatistics: updated in place (new tensors, or into the destinations), as
 ///     ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)``
 ///     updates them in training; `numBatchesTracked` is incremented first.
@@ -260,7 +261,8 @@ public func batchNormGradientSums(
 ///   - gradOutput: dy, the input's shape, layout and element type.
 ///   - input: this part's x; N may be 0 (dx is empty, dγ and dβ are still written).
 ///   - weight: γ, `[C]`, or nil for γ = 1.
-///   - saveMean, saveInvstd: the synchronized forward's saved statistics.
+///   - saveMean: the synchronized forward's saved mean (the whole batch's).
+///   - saveInvstd: the synchronized forward's saved inverse standard deviation.
 ///   - gradientSums: the whole batch's sums, `C` channels, counting at least this
 ///     part's values.
 ///   - outputMask: which gradients to compute.

@@ -6,7 +6,10 @@
 /// a short header (whether the participant's own step succeeded, its channel count and
 /// which pass it is in), so that a failure or a mismatch on one participant becomes a
 /// ``SyncBatchNormError`` on every one instead of a hang; then the packed statistics
-/// (`1 + 2·C` numbers). The `NormCLMPI` package implements it over `MPI_Allgather`.
+/// (`1 + 2·C` numbers). Both headers of a pass have the same length in the forward and
+/// the backward, so participants that got out of step meet in an exchange of equal
+/// counts (which MPI requires) and fail with a typed error. The `NormCLMPI` package
+/// (`Integrations/MPI`) implements it over `MPI_Iallgather`, polled with a timeout.
 public protocol StatisticsExchange {
     /// This participant's index, `0..<participants`.
     var rank: Int { get }
@@ -49,7 +52,8 @@ public enum SyncBatchNormError: Error, Equatable, Sendable, CustomStringConverti
 ///
 /// - Parameters:
 ///   - input: this participant's part, `(N, C, *S)`.
-///   - weight, bias: γ and β, `[C]`, or nil.
+///   - weight: γ, `[C]`, or nil for γ = 1.
+///   - bias: β, `[C]`, or nil for β = 0.
 ///   - runningStatistics: updated with the whole batch's statistics, the same on every
 ///     participant.
 ///   - momentum: the new batch's weight, nil for a cumulative average.
@@ -112,7 +116,8 @@ private func syncBatchNormPart(
 ///   - gradOutput: dy, the input's shape, layout and element type.
 ///   - input: this participant's part.
 ///   - weight: γ as in the forward, or nil.
-///   - saveMean, saveInvstd: what the synchronized forward saved.
+///   - saveMean: the synchronized forward's ``BatchNormOutput/saveMean``.
+///   - saveInvstd: the synchronized forward's ``BatchNormOutput/saveInvstd``.
 ///   - outputMask: which gradients to compute.
 ///   - exchange: the participants.
 /// - Throws: as the forward.
@@ -127,11 +132,31 @@ public func syncBatchNormBackward(
         return try batchNormGradientSums(gradOutput, input: input, saveMean: saveMean)
     }
     let channels = input.shape.count >= 2 ? input.shape[1] : -1
-    let parts = try exchangeParts(local.map(\.packed), channels: channels, pass: .backward, settings: [], over: exchange)
+    // The forward's settings are not the backward's: zeros keep the header's length.
+    let parts = try exchangeParts(
+        local.map(\.packed), channels: channels, pass: .backward, settings: [0, 0], over: exchange)
     let sums = try BatchNormGradientSums.merged(parts.map { try BatchNormGradientSums(packed: $0, channels: channels) })
     return try batchNormBackward(
         gradOutput, input: input, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd, gradientSums: sums,
         outputMask: outputMask)
+}
+
+/// The backward pass of ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``
+/// from what it returned: its saved statistics (see
+/// ``syncBatchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:over:)``).
+///
+/// - Throws: as that, and ``NormError/invalidArgument(argument:reason:)`` for a forward
+///   that saved no statistics.
+public func syncBatchNormBackward(
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput,
+    outputMask: NormGradientMask = .all, over exchange: some StatisticsExchange
+) throws -> NormGradients {
+    guard let saveMean = forward.saveMean, let saveInvstd = forward.saveInvstd else {
+        throw NormError.invalidArgument(argument: "forward", reason: "saves no statistics (not a training forward)")
+    }
+    return try syncBatchNormBackward(
+        gradOutput, input: input, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd, outputMask: outputMask,
+        over: exchange)
 }
 
 /// Which pass an exchange belongs to, sent in its header so that participants that
