@@ -28,13 +28,8 @@ public struct BatchNormGradientSums: Sendable, Equatable {
     ///
     /// - Throws: ``NormError`` for a negative count or sums of different lengths.
     public init(count: Int, sumGradOutput: [Double], sumGradOutputCentered: [Double]) throws(NormError) {
-        guard count >= 0 else {
-            throw .invalidArgument(argument: "count", reason: "must not be negative, got \(count)")
-        }
-        guard sumGradOutput.count == sumGradOutputCentered.count else {
-            throw .shapeMismatch(
-                argument: "sumGradOutputCentered", expected: [sumGradOutput.count], actual: [sumGradOutputCentered.count])
-        }
+        try ChannelStatisticsPacking.check(
+            count: count, sumGradOutput.count, sumGradOutputCentered.count, second: "sumGradOutputCentered")
         self.count = count
         self.sumGradOutput = sumGradOutput
         self.sumGradOutputCentered = sumGradOutputCentered
@@ -73,15 +68,7 @@ public struct BatchNormGradientSums: Sendable, Equatable {
     /// - Throws: ``NormError`` when `packed` does not hold `1 + 2·channels` numbers or
     ///   its count is not a whole non-negative number.
     public init(packed: [Double], channels: Int) throws(NormError) {
-        guard packed.count == 1 + 2 * channels else {
-            throw .shapeMismatch(argument: "packed", expected: [1 + 2 * channels], actual: [packed.count])
-        }
-        let count = packed[0]
-        guard count >= 0, count == count.rounded(), count < 0x1p53 else {
-            throw .invalidArgument(argument: "packed", reason: "count \(count) is not a whole non-negative number")
-        }
-        try self.init(
-            count: Int(count), sumGradOutput: Array(packed[1..<(1 + channels)]),
-            sumGradOutputCentered: Array(packed[(1 + channels)...]))
+        let (count, sumDy, sumDyCentered) = try ChannelStatisticsPacking.unpack(packed, channels: channels)
+        try self.init(count: count, sumGradOutput: sumDy, sumGradOutputCentered: sumDyCentered)
     }
 }

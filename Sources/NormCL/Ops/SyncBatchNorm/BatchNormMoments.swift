@@ -33,12 +33,7 @@ public struct BatchNormMoments: Sendable, Equatable {
     /// - Throws: ``NormError`` for a negative count, or `mean` and `m2` of different
     ///   lengths.
     public init(count: Int, mean: [Double], m2: [Double]) throws(NormError) {
-        guard count >= 0 else {
-            throw .invalidArgument(argument: "count", reason: "must not be negative, got \(count)")
-        }
-        guard mean.count == m2.count else {
-            throw .shapeMismatch(argument: "m2", expected: [mean.count], actual: [m2.count])
-        }
+        try ChannelStatisticsPacking.check(count: count, mean.count, m2.count, second: "m2")
         self.count = count
         self.mean = mean
         self.m2 = m2
@@ -109,6 +104,24 @@ public struct BatchNormMoments: Sendable, Equatable {
     /// - Throws: ``NormError`` when `packed` does not hold `1 + 2·channels` numbers or
     ///   its count is not a whole non-negative number.
     public init(packed: [Double], channels: Int) throws(NormError) {
+        let (count, mean, m2) = try ChannelStatisticsPacking.unpack(packed, channels: channels)
+        try self.init(count: count, mean: mean, m2: m2)
+    }
+}
+
+/// The packed form both ``BatchNormMoments`` and ``BatchNormGradientSums`` take in an
+/// exchange: a count, then two per-channel arrays.
+enum ChannelStatisticsPacking {
+    /// Checks a count and the lengths of the two per-channel arrays.
+    static func check(count: Int, _ first: Int, _ second: Int, second name: String) throws(NormError) {
+        guard count >= 0 else {
+            throw .invalidArgument(argument: "count", reason: "must not be negative, got \(count)")
+        }
+        guard first == second else { throw .shapeMismatch(argument: name, expected: [first], actual: [second]) }
+    }
+
+    /// `packed`'s count and two arrays of `channels` each.
+    static func unpack(_ packed: [Double], channels: Int) throws(NormError) -> (Int, [Double], [Double]) {
         guard packed.count == 1 + 2 * channels else {
             throw .shapeMismatch(argument: "packed", expected: [1 + 2 * channels], actual: [packed.count])
         }
@@ -116,7 +129,6 @@ public struct BatchNormMoments: Sendable, Equatable {
         guard count >= 0, count == count.rounded(), count < 0x1p53 else {
             throw .invalidArgument(argument: "packed", reason: "count \(count) is not a whole non-negative number")
         }
-        try self.init(
-            count: Int(count), mean: Array(packed[1..<(1 + channels)]), m2: Array(packed[(1 + channels)...]))
+        return (Int(count), Array(packed[1..<(1 + channels)]), Array(packed[(1 + channels)...]))
     }
 }
