@@ -376,6 +376,32 @@ struct SyncBatchNormTests {
         }
     }
 
+    @Test("BatchNorm layers synchronized over an exchange keep equal running statistics and get the whole batch's dγ")
+    func layerOverExchange() throws {
+        let backend = allBackends[0]
+        var rng = SeededGenerator(seed: 12)
+        let x = rng.normals(6 * 5 * 7, offset: 1), dy = rng.normals(6 * 5 * 7)
+        let sizes = [4, 2], sample = 5 * 7
+        let results = Self.onThreads(2) { rank, exchange in
+            var layer = try BatchNorm(numFeatures: 5, on: backend)
+            let first = rank == 0 ? 0 : sizes[0] * sample
+            let part = try Tensor(Array(x[first..<(first + sizes[rank] * sample)]), shape: [sizes[rank], 5, 7], on: backend)
+            let gradient = try Tensor(Array(dy[first..<(first + sizes[rank] * sample)]), shape: part.shape, on: backend)
+            let forward = try layer.forward(part, synchronizedOver: exchange)
+            let gradients = try layer.backward(gradient, input: part, forward: forward, synchronizedOver: exchange)
+            return [try layer.runningStatistics!.variance.toArray(), try gradients.weight!.toArray()]
+        }
+        var whole = try BatchNorm(numFeatures: 5, on: .reference)
+        let wholeForward = try whole.forward(try Tensor(x, shape: [6, 5, 7], on: .reference))
+        let wholeGradients = try whole.backward(try Tensor(dy, shape: [6, 5, 7], on: .reference), forward: wholeForward)
+        for rank in 0..<2 {
+            let got = try results[rank].get()
+            expectClose(got[0], try whole.runningStatistics!.variance.toArray(), "running variance", relative: 1e-5)
+            expectClose(got[1], try wholeGradients.weight!.toArray(), "dγ", relative: 1e-5, absolute: 1e-5)
+        }
+        #expect(try results[0].get() == results[1].get())
+    }
+
     @Test("a participant with bad input or other channels: a typed error on every participant, no hang")
     func failuresReachEveryone() throws {
         let backend = allBackends[0]

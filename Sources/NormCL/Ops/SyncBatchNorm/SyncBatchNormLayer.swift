@@ -112,3 +112,56 @@ public struct SyncBatchNorm: Sendable {
             outputMask: mask)
     }
 }
+
+extension BatchNorm {
+    /// A training step of this layer synchronized with the other participants of
+    /// `exchange` (one process each, say, over MPI): in training mode the input — this
+    /// participant's part of the batch — is normalised with the whole batch's
+    /// statistics and the running statistics get the whole batch's update
+    /// (``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``); in
+    /// inference mode, or without running statistics outside training, this is
+    /// ``forward(_:)`` and nothing is exchanged. Every participant must be in the same
+    /// mode. Batch Renorm is not synchronized: with ``renorm`` set, training throws.
+    ///
+    /// - Throws: ``NormError/unsupported(argument:reason:)`` with ``renorm`` set in
+    ///   training; what ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``
+    ///   throws.
+    public mutating func forward(_ input: Tensor, synchronizedOver exchange: some StatisticsExchange) throws
+        -> BatchNormOutput
+    {
+        let training = isTraining || runningStatistics == nil
+        guard training else { return try forward(input) }
+        guard renorm == nil else {
+            throw NormError.unsupported(argument: "renorm", reason: "Batch Renorm is not synchronized across participants")
+        }
+        try LayerParameters.checkChannels(of: input, numFeatures)
+        guard var running = runningStatistics else {
+            return try syncBatchNorm(input, weight: weight, bias: bias, eps: eps, over: exchange)
+        }
+        let output = try syncBatchNorm(
+            input, weight: weight, bias: bias, runningStatistics: &running, momentum: momentum, eps: eps, over: exchange)
+        runningStatistics = running
+        return output
+    }
+
+    /// The backward pass of ``forward(_:synchronizedOver:)``: dx for this participant's
+    /// part, and the whole batch's dγ and dβ (the same on every participant) after a
+    /// training step; ``backward(_:forward:outputMask:)`` after an inference step.
+    ///
+    /// - Parameters:
+    ///   - gradOutput: dy for this participant's part.
+    ///   - input: the part ``forward(_:synchronizedOver:)`` normalised.
+    ///   - forward: what it returned.
+    ///   - outputMask: which gradients to compute (dγ and dβ only for an affine layer).
+    ///   - exchange: the participants, as in the forward.
+    public func backward(
+        _ gradOutput: Tensor, input: Tensor, forward: BatchNormOutput, outputMask: NormGradientMask = .all,
+        synchronizedOver exchange: some StatisticsExchange
+    ) throws -> NormGradients {
+        guard forward.saveMean != nil else { return try backward(gradOutput, forward: forward, outputMask: outputMask) }
+        var mask = outputMask
+        if weight == nil { mask.subtract([.weight, .bias]) }
+        return try syncBatchNormBackward(
+            gradOutput, input: input, weight: weight, forward: forward, outputMask: mask, over: exchange)
+    }
+}
