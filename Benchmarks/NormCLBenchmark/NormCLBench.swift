@@ -53,6 +53,12 @@ struct NormCLBench: ParsableCommand {
     @Flag(help: "Run each case as an application's steady-state loop on its own OpenCL objects: a context and queue the benchmark makes and NormCL adopts, inputs in the benchmark's buffers, each call writing into the previous call's results after its last event (Switchable Norm allocates its branch statistics).")
     var callerBuffers = false
 
+    @Flag(help: "Instead of the suite: tune the launch parameters on this device (coordinate descent over a set of cases) and print its tuning-database entry.")
+    var tune = false
+
+    @Option(help: "With --tune: write the entry into this tuning database file (Sources/NormCL/Runtime/TuningDatabase.swift), replacing the device's old entry.")
+    var tuneDatabase: String?
+
     @Option(help: "Instead of the suite: synchronized BatchNorm over this many parts in one process (each (8,64,56,56) f32 NCHW on its own runtime on the device) against local BatchNorm of one part, forward + backward.")
     var syncParts: Int?
 
@@ -72,6 +78,10 @@ struct NormCLBench: ParsableCommand {
         let backend = try selectBackend()
         let iterations = quick ? min(self.iterations, 5) : self.iterations
         let warmup = quick ? min(self.warmup, 1) : self.warmup
+        if tune {
+            try runTuner(on: backend, iterations: iterations, warmup: warmup)
+            return
+        }
         if let syncParts {
             try SyncBatchNormBench(parts: syncParts, quick: quick).run(on: backend, iterations: iterations, warmup: warmup)
             return
@@ -169,6 +179,27 @@ struct NormCLBench: ParsableCommand {
         case .success(.live): "timed case by case, alternating batches of \(peerBatch) iterations with NormCL's"
         case .success(.recorded): "read from \(peerJSON ?? "a peer JSON"), timed separately"
         case .failure: nil
+        }
+    }
+
+    /// `--tune`: the tuner on this backend's device; prints (and with `--tune-database`
+    /// writes) the device's entry.
+    func runTuner(on backend: Backend, iterations: Int, warmup: Int) throws {
+        guard let runtime = backend.runtime else {
+            throw ValidationError("--tune needs an OpenCL device (the reference backend has nothing to tune)")
+        }
+        let tuner = Tuner(
+            device: runtime.device, iterations: iterations, warmup: warmup,
+            measure: { c, b in try self.measure(c, on: b, iterations: iterations, warmup: warmup, peer: nil).host.median },
+            log: log)
+        let outcome = try tuner.run(from: runtime.tuning, cases: Tuner.cases(quick: quick))
+        let entry = tuner.entry(outcome, date: todayUTC())
+        print("tuning-database entry for \(runtime.device.name) (\(runtime.device.platformName) \(runtime.device.driverVersion)):")
+        print(entry)
+        if let tuneDatabase {
+            guard let text = PeerResults.readFile(tuneDatabase) else { throw BenchmarkError.cannotRead(tuneDatabase) }
+            try Report.write(try tuner.updating(text, with: entry), to: tuneDatabase)
+            log("wrote the entry into \(tuneDatabase)")
         }
     }
 

@@ -43,7 +43,7 @@ struct PeerResults: Sendable {
         return PeerResults(peer: file.peer, allocator: file.allocator, timings: Dictionary(timings, uniquingKeysWith: { a, _ in a }))
     }
 
-    private static func readFile(_ path: String) -> String? {
+    static func readFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var bytes: [UInt8] = []

@@ -1,9 +1,11 @@
 /// Launch parameters that depend on the kind of device, kept apart from the kernels
 /// and the plans (as CLBlast keeps its tuned parameters apart from its routines).
 ///
-/// The CPU values were measured on PoCL 3.1 with 2 compute units (the benchmark
-/// program run with `NORMCL_TUNING=…` variations); the GPU values follow what peers use
-/// (MIOpen, OpenVINO): wide interleaved work-groups for coalesced loads.
+/// A device gets its entry in the tuning database (`TuningDatabase.swift`, written by
+/// `normcl-bench --tune` on that device), else its kind's defaults: the CPU values were
+/// measured on PoCL 3.1 with 2 compute units (the benchmark program run with
+/// `NORMCL_TUNING=…` variations); the GPU values follow what peers use (MIOpen,
+/// OpenVINO): wide interleaved work-groups for coalesced loads.
 public struct DeviceTuning: Sendable, Equatable {
     /// Work-items per work-group in reduction kernels (a power of two).
     public var reductionWorkGroupSize: Int
@@ -36,9 +38,17 @@ public struct DeviceTuning: Sendable, Equatable {
         self.chunkedAccess = chunkedAccess
     }
 
-    /// The defaults for a device of `device.kind`.
+    /// The tuning for `device`: its entry in NormCL's tuning database
+    /// (`Sources/NormCL/Runtime/TuningDatabase.swift`, measured on that device by
+    /// `normcl-bench --tune`), else the defaults for its kind
+    /// (``init(defaultsFor:)``).
     public init(for device: OpenCLDevice) {
-        switch device.kind {
+        self = TuningDatabase.entry(for: device)?.tuning ?? DeviceTuning(defaultsFor: device.kind)
+    }
+
+    /// The defaults for a device of `kind`: what a device without a database entry gets.
+    public init(defaultsFor kind: OpenCLDevice.Kind) {
+        switch kind {
         case .cpu:
             self.init(
                 reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,

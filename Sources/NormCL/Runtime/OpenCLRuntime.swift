@@ -62,6 +62,22 @@ public final class OpenCLRuntime: @unchecked Sendable {
     ///     and `NORMCL_CACHE_DIR`, and leaves the disk cache to a driver that keeps its own.
     /// - Throws: ``OpenCLError`` when the context or the queue cannot be created.
     public convenience init(device: OpenCLDevice, programCache: ProgramCacheConfiguration? = nil) throws(OpenCLError) {
+        try self.init(device: device, tuning: nil, programCache: programCache)
+    }
+
+    /// Creates a context and a profiling-enabled in-order queue on `device` whose
+    /// launches use `tuning` instead of the device's own (``DeviceTuning/init(for:)``
+    /// and `NORMCL_TUNING`): for measuring candidate settings (`normcl-bench --tune`).
+    ///
+    /// - Parameters:
+    ///   - device: The device to run on.
+    ///   - tuning: The launch parameters every op of this runtime uses; nil for the
+    ///     device's own, as ``init(device:programCache:)``.
+    ///   - programCache: as in ``init(device:programCache:)``.
+    /// - Throws: ``OpenCLError`` when the context or the queue cannot be created.
+    public convenience init(
+        device: OpenCLDevice, tuning: DeviceTuning?, programCache: ProgramCacheConfiguration? = nil
+    ) throws(OpenCLError) {
         let objects = OpenCLObjectCounts()
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = device.id
@@ -82,16 +98,16 @@ public final class OpenCLRuntime: @unchecked Sendable {
         objects.created(.commandQueue)
         self.init(
             device: device, context: context, queue: queue, objects: objects, outOfOrder: false, adopted: false,
-            programCache: programCache)
+            programCache: programCache, tuning: tuning)
     }
 
     /// Takes the context and queue (each already counted in `objects`, held once).
     private init(
         device: OpenCLDevice, context: cl_context, queue: cl_command_queue, objects: OpenCLObjectCounts,
-        outOfOrder: Bool, adopted: Bool, programCache: ProgramCacheConfiguration?
+        outOfOrder: Bool, adopted: Bool, programCache: ProgramCacheConfiguration?, tuning: DeviceTuning? = nil
     ) {
         self.device = device
-        self.tuning = Self.tuning(for: device)
+        self.tuning = tuning ?? Self.tuning(for: device)
         self.context = context
         self.queue = queue
         self.objects = objects
@@ -167,7 +183,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
             adopted: true, programCache: programCache)
     }
 
-    /// The device's tuning with `NORMCL_TUNING`'s overrides applied.
+    /// The device's tuning (its entry of the tuning database, else its kind's defaults)
+    /// with `NORMCL_TUNING`'s overrides applied.
     private static func tuning(for device: OpenCLDevice) -> DeviceTuning {
         var tuning = DeviceTuning(for: device)
         if let overrides = environment(DeviceTuning.environmentVariable) {
