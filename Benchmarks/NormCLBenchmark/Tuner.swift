@@ -10,8 +10,9 @@ import Glibc
 ///
 /// The search is one pass of coordinate descent. It starts from the device's current
 /// tuning (its database entry, else its kind's defaults). For each parameter in turn it
-/// tries every candidate value with the others held, and keeps a candidate only when it
-/// lowers the score by at least 3%, so that noise does not choose. The score is the
+/// tries every candidate value with the others held, measured alternately with the
+/// current best (one after the other), and keeps a candidate only when it lowers the
+/// score by at least 3%, so that noise and drift do not choose. The score is the
 /// geometric mean, over a fixed set of suite cases (every op family, both layouts,
 /// forward and backward), of each case's median host time per call. Each candidate runs
 /// on a fresh runtime made with that tuning, so its programs are built for it. A final
@@ -98,34 +99,37 @@ struct Tuner {
         let chosenScore: Double
     }
 
+    /// Medians of `rounds` scores of `a` and of `b`, measured alternately (a, b, a, b, …)
+    /// so that both see the same machine: a lone score drifts by more than the 3% asked
+    /// of a candidate (PoCL here: a start of 1.25 ms scored 0.75–1.3 ms over one search).
+    func paired(_ a: DeviceTuning, _ b: DeviceTuning, cases: [BenchmarkCase], rounds: Int) throws -> (Double, Double) {
+        var scoresA: [Double] = [], scoresB: [Double] = []
+        for _ in 0..<rounds {
+            scoresA.append(try score(a, cases: cases))
+            scoresB.append(try score(b, cases: cases))
+        }
+        return (TimingSummary(scoresA).median, TimingSummary(scoresB).median)
+    }
+
     func run(from start: DeviceTuning, cases: [BenchmarkCase]) throws -> Outcome {
         var best = start
-        var bestScore = try score(start, cases: cases)
-        log("tune: start \(describe(start)): \(Report.format(bestScore)) ms")
+        log("tune: start \(describe(start))")
         for parameter in parameters {
             for candidate in parameter.candidates where candidate != parameter.value(best) {
                 var trial = best
                 parameter.set(&trial, candidate)
-                let trialScore = try score(trial, cases: cases)
+                let (bestScore, trialScore) = try paired(best, trial, cases: cases, rounds: 1)
                 let kept = trialScore < bestScore * 0.97
-                log("tune: \(parameter.name)=\(candidate): \(Report.format(trialScore)) ms\(kept ? "  (kept)" : "")")
-                if kept {
-                    best = trial
-                    bestScore = trialScore
-                }
+                log(
+                    "tune: \(parameter.name)=\(candidate): \(Report.format(trialScore)) ms against \(Report.format(bestScore)) ms\(kept ? "  (kept)" : "")")
+                if kept { best = trial }
             }
         }
-        guard best != start else { return Outcome(start: start, searched: start, chosen: start, startScore: bestScore, chosenScore: bestScore) }
-        // The search kept values on single measurements: confirm, alternating.
-        var startScores: [Double] = [], chosenScores: [Double] = []
-        for _ in 0..<3 {
-            startScores.append(try score(start, cases: cases))
-            chosenScores.append(try score(best, cases: cases))
-        }
-        let (startMedian, chosenMedian) = (TimingSummary(startScores).median, TimingSummary(chosenScores).median)
-        log("tune: confirmation, start \(Report.format(startMedian)) ms, chosen \(Report.format(chosenMedian)) ms")
-        let chosen = chosenMedian < startMedian * 0.97 ? best : start
-        return Outcome(start: start, searched: best, chosen: chosen, startScore: startMedian, chosenScore: chosenMedian)
+        // Each step compared two neighbours; compare the end with the start, alternating.
+        let (startScore, bestScore) = try paired(start, best, cases: cases, rounds: 3)
+        log("tune: confirmation, start \(Report.format(startScore)) ms, chosen \(Report.format(bestScore)) ms")
+        let chosen = best != start && bestScore < startScore * 0.97 ? best : start
+        return Outcome(start: start, searched: best, chosen: chosen, startScore: startScore, chosenScore: bestScore)
     }
 
     func describe(_ t: DeviceTuning) -> String {

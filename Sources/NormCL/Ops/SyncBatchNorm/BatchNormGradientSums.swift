@@ -40,16 +40,11 @@ public struct BatchNormGradientSums: Sendable, Equatable {
     /// - Throws: ``NormError`` when the parts have different numbers of channels, or
     ///   when there are none.
     public static func merged(_ parts: [BatchNormGradientSums]) throws(NormError) -> BatchNormGradientSums {
-        guard let first = parts.first else {
-            throw .invalidArgument(argument: "parts", reason: "there is nothing to merge")
-        }
+        let channels = try ChannelStatisticsPacking.commonChannels(parts.map(\.channels))
         var count = 0
-        var sumDy = [Double](repeating: 0, count: first.channels)
+        var sumDy = [Double](repeating: 0, count: channels)
         var sumDyCentered = sumDy
-        for (index, part) in parts.enumerated() {
-            guard part.channels == first.channels else {
-                throw .shapeMismatch(argument: "parts[\(index)]", expected: [first.channels], actual: [part.channels])
-            }
+        for part in parts {
             count += part.count
             for c in 0..<sumDy.count {
                 sumDy[c] += part.sumGradOutput[c]

@@ -65,16 +65,11 @@ public struct BatchNormMoments: Sendable, Equatable {
     /// - Throws: ``NormError`` when the parts have different numbers of channels, or
     ///   when there are none.
     public static func merged(_ parts: [BatchNormMoments]) throws(NormError) -> BatchNormMoments {
-        guard let first = parts.first else {
-            throw .invalidArgument(argument: "parts", reason: "there is nothing to merge")
-        }
+        let channels = try ChannelStatisticsPacking.commonChannels(parts.map(\.channels))
         var count = 0
-        var mean = [Double](repeating: 0, count: first.channels)
+        var mean = [Double](repeating: 0, count: channels)
         var m2 = mean
-        for (index, part) in parts.enumerated() {
-            guard part.channels == first.channels else {
-                throw .shapeMismatch(argument: "parts[\(index)]", expected: [first.channels], actual: [part.channels])
-            }
+        for part in parts {
             guard part.count > 0 else { continue }
             guard count > 0 else {
                 (count, mean, m2) = (part.count, part.mean, part.m2)
@@ -109,9 +104,22 @@ public struct BatchNormMoments: Sendable, Equatable {
     }
 }
 
-/// The packed form both ``BatchNormMoments`` and ``BatchNormGradientSums`` take in an
-/// exchange: a count, then two per-channel arrays.
+/// What ``BatchNormMoments`` and ``BatchNormGradientSums`` share: their parts' channels,
+/// and the packed form they take in an exchange (a count, then two per-channel arrays).
 enum ChannelStatisticsPacking {
+    /// The channels every part has.
+    ///
+    /// - Throws: ``NormError`` for no parts, or parts with different channels.
+    static func commonChannels(_ channels: [Int]) throws(NormError) -> Int {
+        guard let first = channels.first else {
+            throw .invalidArgument(argument: "parts", reason: "there is nothing to merge")
+        }
+        if let index = channels.firstIndex(where: { $0 != first }) {
+            throw .shapeMismatch(argument: "parts[\(index)]", expected: [first], actual: [channels[index]])
+        }
+        return first
+    }
+
     /// Checks a count and the lengths of the two per-channel arrays.
     static func check(count: Int, _ first: Int, _ second: Int, second name: String) throws(NormError) {
         guard count >= 0 else {

@@ -151,12 +151,10 @@ public func syncBatchNormBackward(
     _ gradOutput: Tensor, input: Tensor, weight: Tensor?, forward: BatchNormOutput,
     outputMask: NormGradientMask = .all, over exchange: some StatisticsExchange
 ) throws -> NormGradients {
-    guard let saveMean = forward.saveMean, let saveInvstd = forward.saveInvstd else {
-        throw NormError.invalidArgument(argument: "forward", reason: "saves no statistics (not a training forward)")
-    }
+    let saved = try forward.savedStatistics(argument: "forward")
     return try syncBatchNormBackward(
-        gradOutput, input: input, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd, outputMask: outputMask,
-        over: exchange)
+        gradOutput, input: input, weight: weight, saveMean: saved.mean, saveInvstd: saved.invstd,
+        outputMask: outputMask, over: exchange)
 }
 
 /// Which pass an exchange belongs to, sent in its header so that participants that

@@ -74,12 +74,7 @@ public func syncBatchNormBackward(
     try checkParts(inputs, weights: weights, biases: nil, running: nil)
     try checkCount(gradOutputs.count, "gradOutputs", parts: inputs.count)
     try checkCount(forwards.count, "forwards", parts: inputs.count)
-    let saved = try forwards.enumerated().map { i, forward in
-        guard let mean = forward.saveMean, let invstd = forward.saveInvstd else {
-            throw NormError.invalidArgument(argument: "forwards[\(i)]", reason: "saves no statistics (not a training forward)")
-        }
-        return (mean: mean, invstd: invstd)
-    }
+    let saved = try forwards.indices.map { try forwards[$0].savedStatistics(argument: "forwards[\($0)]") }
     let sums = try BatchNormGradientSums.merged(
         inputs.indices.map { try batchNormGradientSums(gradOutputs[$0], input: inputs[$0], saveMean: saved[$0].mean) })
     return try inputs.indices.map { i in
@@ -101,5 +96,18 @@ private func checkParts(_ inputs: [Tensor], weights: [Tensor]?, biases: [Tensor]
 private func checkCount(_ count: Int, _ argument: String, parts: Int) throws(NormError) {
     guard count == parts else {
         throw .invalidArgument(argument: argument, reason: "has \(count) entries for \(parts) parts: one per part")
+    }
+}
+
+extension BatchNormOutput {
+    /// The saved mean and inverse standard deviation of a training forward.
+    ///
+    /// - Throws: ``NormError/invalidArgument(argument:reason:)`` naming `argument` for an
+    ///   output that saved none (an inference forward).
+    func savedStatistics(argument: String) throws(NormError) -> (mean: Tensor, invstd: Tensor) {
+        guard let saveMean, let saveInvstd else {
+            throw .invalidArgument(argument: argument, reason: "saves no statistics (not a training forward)")
+        }
+        return (saveMean, saveInvstd)
     }
 }
