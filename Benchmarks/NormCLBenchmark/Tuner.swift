@@ -10,13 +10,13 @@ import Glibc
 ///
 /// The search is one pass of coordinate descent. It starts from the device's current
 /// tuning (its database entry, else its kind's defaults). For each parameter in turn it
-/// tries every candidate value with the others held, measured alternately with the
-/// current best (one after the other), and keeps a candidate only when it lowers the
-/// score by at least 3%, so that noise and drift do not choose. The score is the
+/// tries every candidate value with the others held, measured beside the current best
+/// in the order best, candidate, candidate, best, and keeps a candidate only when it
+/// lowers the score by at least 3%, so that noise, drift and order do not choose. The score is the
 /// geometric mean, over a fixed set of suite cases (every op family, both layouts,
 /// forward and backward), of each case's median host time per call. Each candidate runs
 /// on a fresh runtime made with that tuning, so its programs are built for it. A final
-/// check runs the starting and the chosen tuning alternately, three rounds each; the
+/// check compares the starting and the chosen tuning the same way, two rounds; the
 /// entry records both scores from that check.
 struct Tuner {
     let device: OpenCLDevice
@@ -99,14 +99,18 @@ struct Tuner {
         let chosenScore: Double
     }
 
-    /// Medians of `rounds` scores of `a` and of `b`, measured alternately (a, b, a, b, …)
-    /// so that both see the same machine: a lone score drifts by more than the 3% asked
-    /// of a candidate (PoCL here: a start of 1.25 ms scored 0.75–1.3 ms over one search).
+    /// `a`'s and `b`'s scores, measured in rounds of a, b, b, a so that both see the same
+    /// machine and neither always goes first: each is the mean of its two scores per
+    /// round, the median over rounds. Lone scores drift by more than the 3% asked of a
+    /// candidate (PoCL here: a start of 1.25 ms scored 0.75–1.3 ms over one search), and
+    /// in a, b pairs the second scored 5–8% lower whichever it was.
     func paired(_ a: DeviceTuning, _ b: DeviceTuning, cases: [BenchmarkCase], rounds: Int) throws -> (Double, Double) {
         var scoresA: [Double] = [], scoresB: [Double] = []
         for _ in 0..<rounds {
-            scoresA.append(try score(a, cases: cases))
-            scoresB.append(try score(b, cases: cases))
+            let a1 = try score(a, cases: cases), b1 = try score(b, cases: cases)
+            let b2 = try score(b, cases: cases), a2 = try score(a, cases: cases)
+            scoresA.append((a1 + a2) / 2)
+            scoresB.append((b1 + b2) / 2)
         }
         return (TimingSummary(scoresA).median, TimingSummary(scoresB).median)
     }
@@ -126,7 +130,7 @@ struct Tuner {
             }
         }
         // Each step compared two neighbours; compare the end with the start, alternating.
-        let (startScore, bestScore) = try paired(start, best, cases: cases, rounds: 3)
+        let (startScore, bestScore) = try paired(start, best, cases: cases, rounds: 2)
         log("tune: confirmation, start \(Report.format(startScore)) ms, chosen \(Report.format(bestScore)) ms")
         let chosen = best != start && bestScore < startScore * 0.97 ? best : start
         return Outcome(start: start, searched: best, chosen: chosen, startScore: startScore, chosenScore: bestScore)

@@ -43,7 +43,7 @@ enum TuningDatabase {
             tuning: DeviceTuning(
                 reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
                 minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16),
-            measured: "normcl-bench --tune --iterations 15, 2026-12-07, 2 vCPUs: the search's pick (reductionWorkGroupSize=8, elementwiseWorkGroupSize=256, columnTile=32) did not hold up when alternated with these values: 1.294 vs 1.315 ms (kept: the values NORMCL_TUNING sweeps by hand chose in 2026-11)"),
+            measured: "normcl-bench --tune --iterations 15 --warmup 3, 2026-12-07, 2 vCPUs: the search's pick (chunkedAccess=1,reductionWorkGroupSize=16,elementwiseWorkGroupSize=256,workGroupsPerComputeUnit=4,columnTile=16,minimumVectorsPerWorkGroup=16384) did not hold up when alternated with these values: 0.984 vs 0.994 ms"),
         // END OF ENTRIES (normcl-bench --tune --tune-database inserts new entries above this line)
     ]
 }
