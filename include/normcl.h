@@ -170,7 +170,7 @@ int normcl_runtime_release(normcl_runtime *runtime);
  *     statistics may be NULL (not returned). A backward computes only the gradients
  *     whose tensor is non-NULL (dx, dweight, dbias: the output mask).
  *   - Outputs must not overlap inputs, except running statistics, which are updated in
- *     place.
+ *     place, nor each other (NORMCL_INVALID_ARGUMENT).
  *   - The math, the defaults and the PyTorch counterparts are those of the Swift API
  *     (docs/SEMANTICS.md): biased variance for normalisation, unbiased in running updates.
  *   - momentum: the new batch's weight in the running update, in [0, 1], or

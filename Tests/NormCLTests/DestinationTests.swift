@@ -280,6 +280,46 @@ struct DestinationTests {
         }
     }
 
+    @Test("two results into one tensor: a typed error, not a silent race between their kernels", arguments: cases)
+    func destinationsOverlapEachOther(_ op: DestinationCase) throws {
+        let runtime = try #require(sharedRuntime)
+        let o = try Operands(op, on: runtime)
+        var running = try o.runningStatistics()
+        let valid = try op.run(o, ForwardDestinations(), &running, [])
+        func isOverlap(_ error: any Error) -> Bool {
+            if case .invalidArgument(_, let reason)? = error as? NormError { reason.contains("overlaps destinations.") } else { false }
+        }
+        var pairs = 0
+        let forward = op.results(of: valid, running: running).sorted { "\($0.key)" < "\($1.key)" }
+        for (i, (first, result)) in forward.enumerated() {
+            for (second, other) in forward[(i + 1)...] where other.shape == result.shape && other.elementType == result.elementType {
+                let shared = try nanTensor(like: result)
+                var into = ForwardDestinations()
+                into[keyPath: first.path] = shared
+                into[keyPath: second.path] = shared
+                var untouched = try o.runningStatistics()
+                #expect("\(op) \(first) and \(second)") { _ = try op.run(o, into, &untouched, []) } throws: { isOverlap($0) }
+                pairs += 1
+            }
+        }
+        for backward in valid.backwards {
+            let results = try backward(BackwardDestinations(), []).results.sorted { "\($0.key)" < "\($1.key)" }
+            for (i, (first, result)) in results.enumerated() {
+                for (second, other) in results[(i + 1)...] where other.shape == result.shape {
+                    let shared = try nanTensor(like: result)
+                    var into = BackwardDestinations()
+                    into[keyPath: first.path] = shared
+                    into[keyPath: second.path] = shared
+                    #expect("\(op) backward \(first) and \(second)") { _ = try backward(into, []) } throws: { isOverlap($0) }
+                    pairs += 1
+                }
+            }
+        }
+        // Every op has two results of one shape (saved mean and invstd, or dγ and dβ)
+        // but RMSNorm, whose dx is its only result the shape of another.
+        #expect(pairs > 0 || op.name.hasPrefix("RMSNorm"), "\(op): no two results of one shape to alias")
+    }
+
     @Test("running statistics: in place into themselves, never into each other or a view beside them")
     func runningStatisticsAliases() throws {
         let runtime = try #require(sharedRuntime)

@@ -6,9 +6,10 @@ import COpenCL
 /// loop allocates nothing. A nil field gets a new tensor, as without destinations.
 ///
 /// Each destination must have exactly the shape, layout and element type of the result
-/// it receives, be on the op's runtime, and not overlap the op's inputs (results are
-/// written while inputs are still read); running statistics are the exception: pass the
-/// running tensors themselves to have them updated in place, as PyTorch does.
+/// it receives, be on the op's runtime, and overlap neither the op's inputs (results are
+/// written while inputs are still read) nor another destination; running statistics are
+/// the exception to the first rule: pass the running tensors themselves to have them
+/// updated in place, as PyTorch does.
 ///
 /// On the reference backend destinations are not written: host tensors are values, and
 /// the results come back as new tensors.
@@ -81,8 +82,9 @@ struct OpCall {
     /// The caller's destination at `path` after checking it, else a new tensor.
     ///
     /// - Throws: ``NormError`` naming `destinations.<name>` for a destination of another
-    ///   shape, layout, element type or runtime, or one that overlaps an input.
-    func result<Destinations>(
+    ///   shape, layout, element type or runtime, or one that overlaps an input or another
+    ///   destination.
+    func result<Destinations: DestinationSet>(
         _ destinations: Destinations, _ path: KeyPath<Destinations, Tensor?>, name: String, shape: [Int],
         layout: TensorLayout = .channelsFirst, elementType: ElementType = .float32, on runtime: OpenCLRuntime,
         mayAlias allowed: Tensor? = nil
@@ -107,6 +109,13 @@ struct OpCall {
         let inPlace = allowed.flatMap { destination.hasSameMemory(as: $0) ? $0 : nil }
         for input in inputs.compactMap({ $0 }) where input.overlaps(destination) && !(inPlace.map { input.overlaps($0) } ?? false) {
             throw NormError.invalidArgument(argument: argument, reason: "overlaps an input of the op, which is read while results are written")
+        }
+        // Two results written into the same memory: whichever kernel stored last would win.
+        for other in destinations.all where other.path != path {
+            if let tensor = other.tensor, tensor.overlaps(destination) {
+                throw NormError.invalidArgument(
+                    argument: argument, reason: "overlaps destinations.\(other.name): each result needs memory of its own")
+            }
         }
         return destination
     }
@@ -157,6 +166,28 @@ struct OpCall {
             try forward(\.runningMean, "runningMean", shape: [channels], on: runtime, mayAlias: running?.mean),
             try forward(\.runningVar, "runningVar", shape: [channels], on: runtime, mayAlias: running?.variance)
         )
+    }
+}
+
+/// A set of destinations, each field by name, so that ``OpCall`` can check that no two
+/// overlap.
+protocol DestinationSet {
+    /// Every field: its key path, its name and its tensor (nil when not given).
+    var all: [(path: PartialKeyPath<Self>, name: String, tensor: Tensor?)] { get }
+}
+
+extension ForwardDestinations: DestinationSet {
+    var all: [(path: PartialKeyPath<Self>, name: String, tensor: Tensor?)] {
+        [
+            (\.output, "output", output), (\.saveMean, "saveMean", saveMean), (\.saveInvstd, "saveInvstd", saveInvstd),
+            (\.runningMean, "runningMean", runningMean), (\.runningVar, "runningVar", runningVar),
+        ]
+    }
+}
+
+extension BackwardDestinations: DestinationSet {
+    var all: [(path: PartialKeyPath<Self>, name: String, tensor: Tensor?)] {
+        [(\.gradInput, "gradInput", gradInput), (\.gradWeight, "gradWeight", gradWeight), (\.gradBias, "gradBias", gradBias)]
     }
 }
 
