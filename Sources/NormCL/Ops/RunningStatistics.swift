@@ -35,6 +35,15 @@ public struct RunningStatistics: Sendable {
 }
 
 extension RunningStatistics {
+    /// Counts one training step that updates these statistics and returns the weight of
+    /// its batch in the update: `momentum`, or `1/numBatchesTracked` (a cumulative
+    /// average) when it is nil. PyTorch increments `num_batches_tracked` before a
+    /// cumulative-average update, so the count comes first.
+    mutating func countStep(momentum: Float?) -> Float {
+        numBatchesTracked += 1
+        return momentum ?? 1 / Float(numBatchesTracked)
+    }
+
     /// Runs an op's implementation, which takes optional running statistics, on these
     /// (always present) ones, and keeps what it wrote: the public forms take
     /// `inout RunningStatistics`, the one implementation behind them `inout RunningStatistics?`.

@@ -37,19 +37,41 @@ extension ReferenceBatchNorm {
         dy: [Double], x: [Double], index: Indexing, weight: [Double]?, mean: [Double], invstd: [Double],
         renorm: (r: [Double], d: [Double])? = nil, mode: BackwardMode, mask: NormGradientMask
     ) -> BackwardResult {
-        let channels = index.channels
-        let n = Double(index.batch * index.spatial)
-        var sumDy = [Double](repeating: 0, count: channels)
-        var sumDyXhat = [Double](repeating: 0, count: channels)
+        let (sumDy, sumDyCentered) = channelSums(dy: dy, x: x, index: index, mean: mean)
+        return backward(
+            dy: dy, x: x, index: index, weight: weight, mean: mean, invstd: invstd, sumDy: sumDy,
+            sumDyXhat: zip(sumDyCentered, invstd).map { $0 * $1 }, count: index.batch * index.spatial, renorm: renorm,
+            mode: mode, mask: mask)
+    }
+
+    /// Per channel `Σ dy` and `Σ dy·(x − mean_c)` over the channel's values in `x`.
+    static func channelSums(
+        dy: [Double], x: [Double], index: Indexing, mean: [Double]
+    ) -> (sumDy: [Double], sumDyCentered: [Double]) {
+        var sumDy = [Double](repeating: 0, count: index.channels)
+        var sumDyCentered = sumDy
         for b in 0..<index.batch {
-            for c in 0..<channels {
+            for c in 0..<index.channels {
                 for m in 0..<index.spatial {
                     let i = index(b, c, m)
                     sumDy[c] += dy[i]
-                    sumDyXhat[c] += dy[i] * (x[i] - mean[c]) * invstd[c]
+                    sumDyCentered[c] += dy[i] * (x[i] - mean[c])
                 }
             }
         }
+        return (sumDy, sumDyCentered)
+    }
+
+    /// The gradients from the per-channel sums `Σ dy` and `Σ dy·x̂` over `count` values
+    /// per channel: those of `x` itself, or of a whole batch of which `x` is a part
+    /// (synchronized BatchNorm), with the formulas above.
+    static func backward(
+        dy: [Double], x: [Double], index: Indexing, weight: [Double]?, mean: [Double], invstd: [Double],
+        sumDy: [Double], sumDyXhat: [Double], count: Int, renorm: (r: [Double], d: [Double])? = nil,
+        mode: BackwardMode, mask: NormGradientMask
+    ) -> BackwardResult {
+        let channels = index.channels
+        let n = Double(count)
         let r = renorm?.r ?? [Double](repeating: 1, count: channels)
         let d = renorm?.d ?? [Double](repeating: 0, count: channels)
         var result = BackwardResult()

@@ -94,30 +94,46 @@ enum ReferenceBatchNorm {
             return Result(output: y)
         case .training(let updatesRunning):
             let (mean, variance) = channelStatistics(x, index)
-            let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
-            var r: [Double]? = nil, d: [Double]? = nil
-            if let renorm, let runningMean, let runningVar {
-                // docs/SEMANTICS.md: r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − μ)/σ, −dmax, dmax).
-                let rmax = Double(renorm.rmax), dmax = Double(renorm.dmax)
-                let sigma = runningVar.map { (Double($0) + eps).squareRoot() }
-                r = (0..<channels).map { c in min(max((variance[c] + eps).squareRoot() / sigma[c], 1 / rmax), rmax) }
-                d = (0..<channels).map { c in min(max((mean[c] - Double(runningMean[c])) / sigma[c], -dmax), dmax) }
-            }
-            let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias, r: r, d: d)
-            var result = Result(output: y, saveMean: mean.map(Float.init), saveInvstd: invstd.map(Float.init))
-            result.renormR = r?.map(Float.init)
-            result.renormD = d?.map(Float.init)
-            if updatesRunning, let runningMean, let runningVar {
-                let n = Double(problem.valuesPerChannel)
-                result.runningMean = (0..<channels).map { c in
-                    Float((1 - momentum) * Double(runningMean[c]) + momentum * mean[c])
-                }
-                result.runningVar = (0..<channels).map { c in
-                    Float((1 - momentum) * Double(runningVar[c]) + momentum * variance[c] * n / (n - 1))
-                }
-            }
-            return result
+            return training(
+                x, index, mean: mean, variance: variance, count: problem.valuesPerChannel, weight: weight, bias: bias,
+                runningMean: runningMean, runningVar: runningVar, updatesRunning: updatesRunning, momentum: momentum,
+                eps: eps, renorm: renorm)
         }
+    }
+
+    /// Training with batch statistics `mean` and biased `variance` over `count` values per
+    /// channel: the batch's own, or those of a whole batch of which `x` is a part
+    /// (synchronized BatchNorm). y, the saved statistics, Batch Renorm's r and d, and the
+    /// running update (unbiased with `count`) when `updatesRunning`.
+    static func training(
+        _ x: [Float], _ index: Indexing, mean: [Double], variance: [Double], count: Int, weight: [Float]?,
+        bias: [Float]?, runningMean: [Float]?, runningVar: [Float]?, updatesRunning: Bool, momentum: Double,
+        eps: Double, renorm: BatchRenormLimits? = nil
+    ) -> Result {
+        let channels = index.channels
+        let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
+        var r: [Double]? = nil, d: [Double]? = nil
+        if let renorm, let runningMean, let runningVar {
+            // docs/SEMANTICS.md: r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − μ)/σ, −dmax, dmax).
+            let rmax = Double(renorm.rmax), dmax = Double(renorm.dmax)
+            let sigma = runningVar.map { (Double($0) + eps).squareRoot() }
+            r = (0..<channels).map { c in min(max((variance[c] + eps).squareRoot() / sigma[c], 1 / rmax), rmax) }
+            d = (0..<channels).map { c in min(max((mean[c] - Double(runningMean[c])) / sigma[c], -dmax), dmax) }
+        }
+        let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias, r: r, d: d)
+        var result = Result(output: y, saveMean: mean.map(Float.init), saveInvstd: invstd.map(Float.init))
+        result.renormR = r?.map(Float.init)
+        result.renormD = d?.map(Float.init)
+        if updatesRunning, let runningMean, let runningVar {
+            let n = Double(count)
+            result.runningMean = (0..<channels).map { c in
+                Float((1 - momentum) * Double(runningMean[c]) + momentum * mean[c])
+            }
+            result.runningVar = (0..<channels).map { c in
+                Float((1 - momentum) * Double(runningVar[c]) + momentum * variance[c] * n / (n - 1))
+            }
+        }
+        return result
     }
 }
 

@@ -235,13 +235,7 @@ func batchNormBackward(
             problem, dy: try gradOutput.toArray(), x: try input.toArray(), weight: try weight?.toArray(),
             mean: try statistics.mean.toArray(), second: try statistics.second.toArray(),
             renormR: try renorm?.r.toArray(), renormD: try renorm?.d.toArray(), eps: statistics.eps)
-        return NormGradients(
-            input: result.gradInput.map {
-                Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
-            },
-            weight: try result.gradWeight.map { try Tensor($0, on: .reference) },
-            bias: try result.gradBias.map { try Tensor($0, on: .reference) },
-            events: [])
+        return try NormGradients(reference: result, problem: problem)
     case .openCL(let runtime):
         let x = input.openCLBuffer, dy = gradOutput.openCLBuffer
         let mean = statistics.mean.openCLBuffer, second = statistics.second.openCLBuffer
@@ -254,5 +248,22 @@ func batchNormBackward(
             problem, plan: plan, inputs: inputs,
             call: call.reading(gradOutput, input, weight, statistics.mean, statistics.second, renorm?.r, renorm?.d),
             on: runtime)
+    }
+}
+
+extension NormGradients {
+    /// A reference backward's gradients as host tensors: dx of `problem`'s shape, layout
+    /// and element type (rounded once), dγ and dβ `[C]` float32.
+    init(
+        reference result: (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?),
+        problem: BatchNormBackwardProblem
+    ) throws {
+        self.init(
+            input: result.gradInput.map {
+                Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
+            },
+            weight: try result.gradWeight.map { try Tensor($0, on: .reference) },
+            bias: try result.gradBias.map { try Tensor($0, on: .reference) },
+            events: [])
     }
 }

@@ -188,12 +188,8 @@ private func batchNormOutput(
 
     // Updated on a copy, assigned back only when the op succeeded.
     var updated = runningStatistics
-    // PyTorch increments num_batches_tracked before a cumulative-average update.
-    var effectiveMomentum = momentum ?? 0
-    if problem.mode == .training(updatesRunningStatistics: true), let tracked = updated?.numBatchesTracked {
-        updated?.numBatchesTracked = tracked + 1
-        effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
-    }
+    let updates = problem.mode == .training(updatesRunningStatistics: true)
+    let effectiveMomentum = (updates ? updated?.countStep(momentum: momentum) : nil) ?? momentum ?? 0
 
     if input.isEmpty {
         runningStatistics = updated
@@ -206,20 +202,9 @@ private func batchNormOutput(
             problem, x: try input.toArray(), weight: try weight?.toArray(), bias: try bias?.toArray(),
             runningMean: try runningStatistics?.mean.toArray(), runningVar: try runningStatistics?.variance.toArray(),
             momentum: Double(effectiveMomentum), eps: Double(eps), renorm: renorm)
-        if let mean = result.runningMean, let variance = result.runningVar {
-            updated?.mean = try Tensor(mean, on: .reference)
-            updated?.variance = try Tensor(variance, on: .reference)
-        }
+        let output = try BatchNormOutput(reference: result, problem: problem, running: &updated)
         runningStatistics = updated
-        return BatchNormOutput(
-            output: Tensor(
-                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
-                elementType: problem.elementType),
-            saveMean: try result.saveMean.map { try Tensor($0, on: .reference) },
-            saveInvstd: try result.saveInvstd.map { try Tensor($0, on: .reference) },
-            renormR: try result.renormR.map { try Tensor($0, on: .reference) },
-            renormD: try result.renormD.map { try Tensor($0, on: .reference) },
-            events: [])
+        return output
     case .openCL(let runtime):
         let x = input.openCLBuffer
         let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
@@ -257,4 +242,26 @@ func emptyBatchNorm(_ problem: BatchNormProblem, like input: Tensor) throws -> B
         renormR: problem.renorm ? try filled(1) : nil,
         renormD: problem.renorm ? try filled(0) : nil,
         events: [])
+}
+
+extension BatchNormOutput {
+    /// A reference result as host tensors; its updated running statistics, if any, go
+    /// into `running`.
+    init(reference result: ReferenceBatchNorm.Result, problem: BatchNormProblem, running: inout RunningStatistics?)
+        throws
+    {
+        if let mean = result.runningMean, let variance = result.runningVar {
+            running?.mean = try Tensor(mean, on: .reference)
+            running?.variance = try Tensor(variance, on: .reference)
+        }
+        self.init(
+            output: Tensor(
+                referenceValues: result.output, shape: problem.shape, layout: problem.layout,
+                elementType: problem.elementType),
+            saveMean: try result.saveMean.map { try Tensor($0, on: .reference) },
+            saveInvstd: try result.saveInvstd.map { try Tensor($0, on: .reference) },
+            renormR: try result.renormR.map { try Tensor($0, on: .reference) },
+            renormD: try result.renormD.map { try Tensor($0, on: .reference) },
+            events: [])
+    }
 }

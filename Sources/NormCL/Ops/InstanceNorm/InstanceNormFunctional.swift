@@ -144,12 +144,7 @@ private func instanceNormOutput(
 
     // Updated on a copy, assigned back only when the op succeeded.
     var updated = runningStatistics
-    // PyTorch increments num_batches_tracked before a cumulative-average update.
-    var effectiveMomentum = momentum ?? 0
-    if useInputStats, let tracked = updated?.numBatchesTracked {
-        updated?.numBatchesTracked = tracked + 1
-        effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
-    }
+    let effectiveMomentum = (useInputStats ? updated?.countStep(momentum: momentum) : nil) ?? momentum ?? 0
 
     if input.isEmpty {
         // As PyTorch: an empty output, running statistics unchanged, no kernel launch.

@@ -160,11 +160,8 @@ private func switchableNormOutput(
 
     // Updated on a copy, assigned back only when the op succeeded.
     var updated = runningStatistics
-    var effectiveMomentum = options.momentum ?? 0
-    if problem.updatesRunningStatistics, let tracked = updated?.numBatchesTracked {
-        updated?.numBatchesTracked = tracked + 1
-        effectiveMomentum = options.momentum ?? 1 / Float(tracked + 1)
-    }
+    let effectiveMomentum =
+        (problem.updatesRunningStatistics ? updated?.countStep(momentum: options.momentum) : nil) ?? options.momentum ?? 0
     if input.isEmpty {
         runningStatistics = updated
         return try emptySwitchableNorm(problem, like: input)

@@ -121,11 +121,7 @@ func batchNormPart(
     try checkWholeBatch(moments.channels, moments.count, of: problem, argument: "moments")
 
     var updated = runningStatistics
-    var effectiveMomentum = momentum ?? 0
-    if let tracked = updated?.numBatchesTracked {
-        updated?.numBatchesTracked = tracked + 1
-        effectiveMomentum = momentum ?? 1 / Float(tracked + 1)
-    }
+    let effectiveMomentum = updated?.countStep(momentum: momentum) ?? momentum ?? 0
     if moments.count == 0 {
         runningStatistics = updated
         return try emptyBatchNorm(problem, like: input)
@@ -133,28 +129,16 @@ func batchNormPart(
 
     switch input.backend {
     case .reference:
-        let n = Double(moments.count)
-        let variance = moments.variance
-        let invstd = variance.map { 1 / ($0 + Double(eps)).squareRoot() }
         let index = ReferenceBatchNorm.Indexing(
             batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
-        let y = ReferenceBatchNorm.normalize(
-            try input.toArray(), index, mean: moments.mean, invstd: invstd, weight: try weight?.toArray(),
-            bias: try bias?.toArray())
-        if let running = runningStatistics {
-            let m = Double(effectiveMomentum)
-            let (oldMean, oldVar) = (try running.mean.toArray(), try running.variance.toArray())
-            updated?.mean = try Tensor(
-                (0..<problem.channels).map { Float((1 - m) * Double(oldMean[$0]) + m * moments.mean[$0]) }, on: .reference)
-            updated?.variance = try Tensor(
-                (0..<problem.channels).map { Float((1 - m) * Double(oldVar[$0]) + m * variance[$0] * n / (n - 1)) },
-                on: .reference)
-        }
+        let result = ReferenceBatchNorm.training(
+            try input.toArray(), index, mean: moments.mean, variance: moments.variance, count: moments.count,
+            weight: try weight?.toArray(), bias: try bias?.toArray(), runningMean: try runningStatistics?.mean.toArray(),
+            runningVar: try runningStatistics?.variance.toArray(), updatesRunning: runningStatistics != nil,
+            momentum: Double(effectiveMomentum), eps: Double(eps))
+        let output = try BatchNormOutput(reference: result, problem: problem, running: &updated)
         runningStatistics = updated
-        return BatchNormOutput(
-            output: Tensor(referenceValues: y, shape: problem.shape, layout: problem.layout, elementType: problem.elementType),
-            saveMean: try Tensor(moments.mean.map(Float.init), on: .reference),
-            saveInvstd: try Tensor(invstd.map(Float.init), on: .reference), events: [])
+        return output
     case .openCL(let runtime):
         let plan = BatchNormPlan(
             problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
@@ -207,19 +191,11 @@ public func batchNormGradientSums(
     case .reference:
         let index = ReferenceBatchNorm.Indexing(
             batch: problem.batch, channels: channels, spatial: problem.spatial, layout: problem.layout)
-        let (x, dy, mean) = (try input.toArray(), try gradOutput.toArray(), try saveMean.toArray())
-        var sumDy = [Double](repeating: 0, count: channels), sumDyCentered = sumDy
-        for b in 0..<problem.batch {
-            for c in 0..<channels {
-                for m in 0..<problem.spatial {
-                    let i = index(b, c, m)
-                    sumDy[c] += Double(dy[i])
-                    sumDyCentered[c] += Double(dy[i]) * (Double(x[i]) - Double(mean[c]))
-                }
-            }
-        }
+        let sums = ReferenceBatchNorm.channelSums(
+            dy: try gradOutput.toArray().map(Double.init), x: try input.toArray().map(Double.init), index: index,
+            mean: try saveMean.toArray().map(Double.init))
         return try BatchNormGradientSums(
-            count: problem.valuesPerChannel, sumGradOutput: sumDy, sumGradOutputCentered: sumDyCentered)
+            count: problem.valuesPerChannel, sumGradOutput: sums.sumDy, sumGradOutputCentered: sums.sumDyCentered)
     case .openCL(let runtime):
         let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
         let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
@@ -287,35 +263,19 @@ public func batchNormBackward(
     }
     switch input.backend {
     case .reference:
-        let n = Double(gradientSums.count)
-        let (s1, s2) = (gradientSums.sumGradOutput, gradientSums.sumGradOutputCentered)
-        let mean = try saveMean.toArray().map(Double.init), invstd = try saveInvstd.toArray().map(Double.init)
-        var dx: Tensor? = nil
-        if outputMask.contains(.input) {
-            let index = ReferenceBatchNorm.Indexing(
-                batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
-            let (x, dy, gamma) = (try input.toArray(), try gradOutput.toArray(), try weight?.toArray())
-            var values = [Float](repeating: 0, count: x.count)
-            for b in 0..<problem.batch {
-                for c in 0..<problem.channels {
-                    let scale = Double(gamma?[c] ?? 1) * invstd[c]
-                    for m in 0..<problem.spatial {
-                        let i = index(b, c, m)
-                        let centered = Double(x[i]) - mean[c]
-                        values[i] = Float(
-                            scale * (Double(dy[i]) - s1[c] / n - centered * invstd[c] * invstd[c] * s2[c] / n))
-                    }
-                }
-            }
-            dx = Tensor(
-                referenceValues: values, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
-        }
-        return NormGradients(
-            input: dx,
-            weight: outputMask.contains(.weight)
-                ? try Tensor((0..<problem.channels).map { Float(invstd[$0] * s2[$0]) }, on: .reference) : nil,
-            bias: outputMask.contains(.bias) ? try Tensor(s1.map(Float.init), on: .reference) : nil,
-            events: [])
+        let index = ReferenceBatchNorm.Indexing(
+            batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
+        let invstd = try saveInvstd.toArray().map(Double.init)
+        let result = ReferenceBatchNorm.backward(
+            dy: try gradOutput.toArray().map(Double.init), x: try input.toArray().map(Double.init), index: index,
+            weight: try weight?.toArray().map(Double.init), mean: try saveMean.toArray().map(Double.init),
+            invstd: invstd, sumDy: gradientSums.sumGradOutput,
+            sumDyXhat: zip(gradientSums.sumGradOutputCentered, invstd).map { $0 * $1 }, count: gradientSums.count,
+            mode: .training, mask: outputMask)
+        return try NormGradients(
+            reference: (
+                result.gradInput?.map(Float.init), result.gradWeight?.map(Float.init), result.gradBias?.map(Float.init)
+            ), problem: problem)
     case .openCL(let runtime):
         let plan = BatchNormPlan(problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
         let partials = try DeviceBuffer(byteCount: problem.channels * 2 * 4, on: runtime)
