@@ -24,17 +24,21 @@ public struct ForwardDestinations: Sendable {
     public var runningMean: Tensor?
     /// Training with running statistics: where the updated running variance goes.
     public var runningVar: Tensor?
+    /// LayerNorm and RMSNorm with a residual: where the sum `h = x + residual` goes when
+    /// the op returns it.
+    public var residualSum: Tensor?
 
     /// Destinations for the results given; the others are allocated.
     public init(
         output: Tensor? = nil, saveMean: Tensor? = nil, saveInvstd: Tensor? = nil, runningMean: Tensor? = nil,
-        runningVar: Tensor? = nil
+        runningVar: Tensor? = nil, residualSum: Tensor? = nil
     ) {
         self.output = output
         self.saveMean = saveMean
         self.saveInvstd = saveInvstd
         self.runningMean = runningMean
         self.runningVar = runningVar
+        self.residualSum = residualSum
     }
 }
 
@@ -47,12 +51,16 @@ public struct BackwardDestinations: Sendable {
     public var gradWeight: Tensor?
     /// dβ.
     public var gradBias: Tensor?
+    /// dz, the gradient of the tensor added before a fused activation (BatchNorm's
+    /// `relu(BN(x) + z)`).
+    public var gradAddend: Tensor?
 
     /// Destinations for the gradients given; the others are allocated.
-    public init(gradInput: Tensor? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil) {
+    public init(gradInput: Tensor? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil, gradAddend: Tensor? = nil) {
         self.gradInput = gradInput
         self.gradWeight = gradWeight
         self.gradBias = gradBias
+        self.gradAddend = gradAddend
     }
 }
 
@@ -181,13 +189,17 @@ extension ForwardDestinations: DestinationSet {
         [
             (\.output, "output", output), (\.saveMean, "saveMean", saveMean), (\.saveInvstd, "saveInvstd", saveInvstd),
             (\.runningMean, "runningMean", runningMean), (\.runningVar, "runningVar", runningVar),
+            (\.residualSum, "residualSum", residualSum),
         ]
     }
 }
 
 extension BackwardDestinations: DestinationSet {
     var all: [(path: PartialKeyPath<Self>, name: String, tensor: Tensor?)] {
-        [(\.gradInput, "gradInput", gradInput), (\.gradWeight, "gradWeight", gradWeight), (\.gradBias, "gradBias", gradBias)]
+        [
+            (\.gradInput, "gradInput", gradInput), (\.gradWeight, "gradWeight", gradWeight),
+            (\.gradBias, "gradBias", gradBias), (\.gradAddend, "gradAddend", gradAddend),
+        ]
     }
 }
 
@@ -280,7 +292,7 @@ extension SwitchableNormOutput: NormForwardResults {
 extension NormGradients {
     /// These gradients' tensors as the destinations of a later backward call of the same shapes.
     public var destinations: BackwardDestinations {
-        BackwardDestinations(gradInput: input, gradWeight: weight, gradBias: bias)
+        BackwardDestinations(gradInput: input, gradWeight: weight, gradBias: bias, gradAddend: addend)
     }
 }
 

@@ -11,6 +11,7 @@ public struct KernelSource: Sendable, Hashable {
 
 extension KernelSource {
     /// The files every program starts with, in order: element storage and the moments
-    /// arithmetic (`common.cl`), then the shared reduction machinery (`reduction.cl`).
-    static let sharedLibrary: [KernelSource] = [.common, .reduction]
+    /// arithmetic (`common.cl`), the shared reduction machinery (`reduction.cl`), then the
+    /// fused epilogues (`epilogue.cl`: activations and their gradients).
+    static let sharedLibrary: [KernelSource] = [.common, .reduction, .epilogue]
 }

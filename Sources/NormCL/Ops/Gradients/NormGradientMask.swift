@@ -15,6 +15,9 @@ public struct NormGradientMask: OptionSet, Sendable, Hashable {
     public static let weight = NormGradientMask(rawValue: 1 << 1)
     /// `dβ`, the gradient with respect to the bias.
     public static let bias = NormGradientMask(rawValue: 1 << 2)
-    /// All three.
-    public static let all: NormGradientMask = [.input, .weight, .bias]
+    /// `dz`, the gradient with respect to the tensor added before a fused activation
+    /// (BatchNorm's `relu(BN(x) + z)`); ignored by ops without one.
+    public static let addend = NormGradientMask(rawValue: 1 << 3)
+    /// Every gradient the op has.
+    public static let all: NormGradientMask = [.input, .weight, .bias, .addend]
 }

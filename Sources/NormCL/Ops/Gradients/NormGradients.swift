@@ -18,6 +18,10 @@ public struct NormGradients: Sendable {
     /// The OpenCL kernels the backward pass enqueued, in order (empty on the
     /// reference path); their profiling intervals give its device time.
     public let events: [KernelEvent]
+    /// The gradient of the tensor added before a fused activation (`dz` of BatchNorm's
+    /// `relu(BN(x) + z)`), with z's shape, layout and element type; nil when the forward
+    /// added none or the ``NormGradientMask`` left it out.
+    public internal(set) var addend: Tensor? = nil
 
     init(input: Tensor?, weight: Tensor?, bias: Tensor?, events: [KernelEvent]) {
         self.input = input

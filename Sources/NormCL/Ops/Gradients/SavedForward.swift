@@ -14,6 +14,12 @@ struct SavedForward: Sendable {
     let bias: Tensor?
     /// The eps the statistics were normalised with.
     let eps: Float
+    /// The activation fused after the norm (``Activation/none`` when there is none): the
+    /// backward applies its gradient, recomputing its input from x and the statistics.
+    var activation: Activation = .none
+    /// The tensor added after the norm and before the activation (BatchNorm's
+    /// `relu(BN(x) + z)`), or nil.
+    var addend: Tensor? = nil
 }
 
 extension NormGradientMask {
@@ -23,6 +29,7 @@ extension NormGradientMask {
         var mask = self
         if saved.weight == nil { mask.remove(.weight) }
         if saved.bias == nil { mask.remove(.bias) }
+        if saved.addend == nil { mask.remove(.addend) }
         return mask
     }
 }
