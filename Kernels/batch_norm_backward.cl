@@ -57,9 +57,9 @@ inline float2 accumulate_channel(__global const storage_t *x, __global const sto
     float2 sum = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
 #if CHUNKED
     FOR_EACH_CHANNEL_RUN(r, c, channels, plane_vecs, p, len,
-                         accumulate_contiguous_gradient_sums(dy, x, p, len, mean, &sum, &carry))
+                         accumulate_contiguous_gradient_sums(dy, x, p, len, mean, NO_PRE, NULL, &sum, &carry))
 #else
-    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, channel_vector(v, c, channels, plane_vecs), BLOCK, mean, sum, carry)
+    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, channel_vector(v, c, channels, plane_vecs), BLOCK, mean, NO_PRE, NULL, sum, carry)
 #endif
     return sum;
 }
@@ -194,7 +194,7 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
     if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
     floatc m[TILE], sum_dy[TILE], sum_dyx[TILE], scale[TILE], mean_dy[TILE], xcoef[TILE];
     for (uint t = 0; t < width; ++t) m[t] = CLOAD(first + t, mean);
-    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, 0, rows, m, sum_dy, sum_dyx);
+    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, 0, rows, m, NULL, NULL, NULL, sum_dy, sum_dyx);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
         float2 sums = (float2)(COLUMN_LANE(sum_dy[t], i), COLUMN_LANE(sum_dyx[t], i));
         float3 k = finish_channel(c, sums, (float)rows, CHANNEL_ARGUMENTS);
@@ -217,7 +217,7 @@ __kernel void bnb_column_partials(__global const storage_t *x, __global const st
     if (!column_tile_slice(get_global_id(0), column_vecs, rows, g, groups, &first, &width, &lo, &hi)) return;
     floatc m[TILE], sum_dy[TILE], sum_dyx[TILE];
     for (uint t = 0; t < width; ++t) m[t] = CLOAD(first + t, mean);
-    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, lo, hi, m, sum_dy, sum_dyx);
+    accumulate_column_gradient_sums(dy, x, 0, column_vecs, first, width, lo, hi, m, NULL, NULL, NULL, sum_dy, sum_dyx);
     FOR_EACH_TILE_LANE(first, width, t, i, c, {
         partials[(size_t)c * groups + g] = (float2)(COLUMN_LANE(sum_dy[t], i), COLUMN_LANE(sum_dyx[t], i));
     })

@@ -73,3 +73,18 @@ DEFINE_GELU_TANH(float4)
 #else
 #error "ACTIVATION must be 0 (none), 1 (ReLU), 2 (SiLU), 3 (GELU) or 4 (GELU tanh)"
 #endif
+
+// The gradient at the norm's output from the gradient dy at the epilogue's output, for
+// the backward's sums and its dx: with an activation, dy * f'(a) where the activation's
+// input a = (x - mu) * pre.x + pre.y (+ z, the addend of BatchNorm's relu(BN(x) + z),
+// loaded by the caller as `zv`; 0 without one): pre is the channel's (or row's) affine
+// map of x, recomputed from the saved statistics and γ, β. Without an activation, dy.
+#if ACTIVATION
+#define EPILOGUE_GRAD(T, dy, xv, mu, pre_scale, pre_shift, zv) \
+    ACTIVATION_GRAD(T, (dy), ((xv) - (mu)) * (pre_scale) + (pre_shift) + (zv))
+#else
+#define EPILOGUE_GRAD(T, dy, xv, mu, pre_scale, pre_shift, zv) (dy)
+#endif
+
+// The `pre` of a gradient sum without an epilogue (or whose caller has none to give).
+#define NO_PRE ((float2)(0.0f, 0.0f))

@@ -90,7 +90,7 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
         ItemRange plane_range = item_range(0, spatial_vecs, lid, WG);
         for (uint j = 0; j < cpg; ++j) {
             INDEX_T plane = base + (INDEX_T)j * spatial_vecs;
-            float2 total = reduce_float2(accumulate_vector_gradient_sums(dy, x, plane, plane_range, mu), slots, lid, WG);
+            float2 total = reduce_float2(accumulate_vector_gradient_sums(dy, x, plane, plane_range, mu, NO_PRE, NULL), slots, lid, WG);
             float gamma = gamma_of(weight, c0 + j);
             gdb += gamma * total.x;
             gds += gamma * total.y;
@@ -125,7 +125,7 @@ void gnb_plane_partials(__global const storage_t *dy, __global const storage_t *
     float mu = mean[k / cpg];  // row n * G + c / cpg of plane n * C + c
     ItemRange range = slice_range(0, spatial_vecs, s, slices, lid, WG);
     float2 total =
-        reduce_float2(accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, range, mu), slots, lid, WG);
+        reduce_float2(accumulate_vector_gradient_sums(dy, x, (INDEX_T)k * spatial_vecs, range, mu, NO_PRE, NULL), slots, lid, WG);
     if (lid == 0) partials[(size_t)k * slices + s] = total;
 }
 
@@ -199,7 +199,7 @@ __kernel void gnb_column_partials(__global const storage_t *dy, __global const s
         for (uint l = 0; l < CVEC; ++l) lanes[l] = mean[((size_t)n * channels + (first + t) * CVEC + l) / cpg];
         mu[t] = CLOAD(0, lanes);
     }
-    accumulate_column_gradient_sums(dy, x, (INDEX_T)n * spatial, column_vecs, first, width, lo, hi, mu, db, ds);
+    accumulate_column_gradient_sums(dy, x, (INDEX_T)n * spatial, column_vecs, first, width, lo, hi, mu, NULL, NULL, NULL, db, ds);
     FOR_EACH_TILE_LANE(first, width, t, l, c, {
         size_t k = (size_t)n * channels + c;  // the (n, c) plane
         partials[k * slices + s] = (float2)(COLUMN_LANE(db[t], l), COLUMN_LANE(ds[t], l));

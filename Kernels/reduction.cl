@@ -13,6 +13,20 @@
 // formula, common.cl): bounds the cancellation of ss - s*s/b.
 #define BLOCK 16
 
+// dy at vector i through the fused epilogue (EPILOGUE_GRAD of epilogue.cl), for the
+// gradient sums below and every backward's dx: x's vector xv, the centre mu, the
+// (scale, shift) float2 `pre` of x - mu to the activation's input, and the addend z
+// (NULL: none). Without an activation it is dy's vector, and pre and z are not read.
+#if ACTIVATION
+#define GRADIENT_AT(dy, xv, i, mu, pre, z) \
+    EPILOGUE_GRAD(floatv, LOADV(dy, i), xv, mu, (pre).x, (pre).y, ((z) ? LOADV(z, i) : (floatv)0.0f))
+#define COLUMN_GRADIENT_AT(dy, xv, i, mu, pre_scale, pre_shift, z) \
+    EPILOGUE_GRAD(floatc, LOADC(dy, i), xv, mu, pre_scale, pre_shift, ((z) ? LOADC(z, i) : (floatc)0.0f))
+#else
+#define GRADIENT_AT(dy, xv, i, mu, pre, z) LOADV(dy, i)
+#define COLUMN_GRADIENT_AT(dy, xv, i, mu, pre_scale, pre_shift, z) LOADC(dy, i)
+#endif
+
 // ---------------------------------------------------------------------------------
 // Work-group tree reduction: one implementation for every reduced type.
 //
@@ -247,19 +261,24 @@ inline void accumulate_contiguous_moments(__global const storage_t *x, INDEX_T p
 
 // Adds (sum dy, sum dy * (x - mu)) over the contiguous vectors [p ..< p + len) of dy and
 // x to `sum`, block by block with Kahan's compensation in `carry` (a work-item may add
-// millions of blocks; KAHAN_ADD keeps an infinite sum infinite).
+// millions of blocks; KAHAN_ADD keeps an infinite sum infinite). With a fused activation
+// dy is first taken through it (EPILOGUE_GRAD, epilogue.cl): `pre` is the affine map
+// (scale, shift) of x - mu to the activation's input, `z` the addend or NULL.
 inline void accumulate_contiguous_gradient_sums(__global const storage_t *dy, __global const storage_t *x, INDEX_T p,
-                                                INDEX_T len, float mu, float2 *sum, float2 *carry) {
+                                                INDEX_T len, float mu, float2 pre, __global const storage_t *z,
+                                                float2 *sum, float2 *carry) {
     INDEX_T k = 0;
     for (; k + VECTOR_BLOCK <= len; k += VECTOR_BLOCK) {
         // Two accumulators per sum: independent add chains.
         floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
         for (int j = 0; j < VECTOR_BLOCK; j += 2) {
-            floatv g0 = LOADV(dy, p + k + j), g1 = LOADV(dy, p + k + j + 1);
+            floatv x0 = LOADV(x, p + k + j), x1 = LOADV(x, p + k + j + 1);
+            floatv g0 = GRADIENT_AT(dy, x0, p + k + j, mu, pre, z);
+            floatv g1 = GRADIENT_AT(dy, x1, p + k + j + 1, mu, pre, z);
             s0 += g0;
             s1 += g1;
-            q0 += g0 * (LOADV(x, p + k + j) - mu);
-            q1 += g1 * (LOADV(x, p + k + j + 1) - mu);
+            q0 += g0 * (x0 - mu);
+            q1 += g1 * (x1 - mu);
         }
         floatv s = s0 + s1, q = q0 + q1;
         KAHAN_ADD(float2, *sum, *carry, (float2)(HSUM(s), HSUM(q)));
@@ -267,9 +286,10 @@ inline void accumulate_contiguous_gradient_sums(__global const storage_t *dy, __
     if (k < len) {
         floatv s = 0.0f, q = 0.0f;
         for (INDEX_T j = k; j < len; ++j) {
-            floatv g = LOADV(dy, p + j);
+            floatv xv = LOADV(x, p + j);
+            floatv g = GRADIENT_AT(dy, xv, p + j, mu, pre, z);
             s += g;
-            q += g * (LOADV(x, p + j) - mu);
+            q += g * (xv - mu);
         }
         KAHAN_ADD(float2, *sum, *carry, (float2)(HSUM(s), HSUM(q)));
     }
@@ -297,15 +317,17 @@ inline void accumulate_contiguous_gradient_sums(__global const storage_t *dy, __
     }
 
 // ADD_STRIDED_GRADIENT_SUMS: (sum dy, sum dy * (x - mu)) of each block, Kahan-added to
-// the float2 `sum` (carries in `carry`).
-#define ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, index, block, mu, sum, carry)       \
+// the float2 `sum` (carries in `carry`); dy through the epilogue as in
+// accumulate_contiguous_gradient_sums (`pre`, `z`).
+#define ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, index, block, mu, pre, z, sum, carry) \
     for (INDEX_T v = (r).first; v < (r).end;) {                                   \
         floatv s_ = 0.0f, q_ = 0.0f;                                              \
         for (int k_ = 0; k_ < (block) && v < (r).end; ++k_, v += (r).stride) {    \
             INDEX_T i_ = (index);                                                 \
-            floatv g_ = LOADV(dy, i_);                                            \
+            floatv x_ = LOADV(x, i_);                                             \
+            floatv g_ = GRADIENT_AT(dy, x_, i_, mu, pre, z);                      \
             s_ += g_;                                                             \
-            q_ += g_ * (LOADV(x, i_) - (mu));                                     \
+            q_ += g_ * (x_ - (mu));                                               \
         }                                                                         \
         KAHAN_ADD(float2, sum, carry, (float2)(HSUM(s_), HSUM(q_)));              \
     }
@@ -328,14 +350,16 @@ inline Moments accumulate_vector_moments(__global const storage_t *x, INDEX_T ba
 }
 
 // (sum dy, sum dy * (x - mu)) over the vectors of r (relative to `base`), Kahan-
-// compensated: the two sums of every backward over contiguous vectors.
+// compensated: the two sums of every backward over contiguous vectors (dy through the
+// epilogue: `pre`, `z` as in accumulate_contiguous_gradient_sums).
 inline float2 accumulate_vector_gradient_sums(__global const storage_t *dy, __global const storage_t *x, INDEX_T base,
-                                              ItemRange r, float mu) {
+                                              ItemRange r, float mu, float2 pre, __global const storage_t *z) {
     float2 sum = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
 #if CHUNKED
-    if (r.first < r.end) accumulate_contiguous_gradient_sums(dy, x, base + r.first, r.end - r.first, mu, &sum, &carry);
+    if (r.first < r.end)
+        accumulate_contiguous_gradient_sums(dy, x, base + r.first, r.end - r.first, mu, pre, z, &sum, &carry);
 #else
-    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, base + v, VECTOR_BLOCK, mu, sum, carry)
+    ADD_STRIDED_GRADIENT_SUMS(dy, x, r, v, base + v, VECTOR_BLOCK, mu, pre, z, sum, carry)
 #endif
     return sum;
 }
@@ -568,10 +592,14 @@ inline QuotRem quot_rem_next(QuotRem p, INDEX_T radix) {
 #ifdef CVEC
 // (sum dy, sum dy * (x - mu)) of column vectors first ..< first + width over rows
 // row0 + [lo, hi), lane by lane: BLOCK-row block sums, Kahan-added (a backward pass's
-// two sums per channel, centred on the mean so large-mean data does not cancel).
+// two sums per channel, centred on the mean so large-mean data does not cancel). With a
+// fused activation dy is first taken through it (EPILOGUE_GRAD): the activation's input
+// is (x - mu) * pre_scale + pre_shift (+ z, the addend, when z is not NULL), lane by lane;
+// pre_scale and pre_shift are not read without an activation (pass NULL).
 inline void accumulate_column_gradient_sums(__global const storage_t *dy, __global const storage_t *x, INDEX_T row0,
                                             uint column_vecs, uint first, uint width, uint lo, uint hi,
-                                            const floatc *mu, floatc *sum_dy, floatc *sum_dyx) {
+                                            const floatc *mu, const floatc *pre_scale, const floatc *pre_shift,
+                                            __global const storage_t *z, floatc *sum_dy, floatc *sum_dyx) {
     floatc s[TILE], q[TILE], carry_s[TILE], carry_q[TILE];
     for (uint t = 0; t < width; ++t) {
         sum_dy[t] = 0.0f;
@@ -588,9 +616,10 @@ inline void accumulate_column_gradient_sums(__global const storage_t *dy, __glob
         for (uint k = 0; k < rows; ++k) {
             INDEX_T row = (row0 + n + k) * column_vecs + first;
             for (uint t = 0; t < width; ++t) {
-                floatc g = LOADC(dy, row + t);
+                floatc xv = LOADC(x, row + t);
+                floatc g = COLUMN_GRADIENT_AT(dy, xv, row + t, mu[t], pre_scale[t], pre_shift[t], z);
                 s[t] += g;
-                q[t] += g * (LOADC(x, row + t) - mu[t]);
+                q[t] += g * (xv - mu[t]);
             }
         }
         for (uint t = 0; t < width; ++t) {

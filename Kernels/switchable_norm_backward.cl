@@ -50,7 +50,7 @@ __kernel void snb_sums_items(SUMS_PARAMETERS) {
     size_t i = get_global_id(0);
     if (i >= (size_t)runs * slices) return;
     uint r = (uint)(i / slices), g = (uint)(i - (size_t)r * slices);
-    vstore2(accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, 0, 1), mean[r]), i, partials);
+    vstore2(accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, 0, 1), mean[r], NO_PRE, NULL), i, partials);
 }
 #endif
 
@@ -59,7 +59,7 @@ __kernel void snb_sums_items(SUMS_PARAMETERS) {
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void snb_sums_groups(SUMS_PARAMETERS) {
     GROUP_REDUCTION(float2, slots, lid);
     uint g = get_group_id(0), r = get_group_id(1);
-    float2 s = accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), mean[r]);
+    float2 s = accumulate_vector_gradient_sums(dy, x, 0, sn_run_slice(r, g, slices, spatial, lid, WG), mean[r], NO_PRE, NULL);
     s = reduce_float2(s, slots, lid, WG);
     if (lid == 0) vstore2(s, (size_t)r * slices + g, partials);
 }
@@ -77,7 +77,7 @@ __kernel void snb_sums_columns(SUMS_PARAMETERS) {
     floatc center[TILE], s_sum[TILE], q_sum[TILE];
     for (uint t = 0; t < w.width; ++t) center[t] = CLOAD(w.n * w.column_vecs + w.first + t, mean);
     // Kahan-compensated block sums, lane by lane (as accumulate_vector_gradient_sums).
-    accumulate_column_gradient_sums(dy, x, w.row0, w.column_vecs, w.first, w.width, w.lo, w.hi, center, s_sum, q_sum);
+    accumulate_column_gradient_sums(dy, x, w.row0, w.column_vecs, w.first, w.width, w.lo, w.hi, center, NULL, NULL, NULL, s_sum, q_sum);
     FOR_EACH_TILE_LANE(w.first, w.width, t, i, c, {
         size_t r = w.n * channels + c;
         vstore2((float2)(COLUMN_LANE(s_sum[t], i), COLUMN_LANE(q_sum[t], i)), r * slices + w.g, partials);

@@ -11,7 +11,8 @@ public struct KernelSource: Sendable, Hashable {
 
 extension KernelSource {
     /// The files every program starts with, in order: element storage and the moments
-    /// arithmetic (`common.cl`), the shared reduction machinery (`reduction.cl`), then the
-    /// fused epilogues (`epilogue.cl`: activations and their gradients).
-    static let sharedLibrary: [KernelSource] = [.common, .reduction, .epilogue]
+    /// arithmetic (`common.cl`), the fused epilogues (`epilogue.cl`: activations and their
+    /// gradients, which the reduction's gradient sums apply), then the shared reduction
+    /// machinery (`reduction.cl`).
+    static let sharedLibrary: [KernelSource] = [.common, .epilogue, .reduction]
 }
