@@ -14,7 +14,16 @@
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)
 //   HAS_WEIGHT     1 when weight (gamma, shape normalizedShape) is given, else gamma = 1
-//   HAS_BIAS       1 when bias (beta) is given, else beta = 0 (LayerNorm only)
+//   HAS_BIAS       1 when bias (beta) is given, else beta = 0 (RMSNorm too: an offset)
+//   HAS_RESIDUAL   1: the norm's input is h = x + residual (the transformer's pre-norm
+//                  residual stream); `residual` and the optional `sum` output (h, for
+//                  the next block) are residual_t, float32 with RESIDUAL_FLOAT=1 (the
+//                  residual kept in float32 under half storage) else the storage type.
+//                  h is formed in float32 and the statistics and y are taken from that
+//                  float32 h; the stored h is rounded to residual_t once
+//   ACTIVATION     an activation applied to y before it is stored (epilogue.cl)
+// γ is read as weight + weight_offset (a kernel argument: 1 for Gemma's zero-centred
+// γ, 0 otherwise).
 //   INDEX_T        uint or ulong: wide enough for every element index of the apply pass
 //   STORAGE_HALF   see common.cl
 // Sizes are kernel arguments: `rows`, and `row_length` = D, the elements of one row (the
@@ -50,27 +59,27 @@ typedef Moments RowStats;
 #if !RMS
 // The row's pilot: the median of its elements at 0, 1/4, 1/2, 3/4 and the end (0 if
 // that is Inf or NaN: see common.cl on non-finite values).
-inline float row_pilot(__global const storage_t *row, uint row_length) {
+inline float row_pilot(__global const storage_t *row, __global const residual_t *res, uint row_length) {
     uint last = row_length - 1;
-    float a = LOAD1(row, 0), b = LOAD1(row, last / 4), c = LOAD1(row, last / 2);
-    float d = LOAD1(row, last - last / 4), e = LOAD1(row, last);
+    float a = INPUT1(row, res, 0), b = INPUT1(row, res, last / 4), c = INPUT1(row, res, last / 2);
+    float d = INPUT1(row, res, last - last / 4), e = INPUT1(row, res, last);
     return FINITE_OR_ZERO(float, MEDIAN5(a, b, c, d, e));
 }
 
 // Moments (relative to `pilot`) of the span's vectors of one row.
-inline RowStats row_moments(__global const storage_t *row, Span s, float pilot) {
+inline RowStats row_moments(__global const storage_t *row, __global const residual_t *res, Span s, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (s.first >= s.end) return acc;
-    float shift = FINITE_OR_ZERO(float, FIRST_LANE(LOADV(row, s.first)) - pilot);
+    float shift = FINITE_OR_ZERO(float, FIRST_LANE(INPUTV(row, res, s.first)) - pilot);
 #if CHUNKED
     uint v = s.first;
     for (; v + BLOCK <= s.end; v += BLOCK) {
         // Two accumulators per sum: independent add chains run at load speed.
         floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
         for (uint j = 0; j < BLOCK; j += 2) {
-            floatv d0 = (LOADV(row, v + j) - pilot) - shift;
-            floatv d1 = (LOADV(row, v + j + 1) - pilot) - shift;
+            floatv d0 = (INPUTV(row, res, v + j) - pilot) - shift;
+            floatv d1 = (INPUTV(row, res, v + j + 1) - pilot) - shift;
             s0 += d0;
             s1 += d1;
             q0 += d0 * d0;
@@ -83,7 +92,7 @@ inline RowStats row_moments(__global const storage_t *row, Span s, float pilot) 
     if (v < s.end) {
         floatv sum = 0.0f, squares = 0.0f;
         for (uint j = v; j < s.end; ++j) {
-            floatv d = (LOADV(row, j) - pilot) - shift;
+            floatv d = (INPUTV(row, res, j) - pilot) - shift;
             sum += d;
             squares += d * d;
         }
@@ -94,7 +103,7 @@ inline RowStats row_moments(__global const storage_t *row, Span s, float pilot) 
         floatv sum = 0.0f, squares = 0.0f;
         float b = 0.0f;
         for (uint k = 0; k < BLOCK && v < s.end; ++k, v += s.stride) {
-            floatv d = (LOADV(row, v) - pilot) - shift;
+            floatv d = (INPUTV(row, res, v) - pilot) - shift;
             sum += d;
             squares += d * d;
             b += (float)VEC;
@@ -111,20 +120,20 @@ inline float stats_offset(RowStats m) { return m.mean; }
 inline float stats_squares(RowStats m) { return m.m2; }
 #else
 // Sum of squares of the span's vectors of one row.
-inline RowStats row_moments(__global const storage_t *row, Span s, float unused) {
+inline RowStats row_moments(__global const storage_t *row, __global const residual_t *res, Span s, float unused) {
     float total = 0.0f, carry = 0.0f, count = 0.0f;
     for (uint v = s.first; v < s.end;) {
         floatv q0 = 0.0f, q1 = 0.0f;
         uint k = 0;
 #if CHUNKED
         for (; k + 2 <= BLOCK && v + s.stride < s.end; k += 2, v += 2 * s.stride) {
-            floatv a = LOADV(row, v), b = LOADV(row, v + s.stride);
+            floatv a = INPUTV(row, res, v), b = INPUTV(row, res, v + s.stride);
             q0 += a * a;
             q1 += b * b;
         }
 #endif
         for (; k < BLOCK && v < s.end; ++k, v += s.stride) {
-            floatv a = LOADV(row, v);
+            floatv a = INPUTV(row, res, v);
             q0 += a * a;
         }
         floatv q = q0 + q1;
@@ -146,32 +155,40 @@ inline float row_scale(RowStats m, uint row_length, float eps) {
     return 1.0f / sqrt(stats_squares(m) / (float)row_length + eps);
 }
 
-// y over the span of one row: ((x - pilot) - offset) * scale * gamma + beta
-// (LayerNorm) or x * scale * gamma (RMSNorm).
-inline void apply_span(__global const storage_t *row, __global storage_t *out, Span s, float pilot, float offset,
-                       float scale, __global const float *weight, __global const float *bias) {
+// y over the span of one row: f(((h - pilot) - offset) * scale * gamma + beta)
+// (LayerNorm) or f(h * scale * gamma + beta) (RMSNorm), with h = x (+ residual, also
+// stored to `sum` when given) and f the fused activation.
+inline void apply_span(__global const storage_t *row, __global const residual_t *res, __global residual_t *sum,
+                       __global storage_t *out, Span s, float pilot, float offset, float scale,
+                       __global const float *weight, float weight_offset, __global const float *bias) {
     for (uint v = s.first; v < s.end; v += s.stride) {
+        floatv h = INPUTV(row, res, v);
+#if HAS_RESIDUAL
+        if (sum) STORERV(h, sum, v);
+#endif
 #if RMS
-        floatv value = LOADV(row, v) * scale;
+        floatv value = h * scale;
 #else
-        floatv value = ((LOADV(row, v) - pilot) - offset) * scale;
+        floatv value = ((h - pilot) - offset) * scale;
 #endif
 #if HAS_WEIGHT
-        value *= LOADP(weight, v);
+        value *= LOADP(weight, v) + weight_offset;
 #endif
-#if HAS_BIAS && !RMS
+#if HAS_BIAS
         value += LOADP(bias, v);
 #endif
-        STOREV(value, out, v);
+        STOREV(ACTIVATE(floatv, value), out, v);
     }
 }
+
 
 // Fused: ITEMS work-items per row, local size / ITEMS rows per work-group. Statistics,
 // then normalisation of the same elements while they are still in cache; one launch.
 // save_mean (LayerNorm only) and save_scale (invstd or rstd) have one value per row.
-__kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
-                   __global const float *weight, __global const float *bias,
-                   __global float *save_mean, __global float *save_scale, float eps) {
+__kernel void rownorm_fused(__global const storage_t *x, __global const residual_t *residual, __global residual_t *sum,
+                   __global storage_t *y, uint rows, uint row_length, __global const float *weight,
+                   float weight_offset, __global const float *bias, __global float *save_mean,
+                   __global float *save_scale, float eps) {
     ROW_SCRATCH(RowStats, scratch, SCRATCH_ITEMS);
     uint item, slot;
     uint row = row_lane(&item, &slot);
@@ -179,14 +196,15 @@ __kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, 
     bool live = row < rows;
     ulong base = (ulong)(live ? row : rows - 1) * row_length;
     __global const storage_t *in = x + base;
+    __global const residual_t *res = RESIDUAL_ROW(residual, base);
     Span s = item_span(0, row_length / VEC, item, ITEMS);
 #if RMS
     float pilot = 0.0f;
 #else
-    float pilot = row_pilot(in, row_length);
+    float pilot = row_pilot(in, res, row_length);
 #endif
     // The statistics of the ITEMS work-items that share the row, merged by the tree.
-    RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, s, pilot), scratch + slot, item);
+    RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, res, s, pilot), scratch + slot, item);
     float scale = row_scale(m, row_length, eps);
     if (!live) return;
     if (item == 0) {
@@ -195,7 +213,8 @@ __kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, 
 #endif
         save_scale[row] = scale;
     }
-    apply_span(in, y + base, s, pilot, stats_offset(m), scale, weight, bias);
+    apply_span(in, res, RESIDUAL_ROW(sum, base), y + base, s, pilot, stats_offset(m), scale, weight, weight_offset,
+               bias);
 }
 
 // Split rows, step 1 of 3 (then rownorm_finish, rownorm_apply): work-group (g, r)
@@ -203,19 +222,20 @@ __kernel void rownorm_fused(__global const storage_t *x, __global storage_t *y, 
 // partials[r * G + g]: LayerNorm (count, mean - pilot, M2) triples (store_moments),
 // RMSNorm (count, sum of squares) float2s; slice 0 also writes the row's pilot.
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
-void rownorm_partials(__global const storage_t *x, uint row_length, __global float *partials,
-                      __global float *pilots) {
+void rownorm_partials(__global const storage_t *x, __global const residual_t *residual, uint row_length,
+                      __global float *partials, __global float *pilots) {
     ROW_SCRATCH(RowStats, scratch, ITEMS);
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
     __global const storage_t *in = x + (ulong)row * row_length;
+    __global const residual_t *res = RESIDUAL_ROW(residual, (ulong)row * row_length);
 #if RMS
     float pilot = 0.0f;
 #else
-    float pilot = row_pilot(in, row_length);
+    float pilot = row_pilot(in, res, row_length);
 #endif
-    RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, row_slice_span(row_length / VEC, item), pilot),
+    RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, res, row_slice_span(row_length / VEC, item), pilot),
                                  scratch, item);
     if (item != 0) return;
 #if RMS
@@ -247,10 +267,10 @@ __kernel void rownorm_finish(__global const float *partials, uint groups, uint r
 // Split rows, step 3 of 3: the elementwise pass over all rows * row_vecs vectors, each
 // work-item's range (a chunk, or an interleaved share) taken row run by row run; the
 // row and column of the next index are stepped, not divided, per vector.
-__kernel void rownorm_apply(__global const storage_t *x, __global storage_t *y, uint rows, uint row_length,
-                            __global const float *weight, __global const float *bias,
-                            __global const float *pilots, __global const float *offsets,
-                            __global const float *scales) {
+__kernel void rownorm_apply(__global const storage_t *x, __global const residual_t *residual, __global residual_t *sum,
+                            __global storage_t *y, uint rows, uint row_length, __global const float *weight,
+                            float weight_offset, __global const float *bias, __global const float *pilots,
+                            __global const float *offsets, __global const float *scales) {
     uint row_vecs = row_length / VEC;
     INDEX_T total = (INDEX_T)rows * row_vecs;
     INDEX_T items = get_global_size(0), item = get_global_id(0);
@@ -263,7 +283,8 @@ __kernel void rownorm_apply(__global const storage_t *x, __global storage_t *y, 
         uint len = (uint)(min((row + 1) * row_vecs, end) - v);
         Span s = {column, column + len, 1};
         ulong base = (ulong)row * row_length;
-        apply_span(x + base, y + base, s, pilots[row], offsets[row], scales[row], weight, bias);
+        apply_span(x + base, RESIDUAL_ROW(residual, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
+                   offsets[row], scales[row], weight, weight_offset, bias);
         v += len;
     }
 #else
@@ -273,7 +294,8 @@ __kernel void rownorm_apply(__global const storage_t *x, __global storage_t *y, 
     for (INDEX_T v = item; v < total; v += items) {
         Span s = {column, column + 1, 1};
         ulong base = (ulong)row * row_length;
-        apply_span(x + base, y + base, s, pilots[row], offsets[row], scales[row], weight, bias);
+        apply_span(x + base, RESIDUAL_ROW(residual, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
+                   offsets[row], scales[row], weight, weight_offset, bias);
         row += step_rows;
         if (column >= row_vecs - step_columns) {
             column -= row_vecs - step_columns;

@@ -39,14 +39,27 @@
 // (barriers stay uniform) and costs a predictable branch per vector, next to its loads.
 //
 // Partials are float32, laid out [2][blocks][D]: dgamma's then dbeta's.
+//
+// Fused prologue and epilogue (epilogue.cl): with HAS_RESIDUAL the norm's input h =
+// x + residual is recomputed from both (never read from a stored h), and the gradient
+// `grad_sum` flowing into h from elsewhere (the next block's residual stream), when
+// given, is added to dx, which is then the gradient of x and of the residual alike.
+// With an ACTIVATION, dy is first taken through it at its input xhat * gamma + beta,
+// recomputed from the saved statistics (HAS_BIAS says whether beta is read; it is only
+// given then). gamma is weight + weight_offset, as in the forward.
 
 #define PARTIALS_DGAMMA 1u
 #define PARTIALS_DBETA 2u
 
 #if HAS_WEIGHT
-#define GAMMA(weight, v) LOADP(weight, v)
+#define GAMMA(weight, v, offset) (LOADP(weight, v) + (offset))
 #else
-#define GAMMA(weight, v) 1.0f
+#define GAMMA(weight, v, offset) 1.0f
+#endif
+#if HAS_BIAS
+#define BETA(bias, v) LOADP(bias, v)
+#else
+#define BETA(bias, v) 0.0f
 #endif
 
 // xhat from x and the row's saved statistics.
@@ -58,18 +71,49 @@ inline floatv normalized(floatv x, float mean, float scale) {
 #endif
 }
 
+// The affine parameters of a row's vectors, as the forward read them.
+typedef struct {
+    __global const float *weight;
+    float weight_offset;
+    __global const float *bias;
+} Affine;
+
+// dy at the norm's output of vector v of a row (through the fused activation), and the
+// vector's xhat: x (or h = x + residual `res`) normalised with the row's statistics.
+inline floatv output_gradient(__global const storage_t *x, __global const residual_t *res,
+                              __global const storage_t *dy, uint v, float mean, float scale, floatv gamma, Affine a,
+                              floatv *xhat) {
+    *xhat = normalized(INPUTV(x, res, v), mean, scale);
+#if ACTIVATION
+    floatv beta = BETA(a.bias, v);
+    return EPILOGUE_GRAD(floatv, LOADV(dy, v), *xhat, 0.0f, gamma, beta, 0.0f);
+#else
+    return LOADV(dy, v);
+#endif
+}
+
+// dx of vector v, plus the gradient flowing into h from elsewhere (`grad_sum`, the
+// row of the residual stream's gradient; with HAS_RESIDUAL only, and when given).
+inline void store_input_gradient(floatv dxv, __global storage_t *dx, __global const residual_t *grad_sum, uint v) {
+#if HAS_RESIDUAL
+    if (grad_sum) dxv += LOADRV(grad_sum, v);
+#endif
+    STOREV(dxv, dx, v);
+}
+
 // (sum g, sum g*xhat) over the span of one row: blocks of BLOCK vectors summed in
 // registers, block sums added with Kahan compensation (rows of millions of values
 // stay at a few ulps).
-inline float2 row_sums(__global const storage_t *x, __global const storage_t *dy, __global const float *weight,
-                       Span s, float mean, float scale) {
+inline float2 row_sums(__global const storage_t *x, __global const residual_t *res, __global const storage_t *dy,
+                       Affine a, Span s, float mean, float scale) {
     float2 total = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
     for (uint v = s.first; v < s.end;) {
         floatv sg = 0.0f, sgx = 0.0f;
         for (uint k = 0; k < BLOCK && v < s.end; ++k, v += s.stride) {
-            floatv g = LOADV(dy, v) * GAMMA(weight, v);
+            floatv gamma = GAMMA(a.weight, v, a.weight_offset), xhat;
+            floatv g = output_gradient(x, res, dy, v, mean, scale, gamma, a, &xhat) * gamma;
             sg += g;
-            sgx += g * normalized(LOADV(x, v), mean, scale);
+            sgx += g * xhat;
         }
         KAHAN_ADD(float2, total, carry, ((float2)(HSUM(sg), HSUM(sgx))));
     }
@@ -103,13 +147,14 @@ inline floatv input_gradient(floatv d, floatv xhat, floatv gamma, float scale, f
 // Adds dy*xhat (PARTIALS_DGAMMA in `parameters`) and dy (PARTIALS_DBETA) of the span's
 // vectors of one row to the column partials at pw and pb (the first row of a block
 // stores instead of adding), and writes dx when it is given.
-inline void row_backward_span(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
-                              __global const float *weight, Span s, float mean, float scale, float2 c,
-                              __global float *pw, __global float *pb, bool first, uint parameters) {
+inline void row_backward_span(__global const storage_t *x, __global const residual_t *res,
+                              __global const storage_t *dy, __global storage_t *dx, __global const residual_t *grad_sum,
+                              Affine a, Span s, float mean, float scale, float2 c, __global float *pw,
+                              __global float *pb, bool first, uint parameters) {
     for (uint v = s.first; v < s.end; v += s.stride) {
-        floatv d = LOADV(dy, v);
-        floatv xhat = normalized(LOADV(x, v), mean, scale);
-        if (dx) STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx, v);
+        floatv gamma = GAMMA(a.weight, v, a.weight_offset), xhat;
+        floatv d = output_gradient(x, res, dy, v, mean, scale, gamma, a, &xhat);
+        if (dx) store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx, grad_sum, v);
         if (parameters & PARTIALS_DGAMMA) {
             floatv w = d * xhat;
             if (!first) w += LOADP(pw, v);
@@ -129,11 +174,14 @@ inline void row_backward_span(__global const storage_t *x, __global const storag
 // (block L of `partials`, when given) from the same elements while they are still in
 // cache.
 // Each work-item owns the same columns in every row, so it alone updates them.
-__kernel void rownorm_backward_fused(__global const storage_t *x, __global const storage_t *dy, __global storage_t *dx,
+__kernel void rownorm_backward_fused(__global const storage_t *x, __global const residual_t *residual,
+                            __global const storage_t *dy, __global storage_t *dx, __global const residual_t *grad_sum,
                             uint rows, uint row_length, uint rows_per_lane, uint lanes,
-                            __global const float *weight, __global const float *save_mean,
-                            __global const float *save_scale, __global float *partials, uint parameters) {
+                            __global const float *weight, float weight_offset, __global const float *bias,
+                            __global const float *save_mean, __global const float *save_scale,
+                            __global float *partials, uint parameters) {
     ROW_SCRATCH(float2, scratch, SCRATCH_ITEMS);
+    Affine a = {weight, weight_offset, bias};
     uint item, slot;
     uint lane = row_lane(&item, &slot);
     Span s = item_span(0, row_length / VEC, item, ITEMS);
@@ -150,13 +198,14 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         bool live = wanted < rows;
         uint row = live ? (uint)wanted : rows - 1;
         ulong base = (ulong)row * row_length;
+        __global const residual_t *res = RESIDUAL_ROW(residual, base);
         float mean = row_mean(save_mean, row);
         float scale = save_scale[row];
         float2 c = (float2)(0.0f, 0.0f);
         if (dx) {
             // The sums of the lane's ITEMS work-items, added by the tree (the slots are
             // reused at once for the next row).
-            float2 sums = row_sums(x + base, dy + base, weight, s, mean, scale);
+            float2 sums = row_sums(x + base, res, dy + base, a, s, mean, scale);
             c = coefficients(REDUCE_ROW_LANE(reduce_float2, sums, scratch + slot, item), row_length);
         }
         if (!live) continue;
@@ -165,15 +214,16 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
             uint v = s.first + j * ITEMS;
             if (v >= s.end) break;
-            floatv d = LOADV(dy + base, v);
-            floatv xhat = normalized(LOADV(x + base, v), mean, scale);
-            if (dx) STOREV(input_gradient(d, xhat, GAMMA(weight, v), scale, c), dx + base, v);
+            floatv gamma = GAMMA(weight, v, weight_offset), xhat;
+            floatv d = output_gradient(x + base, res, dy + base, v, mean, scale, gamma, a, &xhat);
+            if (dx) store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx + base,
+                                         RESIDUAL_ROW(grad_sum, base), v);
             aw[j] += d * xhat;
             ab[j] += d;
         }
 #else
-        row_backward_span(x + base, dy + base, dx ? dx + base : dx, weight, s, mean, scale, c, pw, pb, k == 0,
-                          parameters);
+        row_backward_span(x + base, res, dy + base, dx ? dx + base : dx, RESIDUAL_ROW(grad_sum, base), a, s, mean,
+                          scale, c, pw, pb, k == 0, parameters);
 #endif
     }
 #if PRIVATE_PARTIALS
@@ -190,16 +240,19 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
 // Split rows, step 1: work-group (g, r) of ITEMS work-items sums g and g*xhat over
 // slice g of row r and writes them to sums[r * G + g] (float2).
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
-void rownorm_backward_slice_sums(__global const storage_t *x, __global const storage_t *dy, uint row_length,
-                                 __global const float *weight, __global const float *save_mean,
+void rownorm_backward_slice_sums(__global const storage_t *x, __global const residual_t *residual,
+                                 __global const storage_t *dy, uint row_length, __global const float *weight,
+                                 float weight_offset, __global const float *bias, __global const float *save_mean,
                                  __global const float *save_scale, __global float *sums) {
+    Affine a = {weight, weight_offset, bias};
     ROW_SCRATCH(float2, scratch, ITEMS);
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
     ulong base = (ulong)row * row_length;
     Span s = row_slice_span(row_length / VEC, item);
-    float2 item_sums = row_sums(x + base, dy + base, weight, s, row_mean(save_mean, row), save_scale[row]);
+    float2 item_sums = row_sums(x + base, RESIDUAL_ROW(residual, base), dy + base, a, s, row_mean(save_mean, row),
+                                save_scale[row]);
     float2 m = REDUCE_ROW_LANE(reduce_float2, item_sums, scratch, item);
     if (item == 0) vstore2(m, (ulong)row * groups + g, sums);
 }
@@ -220,11 +273,15 @@ __kernel void rownorm_backward_row_finish(__global const float *sums, uint slice
 // For each owned vector it walks the block's rows: dx from the row coefficients (when
 // dx is given) and the column sums of dy*xhat and dy, stored as block b's partials
 // (those `parameters` names).
-__kernel void rownorm_backward_columns(__global const storage_t *x, __global const storage_t *dy,
-                                       __global storage_t *dx, uint rows, uint row_length, uint rows_per_block,
-                                       uint blocks, __global const float *weight, __global const float *save_mean,
-                                       __global const float *save_scale, __global const float *coefficients_in,
-                                       __global float *partials, uint parameters) {
+__kernel void rownorm_backward_columns(__global const storage_t *x, __global const residual_t *residual,
+                                       __global const storage_t *dy, __global storage_t *dx,
+                                       __global const residual_t *grad_sum, uint rows, uint row_length,
+                                       uint rows_per_block, uint blocks, __global const float *weight,
+                                       float weight_offset, __global const float *bias,
+                                       __global const float *save_mean, __global const float *save_scale,
+                                       __global const float *coefficients_in, __global float *partials,
+                                       uint parameters) {
+    Affine a = {weight, weight_offset, bias};
     uint block = get_global_id(1);
     uint first_row = block * rows_per_block;
     if (block >= blocks || first_row >= rows) return;
@@ -234,14 +291,17 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
     __global float *pw = partials + (ulong)block * row_length;
     __global float *pb = pw + (ulong)blocks * row_length;
     for (uint v = s.first; v < s.end; v += s.stride) {
-        floatv gamma = GAMMA(weight, v);
+        floatv gamma = GAMMA(weight, v, weight_offset);
         floatv sw = 0.0f, sb = 0.0f;
-        ulong at = (ulong)first_row * row_vecs + v;
-        for (uint row = first_row; row < end_row; ++row, at += row_vecs) {
+        ulong base = (ulong)first_row * row_length;
+        for (uint row = first_row; row < end_row; ++row, base += row_length) {
             float scale = save_scale[row];
-            floatv d = LOADV(dy, at);
-            floatv xhat = normalized(LOADV(x, at), row_mean(save_mean, row), scale);
-            if (dx) STOREV(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx, at);
+            floatv xhat;
+            floatv d = output_gradient(x + base, RESIDUAL_ROW(residual, base), dy + base, v, row_mean(save_mean, row),
+                                       scale, gamma, a, &xhat);
+            if (dx)
+                store_input_gradient(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx + base,
+                                     RESIDUAL_ROW(grad_sum, base), v);
             sw += d * xhat;
             sb += d;
         }

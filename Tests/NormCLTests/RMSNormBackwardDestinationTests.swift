@@ -1,7 +1,7 @@
 import Testing
 @testable import NormCL
 
-/// `rmsNormBackward(_:forward:outputMask:into:waitingFor:)` writes dx and dγ into the
+/// `rmsNormBackward(_:forward:gradResidualSum:outputMask:into:waitingFor:)` writes dx and dγ into the
 /// destinations given (it once dropped them, and its wait list, and returned new tensors).
 @Suite("RMSNorm backward destinations")
 struct RMSNormBackwardDestinationTests {

@@ -90,3 +90,30 @@ extension NormError {
         return .backendMismatch(argument: argument, expected: expected.name, actual: actualName)
     }
 }
+
+extension NormError {
+    /// Throws unless `tensor` (when given) can be read elementwise beside `input` (a
+    /// residual, an addend, the gradient of a fused sum): the same shape, layout and
+    /// backend, and the input's element type, or float32 where `allowsFloat32` (a
+    /// residual stream kept in float32 under half storage).
+    static func checkCompanion(
+        _ tensor: Tensor?, _ name: String, matches input: Tensor, allowsFloat32: Bool = false
+    ) throws(NormError) {
+        guard let tensor else { return }
+        guard tensor.shape == input.shape else {
+            throw .shapeMismatch(argument: name, expected: input.shape, actual: tensor.shape)
+        }
+        guard tensor.backend.isSame(as: input.backend) else {
+            throw backendMismatch(name, tensor.backend, expected: input.backend)
+        }
+        guard tensor.layout == input.layout || input.shape.count < 3 else {
+            throw .unsupported(argument: name, reason: "layout \(tensor.layout) differs from the input's \(input.layout)")
+        }
+        guard tensor.elementType == input.elementType || (allowsFloat32 && tensor.elementType == .float32) else {
+            let allowed = allowsFloat32 && input.elementType != .float32 ? " or float32" : ""
+            throw .unsupported(
+                argument: name,
+                reason: "element type \(tensor.elementType.rawValue) must be the input's (\(input.elementType.rawValue))\(allowed)")
+        }
+    }
+}

@@ -2,7 +2,7 @@ import COpenCL
 
 // LayerNorm and RMSNorm for include/normcl.h: `normalized_rank` trailing dims of x.
 
-/// `normcl_layer_norm_forward`: ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)``
+/// `normcl_layer_norm_forward`: ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``
 /// into the caller's y, save_mean and save_invstd.
 @_spi(CAPI) @_cdecl("normcl_layer_norm_forward")
 public func normcl_layer_norm_forward(
@@ -45,7 +45,7 @@ public func normcl_layer_norm_backward(
     }
 }
 
-/// `normcl_rms_norm_forward`: ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)``
+/// `normcl_rms_norm_forward`: ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``
 /// into the caller's y and save_invrms (`NORMCL_EPS_DEFAULT`, -1: the dtype's epsilon).
 @_spi(CAPI) @_cdecl("normcl_rms_norm_forward")
 public func normcl_rms_norm_forward(

@@ -233,13 +233,15 @@ extension DeviceBuffer {
 extension LayerNormOutput {
     /// These results' tensors as the destinations of a later call of the same shapes.
     public var destinations: ForwardDestinations {
-        ForwardDestinations(output: output, saveMean: saveMean, saveInvstd: saveInvstd)
+        ForwardDestinations(output: output, saveMean: saveMean, saveInvstd: saveInvstd, residualSum: residualSum)
     }
 }
 
 extension RMSNormOutput {
     /// These results' tensors as the destinations of a later call of the same shapes.
-    public var destinations: ForwardDestinations { ForwardDestinations(output: output, saveInvstd: saveInvRms) }
+    public var destinations: ForwardDestinations {
+        ForwardDestinations(output: output, saveInvstd: saveInvRms, residualSum: residualSum)
+    }
 }
 
 /// A forward's results with an output and optional saved statistics (BatchNorm, GroupNorm,

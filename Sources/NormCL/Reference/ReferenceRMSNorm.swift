@@ -8,8 +8,11 @@ enum ReferenceRMSNorm {
         var saveInvRms: [Float]
     }
 
-    /// `rstd_r = 1/sqrt(Σx²/D + eps)`, `y = x·rstd_r·γ`, rounded to Float once.
-    static func forward(rows: Int, rowLength: Int, x: [Float], weight: [Float]?, eps: Double) -> Result {
+    /// `rstd_r = 1/sqrt(Σx²/D + eps)`, `y = x·rstd_r·γ + β`, rounded to Float once
+    /// (`bias` nil: β = 0, plain RMSNorm).
+    static func forward(
+        rows: Int, rowLength: Int, x: [Float], weight: [Float]?, bias: [Float]? = nil, eps: Double
+    ) -> Result {
         var output = [Float](repeating: 0, count: x.count)
         var saveInvRms = [Float](repeating: 0, count: rows)
         for r in 0..<rows {
@@ -19,7 +22,8 @@ enum ReferenceRMSNorm {
             let rstd = 1 / (squares / Double(rowLength) + eps).squareRoot()
             for j in 0..<rowLength {
                 let gamma = weight.map { Double($0[j]) } ?? 1
-                output[base + j] = Float(Double(x[base + j]) * rstd * gamma)
+                let beta = bias.map { Double($0[j]) } ?? 0
+                output[base + j] = Float(Double(x[base + j]) * rstd * gamma + beta)
             }
             saveInvRms[r] = Float(rstd)
         }

@@ -20,6 +20,10 @@ struct SavedForward: Sendable {
     /// The tensor added after the norm and before the activation (BatchNorm's
     /// `relu(BN(x) + z)`), or nil.
     var addend: Tensor? = nil
+    /// The residual added to the input before the norm (LayerNorm, RMSNorm), or nil.
+    var residual: Tensor? = nil
+    /// Added to γ before it scales (LayerNorm, RMSNorm).
+    var weightOffset: Float = 0
 }
 
 extension NormGradientMask {

@@ -2,7 +2,7 @@
 ///
 /// Normalises each sample over its trailing ``normalizedShape`` dims with that
 /// sample's own statistics (no running statistics, the same in training and
-/// inference). The math is that of ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)``.
+/// inference). The math is that of ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``.
 public struct LayerNorm: Sendable {
     /// The trailing dims normalised over.
     public let normalizedShape: [Int]
@@ -12,6 +12,11 @@ public struct LayerNorm: Sendable {
     public var weight: Tensor?
     /// β of shape ``normalizedShape``, initially 0; nil without elementwise affine or bias.
     public var bias: Tensor?
+    /// Added to γ before it scales (1 for zero-centred γ, whose weight starts at 0).
+    /// Default 0.
+    public var weightOffset: Float = 0
+    /// The activation applied to the output (default ``Activation/none``).
+    public var activation: Activation = .none
 
     /// A layer with PyTorch's defaults on `backend`.
     ///
@@ -48,6 +53,22 @@ public struct LayerNorm: Sendable {
 
     /// Like ``callAsFunction(_:)``, also returning the saved statistics and kernel events.
     public func forward(_ input: Tensor) throws -> LayerNormOutput {
-        try layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps)
+        try layerNorm(
+            input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, weightOffset: weightOffset,
+            activation: activation)
+    }
+
+    /// Normalises `input + residual` in one pass (a pre-norm transformer block's
+    /// `h = x + residual; y = norm(h)`), returning h as ``LayerNormOutput/residualSum``
+    /// when `returnsResidualSum` (the next block's residual).
+    ///
+    /// - Parameters:
+    ///   - input: x.
+    ///   - residual: the residual stream: x's shape and layout, its element type or float32.
+    ///   - returnsResidualSum: whether to write h.
+    public func forward(_ input: Tensor, residual: Tensor, returnsResidualSum: Bool = true) throws -> LayerNormOutput {
+        try layerNorm(
+            input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, residual: residual,
+            returnsResidualSum: returnsResidualSum, weightOffset: weightOffset, activation: activation)
     }
 }

@@ -1,4 +1,4 @@
-/// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)``, as PyTorch's
+/// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``, as PyTorch's
 /// `native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight,
 /// bias, output_mask)`, from what the forward returned: its input, γ, β,
 /// `normalizedShape` and saved statistics come from `forward`, so nothing can disagree.
@@ -16,9 +16,18 @@
 /// fixed-order sum per column), fused with the dx pass so x and dy are read once.
 /// Results are bit-identical from run to run (no atomics).
 ///
+/// A forward that fused a residual, γ's offset or an activation is differentiated
+/// through them: dy is first taken through the activation at its input, recomputed
+/// from h = x + residual and the saved statistics; γ is `weight + weightOffset`; dx is
+/// then the gradient of both x and the residual, with `gradResidualSum` (dL/dh from the
+/// next block's residual stream) added.
+///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:into:waitingFor:)`` returned.
+///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` returned.
+///   - gradResidualSum: the gradient of h = x + residual from elsewhere (the forward's
+///     ``LayerNormOutput/residualSum`` feeds the next block), added to dx; the residual's
+///     shape, layout and element type. nil: none.
 ///   - outputMask: which gradients to compute; the others come back nil and their
 ///     work is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
 ///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
@@ -31,13 +40,16 @@
 ///   layout, element type, backend); ``OpenCLError`` or ``KernelBuildError`` when the
 ///   device fails.
 public func layerNormBackward(
-    _ gradOutput: Tensor, forward: LayerNormOutput, outputMask: NormGradientMask = .all,
+    _ gradOutput: Tensor, forward: LayerNormOutput, gradResidualSum: Tensor? = nil,
+    outputMask: NormGradientMask = .all,
     into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     guard let saved = forward.saved else { throw NormError.nothingSaved("layerNorm") }
     return try layerNormBackward(
         gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
         saveMean: forward.saveMean, saveInvstd: forward.saveInvstd, outputMask: outputMask.restricted(to: saved),
+        fusing: RowNormBackwardFusionArguments(
+            forward: saved.rowNormFusion, bias: saved.bias, gradResidualSum: gradResidualSum),
         strategy: nil, fuseParameters: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 
@@ -46,7 +58,7 @@ public func layerNormBackward(
 /// statistics themselves (tensors over their own buffers, the C API).
 ///
 /// The math and the gradients are those of
-/// ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``; `saveMean` and
+/// ``layerNormBackward(_:forward:gradResidualSum:outputMask:into:waitingFor:)``; `saveMean` and
 /// `saveInvstd` are the forward's (float32, shape = the input's leading dims), and a
 /// requested dγ is computed also when `weight` is nil (the gradient at γ = 1).
 ///
@@ -91,11 +103,11 @@ func layerNormBackward(
 /// every kernel).
 func layerNormBackward(
     _ gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask, strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?,
-    call: OpCall = OpCall()
+    outputMask: NormGradientMask, fusing fused: RowNormBackwardFusionArguments = RowNormBackwardFusionArguments(),
+    strategy: RowNormPlan.Strategy?, fuseParameters: Bool?, tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> NormGradients {
     try rowNormBackward(
         .layerNorm, gradOutput, input: input, normalizedShape: normalizedShape, weight: weight, saveMean: saveMean,
-        saveScale: saveInvstd, outputMask: outputMask, strategy: strategy, fuseParameters: fuseParameters, tuning: tuning,
-        call: call)
+        saveScale: saveInvstd, outputMask: outputMask, fusing: fused, strategy: strategy,
+        fuseParameters: fuseParameters, tuning: tuning, call: call)
 }

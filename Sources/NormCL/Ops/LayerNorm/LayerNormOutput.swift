@@ -11,8 +11,12 @@ public struct LayerNormOutput: Sendable {
     /// their profiling intervals give the op's device time.
     public let events: [KernelEvent]
 
-    /// The input, parameters and eps, for ``layerNormBackward(_:forward:outputMask:into:waitingFor:)``.
+    /// The input, parameters and eps, for ``layerNormBackward(_:forward:gradResidualSum:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The forward's `normalizedShape`.
     var normalizedShape: [Int] = []
+    /// h = x + residual, when the call added a residual and was asked to return it (the
+    /// next block's residual stream): the input's shape and layout, the residual's
+    /// element type. nil otherwise.
+    public internal(set) var residualSum: Tensor? = nil
 }

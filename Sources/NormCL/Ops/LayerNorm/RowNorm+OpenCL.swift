@@ -11,11 +11,16 @@ enum RowNormKernels {
         /// `1 / sqrt(var + eps)` (LayerNorm) or `1 / sqrt(mean(x²) + eps)` (RMSNorm) per row.
         var saveScale: Tensor
         var events: [KernelEvent]
+        /// With a residual, when asked for: h = x + residual, in the residual's element type.
+        var residualSum: Tensor? = nil
     }
 
+    /// Enqueues the forward; `residual` is given when the problem fuses one, and the sum
+    /// h is written when `returnsResidualSum`.
     static func run(
-        _ problem: RowNormProblem, plan: RowNormPlan, x: DeviceBuffer, weight: DeviceBuffer?, bias: DeviceBuffer?,
-        eps: Float, call: OpCall, on runtime: OpenCLRuntime
+        _ problem: RowNormProblem, plan: RowNormPlan, x: DeviceBuffer, residual: DeviceBuffer? = nil,
+        returnsResidualSum: Bool = false, weight: DeviceBuffer?, bias: DeviceBuffer?, eps: Float, call: OpCall,
+        on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let program = try runtime.program(.layerNorm, options: plan.buildOptions(for: problem))
         let output = try call.forward(
@@ -24,6 +29,15 @@ enum RowNormKernels {
         let saveMean =
             problem.kind == .layerNorm ? try call.forward(\.saveMean, "saveMean", shape: statisticsShape, on: runtime) : nil
         let saveScale = try call.forward(\.saveInvstd, "saveInvstd", shape: statisticsShape, on: runtime)
+        let residualSum =
+            returnsResidualSum
+            ? try problem.fusion.residualType.map {
+                try call.forward(
+                    \.residualSum, "residualSum", shape: problem.shape, layout: problem.layout, elementType: $0,
+                    on: runtime)
+            } : nil
+        let sum = residualSum?.deviceBuffer
+        let weightOffset = KernelArgument.float(problem.fusion.weightOffset)
         let rows = try KernelArgument.count(problem.rows)
         let rowLength = try KernelArgument.count(problem.rowLength)
         let y = output.deviceBuffer
@@ -35,8 +49,9 @@ enum RowNormKernels {
             try launches.enqueue(
                 "rownorm_fused", ([groups * local], [local]),
                 [
-                    "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
-                    "weight": .buffer(weight), "bias": .buffer(bias), "save_mean": .buffer(saveMean?.deviceBuffer),
+                    "x": .buffer(x), "residual": .buffer(residual), "sum": .buffer(sum), "y": .buffer(y), "rows": rows,
+                    "row_length": rowLength, "weight": .buffer(weight), "weight_offset": weightOffset,
+                    "bias": .buffer(bias), "save_mean": .buffer(saveMean?.deviceBuffer),
                     "save_scale": .buffer(saveScale.deviceBuffer), "eps": .float(eps),
                 ])
         case .splitRows(let slices, let items):
@@ -48,7 +63,7 @@ enum RowNormKernels {
             try launches.enqueue(
                 "rownorm_partials", ([slices * items, problem.rows], [items, 1]),
                 [
-                    "x": .buffer(x), "row_length": rowLength, "partials": .buffer(partials),
+                    "x": .buffer(x), "residual": .buffer(residual), "row_length": rowLength, "partials": .buffer(partials),
                     "pilots": .buffer(pilots),
                 ])
             let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)
@@ -64,11 +79,13 @@ enum RowNormKernels {
             try launches.enqueue(
                 "rownorm_apply", elementwise,
                 [
-                    "x": .buffer(x), "y": .buffer(y), "rows": rows, "row_length": rowLength,
-                    "weight": .buffer(weight), "bias": .buffer(bias), "pilots": .buffer(pilots),
+                    "x": .buffer(x), "residual": .buffer(residual), "sum": .buffer(sum), "y": .buffer(y), "rows": rows,
+                    "row_length": rowLength, "weight": .buffer(weight), "weight_offset": weightOffset,
+                    "bias": .buffer(bias), "pilots": .buffer(pilots),
                     "offsets": .buffer(offsets), "scales": .buffer(saveScale.deviceBuffer),
                 ])
         }
-        return Outputs(output: output, saveMean: saveMean, saveScale: saveScale, events: launches.events)
+        return Outputs(
+            output: output, saveMean: saveMean, saveScale: saveScale, events: launches.events, residualSum: residualSum)
     }
 }

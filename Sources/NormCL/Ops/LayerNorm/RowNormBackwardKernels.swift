@@ -11,9 +11,12 @@ enum RowNormBackwardKernels {
         var scale: DeviceBuffer
     }
 
+    /// Enqueues the backward. With a fused residual, `residual` is added to `x` on every
+    /// load and `gradResidualSum` (when given) to dx; `bias` is read for an activation's input.
     static func run(
         _ problem: RowNormBackwardProblem, plan: RowNormBackwardPlan, gradOutput: DeviceBuffer, x: DeviceBuffer,
-        weight: DeviceBuffer?, statistics: Statistics, call: OpCall, on runtime: OpenCLRuntime
+        residual: DeviceBuffer? = nil, gradResidualSum: DeviceBuffer? = nil, weight: DeviceBuffer?,
+        bias: DeviceBuffer? = nil, statistics: Statistics, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> NormGradients {
         let forward = problem.forward
         guard problem.needsInput || problem.needsParameters else {
@@ -33,6 +36,8 @@ enum RowNormBackwardKernels {
         let (mean, scale) = (statistics.mean, statistics.scale)
         // Whose column partials the kernels form (the kernels' PARTIALS_DGAMMA, PARTIALS_DBETA).
         let parameters = KernelArgument.uint((problem.needsWeight ? 1 : 0) | (problem.needsBias ? 2 : 0))
+        let weightOffset = KernelArgument.float(forward.fusion.weightOffset)
+        let activationBias = forward.fusion.activation == .none ? nil : bias
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
 
         /// The column walk: dx from `coefficients` (when given; the fused strategy writes
@@ -43,9 +48,11 @@ enum RowNormBackwardKernels {
             try launches.enqueue(
                 "rownorm_backward_columns", ([plan.columnItems, plan.rowBlocks], [local, 1]),
                 [
-                    "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(columnDX), "rows": rows,
+                    "x": .buffer(x), "residual": .buffer(residual), "dy": .buffer(gradOutput),
+                    "dx": .buffer(columnDX), "grad_sum": .buffer(gradResidualSum), "rows": rows,
                     "row_length": rowLength, "rows_per_block": try .count(plan.rowsPerBlock),
-                    "blocks": columnBlocks, "weight": .buffer(weight), "save_mean": .buffer(mean),
+                    "blocks": columnBlocks, "weight": .buffer(weight), "weight_offset": weightOffset,
+                    "bias": .buffer(activationBias), "save_mean": .buffer(mean),
                     "save_scale": .buffer(scale), "coefficients_in": .buffer(coefficients),
                     "partials": .buffer(partials), "parameters": parameters,
                 ])
@@ -59,9 +66,11 @@ enum RowNormBackwardKernels {
                 try launches.enqueue(
                     "rownorm_backward_fused", ([groups * local], [local]),
                     [
-                        "x": .buffer(x), "dy": .buffer(gradOutput), "dx": .buffer(dx?.deviceBuffer), "rows": rows,
+                        "x": .buffer(x), "residual": .buffer(residual), "dy": .buffer(gradOutput),
+                        "dx": .buffer(dx?.deviceBuffer), "grad_sum": .buffer(gradResidualSum), "rows": rows,
                         "row_length": rowLength, "rows_per_lane": try .count(plan.rowsPerLane),
-                        "lanes": try .count(plan.lanes), "weight": .buffer(weight), "save_mean": .buffer(mean),
+                        "lanes": try .count(plan.lanes), "weight": .buffer(weight), "weight_offset": weightOffset,
+                        "bias": .buffer(activationBias), "save_mean": .buffer(mean),
                         "save_scale": .buffer(scale),
                         "partials": .buffer(plan.fusedAccumulates(problem) ? partials : nil),
                         "parameters": parameters,
@@ -78,8 +87,9 @@ enum RowNormBackwardKernels {
                 try launches.enqueue(
                     "rownorm_backward_slice_sums", ([slices * items, problem.rows], [items, 1]),
                     [
-                        "x": .buffer(x), "dy": .buffer(gradOutput), "row_length": rowLength,
-                        "weight": .buffer(weight), "save_mean": .buffer(mean), "save_scale": .buffer(scale),
+                        "x": .buffer(x), "residual": .buffer(residual), "dy": .buffer(gradOutput),
+                        "row_length": rowLength, "weight": .buffer(weight), "weight_offset": weightOffset,
+                        "bias": .buffer(activationBias), "save_mean": .buffer(mean), "save_scale": .buffer(scale),
                         "sums": .buffer(sums),
                     ])
                 let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)

@@ -144,6 +144,8 @@ struct RowNormBackwardPlan: Equatable, Sendable {
     /// with explicit 64-bit offsets and never use INDEX_T, so it stays the default.
     func buildOptions(for problem: RowNormBackwardProblem) -> String {
         var options = forward.specialization(for: problem.forward, wideIndices: false)
+        // β is read only to recompute an activation's input (never for a gradient).
+        if problem.forward.fusion.activation != .none { options.flag("HAS_BIAS", problem.forward.hasBias) }
         options.define("FINAL_LANES", finalLanes)
         options.define("FINAL_COLS", finalColumns)
         options.define("PRIVATE_PARTIALS", privatePartialsCapacity)

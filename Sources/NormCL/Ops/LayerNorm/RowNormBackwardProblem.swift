@@ -5,14 +5,15 @@
 /// Built by ``validated(_:gradOutput:input:normalizedShape:weight:saveMean:saveScale:outputMask:)``,
 /// where every argument check lives.
 struct RowNormBackwardProblem: Hashable, Sendable {
-    /// The forward call this is the backward pass of (its `hasBias` is always false:
-    /// β's value plays no part in any gradient).
+    /// The forward call this is the backward pass of, with its fusion (residual, γ's
+    /// offset, activation). Its `hasBias` says whether β was given to the backward: the
+    /// activation's input needs its value, and RMSNorm returns dβ only with one.
     let forward: RowNormProblem
     /// dx is wanted.
     let needsInput: Bool
     /// dγ is wanted.
     let needsWeight: Bool
-    /// dβ is wanted (LayerNorm only; RMSNorm has no β, so its mask's `.bias` is ignored).
+    /// dβ is wanted (LayerNorm always when asked; RMSNorm only when it had a β).
     let needsBias: Bool
 
     var kind: RowNormProblem.Kind { forward.kind }
@@ -36,12 +37,22 @@ struct RowNormBackwardProblem: Hashable, Sendable {
     ///   float32, same backend).
     static func validated(
         _ kind: RowNormProblem.Kind, gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?,
-        saveMean: Tensor?, saveScale: Tensor, outputMask: NormGradientMask
+        saveMean: Tensor?, saveScale: Tensor, outputMask: NormGradientMask, bias: Tensor? = nil,
+        residual: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none,
+        gradResidualSum: Tensor? = nil
     ) throws(NormError) -> RowNormBackwardProblem {
         // eps is not used by the backward pass; any valid value passes the forward checks.
         let forward = try RowNormProblem.validated(
-            kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: 0)
+            kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: 0,
+            residual: residual, weightOffset: weightOffset, activation: activation)
         try NormError.checkGradOutput(gradOutput, matches: input)
+        if let gradResidualSum {
+            guard let residual else {
+                throw .invalidArgument(argument: "gradResidualSum", reason: "the forward added no residual")
+            }
+            // The gradient of h has h's (the residual's) element type.
+            try NormError.checkCompanion(gradResidualSum, "gradResidualSum", matches: residual)
+        }
         let statisticsShape = forward.statisticsShape
         let scaleName = kind == .layerNorm ? "saveInvstd" : "saveInvRms"
         if kind == .layerNorm {
@@ -51,6 +62,6 @@ struct RowNormBackwardProblem: Hashable, Sendable {
         try NormError.checkParameter(saveScale, scaleName, shape: statisticsShape, backend: input.backend)
         return RowNormBackwardProblem(
             forward: forward, needsInput: outputMask.contains(.input), needsWeight: outputMask.contains(.weight),
-            needsBias: kind == .layerNorm && outputMask.contains(.bias))
+            needsBias: (kind == .layerNorm || bias != nil) && outputMask.contains(.bias))
     }
 }

@@ -126,6 +126,7 @@ struct RowNormPlan: Equatable, Sendable {
         options.define("ITEMS", itemsPerReduction)
         if itemsPerReduction > 1 { options.define("SCRATCH_ITEMS", scratchItems) }
         options.flag("HAS_WEIGHT", problem.hasWeight)
+        problem.fusion.specialize(&options, storage: problem.elementType)
         return options
     }
 

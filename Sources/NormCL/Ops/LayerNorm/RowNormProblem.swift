@@ -9,7 +9,8 @@ struct RowNormProblem: Hashable, Sendable {
     enum Kind: Hashable, Sendable {
         /// Mean and biased variance per row, elementwise affine γ and β.
         case layerNorm
-        /// Root mean square per row, elementwise γ, no mean subtraction, no β.
+        /// Root mean square per row, elementwise γ (and β, an offset, when given), no mean
+        /// subtraction.
         case rmsNorm
 
         var name: String {
@@ -28,6 +29,8 @@ struct RowNormProblem: Hashable, Sendable {
     let elementType: ElementType
     let hasWeight: Bool
     let hasBias: Bool
+    /// The residual added before the norm, γ's offset and the activation after it.
+    var fusion = RowNormFusion()
 
     /// The leading dims: the shape of the per-row saved statistics (`[]` for rank-1 input).
     var statisticsShape: [Int] { Array(shape.dropLast(normalizedShape.count)) }
@@ -42,7 +45,8 @@ struct RowNormProblem: Hashable, Sendable {
     ///
     /// - Throws: ``NormError`` naming the first argument that is wrong.
     static func validated(
-        _ kind: Kind, input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float
+        _ kind: Kind, input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float,
+        residual: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none
     ) throws(NormError) -> RowNormProblem {
         let shape = input.shape
         guard !normalizedShape.isEmpty else {
@@ -71,8 +75,10 @@ struct RowNormProblem: Hashable, Sendable {
         try NormError.checkParameter(weight, "weight", shape: normalizedShape, backend: backend)
         try NormError.checkParameter(bias, "bias", shape: normalizedShape, backend: backend)
         try NormError.checkEps(eps)
+        let fusion = try RowNormFusion.validated(
+            residual: residual, input: input, weight: weight, weightOffset: weightOffset, activation: activation)
         return RowNormProblem(
             kind: kind, shape: shape, normalizedShape: normalizedShape, layout: input.layout,
-            elementType: input.elementType, hasWeight: weight != nil, hasBias: bias != nil)
+            elementType: input.elementType, hasWeight: weight != nil, hasBias: bias != nil, fusion: fusion)
     }
 }

@@ -1,7 +1,7 @@
 /// An RMSNorm layer that owns its parameter, as `torch.nn.RMSNorm`.
 ///
 /// Scales each sample over its trailing ``normalizedShape`` dims by its own root
-/// mean square. The math is that of ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)``.
+/// mean square. The math is that of ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``.
 public struct RMSNorm: Sendable {
     /// The trailing dims normalised over.
     public let normalizedShape: [Int]
@@ -10,6 +10,14 @@ public struct RMSNorm: Sendable {
     public var eps: Float?
     /// γ of shape ``normalizedShape``, initially 1; nil without elementwise affine.
     public var weight: Tensor?
+    /// β, an offset added after the scaling (float32 of shape ``normalizedShape``); nil
+    /// (the default, as `torch.nn.RMSNorm`) for none.
+    public var bias: Tensor? = nil
+    /// Added to γ before it scales: 1 for Gemma's `x · rstd · (1 + w)`, whose weight
+    /// starts at 0 (set ``weight`` to zeros with it). Default 0.
+    public var weightOffset: Float = 0
+    /// The activation applied to the output (default ``Activation/none``).
+    public var activation: Activation = .none
 
     /// A layer with PyTorch's defaults on `backend`.
     ///
@@ -39,6 +47,22 @@ public struct RMSNorm: Sendable {
 
     /// Like ``callAsFunction(_:)``, also returning the saved `rstd` and kernel events.
     public func forward(_ input: Tensor) throws -> RMSNormOutput {
-        try rmsNorm(input, normalizedShape: normalizedShape, weight: weight, eps: eps)
+        try rmsNorm(
+            input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, weightOffset: weightOffset,
+            activation: activation)
+    }
+
+    /// Normalises `input + residual` in one pass (a pre-norm transformer block's
+    /// `h = x + residual; y = norm(h)`), returning h as ``RMSNormOutput/residualSum``
+    /// when `returnsResidualSum` (the next block's residual).
+    ///
+    /// - Parameters:
+    ///   - input: x.
+    ///   - residual: the residual stream: x's shape and layout, its element type or float32.
+    ///   - returnsResidualSum: whether to write h.
+    public func forward(_ input: Tensor, residual: Tensor, returnsResidualSum: Bool = true) throws -> RMSNormOutput {
+        try rmsNorm(
+            input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, residual: residual,
+            returnsResidualSum: returnsResidualSum, weightOffset: weightOffset, activation: activation)
     }
 }

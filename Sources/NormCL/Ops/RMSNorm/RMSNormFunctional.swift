@@ -11,16 +11,33 @@
 /// float32 (also for half storage) in blocks added with Kahan compensation, so it
 /// stays accurate for rows of millions of values.
 ///
+/// Fused around the norm, in the same pass (see <doc:FusedEpilogues>):
+///
+///     h = x + residual
+///     y = f(h · rstd_r(h) · (γ + weightOffset) + β)
+///
+/// with f the `activation`; h (returned when `returnsResidualSum`) is formed in
+/// float32 and stored in the residual's element type.
+///
 /// - Parameters:
 ///   - input: any rank ≥ `normalizedShape.count`, row-major (channels-first; a
 ///     channels-last tensor of rank ≥ 3 is not supported), float32 or half storage;
 ///     the output has the same shape, layout and element type.
 ///   - normalizedShape: the trailing dims to normalise over (at least one, all positive).
 ///   - weight: γ, float32 of shape `normalizedShape`, or nil for γ = 1.
+///   - bias: β, an offset added after the scaling (float32 of shape `normalizedShape`),
+///     or nil for none (plain RMSNorm).
 ///   - eps: added to the mean square inside the square root; finite and ≥ 0. nil
 ///     (the default) means the machine epsilon of the input's element type
 ///     (``ElementType/epsilon``: 2^-23 for float32, 2^-10 for half), as PyTorch's
 ///     `eps=None`. LLMs usually pass 1e-5 or 1e-6 explicitly.
+///   - residual: added to the input before the norm, or nil: the input's shape and
+///     layout, its element type or float32 (the residual stream kept in float32 under
+///     half storage), as vLLM's `fused_add_rms_norm`.
+///   - returnsResidualSum: whether to write h = x + residual (``RMSNormOutput/residualSum``).
+///   - weightOffset: added to γ before it scales: 1 for Gemma's `x · rstd · (1 + w)`
+///     (zero-centred γ); needs a weight.
+///   - activation: applied to the normalized output (``Activation``).
 ///   - destinations: tensors to write the output and the per-row `rstd` (as
 ///     ``ForwardDestinations/saveInvstd``) into (OpenCL; see ``ForwardDestinations``);
 ///     new tensors where nil.
@@ -36,17 +53,21 @@
 ///   eps, rows or D of 2^32 or more, channels-last input of rank ≥ 3
 ///   (`unsupported`); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func rmsNorm(
-    _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, eps: Float? = nil,
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Float? = nil,
+    residual: Tensor? = nil, returnsResidualSum: Bool = false, weightOffset: Float = 0, activation: Activation = .none,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> RMSNormOutput {
     try rmsNorm(
-        input, normalizedShape: normalizedShape, weight: weight, eps: eps, strategy: nil, tuning: nil,
-        call: OpCall(waitList: waitList, forward: destinations))
+        input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps,
+        fusing: RowNormFusionArguments(
+            residual: residual, returnsResidualSum: returnsResidualSum, weightOffset: weightOffset,
+            activation: activation),
+        strategy: nil, tuning: nil, call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot RMS normalisation of host values (float32): uploads, normalises, downloads.
 ///
-/// See ``rmsNorm(_:normalizedShape:weight:eps:into:waitingFor:)`` for the math.
+/// See ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` for the math.
 /// - Parameters:
 ///   - values: the input, row-major, `shape`'s element count.
 ///   - shape: the input's shape; its trailing dims are `normalizedShape`.
@@ -68,15 +89,17 @@ public func rmsNorm(
 /// strategy on OpenCL and `tuning` replaces the device's (tests use them to cover
 /// each strategy, and the GPU-style interleaved kernels on a CPU device).
 func rmsNorm(
-    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, eps: Float?, strategy: RowNormPlan.Strategy?,
+    _ input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor? = nil, eps: Float?,
+    fusing fused: RowNormFusionArguments = RowNormFusionArguments(), strategy: RowNormPlan.Strategy?,
     tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> RMSNormOutput {
     let eps = eps ?? input.elementType.epsilon
     let r = try rowNormForward(
-        .rmsNorm, input, normalizedShape: normalizedShape, weight: weight, bias: nil, eps: eps, strategy: strategy,
-        tuning: tuning, call: call)
+        .rmsNorm, input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps, fusing: fused,
+        strategy: strategy, tuning: tuning, call: call)
     var output = RMSNormOutput(output: r.output, saveInvRms: r.saveScale, events: r.events)
-    output.saved = SavedForward(input: input, weight: weight, bias: nil, eps: eps)
+    output.saved = SavedForward(fused, input: input, weight: weight, bias: bias, eps: eps)
     output.normalizedShape = normalizedShape
+    output.residualSum = r.residualSum
     return output
 }

@@ -9,8 +9,12 @@ public struct RMSNormOutput: Sendable {
     /// The OpenCL kernels the op enqueued, in order (empty on the reference path).
     public let events: [KernelEvent]
 
-    /// The input, weight and eps, for ``rmsNormBackward(_:forward:outputMask:into:waitingFor:)``.
+    /// The input, weight and eps, for ``rmsNormBackward(_:forward:gradResidualSum:outputMask:into:waitingFor:)``.
     var saved: SavedForward? = nil
     /// The forward's `normalizedShape`.
     var normalizedShape: [Int] = []
+    /// h = x + residual, when the call added a residual and was asked to return it (the
+    /// next block's residual stream): the input's shape and layout, the residual's
+    /// element type. nil otherwise.
+    public internal(set) var residualSum: Tensor? = nil
 }

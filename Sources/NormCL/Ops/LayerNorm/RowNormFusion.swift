@@ -1,0 +1,51 @@
+/// What a LayerNorm or RMSNorm call fuses around its normalization, as far as it changes
+/// the kernels' code: a residual added before it, γ's offset and an activation after it.
+///
+///     h = x + residual              (when a residual is given; else h = x)
+///     a = norm(h) · (γ + offset) + β
+///     y = f(a)
+///
+/// The backward recomputes h from x and the residual and a from h and the saved
+/// statistics; it never reads a stored copy of either.
+struct RowNormFusion: Hashable, Sendable {
+    /// The residual's element type (also that of the stored sum h) when one is added:
+    /// the input's, or float32 under half storage (`residual_in_fp32`); nil without one.
+    var residualType: ElementType? = nil
+    /// Added to every γ before it scales (1 for Gemma's zero-centred γ); needs a weight.
+    var weightOffset: Float = 0
+    /// The activation applied to the normalized, scaled and shifted value.
+    var activation: Activation = .none
+
+    var hasResidual: Bool { residualType != nil }
+    /// Whether anything is fused (the plain op's programs are built without these options).
+    var isPlain: Bool { self == RowNormFusion() }
+
+    /// Checks the fused arguments of a call whose input and weight are already valid.
+    ///
+    /// - Throws: ``NormError`` for a residual of another shape, layout, backend or element
+    ///   type (it may be float32 under half storage), a non-finite `weightOffset`, or a
+    ///   non-zero one without a weight.
+    static func validated(
+        residual: Tensor?, input: Tensor, weight: Tensor?, weightOffset: Float, activation: Activation
+    ) throws(NormError) -> RowNormFusion {
+        try NormError.checkCompanion(residual, "residual", matches: input, allowsFloat32: true)
+        guard weightOffset.isFinite else {
+            throw .invalidArgument(argument: "weightOffset", reason: "must be finite, got \(weightOffset)")
+        }
+        if weightOffset != 0 && weight == nil {
+            throw .invalidArgument(argument: "weightOffset", reason: "offsets γ, so it needs a weight")
+        }
+        return RowNormFusion(residualType: residual?.elementType, weightOffset: weightOffset, activation: activation)
+    }
+
+    /// Adds the kernels' options (Kernels/epilogue.cl): HAS_RESIDUAL and RESIDUAL_FLOAT with
+    /// a residual, ACTIVATION with an activation. Nothing for the plain op, whose programs
+    /// stay those of an unfused call. The offset is a kernel argument.
+    func specialize(_ options: inout KernelSpecialization, storage: ElementType) {
+        if let residualType {
+            options.flag("HAS_RESIDUAL", true)
+            options.flag("RESIDUAL_FLOAT", residualType == .float32 && storage != .float32)
+        }
+        if activation != .none { options.define("ACTIVATION", activation.kernelCode) }
+    }
+}

@@ -1,0 +1,282 @@
+import Testing
+@testable import NormCL
+
+/// LayerNorm and RMSNorm with what they fuse (a residual added before the norm, γ's
+/// offset, β for RMSNorm, an activation after the norm), forward and backward, on
+/// OpenCL against the reference, which runs the unfused sequence (an add stored in the
+/// residual's type, the plain norm, the activation); the reference's own backward
+/// against finite differences; bad input; NaN confined to its row; bit-identical reruns.
+@Suite("LayerNorm and RMSNorm fused epilogues")
+struct RowNormEpilogueTests {
+    /// One fused call: what it fuses, its shape, and how the OpenCL side is forced to run.
+    struct Case: CustomStringConvertible, Sendable {
+        var kind: RowNormProblem.Kind
+        var shape: [Int]
+        var elementType: ElementType = .float32
+        /// nil: no residual; else the residual's element type.
+        var residual: ElementType? = nil
+        var activation: Activation = .none
+        var weightOffset: Float = 0
+        var hasBias = true
+        var strategy: RowNormPlan.Strategy? = nil
+        var tuning: DeviceTuning? = nil
+        var fuseParameters: Bool? = nil
+
+        var normalizedShape: [Int] { [shape.last!] }
+        var description: String {
+            "\(kind) \(shape) \(elementType) residual=\(residual.map(\.rawValue) ?? "none") \(activation) offset=\(weightOffset) bias=\(hasBias) strategy=\(strategy.map { "\($0)" } ?? "auto") gpu=\(tuning != nil) fuse=\(fuseParameters.map { "\($0)" } ?? "auto")"
+        }
+    }
+
+    static let cases: [Case] = [
+        Case(kind: .rmsNorm, shape: [5, 64], residual: .float32, activation: .none, hasBias: false),
+        Case(kind: .rmsNorm, shape: [5, 64], elementType: .float16, residual: .float32, weightOffset: 1, hasBias: false),
+        Case(kind: .rmsNorm, shape: [7, 13], elementType: .float16, residual: .float16, activation: .silu),
+        Case(
+            kind: .rmsNorm, shape: [37, 1000], residual: .float32, activation: .gelu,
+            strategy: .fused(itemsPerRow: 16, rowsPerGroup: 2)),
+        Case(
+            kind: .rmsNorm, shape: [2, 4100], residual: .float32, activation: .relu, weightOffset: 1,
+            strategy: .splitRows(slices: 7, itemsPerSlice: 4)),
+        Case(kind: .rmsNorm, shape: [300, 12], residual: .float32, activation: .geluTanh, tuning: .gpuStyle),
+        Case(kind: .layerNorm, shape: [5, 64], residual: .float32, activation: .gelu),
+        Case(kind: .layerNorm, shape: [6, 257], elementType: .float16, residual: .float16, activation: .relu, hasBias: false),
+        Case(
+            kind: .layerNorm, shape: [3, 1023], elementType: .float16, residual: .float32, activation: .silu,
+            weightOffset: 1, strategy: .fused(itemsPerRow: 1, rowsPerGroup: 4)),
+        Case(
+            kind: .layerNorm, shape: [2, 4100], activation: .geluTanh, strategy: .splitRows(slices: 5, itemsPerSlice: 1)),
+        Case(kind: .layerNorm, shape: [40, 96], residual: .float32, activation: .silu, fuseParameters: false),
+        Case(kind: .layerNorm, shape: [300, 13], residual: .float32, activation: .relu, tuning: .gpuStyle),
+        Case(kind: .layerNorm, shape: [1, 1], residual: .float32, activation: .silu),
+    ]
+
+    /// The inputs of one case, rounded to their element types.
+    struct Data {
+        var x, residual, dy, gradSum: [Float]
+        var weight, bias: [Float]
+
+        init(_ c: Case, seed: UInt64) {
+            var rng = SeededGenerator(seed: seed)
+            let count = c.shape.reduce(1, *), d = c.shape.last!
+            x = rng.normals(count, offset: 0.5).map { c.elementType.rounded($0) }
+            let residualType = c.residual ?? c.elementType
+            residual = rng.normals(count, scale: 2).map { residualType.rounded($0) }
+            dy = rng.normals(count).map { c.elementType.rounded($0) }
+            gradSum = rng.normals(count, scale: 0.5).map { residualType.rounded($0) }
+            // Zero-centred γ around 0 with the offset, around 1 without.
+            weight = rng.normals(d, offset: c.weightOffset == 0 ? 1 : 0, scale: 0.5)
+            bias = rng.normals(d, scale: 0.5)
+        }
+    }
+
+    struct Run {
+        var output: Tensor
+        var residualSum: Tensor?
+        var mean: Tensor?
+        var scale: Tensor
+        var gradients: NormGradients
+    }
+
+    /// The forward (returning h when there is a residual) and its backward (with dL/dh
+    /// when there is a residual) of `c` on `backend`.
+    static func run(_ c: Case, _ data: Data, on backend: Backend, forcing: Bool) throws -> Run {
+        let layout = TensorLayout.channelsFirst
+        let x = try Tensor(data.x, shape: c.shape, layout: layout, elementType: c.elementType, on: backend)
+        let residual = try c.residual.map {
+            try Tensor(data.residual, shape: c.shape, layout: layout, elementType: $0, on: backend)
+        }
+        let gradSum = try c.residual.map {
+            try Tensor(data.gradSum, shape: c.shape, layout: layout, elementType: $0, on: backend)
+        }
+        let dy = try Tensor(data.dy, shape: c.shape, layout: layout, elementType: c.elementType, on: backend)
+        let weight = try Tensor(data.weight, shape: c.normalizedShape, on: backend)
+        let bias = c.hasBias ? try Tensor(data.bias, shape: c.normalizedShape, on: backend) : nil
+        let fused = RowNormFusionArguments(
+            residual: residual, returnsResidualSum: residual != nil, weightOffset: c.weightOffset,
+            activation: c.activation)
+        let backwardFused = RowNormBackwardFusionArguments(forward: fused, bias: bias, gradResidualSum: gradSum)
+        let (strategy, tuning, fuse) = forcing ? (c.strategy, c.tuning, c.fuseParameters) : (nil, nil, nil)
+        switch c.kind {
+        case .layerNorm:
+            let f = try layerNorm(
+                x, normalizedShape: c.normalizedShape, weight: weight, bias: bias, eps: 1e-5, fusing: fused,
+                strategy: strategy, tuning: tuning)
+            let g = try layerNormBackward(
+                dy, input: x, normalizedShape: c.normalizedShape, weight: weight, saveMean: f.saveMean,
+                saveInvstd: f.saveInvstd, outputMask: .all, fusing: backwardFused, strategy: strategy,
+                fuseParameters: fuse, tuning: tuning)
+            return Run(output: f.output, residualSum: f.residualSum, mean: f.saveMean, scale: f.saveInvstd, gradients: g)
+        case .rmsNorm:
+            let f = try rmsNorm(
+                x, normalizedShape: c.normalizedShape, weight: weight, bias: bias, eps: 1e-5, fusing: fused,
+                strategy: strategy, tuning: tuning)
+            let g = try rmsNormBackward(
+                dy, input: x, normalizedShape: c.normalizedShape, weight: weight, saveInvRms: f.saveInvRms,
+                outputMask: .all, fusing: backwardFused, strategy: strategy, fuseParameters: fuse, tuning: tuning)
+            return Run(output: f.output, residualSum: f.residualSum, mean: nil, scale: f.saveInvRms, gradients: g)
+        }
+    }
+
+    /// Tolerances: y within `base·(1 + |y|)` (float32: device `exp`/`erf`/`tanh` of a few
+    /// ulps on a normalized value of ~1e-6 error; half: the reference rounds the norm's
+    /// output to half before the activation, the kernel does not, so a step of 2^-10 more);
+    /// h exactly (both add in float32 and round once to the residual's type); the
+    /// statistics to 1e-5 (half: h is rounded to half in the reference's sequence and
+    /// kept in float32 by the kernels); gradients to a fraction of their largest magnitude
+    /// (dx is a difference of nearly cancelling terms, dγ/dβ sums over rows).
+    @Test("OpenCL matches the unfused reference, forward and backward", arguments: cases.indices)
+    func matchesReference(index: Int) throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        let c = Self.cases[index]
+        let data = Data(c, seed: UInt64(index + 11))
+        let actual = try Self.run(c, data, on: backend, forcing: true)
+        let expected = try Self.run(c, data, on: .reference, forcing: false)
+        let half = c.elementType == .float16 || c.residual == .float16
+        expectOutputClose(
+            try actual.output.toArray(), try expected.output.toArray(), "y \(c)", base: half ? 2e-3 : 1e-5,
+            half: half, halfFloor: 1e-4)
+        #expect(actual.output.elementType == c.elementType && actual.output.shape == c.shape, "y type \(c)")
+        if let residualType = c.residual {
+            let h = try #require(actual.residualSum, "h \(c)")
+            #expect(h.elementType == residualType && h.shape == c.shape, "h type \(c)")
+            #expect(try h.toArray() == expected.residualSum?.toArray(), "h \(c)")
+        } else {
+            #expect(actual.residualSum == nil)
+        }
+        let statisticsTolerance = c.elementType == .float16 && c.residual == .float16 ? 2e-3 : 1e-5
+        if let mean = actual.mean, let reference = expected.mean {
+            expectClose(try mean.toArray(), try reference.toArray(), "mean \(c)", relative: statisticsTolerance, absolute: statisticsTolerance)
+        }
+        expectClose(try actual.scale.toArray(), try expected.scale.toArray(), "scale \(c)", relative: statisticsTolerance)
+
+        let relative = half ? 1e-2 : 1e-4
+        for (name, a, e) in [
+            ("dx", actual.gradients.input, expected.gradients.input),
+            ("dγ", actual.gradients.weight, expected.gradients.weight),
+            ("dβ", actual.gradients.bias, expected.gradients.bias),
+        ] {
+            #expect((a == nil) == (e == nil), "\(name) presence \(c)")
+            guard let a, let e else { continue }
+            let reference = try e.toArray()
+            let largest = Double(reference.map { Swift.abs($0) }.max() ?? 0)
+            expectClose(try a.toArray(), reference, "\(name) \(c)") { _ in relative * largest + 1e-6 }
+        }
+        #expect((actual.gradients.bias != nil) == c.hasBias || c.kind == .layerNorm, "dβ exists with β \(c)")
+    }
+
+    /// The float64 forward the finite differences differentiate: h = x + r,
+    /// a = norm(h)·(w + offset) + b, y = f(a).
+    static func forward64(
+        _ kind: RowNormProblem.Kind, rows: Int, d: Int, x: [Double], residual: [Double], weight: [Double],
+        bias: [Double], offset: Double, activation: Activation
+    ) -> [Double] {
+        var y = [Double](repeating: 0, count: x.count)
+        for r in 0..<rows {
+            let h = (0..<d).map { x[r * d + $0] + residual[r * d + $0] }
+            let mean = kind == .layerNorm ? h.reduce(0, +) / Double(d) : 0
+            let spread = h.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d)
+            let scale = 1 / (spread + 1e-5).squareRoot()
+            for j in 0..<d { y[r * d + j] = activation((h[j] - mean) * scale * (weight[j] + offset) + bias[j]) }
+        }
+        return y
+    }
+
+    @Test("the reference backward matches finite differences of the fused forward", arguments: Activation.allCases)
+    func gradientCheck(activation: Activation) throws {
+        let (rows, d) = (3, 8)
+        for kind in [RowNormProblem.Kind.layerNorm, .rmsNorm] {
+            var rng = SeededGenerator(seed: 5)
+            let x = rng.normals(rows * d).map(Double.init), r = rng.normals(rows * d).map(Double.init)
+            let w = rng.normals(d, scale: 0.5).map(Double.init), b = rng.normals(d, scale: 0.5).map(Double.init)
+            let upstream = rng.normals(rows * d).map(Double.init), gradSum = rng.normals(rows * d).map(Double.init)
+            let offset = 1.0
+            let c = Case(kind: kind, shape: [rows, d], residual: .float32, activation: activation, weightOffset: 1)
+            var data = Data(c, seed: 1)
+            (data.x, data.residual, data.weight, data.bias) = (
+                x.map(Float.init), r.map(Float.init), w.map(Float.init), b.map(Float.init)
+            )
+            (data.dy, data.gradSum) = (upstream.map(Float.init), gradSum.map(Float.init))
+            let g = try Self.run(c, data, on: .reference, forcing: false).gradients
+            func y(_ x: [Double], _ w: [Double], _ b: [Double]) -> [Double] {
+                Self.forward64(kind, rows: rows, d: d, x: x, residual: r, weight: w, bias: b, offset: offset, activation: activation)
+            }
+            // dL/dx with L = Σ y·dy + Σ h·gradSum (h = x + r reaches the loss directly too).
+            GradientCheck.expectGradient(
+                try #require(g.input).toArray().map(Double.init),
+                of: { GradientCheck.dot(y($0, w, b), upstream) + GradientCheck.dot(zip($0, r).map(+), gradSum) },
+                at: x, "dx \(kind) \(activation)", relative: 1e-4)
+            GradientCheck.expectGradient(
+                try #require(g.weight).toArray().map(Double.init), of: { y(x, $0, b) }, weightedBy: upstream, at: w,
+                "dγ \(kind) \(activation)", relative: 1e-4)
+            GradientCheck.expectGradient(
+                try #require(g.bias).toArray().map(Double.init), of: { y(x, w, $0) }, weightedBy: upstream, at: b,
+                "dβ \(kind) \(activation)", relative: 1e-4)
+        }
+    }
+
+    @Test("bad fused arguments give typed errors")
+    func errors() throws {
+        for backend in allBackends {
+            let x = try Tensor([Float](repeating: 1, count: 12), shape: [3, 4], on: backend)
+            let w = try Tensor([Float](repeating: 1, count: 4), shape: [4], on: backend)
+            let other = try Tensor([Float](repeating: 1, count: 8), shape: [2, 4], on: backend)
+            let half = try Tensor([Float](repeating: 1, count: 12), shape: [3, 4], elementType: .float16, on: backend)
+            func argument(_ body: () throws -> Any) -> String? {
+                do {
+                    _ = try body()
+                    return nil
+                } catch let error as NormError {
+                    return error.argument
+                } catch {
+                    return "\(error)"
+                }
+            }
+            #expect(argument { try rmsNorm(x, normalizedShape: [4], residual: other) } == "residual")
+            // A half residual under float32 storage would lose the stream's precision.
+            #expect(argument { try layerNorm(x, normalizedShape: [4], residual: half) } == "residual")
+            #expect(argument { try rmsNorm(x, normalizedShape: [4], returnsResidualSum: true) } == "returnsResidualSum")
+            #expect(argument { try rmsNorm(x, normalizedShape: [4], weightOffset: 1) } == "weightOffset")
+            #expect(argument { try rmsNorm(x, normalizedShape: [4], weight: w, weightOffset: .nan) } == "weightOffset")
+            let f = try rmsNorm(x, normalizedShape: [4], weight: w)
+            #expect(argument { try rmsNormBackward(x, forward: f, gradResidualSum: x) } == "gradResidualSum")
+            let fused = try rmsNorm(x, normalizedShape: [4], weight: w, residual: x, returnsResidualSum: true)
+            #expect(argument { try rmsNormBackward(x, forward: fused, gradResidualSum: half) } == "gradResidualSum")
+            #expect(argument { try rmsNormBackward(x, forward: fused, gradResidualSum: other) } == "gradResidualSum")
+            if case .openCL = backend {
+                // h may not be written over its own input.
+                #expect(
+                    argument {
+                        try layerNorm(
+                            x, normalizedShape: [4], residual: fused.output, returnsResidualSum: true,
+                            into: ForwardDestinations(residualSum: fused.output))
+                    } == "destinations.residualSum")
+            }
+        }
+    }
+
+    @Test("a NaN in the residual stays in its row, forward and backward; reruns are bit-identical")
+    func nanAndDeterminism() throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        for kind in [RowNormProblem.Kind.layerNorm, .rmsNorm] {
+            let c = Case(kind: kind, shape: [3, 64], residual: .float32, activation: .silu)
+            var data = Data(c, seed: 9)
+            data.residual[64 + 5] = .nan
+            let first = try Self.run(c, data, on: backend, forcing: false)
+            let second = try Self.run(c, data, on: backend, forcing: false)
+            let y = try first.output.toArray(), dx = try #require(first.gradients.input).toArray()
+            for row in 0..<3 {
+                let slice = (row * 64)..<(row * 64 + 64)
+                let nans = y[slice].filter(\.isNaN).count, gradientNaNs = dx[slice].filter(\.isNaN).count
+                #expect(row == 1 ? nans == 64 : nans == 0, "\(kind) row \(row): \(nans) NaN outputs")
+                #expect(row == 1 ? gradientNaNs == 64 : gradientNaNs == 0, "\(kind) row \(row): \(gradientNaNs) NaN dx")
+            }
+            // Bit patterns: the NaNs (row 1, and every column of dγ and dβ) compare too.
+            func bits(_ t: Tensor?) throws -> [UInt32]? { try t?.toArray().map(\.bitPattern) }
+            #expect(try bits(first.output) == bits(second.output))
+            #expect(try bits(first.gradients.input) == bits(second.gradients.input))
+            #expect(try bits(first.gradients.weight) == bits(second.gradients.weight))
+            #expect(try bits(first.gradients.bias) == bits(second.gradients.bias))
+        }
+    }
+}
