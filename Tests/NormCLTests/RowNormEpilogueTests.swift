@@ -280,3 +280,57 @@ struct RowNormEpilogueTests {
         }
     }
 }
+
+/// The unfused pieces as ops of their own (the fused ops' baseline): `residualSum` and
+/// `activate` on OpenCL against the reference, in place, bad input.
+@Suite("Elementwise residual add and activation")
+struct ElementwiseTests {
+    @Test("match the reference: every activation, f32 and half, a float32 residual, odd sizes")
+    func matchesReference() throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        for (shape, type) in [([3, 64], ElementType.float32), ([5, 7], .float16), ([1], .float32)] {
+            var rng = SeededGenerator(seed: 3)
+            let count = shape.reduce(1, *)
+            let x = rng.normals(count).map { type.rounded($0) }, z = rng.normals(count).map { type.rounded($0) }
+            let r = rng.normals(count, scale: 3)
+            for residualType in [type, .float32] {
+                let values = r.map { residualType.rounded($0) }
+                let on = { (b: Backend) in
+                    try residualSum(
+                        Tensor(x, shape: shape, elementType: type, on: b),
+                        Tensor(values, shape: shape, elementType: residualType, on: b)).output
+                }
+                let h = try on(backend)
+                #expect(h.elementType == residualType)
+                #expect(try h.toArray() == on(.reference).toArray(), "h \(shape) \(type) + \(residualType)")
+            }
+            for activation in Activation.allCases {
+                for withAddend in [false, true] {
+                    let on = { (b: Backend) in
+                        try activate(
+                            Tensor(x, shape: shape, elementType: type, on: b), activation,
+                            adding: withAddend ? Tensor(z, shape: shape, elementType: type, on: b) : nil).output.toArray()
+                    }
+                    let reference = try on(.reference)
+                    expectClose(try on(backend), reference, "\(activation) \(shape) \(type) addend=\(withAddend)") { i in
+                        (type == .float16 ? 2e-3 : 2e-6) * (1 + Swift.abs(Double(reference[i])))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("in place, and typed errors for inputs that do not match")
+    func inPlaceAndErrors() throws {
+        let backend = Backend.openCL(try #require(sharedRuntime))
+        let x = try Tensor([-1, 2, -3, 4, 5], shape: [5], on: backend)
+        _ = try activate(x, .relu, into: x)
+        #expect(try x.toArray() == [0, 2, 0, 4, 5])
+        let other = try Tensor([Float](repeating: 1, count: 4), shape: [4], on: backend)
+        let half = try Tensor([Float](repeating: 1, count: 5), shape: [5], elementType: .float16, on: backend)
+        #expect(throws: NormError.self) { try residualSum(x, other) }
+        #expect(throws: NormError.self) { try residualSum(x, half) }
+        #expect(throws: NormError.self) { try activate(x, .silu, adding: half) }
+        #expect(throws: NormError.self) { try activate(x, .silu, into: other) }
+    }
+}

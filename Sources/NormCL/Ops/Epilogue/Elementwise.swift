@@ -1,0 +1,107 @@
+/// What an elementwise op returns: its output and the kernels it enqueued.
+public struct ElementwiseOutput: Sendable {
+    /// The result.
+    public let output: Tensor
+    /// The OpenCL kernels the op enqueued (empty on the reference path).
+    public let events: [KernelEvent]
+}
+
+/// The residual add as an op of its own: `h = x + residual`, formed in float32 and
+/// stored in the residual's element type (float32 for a float32 residual under half
+/// storage, as PyTorch's type promotion gives).
+///
+/// This is the unfused piece that LayerNorm's and RMSNorm's `residual:` argument does in
+/// the norm's own pass (``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``):
+/// run on its own it reads both tensors and writes h, and the norm then reads h again.
+///
+/// - Parameters:
+///   - input: x, float32 or half storage.
+///   - residual: x's shape, layout and backend; x's element type or float32.
+///   - destination: a tensor to write h into (OpenCL), or nil for a new one.
+///   - waitList: events the kernel waits for; the op returns without waiting.
+/// - Throws: ``NormError`` for a residual or destination that does not match.
+public func residualSum(
+    _ input: Tensor, _ residual: Tensor, into destination: Tensor? = nil, waitingFor waitList: [OpenCLEvent] = []
+) throws -> ElementwiseOutput {
+    try NormError.checkCompanion(residual, "residual", matches: input, allowsFloat32: true)
+    switch input.backend {
+    case .reference:
+        let h = ReferenceEpilogue.sum(try input.toArray(), try residual.toArray(), as: residual.elementType)
+        return ElementwiseOutput(
+            output: Tensor(referenceValues: h, shape: input.shape, layout: input.layout, elementType: residual.elementType),
+            events: [])
+    case .openCL(let runtime):
+        let fusion = RowNormFusion(residualType: residual.elementType)
+        return try ElementwiseKernels.run(
+            "elementwise_sum", input, outputType: residual.elementType, fusion: fusion,
+            arguments: ["x": .buffer(input.openCLBuffer), "residual": .buffer(residual.openCLBuffer)],
+            call: OpCall(waitList: waitList, forward: ForwardDestinations(output: destination)).reading(input, residual),
+            on: runtime)
+    }
+}
+
+/// An activation as an op of its own: `y = f(x + addend)` (`f(x)` without an addend),
+/// elementwise, in x's element type.
+///
+/// This is the unfused piece that the norms' `activation:` (and BatchNorm's `addend:`)
+/// do in the norm's own pass: run on its own it reads the norm's output and writes it
+/// again.
+///
+/// - Parameters:
+///   - input: x, float32 or half storage.
+///   - activation: f (``Activation``).
+///   - addend: added before f, or nil: x's shape, layout, element type and backend.
+///   - destination: a tensor to write y into (OpenCL; it may be `input` itself), or nil
+///     for a new one.
+///   - waitList: events the kernel waits for; the op returns without waiting.
+/// - Throws: ``NormError`` for an addend or destination that does not match.
+public func activate(
+    _ input: Tensor, _ activation: Activation, adding addend: Tensor? = nil, into destination: Tensor? = nil,
+    waitingFor waitList: [OpenCLEvent] = []
+) throws -> ElementwiseOutput {
+    try NormError.checkCompanion(addend, "addend", matches: input)
+    switch input.backend {
+    case .reference:
+        var values = try input.toArray()
+        if let addend { values = ReferenceEpilogue.sum(values, try addend.toArray(), as: input.elementType) }
+        return ElementwiseOutput(
+            output: Tensor(
+                referenceValues: ReferenceEpilogue.activate(values, activation, as: input.elementType), shape: input.shape,
+                layout: input.layout, elementType: input.elementType),
+            events: [])
+    case .openCL(let runtime):
+        // y may overwrite x in place (each work-item reads its vector before it writes it).
+        return try ElementwiseKernels.run(
+            "elementwise_activate", input, outputType: input.elementType, fusion: RowNormFusion(activation: activation),
+            arguments: ["x": .buffer(input.openCLBuffer), "addend": .buffer(addend?.openCLBuffer)],
+            call: OpCall(waitList: waitList, forward: ForwardDestinations(output: destination)).reading(addend),
+            on: runtime)
+    }
+}
+
+/// Enqueues one kernel of `Kernels/elementwise.cl` over every vector of `input`.
+enum ElementwiseKernels {
+    static func run(
+        _ kernel: String, _ input: Tensor, outputType: ElementType, fusion: RowNormFusion,
+        arguments: KeyValuePairs<String, KernelArgument>, call: OpCall, on runtime: OpenCLRuntime
+    ) throws -> ElementwiseOutput {
+        let output = try call.forward(
+            \.output, "output", shape: input.shape, layout: input.layout, elementType: outputType, on: runtime)
+        guard input.count > 0 else { return ElementwiseOutput(output: output, events: []) }
+        let geometry = LaunchGeometry(device: runtime.device, tuning: runtime.tuning)
+        let vectorWidth = input.count % 4 == 0 ? 4 : 1
+        let vectors = input.count / vectorWidth
+        let launch = geometry.elementwiseLaunch(vectors: vectors)
+        var options = KernelSpecialization(
+            elementType: input.elementType, chunkedAccess: geometry.chunkedAccess,
+            wideIndices: LaunchGeometry.needsWideIndices(elements: vectors, workItems: launch.global[0]))
+        options.define("VEC", vectorWidth)
+        fusion.specialize(&options, storage: input.elementType)
+        let program = try runtime.program(.elementwise, options: options.text)
+        var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
+        let outputName = kernel == "elementwise_sum" ? "sum" : "y"
+        try launches.enqueue(
+            kernel, launch, arguments, [outputName: .buffer(output.deviceBuffer), "vectors": .ulong(UInt64(vectors))])
+        return ElementwiseOutput(output: output, events: launches.events)
+    }
+}
