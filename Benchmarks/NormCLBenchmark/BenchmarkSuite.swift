@@ -2,7 +2,7 @@ extension BenchmarkCase {
     /// Every op's cases (each op's list lives in `Cases/<Op>Cases.swift`).
     static func suite(quick: Bool) -> [BenchmarkCase] {
         batchNormCases(quick: quick) + layerNormCases(quick: quick) + groupNormCases(quick: quick)
-            + switchableNormCases(quick: quick) + modelShapeCases(quick: quick)
+            + switchableNormCases(quick: quick) + modelShapeCases(quick: quick) + fusedCases(quick: quick)
     }
 
     /// Shapes from real models that are not powers of two, and small batches, so that the

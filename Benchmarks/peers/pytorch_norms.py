@@ -120,8 +120,61 @@ def switchable_norm(x, mean_logits, var_logits, weight, bias, running=None, eps=
     return y.reshape(x.shape) * weight.view(view) + bias.view(view)
 
 
+ACTIVATIONS = {"ReLU": F.relu, "SiLU": F.silu, "GELU": F.gelu,
+               "GELU-tanh": lambda v: F.gelu(v, approximate="tanh")}
+
+
+def fused_forward_for(op, shape, device, ones, zeros, stats):
+    """The composites of normcl-bench's fused cases ("RMSNorm+residual", "LayerNorm+GELU",
+    "BatchNorm+add+ReLU train", "GroupNorm+SiLU G=32"), as eager PyTorch runs them: one op
+    after another, as transformer, ResNet and diffusers code does (ResNet's add and ReLU
+    in place). A residual case returns (y, h), as the fused op does; its backward takes
+    the gradient of both. Extra tensors (residual, addend) are params without grad."""
+    c = shape[1]
+    head = op.split(" ")[0]
+    parts = head.split("+")
+    if "separate" in op:
+        return None, None  # NormCL's own unfused baseline: no peer figure
+    other = torch.randn(shape, device=device)
+    if parts[0] == "RMSNorm" and parts[1:] == ["residual"]:
+        def rms(x, p):
+            h = x + p[1]
+            return F.rms_norm(h, (c,), p[0], 1e-6), h
+        return rms, [ones(c), other]
+    if parts[0] == "LayerNorm" and parts[1:] == ["residual"]:
+        def layer(x, p):
+            h = x + p[2]
+            return F.layer_norm(h, (c,), p[0], p[1]), h
+        return layer, [ones(c), zeros(c), other]
+    if parts[0] == "LayerNorm" and len(parts) == 2 and parts[1] in ACTIVATIONS:
+        f = ACTIVATIONS[parts[1]]
+        return (lambda x, p: f(F.layer_norm(x, (c,), p[0], p[1]))), [ones(c), zeros(c)]
+    if parts[0] == "RMSNorm" and len(parts) == 2 and parts[1] in ACTIVATIONS:
+        f = ACTIVATIONS[parts[1]]
+        return (lambda x, p: f(F.rms_norm(x, (c,), p[0], 1e-6))), [ones(c)]
+    if parts[0] == "BatchNorm" and parts[1:] == ["add", "ReLU"]:
+        training = "train" in op
+
+        def bn_add_relu(x, p):
+            y = F.batch_norm(x, stats[0].clone(), stats[1].clone(), p[0], p[1], training)
+            y += p[2]
+            return F.relu(y, inplace=True)
+        z = other.contiguous(memory_format=torch.channels_last) if "NHWC" in op else other
+        return bn_add_relu, [ones(c), zeros(c), z]
+    if parts[0] == "BatchNorm" and len(parts) == 2 and parts[1] in ACTIVATIONS:
+        training = "train" in op
+        f = ACTIVATIONS[parts[1]]
+        return ((lambda x, p: f(F.batch_norm(x, stats[0].clone(), stats[1].clone(), p[0], p[1], training))),
+                [ones(c), zeros(c)])
+    if parts[0] == "GroupNorm" and len(parts) == 2 and parts[1] in ACTIVATIONS:
+        groups = int(re.search(r"G=(\d+)", op).group(1))
+        f = ACTIVATIONS[parts[1]]
+        return (lambda x, p: f(F.group_norm(x, groups, p[0], p[1]))), [ones(c), zeros(c)]
+    return None, None
+
+
 def forward_for(op, shape, device):
-    """(forward(x, params) -> y, params) for one of normcl-bench's op names."""
+    """(forward(x, params) -> y or (y, h), params) for one of normcl-bench's op names."""
     def ones(n):
         return torch.ones(n, device=device, requires_grad=True)
 
@@ -130,6 +183,8 @@ def forward_for(op, shape, device):
 
     c = shape[1]
     stats = (torch.zeros(c, device=device), torch.ones(c, device=device))
+    if "+" in op.split(" ")[0]:
+        return fused_forward_for(op, shape, device, ones, zeros, stats)
     if op.startswith("BatchNorm"):
         training = "train" in op
         return (lambda x, p: F.batch_norm(x, stats[0].clone(), stats[1].clone(), p[0], p[1], training)), [ones(c), zeros(c)]
@@ -197,9 +252,10 @@ class PreparedCase:
         x.requires_grad_(self.grad)
         if self.grad:
             y = forward(x, params)
-            dy = torch.randn_like(y)
-            wrt = [x] + params
-            self.run = lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True)
+            outputs = list(y) if isinstance(y, tuple) else [y]
+            grads = [torch.randn_like(o) for o in outputs]
+            wrt = [x] + [p for p in params if p.requires_grad]
+            self.run = lambda: torch.autograd.grad(outputs, wrt, grads, retain_graph=True)
         else:
             self.run = lambda: forward(x, params)
 
