@@ -35,3 +35,12 @@ __kernel void elementwise_activate(__global const storage_t *x, __global const s
         }
     }
 }
+
+// da = dy * f'(a): the activation's backward at its input a (ACTIVATION).
+__kernel void elementwise_activation_grad(__global const storage_t *dy, __global const storage_t *a,
+                                          __global storage_t *da, ulong vectors) {
+    FOR_EACH_VECTOR(i, vectors) {
+        floatv d = LOADV(dy, i), v = LOADV(a, i);
+        STOREV(ACTIVATION_GRAD(floatv, d, v), da, i);
+    }
+}

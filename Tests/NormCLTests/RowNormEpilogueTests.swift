@@ -316,6 +316,15 @@ struct ElementwiseTests {
                         (type == .float16 ? 2e-3 : 2e-6) * (1 + Swift.abs(Double(reference[i])))
                     }
                 }
+                let backward = { (b: Backend) in
+                    try activationBackward(
+                        Tensor(z, shape: shape, elementType: type, on: b), activation,
+                        input: Tensor(x, shape: shape, elementType: type, on: b)).output.toArray()
+                }
+                let reference = try backward(.reference)
+                expectClose(try backward(backend), reference, "\(activation) backward \(shape) \(type)") { i in
+                    (type == .float16 ? 2e-3 : 2e-6) * (1 + Swift.abs(Double(reference[i])))
+                }
             }
         }
     }

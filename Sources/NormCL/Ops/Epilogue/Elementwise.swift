@@ -79,6 +79,43 @@ public func activate(
     }
 }
 
+/// The backward of ``activate(_:_:adding:into:waitingFor:)``: `da = dy · f′(a)` at the
+/// activation's input `a`, elementwise (ReLU passes dy where a > 0 or is NaN).
+///
+/// - Parameters:
+///   - gradOutput: dy, float32 or half storage.
+///   - activation: f (``Activation``).
+///   - input: a, the activation's input (for ReLU its output serves as well): dy's
+///     shape, layout, element type and backend.
+///   - destination: a tensor to write da into (OpenCL; it may be `gradOutput` itself), or
+///     nil for a new one.
+///   - waitList: events the kernel waits for; the op returns without waiting.
+/// - Throws: ``NormError`` for an input or destination that does not match.
+public func activationBackward(
+    _ gradOutput: Tensor, _ activation: Activation, input: Tensor, into destination: Tensor? = nil,
+    waitingFor waitList: [OpenCLEvent] = []
+) throws -> ElementwiseOutput {
+    try NormError.checkCompanion(input, "input", matches: gradOutput)
+    switch gradOutput.backend {
+    case .reference:
+        let type = gradOutput.elementType
+        let gradient = ReferenceEpilogue.gradient(
+            try gradOutput.toArray().map(Double.init), at: try input.toArray().map(Double.init), activation)
+        return ElementwiseOutput(
+            output: Tensor(
+                referenceValues: gradient.map { type.rounded(Float($0)) }, shape: gradOutput.shape,
+                layout: gradOutput.layout, elementType: type),
+            events: [])
+    case .openCL(let runtime):
+        return try ElementwiseKernels.run(
+            "elementwise_activation_grad", gradOutput, outputType: gradOutput.elementType,
+            fusion: RowNormFusion(activation: activation),
+            arguments: ["dy": .buffer(gradOutput.openCLBuffer), "a": .buffer(input.openCLBuffer)],
+            call: OpCall(waitList: waitList, forward: ForwardDestinations(output: destination)).reading(input),
+            on: runtime)
+    }
+}
+
 /// Enqueues one kernel of `Kernels/elementwise.cl` over every vector of `input`.
 enum ElementwiseKernels {
     static func run(
@@ -99,7 +136,7 @@ enum ElementwiseKernels {
         fusion.specialize(&options, storage: input.elementType)
         let program = try runtime.program(.elementwise, options: options.text)
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
-        let outputName = kernel == "elementwise_sum" ? "sum" : "y"
+        let outputName = ["elementwise_sum": "sum", "elementwise_activation_grad": "da"][kernel] ?? "y"
         try launches.enqueue(
             kernel, launch, arguments, [outputName: .buffer(output.deviceBuffer), "vectors": .ulong(UInt64(vectors))])
         return ElementwiseOutput(output: output, events: launches.events)
