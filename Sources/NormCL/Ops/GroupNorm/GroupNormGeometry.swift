@@ -32,11 +32,15 @@ struct GroupNormGeometry: Equatable, Sendable {
     /// The options both kernel files share; CVEC and TILE only for plans that run column
     /// kernels (so row plans do not build one program per `C % 4`). γ and β are
     /// arguments (NULL when absent): the kernels read them once per channel or run.
+    /// A fused activation is `ACTIVATION`, defined only when there is one, so that programs
+    /// without one are built exactly as before.
     func specialization(for problem: GroupNormProblem, columnKernels: Bool) -> KernelSpecialization {
-        channel.specialization(
+        var options = channel.specialization(
             elementType: problem.elementType, wideIndices: wideIndices,
             vectorWidth: columnKernels ? 1 : channel.vectorWidth,
             channelVectorWidth: columnKernels ? channel.channelVectorWidth : nil)
+        if problem.activation != .none { options.define("ACTIVATION", problem.activation.kernelCode) }
+        return options
     }
 
     /// The launch of a column kernel over `batch` samples and `slices` spatial slices.
