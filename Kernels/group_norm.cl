@@ -9,6 +9,9 @@
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC, TILE     the column kernels only (given for plans that run them): channels per
 //                  load (4 needs C % 4 == 0) and column vectors per work-item
+//   ACTIVATION     GroupNorm only, absent (0) without one: the activation fused after the
+//                  norm (epilogue.cl), y = f(((x - pilot) - offset) * scale + shift), applied
+//                  in registers before each store (no extra pass, no extra read or write)
 // Decided at run time from NULL arguments (one program for every combination): weight
 // and bias (gamma = 1, beta = 0 without), save_var (each row's biased variance, for
 // InstanceNorm's running update, written only when given).
@@ -26,7 +29,8 @@
 // of its offset (1e4 + N(0, 1) keeps full precision). Work-items sum blocks of BLOCK
 // vectors shifted by their running mean and fold each block with Chan's formula
 // (fold_block, Kahan-compensated); work-items, slices and channels merge with
-// moments_merge. Outputs are ((x - pilot) - (mean - pilot)) * scale + beta on every path.
+// moments_merge. Outputs are ((x - pilot) - (mean - pilot)) * scale + beta on every path
+// (then f of that with an ACTIVATION).
 
 // ---------------------------------------------------------------------------------
 // Channels-first rows.
@@ -78,8 +82,10 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
     FOR_EACH_PLANE_RUN(range, spatial_vecs, j, v, len, {
         uint c = c0 + (uint)j;
         float scale = invstd * gamma_of(weight, c), beta = beta_of(bias, c);
-        for (uint i = 0; i < len; ++i)
-            STOREV(((LOADV(x, base + v + i) - pilot) - mean) * scale + beta, y, base + v + i);
+        for (uint i = 0; i < len; ++i) {
+            floatv a = ((LOADV(x, base + v + i) - pilot) - mean) * scale + beta;
+            STOREV(ACTIVATE(floatv, a), y, base + v + i);
+        }
     });
 }
 
@@ -127,8 +133,8 @@ __kernel void gn_finish_rows(__global const float *pilots, __global const float 
 }
 
 // y = ((x - pilot[k]) - offset[k]) * scale[k] + shift[k] over channels-first input,
-// k = n * C + c the (n, c) plane: step 3 of the split path, and the elementwise pass
-// of inference with running statistics.
+// k = n * C + c the (n, c) plane, through the activation when there is one: step 3 of
+// the split path, and the elementwise pass of inference with running statistics.
 __kernel void gn_apply_planes(__global const storage_t *x, __global storage_t *y, uint planes, uint spatial_vecs,
                               __global const float *pilot, __global const float *offset,
                               __global const float *scale, __global const float *shift) {
@@ -136,7 +142,10 @@ __kernel void gn_apply_planes(__global const storage_t *x, __global storage_t *y
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
     FOR_EACH_PLANE_RUN(r, spatial_vecs, k, v, len, {
         float p = pilot[k], o = offset[k], s = scale[k], b = shift[k];
-        for (uint i = 0; i < len; ++i) STOREV(((LOADV(x, v + i) - p) - o) * s + b, y, v + i);
+        for (uint i = 0; i < len; ++i) {
+            floatv a = ((LOADV(x, v + i) - p) - o) * s + b;
+            STOREV(ACTIVATE(floatv, a), y, v + i);
+        }
     });
 }
 
@@ -188,14 +197,15 @@ __kernel void gn_column_partials(__global const storage_t *x, __global float *pa
 }
 
 // y = ((x - pilot[k]) - offset[k]) * scale[k] + shift[k] over channels-last input with
-// k = n * C + c, row by row with the coefficients loaded as vectors beside each row
+// k = n * C + c (through the activation when there is one), row by row with the coefficients loaded as vectors beside each row
 // segment. `rows` is N * M.
 __kernel void gn_apply_columns(__global const storage_t *x, __global storage_t *y, uint rows, uint spatial,
                                uint channels, __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
     uint column_vecs = channels / CVEC;
     FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, e, j, {
-        STOREC(((LOADC(x, e) - CLOAD(j, pilot)) - CLOAD(j, offset)) * CLOAD(j, scale) + CLOAD(j, shift), y, e);
+        floatc a = ((LOADC(x, e) - CLOAD(j, pilot)) - CLOAD(j, offset)) * CLOAD(j, scale) + CLOAD(j, shift);
+        STOREC(ACTIVATE(floatc, a), y, e);
     });
 }
 #endif  // CVEC

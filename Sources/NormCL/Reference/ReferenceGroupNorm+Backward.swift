@@ -14,17 +14,26 @@ extension ReferenceGroupNorm {
     ///     dx  = invstd/K · (K·g − Σ_row g − x̂·Σ_row g·x̂)
     ///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
     ///
+    /// With the problem's fused activation f, `y = f(a)`, `a = x̂·γ_c + β_c`, the backward is
+    /// the unfused sequence: `dy ← dy·f′(a)` at `a` recomputed from x, the statistics, γ
+    /// and β (``activationGradient(_:_:input:weight:bias:statistics:)``), then the above.
+    ///
     /// - Parameters:
     ///   - dy, x: in the memory order of `problem.layout`.
     ///   - weight: γ, or nil for γ = 1.
+    ///   - bias: β, or nil for β = 0 (read only with an activation).
     ///   - mean, invstd: the statistics the forward pass normalised with, per row
     ///     `r = n·G + g` (the saved ones, so the gradient is that of the computed output).
     static func backward(
-        _ problem: GroupNormProblem, gradOutput dy: [Double], input x: [Double], weight: [Double]?,
+        _ problem: GroupNormProblem, gradOutput: [Double], input x: [Double], weight: [Double]?, bias: [Double]? = nil,
         mean: [Double], invstd: [Double], mask: NormGradientMask
     ) -> Gradients {
-        let index = indexing(problem)
         let perGroup = problem.channelsPerGroup
+        let dy = activationGradient(problem, gradOutput, input: x, weight: weight, bias: bias) { n, c in
+            let r = n * problem.groups + c / perGroup
+            return (mean[r], invstd[r])
+        }
+        let index = indexing(problem)
         let count = Double(problem.valuesPerRow)
         var result = Gradients()
         if mask.contains(.input) {
@@ -95,6 +104,30 @@ extension ReferenceGroupNorm {
         result.weight = dWeight
         result.bias = dBias
         return result
+    }
+
+    /// The gradient at GroupNorm's output from `dy` at the fused activation's: `dy·f′(a)`
+    /// with `a = (x − mean(n, c))·invstd(n, c)·γ_c + β_c` in float64 (never rounded to
+    /// storage: the kernels recompute it in registers too); `dy` without an activation.
+    static func activationGradient(
+        _ problem: GroupNormProblem, _ dy: [Double], input x: [Double], weight: [Double]?, bias: [Double]?,
+        statistics: (_ n: Int, _ c: Int) -> (mean: Double, invstd: Double)
+    ) -> [Double] {
+        let f = problem.activation
+        guard f != .none else { return dy }
+        let index = indexing(problem)
+        var g = dy
+        for n in 0..<problem.batch {
+            for c in 0..<problem.channels {
+                let (mean, invstd) = statistics(n, c)
+                let gamma = weight?[c] ?? 1, beta = bias?[c] ?? 0
+                for m in 0..<problem.spatial {
+                    let i = index(n, c, m)
+                    g[i] = f.gradient(dy[i], at: (x[i] - mean) * invstd * gamma + beta)
+                }
+            }
+        }
+        return g
     }
 
     /// `dγ_c = Σ_{n,m} dy·(x − mean(n, c))·invstd(n, c)` and `dβ_c = Σ_{n,m} dy`, each

@@ -43,7 +43,8 @@ enum ReferenceGroupNorm {
         return (mean, variance)
     }
 
-    /// `y = (x − mean_{n,g})·invstd_{n,g}·γ_c + β_c` with the input's own statistics.
+    /// `y = (x − mean_{n,g})·invstd_{n,g}·γ_c + β_c` with the input's own statistics, then
+    /// the problem's fused activation as the separate op it stands for (``activate(_:_:)``).
     static func forward(_ problem: GroupNormProblem, x: [Float], weight: [Float]?, bias: [Float]?, eps: Double) -> Result {
         let (mean, variance) = rowStatistics(x, problem)
         let invstd = variance.map { 1 / ($0 + eps).squareRoot() }
@@ -52,7 +53,17 @@ enum ReferenceGroupNorm {
             let r = n * problem.groups + c / perGroup
             return (mean[r], invstd[r])
         }
-        return Result(output: output, mean: mean, variance: variance, invstd: invstd)
+        return Result(output: activate(output, problem), mean: mean, variance: variance, invstd: invstd)
+    }
+
+    /// `f(y)` for the problem's activation f, literally the unfused sequence: GroupNorm's
+    /// output `y` rounded to the storage type (what a separate op would have written),
+    /// then f in float64, rounded to float32 (the caller's tensor rounds it to storage).
+    /// `y` itself without an activation.
+    static func activate(_ y: [Float], _ problem: GroupNormProblem) -> [Float] {
+        let f = problem.activation, type = problem.elementType
+        guard f != .none else { return y }
+        return y.map { Float(f(Double(type.rounded($0)))) }
     }
 
     /// `y = (x − mean(n, c))·invstd(n, c)·γ_c + β_c`, computed in float64 and rounded once.

@@ -9,14 +9,19 @@ extension GroupNorm {
     ///   - outputMask: the gradients to compute (default all); dγ and dβ of a layer
     ///     without affine parameters are never computed (they come back nil).
     /// - Throws: ``NormError/forwardMismatch(argument:reason:)`` when the layer's weight
-    ///   or bias is not the one the forward used, or the forward had another G; and what
+    ///   or bias is not the one the forward used, or the forward had another G or another
+    ///   ``activation``; and what
     ///   ``groupNormBackward(_:forward:outputMask:into:waitingFor:)`` throws.
     public func backward(
         _ gradOutput: Tensor, forward: GroupNormOutput, outputMask: NormGradientMask = .all
     ) throws -> NormGradients {
-        try forward.saved.checkedForLayer("groupNorm", weight: weight, bias: bias)
+        let saved = try forward.saved.checkedForLayer("groupNorm", weight: weight, bias: bias)
         guard forward.numGroups == numGroups else {
             throw NormError.forwardMismatch(argument: "forward", reason: "made with \(forward.numGroups) groups, the layer has \(numGroups)")
+        }
+        guard saved.activation == activation else {
+            throw NormError.forwardMismatch(
+                argument: "activation", reason: "the forward fused \(saved.activation), the layer has \(activation)")
         }
         return try groupNormBackward(gradOutput, forward: forward, outputMask: outputMask)
     }

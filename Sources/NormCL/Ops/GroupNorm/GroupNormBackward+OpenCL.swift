@@ -17,17 +17,22 @@ enum GroupNormBackwardKernels {
         var x: DeviceBuffer
         var weight: DeviceBuffer?
         var statistics: Statistics
+        /// β, read only by a fused activation (its input is recomputed from x); nil for β = 0.
+        var bias: DeviceBuffer? = nil
     }
 
-    /// The per-(n, c) coefficients of `dx = a·dy + b·(x − mean) + c`.
+    /// The per-(n, c) coefficients of `dx = a·dy + b·(x − mean) + c`, and with a fused
+    /// activation β per (n, c): dy is then taken through f′ at `(x − mean)·a + β`.
     private struct Coefficients {
         let a: DeviceBuffer, b: DeviceBuffer, mean: DeviceBuffer, c: DeviceBuffer
+        let beta: DeviceBuffer?
 
-        init(planes: Int, on runtime: OpenCLRuntime) throws {
+        init(planes: Int, activation: Activation, on runtime: OpenCLRuntime) throws {
             a = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             b = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             mean = try DeviceBuffer(byteCount: planes * 4, on: runtime)
             c = try DeviceBuffer(byteCount: planes * 4, on: runtime)
+            beta = activation == .none ? nil : try DeviceBuffer(byteCount: planes * 4, on: runtime)
         }
     }
 
@@ -78,7 +83,8 @@ enum GroupNormBackwardKernels {
                 "gnb_fused_rows", ([problem.rows * wg], [wg]),
                 [
                     "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "weight": .buffer(inputs.weight),
-                    "mean": .buffer(mean), "invstd": .buffer(invstd), "dx": .buffer(dx?.deviceBuffer),
+                    "bias": .buffer(inputs.bias), "mean": .buffer(mean), "invstd": .buffer(invstd),
+                    "dx": .buffer(dx?.deviceBuffer),
                     "sums": .buffer(sums), "groups": try .count(problem.groups), "cpg": cpg,
                     "spatial_vecs": spatialVectors,
                 ])
@@ -94,6 +100,7 @@ enum GroupNormBackwardKernels {
                         "gnb_column_partials", launch,
                         [
                             "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
+                            "invstd": .buffer(invstd), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
                             "partials": .buffer(buffer), "channels": channels, "spatial": spatial, "cpg": cpg,
                         ])
                 } else {
@@ -102,20 +109,24 @@ enum GroupNormBackwardKernels {
                         "gnb_plane_partials", ([slices * wg, planes], [wg, 1]),
                         [
                             "dy": .buffer(inputs.gradOutput), "x": .buffer(inputs.x), "mean": .buffer(mean),
-                            "partials": .buffer(buffer), "cpg": cpg, "spatial_vecs": spatialVectors,
+                            "invstd": .buffer(invstd), "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias),
+                            "partials": .buffer(buffer), "channels": channels, "cpg": cpg,
+                            "spatial_vecs": spatialVectors,
                         ])
                 }
             }
-            let coefficients = dx == nil ? nil : try Coefficients(planes: planes, on: runtime)
+            let coefficients =
+                dx == nil ? nil : try Coefficients(planes: planes, activation: problem.activation, on: runtime)
             let launch = geometry.launch.perSegmentLaunch(segments: problem.rows)
             try launches.enqueue(
                 "gnb_finish_rows", launch,
                 [
                     "partials": .buffer(partials), "rows": try .count(problem.rows),
                     "slices": try .count(partials == nil ? 0 : slices), "weight": .buffer(inputs.weight),
-                    "mean": .buffer(mean), "invstd": .buffer(invstd), "sums": .buffer(sums),
-                    "coef_a": .buffer(coefficients?.a), "coef_b": .buffer(coefficients?.b),
+                    "bias": .buffer(inputs.bias), "mean": .buffer(mean), "invstd": .buffer(invstd),
+                    "sums": .buffer(sums), "coef_a": .buffer(coefficients?.a), "coef_b": .buffer(coefficients?.b),
                     "coef_mean": .buffer(coefficients?.mean), "coef_c": .buffer(coefficients?.c),
+                    "coef_beta": .buffer(coefficients?.beta),
                     "groups": try .count(problem.groups), "cpg": cpg, "count": .float(Float(problem.valuesPerRow)),
                 ])
             if let dx, let coefficients {
@@ -128,6 +139,7 @@ enum GroupNormBackwardKernels {
                             "rows": try .count(problem.batch * problem.spatial), "spatial": spatial,
                             "channels": channels, "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
                             "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
+                            "coef_beta": .buffer(coefficients.beta),
                         ])
                 } else {
                     try launches.enqueue(
@@ -137,6 +149,7 @@ enum GroupNormBackwardKernels {
                             "planes": try .count(planes), "spatial_vecs": spatialVectors,
                             "coef_a": .buffer(coefficients.a), "coef_b": .buffer(coefficients.b),
                             "coef_mean": .buffer(coefficients.mean), "coef_c": .buffer(coefficients.c),
+                            "coef_beta": .buffer(coefficients.beta),
                         ])
                 }
             }

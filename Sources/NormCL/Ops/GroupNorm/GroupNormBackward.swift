@@ -1,4 +1,4 @@
-/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)``, from what the
+/// The backward pass of ``groupNorm(_:numGroups:weight:bias:eps:activation:into:waitingFor:)``, from what the
 /// forward returned, as PyTorch's `native_group_norm_backward`: the gradients of a loss with respect to the input,
 /// γ and β, given `dy`, its gradient with respect to the output.
 ///
@@ -9,6 +9,9 @@
 ///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
 ///
 /// The statistics are functions of x, and dx includes their gradient (the two sums).
+/// When the forward fused an activation f, `y = f(a)` with `a = x̂·γ_c + β_c`, every `dy`
+/// above is `dy·f′(a)` (the gradient at GroupNorm's output), with `a` recomputed from x,
+/// the saved statistics, γ and β inside the kernels (no stored copy of `a` is read).
 /// On OpenCL, one pass over `x` and `dy` reduces `Σdy` and `Σdy·(x − mean)` per (n, c)
 /// (centred on the saved mean, so large-mean data does not cancel), a merge forms
 /// per-(n, c) coefficients and `dx = a·dy + b·(x − mean) + c` is written in one more
@@ -17,7 +20,7 @@
 ///
 /// - Parameters:
 ///   - gradOutput: `dy`, with the input's shape, layout and element type.
-///   - forward: what ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)`` returned; its input, G,
+///   - forward: what ``groupNorm(_:numGroups:weight:bias:eps:activation:into:waitingFor:)`` returned; its input, G,
 ///     γ and saved statistics are used, so nothing can disagree.
 ///   - outputMask: the gradients to compute; the others come back nil and their work
 ///     is skipped. dγ (dβ) is returned only when the forward had a weight (bias).
@@ -38,8 +41,9 @@ public func groupNormBackward(
         throw NormError.nothingSaved("groupNorm")
     }
     return try groupNormBackward(
-        gradOutput, input: saved.input, numGroups: forward.numGroups, weight: saved.weight, saveMean: saveMean,
-        saveInvstd: saveInvstd, outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil,
+        gradOutput, input: saved.input, numGroups: forward.numGroups, weight: saved.weight, bias: saved.bias,
+        saveMean: saveMean, saveInvstd: saveInvstd, activation: saved.activation,
+        outputMask: outputMask.restricted(to: saved), strategy: nil, tuning: nil,
         call: OpCall(waitList: waitList, backward: destinations))
 }
 
@@ -54,6 +58,9 @@ public func groupNormBackward(
 ///     dx   = invstd_{n,g}/K · (K·g − Σ g − x̂·Σ g·x̂)     (sums over the group)
 ///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
 ///
+/// With a fused `activation` f (the forward's `y = f(x̂·γ_c + β_c)`), every `dy` above is
+/// `dy·f′(a)`, `a = x̂·γ_c + β_c` recomputed from x, the saved statistics, γ and β.
+///
 /// The statistics are never recomputed from x; the kernels and their determinism are
 /// those of ``groupNormBackward(_:forward:outputMask:into:waitingFor:)``.
 ///
@@ -65,6 +72,10 @@ public func groupNormBackward(
 ///     requested dγ is still the gradient at γ = 1.
 ///   - saveMean: the forward pass's saved mean, float32 `(N, G)`.
 ///   - saveInvstd: the forward pass's saved `1/sqrt(var + eps)`, float32 `(N, G)`.
+///   - bias: β as in the forward pass (float32 `[C]`), or nil for β = 0; read only with an
+///     activation, whose input it shifts (default nil).
+///   - activation: the activation the forward pass fused after the norm (default
+///     ``Activation/none``).
 ///   - outputMask: the gradients to compute; the others come back nil and their work
 ///     is skipped.
 ///   - destinations: tensors to write dx, dγ and dβ into (OpenCL; see
@@ -72,17 +83,18 @@ public func groupNormBackward(
 ///   - waitList: events the first kernel waits for; the op returns without waiting.
 /// - Returns: dx (the input's shape, layout and element type), dγ and dβ (float32 `[C]`).
 /// - Throws: ``NormError`` for invalid arguments (what the forward pass throws for the
-///   input, G and weight; `gradOutput` differing from `input`; saved statistics not
+///   input, G, weight and bias; `gradOutput` differing from `input`; saved statistics not
 ///   float32 `(N, G)` on the input's backend; a destination that does not fit its
 ///   gradient); ``OpenCLError`` or ``KernelBuildError`` when the device fails.
 public func groupNormBackward(
     _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask = .all,
+    bias: Tensor? = nil, activation: Activation = .none, outputMask: NormGradientMask = .all,
     into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     try groupNormBackward(
-        gradOutput, input: input, numGroups: numGroups, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd,
-        outputMask: outputMask, strategy: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
+        gradOutput, input: input, numGroups: numGroups, weight: weight, bias: bias, saveMean: saveMean,
+        saveInvstd: saveInvstd, activation: activation, outputMask: outputMask, strategy: nil, tuning: nil,
+        call: OpCall(waitList: waitList, backward: destinations))
 }
 
 /// The backward pass with the statistics the forward pass returned (tests pass the rest).
@@ -102,19 +114,20 @@ func groupNormBackward(
 /// strategy on OpenCL and `tuning` replaces the device's (tests use them to cover
 /// each kernel path and GPU-style access on a CPU device).
 func groupNormBackward(
-    _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask, strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?,
-    call: OpCall = OpCall()
+    _ gradOutput: Tensor, input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor? = nil, saveMean: Tensor,
+    saveInvstd: Tensor, activation: Activation = .none, outputMask: NormGradientMask,
+    strategy: GroupNormBackwardPlan.Strategy?, tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> NormGradients {
     let problem = try GroupNormProblem.validatedBackward(
-        gradOutput: gradOutput, input: input, groups: numGroups, weight: weight, saveMean: saveMean,
-        saveInvstd: saveInvstd, op: "GroupNorm")
+        gradOutput: gradOutput, input: input, groups: numGroups, weight: weight, bias: bias, saveMean: saveMean,
+        saveInvstd: saveInvstd, op: "GroupNorm", activation: activation)
     if input.isEmpty { return try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: outputMask) }
     switch input.backend {
     case .reference:
         let gradients = ReferenceGroupNorm.backward(
             problem, gradOutput: try gradOutput.toArray().map(Double.init), input: try input.toArray().map(Double.init),
-            weight: try weight?.toArray().map(Double.init), mean: try saveMean.toArray().map(Double.init),
+            weight: try weight?.toArray().map(Double.init), bias: try bias?.toArray().map(Double.init),
+            mean: try saveMean.toArray().map(Double.init),
             invstd: try saveInvstd.toArray().map(Double.init), mask: outputMask)
         return try gradients.tensors(for: problem)
     case .openCL(let runtime):
@@ -123,10 +136,13 @@ func groupNormBackward(
         let plan = GroupNormBackwardPlan(
             problem: problem, mask: outputMask, device: runtime.device, tuning: tuning ?? runtime.tuning,
             strategy: strategy)
+        // β is read only by an activation (the input of f).
+        let beta = activation == .none ? nil : bias
         let inputs = GroupNormBackwardKernels.Inputs(
-            gradOutput: dy, x: x, weight: weight?.deviceBuffer, statistics: .saved(mean: mean, invstd: invstd))
+            gradOutput: dy, x: x, weight: weight?.deviceBuffer, statistics: .saved(mean: mean, invstd: invstd),
+            bias: beta?.deviceBuffer)
         return try GroupNormBackwardKernels.run(
             problem, plan: plan, inputs: inputs,
-            call: call.reading(gradOutput, input, weight, saveMean, saveInvstd), on: runtime)
+            call: call.reading(gradOutput, input, weight, beta, saveMean, saveInvstd), on: runtime)
     }
 }

@@ -6,7 +6,13 @@
 ///     mean_{n,g} = Σ x / ((C/G)·M)      var_{n,g} = Σ (x − mean_{n,g})² / ((C/G)·M)   (biased)
 ///     y = (x − mean_{n,g}) / sqrt(var_{n,g} + eps) · γ_c + β_c
 ///
-/// with γ and β per channel. There are no running statistics: training and inference
+/// with γ and β per channel, then, with an `activation` f other than ``Activation/none``,
+///
+///     y = f((x − mean_{n,g}) / sqrt(var_{n,g} + eps) · γ_c + β_c)
+///
+/// fused into the same kernels (the diffusion U-Net's `silu(group_norm(x))`): f is
+/// applied in registers before each store, so the fused op reads and writes exactly
+/// what GroupNorm alone does. There are no running statistics: training and inference
 /// compute the same thing. `numGroups == 1` normalises each sample over all of C and
 /// the spatial dims; `numGroups == C` is InstanceNorm without running statistics. A
 /// group of one value (`C/G·M == 1`) has variance 0 and outputs β, as in PyTorch.
@@ -23,6 +29,10 @@
 ///   - weight: γ, float32, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, float32, shape `[C]`, or nil for β = 0.
 ///   - eps: added to the variance inside the square root (default `1e-5`); finite and ≥ 0.
+///   - activation: f applied to the normalised value (default ``Activation/none``): ReLU,
+///     SiLU, GELU or GELU's tanh form, with PyTorch's formulas. The saved statistics are
+///     GroupNorm's; ``groupNormBackward(_:forward:outputMask:into:waitingFor:)`` applies
+///     f′ at the recomputed input of f.
 ///   - destinations: tensors to write the output and the saved statistics into (OpenCL;
 ///     see ``ForwardDestinations``; `runningMean` and `runningVar` are not used); new
 ///     tensors where nil.
@@ -39,15 +49,17 @@
 ///   device fails.
 public func groupNorm(
     _ input: Tensor, numGroups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
-    into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
+    activation: Activation = .none, into destinations: ForwardDestinations = ForwardDestinations(),
+    waitingFor waitList: [OpenCLEvent] = []
 ) throws -> GroupNormOutput {
     try groupNorm(
-        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: nil,
+        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, activation: activation, strategy: nil,
         call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot group normalisation of host float32 values in channels-first order:
-/// uploads, normalises, downloads. See ``groupNorm(_:numGroups:weight:bias:eps:into:waitingFor:)``.
+/// uploads, normalises, downloads. See
+/// ``groupNorm(_:numGroups:weight:bias:eps:activation:into:waitingFor:)``.
 ///
 /// - Parameters:
 ///   - values: the input, `shape`'s element count.
@@ -56,36 +68,38 @@ public func groupNorm(
 ///   - weight: γ, `C` values, or nil for γ = 1.
 ///   - bias: β, `C` values, or nil for β = 0.
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - activation: f applied to the normalised value, `y = f(GN(x))` (default
+///     ``Activation/none``).
 ///   - backend: where to run; ``Backend/default`` when nil.
 public func groupNorm(
     _ values: [Float], shape: [Int], numGroups: Int, weight: [Float]? = nil, bias: [Float]? = nil,
-    eps: Float = 1e-5, on backend: Backend? = nil
+    eps: Float = 1e-5, activation: Activation = .none, on backend: Backend? = nil
 ) throws -> [Float] {
     try oneShot(values, shape: shape, weight: weight, bias: bias, on: backend) {
-        try groupNorm($0, numGroups: numGroups, weight: $1, bias: $2, eps: eps).output
+        try groupNorm($0, numGroups: numGroups, weight: $1, bias: $2, eps: eps, activation: activation).output
     }
 }
 
 /// The one implementation behind the public entry points; `strategy` forces a plan
 /// strategy on OpenCL (tests use it to cover each one).
 func groupNorm(
-    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?,
-    call: OpCall = OpCall()
+    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, activation: Activation = .none,
+    strategy: GroupNormPlan.Strategy?, call: OpCall = OpCall()
 ) throws -> GroupNormOutput {
+    let problem = try GroupNormProblem.validated(
+        input: input, groups: numGroups, weight: weight, bias: bias, statistics: .input(savesVariance: false), eps: eps,
+        op: "GroupNorm", activation: activation)
     var output = try groupNormOutput(
-        input, numGroups: numGroups, weight: weight, bias: bias, eps: eps, strategy: strategy, call: call)
-    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
+        input, problem, weight: weight, bias: bias, eps: eps, strategy: strategy, call: call)
+    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps, activation: activation)
     output.numGroups = numGroups
     return output
 }
 
 private func groupNormOutput(
-    _ input: Tensor, numGroups: Int, weight: Tensor?, bias: Tensor?, eps: Float, strategy: GroupNormPlan.Strategy?,
-    call: OpCall
+    _ input: Tensor, _ problem: GroupNormProblem, weight: Tensor?, bias: Tensor?, eps: Float,
+    strategy: GroupNormPlan.Strategy?, call: OpCall
 ) throws -> GroupNormOutput {
-    let problem = try GroupNormProblem.validated(
-        input: input, groups: numGroups, weight: weight, bias: bias, statistics: .input(savesVariance: false), eps: eps,
-        op: "GroupNorm")
     if input.isEmpty {
         // As PyTorch: an empty output and `(N, G)` saved statistics, no kernel launch.
         let rowShape = [problem.batch, problem.groups]

@@ -24,6 +24,10 @@ struct GroupNormProblem: ChannelShaped, Hashable, Sendable {
     let statistics: Statistics
     let hasWeight: Bool
     let hasBias: Bool
+    /// The activation fused after the norm, `y = f(GN(x))` (GroupNorm only: InstanceNorm
+    /// has none). Its forward applies f before each store; its backward takes dy through
+    /// f′ at the input recomputed from x, the saved statistics, γ and β.
+    var activation: Activation = .none
 
     /// C / G.
     var channelsPerGroup: Int { groups == 0 ? 0 : channels / groups }
@@ -37,17 +41,20 @@ struct GroupNormProblem: ChannelShaped, Hashable, Sendable {
 
     /// Checks the arguments both ops share and describes the call.
     ///
-    /// - Parameter op: the op's name for messages ("GroupNorm", "InstanceNorm").
+    /// - Parameters:
+    ///   - op: the op's name for messages ("GroupNorm", "InstanceNorm").
+    ///   - activation: the activation fused after the norm (GroupNorm only).
     /// - Throws: ``NormError`` naming the first argument that is wrong.
     static func validated(
-        input: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, statistics: Statistics, eps: Float, op: String
+        input: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, statistics: Statistics, eps: Float, op: String,
+        activation: Activation = .none
     ) throws(NormError) -> GroupNormProblem {
         try checkInput(input, groups: groups, weight: weight, op: op)
         try NormError.checkParameter(bias, "bias", shape: [input.shape[1]], backend: input.backend)
         try NormError.checkEps(eps)
         return GroupNormProblem(
             shape: input.shape, layout: input.layout, elementType: input.elementType, groups: groups,
-            statistics: statistics, hasWeight: weight != nil, hasBias: bias != nil)
+            statistics: statistics, hasWeight: weight != nil, hasBias: bias != nil, activation: activation)
     }
 
     /// The checks of the input, its groups and γ, which forward and backward share.

@@ -62,7 +62,7 @@ public func instanceNormBackward(
 ///     dγ_c = Σ_{n,m} dy·x̂        dβ_c = Σ_{n,m} dy
 ///
 /// (The running-statistics update of the forward pass has no gradient, as in PyTorch.)
-/// Runs the kernels of ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:outputMask:into:waitingFor:)``;
+/// Runs the kernels of ``groupNormBackward(_:input:numGroups:weight:saveMean:saveInvstd:bias:activation:outputMask:into:waitingFor:)``;
 /// bit-for-bit deterministic on OpenCL.
 ///
 /// - Parameters:
