@@ -68,7 +68,9 @@ typedef storage_t residual_t;
 // ACTIVATE and ACTIVATION_GRAD name them with the type for the reader only.
 //
 // PoCL's erf and tanh cost 8x and 3x its exp (8M floats here: erf 95 ms, tanh 31 ms,
-// exp 12 ms, a copy 8 ms), so both are written with exp:
+// exp 12 ms, a copy 8 ms), so both are written with exp, and exp as exp2 of x·log2(e)
+// (SiLU over 4M floats: 4.0 ms with exp, 2.8 ms with exp2; the product's rounding moves
+// the result by |x|·2^-24 relative, a few ulps at most where the result is not 0 or ∞):
 // - GELU's Φ(x) = erfc(-x/√2)/2, with erfc from Numerical Recipes' Chebyshev fit
 //   (relative error below 1.2e-7 everywhere, so the left tail keeps its digits instead
 //   of cancelling in 1 + erf);
@@ -78,7 +80,8 @@ typedef storage_t residual_t;
 #define DEFINE_FOR_FLOAT_TYPES(DEFINE) DEFINE(float) DEFINE(float4)
 
 #define DEFINE_ACTIVATION_HELPERS(T)                                                              \
-    inline OVERLOAD T sigmoid_of(T x) { return (T)1.0f / ((T)1.0f + exp(-x)); }                \
+    inline OVERLOAD T exp_of(T x) { return exp2(x * (T)1.44269504088896341f); }               \
+    inline OVERLOAD T sigmoid_of(T x) { return (T)1.0f / ((T)1.0f + exp_of(-x)); }             \
     inline OVERLOAD T erfc_of(T x) {                                                           \
         T t = (T)1.0f / ((T)1.0f + (T)0.5f * fabs(x));                                         \
         T p = (T)-0.82215223f + t * (T)0.17087277f;                                            \
@@ -89,7 +92,7 @@ typedef storage_t residual_t;
         p = (T)0.09678418f + t * p;                                                            \
         p = (T)0.37409196f + t * p;                                                            \
         p = (T)1.00002368f + t * p;                                                            \
-        T r = t * exp(-x * x - (T)1.26551223f + t * p);                                        \
+        T r = t * exp_of(-x * x - (T)1.26551223f + t * p);                                     \
         return select((T)2.0f - r, r, x >= (T)0.0f);                                           \
     }                                                                                          \
     inline OVERLOAD T normal_cdf(T x) { return (T)0.5f * erfc_of(-x * (T)GELU_SQRT1_2); }
@@ -105,7 +108,7 @@ DEFINE_FOR_FLOAT_TYPES(DEFINE_ACTIVATION_HELPERS)
     inline OVERLOAD T activation_grad(T dy, T x) { return select(dy, (T)0.0f, x <= (T)0.0f); }
 #elif ACTIVATION == 2
 #define DEFINE_ACTIVATION(T)                                                                          \
-    inline OVERLOAD T activate(T x) { return x / ((T)1.0f + exp(-x)); }                           \
+    inline OVERLOAD T activate(T x) { return x / ((T)1.0f + exp_of(-x)); }                        \
     inline OVERLOAD T activation_grad(T dy, T x) {                                                 \
         T s = sigmoid_of(x);                                                                       \
         return dy * s * ((T)1.0f + x * ((T)1.0f - s));                                             \
@@ -114,7 +117,7 @@ DEFINE_FOR_FLOAT_TYPES(DEFINE_ACTIVATION_HELPERS)
 #define DEFINE_ACTIVATION(T)                                                                          \
     inline OVERLOAD T activate(T x) { return x * normal_cdf(x); }                                  \
     inline OVERLOAD T activation_grad(T dy, T x) {                                                 \
-        return dy * (normal_cdf(x) + x * exp((T)-0.5f * x * x) * (T)GELU_INV_SQRT_2PI);            \
+        return dy * (normal_cdf(x) + x * exp_of((T)-0.5f * x * x) * (T)GELU_INV_SQRT_2PI);         \
     }
 #elif ACTIVATION == 4
 #define DEFINE_ACTIVATION(T)                                                                          \
