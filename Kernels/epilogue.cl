@@ -15,7 +15,10 @@
 // The backward of an op with an activation recomputes the activation's input from x and
 // the saved statistics (it is in registers anyway) and never reads a stored copy of it.
 // Both macros work lane by lane on float and on vector types T; arguments must be plain
-// variables (they are read more than once).
+// variables (they are read more than once). T may be a typedef (floatv, floatc): the
+// helper functions are overloaded on float and float4 (OpenCL C's overloadable
+// attribute), never named after T, since a pasted name like silu_grad_floatv would not
+// exist.
 
 #ifndef ACTIVATION
 #define ACTIVATION 0
@@ -34,39 +37,39 @@
 #define ACTIVATION_GRAD(T, dy, x) select((dy), (T)0.0f, (x) <= (T)0.0f)
 #elif ACTIVATION == 2
 #define ACTIVATE(T, x) ((x) / ((T)1.0f + exp(-(x))))
-#define ACTIVATION_GRAD(T, dy, x) silu_grad_##T((dy), (x))
-#define DEFINE_SILU_GRAD(T)                                     \
-    inline T silu_grad_##T(T dy, T x) {                         \
-        T s = (T)1.0f / ((T)1.0f + exp(-x));                    \
-        return dy * s * ((T)1.0f + x * ((T)1.0f - s));          \
+#define ACTIVATION_GRAD(T, dy, x) silu_grad((dy), (x))
+#define DEFINE_SILU_GRAD(T)                                       \
+    inline T __attribute__((overloadable)) silu_grad(T dy, T x) { \
+        T s = (T)1.0f / ((T)1.0f + exp(-x));                      \
+        return dy * s * ((T)1.0f + x * ((T)1.0f - s));            \
     }
 DEFINE_SILU_GRAD(float)
 DEFINE_SILU_GRAD(float4)
 #elif ACTIVATION == 3
 #define ACTIVATE(T, x) ((T)0.5f * (x) * ((T)1.0f + erf((x) * (T)GELU_SQRT1_2)))
-#define ACTIVATION_GRAD(T, dy, x) gelu_grad_##T((dy), (x))
-#define DEFINE_GELU_GRAD(T)                                                                        \
-    inline T gelu_grad_##T(T dy, T x) {                                                            \
-        T cdf = (T)0.5f * ((T)1.0f + erf(x * (T)GELU_SQRT1_2));                                    \
-        T pdf = exp((T)-0.5f * x * x) * (T)GELU_INV_SQRT_2PI;                                      \
-        return dy * (cdf + x * pdf);                                                               \
+#define ACTIVATION_GRAD(T, dy, x) gelu_grad((dy), (x))
+#define DEFINE_GELU_GRAD(T)                                       \
+    inline T __attribute__((overloadable)) gelu_grad(T dy, T x) { \
+        T cdf = (T)0.5f * ((T)1.0f + erf(x * (T)GELU_SQRT1_2));   \
+        T pdf = exp((T)-0.5f * x * x) * (T)GELU_INV_SQRT_2PI;     \
+        return dy * (cdf + x * pdf);                              \
     }
 DEFINE_GELU_GRAD(float)
 DEFINE_GELU_GRAD(float4)
 #elif ACTIVATION == 4
-#define ACTIVATE(T, x) gelu_tanh_##T(x)
-#define ACTIVATION_GRAD(T, dy, x) gelu_tanh_grad_##T((dy), (x))
-#define DEFINE_GELU_TANH(T)                                                                        \
-    inline T gelu_tanh_##T(T x) {                                                                  \
-        T inner = (T)GELU_TANH_K * (x + (T)GELU_TANH_C * x * x * x);                               \
-        return (T)0.5f * x * ((T)1.0f + tanh(inner));                                              \
-    }                                                                                              \
-    inline T gelu_tanh_grad_##T(T dy, T x) {                                                       \
-        T x2 = x * x;                                                                              \
-        T t = tanh((T)GELU_TANH_K * (x + (T)GELU_TANH_C * x2 * x));                                \
-        T left = (T)0.5f * ((T)1.0f + t);                                                          \
+#define ACTIVATE(T, x) gelu_tanh(x)
+#define ACTIVATION_GRAD(T, dy, x) gelu_tanh_grad((dy), (x))
+#define DEFINE_GELU_TANH(T)                                                                                    \
+    inline T __attribute__((overloadable)) gelu_tanh(T x) {                                                    \
+        T inner = (T)GELU_TANH_K * (x + (T)GELU_TANH_C * x * x * x);                                           \
+        return (T)0.5f * x * ((T)1.0f + tanh(inner));                                                          \
+    }                                                                                                          \
+    inline T __attribute__((overloadable)) gelu_tanh_grad(T dy, T x) {                                         \
+        T x2 = x * x;                                                                                          \
+        T t = tanh((T)GELU_TANH_K * (x + (T)GELU_TANH_C * x2 * x));                                            \
+        T left = (T)0.5f * ((T)1.0f + t);                                                                      \
         T right = (T)0.5f * x * ((T)1.0f - t * t) * (T)GELU_TANH_K * ((T)1.0f + (T)(3.0f * GELU_TANH_C) * x2); \
-        return dy * (left + right);                                                                \
+        return dy * (left + right);                                                                            \
     }
 DEFINE_GELU_TANH(float)
 DEFINE_GELU_TANH(float4)
