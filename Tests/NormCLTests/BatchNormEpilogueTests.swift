@@ -371,6 +371,29 @@ struct BatchNormEpilogueTests {
         }
     }
 
+    @Test(
+        "fused programs do not follow shapes",
+        .enabled(if: sharedRuntime?.tuning.chunkedAccess == true, "shapes share specialisations under the CPU tuning"))
+    func programsShareShapes() throws {
+        let shared = try #require(sharedRuntime)
+        // A runtime of its own without a disk cache: every program it gets is a source build.
+        let runtime = try OpenCLRuntime(device: shared.device, programCache: ProgramCacheConfiguration(directory: nil))
+        var builds: [Int] = []
+        // NCHW with M % 4 != 0: ReLU with the addend in half is a cell's specialisation.
+        for shape in [[3, 5, 7], [2, 5, 11], [4, 3, 13, 3]] {
+            let before = runtime.programStatistics.builtFromSource
+            let h = EpilogueHarness(
+                EpilogueCell(.relu, addend: true, .channelsFirst, .float16, vectorized: false, shape: shape), seed: 1)
+            _ = try h.forward(on: .openCL(runtime), mode: .training, strategy: .fusedPerChannel)
+            _ = try h.backward(
+                on: .openCL(runtime), mode: .training, statistics: h.statistics(.training), mask: .all,
+                strategy: .fusedPerChannel)
+            try runtime.finish()
+            builds.append(runtime.programStatistics.builtFromSource - before)
+        }
+        #expect(builds == [2, 0, 0], "forward and backward programs built per shape")
+    }
+
     @Test("unfused programs keep their build options; the epilogue adds ACTIVATION and HAS_ADDEND only when present")
     func buildOptions() throws {
         let runtime = try #require(sharedRuntime)
