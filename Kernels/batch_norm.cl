@@ -13,10 +13,16 @@
 //   INDEX_T        uint or ulong: wide enough for every element index
 //   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
 //   TILE           column vectors per work-item in the column kernels
+//   ACTIVATION     the fused activation f of y = f(BN(x) + z) (epilogue.cl; 0: none)
+//   HAS_ADDEND     1: every kernel that writes y adds z, x's shape, layout and storage,
+//                  before the activation (reduction.cl, BN_STORE_EPILOGUE); 0: z unread
 // What differs only per channel is decided at run time from NULL arguments, so one
 // program serves every combination: weight (gamma = 1 without), bias (beta = 0),
 // running_mean_out (training updates the running statistics only when given) and
 // renorm_r (Batch Renormalization, training corrected by r and d, only when given).
+//
+// Every kernel that writes y stores f(BN(x) + z) in the same store (BN_STORE_EPILOGUE):
+// no pass of its own, and nothing read or written beyond z.
 //
 // Element (n, c, m) of x is at (n * C + c) * M + m. Statistics: every value is taken
 // relative to one pilot per channel (the median of five of its elements, spread
@@ -111,8 +117,9 @@ inline float3 finish_channel(uint c, Moments m, float count, float pilot,
 // Training, one work-group per channel: statistics, then normalisation of the same
 // elements while they are still in cache. One launch for the whole op.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint batch, uint channels, uint spatial,
-                    __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
+void bn_train_fused(__global const storage_t *x, __global storage_t *y, __global const storage_t *z, uint batch,
+                    uint channels, uint spatial, __global const float *weight, __global const float *bias,
+                    STATISTICS_PARAMETERS) {
     GROUP_REDUCTION(Moments, slots, lid);
     __local float coefficients[3];
     uint c = get_group_id(0);
@@ -126,7 +133,8 @@ void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint bat
     k = share_first_float3(k, coefficients, lid);
     float mean = k.x, scale = k.y, beta = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
-        for (INDEX_T j = lo; j < hi; ++j) STOREV(((LOADV(x, j) - pilot) - mean) * scale + beta, y, j);
+        for (INDEX_T j = lo; j < hi; ++j)
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, ((LOADV(x, j) - pilot) - mean) * scale + beta, z, y, j);
     })
 }
 
@@ -134,8 +142,9 @@ void bn_train_fused(__global const storage_t *x, __global storage_t *y, uint bat
 // channels-last input with rows = N * M. Each channel is a column: a work-item owns
 // TILE adjacent column vectors of CVEC channels (column_tile) and walks the rows; no
 // work-group reduction. Each lane keeps block-shifted moments (accumulate_column_moments).
-__kernel void bn_train_columns(__global const storage_t *x, __global storage_t *y, uint rows, uint channels,
-                               __global const float *weight, __global const float *bias, STATISTICS_PARAMETERS) {
+__kernel void bn_train_columns(__global const storage_t *x, __global storage_t *y, __global const storage_t *z,
+                               uint rows, uint channels, __global const float *weight, __global const float *bias,
+                               STATISTICS_PARAMETERS) {
     uint column_vecs = channels / CVEC, first, width;
     if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
     floatc pilot[TILE], mean[TILE], m2[TILE], scale[TILE], beta[TILE];
@@ -149,7 +158,8 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
         COLUMN_LANE(beta[t], i) = k.z;
     })
     FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
-        STOREC(((LOADC(x, at) - pilot[t]) - mean[t]) * scale[t] + beta[t], y, at);
+        BN_STORE_EPILOGUE(floatc, LOADC, STOREC, ((LOADC(x, at) - pilot[t]) - mean[t]) * scale[t] + beta[t], z, y,
+                          at);
     })
 }
 
@@ -173,14 +183,16 @@ __kernel void bn_column_partials(__global const storage_t *x, uint rows, uint ch
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] for (rows, C) input, row by
 // row, with the per-channel coefficients loaded as vectors beside each row segment.
-__kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *y, uint rows, uint channels,
-                               __global const float *pilot, __global const float *offset,
+__kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *y, __global const storage_t *z,
+                               uint rows, uint channels, __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
     uint column_vecs = channels / CVEC;
     ItemRange r = item_range(0, (INDEX_T)rows * column_vecs, get_global_id(0), get_global_size(0));
     FOR_EACH_COLUMN_RUN(r, column_vecs, lo, hi, column, {
         for (INDEX_T j = lo, k = column; j < hi; ++j, ++k)
-            STOREC(((LOADC(x, j) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift), y, j);
+            BN_STORE_EPILOGUE(floatc, LOADC, STOREC,
+                              ((LOADC(x, j) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift),
+                              z, y, j);
     })
 }
 
@@ -232,29 +244,31 @@ __kernel void bn_inference_scale(uint channels, __global const float *running_va
 // Inference on NCHW input in one launch: the coefficients computed where they are used
 // (once per plane run on CPUs) instead of by bn_inference_scale: on PoCL a launch costs
 // 0.06-0.2 ms, a tenth or more of the whole op at common sizes.
-__kernel void bn_inference_apply(__global const storage_t *restrict x, __global storage_t *restrict y, uint batch,
-                                 uint channels, uint spatial, __global const float *running_mean,
-                                 __global const float *running_var, __global const float *weight,
-                                 __global const float *bias, float eps) {
+__kernel void bn_inference_apply(__global const storage_t *restrict x, __global storage_t *restrict y,
+                                 __global const storage_t *restrict z, uint batch, uint channels, uint spatial,
+                                 __global const float *running_mean, __global const float *running_var,
+                                 __global const float *weight, __global const float *bias, float eps) {
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
     FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, {
         float k = running_mean[c], s = bn_running_scale(c, running_var, weight, eps), b = beta_of(bias, c);
-        for (INDEX_T j = lo; j < hi; ++j) STOREV((LOADV(x, j) - k) * s + b, y, j);
+        for (INDEX_T j = lo; j < hi; ++j)
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, (LOADV(x, j) - k) * s + b, z, y, j);
     })
 }
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] over every element of NCHW
 // input: step 3 of the split training path (pilot from channel_pilot, offset = mean -
 // pilot). Subtracting before scaling keeps large-mean data from cancelling.
-__kernel void bn_apply(__global const storage_t *x, __global storage_t *y, uint batch, uint channels, uint spatial,
-                       __global const float *pilot, __global const float *offset,
+__kernel void bn_apply(__global const storage_t *x, __global storage_t *y, __global const storage_t *z, uint batch,
+                       uint channels, uint spatial, __global const float *pilot, __global const float *offset,
                        __global const float *scale, __global const float *shift) {
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
     // Contiguous runs inside one (n, c) plane share their coefficients.
     FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, {
         float k = pilot[c], o = offset[c], s = scale[c], b = shift[c];
-        for (INDEX_T j = lo; j < hi; ++j) STOREV(((LOADV(x, j) - k) - o) * s + b, y, j);
+        for (INDEX_T j = lo; j < hi; ++j)
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, ((LOADV(x, j) - k) - o) * s + b, z, y, j);
     })
 }

@@ -810,6 +810,44 @@ inline void sn_softmax(__global const float *logits, float *w) {
 #define SN_CHANNEL_TILE 8
 #endif  // HAS_IN && HAS_BN
 
+// BatchNorm's fused epilogue, y = f(BN(x) + z) (the ResNet block's relu(BN(x) + z)):
+// the activation is epilogue.cl's ACTIVATION; the addend z (x's shape, layout and
+// storage) is a build option, since it adds a load to every element:
+//   HAS_ADDEND   1: the forward adds z before the activation and the backward writes
+//                its gradient dz (where given); 0 (default): z and dz are not read.
+#ifndef HAS_ADDEND
+#define HAS_ADDEND 0
+#endif
+
+// v plus the addend's element or vector at i (loaded by LOAD, LOADV or LOADC), or v.
+#if HAS_ADDEND
+#define BN_PLUS_ADDEND(LOAD, v, z, i) ((v) + LOAD(z, i))
+#else
+#define BN_PLUS_ADDEND(LOAD, v, z, i) (v)
+#endif
+
+// Stores f(v + z) at i of y: the normalised vector v of type T (floatv or floatc) through
+// the epilogue, by STORE (STOREV or STOREC) with the matching LOAD for z. Without an
+// addend and activation it stores v: the unfused programs' code.
+#define BN_STORE_EPILOGUE(T, LOAD, STORE, v, z, y, i)            \
+    do {                                                         \
+        T a_ = BN_PLUS_ADDEND(LOAD, v, z, i);                    \
+        STORE(ACTIVATE(T, a_), y, i);                            \
+    } while (0)
+
+// Stores dx = dxv at i and, with an addend, dz = g (the gradient at the norm's output,
+// which is z's gradient too), each only where its pointer is given. Without an addend
+// the kernels run the dx loop only with dx given, and store it unconditionally.
+#if HAS_ADDEND
+#define BN_STORE_GRADIENTS(STORE, dxv, g, dx, dz, i) \
+    do {                                             \
+        if (dz) STORE(g, dz, i);                     \
+        if (dx) STORE(dxv, dx, i);                   \
+    } while (0)
+#else
+#define BN_STORE_GRADIENTS(STORE, dxv, g, dx, dz, i) STORE(dxv, dx, i)
+#endif
+
 // gamma[c] / sqrt(running_var[c] + eps): inference's scale, forward and backward alike.
 inline float bn_running_scale(uint c, __global const float *running_var, __global const float *weight, float eps) {
     return (1.0f / sqrt(running_var[c] + eps)) * gamma_of(weight, c);

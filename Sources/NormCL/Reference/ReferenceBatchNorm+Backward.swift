@@ -105,26 +105,64 @@ extension ReferenceBatchNorm {
         return result
     }
 
+    /// The gradient at the norm's output of a fused forward `y = f(a)`, `a = BN(x) + z`:
+    /// `g = dy·f′(a)`, with the activation's input recomputed in float64 from x, the
+    /// statistics, γ and β, as the kernels recompute it (never read back from a stored,
+    /// rounded output):
+    ///
+    ///     a = ((x − mean_c)·invstd_c·r_c + d_c)·γ_c + β_c + z
+    ///
+    /// (`r = 1`, `d = 0` without `renorm`; `z = 0` without an addend). `g` is also the
+    /// addend's gradient dz, and the dy of BatchNorm's own backward
+    /// (``backward(dy:x:index:weight:mean:invstd:renorm:mode:mask:)``). dy itself without
+    /// an activation.
+    static func epilogueGradient(
+        dy: [Double], x: [Double], index: Indexing, weight: [Double]?, bias: [Double]?, mean: [Double],
+        invstd: [Double], renorm: (r: [Double], d: [Double])? = nil, activation: Activation, addend: [Double]?
+    ) -> [Double] {
+        guard activation != .none else { return dy }
+        var g = dy
+        for b in 0..<index.batch {
+            for c in 0..<index.channels {
+                let gamma = weight?[c] ?? 1, beta = bias?[c] ?? 0
+                let r = renorm?.r[c] ?? 1, d = renorm?.d[c] ?? 0
+                for m in 0..<index.spatial {
+                    let i = index(b, c, m)
+                    let a = ((x[i] - mean[c]) * invstd[c] * r + d) * gamma + beta + (addend?[i] ?? 0)
+                    g[i] = activation.gradient(dy[i], at: a)
+                }
+            }
+        }
+        return g
+    }
+
     /// The backward pass of ``BatchNormBackwardProblem`` on host values (half storage
     /// holds exactly the half values): `second` is the saved invstd in training and
-    /// the running variance in inference (`invstd = 1/sqrt(running_var + eps)`).
-    /// Returns Floats, dx rounded once.
+    /// the running variance in inference (`invstd = 1/sqrt(running_var + eps)`). With a
+    /// fused epilogue (the problem's activation, `bias` and `addend`), the unfused
+    /// sequence's backward: the activation's gradient
+    /// (``epilogueGradient(dy:x:index:weight:bias:mean:invstd:renorm:activation:addend:)``),
+    /// which is dz, then BatchNorm's backward of it. Returns Floats, dx and dz rounded once.
     static func backward(
-        _ problem: BatchNormBackwardProblem, dy: [Float], x: [Float], weight: [Float]?, mean: [Float], second: [Float],
-        renormR: [Float]?, renormD: [Float]?, eps: Float
-    ) -> (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?) {
+        _ problem: BatchNormBackwardProblem, dy: [Float], x: [Float], weight: [Float]?, bias: [Float]? = nil,
+        mean: [Float], second: [Float], renormR: [Float]?, renormD: [Float]?, eps: Float, addend: [Float]? = nil
+    ) -> (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?, gradAddend: [Float]?) {
         let index = Indexing(batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
         let invstd: [Double] =
             problem.mode == .inference
             ? second.map { 1 / (Double($0) + Double(eps)).squareRoot() } : second.map(Double.init)
         var renorm: (r: [Double], d: [Double])? = nil
         if let renormR, let renormD { renorm = (renormR.map(Double.init), renormD.map(Double.init)) }
+        let xs = x.map(Double.init), weights = weight?.map(Double.init), means = mean.map(Double.init)
+        let g = epilogueGradient(
+            dy: dy.map(Double.init), x: xs, index: index, weight: weights, bias: bias?.map(Double.init), mean: means,
+            invstd: invstd, renorm: renorm, activation: problem.activation, addend: addend?.map(Double.init))
         let result = backward(
-            dy: dy.map(Double.init), x: x.map(Double.init), index: index, weight: weight?.map(Double.init),
-            mean: mean.map(Double.init), invstd: invstd, renorm: renorm,
+            dy: g, x: xs, index: index, weight: weights, mean: means, invstd: invstd, renorm: renorm,
             mode: problem.mode == .inference ? .inference : .training, mask: problem.outputMask)
         return (
-            result.gradInput?.map(Float.init), result.gradWeight?.map(Float.init), result.gradBias?.map(Float.init)
+            result.gradInput?.map(Float.init), result.gradWeight?.map(Float.init), result.gradBias?.map(Float.init),
+            problem.outputMask.contains(.addend) ? g.map(Float.init) : nil
         )
     }
 }

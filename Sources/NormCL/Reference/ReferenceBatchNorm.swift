@@ -75,29 +75,48 @@ enum ReferenceBatchNorm {
         return y
     }
 
-    /// The whole forward pass of ``BatchNormProblem``.
+    /// The whole forward pass of ``BatchNormProblem``, with its fused epilogue
+    /// (``epilogue(_:elementType:activation:addend:)``) when it has one.
     ///
-    /// - Parameter momentum: the effective update weight of the new batch (already
-    ///   resolved from `nil` to `1 / numBatchesTracked`).
+    /// - Parameters:
+    ///   - momentum: the effective update weight of the new batch (already resolved from
+    ///     `nil` to `1 / numBatchesTracked`).
+    ///   - addend: z of `y = f(BN(x) + z)`, in x's memory order (the problem says whether
+    ///     there is one).
     static func forward(
         _ problem: BatchNormProblem, x: [Float], weight: [Float]?, bias: [Float]?,
         runningMean: [Float]?, runningVar: [Float]?, momentum: Double, eps: Double,
-        renorm: BatchRenormLimits? = nil
+        renorm: BatchRenormLimits? = nil, addend: [Float]? = nil
     ) -> Result {
         let channels = problem.channels
         let index = Indexing(batch: problem.batch, channels: channels, spatial: problem.spatial, layout: problem.layout)
+        var result: Result
         switch problem.mode {
         case .inference:
             let mean = (runningMean ?? [Float](repeating: 0, count: channels)).map(Double.init)
             let invstd = (runningVar ?? [Float](repeating: 1, count: channels)).map { 1 / (Double($0) + eps).squareRoot() }
             let y = normalize(x, index, mean: mean, invstd: invstd, weight: weight, bias: bias)
-            return Result(output: y)
+            result = Result(output: y)
         case .training(let updatesRunning):
             let (mean, variance) = channelStatistics(x, index)
-            return training(
+            result = training(
                 x, index, mean: mean, variance: variance, count: problem.valuesPerChannel, weight: weight, bias: bias,
                 runningMean: runningMean, runningVar: runningVar, updatesRunning: updatesRunning, momentum: momentum,
                 eps: eps, renorm: renorm)
+        }
+        result.output = epilogue(
+            result.output, elementType: problem.elementType, activation: problem.activation, addend: addend)
+        return result
+    }
+
+    /// The fused epilogue `y = f(BN(x) + z)` literally as the unfused ops would run it:
+    /// the norm's output `bn` stored (rounded to `elementType`), the addend `z` added and
+    /// the activation applied in float64, rounded once more (the caller's tensor rounds
+    /// to `elementType` again). `bn` unchanged without an addend and activation.
+    static func epilogue(_ bn: [Float], elementType: ElementType, activation: Activation, addend: [Float]?) -> [Float] {
+        guard activation != .none || addend != nil else { return bn }
+        return bn.indices.map { i in
+            Float(activation(Double(elementType.rounded(bn[i])) + (addend.map { Double($0[i]) } ?? 0)))
         }
     }
 

@@ -1,9 +1,12 @@
 extension BatchNorm {
-    /// The backward pass of ``forward(_:)``: dx, and dγ and dβ for the layer's own
-    /// parameters. A training step backpropagates through its batch statistics (with
+    /// The backward pass of ``forward(_:)`` and ``forward(_:addend:)``: dx, and dγ and dβ
+    /// for the layer's own parameters, and dz (``NormGradients/addend``) after a forward
+    /// with an addend. A training step backpropagates through its batch statistics (with
     /// Batch Renorm's `r` and `d` as constants when ``renorm`` was set), an inference
-    /// step through the running statistics it normalised with, as constants. The math is
-    /// that of ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``.
+    /// step through the running statistics it normalised with, as constants; the
+    /// ``activation`` the forward applied is taken back first, at its input recomputed
+    /// from x and the statistics. The math is that of
+    /// ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``.
     ///
     /// - Parameters:
     ///   - gradOutput: dy, with the input's shape, layout, element type and backend.

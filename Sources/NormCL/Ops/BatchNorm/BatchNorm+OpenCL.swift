@@ -18,36 +18,43 @@ enum BatchNormKernels {
 
     /// - Parameters:
     ///   - renorm: Batch Renorm's limits (problems with `renorm` only).
+    ///   - addend: z of the fused `y = f(BN(x) + z)` (problems with `hasAddend` only):
+    ///     every kernel that writes y reads it beside x.
     ///   - given: moments to normalise with instead of the input's own (training
     ///     problems only): the reduction is skipped, the finishing and apply steps run.
     static func run(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        running: RunningStatistics?, call: OpCall, on runtime: OpenCLRuntime, given: GivenMoments? = nil
+        running: RunningStatistics?, call: OpCall, on runtime: OpenCLRuntime, addend: DeviceBuffer? = nil,
+        given: GivenMoments? = nil
     ) throws -> Outputs {
-        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
+        precondition((addend != nil) == problem.hasAddend, "an addend exactly when the problem has one")
         let output = try call.forward(
             \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
+        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
+        // Every kernel that writes y takes x, y and the addend z first (NULL without one).
+        let xyz: KeyValuePairs<String, KernelArgument> = [
+            "x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer), "z": .buffer(addend),
+        ]
         if plan.strategy == .elementwise {
-            try enqueueInference(problem, plan: plan, inputs: inputs, output: output, launches: &launches)
+            try enqueueInference(problem, plan: plan, inputs: inputs, xyz: xyz, output: output, launches: &launches)
             return Outputs(output: output, events: launches.events)
         }
         return try runTraining(
-            problem, plan: plan, inputs: inputs, renorm: renorm, running: running, call: call, output: output,
-            given: given, launches: &launches)
+            problem, plan: plan, inputs: inputs, renorm: renorm, running: running, call: call, xyz: xyz,
+            output: output, given: given, launches: &launches)
     }
 
     /// The elementwise pass, with each channel's scale computed from the running
     /// statistics inside it (NCHW); a per-channel scale kernel first for `(rows, C)`.
     private static func enqueueInference(
-        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, output: Tensor,
-        launches: inout KernelLaunches
+        _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, xyz: KeyValuePairs<String, KernelArgument>,
+        output: Tensor, launches: inout KernelLaunches
     ) throws {
         let launch = plan.launch
         if !problem.isRowsByChannels {
             try launches.enqueue(
-                "bn_inference_apply", launch.elementwise, ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)],
-                try launch.planeSizes(),
+                "bn_inference_apply", launch.elementwise, xyz, try launch.planeSizes(),
                 [
                     "running_mean": .buffer(inputs.runningMean), "running_var": .buffer(inputs.runningVar),
                     "weight": .buffer(inputs.weight), "bias": .buffer(inputs.bias), "eps": .float(inputs.eps),
@@ -63,7 +70,7 @@ enum BatchNormKernels {
             ],
             coefficients.arguments)
         try enqueueApply(
-            launch, x: inputs.x, output: output, pilot: inputs.runningMean, coefficients: coefficients,
+            launch, xyz: xyz, output: output, pilot: inputs.runningMean, coefficients: coefficients,
             launches: &launches)
     }
 
@@ -83,25 +90,24 @@ enum BatchNormKernels {
         }
     }
 
-    /// `y = ((x − pilot_c) − offset_c)·scale_c + shift_c` over every element: per plane
-    /// for NCHW, row by row with channel vectors for a `(rows, C)` matrix.
+    /// `y = ((x − pilot_c) − offset_c)·scale_c + shift_c` over every element (through the
+    /// epilogue): per plane for NCHW, row by row with channel vectors for a `(rows, C)` matrix.
     private static func enqueueApply(
-        _ launch: BatchNormLaunch, x: DeviceBuffer, output: Tensor, pilot: DeviceBuffer?,
+        _ launch: BatchNormLaunch, xyz: KeyValuePairs<String, KernelArgument>, output: Tensor, pilot: DeviceBuffer?,
         coefficients: Coefficients, launches: inout KernelLaunches
     ) throws {
         // An empty part of a synchronized batch still writes its statistics, but no y.
         guard output.count > 0 else { return }
         try launches.enqueue(
-            launch.isRowsByChannels ? "bn_apply_columns" : "bn_apply", launch.elementwise,
-            ["x": .buffer(x), "y": .buffer(output.deviceBuffer)], try launch.sizes(), ["pilot": .buffer(pilot)],
-            coefficients.arguments)
+            launch.isRowsByChannels ? "bn_apply_columns" : "bn_apply", launch.elementwise, xyz, try launch.sizes(),
+            ["pilot": .buffer(pilot)], coefficients.arguments)
     }
 
     /// Batch statistics (and running updates), then normalisation, per the plan's strategy.
     private static func runTraining(
         _ problem: BatchNormProblem, plan: BatchNormPlan, inputs: Inputs, renorm: BatchRenormLimits?,
-        running: RunningStatistics?, call: OpCall, output: Tensor, given: GivenMoments?,
-        launches: inout KernelLaunches
+        running: RunningStatistics?, call: OpCall, xyz: KeyValuePairs<String, KernelArgument>, output: Tensor,
+        given: GivenMoments?, launches: inout KernelLaunches
     ) throws -> Outputs {
         let runtime = launches.runtime
         let launch = plan.launch
@@ -125,7 +131,6 @@ enum BatchNormKernels {
             "renorm_r": .buffer(renormR?.deviceBuffer), "renorm_d": .buffer(renormD?.deviceBuffer),
             "rmax": .float(renorm?.rmax ?? 1), "dmax": .float(renorm?.dmax ?? 0),
         ]
-        let xy: KeyValuePairs<String, KernelArgument> = ["x": .buffer(inputs.x), "y": .buffer(output.deviceBuffer)]
         /// Steps 2 and 3 of the split paths: each channel's `groups` partials merged in
         /// order (statistics, running update, coefficients), then y.
         func finishAndApply(pilots: DeviceBuffer, partials: DeviceBuffer, groups: Int, count: Int) throws {
@@ -135,7 +140,7 @@ enum BatchNormKernels {
                 try launch.channelCount(), ["groups": try .count(groups), "count": .float(Float(count))], statistics,
                 coefficients.arguments)
             try enqueueApply(
-                launch, x: inputs.x, output: output, pilot: pilots, coefficients: coefficients, launches: &launches)
+                launch, xyz: xyz, output: output, pilot: pilots, coefficients: coefficients, launches: &launches)
         }
         if let given {
             try finishAndApply(pilots: given.pilots, partials: given.partials, groups: 1, count: given.count)
@@ -147,7 +152,7 @@ enum BatchNormKernels {
         case .fusedPerChannel, .columns:
             let columns = plan.strategy == .columns
             let (geometry, sizes) = try launch.singlePass(columns: columns)
-            try launches.enqueue(columns ? "bn_train_columns" : "bn_train_fused", geometry, xy, sizes, statistics)
+            try launches.enqueue(columns ? "bn_train_columns" : "bn_train_fused", geometry, xyz, sizes, statistics)
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial moments per (channel, slice), merged per channel, then the apply pass.
             let (partials, pilots) = try enqueuePartialMoments(

@@ -57,15 +57,24 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
     let elementType: ElementType
     let mode: Mode
     let hasWeight: Bool
+    /// The gradients to compute; ``NormGradientMask/addend`` only with an addend.
     let outputMask: NormGradientMask
+    /// The activation the forward fused after the norm: its gradient is applied to dy,
+    /// at the activation's input recomputed from x, the statistics, γ and β (and z).
+    var activation: Activation = .none
+    /// Whether the forward added an addend z before the activation (dz can be written).
+    var hasAddend = false
 
     /// n = N·M, the values each channel's sums run over.
     var valuesPerChannel: Int { batchSpatial }
     /// Whether memory holds a row-major `(N·M, C)` matrix (channels-last, or `(N, C)`).
     var isRowsByChannels: Bool { layout == .channelsLast || spatial == 1 }
-    /// Whether Σdy and Σdy·x̂ are needed: for dγ or dβ, and for dx in training.
+    /// Whether Σdy and Σdy·x̂ are needed: for dγ or dβ, and for dx in training. (dz alone
+    /// needs none, but in training it takes the reducing kernels' path, which alone has
+    /// the per-channel map to the activation's input: rare enough not to need a kernel.)
     var needsSums: Bool {
-        outputMask.contains(.weight) || outputMask.contains(.bias) || (mode != .inference && outputMask.contains(.input))
+        outputMask.contains(.weight) || outputMask.contains(.bias)
+            || (mode != .inference && !outputMask.isDisjoint(with: [.input, .addend]))
     }
 
     /// Checks every argument and describes the call.
@@ -74,12 +83,19 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
     ///   shape (fewer than two dims, too large; one value per channel in
     ///   training, as the forward rejects), `gradOutput` not matching the input,
     ///   `weight` or a statistic not `[C]` float32 on the input's backend, a bad eps.
-    /// - Parameter wholeBatchValuesPerChannel: when the input is one part of a batch
-    ///   (synchronized BatchNorm), the whole batch's values per channel: the one-value
-    ///   check applies to it, not to the part.
+    /// - Parameters:
+    ///   - wholeBatchValuesPerChannel: when the input is one part of a batch
+    ///     (synchronized BatchNorm), the whole batch's values per channel: the one-value
+    ///     check applies to it, not to the part.
+    ///   - bias: β of a forward with an activation (it enters the activation's input);
+    ///     checked as `weight` is.
+    ///   - activation: the forward's fused activation.
+    ///   - addend: the forward's addend z; `outputMask` loses ``NormGradientMask/addend``
+    ///     without one.
     static func validated(
         gradOutput: Tensor, input: Tensor, weight: Tensor?, statistics: Statistics, outputMask: NormGradientMask,
-        wholeBatchValuesPerChannel: Int? = nil
+        wholeBatchValuesPerChannel: Int? = nil, bias: Tensor? = nil, activation: Activation = .none,
+        addend: Tensor? = nil
     ) throws(NormError) -> BatchNormBackwardProblem {
         let shape = input.shape
         try NormError.checkChannelInput(shape, op: "BatchNorm", limits: BatchNormProblem.sizeLimits)
@@ -87,6 +103,8 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
         let channels = [shape[1]]
         let backend = input.backend
         try NormError.checkParameter(weight, "weight", shape: channels, backend: backend)
+        try NormError.checkParameter(bias, "bias", shape: channels, backend: backend)
+        try NormError.checkAddend(addend, matches: input)
         let names =
             statistics.mode == .inference ? ("runningMean", "runningVar") : ("saveMean", "saveInvstd")
         try NormError.checkParameter(statistics.mean, names.0, shape: channels, backend: backend)
@@ -98,7 +116,8 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
         if statistics.mode == .inference { try NormError.checkEps(statistics.eps) }
         let problem = BatchNormBackwardProblem(
             shape: shape, layout: input.layout, elementType: input.elementType, mode: statistics.mode,
-            hasWeight: weight != nil, outputMask: outputMask)
+            hasWeight: weight != nil, outputMask: addend == nil ? outputMask.subtracting(.addend) : outputMask,
+            activation: activation, hasAddend: addend != nil)
         if problem.mode != .inference && (wholeBatchValuesPerChannel ?? problem.valuesPerChannel) == 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)
         }

@@ -20,22 +20,38 @@
 /// Statistics are computed in one pass over the data in float32 with Chan's merge of
 /// shifted block sums, which stays accurate for data with a large mean (`1e4 + N(0,1)`).
 ///
+/// A fused epilogue applies an activation `f` to the normalised value, after adding
+/// an `addend` z when one is given (the ResNet block's `relu(BN(x) + shortcut)`):
+///
+///     y = f(BN(x) + z)        BN(x) = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
+///
+/// in the same store that writes y: no other tensor is read or written besides z. On
+/// the reference backend it runs as the unfused ops would: BN(x) rounded to the
+/// element type, then z added and `f` applied in float64, rounded again. The backward
+/// pass (``batchNormBackward(_:forward:outputMask:into:waitingFor:)``) recomputes
+/// `a = BN(x) + z` from x and the statistics and applies `f′(a)`; it also gives dz.
+///
 /// - Parameters:
 ///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first
 ///     or channels-last; the output has the same layout.
 ///   - weight: γ, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, shape `[C]`, or nil for β = 0.
 ///   - runningStatistics: running mean and variance (shape `[C]`), updated in training
-///     and used in inference; ``batchNorm(_:weight:bias:eps:into:waitingFor:)`` normalises with batch
+///     and used in inference; ``batchNorm(_:weight:bias:eps:activation:addend:into:waitingFor:)`` normalises with batch
 ///     statistics and tracks none.
 ///   - training: whether to normalise with batch statistics (and update the running ones).
 ///   - momentum: weight of the new batch in the running update, in [0, 1]; nil for a
 ///     cumulative average. PyTorch's default 0.1 (TF/Keras' 0.9 is 0.1 here).
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - activation: `f`, applied after the norm (and the addend); ``Activation/none``
+///     (the default) for plain BatchNorm.
+///   - addend: z, added to the norm's output before the activation: x's shape, layout,
+///     element type and backend; nil (the default) for none.
 ///   - destinations: tensors to write the output, the saved statistics (training) and
 ///     the updated running statistics into (OpenCL; see ``ForwardDestinations``); new
 ///     tensors where nil. Pass `runningStatistics.mean` and `.variance` as `runningMean`
-///     and `runningVar` to update them in place, as PyTorch does.
+///     and `runningVar` to update them in place, as PyTorch does. None may overlap the
+///     addend.
 ///   - waitList: events the op's first kernel waits for (the caller's writes of the
 ///     input, say); the op returns without waiting for anything.
 /// - Returns: the output, and in training the saved mean and inverse standard
@@ -47,18 +63,20 @@
 ///   of 2^32 or more, non-finite or negative eps, momentum outside [0, 1], a single value per
 ///   channel in training, no running statistics in inference, tensors on different
 ///   backends, a destination that does not fit its result, naming
-///   `destinations.output`, …); ``OpenCLError`` or
+///   `destinations.output`, an addend of another shape, layout, element type or backend
+///   than the input, naming `addend`, …); ``OpenCLError`` or
 ///   ``KernelBuildError`` when the device fails.
 public func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics, training: Bool,
-    momentum: Float? = 0.1, eps: Float = 1e-5,
+    momentum: Float? = 0.1, eps: Float = 1e-5, activation: Activation = .none, addend: Tensor? = nil,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     try runningStatistics.updated { running in
         try batchNorm(
             input, weight: weight, bias: bias, runningStatistics: &running, training: training, momentum: momentum,
-            eps: eps, strategy: nil, call: OpCall(waitList: waitList, forward: destinations))
+            eps: eps, strategy: nil, activation: activation, addend: addend,
+            call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
@@ -76,7 +94,8 @@ func batchNorm(
 /// Batch normalisation with batch statistics and no running statistics: the training
 /// forward of `torch.nn.functional.batch_norm(x, None, None, weight, bias, True, …)`.
 ///
-/// See ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)`` for the math.
+/// See ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:activation:addend:into:waitingFor:)``
+/// for the math, with the fused epilogue `y = f(BN(x) + z)`.
 ///
 /// - Parameters:
 ///   - input: `(N, C, *S)`, any number of spatial dims (`(N, C)` too), channels-first
@@ -84,6 +103,10 @@ func batchNorm(
 ///   - weight: γ, shape `[C]`, or nil for γ = 1.
 ///   - bias: β, shape `[C]`, or nil for β = 0.
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - activation: `f`, applied after the norm (and the addend); ``Activation/none``
+///     (the default) for plain BatchNorm.
+///   - addend: z, added to the norm's output before the activation: x's shape, layout,
+///     element type and backend; nil (the default) for none.
 ///   - destinations: tensors to write the output and the saved statistics into (OpenCL;
 ///     see ``ForwardDestinations``; `runningMean` and `runningVar` are not used); new
 ///     tensors where nil.
@@ -91,12 +114,13 @@ func batchNorm(
 ///     input, say); the op returns without waiting for anything.
 public func batchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    activation: Activation = .none, addend: Tensor? = nil,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     var none: RunningStatistics? = nil
     return try batchNorm(
         input, weight: weight, bias: bias, runningStatistics: &none, training: true, momentum: nil, eps: eps,
-        strategy: nil, call: OpCall(waitList: waitList, forward: destinations))
+        strategy: nil, activation: activation, addend: addend, call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot batch normalisation of host values with batch statistics: uploads,
@@ -121,7 +145,10 @@ public func batchNorm(
 /// Batch Renormalization's training forward (Ioffe, 2017): BatchNorm with batch
 /// statistics, corrected towards the running statistics by `r` and `d` (see
 /// ``BatchRenormLimits`` for the math), with the running statistics updated as
-/// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)`` updates them.
+/// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:activation:addend:into:waitingFor:)``
+/// updates them, and the same fused epilogue:
+///
+///     y = f(((x − μ_B)/σ_B · r + d)·γ + β + z)
 ///
 /// PyTorch has no Batch Renorm; this follows the paper and docs/SEMANTICS.md. Inference of a
 /// Batch-Renorm-trained model is plain BatchNorm inference (`training: false`).
@@ -135,6 +162,10 @@ public func batchNorm(
 ///   - momentum: as BatchNorm's: the new batch's weight in the running update, nil for a
 ///     cumulative average.
 ///   - eps: added to the variance inside the square root; finite and ≥ 0.
+///   - activation: `f`, applied after the norm (and the addend); ``Activation/none``
+///     (the default) for none.
+///   - addend: z, added to the norm's output before the activation: x's shape, layout,
+///     element type and backend; nil (the default) for none.
 ///   - destinations: tensors to write the output, the saved statistics and the updated
 ///     running statistics into (OpenCL; see ``ForwardDestinations``; `r` and `d` are
 ///     always new tensors); new tensors where nil. Pass `runningStatistics.mean` and
@@ -148,13 +179,14 @@ public func batchNorm(
 public func batchRenorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics, limits: BatchRenormLimits,
-    momentum: Float? = 0.1, eps: Float = 1e-5,
+    momentum: Float? = 0.1, eps: Float = 1e-5, activation: Activation = .none, addend: Tensor? = nil,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     try runningStatistics.updated { running in
         try batchNorm(
             input, weight: weight, bias: bias, runningStatistics: &running, training: true, momentum: momentum,
-            eps: eps, strategy: nil, renorm: limits, call: OpCall(waitList: waitList, forward: destinations))
+            eps: eps, strategy: nil, renorm: limits, activation: activation, addend: addend,
+            call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
@@ -164,13 +196,15 @@ func batchNorm(
     _ input: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool,
     momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits? = nil,
-    call: OpCall = OpCall()
+    activation: Activation = .none, addend: Tensor? = nil, tuning: DeviceTuning? = nil, call: OpCall = OpCall()
 ) throws -> BatchNormOutput {
     let normalisedWith = runningStatistics
     var output = try batchNormOutput(
         input, weight: weight, bias: bias, runningStatistics: &runningStatistics, training: training,
-        momentum: momentum, eps: eps, strategy: strategy, renorm: renorm, call: call)
-    output.saved = SavedForward(input: input, weight: weight, bias: bias, eps: eps)
+        momentum: momentum, eps: eps, strategy: strategy, renorm: renorm, activation: activation, addend: addend,
+        tuning: tuning, call: call)
+    output.saved = SavedForward(
+        input: input, weight: weight, bias: bias, eps: eps, activation: activation, addend: addend)
     if !training { output.runningStatistics = normalisedWith }
     return output
 }
@@ -178,13 +212,14 @@ func batchNorm(
 private func batchNormOutput(
     _ input: Tensor, weight: Tensor?, bias: Tensor?,
     runningStatistics: inout RunningStatistics?, training: Bool,
-    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits?, call: OpCall
+    momentum: Float?, eps: Float, strategy: BatchNormPlan.Strategy?, renorm: BatchRenormLimits?,
+    activation: Activation, addend: Tensor?, tuning: DeviceTuning?, call: OpCall
 ) throws -> BatchNormOutput {
     let mode: BatchNormProblem.Mode =
         training ? .training(updatesRunningStatistics: runningStatistics != nil) : .inference
     let problem = try BatchNormProblem.validated(
         input: input, weight: weight, bias: bias, running: runningStatistics, mode: mode, momentum: momentum, eps: eps,
-        renorm: renorm)
+        renorm: renorm, activation: activation, addend: addend)
 
     // Updated on a copy, assigned back only when the op succeeded.
     var updated = runningStatistics
@@ -201,19 +236,21 @@ private func batchNormOutput(
         let result = ReferenceBatchNorm.forward(
             problem, x: try input.toArray(), weight: try weight?.toArray(), bias: try bias?.toArray(),
             runningMean: try runningStatistics?.mean.toArray(), runningVar: try runningStatistics?.variance.toArray(),
-            momentum: Double(effectiveMomentum), eps: Double(eps), renorm: renorm)
+            momentum: Double(effectiveMomentum), eps: Double(eps), renorm: renorm, addend: try addend?.toArray())
         let output = try BatchNormOutput(reference: result, problem: problem, running: &updated)
         runningStatistics = updated
         return output
     case .openCL(let runtime):
         let x = input.openCLBuffer
-        let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning, strategy: strategy)
+        let plan = BatchNormPlan(
+            problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         let operands = ChannelOperands(
             weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps)
         let result = try BatchNormKernels.run(
             problem, plan: plan, inputs: ChannelInputs(x: x, operands: operands), renorm: renorm,
             running: runningStatistics,
-            call: call.reading(input, weight, bias, runningStatistics?.mean, runningStatistics?.variance), on: runtime)
+            call: call.reading(input, weight, bias, runningStatistics?.mean, runningStatistics?.variance, addend),
+            on: runtime, addend: addend?.openCLBuffer)
         if let mean = result.runningMean, let variance = result.runningVar {
             updated?.mean = mean
             updated?.variance = variance

@@ -86,11 +86,14 @@ struct BatchNormPlan: Equatable, Sendable {
         strategy = forced ?? (reduces ? launch.reduction() : .elementwise)
     }
 
-    /// The build options of `batch_norm.cl` for `problem`: the launch's alone. γ, β,
+    /// The build options of `batch_norm.cl` for `problem`: the launch's, and the fused
+    /// epilogue's (``KernelSpecialization/addBatchNormEpilogue(activation:addend:)``). γ, β,
     /// the running update and Batch Renorm act once per channel, so the kernels take them
     /// as arguments (NULL when absent) and every such combination shares one program.
     func specialization(for problem: BatchNormProblem) -> KernelSpecialization {
-        launch.specialization(elementType: problem.elementType)
+        var specialization = launch.specialization(elementType: problem.elementType)
+        specialization.addBatchNormEpilogue(activation: problem.activation, addend: problem.hasAddend)
+        return specialization
     }
 
     /// The build options of `batch_norm_backward.cl` for `problem`: the launch's and
@@ -101,6 +104,18 @@ struct BatchNormPlan: Equatable, Sendable {
     func specialization(for problem: BatchNormBackwardProblem) -> KernelSpecialization {
         var specialization = launch.specialization(elementType: problem.elementType)
         specialization.flag("INFERENCE", problem.mode == .inference)
+        specialization.addBatchNormEpilogue(activation: problem.activation, addend: problem.hasAddend)
         return specialization
+    }
+}
+
+extension KernelSpecialization {
+    /// BatchNorm's fused epilogue `y = f(BN(x) + z)`: `ACTIVATION` (epilogue.cl) and
+    /// `HAS_ADDEND` (reduction.cl), each defined only when present, so that the programs
+    /// of unfused BatchNorm keep their options (and their cached binaries). Both change
+    /// the arithmetic of every element, so they are build options, not arguments.
+    mutating func addBatchNormEpilogue(activation: Activation, addend: Bool) {
+        if activation != .none { define("ACTIVATION", activation.kernelCode) }
+        if addend { flag("HAS_ADDEND", true) }
     }
 }

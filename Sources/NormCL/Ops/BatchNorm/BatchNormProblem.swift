@@ -21,6 +21,10 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
     let renorm: Bool
     let hasWeight: Bool
     let hasBias: Bool
+    /// The activation fused after the norm: `y = f(BN(x) (+ z))`.
+    var activation: Activation = .none
+    /// Whether an addend z is added before the activation: `y = f(BN(x) + z)`.
+    var hasAddend = false
 
     /// n = N·M, the values each channel's statistics run over; also the rows of the
     /// `(rows, C)` matrix the column kernels see.
@@ -36,12 +40,16 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
     /// Checks every argument and describes the call.
     ///
     /// - Throws: ``NormError`` naming the first argument that is wrong.
-    /// - Parameter wholeBatchValuesPerChannel: when the input is one part of a batch
-    ///   (synchronized BatchNorm), the whole batch's values per channel: the one-value
-    ///   check applies to it, not to the part.
+    /// - Parameters:
+    ///   - wholeBatchValuesPerChannel: when the input is one part of a batch
+    ///     (synchronized BatchNorm), the whole batch's values per channel: the one-value
+    ///     check applies to it, not to the part.
+    ///   - activation: the fused activation, `y = f(BN(x) + z)`.
+    ///   - addend: z, checked against the input (``NormError/checkAddend(_:matches:)``).
     static func validated(
         input: Tensor, weight: Tensor?, bias: Tensor?, running: RunningStatistics?,
-        mode: Mode, momentum: Float?, eps: Float, renorm: BatchRenormLimits? = nil, wholeBatchValuesPerChannel: Int? = nil
+        mode: Mode, momentum: Float?, eps: Float, renorm: BatchRenormLimits? = nil, wholeBatchValuesPerChannel: Int? = nil,
+        activation: Activation = .none, addend: Tensor? = nil
     ) throws(NormError) -> BatchNormProblem {
         let shape = input.shape
         try NormError.checkChannelInput(shape, op: "BatchNorm", limits: BatchNormProblem.sizeLimits)
@@ -51,6 +59,7 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
         try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
         try NormError.checkEps(eps)
         try NormError.checkRunningStatistics(running, channels: channels, momentum: momentum, backend: backend)
+        try NormError.checkAddend(addend, matches: input)
         if let renorm {
             try renorm.validate()
             guard running != nil, mode == .training(updatesRunningStatistics: true) else {
@@ -60,7 +69,7 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
         }
         let problem = BatchNormProblem(
             shape: shape, layout: input.layout, elementType: input.elementType, mode: mode, renorm: renorm != nil,
-            hasWeight: weight != nil, hasBias: bias != nil)
+            hasWeight: weight != nil, hasBias: bias != nil, activation: activation, hasAddend: addend != nil)
         // An empty batch is no error (PyTorch returns an empty output); one value is.
         if problem.isTraining && (wholeBatchValuesPerChannel ?? problem.valuesPerChannel) == 1 {
             throw .tooFewValuesPerChannel(valuesPerChannel: 1, shape: shape)
@@ -75,4 +84,27 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
     /// The sizes the kernels of both directions take as 32-bit arguments: N·M (also the
     /// rows of channels-last input) and C.
     static var sizeLimits: [(KeyPath<ChannelShape, Int>, String)] { [(\.batchSpatial, "N·M"), (\.channels, "C")] }
+}
+
+extension NormError {
+    /// Throws unless the addend `z` of a fused `f(BN(x) + z)` (when given) can be read
+    /// elementwise beside the input: the same shape, backend, element type and layout
+    /// (below rank 3 both layouts are the same memory). Named `addend`.
+    static func checkAddend(_ addend: Tensor?, matches input: Tensor) throws(NormError) {
+        guard let addend else { return }
+        guard addend.shape == input.shape else {
+            throw .shapeMismatch(argument: "addend", expected: input.shape, actual: addend.shape)
+        }
+        guard addend.backend.isSame(as: input.backend) else {
+            throw backendMismatch("addend", addend.backend, expected: input.backend)
+        }
+        guard addend.layout == input.layout || input.shape.count < 3 else {
+            throw .unsupported(argument: "addend", reason: "layout \(addend.layout) differs from the input's \(input.layout)")
+        }
+        guard addend.elementType == input.elementType else {
+            throw .unsupported(
+                argument: "addend",
+                reason: "element type \(addend.elementType.rawValue) differs from the input's \(input.elementType.rawValue)")
+        }
+    }
 }

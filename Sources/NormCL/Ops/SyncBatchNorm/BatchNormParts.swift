@@ -72,7 +72,7 @@ public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent]
 ///   - weight: γ, `[C]`, or nil for γ = 1.
 ///   - bias: β, `[C]`, or nil for β = 0.
 ///   - runningStatistics: updated in place (new tensors, or into the destinations), as
-///     ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:into:waitingFor:)``
+///     ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:activation:addend:into:waitingFor:)``
 ///     updates them in training; `numBatchesTracked` is incremented first.
 ///   - momentum: the new batch's weight, nil for a cumulative average.
 ///   - eps: added to the variance inside the square root.

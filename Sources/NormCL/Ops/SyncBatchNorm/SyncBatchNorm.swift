@@ -103,10 +103,16 @@ extension BatchNormOutput {
     /// The saved mean and inverse standard deviation of a training forward.
     ///
     /// - Throws: ``NormError/invalidArgument(argument:reason:)`` naming `argument` for an
-    ///   output that saved none (an inference forward).
+    ///   output that saved none (an inference forward); ``NormError/unsupported(argument:reason:)``
+    ///   for a forward with a fused activation or addend, which synchronized BatchNorm's
+    ///   backward does not apply.
     func savedStatistics(argument: String) throws(NormError) -> (mean: Tensor, invstd: Tensor) {
         guard let saveMean, let saveInvstd else {
             throw .invalidArgument(argument: argument, reason: "saves no statistics (not a training forward)")
+        }
+        if let saved, saved.activation != .none || saved.addend != nil {
+            throw .unsupported(
+                argument: argument, reason: "synchronized BatchNorm has no fused activation or addend (this forward had)")
         }
         return (saveMean, saveInvstd)
     }

@@ -55,6 +55,10 @@ public struct SyncBatchNorm: Sendable {
         guard isTraining || !tracks else {
             return try inputs.indices.map { try replicas[$0].forward(inputs[$0]) }
         }
+        guard replicas.allSatisfy({ $0.activation == .none }) else {
+            throw NormError.unsupported(
+                argument: "activation", reason: "a fused activation is not synchronized across replicas")
+        }
         let weights = first.weight == nil ? nil : replicas.map { $0.weight! }
         let biases = first.bias == nil ? nil : replicas.map { $0.bias! }
         guard tracks else { return try syncBatchNorm(inputs, weights: weights, biases: biases, eps: first.eps) }
@@ -121,10 +125,11 @@ extension BatchNorm {
     /// (``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``); in
     /// inference mode, or without running statistics outside training, this is
     /// ``forward(_:)`` and nothing is exchanged. Every participant must be in the same
-    /// mode. Batch Renorm is not synchronized: with ``renorm`` set, training throws.
+    /// mode. Batch Renorm is not synchronized, nor a fused ``activation``: with either
+    /// set, training throws.
     ///
-    /// - Throws: ``NormError/unsupported(argument:reason:)`` with ``renorm`` set in
-    ///   training; what ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``
+    /// - Throws: ``NormError/unsupported(argument:reason:)`` with ``renorm`` or
+    ///   ``activation`` set in training; what ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``
     ///   throws.
     public mutating func forward(_ input: Tensor, synchronizedOver exchange: some StatisticsExchange) throws
         -> BatchNormOutput
@@ -133,6 +138,10 @@ extension BatchNorm {
         guard training else { return try forward(input) }
         guard renorm == nil else {
             throw NormError.unsupported(argument: "renorm", reason: "Batch Renorm is not synchronized across participants")
+        }
+        guard activation == .none else {
+            throw NormError.unsupported(
+                argument: "activation", reason: "a fused activation is not synchronized across participants")
         }
         try LayerParameters.checkChannels(of: input, numFeatures)
         guard var running = runningStatistics else {
