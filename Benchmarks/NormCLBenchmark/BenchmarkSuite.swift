@@ -3,6 +3,7 @@ extension BenchmarkCase {
     static func suite(quick: Bool) -> [BenchmarkCase] {
         batchNormCases(quick: quick) + layerNormCases(quick: quick) + groupNormCases(quick: quick)
             + switchableNormCases(quick: quick) + modelShapeCases(quick: quick) + fusedCases(quick: quick)
+            + fusedChannelCases(quick: quick)
     }
 
     /// Shapes from real models that are not powers of two, and small batches, so that the

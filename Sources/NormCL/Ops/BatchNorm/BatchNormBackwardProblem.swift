@@ -104,7 +104,7 @@ struct BatchNormBackwardProblem: ChannelShaped, Hashable, Sendable {
         let backend = input.backend
         try NormError.checkParameter(weight, "weight", shape: channels, backend: backend)
         try NormError.checkParameter(bias, "bias", shape: channels, backend: backend)
-        try NormError.checkAddend(addend, matches: input)
+        try NormError.checkCompanion(addend, "addend", matches: input)
         let names =
             statistics.mode == .inference ? ("runningMean", "runningVar") : ("saveMean", "saveInvstd")
         try NormError.checkParameter(statistics.mean, names.0, shape: channels, backend: backend)

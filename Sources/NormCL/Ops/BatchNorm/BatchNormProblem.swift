@@ -45,7 +45,7 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
     ///     (synchronized BatchNorm), the whole batch's values per channel: the one-value
     ///     check applies to it, not to the part.
     ///   - activation: the fused activation, `y = f(BN(x) + z)`.
-    ///   - addend: z, checked against the input (``NormError/checkAddend(_:matches:)``).
+    ///   - addend: z, checked against the input (``NormError/checkCompanion(_:_:matches:allowsFloat32:)``).
     static func validated(
         input: Tensor, weight: Tensor?, bias: Tensor?, running: RunningStatistics?,
         mode: Mode, momentum: Float?, eps: Float, renorm: BatchRenormLimits? = nil, wholeBatchValuesPerChannel: Int? = nil,
@@ -59,7 +59,7 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
         try NormError.checkParameter(bias, "bias", shape: [channels], backend: backend)
         try NormError.checkEps(eps)
         try NormError.checkRunningStatistics(running, channels: channels, momentum: momentum, backend: backend)
-        try NormError.checkAddend(addend, matches: input)
+        try NormError.checkCompanion(addend, "addend", matches: input)
         if let renorm {
             try renorm.validate()
             guard running != nil, mode == .training(updatesRunningStatistics: true) else {
@@ -84,27 +84,4 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
     /// The sizes the kernels of both directions take as 32-bit arguments: N·M (also the
     /// rows of channels-last input) and C.
     static var sizeLimits: [(KeyPath<ChannelShape, Int>, String)] { [(\.batchSpatial, "N·M"), (\.channels, "C")] }
-}
-
-extension NormError {
-    /// Throws unless the addend `z` of a fused `f(BN(x) + z)` (when given) can be read
-    /// elementwise beside the input: the same shape, backend, element type and layout
-    /// (below rank 3 both layouts are the same memory). Named `addend`.
-    static func checkAddend(_ addend: Tensor?, matches input: Tensor) throws(NormError) {
-        guard let addend else { return }
-        guard addend.shape == input.shape else {
-            throw .shapeMismatch(argument: "addend", expected: input.shape, actual: addend.shape)
-        }
-        guard addend.backend.isSame(as: input.backend) else {
-            throw backendMismatch("addend", addend.backend, expected: input.backend)
-        }
-        guard addend.layout == input.layout || input.shape.count < 3 else {
-            throw .unsupported(argument: "addend", reason: "layout \(addend.layout) differs from the input's \(input.layout)")
-        }
-        guard addend.elementType == input.elementType else {
-            throw .unsupported(
-                argument: "addend",
-                reason: "element type \(addend.elementType.rawValue) differs from the input's \(input.elementType.rawValue)")
-        }
-    }
 }
