@@ -120,6 +120,44 @@ struct ReadmeExampleTests {
         #expect(try dx!.toArray().allSatisfy { Swift.abs($0) < 1e-5 })
     }
 
+    @Test("README example: fused")
+    func exampleFused() throws {
+        // README: fused
+        let backend = try Backend.default
+
+        // A pre-norm transformer block: h = x + residual and y = RMSNorm(h) in one pass, h kept
+        // for the next block (vLLM's fused_add_rms_norm), the residual stream in float32 under
+        // half activations; Gemma's zero-centred γ, x · rstd · (1 + w), as weightOffset 1.
+        let x = try Tensor(repeating: 0.25, shape: [8, 64], elementType: .float16, on: backend)
+        let residual = try Tensor(repeating: 1, shape: [8, 64], on: backend)
+        let w = try Tensor(repeating: 0, shape: [64], on: backend)
+        let block = try rmsNorm(x, normalizedShape: [64], weight: w, eps: 1e-6, residual: residual,
+                                returnsResidualSum: true, weightOffset: 1)
+        let h = block.residualSum!                                    // float32, the next block's residual
+        let dy = try Tensor(repeating: 1, shape: [8, 64], elementType: .float16, on: backend)
+        let dh = try Tensor(repeating: 0.5, shape: [8, 64], on: backend)   // dL/dh from the next block
+        let dx = try rmsNormBackward(dy, forward: block, gradResidualSum: dh).input  // = dL/dresidual
+
+        // ResNet's relu(BN(x) + shortcut) and the U-Net's silu(GroupNorm(x)), backward included.
+        let features = try Tensor(
+            (0..<2 * 32 * 4 * 4).map { Float($0 % 9) - 4 }, shape: [2, 32, 4, 4], layout: .channelsLast, on: backend)
+        let shortcut = try Tensor(repeating: 0.5, shape: [2, 32, 4, 4], layout: .channelsLast, on: backend)
+        let bn = try batchNorm(features, activation: .relu, addend: shortcut)  // training statistics
+        let bnGradients = try batchNormBackward(features, forward: bn)         // .input, .weight, .bias, .addend (dz)
+        let gn = try groupNorm(features, numGroups: 8, activation: .silu)
+        let gnGradients = try groupNormBackward(features, forward: gn)
+        // END README
+        // Checks (not in the README).
+        // h = 1.25 everywhere; with w = 0 and offset 1 the row normalises to 1.
+        #expect(try h.elementType == .float32 && h.toArray().allSatisfy { $0 == 1.25 })
+        #expect(try block.output.toArray().allSatisfy { Swift.abs($0 - 1) < 1e-3 })
+        // A constant row's own gradient is 0 (dy is constant along it): dx is dh.
+        #expect(try dx!.toArray().allSatisfy { Swift.abs($0 - 0.5) < 1e-3 })
+        #expect(bnGradients.addend?.shape == [2, 32, 4, 4] && bnGradients.input?.layout == .channelsLast)
+        #expect(try bn.output.toArray().allSatisfy { $0 >= 0 })
+        #expect(gnGradients.weight == nil && gn.output.shape == [2, 32, 4, 4])
+    }
+
     @Test("README example: other-ops")
     func exampleOtherOps() throws {
         // README: other-ops
@@ -248,7 +286,7 @@ struct ReadmeExampleTests {
         let examples = try Self.readmeExamples()
         #expect(
             examples.map(\.name) == [
-                "layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "your-opencl", "sync-batch-norm",
+                "layer-norm", "batch-norm-fold", "batch-norm-functional", "other-ops", "fused", "your-opencl", "sync-batch-norm",
                 "mpi",
             ])
         func lines(of path: String) throws -> [String] {
