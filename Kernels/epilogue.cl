@@ -9,6 +9,8 @@
 //                  RMSNorm: the transformer's residual stream), formed in float32
 //   RESIDUAL_FLOAT 1: the residual (and the stored h) are float32 under half storage
 //                  (`residual_in_fp32`); 0: the storage type
+//   SUM_GRADIENT   1 (a backward reading the stored h as its input, HAS_RESIDUAL 0): the
+//                  gradient of h from elsewhere is added to dx, of the storage type
 //
 // Every formula is PyTorch's CPU kernel's, so NaN and Inf come out as PyTorch's do:
 //   ReLU       y = x < 0 ? 0 : x (NaN stays NaN)     dx = x <= 0 ? 0 : dy
@@ -28,6 +30,9 @@
 // ---- The residual prologue: h = x + residual ------------------------------------
 #ifndef HAS_RESIDUAL
 #define HAS_RESIDUAL 0
+#endif
+#ifndef SUM_GRADIENT
+#define SUM_GRADIENT 0
 #endif
 #if HAS_RESIDUAL && RESIDUAL_FLOAT
 typedef float residual_t;
@@ -50,8 +55,9 @@ typedef storage_t residual_t;
 #define INPUTV(x, res, v) LOADV(x, v)
 #endif
 
-// The residual's and the sum's rows at element offset `base` (NULL without a residual).
-#if HAS_RESIDUAL
+// The residual's and the sum's (or the sum's gradient's) rows at element offset `base`
+// (NULL stays NULL; neither is read without HAS_RESIDUAL or SUM_GRADIENT).
+#if HAS_RESIDUAL || SUM_GRADIENT
 #define RESIDUAL_ROW(p, base) ((p) ? (p) + (base) : (p))
 #else
 #define RESIDUAL_ROW(p, base) (p)

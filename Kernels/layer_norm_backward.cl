@@ -41,9 +41,10 @@
 // Partials are float32, laid out [2][blocks][D]: dgamma's then dbeta's.
 //
 // Fused prologue and epilogue (epilogue.cl): with HAS_RESIDUAL the norm's input h =
-// x + residual is recomputed from both (never read from a stored h), and the gradient
-// `grad_sum` flowing into h from elsewhere (the next block's residual stream), when
-// given, is added to dx, which is then the gradient of x and of the residual alike.
+// x + residual is recomputed from both; with SUM_GRADIENT (the forward stored h, and `x`
+// is that h) it is read as it is. Either way the gradient `grad_sum` flowing into h from
+// elsewhere (the next block's residual stream), when given, is added to dx, which is
+// then the gradient of x and of the residual alike.
 // With an ACTIVATION, dy is first taken through it at its input xhat * gamma + beta,
 // recomputed from the saved statistics (HAS_BIAS says whether beta is read; it is only
 // given then). gamma is weight + weight_offset, as in the forward.
@@ -93,9 +94,9 @@ inline floatv output_gradient(__global const storage_t *x, __global const residu
 }
 
 // dx of vector v, plus the gradient flowing into h from elsewhere (`grad_sum`, the
-// row of the residual stream's gradient; with HAS_RESIDUAL only, and when given).
+// row of the residual stream's gradient; with HAS_RESIDUAL or SUM_GRADIENT, when given).
 inline void store_input_gradient(floatv dxv, __global storage_t *dx, __global const residual_t *grad_sum, uint v) {
-#if HAS_RESIDUAL
+#if HAS_RESIDUAL || SUM_GRADIENT
     if (grad_sum) dxv += LOADRV(grad_sum, v);
 #endif
     STOREV(dxv, dx, v);

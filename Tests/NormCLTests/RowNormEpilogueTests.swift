@@ -215,6 +215,52 @@ struct RowNormEpilogueTests {
         }
     }
 
+    @Test("backward(forward:) reads the stored h: the same gradients as from x and the residual")
+    func backwardFromStoredSum() throws {
+        for backend in allBackends {
+            for (kind, type, residualType) in [
+                (RowNormProblem.Kind.rmsNorm, ElementType.float32, ElementType.float32), (.layerNorm, .float16, .float16),
+                (.rmsNorm, .float16, .float32),
+            ] {
+                let c = Case(kind: kind, shape: [6, 40], elementType: type, residual: residualType, activation: .silu)
+                let data = Data(c, seed: 21)
+                // The explicit form recomputes h from x and the residual.
+                let explicit = try Self.run(c, data, on: backend, forcing: false).gradients
+                let x = try Tensor(data.x, shape: c.shape, elementType: type, on: backend)
+                let residual = try Tensor(data.residual, shape: c.shape, elementType: residualType, on: backend)
+                let dy = try Tensor(data.dy, shape: c.shape, elementType: type, on: backend)
+                let dh = try Tensor(data.gradSum, shape: c.shape, elementType: residualType, on: backend)
+                let w = try Tensor(data.weight, shape: c.normalizedShape, on: backend)
+                let b = try Tensor(data.bias, shape: c.normalizedShape, on: backend)
+                let stored: NormGradients
+                switch kind {
+                case .layerNorm:
+                    let f = try layerNorm(
+                        x, normalizedShape: c.normalizedShape, weight: w, bias: b, residual: residual,
+                        returnsResidualSum: true, activation: .silu)
+                    stored = try layerNormBackward(dy, forward: f, gradResidualSum: dh)
+                case .rmsNorm:
+                    let f = try rmsNorm(
+                        x, normalizedShape: c.normalizedShape, weight: w, bias: b, eps: 1e-5, residual: residual,
+                        returnsResidualSum: true, activation: .silu)
+                    stored = try rmsNormBackward(dy, forward: f, gradResidualSum: dh)
+                }
+                for (name, a, e) in [
+                    ("dx", stored.input, explicit.input), ("dγ", stored.weight, explicit.weight),
+                    ("dβ", stored.bias, explicit.bias),
+                ] {
+                    let reference = try #require(e).toArray()
+                    let largest = Double(reference.map { Swift.abs($0) }.max() ?? 0)
+                    // Half: the stored h is rounded to half, the explicit form's is not.
+                    let relative = type == .float16 && residualType == .float16 ? 1e-2 : 1e-5
+                    expectClose(try #require(a).toArray(), reference, "\(name) \(kind) \(type) \(backend.name)") { _ in
+                        relative * largest + 1e-6
+                    }
+                }
+            }
+        }
+    }
+
     @Test("bad fused arguments give typed errors")
     func errors() throws {
         for backend in allBackends {

@@ -49,7 +49,8 @@ public func layerNormBackward(
         gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
         saveMean: forward.saveMean, saveInvstd: forward.saveInvstd, outputMask: outputMask.restricted(to: saved),
         fusing: RowNormBackwardFusionArguments(
-            forward: saved.rowNormFusion, bias: saved.bias, gradResidualSum: gradResidualSum),
+            forward: saved.rowNormFusion, bias: saved.bias, gradResidualSum: gradResidualSum,
+            residualSum: forward.residualSum),
         strategy: nil, fuseParameters: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 

@@ -8,6 +8,10 @@ struct RowNormBackwardFusionArguments {
     var bias: Tensor? = nil
     /// dL/dh from the rest of the network (the next block's residual stream), added to dx.
     var gradResidualSum: Tensor? = nil
+    /// The sum h = x + residual the forward stored, when it returned it: read as the
+    /// backward's input instead of x and the residual (one tensor read instead of two)
+    /// when it has x's element type.
+    var residualSum: Tensor? = nil
 }
 
 /// LayerNorm's and RMSNorm's backward behind their entry points: validation, the empty
@@ -20,12 +24,21 @@ func rowNormBackward(
     fusing fused: RowNormBackwardFusionArguments = RowNormBackwardFusionArguments(), strategy: RowNormPlan.Strategy?,
     fuseParameters: Bool?, tuning: DeviceTuning?, call: OpCall = OpCall()
 ) throws -> NormGradients {
+    // With the stored h (of x's type, so that dy, dx and h share one storage type), read
+    // h instead of x and the residual: the same values, one tensor read instead of two.
+    var (input, fused) = (input, fused)
+    if fused.forward.residual != nil, let sum = fused.residualSum, sum.elementType == input.elementType {
+        try NormError.checkCompanion(input, "input", matches: sum)
+        input = sum
+        fused.forward.residual = nil
+    }
+    let inputIsSum = fused.residualSum != nil && fused.forward.residual == nil
     let residual = fused.forward.residual
     let problem = try RowNormBackwardProblem.validated(
         kind, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
         saveMean: saveMean, saveScale: saveScale, outputMask: outputMask, bias: fused.bias, residual: residual,
         weightOffset: fused.forward.weightOffset, activation: fused.forward.activation,
-        gradResidualSum: fused.gradResidualSum)
+        gradResidualSum: fused.gradResidualSum, inputIsSum: inputIsSum)
     let forward = problem.forward
     if input.isEmpty {
         return try NormGradients.empty(

@@ -39,19 +39,20 @@ struct RowNormBackwardProblem: Hashable, Sendable {
         _ kind: RowNormProblem.Kind, gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?,
         saveMean: Tensor?, saveScale: Tensor, outputMask: NormGradientMask, bias: Tensor? = nil,
         residual: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none,
-        gradResidualSum: Tensor? = nil
+        gradResidualSum: Tensor? = nil, inputIsSum: Bool = false
     ) throws(NormError) -> RowNormBackwardProblem {
         // eps is not used by the backward pass; any valid value passes the forward checks.
-        let forward = try RowNormProblem.validated(
+        var forward = try RowNormProblem.validated(
             kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: 0,
             residual: residual, weightOffset: weightOffset, activation: activation)
+        forward.fusion.inputIsSum = inputIsSum
         try NormError.checkGradOutput(gradOutput, matches: input)
         if let gradResidualSum {
-            guard let residual else {
+            // The gradient of h has h's element type: the residual's, or the input's when it is h.
+            guard let sum = inputIsSum ? input : residual else {
                 throw .invalidArgument(argument: "gradResidualSum", reason: "the forward added no residual")
             }
-            // The gradient of h has h's (the residual's) element type.
-            try NormError.checkCompanion(gradResidualSum, "gradResidualSum", matches: residual)
+            try NormError.checkCompanion(gradResidualSum, "gradResidualSum", matches: sum)
         }
         let statisticsShape = forward.statisticsShape
         let scaleName = kind == .layerNorm ? "saveInvstd" : "saveInvRms"

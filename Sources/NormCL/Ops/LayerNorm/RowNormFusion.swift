@@ -15,6 +15,9 @@ struct RowNormFusion: Hashable, Sendable {
     var weightOffset: Float = 0
     /// The activation applied to the normalized, scaled and shifted value.
     var activation: Activation = .none
+    /// Backward only: the input is the sum h the forward stored (no residual is read),
+    /// and the gradient of h from elsewhere may be added to dx.
+    var inputIsSum = false
 
     var hasResidual: Bool { residualType != nil }
     /// Whether anything is fused (the plain op's programs are built without these options).
@@ -46,6 +49,7 @@ struct RowNormFusion: Hashable, Sendable {
             options.flag("HAS_RESIDUAL", true)
             options.flag("RESIDUAL_FLOAT", residualType == .float32 && storage != .float32)
         }
+        if inputIsSum { options.flag("SUM_GRADIENT", true) }
         if activation != .none { options.define("ACTIVATION", activation.kernelCode) }
     }
 }

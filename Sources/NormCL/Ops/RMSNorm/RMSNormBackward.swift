@@ -45,7 +45,8 @@ public func rmsNormBackward(
         gradOutput, input: saved.input, normalizedShape: forward.normalizedShape, weight: saved.weight,
         saveInvRms: forward.saveInvRms, outputMask: outputMask.restricted(to: saved),
         fusing: RowNormBackwardFusionArguments(
-            forward: saved.rowNormFusion, bias: saved.bias, gradResidualSum: gradResidualSum),
+            forward: saved.rowNormFusion, bias: saved.bias, gradResidualSum: gradResidualSum,
+            residualSum: forward.residualSum),
         strategy: nil, fuseParameters: nil, tuning: nil, call: OpCall(waitList: waitList, backward: destinations))
 }
 

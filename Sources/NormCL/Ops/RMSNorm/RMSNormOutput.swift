@@ -15,6 +15,8 @@ public struct RMSNormOutput: Sendable {
     var normalizedShape: [Int] = []
     /// h = x + residual, when the call added a residual and was asked to return it (the
     /// next block's residual stream): the input's shape and layout, the residual's
-    /// element type. nil otherwise.
+    /// element type. nil otherwise. When it has the input's element type, the backward
+    /// from this output reads it in place of x and the residual (one tensor instead of
+    /// two), as autograd reads a saved tensor: leave it unchanged until then.
     public internal(set) var residualSum: Tensor? = nil
 }
