@@ -28,6 +28,22 @@ struct KernelSpecialization: Hashable, Sendable {
         define(name, value ? 1 : 0)
     }
 
+    /// Adds `-D ACTIVATION=…` for a fused activation (`Kernels/epilogue.cl`), nothing for
+    /// ``Activation/none``: unfused calls keep their options and their cached programs.
+    /// A build option, not an argument: it changes the arithmetic of every element.
+    mutating func fuse(_ activation: Activation) {
+        if activation != .none { define("ACTIVATION", activation.kernelCode) }
+    }
+
+    /// Adds the residual prologue's options (`Kernels/epilogue.cl`) for a residual of
+    /// `residualType` beside `storage` input: `HAS_RESIDUAL`, and `RESIDUAL_FLOAT` when the
+    /// residual is float32 under half storage. Nothing without a residual.
+    mutating func addResidual(_ residualType: ElementType?, storage: ElementType) {
+        guard let residualType else { return }
+        flag("HAS_RESIDUAL", true)
+        flag("RESIDUAL_FLOAT", residualType == .float32 && storage != .float32)
+    }
+
     /// The options as one string for `clBuildProgram`.
     var text: String { options.joined(separator: " ") }
 }

@@ -115,7 +115,7 @@ extension KernelSpecialization {
     /// of unfused BatchNorm keep their options (and their cached binaries). Both change
     /// the arithmetic of every element, so they are build options, not arguments.
     mutating func addBatchNormEpilogue(activation: Activation, addend: Bool) {
-        if activation != .none { define("ACTIVATION", activation.kernelCode) }
+        fuse(activation)
         if addend { flag("HAS_ADDEND", true) }
     }
 }

@@ -31,9 +31,8 @@ public func residualSum(
             output: Tensor(referenceValues: h, shape: input.shape, layout: input.layout, elementType: residual.elementType),
             events: [])
     case .openCL(let runtime):
-        let fusion = RowNormFusion(residualType: residual.elementType)
         return try ElementwiseKernels.run(
-            "elementwise_sum", input, outputType: residual.elementType, fusion: fusion,
+            "elementwise_sum", input, output: "sum", outputType: residual.elementType, residualType: residual.elementType,
             arguments: ["x": .buffer(input.openCLBuffer), "residual": .buffer(residual.openCLBuffer)],
             call: OpCall(waitList: waitList, forward: ForwardDestinations(output: destination)).reading(input, residual),
             on: runtime)
@@ -72,7 +71,7 @@ public func activate(
     case .openCL(let runtime):
         // y may overwrite x in place (each work-item reads its vector before it writes it).
         return try ElementwiseKernels.run(
-            "elementwise_activate", input, outputType: input.elementType, fusion: RowNormFusion(activation: activation),
+            "elementwise_activate", input, output: "y", outputType: input.elementType, activation: activation,
             arguments: ["x": .buffer(input.openCLBuffer), "addend": .buffer(addend?.openCLBuffer)],
             call: OpCall(waitList: waitList, forward: ForwardDestinations(output: destination)).reading(addend),
             on: runtime)
@@ -108,18 +107,20 @@ public func activationBackward(
             events: [])
     case .openCL(let runtime):
         return try ElementwiseKernels.run(
-            "elementwise_activation_grad", gradOutput, outputType: gradOutput.elementType,
-            fusion: RowNormFusion(activation: activation),
+            "elementwise_activation_grad", gradOutput, output: "da", outputType: gradOutput.elementType,
+            activation: activation,
             arguments: ["dy": .buffer(gradOutput.openCLBuffer), "a": .buffer(input.openCLBuffer)],
             call: OpCall(waitList: waitList, forward: ForwardDestinations(output: destination)).reading(input),
             on: runtime)
     }
 }
 
-/// Enqueues one kernel of `Kernels/elementwise.cl` over every vector of `input`.
+/// Enqueues one kernel of `Kernels/elementwise.cl` over every vector of `input`, its
+/// result (of `outputType`) in the argument named `output`.
 enum ElementwiseKernels {
     static func run(
-        _ kernel: String, _ input: Tensor, outputType: ElementType, fusion: RowNormFusion,
+        _ kernel: String, _ input: Tensor, output outputName: String, outputType: ElementType,
+        residualType: ElementType? = nil, activation: Activation = .none,
         arguments: KeyValuePairs<String, KernelArgument>, call: OpCall, on runtime: OpenCLRuntime
     ) throws -> ElementwiseOutput {
         let output = try call.forward(
@@ -133,10 +134,10 @@ enum ElementwiseKernels {
             elementType: input.elementType, chunkedAccess: geometry.chunkedAccess,
             wideIndices: LaunchGeometry.needsWideIndices(elements: vectors, workItems: launch.global[0]))
         options.define("VEC", vectorWidth)
-        fusion.specialize(&options, storage: input.elementType)
+        options.addResidual(residualType, storage: input.elementType)
+        options.fuse(activation)
         let program = try runtime.program(.elementwise, options: options.text)
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
-        let outputName = ["elementwise_sum": "sum", "elementwise_activation_grad": "da"][kernel] ?? "y"
         try launches.enqueue(
             kernel, launch, arguments, [outputName: .buffer(output.deviceBuffer), "vectors": .ulong(UInt64(vectors))])
         return ElementwiseOutput(output: output, events: launches.events)

@@ -51,7 +51,7 @@ struct GroupNormGeometry: Equatable, Sendable {
             elementType: problem.elementType, wideIndices: wideIndices,
             vectorWidth: columnKernels ? 1 : channel.vectorWidth,
             channelVectorWidth: columnKernels ? channel.channelVectorWidth : nil)
-        if problem.activation != .none { options.define("ACTIVATION", problem.activation.kernelCode) }
+        options.fuse(problem.activation)
         return options
     }
 

@@ -45,11 +45,8 @@ struct RowNormFusion: Hashable, Sendable {
     /// a residual, ACTIVATION with an activation. Nothing for the plain op, whose programs
     /// stay those of an unfused call. The offset is a kernel argument.
     func specialize(_ options: inout KernelSpecialization, storage: ElementType) {
-        if let residualType {
-            options.flag("HAS_RESIDUAL", true)
-            options.flag("RESIDUAL_FLOAT", residualType == .float32 && storage != .float32)
-        }
+        options.addResidual(residualType, storage: storage)
         if inputIsSum { options.flag("SUM_GRADIENT", true) }
-        if activation != .none { options.define("ACTIVATION", activation.kernelCode) }
+        options.fuse(activation)
     }
 }
