@@ -20,8 +20,8 @@
 //              dx = dy * (0.5 * (1 + t) + x/2 * (1 - t²) * k * (1 + 3 * 0.044715 x²)), t = tanh(...)
 // The backward of an op with an activation recomputes the activation's input from x and
 // the saved statistics (it is in registers anyway) and never reads a stored copy of it.
-// Both macros work lane by lane on float and on vector types T; arguments must be plain
-// variables (they are read more than once).
+// ACTIVATE(T, x) and ACTIVATION_GRAD(T, dy, x) work lane by lane on float and float4
+// (every floatv and floatc).
 
 #ifndef ACTIVATION
 #define ACTIVATION 0

@@ -19,10 +19,6 @@ struct RowNormFusion: Hashable, Sendable {
     /// and the gradient of h from elsewhere may be added to dx.
     var inputIsSum = false
 
-    var hasResidual: Bool { residualType != nil }
-    /// Whether anything is fused (the plain op's programs are built without these options).
-    var isPlain: Bool { self == RowNormFusion() }
-
     /// Checks the fused arguments of a call whose input and weight are already valid.
     ///
     /// - Throws: ``NormError`` for a residual of another shape, layout, backend or element
