@@ -24,21 +24,9 @@ struct GroupNormGeometry: Equatable, Sendable {
     subscript<T>(dynamicMember member: KeyPath<ChannelGeometry, T>) -> T { channel[keyPath: member] }
 
     /// Spatial slices of the column strategy (``ChannelGeometry/columnSlices(samples:rows:)``
-    /// over the N samples' M rows), and with chunked access (CPUs) at least enough that the
-    /// launch has ``LaunchGeometry/targetWorkGroups`` work-groups: a CPU driver runs each
-    /// work-group's items one after another on one thread (PoCL here: one work-group of 8
-    /// items keeps one of its two threads busy, two keep both), so busy items alone do not
-    /// spread the work. The diffusion U-Net's GroupNorm at batch 1, NHWC, 32 groups, on
-    /// PoCL here (target 8): `(1, 640, 32, 32)` has 10 column work-items in one work-group
-    /// of 12, 1 slice by items (one core), 8 by work-groups; `(1, 320, 64, 64)` has 5 in
-    /// one of 8, 2 slices by items (one work-group per core, nothing to balance with), 8
-    /// by work-groups; `(2, 640, 32, 32)` 1 and 4.
+    /// over the N samples' M rows).
     func columnSlices(for problem: GroupNormProblem) -> Int {
-        let slices = channel.columnSlices(samples: problem.batch, rows: problem.spatial)
-        guard channel.launch.chunkedAccess else { return slices }
-        let workGroupsPerSlice = max(1, problem.batch * channel.columnItems / channel.columnWorkGroupSize)
-        let wanted = channel.launch.targetWorkGroups.ceilingDivided(by: workGroupsPerSlice)
-        return max(slices, min(wanted, problem.spatial / ChannelGeometry.minimumRowsPerSlice, 1024))
+        channel.columnSlices(samples: problem.batch, rows: problem.spatial)
     }
 
     /// The options both kernel files share; CVEC and TILE only for plans that run column
