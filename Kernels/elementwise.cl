@@ -17,7 +17,7 @@
 // h = x + residual, formed in float32 and stored as residual_t (HAS_RESIDUAL=1).
 __kernel void elementwise_sum(__global const storage_t *x, __global const residual_t *residual,
                               __global residual_t *sum, ulong vectors) {
-    FOR_EACH_VECTOR(i, vectors) STORERV(INPUTV(x, residual, i), sum, i);
+    FOR_EACH_VECTOR(i, vectors) STORERV(LOADV(x, i) + LOADRV(residual, i), sum, i);
 }
 
 // y = f(x + addend) (addend NULL: f(x)), with f the ACTIVATION.

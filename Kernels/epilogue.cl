@@ -7,6 +7,7 @@
 //                  applied to the normalized value before it is stored
 //   HAS_RESIDUAL   1: a prologue, the norm's input is h = x + residual (LayerNorm and
 //                  RMSNorm: the transformer's residual stream), formed in float32
+//   HAS_INPUT_BIAS 1 (with HAS_RESIDUAL): h = (x + bias) + residual, bias per column
 //   RESIDUAL_FLOAT 1: the residual (and the stored h) are float32 under half storage
 //                  (`residual_in_fp32`); 0: the storage type
 //   SUM_GRADIENT   1 (a backward reading the stored h as its input, HAS_RESIDUAL 0): the
@@ -45,22 +46,39 @@ typedef storage_t residual_t;
 #define LOADRV(p, i) LOADV(p, i)
 #define STORERV(v, p, i) STOREV(v, p, i)
 #endif
-// Element i and vector v of the norm's input: x, or x + residual (`res`, the residual's
-// row, is not read without HAS_RESIDUAL). LayerNorm's backward recomputes it the same way.
-#if HAS_RESIDUAL
-#define INPUT1(x, res, i) (LOAD1(x, i) + LOADR1(res, i))
-#define INPUTV(x, res, v) (LOADV(x, v) + LOADRV(res, v))
-#else
-#define INPUT1(x, res, i) LOAD1(x, i)
-#define INPUTV(x, res, v) LOADV(x, v)
-#endif
-
 // The residual's and the sum's (or the sum's gradient's) rows at element offset `base`
 // (NULL stays NULL; neither is read without HAS_RESIDUAL or SUM_GRADIENT).
 #if HAS_RESIDUAL || SUM_GRADIENT
 #define RESIDUAL_ROW(p, base) ((p) ? (p) + (base) : (p))
 #else
 #define RESIDUAL_ROW(p, base) (p)
+#endif
+
+// What a row norm's input h is formed from besides x's row: the residual's row and the
+// input bias (HAS_INPUT_BIAS, only with HAS_RESIDUAL: the preceding linear layer's bias,
+// one float32 per column, as in bias-dropout-add), h = (x + bias) + residual in float32.
+// Members that are not read (no residual, no bias) may be NULL.
+typedef struct {
+    __global const residual_t *res;
+    __global const float *bias;
+} RowInput;
+
+inline RowInput row_input(__global const residual_t *residual, __global const float *input_bias, ulong base) {
+    RowInput r = {RESIDUAL_ROW(residual, base), input_bias};
+    return r;
+}
+
+// Element i and vector v of the norm's input h from x's row and a RowInput `p`.
+// LayerNorm's backward recomputes it the same way.
+#if HAS_RESIDUAL && HAS_INPUT_BIAS
+#define INPUT1(x, p, i) ((LOAD1(x, i) + (p).bias[i]) + LOADR1((p).res, i))
+#define INPUTV(x, p, v) ((LOADV(x, v) + LOADP((p).bias, v)) + LOADRV((p).res, v))
+#elif HAS_RESIDUAL
+#define INPUT1(x, p, i) (LOAD1(x, i) + LOADR1((p).res, i))
+#define INPUTV(x, p, v) (LOADV(x, v) + LOADRV((p).res, v))
+#else
+#define INPUT1(x, p, i) LOAD1(x, i)
+#define INPUTV(x, p, v) LOADV(x, v)
 #endif
 
 // ---- Activations -------------------------------------------------------------------

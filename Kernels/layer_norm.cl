@@ -21,6 +21,8 @@
 //                  residual kept in float32 under half storage) else the storage type.
 //                  h is formed in float32 and the statistics and y are taken from that
 //                  float32 h; the stored h is rounded to residual_t once
+//   HAS_INPUT_BIAS 1 (with HAS_RESIDUAL): h = (x + input_bias) + residual, input_bias
+//                  one float32 per column (the preceding linear layer's bias)
 //   ACTIVATION     an activation applied to y before it is stored (epilogue.cl)
 // γ is read as weight + weight_offset (a kernel argument: 1 for Gemma's zero-centred
 // γ, 0 otherwise).
@@ -59,7 +61,7 @@ typedef Moments RowStats;
 #if !RMS
 // The row's pilot: the median of its elements at 0, 1/4, 1/2, 3/4 and the end (0 if
 // that is Inf or NaN: see common.cl on non-finite values).
-inline float row_pilot(__global const storage_t *row, __global const residual_t *res, uint row_length) {
+inline float row_pilot(__global const storage_t *row, RowInput res, uint row_length) {
     uint last = row_length - 1;
     float a = INPUT1(row, res, 0), b = INPUT1(row, res, last / 4), c = INPUT1(row, res, last / 2);
     float d = INPUT1(row, res, last - last / 4), e = INPUT1(row, res, last);
@@ -67,7 +69,7 @@ inline float row_pilot(__global const storage_t *row, __global const residual_t 
 }
 
 // Moments (relative to `pilot`) of the span's vectors of one row.
-inline RowStats row_moments(__global const storage_t *row, __global const residual_t *res, Span s, float pilot) {
+inline RowStats row_moments(__global const storage_t *row, RowInput res, Span s, float pilot) {
     Moments acc = {0.0f, 0.0f, 0.0f};
     float2 carry = (float2)(0.0f, 0.0f);  // Kahan carries of M2 and of the mean
     if (s.first >= s.end) return acc;
@@ -120,7 +122,7 @@ inline float stats_offset(RowStats m) { return m.mean; }
 inline float stats_squares(RowStats m) { return m.m2; }
 #else
 // Sum of squares of the span's vectors of one row.
-inline RowStats row_moments(__global const storage_t *row, __global const residual_t *res, Span s, float unused) {
+inline RowStats row_moments(__global const storage_t *row, RowInput res, Span s, float unused) {
     float total = 0.0f, carry = 0.0f, count = 0.0f;
     for (uint v = s.first; v < s.end;) {
         floatv q0 = 0.0f, q1 = 0.0f;
@@ -158,7 +160,7 @@ inline float row_scale(RowStats m, uint row_length, float eps) {
 // y over the span of one row: f(((h - pilot) - offset) * scale * gamma + beta)
 // (LayerNorm) or f(h * scale * gamma + beta) (RMSNorm), with h = x (+ residual, also
 // stored to `sum` when given) and f the fused activation.
-inline void apply_span(__global const storage_t *row, __global const residual_t *res, __global residual_t *sum,
+inline void apply_span(__global const storage_t *row, RowInput res, __global residual_t *sum,
                        __global storage_t *out, Span s, float pilot, float offset, float scale,
                        __global const float *weight, float weight_offset, __global const float *bias) {
     for (uint v = s.first; v < s.end; v += s.stride) {
@@ -185,10 +187,11 @@ inline void apply_span(__global const storage_t *row, __global const residual_t 
 // Fused: ITEMS work-items per row, local size / ITEMS rows per work-group. Statistics,
 // then normalisation of the same elements while they are still in cache; one launch.
 // save_mean (LayerNorm only) and save_scale (invstd or rstd) have one value per row.
-__kernel void rownorm_fused(__global const storage_t *x, __global const residual_t *residual, __global residual_t *sum,
-                   __global storage_t *y, uint rows, uint row_length, __global const float *weight,
-                   float weight_offset, __global const float *bias, __global float *save_mean,
-                   __global float *save_scale, float eps) {
+__kernel void rownorm_fused(__global const storage_t *x, __global const residual_t *residual,
+                            __global const float *input_bias, __global residual_t *sum, __global storage_t *y,
+                            uint rows, uint row_length, __global const float *weight, float weight_offset,
+                            __global const float *bias, __global float *save_mean, __global float *save_scale,
+                            float eps) {
     ROW_SCRATCH(RowStats, scratch, SCRATCH_ITEMS);
     uint item, slot;
     uint row = row_lane(&item, &slot);
@@ -196,7 +199,7 @@ __kernel void rownorm_fused(__global const storage_t *x, __global const residual
     bool live = row < rows;
     ulong base = (ulong)(live ? row : rows - 1) * row_length;
     __global const storage_t *in = x + base;
-    __global const residual_t *res = RESIDUAL_ROW(residual, base);
+    RowInput res = row_input(residual, input_bias, base);
     Span s = item_span(0, row_length / VEC, item, ITEMS);
 #if RMS
     float pilot = 0.0f;
@@ -222,14 +225,15 @@ __kernel void rownorm_fused(__global const storage_t *x, __global const residual
 // partials[r * G + g]: LayerNorm (count, mean - pilot, M2) triples (store_moments),
 // RMSNorm (count, sum of squares) float2s; slice 0 also writes the row's pilot.
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
-void rownorm_partials(__global const storage_t *x, __global const residual_t *residual, uint row_length,
+void rownorm_partials(__global const storage_t *x, __global const residual_t *residual,
+                      __global const float *input_bias, uint row_length,
                       __global float *partials, __global float *pilots) {
     ROW_SCRATCH(RowStats, scratch, ITEMS);
     uint g = get_group_id(0), groups = get_num_groups(0);
     uint row = get_group_id(1);
     uint item = get_local_id(0);
     __global const storage_t *in = x + (ulong)row * row_length;
-    __global const residual_t *res = RESIDUAL_ROW(residual, (ulong)row * row_length);
+    RowInput res = row_input(residual, input_bias, (ulong)row * row_length);
 #if RMS
     float pilot = 0.0f;
 #else
@@ -267,7 +271,8 @@ __kernel void rownorm_finish(__global const float *partials, uint groups, uint r
 // Split rows, step 3 of 3: the elementwise pass over all rows * row_vecs vectors, each
 // work-item's range (a chunk, or an interleaved share) taken row run by row run; the
 // row and column of the next index are stepped, not divided, per vector.
-__kernel void rownorm_apply(__global const storage_t *x, __global const residual_t *residual, __global residual_t *sum,
+__kernel void rownorm_apply(__global const storage_t *x, __global const residual_t *residual,
+                            __global const float *input_bias, __global residual_t *sum,
                             __global storage_t *y, uint rows, uint row_length, __global const float *weight,
                             float weight_offset, __global const float *bias, __global const float *pilots,
                             __global const float *offsets, __global const float *scales) {
@@ -283,7 +288,7 @@ __kernel void rownorm_apply(__global const storage_t *x, __global const residual
         uint len = (uint)(min((row + 1) * row_vecs, end) - v);
         Span s = {column, column + len, 1};
         ulong base = (ulong)row * row_length;
-        apply_span(x + base, RESIDUAL_ROW(residual, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
+        apply_span(x + base, row_input(residual, input_bias, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
                    offsets[row], scales[row], weight, weight_offset, bias);
         v += len;
     }
@@ -294,7 +299,7 @@ __kernel void rownorm_apply(__global const storage_t *x, __global const residual
     for (INDEX_T v = item; v < total; v += items) {
         Span s = {column, column + 1, 1};
         ulong base = (ulong)row * row_length;
-        apply_span(x + base, RESIDUAL_ROW(residual, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
+        apply_span(x + base, row_input(residual, input_bias, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
                    offsets[row], scales[row], weight, weight_offset, bias);
         row += step_rows;
         if (column >= row_vecs - step_columns) {

@@ -38,10 +38,13 @@
 // reduce writes `dgamma` and `dbeta` when given. Each is the same for every work-item
 // (barriers stay uniform) and costs a predictable branch per vector, next to its loads.
 //
-// Partials are float32, laid out [2][blocks][D]: dgamma's then dbeta's.
+// Partials are float32, laid out [2 or 3][blocks][D]: dgamma's, dbeta's, then (with an
+// input bias, PARTIALS_DINPUT_BIAS) the input bias's: the column sums of dh = dx, which
+// only a kernel that writes dx forms (the plan makes sure one does).
 //
 // Fused prologue and epilogue (epilogue.cl): with HAS_RESIDUAL the norm's input h =
-// x + residual is recomputed from both; with SUM_GRADIENT (the forward stored h, and `x`
+// x + residual (+ the input bias, HAS_INPUT_BIAS, whose gradient is the column sum of
+// dh) is recomputed from them; with SUM_GRADIENT (the forward stored h, and `x`
 // is that h) it is read as it is. Either way the gradient `grad_sum` flowing into h from
 // elsewhere (the next block's residual stream), when given, is added to dx, which is
 // then the gradient of x and of the residual alike.
@@ -51,6 +54,7 @@
 
 #define PARTIALS_DGAMMA 1u
 #define PARTIALS_DBETA 2u
+#define PARTIALS_DINPUT_BIAS 4u
 
 #if HAS_WEIGHT
 #define GAMMA(weight, v, offset) (LOADP(weight, v) + (offset))
@@ -81,7 +85,7 @@ typedef struct {
 
 // dy at the norm's output of vector v of a row (through the fused activation), and the
 // vector's xhat: x (or h = x + residual `res`) normalised with the row's statistics.
-inline floatv output_gradient(__global const storage_t *x, __global const residual_t *res,
+inline floatv output_gradient(__global const storage_t *x, RowInput res,
                               __global const storage_t *dy, uint v, float mean, float scale, floatv gamma, Affine a,
                               floatv *xhat) {
     *xhat = normalized(INPUTV(x, res, v), mean, scale);
@@ -95,17 +99,25 @@ inline floatv output_gradient(__global const storage_t *x, __global const residu
 
 // dx of vector v, plus the gradient flowing into h from elsewhere (`grad_sum`, the
 // row of the residual stream's gradient; with HAS_RESIDUAL or SUM_GRADIENT, when given).
-inline void store_input_gradient(floatv dxv, __global storage_t *dx, __global const residual_t *grad_sum, uint v) {
+// Returns the float32 dx (the gradient of h, whose column sums are the input bias's).
+inline floatv store_input_gradient(floatv dxv, __global storage_t *dx, __global const residual_t *grad_sum, uint v) {
 #if HAS_RESIDUAL || SUM_GRADIENT
     if (grad_sum) dxv += LOADRV(grad_sum, v);
 #endif
     STOREV(dxv, dx, v);
+    return dxv;
+}
+
+// Adds `value` to the column partial at vector v of `p` (stores it for the first row).
+inline void add_partial(__global float *p, uint v, floatv value, bool first) {
+    if (!first) value += LOADP(p, v);
+    STOREP(value, p, v);
 }
 
 // (sum g, sum g*xhat) over the span of one row: blocks of BLOCK vectors summed in
 // registers, block sums added with Kahan compensation (rows of millions of values
 // stay at a few ulps).
-inline float2 row_sums(__global const storage_t *x, __global const residual_t *res, __global const storage_t *dy,
+inline float2 row_sums(__global const storage_t *x, RowInput res, __global const storage_t *dy,
                        Affine a, Span s, float mean, float scale) {
     float2 total = (float2)(0.0f, 0.0f), carry = (float2)(0.0f, 0.0f);
     for (uint v = s.first; v < s.end;) {
@@ -145,27 +157,22 @@ inline floatv input_gradient(floatv d, floatv xhat, floatv gamma, float scale, f
     return scale * ((d * gamma - c.x) - xhat * c.y);
 }
 
-// Adds dy*xhat (PARTIALS_DGAMMA in `parameters`) and dy (PARTIALS_DBETA) of the span's
-// vectors of one row to the column partials at pw and pb (the first row of a block
-// stores instead of adding), and writes dx when it is given.
-inline void row_backward_span(__global const storage_t *x, __global const residual_t *res,
+// Adds dy*xhat (PARTIALS_DGAMMA in `parameters`), dy (PARTIALS_DBETA) and dx
+// (PARTIALS_DINPUT_BIAS, given only with dx) of the span's vectors of one row to the
+// column partials at p, p + stride and p + 2 stride (the first row of a block stores
+// instead of adding), and writes dx when it is given.
+inline void row_backward_span(__global const storage_t *x, RowInput res,
                               __global const storage_t *dy, __global storage_t *dx, __global const residual_t *grad_sum,
-                              Affine a, Span s, float mean, float scale, float2 c, __global float *pw,
-                              __global float *pb, bool first, uint parameters) {
+                              Affine a, Span s, float mean, float scale, float2 c, __global float *p, ulong stride,
+                              bool first, uint parameters) {
     for (uint v = s.first; v < s.end; v += s.stride) {
         floatv gamma = GAMMA(a.weight, v, a.weight_offset), xhat;
         floatv d = output_gradient(x, res, dy, v, mean, scale, gamma, a, &xhat);
-        if (dx) store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx, grad_sum, v);
-        if (parameters & PARTIALS_DGAMMA) {
-            floatv w = d * xhat;
-            if (!first) w += LOADP(pw, v);
-            STOREP(w, pw, v);
-        }
-        if (parameters & PARTIALS_DBETA) {
-            floatv b = d;
-            if (!first) b += LOADP(pb, v);
-            STOREP(b, pb, v);
-        }
+        floatv dh = 0.0f;
+        if (dx) dh = store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx, grad_sum, v);
+        if (parameters & PARTIALS_DGAMMA) add_partial(p, v, d * xhat, first);
+        if (parameters & PARTIALS_DBETA) add_partial(p + stride, v, d, first);
+        if (parameters & PARTIALS_DINPUT_BIAS) add_partial(p + 2 * stride, v, dh, first);
     }
 }
 
@@ -175,7 +182,7 @@ inline void row_backward_span(__global const storage_t *x, __global const residu
 // (block L of `partials`, when given) from the same elements while they are still in
 // cache.
 // Each work-item owns the same columns in every row, so it alone updates them.
-__kernel void rownorm_backward_fused(__global const storage_t *x, __global const residual_t *residual,
+__kernel void rownorm_backward_fused(__global const storage_t *x, __global const residual_t *residual, __global const float *input_bias,
                             __global const storage_t *dy, __global storage_t *dx, __global const residual_t *grad_sum,
                             uint rows, uint row_length, uint rows_per_lane, uint lanes,
                             __global const float *weight, float weight_offset, __global const float *bias,
@@ -188,10 +195,10 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
     Span s = item_span(0, row_length / VEC, item, ITEMS);
     if (!partials) parameters = 0;
     __global float *pw = partials + (ulong)min(lane, lanes - 1) * row_length;
-    __global float *pb = pw + (ulong)lanes * row_length;
+    ulong stride = (ulong)lanes * row_length;
 #if PRIVATE_PARTIALS
-    floatv aw[PRIVATE_PARTIALS], ab[PRIVATE_PARTIALS];
-    for (uint j = 0; j < PRIVATE_PARTIALS; ++j) aw[j] = ab[j] = 0.0f;
+    floatv aw[PRIVATE_PARTIALS], ab[PRIVATE_PARTIALS], ai[PRIVATE_PARTIALS];
+    for (uint j = 0; j < PRIVATE_PARTIALS; ++j) aw[j] = ab[j] = ai[j] = 0.0f;
 #endif
     for (uint k = 0; k < rows_per_lane; ++k) {
         ulong wanted = (ulong)lane * rows_per_lane + k;
@@ -199,7 +206,7 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         bool live = wanted < rows;
         uint row = live ? (uint)wanted : rows - 1;
         ulong base = (ulong)row * row_length;
-        __global const residual_t *res = RESIDUAL_ROW(residual, base);
+        RowInput res = row_input(residual, input_bias, base);
         float mean = row_mean(save_mean, row);
         float scale = save_scale[row];
         float2 c = (float2)(0.0f, 0.0f);
@@ -217,14 +224,14 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
             if (v >= s.end) break;
             floatv gamma = GAMMA(weight, v, weight_offset), xhat;
             floatv d = output_gradient(x + base, res, dy + base, v, mean, scale, gamma, a, &xhat);
-            if (dx) store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx + base,
-                                         RESIDUAL_ROW(grad_sum, base), v);
+            if (dx) ai[j] += store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx + base,
+                                                  RESIDUAL_ROW(grad_sum, base), v);
             aw[j] += d * xhat;
             ab[j] += d;
         }
 #else
         row_backward_span(x + base, res, dy + base, dx ? dx + base : dx, RESIDUAL_ROW(grad_sum, base), a, s, mean,
-                          scale, c, pw, pb, k == 0, parameters);
+                          scale, c, pw, stride, k == 0, parameters);
 #endif
     }
 #if PRIVATE_PARTIALS
@@ -233,7 +240,8 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         uint v = s.first + j * ITEMS;
         if (v >= s.end) break;
         if (parameters & PARTIALS_DGAMMA) STOREP(aw[j], pw, v);
-        if (parameters & PARTIALS_DBETA) STOREP(ab[j], pb, v);
+        if (parameters & PARTIALS_DBETA) STOREP(ab[j], pw + stride, v);
+        if (parameters & PARTIALS_DINPUT_BIAS) STOREP(ai[j], pw + 2 * stride, v);
     }
 #endif
 }
@@ -241,7 +249,7 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
 // Split rows, step 1: work-group (g, r) of ITEMS work-items sums g and g*xhat over
 // slice g of row r and writes them to sums[r * G + g] (float2).
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
-void rownorm_backward_slice_sums(__global const storage_t *x, __global const residual_t *residual,
+void rownorm_backward_slice_sums(__global const storage_t *x, __global const residual_t *residual, __global const float *input_bias,
                                  __global const storage_t *dy, uint row_length, __global const float *weight,
                                  float weight_offset, __global const float *bias, __global const float *save_mean,
                                  __global const float *save_scale, __global float *sums) {
@@ -252,7 +260,7 @@ void rownorm_backward_slice_sums(__global const storage_t *x, __global const res
     uint item = get_local_id(0);
     ulong base = (ulong)row * row_length;
     Span s = row_slice_span(row_length / VEC, item);
-    float2 item_sums = row_sums(x + base, RESIDUAL_ROW(residual, base), dy + base, a, s, row_mean(save_mean, row),
+    float2 item_sums = row_sums(x + base, row_input(residual, input_bias, base), dy + base, a, s, row_mean(save_mean, row),
                                 save_scale[row]);
     float2 m = REDUCE_ROW_LANE(reduce_float2, item_sums, scratch, item);
     if (item == 0) vstore2(m, (ulong)row * groups + g, sums);
@@ -274,7 +282,7 @@ __kernel void rownorm_backward_row_finish(__global const float *sums, uint slice
 // For each owned vector it walks the block's rows: dx from the row coefficients (when
 // dx is given) and the column sums of dy*xhat and dy, stored as block b's partials
 // (those `parameters` names).
-__kernel void rownorm_backward_columns(__global const storage_t *x, __global const residual_t *residual,
+__kernel void rownorm_backward_columns(__global const storage_t *x, __global const residual_t *residual, __global const float *input_bias,
                                        __global const storage_t *dy, __global storage_t *dx,
                                        __global const residual_t *grad_sum, uint rows, uint row_length,
                                        uint rows_per_block, uint blocks, __global const float *weight,
@@ -290,35 +298,37 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
     uint row_vecs = row_length / VEC;
     Span s = item_span(0, row_vecs, get_global_id(0), get_global_size(0));
     __global float *pw = partials + (ulong)block * row_length;
-    __global float *pb = pw + (ulong)blocks * row_length;
+    ulong stride = (ulong)blocks * row_length;
     for (uint v = s.first; v < s.end; v += s.stride) {
         floatv gamma = GAMMA(weight, v, weight_offset);
-        floatv sw = 0.0f, sb = 0.0f;
+        floatv sw = 0.0f, sb = 0.0f, si = 0.0f;
         ulong base = (ulong)first_row * row_length;
         for (uint row = first_row; row < end_row; ++row, base += row_length) {
             float scale = save_scale[row];
             floatv xhat;
-            floatv d = output_gradient(x + base, RESIDUAL_ROW(residual, base), dy + base, v, row_mean(save_mean, row),
+            floatv d = output_gradient(x + base, row_input(residual, input_bias, base), dy + base, v, row_mean(save_mean, row),
                                        scale, gamma, a, &xhat);
             if (dx)
-                store_input_gradient(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)), dx + base,
-                                     RESIDUAL_ROW(grad_sum, base), v);
+                si += store_input_gradient(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)),
+                                           dx + base, RESIDUAL_ROW(grad_sum, base), v);
             sw += d * xhat;
             sb += d;
         }
         if (parameters & PARTIALS_DGAMMA) STOREP(sw, pw, v);
-        if (parameters & PARTIALS_DBETA) STOREP(sb, pb, v);
+        if (parameters & PARTIALS_DBETA) STOREP(sb, pw + stride, v);
+        if (parameters & PARTIALS_DINPUT_BIAS) STOREP(si, pw + 2 * stride, v);
     }
 }
 
-// dgamma's and dbeta's sums of one column vector.
+// dgamma's, dbeta's and the input bias's sums of one column vector.
 typedef struct {
     floatv w;
     floatv b;
+    floatv i;
 } ParameterSums;
 
 inline ParameterSums add_parameter_sums(ParameterSums a, ParameterSums b) {
-    ParameterSums r = {a.w + b.w, a.b + b.b};
+    ParameterSums r = {a.w + b.w, a.b + b.b, a.i + b.i};
     return r;
 }
 
@@ -326,24 +336,27 @@ inline ParameterSums add_parameter_sums(ParameterSums a, ParameterSums b) {
 DEFINE_TREE_REDUCE(reduce_parameter_sums, ParameterSums, add_parameter_sums)
 #endif
 
-// dgamma and dbeta: work-group (FINAL_COLS x FINAL_LANES); work-item (c, j) adds the
+// dgamma, dbeta and the input bias's gradient: work-group (FINAL_COLS x FINAL_LANES); work-item (c, j) adds the
 // partials of blocks j, j + FINAL_LANES, ... of column vector c in block order
 // (Kahan-compensated), then the FINAL_LANES sums of a column are merged by the shared
 // tree.
 __kernel void rownorm_backward_parameters(__global const float *partials, uint blocks, uint row_length,
-                                          __global float *dgamma, __global float *dbeta) {
+                                          __global float *dgamma, __global float *dbeta,
+                                          __global float *dinput_bias) {
     uint row_vecs = row_length / VEC;
     uint v = get_global_id(0);
     uint j = get_local_id(1);
     bool live = v < row_vecs;
     uint column = live ? v : row_vecs - 1;
     ParameterSums t;
-    t.w = t.b = 0.0f;
-    floatv cw = 0.0f, cb = 0.0f;
+    t.w = t.b = t.i = 0.0f;
+    floatv cw = 0.0f, cb = 0.0f, ci = 0.0f;
+    ulong stride = (ulong)blocks * row_length;
     for (uint block = j; block < blocks; block += FINAL_LANES) {
         __global const float *pw = partials + (ulong)block * row_length;
         if (dgamma) KAHAN_ADD(floatv, t.w, cw, LOADP(pw, column));
-        if (dbeta) KAHAN_ADD(floatv, t.b, cb, LOADP(pw + (ulong)blocks * row_length, column));
+        if (dbeta) KAHAN_ADD(floatv, t.b, cb, LOADP(pw + stride, column));
+        if (dinput_bias) KAHAN_ADD(floatv, t.i, ci, LOADP(pw + 2 * stride, column));
     }
 #if FINAL_LANES > 1
     __local ParameterSums scratch[FINAL_COLS * FINAL_LANES];
@@ -352,4 +365,5 @@ __kernel void rownorm_backward_parameters(__global const float *partials, uint b
     if (!live || j != 0) return;
     if (dgamma) STOREP(t.w, dgamma, v);
     if (dbeta) STOREP(t.b, dbeta, v);
+    if (dinput_bias) STOREP(t.i, dinput_bias, v);
 }

@@ -18,13 +18,15 @@ struct RowNormEpilogueTests {
         var activation: Activation = .none
         var weightOffset: Float = 0
         var hasBias = true
+        /// Whether a bias is added to x with the residual (h = (x + b) + residual).
+        var inputBias = false
         var strategy: RowNormPlan.Strategy? = nil
         var tuning: DeviceTuning? = nil
         var fuseParameters: Bool? = nil
 
         var normalizedShape: [Int] { [shape.last!] }
         var description: String {
-            "\(kind) \(shape) \(elementType) residual=\(residual.map(\.rawValue) ?? "none") \(activation) offset=\(weightOffset) bias=\(hasBias) strategy=\(strategy.map { "\($0)" } ?? "auto") gpu=\(tuning != nil) fuse=\(fuseParameters.map { "\($0)" } ?? "auto")"
+            "\(kind) \(shape) \(elementType) residual=\(residual.map(\.rawValue) ?? "none") \(activation) offset=\(weightOffset) bias=\(hasBias) inputBias=\(inputBias) strategy=\(strategy.map { "\($0)" } ?? "auto") gpu=\(tuning != nil) fuse=\(fuseParameters.map { "\($0)" } ?? "auto")"
         }
     }
 
@@ -49,12 +51,28 @@ struct RowNormEpilogueTests {
         Case(kind: .layerNorm, shape: [40, 96], residual: .float32, activation: .silu, fuseParameters: false),
         Case(kind: .layerNorm, shape: [300, 13], residual: .float32, activation: .relu, tuning: .gpuStyle),
         Case(kind: .layerNorm, shape: [1, 1], residual: .float32, activation: .silu),
+        // The input bias in every strategy: fused (private partials on the GPU-style path),
+        // split rows, the unfused parameter pass (which the input bias's gradient turns
+        // back into the fused one), half storage.
+        Case(kind: .layerNorm, shape: [9, 64], residual: .float32, inputBias: true),
+        Case(
+            kind: .rmsNorm, shape: [6, 257], elementType: .float16, residual: .float16, activation: .gelu,
+            inputBias: true),
+        Case(
+            kind: .layerNorm, shape: [3, 1023], elementType: .float16, residual: .float32, activation: .relu,
+            inputBias: true, strategy: .fused(itemsPerRow: 4, rowsPerGroup: 2)),
+        Case(
+            kind: .rmsNorm, shape: [2, 4100], residual: .float32, activation: .silu, inputBias: true,
+            strategy: .splitRows(slices: 7, itemsPerSlice: 4)),
+        Case(kind: .layerNorm, shape: [300, 13], residual: .float32, activation: .geluTanh, inputBias: true, tuning: .gpuStyle),
+        Case(kind: .rmsNorm, shape: [64, 32], residual: .float32, inputBias: true, tuning: .gpuStyle),
+        Case(kind: .layerNorm, shape: [40, 96], residual: .float32, inputBias: true, fuseParameters: false),
     ]
 
     /// The inputs of one case, rounded to their element types.
     struct Data {
         var x, residual, dy, gradSum: [Float]
-        var weight, bias: [Float]
+        var weight, bias, inputBias: [Float]
 
         init(_ c: Case, seed: UInt64) {
             var rng = SeededGenerator(seed: seed)
@@ -67,6 +85,7 @@ struct RowNormEpilogueTests {
             // Zero-centred γ around 0 with the offset, around 1 without.
             weight = rng.normals(d, offset: c.weightOffset == 0 ? 1 : 0, scale: 0.5)
             bias = rng.normals(d, scale: 0.5)
+            inputBias = rng.normals(d, scale: 0.5)
         }
     }
 
@@ -92,8 +111,9 @@ struct RowNormEpilogueTests {
         let dy = try Tensor(data.dy, shape: c.shape, layout: layout, elementType: c.elementType, on: backend)
         let weight = try Tensor(data.weight, shape: c.normalizedShape, on: backend)
         let bias = c.hasBias ? try Tensor(data.bias, shape: c.normalizedShape, on: backend) : nil
+        let inputBias = c.inputBias ? try Tensor(data.inputBias, shape: c.normalizedShape, on: backend) : nil
         let fused = RowNormFusionArguments(
-            residual: residual, returnsResidualSum: residual != nil, weightOffset: c.weightOffset,
+            residual: residual, inputBias: inputBias, returnsResidualSum: residual != nil, weightOffset: c.weightOffset,
             activation: c.activation)
         let backwardFused = RowNormBackwardFusionArguments(forward: fused, bias: bias, gradResidualSum: gradSum)
         let (strategy, tuning, fuse) = forcing ? (c.strategy, c.tuning, c.fuseParameters) : (nil, nil, nil)
@@ -155,6 +175,7 @@ struct RowNormEpilogueTests {
             ("dx", actual.gradients.input, expected.gradients.input),
             ("dγ", actual.gradients.weight, expected.gradients.weight),
             ("dβ", actual.gradients.bias, expected.gradients.bias),
+            ("d inputBias", actual.gradients.inputBias, expected.gradients.inputBias),
         ] {
             #expect((a == nil) == (e == nil), "\(name) presence \(c)")
             guard let a, let e else { continue }
@@ -163,17 +184,18 @@ struct RowNormEpilogueTests {
             expectClose(try a.toArray(), reference, "\(name) \(c)") { _ in relative * largest + 1e-6 }
         }
         #expect((actual.gradients.bias != nil) == c.hasBias || c.kind == .layerNorm, "dβ exists with β \(c)")
+        #expect((actual.gradients.inputBias != nil) == c.inputBias, "d inputBias exists with the input bias \(c)")
     }
 
-    /// The float64 forward the finite differences differentiate: h = x + r,
+    /// The float64 forward the finite differences differentiate: h = (x + c) + r,
     /// a = norm(h)·(w + offset) + b, y = f(a).
     static func forward64(
-        _ kind: RowNormProblem.Kind, rows: Int, d: Int, x: [Double], residual: [Double], weight: [Double],
-        bias: [Double], offset: Double, activation: Activation
+        _ kind: RowNormProblem.Kind, rows: Int, d: Int, x: [Double], residual: [Double], inputBias: [Double],
+        weight: [Double], bias: [Double], offset: Double, activation: Activation
     ) -> [Double] {
         var y = [Double](repeating: 0, count: x.count)
         for r in 0..<rows {
-            let h = (0..<d).map { x[r * d + $0] + residual[r * d + $0] }
+            let h = (0..<d).map { x[r * d + $0] + inputBias[$0] + residual[r * d + $0] }
             let mean = kind == .layerNorm ? h.reduce(0, +) / Double(d) : 0
             let spread = h.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(d)
             let scale = 1 / (spread + 1e-5).squareRoot()
@@ -190,22 +212,32 @@ struct RowNormEpilogueTests {
             let x = rng.normals(rows * d).map(Double.init), r = rng.normals(rows * d).map(Double.init)
             let w = rng.normals(d, scale: 0.5).map(Double.init), b = rng.normals(d, scale: 0.5).map(Double.init)
             let upstream = rng.normals(rows * d).map(Double.init), gradSum = rng.normals(rows * d).map(Double.init)
+            let inputBias = rng.normals(d, scale: 0.5).map(Double.init)
             let offset = 1.0
-            let c = Case(kind: kind, shape: [rows, d], residual: .float32, activation: activation, weightOffset: 1)
+            let c = Case(
+                kind: kind, shape: [rows, d], residual: .float32, activation: activation, weightOffset: 1, inputBias: true)
             var data = Data(c, seed: 1)
-            (data.x, data.residual, data.weight, data.bias) = (
-                x.map(Float.init), r.map(Float.init), w.map(Float.init), b.map(Float.init)
+            (data.x, data.residual, data.weight, data.bias, data.inputBias) = (
+                x.map(Float.init), r.map(Float.init), w.map(Float.init), b.map(Float.init), inputBias.map(Float.init)
             )
             (data.dy, data.gradSum) = (upstream.map(Float.init), gradSum.map(Float.init))
             let g = try Self.run(c, data, on: .reference, forcing: false).gradients
-            func y(_ x: [Double], _ w: [Double], _ b: [Double]) -> [Double] {
-                Self.forward64(kind, rows: rows, d: d, x: x, residual: r, weight: w, bias: b, offset: offset, activation: activation)
+            func y(_ x: [Double], _ w: [Double], _ b: [Double], _ c: [Double] = inputBias) -> [Double] {
+                Self.forward64(
+                    kind, rows: rows, d: d, x: x, residual: r, inputBias: c, weight: w, bias: b, offset: offset,
+                    activation: activation)
             }
-            // dL/dx with L = Σ y·dy + Σ h·gradSum (h = x + r reaches the loss directly too).
+            // L = Σ y·dy + Σ h·gradSum (h = (x + c) + r reaches the loss directly too).
+            func loss(_ x: [Double], _ c: [Double]) -> Double {
+                let h = x.indices.map { x[$0] + c[$0 % d] + r[$0] }
+                return GradientCheck.dot(y(x, w, b, c), upstream) + GradientCheck.dot(h, gradSum)
+            }
             GradientCheck.expectGradient(
-                try #require(g.input).toArray().map(Double.init),
-                of: { GradientCheck.dot(y($0, w, b), upstream) + GradientCheck.dot(zip($0, r).map(+), gradSum) },
-                at: x, "dx \(kind) \(activation)", relative: 1e-4)
+                try #require(g.input).toArray().map(Double.init), of: { loss($0, inputBias) }, at: x,
+                "dx \(kind) \(activation)", relative: 1e-4)
+            GradientCheck.expectGradient(
+                try #require(g.inputBias).toArray().map(Double.init), of: { loss(x, $0) }, at: inputBias,
+                "d inputBias \(kind) \(activation)", relative: 1e-4)
             GradientCheck.expectGradient(
                 try #require(g.weight).toArray().map(Double.init), of: { y(x, $0, b) }, weightedBy: upstream, at: w,
                 "dγ \(kind) \(activation)", relative: 1e-4)
@@ -218,11 +250,14 @@ struct RowNormEpilogueTests {
     @Test("backward(forward:) reads the stored h: the same gradients as from x and the residual")
     func backwardFromStoredSum() throws {
         for backend in allBackends {
-            for (kind, type, residualType) in [
-                (RowNormProblem.Kind.rmsNorm, ElementType.float32, ElementType.float32), (.layerNorm, .float16, .float16),
-                (.rmsNorm, .float16, .float32),
+            for (kind, type, residualType, hasInputBias) in [
+                (RowNormProblem.Kind.rmsNorm, ElementType.float32, ElementType.float32, false),
+                (.layerNorm, .float16, .float16, false), (.rmsNorm, .float16, .float32, false),
+                (.layerNorm, .float32, .float32, true),
             ] {
-                let c = Case(kind: kind, shape: [6, 40], elementType: type, residual: residualType, activation: .silu)
+                let c = Case(
+                    kind: kind, shape: [6, 40], elementType: type, residual: residualType, activation: .silu,
+                    inputBias: hasInputBias)
                 let data = Data(c, seed: 21)
                 // The explicit form recomputes h from x and the residual.
                 let explicit = try Self.run(c, data, on: backend, forcing: false).gradients
@@ -232,23 +267,26 @@ struct RowNormEpilogueTests {
                 let dh = try Tensor(data.gradSum, shape: c.shape, elementType: residualType, on: backend)
                 let w = try Tensor(data.weight, shape: c.normalizedShape, on: backend)
                 let b = try Tensor(data.bias, shape: c.normalizedShape, on: backend)
+                let inputBias = hasInputBias ? try Tensor(data.inputBias, shape: c.normalizedShape, on: backend) : nil
                 let stored: NormGradients
                 switch kind {
                 case .layerNorm:
                     let f = try layerNorm(
                         x, normalizedShape: c.normalizedShape, weight: w, bias: b, residual: residual,
-                        returnsResidualSum: true, activation: .silu)
+                        inputBias: inputBias, returnsResidualSum: true, activation: .silu)
                     stored = try layerNormBackward(dy, forward: f, gradResidualSum: dh)
                 case .rmsNorm:
                     let f = try rmsNorm(
                         x, normalizedShape: c.normalizedShape, weight: w, bias: b, eps: 1e-5, residual: residual,
-                        returnsResidualSum: true, activation: .silu)
+                        inputBias: inputBias, returnsResidualSum: true, activation: .silu)
                     stored = try rmsNormBackward(dy, forward: f, gradResidualSum: dh)
                 }
                 for (name, a, e) in [
                     ("dx", stored.input, explicit.input), ("dγ", stored.weight, explicit.weight),
-                    ("dβ", stored.bias, explicit.bias),
+                    ("dβ", stored.bias, explicit.bias), ("d inputBias", stored.inputBias, explicit.inputBias),
                 ] {
+                    #expect((a == nil) == (e == nil), "\(name) presence \(kind) \(backend.name)")
+                    guard e != nil else { continue }
                     let reference = try #require(e).toArray()
                     let largest = Double(reference.map { Swift.abs($0) }.max() ?? 0)
                     // Half: the stored h is rounded to half, the explicit form's is not.
@@ -283,6 +321,11 @@ struct RowNormEpilogueTests {
             #expect(argument { try layerNorm(x, normalizedShape: [4], residual: half) } == "residual")
             #expect(argument { try rmsNorm(x, normalizedShape: [4], returnsResidualSum: true) } == "returnsResidualSum")
             #expect(argument { try rmsNorm(x, normalizedShape: [4], weightOffset: 1) } == "weightOffset")
+            // The input bias is added with the residual, is float32 of normalizedShape.
+            #expect(argument { try layerNorm(x, normalizedShape: [4], inputBias: w) } == "inputBias")
+            #expect(argument { try rmsNorm(x, normalizedShape: [4], residual: x, inputBias: other) } == "inputBias")
+            let halfBias = try Tensor([Float](repeating: 1, count: 4), shape: [4], elementType: .float16, on: backend)
+            #expect(argument { try rmsNorm(x, normalizedShape: [4], residual: x, inputBias: halfBias) } == "inputBias")
             #expect(argument { try rmsNorm(x, normalizedShape: [4], weight: w, weightOffset: .nan) } == "weightOffset")
             let f = try rmsNorm(x, normalizedShape: [4], weight: w)
             #expect(argument { try rmsNormBackward(x, forward: f, gradResidualSum: x) } == "gradResidualSum")
@@ -297,6 +340,39 @@ struct RowNormEpilogueTests {
                             x, normalizedShape: [4], residual: fused.output, returnsResidualSum: true,
                             into: ForwardDestinations(residualSum: fused.output))
                     } == "destinations.residualSum")
+            }
+        }
+    }
+
+    @Test("the input bias's gradient alone: dx is formed for it but not returned, the sums match")
+    func inputBiasGradientAlone() throws {
+        for backend in allBackends {
+            for strategy in [RowNormPlan.Strategy.splitRows(slices: 3, itemsPerSlice: 2), .fused(itemsPerRow: 2, rowsPerGroup: 2)] {
+                let c = Case(kind: .layerNorm, shape: [10, 48], residual: .float32, activation: .relu, inputBias: true)
+                let data = Data(c, seed: 4)
+                let full = try Self.run(c, data, on: backend, forcing: false).gradients
+                let x = try Tensor(data.x, shape: c.shape, on: backend)
+                let w = try Tensor(data.weight, shape: [48], on: backend), b = try Tensor(data.bias, shape: [48], on: backend)
+                let fused = RowNormFusionArguments(
+                    residual: try Tensor(data.residual, shape: c.shape, on: backend),
+                    inputBias: try Tensor(data.inputBias, shape: [48], on: backend), activation: .relu)
+                let f = try layerNorm(
+                    x, normalizedShape: c.normalizedShape, weight: w, bias: b, eps: 1e-5, fusing: fused, strategy: nil,
+                    tuning: nil)
+                let dy = try Tensor(data.dy, shape: c.shape, on: backend)
+                // The backward forced to each strategy, asked for the input bias's gradient only.
+                let alone = try layerNormBackward(
+                    dy, input: x, normalizedShape: c.normalizedShape, weight: w, saveMean: f.saveMean,
+                    saveInvstd: f.saveInvstd, outputMask: .inputBias,
+                    fusing: RowNormBackwardFusionArguments(
+                        forward: fused, bias: b, gradResidualSum: try Tensor(data.gradSum, shape: c.shape, on: backend)),
+                    strategy: strategy, fuseParameters: false, tuning: nil)
+                #expect(alone.input == nil && alone.weight == nil && alone.bias == nil)
+                let reference = try #require(full.inputBias).toArray()
+                let largest = Double(reference.map { Swift.abs($0) }.max() ?? 0)
+                expectClose(try #require(alone.inputBias).toArray(), reference, "d inputBias \(strategy) \(backend.name)") { _ in
+                    1e-5 * largest + 1e-6
+                }
             }
         }
     }

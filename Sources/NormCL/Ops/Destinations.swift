@@ -54,13 +54,19 @@ public struct BackwardDestinations: Sendable {
     /// dz, the gradient of the tensor added before a fused activation (BatchNorm's
     /// `relu(BN(x) + z)`).
     public var gradAddend: Tensor?
+    /// The gradient of a row norm's input bias (float32, the bias's shape).
+    public var gradInputBias: Tensor?
 
     /// Destinations for the gradients given; the others are allocated.
-    public init(gradInput: Tensor? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil, gradAddend: Tensor? = nil) {
+    public init(
+        gradInput: Tensor? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil, gradAddend: Tensor? = nil,
+        gradInputBias: Tensor? = nil
+    ) {
         self.gradInput = gradInput
         self.gradWeight = gradWeight
         self.gradBias = gradBias
         self.gradAddend = gradAddend
+        self.gradInputBias = gradInputBias
     }
 }
 
@@ -199,6 +205,7 @@ extension BackwardDestinations: DestinationSet {
         [
             (\.gradInput, "gradInput", gradInput), (\.gradWeight, "gradWeight", gradWeight),
             (\.gradBias, "gradBias", gradBias), (\.gradAddend, "gradAddend", gradAddend),
+            (\.gradInputBias, "gradInputBias", gradInputBias),
         ]
     }
 }
@@ -294,7 +301,8 @@ extension SwitchableNormOutput: NormForwardResults {
 extension NormGradients {
     /// These gradients' tensors as the destinations of a later backward call of the same shapes.
     public var destinations: BackwardDestinations {
-        BackwardDestinations(gradInput: input, gradWeight: weight, gradBias: bias, gradAddend: addend)
+        BackwardDestinations(
+            gradInput: input, gradWeight: weight, gradBias: bias, gradAddend: addend, gradInputBias: inputBias)
     }
 }
 

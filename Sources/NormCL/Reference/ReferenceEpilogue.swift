@@ -10,6 +10,13 @@ enum ReferenceEpilogue {
         zip(a, b).map { elementType.rounded($0 + $1) }
     }
 
+    /// `(a + bias) + b` per element in float32, stored as `elementType`: the fused
+    /// bias-add and residual add of a row norm (`bias` repeats along the rows; nil: `a + b`).
+    static func sum(_ a: [Float], _ b: [Float], bias: [Float]?, as elementType: ElementType) -> [Float] {
+        guard let bias, !bias.isEmpty else { return sum(a, b, as: elementType) }
+        return a.indices.map { elementType.rounded((a[$0] + bias[$0 % bias.count]) + b[$0]) }
+    }
+
     /// `f(y)` per element in float64, stored as `elementType`; `y` is the norm's output
     /// as it would have been stored (rounded to `elementType` first).
     static func activate(_ y: [Float], _ activation: Activation, as elementType: ElementType) -> [Float] {

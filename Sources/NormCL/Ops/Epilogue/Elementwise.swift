@@ -11,7 +11,7 @@ public struct ElementwiseOutput: Sendable {
 /// storage, as PyTorch's type promotion gives).
 ///
 /// This is the unfused piece that LayerNorm's and RMSNorm's `residual:` argument does in
-/// the norm's own pass (``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``):
+/// the norm's own pass (``layerNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)``):
 /// run on its own it reads both tensors and writes h, and the norm then reads h again.
 ///
 /// - Parameters:

@@ -18,6 +18,9 @@ public struct NormGradientMask: OptionSet, Sendable, Hashable {
     /// `dz`, the gradient with respect to the tensor added before a fused activation
     /// (BatchNorm's `relu(BN(x) + z)`); ignored by ops without one.
     public static let addend = NormGradientMask(rawValue: 1 << 3)
+    /// The gradient with respect to the bias added to the input with a fused residual
+    /// (LayerNorm's and RMSNorm's `inputBias`); ignored by ops without one.
+    public static let inputBias = NormGradientMask(rawValue: 1 << 4)
     /// Every gradient the op has.
-    public static let all: NormGradientMask = [.input, .weight, .bias, .addend]
+    public static let all: NormGradientMask = [.input, .weight, .bias, .addend, .inputBias]
 }

@@ -22,6 +22,10 @@ public struct NormGradients: Sendable {
     /// `relu(BN(x) + z)`), with z's shape, layout and element type; nil when the forward
     /// added none or the ``NormGradientMask`` left it out.
     public internal(set) var addend: Tensor? = nil
+    /// The gradient of the bias added to the input before the norm (LayerNorm's and
+    /// RMSNorm's `inputBias`): Σ over rows of dL/dh, float32 of the bias's shape; nil when
+    /// the forward added none or the ``NormGradientMask`` left it out.
+    public internal(set) var inputBias: Tensor? = nil
 
     init(input: Tensor?, weight: Tensor?, bias: Tensor?, events: [KernelEvent]) {
         self.input = input

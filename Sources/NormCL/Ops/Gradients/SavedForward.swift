@@ -24,6 +24,8 @@ struct SavedForward: Sendable {
     var residual: Tensor? = nil
     /// Added to γ before it scales (LayerNorm, RMSNorm).
     var weightOffset: Float = 0
+    /// The bias added to the input with the residual (LayerNorm, RMSNorm), or nil.
+    var inputBias: Tensor? = nil
 }
 
 extension NormGradientMask {
@@ -34,6 +36,7 @@ extension NormGradientMask {
         if saved.weight == nil { mask.remove(.weight) }
         if saved.bias == nil { mask.remove(.bias) }
         if saved.addend == nil { mask.remove(.addend) }
+        if saved.inputBias == nil { mask.remove(.inputBias) }
         return mask
     }
 }

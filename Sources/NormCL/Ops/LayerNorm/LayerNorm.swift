@@ -2,7 +2,7 @@
 ///
 /// Normalises each sample over its trailing ``normalizedShape`` dims with that
 /// sample's own statistics (no running statistics, the same in training and
-/// inference). The math is that of ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``.
+/// inference). The math is that of ``layerNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)``.
 public struct LayerNorm: Sendable {
     /// The trailing dims normalised over.
     public let normalizedShape: [Int]

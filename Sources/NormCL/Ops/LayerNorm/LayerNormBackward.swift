@@ -1,4 +1,4 @@
-/// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``, as PyTorch's
+/// The backward pass of ``layerNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)``, as PyTorch's
 /// `native_layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight,
 /// bias, output_mask)`, from what the forward returned: its input, γ, β,
 /// `normalizedShape` and saved statistics come from `forward`, so nothing can disagree.
@@ -24,7 +24,7 @@
 ///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` returned.
+///   - forward: what ``layerNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` returned.
 ///   - gradResidualSum: the gradient of h = x + residual from elsewhere (the forward's
 ///     ``LayerNormOutput/residualSum`` feeds the next block), added to dx; the residual's
 ///     shape, layout and element type. nil: none.

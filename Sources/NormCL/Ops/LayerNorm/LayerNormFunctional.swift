@@ -15,7 +15,7 @@
 ///
 /// Fused around the norm, in the same pass (see <doc:FusedEpilogues>):
 ///
-///     h = x + residual               (a transformer block's residual stream)
+///     h = (x + inputBias) + residual (a transformer block's residual stream)
 ///     y = f((h − mean_r) / sqrt(var_r + eps) · (γ + weightOffset) + β)
 ///
 /// with f the `activation`; h (returned when `returnsResidualSum`) is formed in
@@ -33,7 +33,11 @@
 ///   - residual: added to the input before the norm, or nil: the input's shape and
 ///     layout, its element type or float32 (the residual stream kept in float32 under
 ///     half storage).
-///   - returnsResidualSum: whether to write h = x + residual (``LayerNormOutput/residualSum``).
+///   - inputBias: the preceding linear layer's bias, added to the input with the
+///     residual (h = (x + inputBias) + residual, Megatron's bias-dropout-add without
+///     dropout), or nil: float32 of shape `normalizedShape`; needs a residual. Its
+///     gradient is ``NormGradients/inputBias``.
+///   - returnsResidualSum: whether to write h (``LayerNormOutput/residualSum``).
 ///   - weightOffset: added to γ before it scales (1 for zero-centred γ); needs a weight.
 ///   - activation: applied to the normalized output (``Activation``).
 ///   - destinations: tensors to write the output and statistics into (OpenCL; see
@@ -54,20 +58,21 @@
 ///   ``KernelBuildError`` when the device fails.
 public func layerNorm(
     _ input: Tensor, normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
-    residual: Tensor? = nil, returnsResidualSum: Bool = false, weightOffset: Float = 0, activation: Activation = .none,
+    residual: Tensor? = nil, inputBias: Tensor? = nil, returnsResidualSum: Bool = false, weightOffset: Float = 0,
+    activation: Activation = .none,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> LayerNormOutput {
     try layerNorm(
         input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps,
         fusing: RowNormFusionArguments(
-            residual: residual, returnsResidualSum: returnsResidualSum, weightOffset: weightOffset,
+            residual: residual, inputBias: inputBias, returnsResidualSum: returnsResidualSum, weightOffset: weightOffset,
             activation: activation),
         strategy: nil, tuning: nil, call: OpCall(waitList: waitList, forward: destinations))
 }
 
 /// One-shot layer normalisation of host values: uploads, normalises, downloads.
 ///
-/// See ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` for the math.
+/// See ``layerNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` for the math.
 /// - Parameters:
 ///   - values: the input, row-major, `shape`'s element count.
 ///   - shape: the input's shape; its trailing dims are `normalizedShape`.

@@ -11,15 +11,15 @@ enum RowNormKernels {
         /// `1 / sqrt(var + eps)` (LayerNorm) or `1 / sqrt(mean(x²) + eps)` (RMSNorm) per row.
         var saveScale: Tensor
         var events: [KernelEvent]
-        /// With a residual, when asked for: h = x + residual, in the residual's element type.
+        /// With a residual, when asked for: h = (x + inputBias) + residual, in the residual's element type.
         var residualSum: Tensor? = nil
     }
 
-    /// Enqueues the forward; `residual` is given when the problem fuses one, and the sum
-    /// h is written when `returnsResidualSum`.
+    /// Enqueues the forward; `residual` (and `inputBias`) are given when the problem fuses
+    /// them, and the sum h is written when `returnsResidualSum`.
     static func run(
         _ problem: RowNormProblem, plan: RowNormPlan, x: DeviceBuffer, residual: DeviceBuffer? = nil,
-        returnsResidualSum: Bool = false, weight: DeviceBuffer?, bias: DeviceBuffer?, eps: Float, call: OpCall,
+        inputBias: DeviceBuffer? = nil, returnsResidualSum: Bool = false, weight: DeviceBuffer?, bias: DeviceBuffer?, eps: Float, call: OpCall,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
         let program = try runtime.program(.layerNorm, options: plan.buildOptions(for: problem))
@@ -49,7 +49,7 @@ enum RowNormKernels {
             try launches.enqueue(
                 "rownorm_fused", ([groups * local], [local]),
                 [
-                    "x": .buffer(x), "residual": .buffer(residual), "sum": .buffer(sum), "y": .buffer(y), "rows": rows,
+                    "x": .buffer(x), "residual": .buffer(residual), "input_bias": .buffer(inputBias), "sum": .buffer(sum), "y": .buffer(y), "rows": rows,
                     "row_length": rowLength, "weight": .buffer(weight), "weight_offset": weightOffset,
                     "bias": .buffer(bias), "save_mean": .buffer(saveMean?.deviceBuffer),
                     "save_scale": .buffer(saveScale.deviceBuffer), "eps": .float(eps),
@@ -63,7 +63,7 @@ enum RowNormKernels {
             try launches.enqueue(
                 "rownorm_partials", ([slices * items, problem.rows], [items, 1]),
                 [
-                    "x": .buffer(x), "residual": .buffer(residual), "row_length": rowLength, "partials": .buffer(partials),
+                    "x": .buffer(x), "residual": .buffer(residual), "input_bias": .buffer(inputBias), "row_length": rowLength, "partials": .buffer(partials),
                     "pilots": .buffer(pilots),
                 ])
             let perRow = plan.geometry.perSegmentLaunch(segments: problem.rows)
@@ -79,7 +79,7 @@ enum RowNormKernels {
             try launches.enqueue(
                 "rownorm_apply", elementwise,
                 [
-                    "x": .buffer(x), "residual": .buffer(residual), "sum": .buffer(sum), "y": .buffer(y), "rows": rows,
+                    "x": .buffer(x), "residual": .buffer(residual), "input_bias": .buffer(inputBias), "sum": .buffer(sum), "y": .buffer(y), "rows": rows,
                     "row_length": rowLength, "weight": .buffer(weight), "weight_offset": weightOffset,
                     "bias": .buffer(bias), "pilots": .buffer(pilots),
                     "offsets": .buffer(offsets), "scales": .buffer(saveScale.deviceBuffer),

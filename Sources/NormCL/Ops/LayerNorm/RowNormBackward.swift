@@ -37,8 +37,8 @@ func rowNormBackward(
     let problem = try RowNormBackwardProblem.validated(
         kind, gradOutput: gradOutput, input: input, normalizedShape: normalizedShape, weight: weight,
         saveMean: saveMean, saveScale: saveScale, outputMask: outputMask, bias: fused.bias, residual: residual,
-        weightOffset: fused.forward.weightOffset, activation: fused.forward.activation,
-        gradResidualSum: fused.gradResidualSum, inputIsSum: inputIsSum)
+        inputBias: fused.forward.inputBias, weightOffset: fused.forward.weightOffset,
+        activation: fused.forward.activation, gradResidualSum: fused.gradResidualSum, inputIsSum: inputIsSum)
     let forward = problem.forward
     if input.isEmpty {
         return try NormGradients.empty(
@@ -48,7 +48,7 @@ func rowNormBackward(
     case .reference:
         let result = try referenceRowNormBackward(
             problem, gradOutput, input: input, weight: weight, saveMean: saveMean, saveScale: saveScale, fusing: fused)
-        return NormGradients(
+        var gradients = NormGradients(
             input: problem.needsInput
                 ? Tensor(
                     referenceValues: result.input, shape: forward.shape, layout: forward.layout,
@@ -56,6 +56,10 @@ func rowNormBackward(
             weight: problem.needsWeight ? Tensor(referenceValues: result.weight, shape: normalizedShape) : nil,
             bias: problem.needsBias ? Tensor(referenceValues: result.bias, shape: normalizedShape) : nil,
             events: [])
+        if problem.needsInputBias {
+            gradients.inputBias = Tensor(referenceValues: result.inputBias, shape: normalizedShape)
+        }
+        return gradients
     case .openCL(let runtime):
         let x = input.openCLBuffer, dy = gradOutput.openCLBuffer, scale = saveScale.openCLBuffer
         let plan = RowNormBackwardPlan(
@@ -63,24 +67,29 @@ func rowNormBackward(
             fuseParameters: fuseParameters)
         return try RowNormBackwardKernels.run(
             problem, plan: plan, gradOutput: dy, x: x, residual: residual?.deviceBuffer,
+            inputBias: inputIsSum ? nil : fused.forward.inputBias?.deviceBuffer,
             gradResidualSum: fused.gradResidualSum?.deviceBuffer, weight: weight?.deviceBuffer,
             bias: fused.bias?.deviceBuffer, statistics: .init(mean: saveMean?.deviceBuffer, scale: scale),
-            call: call.reading(gradOutput, input, residual, fused.gradResidualSum, weight, fused.bias, saveMean, saveScale),
+            call: call.reading(
+                gradOutput, input, residual, fused.forward.inputBias, fused.gradResidualSum, weight, fused.bias, saveMean,
+                saveScale),
             on: runtime)
     }
 }
 
-/// The reference backward: the unfused sequence in float64. h = x + residual as the
-/// forward stored it, the activation's gradient at a = x̂·(γ + offset) + β, the plain
-/// norm's backward of that gradient, then dL/dh from elsewhere added to dx.
+/// The reference backward: the unfused sequence in float64. h = (x + inputBias) + residual
+/// as the forward stored it, the activation's gradient at a = x̂·(γ + offset) + β, the
+/// plain norm's backward of that gradient, then dL/dh from elsewhere added to dx; the
+/// input bias's gradient is Σ over rows of that dx (dL/dh).
 private func referenceRowNormBackward(
     _ problem: RowNormBackwardProblem, _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor?,
     saveScale: Tensor, fusing fused: RowNormBackwardFusionArguments
-) throws -> (input: [Float], weight: [Float], bias: [Float]) {
+) throws -> (input: [Float], weight: [Float], bias: [Float], inputBias: [Float]) {
     let (rows, rowLength) = (problem.rows, problem.rowLength)
     var h = try input.toArray()
     if let residual = fused.forward.residual {
-        h = ReferenceEpilogue.sum(h, try residual.toArray(), as: residual.elementType)
+        h = ReferenceEpilogue.sum(
+            h, try residual.toArray(), bias: try fused.forward.inputBias?.toArray(), as: residual.elementType)
     }
     let x = h.map(Double.init)
     let gamma = try weight?.toArray().map { Double($0 + fused.forward.weightOffset) }
@@ -115,5 +124,10 @@ private func referenceRowNormBackward(
     if let gradSum = try fused.gradResidualSum?.toArray() {
         for i in result.input.indices { result.input[i] += Double(gradSum[i]) }
     }
-    return (result.input.map(Float.init), result.weight.map(Float.init), result.bias.map(Float.init))
+    var dInputBias = [Double](repeating: 0, count: rowLength)
+    for r in 0..<rows { for j in 0..<rowLength { dInputBias[j] += result.input[r * rowLength + j] } }
+    return (
+        result.input.map(Float.init), result.weight.map(Float.init), result.bias.map(Float.init),
+        dInputBias.map(Float.init)
+    )
 }

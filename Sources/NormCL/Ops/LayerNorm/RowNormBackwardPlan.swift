@@ -69,7 +69,8 @@ struct RowNormBackwardPlan: Equatable, Sendable {
     ) {
         let plan = RowNormPlan(problem: problem.forward, device: device, tuning: tuning, strategy: forced)
         let geometry = plan.geometry
-        fusesParameters = fuseParameters ?? true
+        // The input bias's partials are dx's column sums: the kernel that writes dx forms them.
+        fusesParameters = (fuseParameters ?? true) || problem.needsInputBias
         let rows = problem.rows
         let vectorsPerRow = problem.rowLength / plan.vectorWidth
         let targetGroups = geometry.targetWorkGroups

@@ -15,15 +15,26 @@ struct RowNormBackwardProblem: Hashable, Sendable {
     let needsWeight: Bool
     /// dβ is wanted (LayerNorm always when asked; RMSNorm only when it had a β).
     let needsBias: Bool
+    /// The input bias's gradient is wanted (the forward added one): Σ over rows of dh,
+    /// formed from dx where dx is written, so dx is formed for it too.
+    var needsInputBias = false
 
     var kind: RowNormProblem.Kind { forward.kind }
     var rows: Int { forward.rows }
     var rowLength: Int { forward.rowLength }
-    /// dγ or dβ: the column reduction over rows runs.
-    var needsParameters: Bool { needsWeight || needsBias }
+    /// dγ, dβ or the input bias's gradient: the column reduction over rows runs.
+    var needsParameters: Bool { needsWeight || needsBias || needsInputBias }
+    /// dx is formed: wanted, or summed for the input bias's gradient.
+    var formsInput: Bool { needsInput || needsInputBias }
+    /// Whose column partials the kernels form: their `parameters` argument
+    /// (PARTIALS_DGAMMA 1, PARTIALS_DBETA 2, PARTIALS_DINPUT_BIAS 4).
+    var partialSets: UInt32 { (needsWeight ? 1 : 0) | (needsBias ? 2 : 0) | (needsInputBias ? 4 : 0) }
+    /// The float32 partial arrays of ``partialSets``' layout: 3 with the input bias's, else 2.
+    var partialArrays: Int { needsInputBias ? 3 : 2 }
     /// The gradients wanted.
     var mask: NormGradientMask {
         NormGradientMask().union(needsInput ? .input : []).union(needsWeight ? .weight : []).union(needsBias ? .bias : [])
+            .union(needsInputBias ? .inputBias : [])
     }
 
     /// Checks every argument and describes the call.
@@ -38,13 +49,15 @@ struct RowNormBackwardProblem: Hashable, Sendable {
     static func validated(
         _ kind: RowNormProblem.Kind, gradOutput: Tensor, input: Tensor, normalizedShape: [Int], weight: Tensor?,
         saveMean: Tensor?, saveScale: Tensor, outputMask: NormGradientMask, bias: Tensor? = nil,
-        residual: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none,
+        residual: Tensor? = nil, inputBias: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none,
         gradResidualSum: Tensor? = nil, inputIsSum: Bool = false
     ) throws(NormError) -> RowNormBackwardProblem {
+        // Reading the stored h, the input bias is already in it: only its gradient is formed.
         // eps is not used by the backward pass; any valid value passes the forward checks.
         var forward = try RowNormProblem.validated(
             kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: 0,
-            residual: residual, weightOffset: weightOffset, activation: activation)
+            residual: residual, inputBias: inputIsSum ? nil : inputBias, weightOffset: weightOffset,
+            activation: activation)
         forward.fusion.inputIsSum = inputIsSum
         try NormError.checkGradOutput(gradOutput, matches: input)
         if let gradResidualSum {
@@ -63,6 +76,7 @@ struct RowNormBackwardProblem: Hashable, Sendable {
         try NormError.checkParameter(saveScale, scaleName, shape: statisticsShape, backend: input.backend)
         return RowNormBackwardProblem(
             forward: forward, needsInput: outputMask.contains(.input), needsWeight: outputMask.contains(.weight),
-            needsBias: (kind == .layerNorm || bias != nil) && outputMask.contains(.bias))
+            needsBias: (kind == .layerNorm || bias != nil) && outputMask.contains(.bias),
+            needsInputBias: inputBias != nil && outputMask.contains(.inputBias))
     }
 }

@@ -3,6 +3,8 @@
 struct RowNormFusionArguments {
     /// Added to the input before the norm: h = x + residual.
     var residual: Tensor? = nil
+    /// Added to the input with the residual: h = (x + inputBias) + residual.
+    var inputBias: Tensor? = nil
     /// Whether h is returned (``LayerNormOutput/residualSum``).
     var returnsResidualSum = false
     /// Added to γ before it scales.
@@ -18,12 +20,14 @@ extension SavedForward {
         self.init(input: input, weight: weight, bias: bias, eps: eps)
         activation = fused.activation
         residual = fused.residual
+        inputBias = fused.inputBias
         weightOffset = fused.weightOffset
     }
 
     /// The fused arguments of the forward that saved this.
     var rowNormFusion: RowNormFusionArguments {
-        RowNormFusionArguments(residual: residual, weightOffset: weightOffset, activation: activation)
+        RowNormFusionArguments(
+            residual: residual, inputBias: inputBias, weightOffset: weightOffset, activation: activation)
     }
 }
 
@@ -38,7 +42,8 @@ func rowNormForward(
 ) throws -> RowNormKernels.Outputs {
     let problem = try RowNormProblem.validated(
         kind, input: input, normalizedShape: normalizedShape, weight: weight, bias: bias, eps: eps,
-        residual: fused.residual, weightOffset: fused.weightOffset, activation: fused.activation)
+        residual: fused.residual, inputBias: fused.inputBias, weightOffset: fused.weightOffset,
+        activation: fused.activation)
     let statisticsShape = problem.statisticsShape
     if fused.returnsResidualSum && fused.residual == nil {
         throw NormError.invalidArgument(argument: "returnsResidualSum", reason: "there is no residual to add")
@@ -60,12 +65,13 @@ func rowNormForward(
         let plan = RowNormPlan(problem: problem, device: runtime.device, tuning: tuning ?? runtime.tuning, strategy: strategy)
         return try RowNormKernels.run(
             problem, plan: plan, x: input.openCLBuffer, residual: fused.residual?.deviceBuffer,
-            returnsResidualSum: fused.returnsResidualSum, weight: weight?.deviceBuffer, bias: bias?.deviceBuffer,
-            eps: eps, call: call.reading(input, fused.residual, weight, bias), on: runtime)
+            inputBias: fused.inputBias?.deviceBuffer, returnsResidualSum: fused.returnsResidualSum,
+            weight: weight?.deviceBuffer, bias: bias?.deviceBuffer, eps: eps,
+            call: call.reading(input, fused.residual, fused.inputBias, weight, bias), on: runtime)
     }
 }
 
-/// The reference forward: the unfused sequence, h = x + residual stored in the
+/// The reference forward: the unfused sequence, h = (x + inputBias) + residual stored in the
 /// residual's type, the plain norm of h with γ + offset, its output stored in the input's
 /// type, then the activation.
 private func referenceRowNormForward(
@@ -74,7 +80,10 @@ private func referenceRowNormForward(
 ) throws -> RowNormKernels.Outputs {
     let (rows, rowLength, statisticsShape) = (problem.rows, problem.rowLength, problem.statisticsShape)
     var h = try input.toArray()
-    if let residual = fused.residual { h = ReferenceEpilogue.sum(h, try residual.toArray(), as: residual.elementType) }
+    if let residual = fused.residual {
+        h = ReferenceEpilogue.sum(
+            h, try residual.toArray(), bias: try fused.inputBias?.toArray(), as: residual.elementType)
+    }
     let gamma = try weight?.toArray().map { $0 + fused.weightOffset }
     let beta = try bias?.toArray()
     let result: (output: [Float], mean: [Float]?, scale: [Float])

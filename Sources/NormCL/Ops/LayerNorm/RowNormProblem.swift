@@ -46,7 +46,7 @@ struct RowNormProblem: Hashable, Sendable {
     /// - Throws: ``NormError`` naming the first argument that is wrong.
     static func validated(
         _ kind: Kind, input: Tensor, normalizedShape: [Int], weight: Tensor?, bias: Tensor?, eps: Float,
-        residual: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none
+        residual: Tensor? = nil, inputBias: Tensor? = nil, weightOffset: Float = 0, activation: Activation = .none
     ) throws(NormError) -> RowNormProblem {
         let shape = input.shape
         guard !normalizedShape.isEmpty else {
@@ -76,7 +76,8 @@ struct RowNormProblem: Hashable, Sendable {
         try NormError.checkParameter(bias, "bias", shape: normalizedShape, backend: backend)
         try NormError.checkEps(eps)
         let fusion = try RowNormFusion.validated(
-            residual: residual, input: input, weight: weight, weightOffset: weightOffset, activation: activation)
+            residual: residual, inputBias: inputBias, input: input, normalizedShape: normalizedShape, weight: weight,
+            weightOffset: weightOffset, activation: activation)
         return RowNormProblem(
             kind: kind, shape: shape, normalizedShape: normalizedShape, layout: input.layout,
             elementType: input.elementType, hasWeight: weight != nil, hasBias: bias != nil, fusion: fusion)

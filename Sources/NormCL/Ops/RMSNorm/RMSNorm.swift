@@ -1,7 +1,7 @@
 /// An RMSNorm layer that owns its parameter, as `torch.nn.RMSNorm`.
 ///
 /// Scales each sample over its trailing ``normalizedShape`` dims by its own root
-/// mean square. The math is that of ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``.
+/// mean square. The math is that of ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)``.
 public struct RMSNorm: Sendable {
     /// The trailing dims normalised over.
     public let normalizedShape: [Int]

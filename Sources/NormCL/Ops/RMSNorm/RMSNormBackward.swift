@@ -1,4 +1,4 @@
-/// The backward pass of ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``, as PyTorch's
+/// The backward pass of ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)``, as PyTorch's
 /// `_fused_rms_norm_backward`, from what the forward returned.
 ///
 /// For each row of the `(rows, D)` view, with the forward's saved `rstd` `r`,
@@ -22,7 +22,7 @@
 ///
 /// - Parameters:
 ///   - gradOutput: dy, with the input's shape, layout, element type and backend.
-///   - forward: what ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` returned; its input, γ,
+///   - forward: what ``rmsNorm(_:normalizedShape:weight:bias:eps:residual:inputBias:returnsResidualSum:weightOffset:activation:into:waitingFor:)`` returned; its input, γ,
 ///     `normalizedShape` and saved `rstd` are used, so nothing can disagree.
 ///   - gradResidualSum: the gradient of h = x + residual from elsewhere (the forward's
 ///     ``RMSNormOutput/residualSum`` feeds the next block), added to dx; the residual's
