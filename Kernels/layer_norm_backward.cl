@@ -25,6 +25,8 @@
 //   RMS, VEC, ITEMS, SCRATCH_ITEMS, CHUNKED, HAS_WEIGHT, STORAGE_HALF as in layer_norm.cl
 //   FINAL_LANES     work-items per column of rownorm_backward_parameters, a power of two
 //   FINAL_COLS      column vectors per work-group of rownorm_backward_parameters
+//   INPUT_BIAS_GRADIENT  1: the forward added an input bias, whose gradient (when
+//                   `parameters` asks for it) is a third set of column partials
 //   PRIVATE_PARTIALS  0, or the capacity (a power of two, at most 8) of the register
 //                   partials (interleaved spans of at most that many vectors per
 //                   work-item, GPUs): the fused kernel keeps its column partials in
@@ -55,6 +57,15 @@
 #define PARTIALS_DGAMMA 1u
 #define PARTIALS_DBETA 2u
 #define PARTIALS_DINPUT_BIAS 4u
+// Whether `parameters` asks for the input bias's partials: never in a program built
+// without INPUT_BIAS_GRADIENT (for a forward without an input bias), whose kernels then
+// carry none of that code.
+#if INPUT_BIAS_GRADIENT
+#define WANTS_DINPUT_BIAS(parameters) ((parameters) & PARTIALS_DINPUT_BIAS)
+#else
+#define INPUT_BIAS_GRADIENT 0
+#define WANTS_DINPUT_BIAS(parameters) 0
+#endif
 
 #if HAS_WEIGHT
 #define GAMMA(weight, v, offset) (LOADP(weight, v) + (offset))
@@ -172,7 +183,7 @@ inline void row_backward_span(__global const storage_t *x, RowInput res,
         if (dx) dh = store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx, grad_sum, v);
         if (parameters & PARTIALS_DGAMMA) add_partial(p, v, d * xhat, first);
         if (parameters & PARTIALS_DBETA) add_partial(p + stride, v, d, first);
-        if (parameters & PARTIALS_DINPUT_BIAS) add_partial(p + 2 * stride, v, dh, first);
+        if (WANTS_DINPUT_BIAS(parameters)) add_partial(p + 2 * stride, v, dh, first);
     }
 }
 
@@ -241,7 +252,7 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         if (v >= s.end) break;
         if (parameters & PARTIALS_DGAMMA) STOREP(aw[j], pw, v);
         if (parameters & PARTIALS_DBETA) STOREP(ab[j], pw + stride, v);
-        if (parameters & PARTIALS_DINPUT_BIAS) STOREP(ai[j], pw + 2 * stride, v);
+        if (WANTS_DINPUT_BIAS(parameters)) STOREP(ai[j], pw + 2 * stride, v);
     }
 #endif
 }
@@ -316,7 +327,7 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
         }
         if (parameters & PARTIALS_DGAMMA) STOREP(sw, pw, v);
         if (parameters & PARTIALS_DBETA) STOREP(sb, pw + stride, v);
-        if (parameters & PARTIALS_DINPUT_BIAS) STOREP(si, pw + 2 * stride, v);
+        if (WANTS_DINPUT_BIAS(parameters)) STOREP(si, pw + 2 * stride, v);
     }
 }
 
@@ -324,11 +335,17 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
 typedef struct {
     floatv w;
     floatv b;
+#if INPUT_BIAS_GRADIENT
     floatv i;
+#endif
 } ParameterSums;
 
 inline ParameterSums add_parameter_sums(ParameterSums a, ParameterSums b) {
+#if INPUT_BIAS_GRADIENT
     ParameterSums r = {a.w + b.w, a.b + b.b, a.i + b.i};
+#else
+    ParameterSums r = {a.w + b.w, a.b + b.b};
+#endif
     return r;
 }
 
@@ -349,14 +366,20 @@ __kernel void rownorm_backward_parameters(__global const float *partials, uint b
     bool live = v < row_vecs;
     uint column = live ? v : row_vecs - 1;
     ParameterSums t;
-    t.w = t.b = t.i = 0.0f;
-    floatv cw = 0.0f, cb = 0.0f, ci = 0.0f;
+    t.w = t.b = 0.0f;
+    floatv cw = 0.0f, cb = 0.0f;
+#if INPUT_BIAS_GRADIENT
+    floatv ci = 0.0f;
+    t.i = 0.0f;
+#endif
     ulong stride = (ulong)blocks * row_length;
     for (uint block = j; block < blocks; block += FINAL_LANES) {
         __global const float *pw = partials + (ulong)block * row_length;
         if (dgamma) KAHAN_ADD(floatv, t.w, cw, LOADP(pw, column));
         if (dbeta) KAHAN_ADD(floatv, t.b, cb, LOADP(pw + stride, column));
+#if INPUT_BIAS_GRADIENT
         if (dinput_bias) KAHAN_ADD(floatv, t.i, ci, LOADP(pw + 2 * stride, column));
+#endif
     }
 #if FINAL_LANES > 1
     __local ParameterSums scratch[FINAL_COLS * FINAL_LANES];
@@ -365,5 +388,7 @@ __kernel void rownorm_backward_parameters(__global const float *partials, uint b
     if (!live || j != 0) return;
     if (dgamma) STOREP(t.w, dgamma, v);
     if (dbeta) STOREP(t.b, dbeta, v);
+#if INPUT_BIAS_GRADIENT
     if (dinput_bias) STOREP(t.i, dinput_bias, v);
+#endif
 }

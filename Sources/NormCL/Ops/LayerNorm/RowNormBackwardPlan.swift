@@ -147,6 +147,7 @@ struct RowNormBackwardPlan: Equatable, Sendable {
         var options = forward.specialization(for: problem.forward, wideIndices: false)
         // β is read only to recompute an activation's input (never for a gradient).
         if problem.forward.fusion.activation != .none { options.flag("HAS_BIAS", problem.forward.hasBias) }
+        if problem.hadInputBias { options.flag("INPUT_BIAS_GRADIENT", true) }
         options.define("FINAL_LANES", finalLanes)
         options.define("FINAL_COLS", finalColumns)
         options.define("PRIVATE_PARTIALS", privatePartialsCapacity)

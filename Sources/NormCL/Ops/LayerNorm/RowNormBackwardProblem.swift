@@ -18,6 +18,9 @@ struct RowNormBackwardProblem: Hashable, Sendable {
     /// The input bias's gradient is wanted (the forward added one): Σ over rows of dh,
     /// formed from dx where dx is written, so dx is formed for it too.
     var needsInputBias = false
+    /// The forward added an input bias (whether or not its gradient is wanted): the
+    /// kernels carry the code of its partials (one program for every gradient mask).
+    var hadInputBias = false
 
     var kind: RowNormProblem.Kind { forward.kind }
     var rows: Int { forward.rows }
@@ -77,6 +80,6 @@ struct RowNormBackwardProblem: Hashable, Sendable {
         return RowNormBackwardProblem(
             forward: forward, needsInput: outputMask.contains(.input), needsWeight: outputMask.contains(.weight),
             needsBias: (kind == .layerNorm || bias != nil) && outputMask.contains(.bias),
-            needsInputBias: inputBias != nil && outputMask.contains(.inputBias))
+            needsInputBias: inputBias != nil && outputMask.contains(.inputBias), hadInputBias: inputBias != nil)
     }
 }
