@@ -6,7 +6,7 @@
 // spatial dims, 1 for (N, C) input; rows = N * M for the column kernels), so one program
 // serves every shape. Build options, all set by BatchNormPlan
 // (Sources/NormCL/Ops/BatchNorm/BatchNormPlan.swift, through BatchNormLaunch):
-//   VEC            4 or 1: elements per load along the spatial axis (4 needs M % 4 == 0)
+//   VEC            16, 8, 4 or 1: elements per load along the spatial axis (divides M)
 //   WG             work-group size of the reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)

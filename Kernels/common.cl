@@ -17,12 +17,22 @@ typedef half storage_t;
 #define LOAD4(p, i) vload_half4((i), (p))
 #define STORE1(v, p, i) vstore_half((v), (i), (p))
 #define STORE4(v, p, i) vstore_half4((v), (i), (p))
+#define LOAD8(p, i) vload_half8((i), (p))
+#define STORE8(v, p, i) vstore_half8((v), (i), (p))
+#define LOAD16(p, i) vload_half16((i), (p))
+#define STORE16(v, p, i) vstore_half16((v), (i), (p))
 #else
 typedef float storage_t;
 #define LOAD1(p, i) ((p)[i])
 #define LOAD4(p, i) (((__global const float4 *)(p))[i])
 #define STORE1(v, p, i) ((p)[i] = (v))
 #define STORE4(v, p, i) (((__global float4 *)(p))[i] = (v))
+// vload8/16, not float8/float16 pointers: a caller's buffer at an offset may be aligned
+// to 16 bytes only, and a wider vector access assumes its own size.
+#define LOAD8(p, i) vload8((i), (p))
+#define STORE8(v, p, i) vstore8((v), (i), (p))
+#define LOAD16(p, i) vload16((i), (p))
+#define STORE16(v, p, i) vstore16((v), (i), (p))
 #endif
 
 // Count, mean (relative to a pilot value) and sum of squared deviations.
@@ -134,17 +144,37 @@ inline float next_shift(float shift, Moments acc) {
 #define MEDIAN5(a, b, c, d, e) MEDIAN3(fmax(fmin(a, b), fmin(c, d)), fmin(fmax(a, b), fmax(c, d)), e)
 
 
-// A program's elementwise vector width (-D VEC=4 or 1): `floatv` and its loads and
-// stores of storage (LOADV/STOREV) and of float32 parameters (LOADP/STOREP), the sum
-// of its lanes (HSUM) and its first lane (FIRST_LANE).
+// The sum of a float4's lanes, in a fixed order.
+#define HSUM4(v) (((v).x + (v).y) + ((v).z + (v).w))
+
+// A program's elementwise vector width (-D VEC=16, 8, 4 or 1; DeviceTuning.vectorWidth
+// says why CPUs take 16): `floatv` and its loads and stores of storage (LOADV/STOREV)
+// and of float32 parameters (LOADP/STOREP), the sum of its lanes in a fixed order
+// (HSUM) and its first lane (FIRST_LANE).
 #ifdef VEC
-#if VEC == 4
+#if VEC == 16
+typedef float16 floatv;
+#define LOADV(p, i) LOAD16(p, i)
+#define STOREV(v, p, i) STORE16(v, p, i)
+#define LOADP(p, i) vload16((i), (p))
+#define STOREP(v, p, i) vstore16((v), (i), (p))
+#define HSUM(v) HSUM4(((v).lo.lo + (v).lo.hi) + ((v).hi.lo + (v).hi.hi))
+#define FIRST_LANE(v) ((v).s0)
+#elif VEC == 8
+typedef float8 floatv;
+#define LOADV(p, i) LOAD8(p, i)
+#define STOREV(v, p, i) STORE8(v, p, i)
+#define LOADP(p, i) vload8((i), (p))
+#define STOREP(v, p, i) vstore8((v), (i), (p))
+#define HSUM(v) HSUM4((v).lo + (v).hi)
+#define FIRST_LANE(v) ((v).s0)
+#elif VEC == 4
 typedef float4 floatv;
 #define LOADV(p, i) LOAD4(p, i)
 #define STOREV(v, p, i) STORE4(v, p, i)
 #define LOADP(p, i) vload4((i), (p))
 #define STOREP(v, p, i) vstore4((v), (i), (p))
-#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
+#define HSUM(v) HSUM4(v)
 #define FIRST_LANE(v) ((v).x)
 #else
 typedef float floatv;

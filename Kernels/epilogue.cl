@@ -21,8 +21,8 @@
 //              dx = dy * (0.5 * (1 + t) + x/2 * (1 - t²) * k * (1 + 3 * 0.044715 x²)), t = tanh(...)
 // The backward of an op with an activation recomputes the activation's input from x and
 // the saved statistics (it is in registers anyway) and never reads a stored copy of it.
-// ACTIVATE(T, x) and ACTIVATION_GRAD(T, dy, x) work lane by lane on float and float4
-// (every floatv and floatc).
+// ACTIVATE(T, x) and ACTIVATION_GRAD(T, dy, x) work lane by lane on every floatv and
+// floatc.
 
 #ifndef ACTIVATION
 #define ACTIVATION 0
@@ -88,7 +88,8 @@ inline RowInput row_input(__global const residual_t *residual, __global const fl
 #define GELU_TANH_K 0.79788456080286536f  // sqrt(2 / π)
 #define GELU_TANH_C 0.044715f
 
-// Functions overloaded on float and float4 (every floatv and floatc is one of them);
+// Functions overloaded on float, float4, float8 and float16 (every floatv and floatc is
+// one of them);
 // ACTIVATE and ACTIVATION_GRAD name them with the type for the reader only.
 //
 // PoCL's erf and tanh cost 8x and 3x its exp (8M floats here: erf 95 ms, tanh 31 ms,
@@ -101,7 +102,7 @@ inline RowInput row_input(__global const residual_t *residual, __global const fl
 // - tanh(u) = 2σ(2u) − 1, so GELU-tanh is x·σ(2u) and its derivative
 //   σ(2u) + 2x·σ(2u)(1 − σ(2u))·k·(1 + 3c·x²), u = k(x + c·x³).
 #define OVERLOAD __attribute__((overloadable))
-#define DEFINE_FOR_FLOAT_TYPES(DEFINE) DEFINE(float) DEFINE(float4)
+#define DEFINE_FOR_FLOAT_TYPES(DEFINE) DEFINE(float) DEFINE(float4) DEFINE(float8) DEFINE(float16)
 
 #define DEFINE_ACTIVATION_HELPERS(T)                                                              \
     inline OVERLOAD T exp_of(T x) { return exp2(x * (T)1.44269504088896341f); }               \

@@ -2,7 +2,7 @@
 // channels-first (NCHW) and channels-last (NHWC), float32 or half storage.
 //
 // Build options, all set by GroupNormPlan (Sources/NormCL/Ops/GroupNorm/GroupNormPlan.swift):
-//   VEC            4 or 1: elements per load along a channels-first row (4 needs M % 4 == 0)
+//   VEC            16, 8, 4 or 1: elements per load along a channels-first row (divides M)
 //   WG             work-group size of the row reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)

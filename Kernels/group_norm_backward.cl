@@ -3,7 +3,7 @@
 //
 // Build options, all set by GroupNormBackwardPlan
 // (Sources/NormCL/Ops/GroupNorm/GroupNormBackwardPlan.swift):
-//   VEC            4 or 1: elements per load along a channels-first plane (4 needs M % 4 == 0)
+//   VEC            16, 8, 4 or 1: elements per load along a channels-first plane (divides M)
 //   WG             work-group size of the plane reduction kernels, a power of two
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPUs); 0: interleaved (GPUs)
 //   HAS_WEIGHT     1 when gamma is given, else gamma = 1

@@ -5,7 +5,7 @@
 // Build options, all set by RowNormPlan (Sources/NormCL/Ops/LayerNorm/RowNormPlan.swift):
 //   RMS            1: RMSNorm, y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps)
 //                  0: LayerNorm, y = (x - mean) * invstd * gamma + beta
-//   VEC            4 or 1: elements per load (4 needs D % 4 == 0)
+//   VEC            16, 8, 4 or 1: elements per load (divides D)
 //   ITEMS          work-items sharing one row (or one slice of a row), a power of two
 //   SCRATCH_ITEMS  work-items the fused kernel's local scratch holds, at least its
 //                  work-group size; given only when ITEMS > 1. A constant of the device

@@ -20,7 +20,7 @@
 // Per-run scratch `coefficients` [4 * runs]: pilot, offset, scale, beta.
 //
 // Build options, all set by SwitchableNormPlan (Sources/NormCL/Ops/SwitchableNorm/):
-//   VEC            elements per load along an NCHW run: 4 (needs L % 4 == 0) or 1
+//   VEC            elements per load along an NCHW run: 16, 8, 4 or 1 (divides L)
 //   CVEC, TILE     channels per load (4 needs C % 4 == 0) and column vectors per work-item
 //                  of the NHWC kernels (Kernels/reduction.cl)
 //   WG             work-group size of sn_moments_groups (a power of two)

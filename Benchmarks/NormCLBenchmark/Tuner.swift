@@ -76,6 +76,8 @@ struct Tuner {
                 name: "columnTile", candidates: [1, 2, 4, 8, 16, 32], value: { $0.columnTile }, set: { $0.columnTile = $1 }
             ),
             Parameter(
+                name: "vectorWidth", candidates: [4, 8, 16], value: { $0.vectorWidth }, set: { $0.vectorWidth = $1 }),
+            Parameter(
                 name: "minimumVectorsPerWorkGroup", candidates: [1024, 2048, 4096, 8192, 16384],
                 value: { $0.minimumVectorsPerWorkGroup }, set: { $0.minimumVectorsPerWorkGroup = $1 }),
         ]
@@ -157,7 +159,7 @@ struct Tuner {
                         driverVersion: \(quoted(device.driverVersion)),
                         tuning: DeviceTuning(
                             reductionWorkGroupSize: \(t.reductionWorkGroupSize), elementwiseWorkGroupSize: \(t.elementwiseWorkGroupSize), workGroupsPerComputeUnit: \(t.workGroupsPerComputeUnit),
-                            minimumVectorsPerWorkGroup: \(t.minimumVectorsPerWorkGroup), chunkedAccess: \(t.chunkedAccess), columnTile: \(t.columnTile)),
+                            minimumVectorsPerWorkGroup: \(t.minimumVectorsPerWorkGroup), chunkedAccess: \(t.chunkedAccess), columnTile: \(t.columnTile), vectorWidth: \(t.vectorWidth)),
                         measured: \(quoted("normcl-bench --tune, \(date): \(gain)"))),
 
             """

@@ -9,8 +9,8 @@
 /// ``channelVectorWidth`` channels and walk the rows.
 struct ChannelGeometry: Equatable, Sendable {
     let launch: LaunchGeometry
-    /// Values per load along an NCHW run: 4 when `M % 4 == 0`, else 1 (1 for
-    /// channels-last input). A vector never straddles two channels, so γ and β stay per
+    /// Values per load along an NCHW run: the widest the device takes that divides M
+    /// (``LaunchGeometry/vectorWidth(dividing:)``; 1 for channels-last input). A vector never straddles two channels, so γ and β stay per
     /// vector.
     let vectorWidth: Int
     /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
@@ -29,7 +29,7 @@ struct ChannelGeometry: Equatable, Sendable {
     /// - Parameter localBytesPerItem: local memory per work-item of the op's reduction tree.
     init(_ problem: some ChannelShaped, layout: TensorLayout, launch: LaunchGeometry, localBytesPerItem: Int) {
         self.launch = launch
-        vectorWidth = layout == .channelsFirst && problem.spatial % 4 == 0 ? 4 : 1
+        vectorWidth = layout == .channelsFirst ? launch.vectorWidth(dividing: problem.spatial) : 1
         channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
         (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(columnVectors: problem.channels / channelVectorWidth)
         reductionWorkGroupSize = launch.reductionWorkGroupSize(localBytesPerItem: localBytesPerItem)

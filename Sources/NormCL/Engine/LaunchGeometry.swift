@@ -12,6 +12,8 @@ struct LaunchGeometry: Equatable, Sendable {
     let chunkedAccess: Bool
     /// Column vectors per work-item in column kernels.
     let columnTile: Int
+    /// The widest elementwise vector (``DeviceTuning/vectorWidth``).
+    let maximumVectorWidth: Int
     /// Work-items per work-group of elementwise and column kernels.
     let elementwiseWorkGroupSize: Int
     /// Work-items per work-group of one-work-item-per-segment kernels (merges, scales).
@@ -27,6 +29,7 @@ struct LaunchGeometry: Equatable, Sendable {
     init(device: OpenCLDevice, tuning: DeviceTuning) {
         chunkedAccess = tuning.chunkedAccess
         columnTile = max(1, tuning.columnTile)
+        maximumVectorWidth = tuning.vectorWidth
         elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
         perSegmentWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
         targetWorkGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
@@ -34,6 +37,13 @@ struct LaunchGeometry: Equatable, Sendable {
         tunedReductionWorkGroupSize = tuning.reductionWorkGroupSize
         maxWorkGroupSize = device.maxWorkGroupSize
         localMemoryBytes = device.localMemoryBytes
+    }
+
+    /// Values per elementwise load for runs of `length` contiguous values (a row, a
+    /// plane): the widest of 16, 8 and 4, up to ``maximumVectorWidth``, that divides
+    /// `length`, else 1 (kernels take `VEC` = 16, 8, 4 or 1).
+    func vectorWidth(dividing length: Int) -> Int {
+        [16, 8, 4].first { $0 <= maximumVectorWidth && length % $0 == 0 } ?? 1
     }
 
     /// The reduction work-group size: the largest power of two within the tuning, the

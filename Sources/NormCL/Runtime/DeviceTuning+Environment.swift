@@ -24,6 +24,7 @@ extension DeviceTuning {
             case "minimumVectorsPerWorkGroup" where value > 0: tuning.minimumVectorsPerWorkGroup = value
             case "chunkedAccess" where value <= 1: tuning.chunkedAccess = value != 0
             case "columnTile" where (1...64).contains(value): tuning.columnTile = value
+            case "vectorWidth" where [1, 4, 8, 16].contains(value): tuning.vectorWidth = value
             default: rejected.append(String(pair))
             }
         }

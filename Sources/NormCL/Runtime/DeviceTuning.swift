@@ -24,13 +24,22 @@ public struct DeviceTuning: Sendable, Equatable {
     /// rows of a row-major `(rows, C)` matrix: several on CPUs, so each row segment is
     /// one contiguous read; 1 on GPUs, where neighbouring work-items coalesce.
     public var columnTile: Int
+    /// The widest elementwise vector, in floats (16, 8 or 4; 1 loads scalars), that
+    /// kernels load and compute on where a size allows it (else the widest narrower one
+    /// that divides it). CPUs: the SIMD width. PoCL compiles a kernel's explicit vector
+    /// code at that code's width and does not widen it, so float4 arithmetic runs in
+    /// 128-bit lanes of an AVX-512 core (measured here, SiLU over 8M floats: float4
+    /// 10.9 ms, float16 3.4 ms, a copy 3.0 ms; LayerNorm (8192, 1024) 36% → 86% of copy).
+    /// GPUs: 4, a float4 per work-item, whose loads coalesce.
+    public var vectorWidth: Int
 
     /// Explicit values, e.g. for a device whose kind's defaults do not fit.
     public init(
         reductionWorkGroupSize: Int, elementwiseWorkGroupSize: Int, workGroupsPerComputeUnit: Int,
-        minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool, columnTile: Int
+        minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool, columnTile: Int, vectorWidth: Int = 4
     ) {
         self.columnTile = columnTile
+        self.vectorWidth = vectorWidth
         self.reductionWorkGroupSize = reductionWorkGroupSize
         self.elementwiseWorkGroupSize = elementwiseWorkGroupSize
         self.workGroupsPerComputeUnit = workGroupsPerComputeUnit
@@ -52,11 +61,11 @@ public struct DeviceTuning: Sendable, Equatable {
         case .cpu:
             self.init(
                 reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16)
+                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16, vectorWidth: 16)
         case .gpu, .accelerator, .other:
             self.init(
                 reductionWorkGroupSize: 256, elementwiseWorkGroupSize: 256, workGroupsPerComputeUnit: 8,
-                minimumVectorsPerWorkGroup: 2048, chunkedAccess: false, columnTile: 1)
+                minimumVectorsPerWorkGroup: 2048, chunkedAccess: false, columnTile: 1, vectorWidth: 4)
         }
     }
 }

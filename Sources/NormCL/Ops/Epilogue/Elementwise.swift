@@ -127,7 +127,7 @@ enum ElementwiseKernels {
             \.output, "output", shape: input.shape, layout: input.layout, elementType: outputType, on: runtime)
         guard input.count > 0 else { return ElementwiseOutput(output: output, events: []) }
         let geometry = LaunchGeometry(device: runtime.device, tuning: runtime.tuning)
-        let vectorWidth = input.count % 4 == 0 ? 4 : 1
+        let vectorWidth = geometry.vectorWidth(dividing: input.count)
         let vectors = input.count / vectorWidth
         let launch = geometry.elementwiseLaunch(vectors: vectors)
         var options = KernelSpecialization(

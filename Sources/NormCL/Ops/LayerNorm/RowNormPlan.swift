@@ -44,7 +44,7 @@ struct RowNormPlan: Equatable, Sendable {
     init(problem: RowNormProblem, device: OpenCLDevice, tuning: DeviceTuning, strategy forced: Strategy? = nil) {
         let geometry = LaunchGeometry(device: device, tuning: tuning)
         self.geometry = geometry
-        vectorWidth = problem.rowLength % 4 == 0 ? 4 : 1
+        vectorWidth = geometry.vectorWidth(dividing: problem.rowLength)
         let vectors = problem.count / vectorWidth
         let vectorsPerRow = problem.rowLength / vectorWidth
         wideIndices = LaunchGeometry.needsWideIndices(
