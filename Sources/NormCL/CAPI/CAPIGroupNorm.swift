@@ -4,7 +4,7 @@ import COpenCL
 // tensors after the caller's events; ``CAPICall/deliver(_:_:)`` copies only what has no
 // destination there (an empty input's statistics).
 
-/// `normcl_group_norm_forward`: ``groupNorm(_:numGroups:weight:bias:eps:)`` into the
+/// `normcl_group_norm_forward`: ``groupNorm(_:numGroups:weight:bias:eps:activation:into:waitingFor:)`` into the
 /// caller's y, save_mean and save_invstd.
 @_spi(CAPI) @_cdecl("normcl_group_norm_forward")
 public func normcl_group_norm_forward(
@@ -14,15 +14,42 @@ public func normcl_group_norm_forward(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        let input = try call.required(x, "x")
-        let destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveInvstd)
-        let (weight, bias) = (try call.tensor(weight, "weight"), try call.tensor(bias, "bias"))
-        let out = try groupNorm(
-            input, numGroups: Int(numGroups), weight: weight, bias: bias, eps: eps, strategy: nil,
-            call: call.op(destinations))
-        return try call.deliver(
-            out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveInvstd, into: destinations)
+        try groupNormForward(
+            call, x: x, numGroups: numGroups, weight: weight, bias: bias, eps: eps, epilogue: nil, y: y,
+            saveMean: saveMean, saveInvstd: saveInvstd)
     }
+}
+
+/// `normcl_group_norm_forward_fused`: `y = f(GroupNorm(x))`, f the epilogue's activation.
+@_spi(CAPI) @_cdecl("normcl_group_norm_forward_fused")
+public func normcl_group_norm_forward_fused(
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ numGroups: Int32, _ weight: CTensorArgument,
+    _ bias: CTensorArgument, _ eps: Float, _ epilogue: CEpilogueArgument, _ y: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
+    CAPICall.run(runtime, waitCount, waitList, event) { call in
+        try groupNormForward(
+            call, x: x, numGroups: numGroups, weight: weight, bias: bias, eps: eps, epilogue: epilogue, y: y,
+            saveMean: saveMean, saveInvstd: saveInvstd)
+    }
+}
+
+/// The GroupNorm forward functions: one implementation.
+private func groupNormForward(
+    _ call: CAPICall, x: CTensorArgument, numGroups: Int32, weight: CTensorArgument, bias: CTensorArgument,
+    eps: Float, epilogue: CEpilogueArgument, y: CTensorArgument, saveMean: CTensorArgument,
+    saveInvstd: CTensorArgument
+) throws -> [KernelEvent] {
+    let input = try call.required(x, "x")
+    let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
+    let destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveInvstd)
+    let (weight, bias) = (try call.tensor(weight, "weight"), try call.tensor(bias, "bias"))
+    let out = try groupNorm(
+        input, numGroups: Int(numGroups), weight: weight, bias: bias, eps: eps, activation: activation, strategy: nil,
+        call: call.op(destinations))
+    return try call.deliver(
+        out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveInvstd, into: destinations)
 }
 
 /// `normcl_group_norm_backward`: the GroupNorm backward from the forward's saved
@@ -35,16 +62,45 @@ public func normcl_group_norm_backward(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
-            let (gradOutput, input) = (try call.required(dy, "dy"), try call.required(x, "x"))
-            let (weight, mean, invstd) = (
-                try call.tensor(weight, "weight"), try call.required(saveMean, "save_mean"),
-                try call.required(saveInvstd, "save_invstd")
-            )
-            return try groupNormBackward(
-                gradOutput, input: input, numGroups: Int(numGroups), weight: weight, saveMean: mean, saveInvstd: invstd,
-                outputMask: mask, strategy: nil, tuning: nil, call: call.op(backward: destinations))
-        }
+        try groupNormBackward(
+            call, dy: dy, x: x, numGroups: numGroups, weight: weight, bias: nil, saveMean: saveMean,
+            saveInvstd: saveInvstd, epilogue: nil, dx: dx, dweight: dweight, dbias: dbias)
+    }
+}
+
+/// `normcl_group_norm_backward_fused`: the backward of `normcl_group_norm_forward_fused`,
+/// through its activation (whose input β shifts).
+@_spi(CAPI) @_cdecl("normcl_group_norm_backward_fused")
+public func normcl_group_norm_backward_fused(
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ numGroups: Int32,
+    _ weight: CTensorArgument, _ bias: CTensorArgument, _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ epilogue: CEpilogueArgument, _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
+    CAPICall.run(runtime, waitCount, waitList, event) { call in
+        try groupNormBackward(
+            call, dy: dy, x: x, numGroups: numGroups, weight: weight, bias: bias, saveMean: saveMean,
+            saveInvstd: saveInvstd, epilogue: epilogue, dx: dx, dweight: dweight, dbias: dbias)
+    }
+}
+
+/// The GroupNorm backward functions: one implementation.
+private func groupNormBackward(
+    _ call: CAPICall, dy: CTensorArgument, x: CTensorArgument, numGroups: Int32, weight: CTensorArgument,
+    bias: CTensorArgument, saveMean: CTensorArgument, saveInvstd: CTensorArgument, epilogue: CEpilogueArgument,
+    dx: CTensorArgument, dweight: CTensorArgument, dbias: CTensorArgument
+) throws -> [KernelEvent] {
+    try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
+        let (gradOutput, input) = (try call.required(dy, "dy"), try call.required(x, "x"))
+        let (weight, mean, invstd) = (
+            try call.tensor(weight, "weight"), try call.required(saveMean, "save_mean"),
+            try call.required(saveInvstd, "save_invstd")
+        )
+        let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
+        return try groupNormBackward(
+            gradOutput, input: input, numGroups: Int(numGroups), weight: weight, bias: call.tensor(bias, "bias"),
+            saveMean: mean, saveInvstd: invstd, activation: activation, outputMask: mask, strategy: nil, tuning: nil,
+            call: call.op(backward: destinations))
     }
 }
 

@@ -1,6 +1,7 @@
 import COpenCL
 
-// LayerNorm and RMSNorm for include/normcl.h: `normalized_rank` trailing dims of x.
+// LayerNorm and RMSNorm for include/normcl.h: `normalized_rank` trailing dims of x. The
+// plain functions are the fused ones without a residual and with the default epilogue.
 
 /// `normcl_layer_norm_forward`: ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``
 /// into the caller's y, save_mean and save_invstd.
@@ -12,14 +13,25 @@ public func normcl_layer_norm_forward(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        let input = try call.required(x, "x")
-        let normalizedShape = try call.normalizedShape(of: input, rank: normalizedRank)
-        let destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveInvstd)
-        let out = try layerNorm(
-            input, normalizedShape: normalizedShape, weight: call.tensor(weight, "weight"), bias: call.tensor(bias, "bias"),
-            eps: eps, strategy: nil, tuning: nil, call: call.op(destinations))
-        return try call.deliver(
-            out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveInvstd, into: destinations)
+        try rowNormForward(
+            call, .layerNorm, x: x, residual: nil, normalizedRank: normalizedRank, weight: weight, bias: bias, eps: eps,
+            epilogue: nil, y: y, saveMean: saveMean, saveScale: saveInvstd, residualSum: nil)
+    }
+}
+
+/// `normcl_layer_norm_forward_fused`: LayerNorm of h = x + residual (x without one), with
+/// the epilogue's γ offset and activation, into the caller's y, statistics and residual_sum.
+@_spi(CAPI) @_cdecl("normcl_layer_norm_forward_fused")
+public func normcl_layer_norm_forward_fused(
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ residual: CTensorArgument, _ normalizedRank: Int32,
+    _ weight: CTensorArgument, _ bias: CTensorArgument, _ eps: Float, _ epilogue: CEpilogueArgument,
+    _ y: CTensorArgument, _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ residualSum: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
+    CAPICall.run(runtime, waitCount, waitList, event) { call in
+        try rowNormForward(
+            call, .layerNorm, x: x, residual: residual, normalizedRank: normalizedRank, weight: weight, bias: bias,
+            eps: eps, epilogue: epilogue, y: y, saveMean: saveMean, saveScale: saveInvstd, residualSum: residualSum)
     }
 }
 
@@ -33,15 +45,28 @@ public func normcl_layer_norm_backward(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
-            let input = try call.required(x, "x")
-            return try layerNormBackward(
-                call.required(dy, "dy"), input: input,
-                normalizedShape: call.normalizedShape(of: input, rank: normalizedRank),
-                weight: call.tensor(weight, "weight"), saveMean: call.required(saveMean, "save_mean"),
-                saveInvstd: call.required(saveInvstd, "save_invstd"), outputMask: mask, strategy: nil,
-                fuseParameters: nil, tuning: nil, call: call.op(backward: destinations))
-        }
+        try rowNormBackward(
+            call, .layerNorm, dy: dy, x: x, residual: nil, residualSum: nil, normalizedRank: normalizedRank,
+            weight: weight, bias: nil, saveMean: saveMean, saveScale: saveInvstd, epilogue: nil, gradResidualSum: nil,
+            dx: dx, dweight: dweight, dbias: dbias)
+    }
+}
+
+/// `normcl_layer_norm_backward_fused`: the backward of `normcl_layer_norm_forward_fused`,
+/// through its residual, γ offset and activation, with grad_residual_sum added to dx.
+@_spi(CAPI) @_cdecl("normcl_layer_norm_backward_fused")
+public func normcl_layer_norm_backward_fused(
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ residual: CTensorArgument,
+    _ residualSum: CTensorArgument, _ normalizedRank: Int32, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ epilogue: CEpilogueArgument,
+    _ gradResidualSum: CTensorArgument, _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
+    CAPICall.run(runtime, waitCount, waitList, event) { call in
+        try rowNormBackward(
+            call, .layerNorm, dy: dy, x: x, residual: residual, residualSum: residualSum, normalizedRank: normalizedRank,
+            weight: weight, bias: bias, saveMean: saveMean, saveScale: saveInvstd, epilogue: epilogue,
+            gradResidualSum: gradResidualSum, dx: dx, dweight: dweight, dbias: dbias)
     }
 }
 
@@ -54,15 +79,25 @@ public func normcl_rms_norm_forward(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        let input = try call.required(x, "x")
-        let normalizedShape = try call.normalizedShape(of: input, rank: normalizedRank)
-        let destinations = try call.forward(y: y, saveMean: nil, saveInvstd: saveInvRms, saveName: "save_invrms")
-        let out = try rmsNorm(
-            input, normalizedShape: normalizedShape, weight: call.tensor(weight, "weight"), eps: eps == -1 ? nil : eps,
-            strategy: nil, tuning: nil, call: call.op(destinations))
-        return try call.deliver(
-            out.events, output: out.output, saveMean: nil, saveInvstd: out.saveInvRms, into: destinations,
-            saveName: "save_invrms")
+        try rowNormForward(
+            call, .rmsNorm, x: x, residual: nil, normalizedRank: normalizedRank, weight: weight, bias: nil, eps: eps,
+            epilogue: nil, y: y, saveMean: nil, saveScale: saveInvRms, residualSum: nil)
+    }
+}
+
+/// `normcl_rms_norm_forward_fused`: RMSNorm of h = x + residual (x without one), with β,
+/// the epilogue's γ offset and activation, into the caller's y, save_invrms and residual_sum.
+@_spi(CAPI) @_cdecl("normcl_rms_norm_forward_fused")
+public func normcl_rms_norm_forward_fused(
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ residual: CTensorArgument, _ normalizedRank: Int32,
+    _ weight: CTensorArgument, _ bias: CTensorArgument, _ eps: Float, _ epilogue: CEpilogueArgument,
+    _ y: CTensorArgument, _ saveInvRms: CTensorArgument, _ residualSum: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
+    CAPICall.run(runtime, waitCount, waitList, event) { call in
+        try rowNormForward(
+            call, .rmsNorm, x: x, residual: residual, normalizedRank: normalizedRank, weight: weight, bias: bias,
+            eps: eps, epilogue: epilogue, y: y, saveMean: nil, saveScale: saveInvRms, residualSum: residualSum)
     }
 }
 
@@ -76,13 +111,88 @@ public func normcl_rms_norm_backward(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try call.backward(dx: dx, dweight: dweight, dbias: nil) { destinations, mask in
-            let input = try call.required(x, "x")
-            return try rmsNormBackward(
-                call.required(dy, "dy"), input: input,
-                normalizedShape: call.normalizedShape(of: input, rank: normalizedRank),
-                weight: call.tensor(weight, "weight"), saveInvRms: call.required(saveInvRms, "save_invrms"),
-                outputMask: mask, strategy: nil, fuseParameters: nil, tuning: nil, call: call.op(backward: destinations))
+        try rowNormBackward(
+            call, .rmsNorm, dy: dy, x: x, residual: nil, residualSum: nil, normalizedRank: normalizedRank,
+            weight: weight, bias: nil, saveMean: nil, saveScale: saveInvRms, epilogue: nil, gradResidualSum: nil,
+            dx: dx, dweight: dweight, dbias: nil)
+    }
+}
+
+/// `normcl_rms_norm_backward_fused`: the backward of `normcl_rms_norm_forward_fused`,
+/// through its residual, β, γ offset and activation, with grad_residual_sum added to dx.
+@_spi(CAPI) @_cdecl("normcl_rms_norm_backward_fused")
+public func normcl_rms_norm_backward_fused(
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ residual: CTensorArgument,
+    _ residualSum: CTensorArgument, _ normalizedRank: Int32, _ weight: CTensorArgument, _ bias: CTensorArgument,
+    _ saveInvRms: CTensorArgument, _ epilogue: CEpilogueArgument, _ gradResidualSum: CTensorArgument,
+    _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
+    CAPICall.run(runtime, waitCount, waitList, event) { call in
+        try rowNormBackward(
+            call, .rmsNorm, dy: dy, x: x, residual: residual, residualSum: residualSum, normalizedRank: normalizedRank,
+            weight: weight, bias: bias, saveMean: nil, saveScale: saveInvRms, epilogue: epilogue,
+            gradResidualSum: gradResidualSum, dx: dx, dweight: dweight, dbias: dbias)
+    }
+}
+
+/// The four row-norm forward functions: one implementation. `saveScale` is LayerNorm's
+/// save_invstd or RMSNorm's save_invrms; RMSNorm's `eps` may be `NORMCL_EPS_DEFAULT`.
+private func rowNormForward(
+    _ call: CAPICall, _ kind: RowNormProblem.Kind, x: CTensorArgument, residual: CTensorArgument, normalizedRank: Int32,
+    weight: CTensorArgument, bias: CTensorArgument, eps: Float, epilogue: CEpilogueArgument, y: CTensorArgument,
+    saveMean: CTensorArgument, saveScale: CTensorArgument, residualSum: CTensorArgument
+) throws -> [KernelEvent] {
+    let input = try call.required(x, "x")
+    let normalizedShape = try call.normalizedShape(of: input, rank: normalizedRank)
+    let options = try CEpilogue(epilogue)
+    let scaleName = kind == .layerNorm ? "save_invstd" : "save_invrms"
+    var destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveScale, saveName: scaleName)
+    destinations.residualSum = try call.tensor(residualSum, "residual_sum")
+    let fused = RowNormFusionArguments(
+        residual: try call.tensor(residual, "residual"), returnsResidualSum: destinations.residualSum != nil,
+        weightOffset: options.weightOffset, activation: options.activation)
+    let out = try NormCL.rowNormForward(
+        kind, input, normalizedShape: normalizedShape, weight: call.tensor(weight, "weight"),
+        bias: call.tensor(bias, "bias"), eps: kind == .rmsNorm && eps == -1 ? input.elementType.epsilon : eps,
+        fusing: fused, strategy: nil, tuning: nil, call: call.op(destinations))
+    return try call.deliver(
+        call.deliver(
+            out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveScale, into: destinations,
+            saveName: scaleName),
+        [(out.residualSum, destinations.residualSum, "residual_sum")])
+}
+
+/// The four row-norm backward functions: one implementation. `residualSum`, the h the
+/// forward stored, is read instead of x and the residual when it has x's element type.
+private func rowNormBackward(
+    _ call: CAPICall, _ kind: RowNormProblem.Kind, dy: CTensorArgument, x: CTensorArgument, residual: CTensorArgument,
+    residualSum: CTensorArgument, normalizedRank: Int32, weight: CTensorArgument, bias: CTensorArgument,
+    saveMean: CTensorArgument, saveScale: CTensorArgument, epilogue: CEpilogueArgument,
+    gradResidualSum: CTensorArgument, dx: CTensorArgument, dweight: CTensorArgument, dbias: CTensorArgument
+) throws -> [KernelEvent] {
+    try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
+        let scaleName = kind == .layerNorm ? "save_invstd" : "save_invrms"
+        let input = try call.required(x, "x")
+        let residual = try call.companion(residual, "residual", of: input, allowsFloat32: true)
+        let sum = try call.companion(residualSum, "residual_sum", of: input, allowsFloat32: true)
+        if sum != nil && residual == nil {
+            throw NormError.invalidArgument(argument: "residual_sum", reason: "is given without the residual it is the sum with")
         }
+        let bias = try call.tensor(bias, "bias")
+        if kind == .rmsNorm {
+            try call.requireSource(for: dbias, "dbias", bias, "RMSNorm has a dβ only with a bias (β): pass NULL")
+        }
+        let options = try CEpilogue(epilogue)
+        return try NormCL.rowNormBackward(
+            kind, call.required(dy, "dy"), input: input,
+            normalizedShape: call.normalizedShape(of: input, rank: normalizedRank), weight: call.tensor(weight, "weight"),
+            saveMean: kind == .layerNorm ? call.required(saveMean, "save_mean") : nil,
+            saveScale: call.required(saveScale, scaleName), outputMask: mask,
+            fusing: RowNormBackwardFusionArguments(
+                forward: RowNormFusionArguments(
+                    residual: residual, weightOffset: options.weightOffset, activation: options.activation),
+                bias: bias, gradResidualSum: call.tensor(gradResidualSum, "grad_residual_sum"), residualSum: sum),
+            strategy: nil, fuseParameters: nil, tuning: nil, call: call.op(backward: destinations))
     }
 }
