@@ -594,68 +594,62 @@ static void test_fused_rms_norm(env *e) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
 }
 
-/* A ResNet block's tail: y = relu(BN(x) + z) in training, its backward with dz. */
+/* A ResNet block's tail: y = relu(BN(x) + z) in training (no running statistics), its
+ * backward with dz. */
 static void test_fused_batch_norm(env *e) {
     enum { BN = 3, C = 4, M = 12, N = BN * C * M };
     const int64_t shape[4] = {BN, C, 3, 4}, channel_shape[1] = {C};
-    const float eps = 1e-5f, momentum = 0.1f;
-    float x[N], z[N], dy[N], w[C], b[C], rm[C] = {0, 0, 0, 0}, rv[C] = {1, 1, 1, 1};
+    const float eps = 1e-5f;
+    float x[N], z[N], dy[N], w[C], b[C];
     fill_random(x, N, 2.0f, 0.5f);
     fill_random(z, N, 1.0f, 0.0f);
     fill_random(dy, N, 1.0f, 0.0f);
     fill_random(w, C, 0.5f, 1.0f);
     fill_random(b, C, 0.5f, 0.0f);
     cl_mem xb = upload(e, x, N), zb = upload(e, z, N), dyb = upload(e, dy, N), wb = upload(e, w, C);
-    cl_mem bb = upload(e, b, C), rmb = upload(e, rm, C), rvb = upload(e, rv, C), yb = nans(e, N);
-    cl_mem mean_b = nans(e, C), invstd_b = nans(e, C), dxb = nans(e, N), dwb = nans(e, C), dbb = nans(e, C);
-    cl_mem dzb = nans(e, N);
+    cl_mem bb = upload(e, b, C), yb = nans(e, N), mean_b = nans(e, C), invstd_b = nans(e, C), dxb = nans(e, N);
+    cl_mem dwb = nans(e, C), dbb = nans(e, C), dzb = nans(e, N);
     normcl_tensor xt = tensor(xb, 0, 4, shape), zt = tensor(zb, 0, 4, shape), dyt = tensor(dyb, 0, 4, shape);
     normcl_tensor yt = tensor(yb, 0, 4, shape), dxt = tensor(dxb, 0, 4, shape), dzt = tensor(dzb, 0, 4, shape);
     normcl_tensor wt = tensor(wb, 0, 1, channel_shape), bt = tensor(bb, 0, 1, channel_shape);
-    normcl_tensor rmt = tensor(rmb, 0, 1, channel_shape), rvt = tensor(rvb, 0, 1, channel_shape);
     normcl_tensor mt = tensor(mean_b, 0, 1, channel_shape), it = tensor(invstd_b, 0, 1, channel_shape);
     normcl_tensor dwt = tensor(dwb, 0, 1, channel_shape), dbt = tensor(dbb, 0, 1, channel_shape);
     normcl_epilogue relu = NORMCL_EPILOGUE_INIT;
     relu.activation = NORMCL_ACTIVATION_RELU;
 
-    int64_t tracked = 0;
     cl_event forward = NULL, backward = NULL;
-    NORMCL_OK(normcl_batch_norm_forward_training_fused(e->runtime, &xt, &wt, &bt, &rmt, &rvt, momentum, &tracked, eps,
-                                                       &zt, &relu, &yt, &mt, &it, 0, NULL, &forward));
+    NORMCL_OK(normcl_batch_norm_forward_training_fused(e->runtime, &xt, &wt, &bt, NULL, NULL, 0.1f, NULL, eps, &zt,
+                                                       &relu, &yt, &mt, &it, 0, NULL, &forward));
     NORMCL_OK(normcl_batch_norm_backward_training_fused(e->runtime, &dyt, &xt, &wt, &bt, &mt, &it, &zt, &relu, &dxt,
                                                         &dwt, &dbt, &dzt, 1, &forward, &backward));
-    float y[N], mean[C], invstd[C], rm_out[C], rv_out[C], dx[N], dw[C], db[C], dz[N];
+    float y[N], mean[C], invstd[C], dx[N], dw[C], db[C], dz[N], g[N];
     CL_OK(clWaitForEvents(1, &backward));
     download(e, yb, 0, y, N, forward);
     download(e, mean_b, 0, mean, C, NULL);
     download(e, invstd_b, 0, invstd, C, NULL);
-    download(e, rmb, 0, rm_out, C, NULL);
-    download(e, rvb, 0, rv_out, C, NULL);
     download(e, dxb, 0, dx, N, backward);
     download(e, dwb, 0, dw, C, NULL);
     download(e, dbb, 0, db, C, NULL);
     download(e, dzb, 0, dz, N, NULL);
 
-    double y_ref[N], mean_ref[C], invstd_ref[C], rm_ref[C], rv_ref[C], dx_ref[N], dw_ref[C], db_ref[C], dz_ref[N];
-    for (int c = 0; c < C; c++) rm_ref[c] = rm[c], rv_ref[c] = rv[c];
-    batch_norm_reference(x, BN, C, M, w, b, eps, momentum, y_ref, mean_ref, invstd_ref, rm_ref, rv_ref);
-    float g[N];
+    /* The forward's reference BN(x) (running statistics unused), then the epilogue. */
+    double bn[N], mean_ref[C], invstd_ref[C], unused[2][C] = {{0}}, dx_ref[N], dw_ref[C], db_ref[C], y_ref[N], dz_ref[N];
+    batch_norm_reference(x, BN, C, M, w, b, eps, 0.0, bn, mean_ref, invstd_ref, unused[0], unused[1]);
     for (int k = 0; k < N; k++) {
         int c = (k / M) % C;
-        double a = (x[k] - (double)mean[c]) * invstd[c] * w[c] + b[c] + z[k];
-        y_ref[k] = a < 0 ? 0 : y_ref[k] + z[k];
+        double a = (x[k] - (double)mean[c]) * invstd[c] * w[c] + b[c] + z[k]; /* the backward's, recomputed */
+        y_ref[k] = bn[k] + z[k] < 0 ? 0 : bn[k] + z[k];
         g[k] = a > 0 ? dy[k] : 0.0f;
         dz_ref[k] = g[k];
     }
     batch_norm_backward_reference(g, x, BN, C, M, w, mean, invstd, dx_ref, dw_ref, db_ref);
     int ok = close_to(e, "fused batch_norm y", y, y_ref, N) & close_to(e, "fused batch_norm save_mean", mean, mean_ref, C) &
-             close_to(e, "fused batch_norm running_mean", rm_out, rm_ref, C) &
-             close_to(e, "fused batch_norm running_var", rv_out, rv_ref, C) &
+             close_to(e, "fused batch_norm save_invstd", invstd, invstd_ref, C) &
              close_to(e, "fused batch_norm dx", dx, dx_ref, N) & close_to(e, "fused batch_norm dweight", dw, dw_ref, C) &
              close_to(e, "fused batch_norm dbias", db, db_ref, C) & close_to(e, "fused batch_norm dz", dz, dz_ref, N);
-    printf("%s: [%s] BatchNorm + addend + ReLU: training forward and backward with dz\n",
-           ok && tracked == 1 ? "PASS" : "FAIL", e->name);
-    cl_mem all[] = {xb, zb, dyb, wb, bb, rmb, rvb, yb, mean_b, invstd_b, dxb, dwb, dbb, dzb};
+    printf("%s: [%s] BatchNorm + addend + ReLU: training forward and backward with dz\n", ok ? "PASS" : "FAIL",
+           e->name);
+    cl_mem all[] = {xb, zb, dyb, wb, bb, yb, mean_b, invstd_b, dxb, dwb, dbb, dzb};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
 }
 
@@ -800,6 +794,32 @@ static void test_fused_errors(env *e) {
            normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, 1, &w, NULL, &s, NULL, NULL, &y, NULL, &h, 0,
                                           NULL, &event),
            NORMCL_INVALID_ARGUMENT, "dbias");
+    /* Every fused function is in the library and checks its runtime. */
+    const int null_runtime[] = {
+        normcl_layer_norm_forward_fused(NULL, &x, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, NULL, 0, NULL, NULL),
+        normcl_layer_norm_backward_fused(NULL, &x, &x, NULL, NULL, 1, NULL, NULL, &s, &s, NULL, NULL, &y, NULL, NULL, 0,
+                                         NULL, NULL),
+        normcl_rms_norm_forward_fused(NULL, &x, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, 0, NULL, NULL),
+        normcl_rms_norm_backward_fused(NULL, &x, &x, NULL, NULL, 1, NULL, NULL, &s, NULL, NULL, &y, NULL, NULL, 0, NULL,
+                                       NULL),
+        normcl_batch_norm_forward_training_fused(NULL, &xc, NULL, NULL, NULL, NULL, 0.1f, NULL, 1e-5f, NULL, NULL, &yc,
+                                                 NULL, NULL, 0, NULL, NULL),
+        normcl_batch_norm_forward_inference_fused(NULL, &xc, NULL, NULL, &mc, &ic, 1e-5f, NULL, NULL, &yc, 0, NULL,
+                                                  NULL),
+        normcl_batch_renorm_forward_fused(NULL, &xc, NULL, NULL, &mc, &ic, 2.0f, 1.0f, 0.1f, NULL, 1e-5f, NULL, NULL,
+                                          &yc, NULL, NULL, NULL, NULL, 0, NULL, NULL),
+        normcl_batch_norm_backward_training_fused(NULL, &xc, &xc, NULL, NULL, &mc, &ic, NULL, NULL, &yc, NULL, NULL,
+                                                  NULL, 0, NULL, NULL),
+        normcl_batch_norm_backward_inference_fused(NULL, &xc, &xc, NULL, NULL, &mc, &ic, 1e-5f, NULL, NULL, &yc, NULL,
+                                                   NULL, NULL, 0, NULL, NULL),
+        normcl_batch_renorm_backward_fused(NULL, &xc, &xc, NULL, NULL, &mc, &ic, &mc, &ic, NULL, NULL, &yc, NULL, NULL,
+                                           NULL, 0, NULL, NULL),
+        normcl_group_norm_forward_fused(NULL, &xc, 2, NULL, NULL, 1e-5f, NULL, &yc, NULL, NULL, 0, NULL, NULL),
+        normcl_group_norm_backward_fused(NULL, &xc, &xc, 2, NULL, NULL, &mc, &ic, NULL, &yc, NULL, NULL, 0, NULL, NULL),
+    };
+    for (size_t i = 0; i < sizeof null_runtime / sizeof *null_runtime; i++)
+        ok &= expect_error(e, "a fused function with a NULL runtime", null_runtime[i], NORMCL_INVALID_ARGUMENT,
+                           "runtime", NULL);
 #undef BNF
 #undef RMS
 #undef EXPECT

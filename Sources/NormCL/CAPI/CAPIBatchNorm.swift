@@ -1,6 +1,7 @@
 import COpenCL
 
-// BatchNorm and Batch Renorm for include/normcl.h: per channel of (N, C, *spatial).
+// BatchNorm and Batch Renorm for include/normcl.h: per channel of (N, C, *spatial). The
+// plain functions are the fused ones without an addend and without an epilogue.
 
 /// `normcl_batch_norm_forward_training`: BatchNorm with batch statistics, the running
 /// statistics (when given) updated in place.
@@ -12,12 +13,9 @@ public func normcl_batch_norm_forward_training(
     _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormTraining(
-            call, x: x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, renorm: nil,
-            momentum: momentum, numBatchesTracked: numBatchesTracked, eps: eps, addend: nil, epilogue: nil, y: y,
-            saveMean: saveMean, saveInvstd: saveInvstd)
-    }
+    normcl_batch_norm_forward_training_fused(
+        runtime, x, weight, bias, runningMean, runningVar, momentum, numBatchesTracked, eps, nil, nil, y, saveMean,
+        saveInvstd, waitCount, waitList, event)
 }
 
 /// `normcl_batch_norm_forward_training_fused`: `y = f(BN(x) + addend)` with batch
@@ -49,13 +47,9 @@ public func normcl_batch_renorm_forward(
     _ renormD: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormTraining(
-            call, x: x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-            renorm: (BatchRenormLimits(rmax: rmax, dmax: dmax), renormR, renormD), momentum: momentum,
-            numBatchesTracked: numBatchesTracked, eps: eps, addend: nil, epilogue: nil, y: y, saveMean: saveMean,
-            saveInvstd: saveInvstd)
-    }
+    normcl_batch_renorm_forward_fused(
+        runtime, x, weight, bias, runningMean, runningVar, rmax, dmax, momentum, numBatchesTracked, eps, nil, nil, y,
+        saveMean, saveInvstd, renormR, renormD, waitCount, waitList, event)
 }
 
 /// `normcl_batch_renorm_forward_fused`: `y = f(BatchRenorm(x) + addend)`, the running
@@ -116,11 +110,8 @@ public func normcl_batch_norm_forward_inference(
     _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, _ eps: Float, _ y: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormInference(
-            call, x: x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, eps: eps,
-            addend: nil, epilogue: nil, y: y)
-    }
+    normcl_batch_norm_forward_inference_fused(
+        runtime, x, weight, bias, runningMean, runningVar, eps, nil, nil, y, waitCount, waitList, event)
 }
 
 /// `normcl_batch_norm_forward_inference_fused`: `y = f(BN(x) + addend)` with the running statistics.
@@ -132,27 +123,16 @@ public func normcl_batch_norm_forward_inference_fused(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormInference(
-            call, x: x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, eps: eps,
-            addend: addend, epilogue: epilogue, y: y)
+        let input = try call.required(x, "x")
+        let (addend, activation) = try call.batchNormEpilogue(addend, epilogue)
+        var running = try call.runningStatistics(runningMean, runningVar)
+        let destinations = try call.forward(y: y, saveMean: nil, saveInvstd: nil)
+        let out = try batchNorm(
+            input, weight: call.tensor(weight, "weight"), bias: call.tensor(bias, "bias"), runningStatistics: &running,
+            training: false, momentum: 0, eps: eps, strategy: nil, activation: activation, addend: addend,
+            call: call.op(destinations))
+        return try call.deliver(out.events, output: out.output, saveMean: nil, saveInvstd: nil, into: destinations)
     }
-}
-
-/// BatchNorm's inference forward, plain or fused.
-private func batchNormInference(
-    _ call: CAPICall, x: CTensorArgument, weight: CTensorArgument, bias: CTensorArgument,
-    runningMean: CTensorArgument, runningVar: CTensorArgument, eps: Float, addend: CTensorArgument,
-    epilogue: CEpilogueArgument, y: CTensorArgument
-) throws -> [KernelEvent] {
-    let input = try call.required(x, "x")
-    let (addend, activation) = try call.batchNormEpilogue(addend, epilogue)
-    var running = try call.runningStatistics(runningMean, runningVar)
-    let destinations = try call.forward(y: y, saveMean: nil, saveInvstd: nil)
-    let out = try batchNorm(
-        input, weight: call.tensor(weight, "weight"), bias: call.tensor(bias, "bias"), runningStatistics: &running,
-        training: false, momentum: 0, eps: eps, strategy: nil, activation: activation, addend: addend,
-        call: call.op(destinations))
-    return try call.deliver(out.events, output: out.output, saveMean: nil, saveInvstd: nil, into: destinations)
 }
 
 /// `normcl_batch_norm_backward_training`: the backward through the batch statistics.
@@ -163,11 +143,8 @@ public func normcl_batch_norm_backward_training(
     _ dweight: CTensorArgument, _ dbias: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
-            try call.batchStatistics(saveMean, saveInvstd)
-        }
-    }
+    normcl_batch_norm_backward_training_fused(
+        runtime, dy, x, weight, nil, saveMean, saveInvstd, nil, nil, dx, dweight, dbias, nil, waitCount, waitList, event)
 }
 
 /// `normcl_batch_norm_backward_training_fused`: the backward of
@@ -182,9 +159,11 @@ public func normcl_batch_norm_backward_training_fused(
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormBackward(
-            call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias,
-            fused: (bias, addend, epilogue, dz)
-        ) { try call.batchStatistics(saveMean, saveInvstd) }
+            call, dy: dy, x: x, weight: weight, bias: bias, addend: addend, epilogue: epilogue, dx: dx,
+            dweight: dweight, dbias: dbias, dz: dz
+        ) {
+            .batch(mean: try call.required(saveMean, "save_mean"), invstd: try call.required(saveInvstd, "save_invstd"))
+        }
     }
 }
 
@@ -196,11 +175,9 @@ public func normcl_batch_renorm_backward(
     _ renormD: CTensorArgument, _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
-            try call.renormStatistics(saveMean, saveInvstd, renormR, renormD)
-        }
-    }
+    normcl_batch_renorm_backward_fused(
+        runtime, dy, x, weight, nil, saveMean, saveInvstd, renormR, renormD, nil, nil, dx, dweight, dbias, nil,
+        waitCount, waitList, event)
 }
 
 /// `normcl_batch_renorm_backward_fused`: the backward of `normcl_batch_renorm_forward_fused`,
@@ -215,9 +192,13 @@ public func normcl_batch_renorm_backward_fused(
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormBackward(
-            call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias,
-            fused: (bias, addend, epilogue, dz)
-        ) { try call.renormStatistics(saveMean, saveInvstd, renormR, renormD) }
+            call, dy: dy, x: x, weight: weight, bias: bias, addend: addend, epilogue: epilogue, dx: dx,
+            dweight: dweight, dbias: dbias, dz: dz
+        ) {
+            .renorm(
+                mean: try call.required(saveMean, "save_mean"), invstd: try call.required(saveInvstd, "save_invstd"),
+                r: try call.required(renormR, "renorm_r"), d: try call.required(renormD, "renorm_d"))
+        }
     }
 }
 
@@ -229,11 +210,9 @@ public func normcl_batch_norm_backward_inference(
     _ dweight: CTensorArgument, _ dbias: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try batchNormBackward(call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias) {
-            try call.inferenceStatistics(runningMean, runningVar, eps: eps)
-        }
-    }
+    normcl_batch_norm_backward_inference_fused(
+        runtime, dy, x, weight, nil, runningMean, runningVar, eps, nil, nil, dx, dweight, dbias, nil, waitCount,
+        waitList, event)
 }
 
 /// `normcl_batch_norm_backward_inference_fused`: the backward of
@@ -248,63 +227,41 @@ public func normcl_batch_norm_backward_inference_fused(
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try batchNormBackward(
-            call, dy: dy, x: x, weight: weight, dx: dx, dweight: dweight, dbias: dbias,
-            fused: (bias, addend, epilogue, dz)
-        ) { try call.inferenceStatistics(runningMean, runningVar, eps: eps) }
+            call, dy: dy, x: x, weight: weight, bias: bias, addend: addend, epilogue: epilogue, dx: dx,
+            dweight: dweight, dbias: dbias, dz: dz
+        ) {
+            .running(
+                mean: try call.required(runningMean, "running_mean"),
+                variance: try call.required(runningVar, "running_var"), eps: eps)
+        }
     }
 }
 
 extension CAPICall {
-    /// The addend (checked against x) and the activation of a BatchNorm call's epilogue.
+    /// The addend and the activation of a BatchNorm call's epilogue.
     fileprivate func batchNormEpilogue(
         _ addend: CTensorArgument, _ epilogue: CEpilogueArgument
     ) throws -> (addend: Tensor?, activation: Activation) {
         let activation = try CEpilogue(epilogue).withoutWeightOffset("BatchNorm")
         return (try tensor(addend, "addend"), activation)
     }
-
-    /// A training forward's saved statistics, for its backward.
-    fileprivate func batchStatistics(
-        _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument
-    ) throws -> BatchNormBackwardProblem.Statistics {
-        .batch(mean: try required(saveMean, "save_mean"), invstd: try required(saveInvstd, "save_invstd"))
-    }
-
-    /// A Batch Renorm forward's saved statistics, `r` and `d`, for its backward.
-    fileprivate func renormStatistics(
-        _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument, _ renormR: CTensorArgument,
-        _ renormD: CTensorArgument
-    ) throws -> BatchNormBackwardProblem.Statistics {
-        .renorm(
-            mean: try required(saveMean, "save_mean"), invstd: try required(saveInvstd, "save_invstd"),
-            r: try required(renormR, "renorm_r"), d: try required(renormD, "renorm_d"))
-    }
-
-    /// The running statistics an inference forward normalised with, for its backward.
-    fileprivate func inferenceStatistics(
-        _ runningMean: CTensorArgument, _ runningVar: CTensorArgument, eps: Float
-    ) throws -> BatchNormBackwardProblem.Statistics {
-        .running(
-            mean: try required(runningMean, "running_mean"), variance: try required(runningVar, "running_var"), eps: eps)
-    }
 }
 
-/// The six BatchNorm backward functions: one implementation, the statistics from
-/// `statistics`; `fused` is the forward's β, addend and epilogue and the dz output.
+/// The BatchNorm and Batch Renorm backward functions: one implementation, the statistics
+/// from `statistics`; `bias`, `addend` and `epilogue` are the forward's, `dz` the addend's
+/// gradient.
 private func batchNormBackward(
-    _ call: CAPICall, dy: CTensorArgument, x: CTensorArgument, weight: CTensorArgument, dx: CTensorArgument,
-    dweight: CTensorArgument, dbias: CTensorArgument,
-    fused: (bias: CTensorArgument, addend: CTensorArgument, epilogue: CEpilogueArgument, dz: CTensorArgument) =
-        (nil, nil, nil, nil),
-    statistics: () throws -> BatchNormBackwardProblem.Statistics
+    _ call: CAPICall, dy: CTensorArgument, x: CTensorArgument, weight: CTensorArgument, bias: CTensorArgument,
+    addend: CTensorArgument, epilogue: CEpilogueArgument, dx: CTensorArgument, dweight: CTensorArgument,
+    dbias: CTensorArgument, dz: CTensorArgument, statistics: () throws -> BatchNormBackwardProblem.Statistics
 ) throws -> [KernelEvent] {
-    try call.backward(dx: dx, dweight: dweight, dbias: dbias, dz: fused.dz) { destinations, mask in
+    try call.backward(dx: dx, dweight: dweight, dbias: dbias, dz: dz) { destinations, mask in
         let (gradOutput, input) = (try call.required(dy, "dy"), try call.required(x, "x"))
-        let (addend, activation) = try call.batchNormEpilogue(fused.addend, fused.epilogue)
-        try call.requireSource(for: fused.dz, "dz", addend, "is the addend's gradient: the forward had no addend")
+        let (addend, activation) = try call.batchNormEpilogue(addend, epilogue)
+        try call.requireSource(for: dz, "dz", addend, "is the addend's gradient: the forward had no addend")
         return try batchNormBackward(
             gradOutput, input: input, weight: call.tensor(weight, "weight"), statistics: statistics(), outputMask: mask,
-            strategy: nil, bias: call.tensor(fused.bias, "bias"), activation: activation, addend: addend,
+            strategy: nil, bias: call.tensor(bias, "bias"), activation: activation, addend: addend,
             call: call.op(backward: destinations))
     }
 }

@@ -2,7 +2,8 @@ import COpenCL
 
 // GroupNorm and InstanceNorm for include/normcl.h: the Swift ops write into the caller's
 // tensors after the caller's events; ``CAPICall/deliver(_:_:)`` copies only what has no
-// destination there (an empty input's statistics).
+// destination there (an empty input's statistics). GroupNorm's plain functions are the
+// fused ones without an epilogue.
 
 /// `normcl_group_norm_forward`: ``groupNorm(_:numGroups:weight:bias:eps:activation:into:waitingFor:)`` into the
 /// caller's y, save_mean and save_invstd.
@@ -13,11 +14,8 @@ public func normcl_group_norm_forward(
     _ saveInvstd: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try groupNormForward(
-            call, x: x, numGroups: numGroups, weight: weight, bias: bias, eps: eps, epilogue: nil, y: y,
-            saveMean: saveMean, saveInvstd: saveInvstd)
-    }
+    normcl_group_norm_forward_fused(
+        runtime, x, numGroups, weight, bias, eps, nil, y, saveMean, saveInvstd, waitCount, waitList, event)
 }
 
 /// `normcl_group_norm_forward_fused`: `y = f(GroupNorm(x))`, f the epilogue's activation.
@@ -29,27 +27,16 @@ public func normcl_group_norm_forward_fused(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try groupNormForward(
-            call, x: x, numGroups: numGroups, weight: weight, bias: bias, eps: eps, epilogue: epilogue, y: y,
-            saveMean: saveMean, saveInvstd: saveInvstd)
+        let input = try call.required(x, "x")
+        let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
+        let destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveInvstd)
+        let (weight, bias) = (try call.tensor(weight, "weight"), try call.tensor(bias, "bias"))
+        let out = try groupNorm(
+            input, numGroups: Int(numGroups), weight: weight, bias: bias, eps: eps, activation: activation,
+            strategy: nil, call: call.op(destinations))
+        return try call.deliver(
+            out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveInvstd, into: destinations)
     }
-}
-
-/// The GroupNorm forward functions: one implementation.
-private func groupNormForward(
-    _ call: CAPICall, x: CTensorArgument, numGroups: Int32, weight: CTensorArgument, bias: CTensorArgument,
-    eps: Float, epilogue: CEpilogueArgument, y: CTensorArgument, saveMean: CTensorArgument,
-    saveInvstd: CTensorArgument
-) throws -> [KernelEvent] {
-    let input = try call.required(x, "x")
-    let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
-    let destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveInvstd)
-    let (weight, bias) = (try call.tensor(weight, "weight"), try call.tensor(bias, "bias"))
-    let out = try groupNorm(
-        input, numGroups: Int(numGroups), weight: weight, bias: bias, eps: eps, activation: activation, strategy: nil,
-        call: call.op(destinations))
-    return try call.deliver(
-        out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveInvstd, into: destinations)
 }
 
 /// `normcl_group_norm_backward`: the GroupNorm backward from the forward's saved
@@ -61,11 +48,9 @@ public func normcl_group_norm_backward(
     _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try groupNormBackward(
-            call, dy: dy, x: x, numGroups: numGroups, weight: weight, bias: nil, saveMean: saveMean,
-            saveInvstd: saveInvstd, epilogue: nil, dx: dx, dweight: dweight, dbias: dbias)
-    }
+    normcl_group_norm_backward_fused(
+        runtime, dy, x, numGroups, weight, nil, saveMean, saveInvstd, nil, dx, dweight, dbias, waitCount, waitList,
+        event)
 }
 
 /// `normcl_group_norm_backward_fused`: the backward of `normcl_group_norm_forward_fused`,
@@ -78,29 +63,18 @@ public func normcl_group_norm_backward_fused(
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try groupNormBackward(
-            call, dy: dy, x: x, numGroups: numGroups, weight: weight, bias: bias, saveMean: saveMean,
-            saveInvstd: saveInvstd, epilogue: epilogue, dx: dx, dweight: dweight, dbias: dbias)
-    }
-}
-
-/// The GroupNorm backward functions: one implementation.
-private func groupNormBackward(
-    _ call: CAPICall, dy: CTensorArgument, x: CTensorArgument, numGroups: Int32, weight: CTensorArgument,
-    bias: CTensorArgument, saveMean: CTensorArgument, saveInvstd: CTensorArgument, epilogue: CEpilogueArgument,
-    dx: CTensorArgument, dweight: CTensorArgument, dbias: CTensorArgument
-) throws -> [KernelEvent] {
-    try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
-        let (gradOutput, input) = (try call.required(dy, "dy"), try call.required(x, "x"))
-        let (weight, mean, invstd) = (
-            try call.tensor(weight, "weight"), try call.required(saveMean, "save_mean"),
-            try call.required(saveInvstd, "save_invstd")
-        )
-        let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
-        return try groupNormBackward(
-            gradOutput, input: input, numGroups: Int(numGroups), weight: weight, bias: call.tensor(bias, "bias"),
-            saveMean: mean, saveInvstd: invstd, activation: activation, outputMask: mask, strategy: nil, tuning: nil,
-            call: call.op(backward: destinations))
+        try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
+            let (gradOutput, input) = (try call.required(dy, "dy"), try call.required(x, "x"))
+            let (weight, mean, invstd) = (
+                try call.tensor(weight, "weight"), try call.required(saveMean, "save_mean"),
+                try call.required(saveInvstd, "save_invstd")
+            )
+            let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
+            return try groupNormBackward(
+                gradOutput, input: input, numGroups: Int(numGroups), weight: weight, bias: call.tensor(bias, "bias"),
+                saveMean: mean, saveInvstd: invstd, activation: activation, outputMask: mask, strategy: nil,
+                tuning: nil, call: call.op(backward: destinations))
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 import COpenCL
 
 // LayerNorm and RMSNorm for include/normcl.h: `normalized_rank` trailing dims of x. The
-// plain functions are the fused ones without a residual and with the default epilogue.
+// plain functions are the fused ones without fused tensors and without an epilogue.
 
 /// `normcl_layer_norm_forward`: ``layerNorm(_:normalizedShape:weight:bias:eps:residual:returnsResidualSum:weightOffset:activation:into:waitingFor:)``
 /// into the caller's y, save_mean and save_invstd.
@@ -12,11 +12,8 @@ public func normcl_layer_norm_forward(
     _ saveInvstd: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try rowNormForward(
-            call, .layerNorm, x: x, residual: nil, normalizedRank: normalizedRank, weight: weight, bias: bias, eps: eps,
-            epilogue: nil, y: y, saveMean: saveMean, saveScale: saveInvstd, residualSum: nil)
-    }
+    normcl_layer_norm_forward_fused(
+        runtime, x, nil, normalizedRank, weight, bias, eps, nil, y, saveMean, saveInvstd, nil, waitCount, waitList, event)
 }
 
 /// `normcl_layer_norm_forward_fused`: LayerNorm of h = x + residual (x without one), with
@@ -44,12 +41,9 @@ public func normcl_layer_norm_backward(
     _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try rowNormBackward(
-            call, .layerNorm, dy: dy, x: x, residual: nil, residualSum: nil, normalizedRank: normalizedRank,
-            weight: weight, bias: nil, saveMean: saveMean, saveScale: saveInvstd, epilogue: nil, gradResidualSum: nil,
-            dx: dx, dweight: dweight, dbias: dbias)
-    }
+    normcl_layer_norm_backward_fused(
+        runtime, dy, x, nil, nil, normalizedRank, weight, nil, saveMean, saveInvstd, nil, nil, dx, dweight, dbias,
+        waitCount, waitList, event)
 }
 
 /// `normcl_layer_norm_backward_fused`: the backward of `normcl_layer_norm_forward_fused`,
@@ -78,11 +72,8 @@ public func normcl_rms_norm_forward(
     _ eps: Float, _ y: CTensorArgument, _ saveInvRms: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try rowNormForward(
-            call, .rmsNorm, x: x, residual: nil, normalizedRank: normalizedRank, weight: weight, bias: nil, eps: eps,
-            epilogue: nil, y: y, saveMean: nil, saveScale: saveInvRms, residualSum: nil)
-    }
+    normcl_rms_norm_forward_fused(
+        runtime, x, nil, normalizedRank, weight, nil, eps, nil, y, saveInvRms, nil, waitCount, waitList, event)
 }
 
 /// `normcl_rms_norm_forward_fused`: RMSNorm of h = x + residual (x without one), with β,
@@ -110,12 +101,9 @@ public func normcl_rms_norm_backward(
     _ dweight: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
-    CAPICall.run(runtime, waitCount, waitList, event) { call in
-        try rowNormBackward(
-            call, .rmsNorm, dy: dy, x: x, residual: nil, residualSum: nil, normalizedRank: normalizedRank,
-            weight: weight, bias: nil, saveMean: nil, saveScale: saveInvRms, epilogue: nil, gradResidualSum: nil,
-            dx: dx, dweight: dweight, dbias: nil)
-    }
+    normcl_rms_norm_backward_fused(
+        runtime, dy, x, nil, nil, normalizedRank, weight, nil, saveInvRms, nil, nil, dx, dweight, nil, waitCount,
+        waitList, event)
 }
 
 /// `normcl_rms_norm_backward_fused`: the backward of `normcl_rms_norm_forward_fused`,
@@ -136,7 +124,7 @@ public func normcl_rms_norm_backward_fused(
     }
 }
 
-/// The four row-norm forward functions: one implementation. `saveScale` is LayerNorm's
+/// LayerNorm's and RMSNorm's fused forward: one implementation. `saveScale` is LayerNorm's
 /// save_invstd or RMSNorm's save_invrms; RMSNorm's `eps` may be `NORMCL_EPS_DEFAULT`.
 private func rowNormForward(
     _ call: CAPICall, _ kind: RowNormProblem.Kind, x: CTensorArgument, residual: CTensorArgument, normalizedRank: Int32,
@@ -163,7 +151,7 @@ private func rowNormForward(
         [(out.residualSum, destinations.residualSum, "residual_sum")])
 }
 
-/// The four row-norm backward functions: one implementation. `residualSum`, the h the
+/// LayerNorm's and RMSNorm's fused backward: one implementation. `residualSum`, the h the
 /// forward stored, is read instead of x and the residual when it has x's element type.
 private func rowNormBackward(
     _ call: CAPICall, _ kind: RowNormProblem.Kind, dy: CTensorArgument, x: CTensorArgument, residual: CTensorArgument,
