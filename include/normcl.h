@@ -337,7 +337,8 @@ int normcl_switchable_norm_backward(
  * What a network does right around a norm, done in the norm's own pass (docs/C-API.md
  * "Fused epilogues", docs/SEMANTICS.md "Fused epilogues"), forward and backward:
  *
- *   LayerNorm, RMSNorm   h = x + residual;  y = f(norm(h) * (weight + weight_offset) + bias)
+ *   LayerNorm, RMSNorm   h = (x + input_bias) + residual;
+ *                        y = f(norm(h) * (weight + weight_offset) + bias)
  *   BatchNorm, Renorm    y = f(BN(x) + addend)                 (dz = dy * f'(a) in the backward)
  *   GroupNorm            y = f(GN(x))
  *
@@ -345,8 +346,8 @@ int normcl_switchable_norm_backward(
  * plain functions are unchanged and are the `_fused` ones with every fused tensor NULL
  * and a NULL epilogue. In the `_fused` functions:
  *   - The fused tensors are ordinary arguments, checked and named like every other: the
- *     inputs (residual, addend, grad_residual_sum, RMSNorm's bias) are optional, the
- *     outputs (residual_sum, dz) are written when non-NULL.
+ *     inputs (residual, input_bias, addend, grad_residual_sum, RMSNorm's bias) are
+ *     optional, the outputs (residual_sum, dz, dinput_bias) are written when non-NULL.
  *   - The scalar options are in a normcl_epilogue, passed by pointer; NULL means no
  *     activation and no weight offset. The struct starts with its own size, so that a
  *     later version can add options to it without new functions: initialise it with
@@ -389,38 +390,46 @@ typedef char normcl_epilogue_layout_check_[
     (sizeof(normcl_epilogue) == 16 && offsetof(normcl_epilogue, activation) == 4 &&
      offsetof(normcl_epilogue, weight_offset) == 8) ? 1 : -1];
 
-/* LayerNorm of h = x + residual, with the epilogue. residual (may be NULL: h = x) has x's
- * shape and layout and x's dtype, or F32 under F16 x (the residual stream kept in float32):
- * h is formed in float32, its statistics taken from that, and written to residual_sum
- * (may be NULL; needs a residual) in the residual's dtype. save_mean and save_invstd are
- * h's. */
+/* LayerNorm of h = (x + input_bias) + residual, with the epilogue. residual (may be NULL:
+ * h = x) has x's shape and layout and x's dtype, or F32 under F16 x (the residual stream
+ * kept in float32). input_bias (may be NULL; needs a residual) is F32 [normalized shape]:
+ * the bias of the linear layer that produced x (Megatron's bias-dropout-add without the
+ * dropout). h is formed in float32, its statistics taken from that, and written to
+ * residual_sum (may be NULL; needs a residual) in the residual's dtype. save_mean and
+ * save_invstd are h's. */
 int normcl_layer_norm_forward_fused(
-    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, int32_t normalized_rank,
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, const normcl_tensor *input_bias,
+    int32_t normalized_rank,
     const normcl_tensor *weight, const normcl_tensor *bias, float eps, const normcl_epilogue *epilogue,
     const normcl_tensor *y, const normcl_tensor *save_mean, const normcl_tensor *save_invstd,
     const normcl_tensor *residual_sum, NORMCL_EVENT_ARGS);
 
-/* The backward of normcl_layer_norm_forward_fused: x, residual, weight, bias and epilogue
- * as in the forward (bias is read only with an activation, whose input it shifts).
+/* The backward of normcl_layer_norm_forward_fused: x, residual, input_bias, weight, bias
+ * and epilogue as in the forward (bias is read only with an activation, whose input it
+ * shifts).
  *   - residual_sum (may be NULL; needs the residual): the h the forward wrote; with x's
  *     dtype it is read instead of x and the residual (one tensor read instead of two).
  *   - grad_residual_sum (may be NULL; needs the residual): dL/dh from elsewhere (the next
  *     block's residual stream), in h's dtype, added to dx.
  *   - dx is the gradient of x and of the residual alike; dweight, dbias as in the plain
- *     backward, of g = dy * f'(a). */
+ *     backward, of g = dy * f'(a); dinput_bias (may be NULL; needs the input_bias): F32
+ *     [normalized shape], the sum of dx over the rows. */
 int normcl_layer_norm_backward_fused(
     normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *residual,
-    const normcl_tensor *residual_sum, int32_t normalized_rank, const normcl_tensor *weight,
-    const normcl_tensor *bias, const normcl_tensor *save_mean, const normcl_tensor *save_invstd,
-    const normcl_epilogue *epilogue, const normcl_tensor *grad_residual_sum, const normcl_tensor *dx,
-    const normcl_tensor *dweight, const normcl_tensor *dbias, NORMCL_EVENT_ARGS);
+    const normcl_tensor *input_bias, const normcl_tensor *residual_sum, int32_t normalized_rank,
+    const normcl_tensor *weight, const normcl_tensor *bias, const normcl_tensor *save_mean,
+    const normcl_tensor *save_invstd, const normcl_epilogue *epilogue, const normcl_tensor *grad_residual_sum,
+    const normcl_tensor *dx, const normcl_tensor *dweight, const normcl_tensor *dbias,
+    const normcl_tensor *dinput_bias, NORMCL_EVENT_ARGS);
 
-/* RMSNorm of h = x + residual, with the epilogue: y = f(h * rstd(h) * (weight +
- * weight_offset) + bias). bias [normalized shape] (may be NULL) is an offset added after
- * the scaling; residual and residual_sum as in normcl_layer_norm_forward_fused (vLLM's
- * fused_add_rms_norm). eps may be NORMCL_EPS_DEFAULT (x's dtype's epsilon). */
+/* RMSNorm of h = (x + input_bias) + residual, with the epilogue: y = f(h * rstd(h) *
+ * (weight + weight_offset) + bias). bias [normalized shape] (may be NULL) is an offset
+ * added after the scaling; residual, input_bias and residual_sum as in
+ * normcl_layer_norm_forward_fused (vLLM's fused_add_rms_norm). eps may be
+ * NORMCL_EPS_DEFAULT (x's dtype's epsilon). */
 int normcl_rms_norm_forward_fused(
-    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, int32_t normalized_rank,
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, const normcl_tensor *input_bias,
+    int32_t normalized_rank,
     const normcl_tensor *weight, const normcl_tensor *bias, float eps, const normcl_epilogue *epilogue,
     const normcl_tensor *y, const normcl_tensor *save_invrms, const normcl_tensor *residual_sum,
     NORMCL_EVENT_ARGS);
@@ -430,10 +439,10 @@ int normcl_rms_norm_forward_fused(
  * it is NORMCL_INVALID_ARGUMENT. */
 int normcl_rms_norm_backward_fused(
     normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *residual,
-    const normcl_tensor *residual_sum, int32_t normalized_rank, const normcl_tensor *weight,
-    const normcl_tensor *bias, const normcl_tensor *save_invrms, const normcl_epilogue *epilogue,
-    const normcl_tensor *grad_residual_sum, const normcl_tensor *dx, const normcl_tensor *dweight,
-    const normcl_tensor *dbias, NORMCL_EVENT_ARGS);
+    const normcl_tensor *input_bias, const normcl_tensor *residual_sum, int32_t normalized_rank,
+    const normcl_tensor *weight, const normcl_tensor *bias, const normcl_tensor *save_invrms,
+    const normcl_epilogue *epilogue, const normcl_tensor *grad_residual_sum, const normcl_tensor *dx,
+    const normcl_tensor *dweight, const normcl_tensor *dbias, const normcl_tensor *dinput_bias, NORMCL_EVENT_ARGS);
 
 /* BatchNorm training with the epilogue: y = f(BN(x) + addend), the ResNet block's
  * relu(bn(conv) + shortcut). addend (may be NULL) has x's shape, layout and dtype. The

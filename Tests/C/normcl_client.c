@@ -512,13 +512,15 @@ static double silu_gradient(double a) {
     return s * (1.0 + a * (1.0 - s));
 }
 
-/* A pre-norm transformer block's tail: h = x + residual, y = gelu(rmsnorm(h) * (1 + w) + b)
- * (Gemma's zero-centred weight, weight_offset 1) with h returned; the backward from the
- * stored h and from x and the residual, with dL/dh from the next block added to dx. */
+/* A pre-norm transformer block's tail: h = (x + c) + residual, c the input bias, y =
+ * gelu(rmsnorm(h) * (1 + w) + b) (Gemma's zero-centred weight, weight_offset 1) with h
+ * returned; the backward from the stored h and from x and the residual, with dL/dh from
+ * the next block added to dx, and dc. */
 static void test_fused_rms_norm(env *e) {
     enum { ROWS = 6, D = 48, N = ROWS * D };
     const int64_t shape[2] = {ROWS, D}, param_shape[1] = {D}, stat_shape[1] = {ROWS};
-    float x[N], r[N], dy[N], gs[N], w[D], b[D];
+    float x[N], r[N], dy[N], gs[N], w[D], b[D], c[D];
+    fill_random(c, D, 0.5f, 0.0f);
     fill_random(x, N, 1.5f, 0.2f);
     fill_random(r, N, 1.0f, 0.0f);
     fill_random(dy, N, 1.0f, 0.0f);
@@ -527,26 +529,28 @@ static void test_fused_rms_norm(env *e) {
     fill_random(b, D, 0.2f, 0.0f);
     cl_mem xb = upload(e, x, N), rb = upload(e, r, N), dyb = upload(e, dy, N), gsb = upload(e, gs, N);
     cl_mem wb = upload(e, w, D), bb = upload(e, b, D), yb = nans(e, N), hb = nans(e, N), sb = nans(e, ROWS);
-    cl_mem dxb = nans(e, N), dwb = nans(e, D), dbb = nans(e, D), dx2b = nans(e, N);
+    cl_mem dxb = nans(e, N), dwb = nans(e, D), dbb = nans(e, D), dx2b = nans(e, N), cb = upload(e, c, D);
+    cl_mem dcb = nans(e, D);
     normcl_tensor xt = tensor(xb, 0, 2, shape), rt = tensor(rb, 0, 2, shape), dyt = tensor(dyb, 0, 2, shape);
     normcl_tensor gst = tensor(gsb, 0, 2, shape), yt = tensor(yb, 0, 2, shape), ht = tensor(hb, 0, 2, shape);
     normcl_tensor wt = tensor(wb, 0, 1, param_shape), bt = tensor(bb, 0, 1, param_shape);
     normcl_tensor st = tensor(sb, 0, 1, stat_shape), dxt = tensor(dxb, 0, 2, shape), dx2t = tensor(dx2b, 0, 2, shape);
     normcl_tensor dwt = tensor(dwb, 0, 1, param_shape), dbt = tensor(dbb, 0, 1, param_shape);
+    normcl_tensor ct = tensor(cb, 0, 1, param_shape), dct = tensor(dcb, 0, 1, param_shape);
     normcl_epilogue epilogue = NORMCL_EPILOGUE_INIT;
     epilogue.activation = NORMCL_ACTIVATION_GELU;
     epilogue.weight_offset = 1.0f;
     const float eps = 1e-6f;
 
     cl_event forward = NULL, backward = NULL, backward2 = NULL;
-    NORMCL_OK(normcl_rms_norm_forward_fused(e->runtime, &xt, &rt, 1, &wt, &bt, eps, &epilogue, &yt, &st, &ht, 0, NULL,
-                                            &forward));
-    /* From the stored h (read instead of x and the residual), then from x and the residual. */
-    NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, &ht, 1, &wt, &bt, &st, &epilogue, &gst, &dxt,
-                                             &dwt, &dbt, 1, &forward, &backward));
-    NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, NULL, 1, &wt, &bt, &st, &epilogue, &gst,
-                                             &dx2t, NULL, NULL, 1, &backward, &backward2));
-    float y[N], h[N], rstd[ROWS], dx[N], dw[D], db[D], dx2[N];
+    NORMCL_OK(normcl_rms_norm_forward_fused(e->runtime, &xt, &rt, &ct, 1, &wt, &bt, eps, &epilogue, &yt, &st, &ht, 0,
+                                            NULL, &forward));
+    /* From the stored h (read instead of x, c and the residual), then from x, c and the residual. */
+    NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, &ct, &ht, 1, &wt, &bt, &st, &epilogue, &gst,
+                                             &dxt, &dwt, &dbt, &dct, 1, &forward, &backward));
+    NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, &ct, NULL, 1, &wt, &bt, &st, &epilogue, &gst,
+                                             &dx2t, NULL, NULL, NULL, 1, &backward, &backward2));
+    float y[N], h[N], rstd[ROWS], dx[N], dw[D], db[D], dx2[N], dc[D];
     CL_OK(clWaitForEvents(1, &backward2));
     download(e, yb, 0, y, N, forward);
     download(e, hb, 0, h, N, NULL);
@@ -554,15 +558,16 @@ static void test_fused_rms_norm(env *e) {
     download(e, dxb, 0, dx, N, backward);
     download(e, dwb, 0, dw, D, NULL);
     download(e, dbb, 0, db, D, NULL);
+    download(e, dcb, 0, dc, D, NULL);
     download(e, dx2b, 0, dx2, N, backward2);
 
-    double y_ref[N], h_ref[N], rstd_ref[ROWS], dx_ref[N], dw_ref[D], db_ref[D];
-    for (size_t i = 0; i < D; i++) dw_ref[i] = db_ref[i] = 0;
+    double y_ref[N], h_ref[N], rstd_ref[ROWS], dx_ref[N], dw_ref[D], db_ref[D], dc_ref[D];
+    for (size_t i = 0; i < D; i++) dw_ref[i] = db_ref[i] = dc_ref[i] = 0;
     for (size_t row = 0; row < ROWS; row++) {
         double squares = 0, sum_gx = 0, g[D];
         for (size_t i = 0; i < D; i++) {
             size_t k = row * D + i;
-            h_ref[k] = (double)x[k] + r[k];
+            h_ref[k] = ((double)x[k] + c[i]) + r[k];
             squares += h_ref[k] * h_ref[k];
         }
         rstd_ref[row] = 1.0 / sqrt(squares / D + eps);
@@ -581,16 +586,17 @@ static void test_fused_rms_norm(env *e) {
         for (size_t i = 0; i < D; i++) {
             size_t k = row * D + i;
             dx_ref[k] = s * (g[i] - h_ref[k] * s * sum_gx / D) + gs[k];
+            dc_ref[i] += dx_ref[k];
         }
     }
     int ok = close_to(e, "fused rms_norm y", y, y_ref, N) & close_to(e, "fused rms_norm residual_sum", h, h_ref, N) &
              close_to(e, "fused rms_norm save_invrms", rstd, rstd_ref, ROWS) &
              close_to(e, "fused rms_norm dx", dx, dx_ref, N) & close_to(e, "fused rms_norm dweight", dw, dw_ref, D) &
-             close_to(e, "fused rms_norm dbias", db, db_ref, D) &
+             close_to(e, "fused rms_norm dbias", db, db_ref, D) & close_to(e, "fused rms_norm dinput_bias", dc, dc_ref, D) &
              close_to(e, "fused rms_norm dx (from x + residual)", dx2, dx_ref, N);
-    printf("%s: [%s] RMSNorm + residual (residual_sum), weight offset, bias, GELU: forward and backward\n",
+    printf("%s: [%s] RMSNorm + residual and input bias (residual_sum), weight offset, bias, GELU: forward and backward\n",
            ok ? "PASS" : "FAIL", e->name);
-    cl_mem all[] = {xb, rb, dyb, gsb, wb, bb, yb, hb, sb, dxb, dwb, dbb, dx2b};
+    cl_mem all[] = {xb, rb, dyb, gsb, wb, bb, yb, hb, sb, dxb, dwb, dbb, dx2b, cb, dcb};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
 }
 
@@ -759,7 +765,7 @@ static void test_fused_errors(env *e) {
         ok &= expect_error(e, what, status, expected, needle, event);                        \
     } while (0)
 #define RMS(residual, epilogue_pointer) \
-    normcl_rms_norm_forward_fused(e->runtime, &x, residual, 1, &w, NULL, 1e-5f, epilogue_pointer, &y, &s, &h, 0, \
+    normcl_rms_norm_forward_fused(e->runtime, &x, residual, NULL, 1, &w, NULL, 1e-5f, epilogue_pointer, &y, &s, &h, 0, \
                                   NULL, &event)
 #define BNF(addend, epilogue_pointer) \
     normcl_batch_norm_forward_training_fused(e->runtime, &xc, NULL, NULL, NULL, NULL, 0.1f, NULL, 1e-5f, addend, \
@@ -778,6 +784,10 @@ static void test_fused_errors(env *e) {
     bad = tensor(rb, 0, 2, wrong);
     EXPECT("residual of another shape", RMS(&bad, &epilogue), NORMCL_SHAPE_MISMATCH, "'residual' has shape [4, 7]");
     EXPECT("residual_sum without a residual", RMS(NULL, &epilogue), NORMCL_INVALID_ARGUMENT, "residual_sum");
+    EXPECT("input_bias without a residual",
+           normcl_rms_norm_forward_fused(e->runtime, &x, NULL, &w, 1, &w, NULL, 1e-5f, NULL, &y, &s, NULL, 0, NULL,
+                                         &event),
+           NORMCL_INVALID_ARGUMENT, "'input_bias'");
     bad = zc, bad.dtype = NORMCL_DTYPE_F16;
     EXPECT("addend of another dtype", BNF(&bad, &epilogue), NORMCL_UNSUPPORTED, "'addend'");
     bad = tensor(rb, 0, 4, (int64_t[4]){2, 4, 4, 1});
@@ -787,21 +797,22 @@ static void test_fused_errors(env *e) {
                                                      &yc, NULL, NULL, &zc, 0, NULL, &event),
            NORMCL_INVALID_ARGUMENT, "dz");
     EXPECT("grad_residual_sum without a residual",
-           normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, 1, &w, NULL, &s, NULL, &r, &y, NULL, NULL, 0,
-                                          NULL, &event),
+           normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, NULL, 1, &w, NULL, &s, NULL, &r, &y, NULL, NULL,
+                                          NULL, 0, NULL, &event),
            NORMCL_INVALID_ARGUMENT, "grad_residual_sum");
     EXPECT("RMSNorm dbias without a bias",
-           normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, 1, &w, NULL, &s, NULL, NULL, &y, NULL, &h, 0,
-                                          NULL, &event),
+           normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, NULL, 1, &w, NULL, &s, NULL, NULL, &y, NULL, &h,
+                                          NULL, 0, NULL, &event),
            NORMCL_INVALID_ARGUMENT, "dbias");
     /* Every fused function is in the library and checks its runtime. */
     const int null_runtime[] = {
-        normcl_layer_norm_forward_fused(NULL, &x, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, NULL, 0, NULL, NULL),
-        normcl_layer_norm_backward_fused(NULL, &x, &x, NULL, NULL, 1, NULL, NULL, &s, &s, NULL, NULL, &y, NULL, NULL, 0,
-                                         NULL, NULL),
-        normcl_rms_norm_forward_fused(NULL, &x, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, 0, NULL, NULL),
-        normcl_rms_norm_backward_fused(NULL, &x, &x, NULL, NULL, 1, NULL, NULL, &s, NULL, NULL, &y, NULL, NULL, 0, NULL,
-                                       NULL),
+        normcl_layer_norm_forward_fused(NULL, &x, NULL, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, NULL, 0, NULL,
+                                        NULL),
+        normcl_layer_norm_backward_fused(NULL, &x, &x, NULL, NULL, NULL, 1, NULL, NULL, &s, &s, NULL, NULL, &y, NULL,
+                                         NULL, NULL, 0, NULL, NULL),
+        normcl_rms_norm_forward_fused(NULL, &x, NULL, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, 0, NULL, NULL),
+        normcl_rms_norm_backward_fused(NULL, &x, &x, NULL, NULL, NULL, 1, NULL, NULL, &s, NULL, NULL, &y, NULL, NULL,
+                                       NULL, 0, NULL, NULL),
         normcl_batch_norm_forward_training_fused(NULL, &xc, NULL, NULL, NULL, NULL, 0.1f, NULL, 1e-5f, NULL, NULL, &yc,
                                                  NULL, NULL, 0, NULL, NULL),
         normcl_batch_norm_forward_inference_fused(NULL, &xc, NULL, NULL, &mc, &ic, 1e-5f, NULL, NULL, &yc, 0, NULL,

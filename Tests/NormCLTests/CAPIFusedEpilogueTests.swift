@@ -29,7 +29,7 @@ struct CAPIFusedEpilogueTests {
         #expect(header.contains("sizeof(normcl_epilogue) == \(CEpilogue.size)"))
     }
 
-    @Test("RMSNorm: half x, float32 residual with the sum returned, γ offset, β, SiLU; backward with dL/dh")
+    @Test("RMSNorm: half x, float32 residual and input bias with the sum returned, γ offset, β, SiLU; backward with dL/dh")
     func rmsNorm() throws {
         let (c, backend) = try Self.setUp()
         var rng = SeededGenerator(seed: 41)
@@ -37,29 +37,34 @@ struct CAPIFusedEpilogueTests {
         let x = try Self.tensor(&rng, [rows, d], .float16, on: backend)
         let residual = try Self.tensor(&rng, [rows, d], on: backend)
         let (w, b) = (try Self.tensor(&rng, [d], on: backend), try Self.tensor(&rng, [d], on: backend))
+        let inputBias = try Self.tensor(&rng, [d], on: backend)
         let dy = try Self.tensor(&rng, [rows, d], .float16, on: backend)
         let gradSum = try Self.tensor(&rng, [rows, d], on: backend)
         let expected = try NormCL.rmsNorm(
-            x, normalizedShape: [d], weight: w, bias: b, eps: 1e-6, residual: residual, returnsResidualSum: true,
-            weightOffset: 1, activation: .silu)
+            x, normalizedShape: [d], weight: w, bias: b, eps: 1e-6, residual: residual, inputBias: inputBias,
+            returnsResidualSum: true, weightOffset: 1, activation: .silu)
         let expectedGradients = try rmsNormBackward(dy, forward: expected, gradResidualSum: gradSum)
 
         let epilogue = c.epilogue(2, weightOffset: 1)
         let (y, rstd, h) = (try Self.blank(like: x), try Self.blank([rows], on: backend), try Self.blank(like: residual))
         try c.expectSuccess {
             normcl_rms_norm_forward_fused(
-                c.runtime, c(x), c(residual), 1, c(w), c(b), 1e-6, epilogue, c(y), c(rstd), c(h), 0, nil, $0)
+                c.runtime, c(x), c(residual), c(inputBias), 1, c(w), c(b), 1e-6, epilogue, c(y), c(rstd), c(h), 0, nil,
+                $0)
         }
         try Self.expectSame([y, rstd, h], [expected.output, expected.saveInvRms, expected.residualSum])
         // residual_sum is float32 under half x: the backward adds x and the residual, as Swift's.
-        let (dx, dw, db) = (try Self.blank(like: x), try Self.blank(like: w), try Self.blank(like: b))
+        let (dx, dw, db, dc) = (
+            try Self.blank(like: x), try Self.blank(like: w), try Self.blank(like: b), try Self.blank(like: inputBias)
+        )
         try c.expectSuccess {
             normcl_rms_norm_backward_fused(
-                c.runtime, c(dy), c(x), c(residual), c(h), 1, c(w), c(b), c(rstd), epilogue, c(gradSum), c(dx), c(dw),
-                c(db), 0, nil, $0)
+                c.runtime, c(dy), c(x), c(residual), c(inputBias), c(h), 1, c(w), c(b), c(rstd), epilogue, c(gradSum),
+                c(dx), c(dw), c(db), c(dc), 0, nil, $0)
         }
         try Self.expectSame(
-            [dx, dw, db], [expectedGradients.input, expectedGradients.weight, expectedGradients.bias])
+            [dx, dw, db, dc],
+            [expectedGradients.input, expectedGradients.weight, expectedGradients.bias, expectedGradients.inputBias])
     }
 
     @Test("LayerNorm: residual with the sum returned, GELU (tanh); backward reading the stored sum")
@@ -80,14 +85,15 @@ struct CAPIFusedEpilogueTests {
         let (mean, invstd) = (try Self.blank([3], on: backend), try Self.blank([3], on: backend))
         try c.expectSuccess {
             normcl_layer_norm_forward_fused(
-                c.runtime, c(x), c(residual), 2, c(w), c(b), 1e-5, epilogue, c(y), c(mean), c(invstd), c(h), 0, nil, $0)
+                c.runtime, c(x), c(residual), nil, 2, c(w), c(b), 1e-5, epilogue, c(y), c(mean), c(invstd), c(h), 0, nil,
+                $0)
         }
         try Self.expectSame([y, mean, invstd, h], [expected.output, expected.saveMean, expected.saveInvstd, expected.residualSum])
         let (dx, dw, db) = (try Self.blank(like: x), try Self.blank(like: w), try Self.blank(like: b))
         try c.expectSuccess {
             normcl_layer_norm_backward_fused(
-                c.runtime, c(dy), c(x), c(residual), c(h), 2, c(w), c(b), c(mean), c(invstd), epilogue, c(gradSum),
-                c(dx), c(dw), c(db), 0, nil, $0)
+                c.runtime, c(dy), c(x), c(residual), nil, c(h), 2, c(w), c(b), c(mean), c(invstd), epilogue,
+                c(gradSum), c(dx), c(dw), c(db), nil, 0, nil, $0)
         }
         try Self.expectSame([dx, dw, db], [expectedGradients.input, expectedGradients.weight, expectedGradients.bias])
     }
@@ -209,9 +215,10 @@ struct CAPIFusedEpilogueTests {
         let x = try Self.tensor(&rng, [4, 8], on: backend), residual = try Self.tensor(&rng, [4, 8], on: backend)
         let w = try Self.tensor(&rng, [8], on: backend)
         let (y, rstd, h) = (try Self.blank(like: x), try Self.blank([4], on: backend), try Self.blank(like: x))
-        func rms(_ residual: Tensor?, _ epilogue: UnsafeRawPointer?, sum: Tensor? = nil) -> Int32 {
+        func rms(_ residual: Tensor?, _ epilogue: UnsafeRawPointer?, sum: Tensor? = nil, inputBias: Tensor? = nil) -> Int32 {
             normcl_rms_norm_forward_fused(
-                c.runtime, c(x), c(residual), 1, c(w), nil, 1e-5, epilogue, c(y), c(rstd), c(sum ?? h), 0, nil, nil)
+                c.runtime, c(x), c(residual), c(inputBias), 1, c(w), nil, 1e-5, epilogue, c(y), c(rstd), c(sum ?? h), 0,
+                nil, nil)
         }
         let other = try Self.tensor(&rng, [4, 4, 2], on: backend)
         c.expectError(rms(residual, c.epilogue(7)), CAPIStatus.invalidArgument, "'epilogue.activation': 7 is not")
@@ -221,13 +228,19 @@ struct CAPIFusedEpilogueTests {
         c.expectError(rms(residual, c.epilogue(1, weightOffset: .nan)), CAPIStatus.invalidArgument, "epilogue.weight_offset")
         c.expectError(rms(other, c.epilogue(1)), CAPIStatus.shapeMismatch, "'residual' has shape [4, 4, 2]")
         c.expectError(rms(nil, c.epilogue(1)), CAPIStatus.invalidArgument, "'residual_sum'")
+        c.expectError(rms(residual, nil, inputBias: x), CAPIStatus.shapeMismatch, "'input_bias'")
         let halfResidual = try Self.tensor(&rng, [4, 8], .float16, on: backend)
         c.expectError(rms(halfResidual, nil), CAPIStatus.unsupported, "'residual'")
         c.expectError(rms(residual, nil, sum: try Self.blank([4, 8], .float16, on: backend)), CAPIStatus.unsupported, "'residual_sum'")
         c.expectError(
             normcl_rms_norm_backward_fused(
-                c.runtime, c(x), c(x), nil, c(h), 1, c(w), nil, c(rstd), nil, nil, c(y), nil, nil, 0, nil, nil),
+                c.runtime, c(x), c(x), nil, nil, c(h), 1, c(w), nil, c(rstd), nil, nil, c(y), nil, nil, nil, 0, nil, nil),
             CAPIStatus.invalidArgument, "'residual_sum'")
+        c.expectError(
+            normcl_rms_norm_backward_fused(
+                c.runtime, c(x), c(x), c(residual), nil, nil, 1, c(w), nil, c(rstd), nil, nil, c(y), nil, nil, c(h), 0,
+                nil, nil),
+            CAPIStatus.invalidArgument, "'dinput_bias'")
 
         // BatchNorm: an addend of another dtype, dz without an addend, a γ offset.
         let nchw = try Self.tensor(&rng, [2, 4, 3], on: backend)

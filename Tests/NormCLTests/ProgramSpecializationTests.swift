@@ -310,15 +310,15 @@ struct ProgramSpecializationTests {
             NormalizationProblem(
                 .rmsNorm(normalizedShape: [64]), direction: .backward, shape: [8, 64], elementType: .float16,
                 epilogue: .init(
-                    activation: .silu, residual: .init(elementType: .float32, returnsSum: true), weightOffset: 1,
-                    rmsNormBias: true)),
+                    activation: .silu, residual: .init(elementType: .float32, inputBias: true, returnsSum: true),
+                    weightOffset: 1, rmsNormBias: true)),
             { backend in
                 let x = try Tensor(repeating: 0.5, shape: [8, 64], elementType: .float16, on: backend)
                 let residual = try Tensor(repeating: 1, shape: [8, 64], on: backend)
                 let (w, b) = (try Tensor(repeating: 0.1, shape: [64], on: backend), try Tensor(repeating: 0, shape: [64], on: backend))
                 let out = try NormCL.rmsNorm(
-                    x, normalizedShape: [64], weight: w, bias: b, eps: 1e-6, residual: residual, returnsResidualSum: true,
-                    weightOffset: 1, activation: .silu)
+                    x, normalizedShape: [64], weight: w, bias: b, eps: 1e-6, residual: residual, inputBias: w,
+                    returnsResidualSum: true, weightOffset: 1, activation: .silu)
                 _ = try NormCL.rmsNormBackward(x, forward: out, gradResidualSum: residual).input!.toArray()
             }
         ),
@@ -381,12 +381,12 @@ struct ProgramSpecializationTests {
         let gelu = c.epilogue(3)
         try c.expectSuccess {
             normcl_layer_norm_forward_fused(
-                c.runtime, c(x), c(x), 1, c(w), c(b), 1e-5, gelu, c(y), c(mean), c(invstd), c(h), 0, nil, $0)
+                c.runtime, c(x), c(x), nil, 1, c(w), c(b), 1e-5, gelu, c(y), c(mean), c(invstd), c(h), 0, nil, $0)
         }
         try c.expectSuccess {
             normcl_layer_norm_backward_fused(
-                c.runtime, c(x), c(x), c(x), c(h), 1, c(w), c(b), c(mean), c(invstd), gelu, nil, c(dx), c(dw), c(db), 0, nil,
-                $0)
+                c.runtime, c(x), c(x), c(x), nil, c(h), 1, c(w), c(b), c(mean), c(invstd), gelu, nil, c(dx), c(dw), c(db), nil, 0,
+                nil, $0)
         }
         #expect(runtime.programStatistics.builtFromSource == built, "the C API's fused LayerNorm built after warmUp")
     }

@@ -311,23 +311,23 @@ def silu_gradient(a):
 
 
 def test_layer_norm_fused(normcl, queue, runtime):
-    """h = x + residual, y = silu(layer_norm(h)), h returned; the backward through both,
-    with dL/dh added to dx."""
+    """h = (x + c) + residual, c the input bias, y = silu(layer_norm(h)), h returned; the
+    backward through both, with dL/dh added to dx, and dc."""
     shape, k, eps = (4, 3, 8), 2, 1e-5
     x, r, dy, gs = random(shape, 2, 0.5), random(shape), random(shape), random(shape)
-    w, b = random(shape[-k:], 0.5, 1), random(shape[-k:], 0.5)
-    xa, ra, dya, gsa, wa, ba = arrays(queue, x, r, dy, gs, w, b)
-    ya, ha, mean_a, invstd_a, dxa, dwa, dba = arrays(
-        queue, shape, shape, shape[:-k], shape[:-k], shape, shape[-k:], shape[-k:])
+    w, b, c = random(shape[-k:], 0.5, 1), random(shape[-k:], 0.5), random(shape[-k:])
+    xa, ra, dya, gsa, wa, ba, ca = arrays(queue, x, r, dy, gs, w, b, c)
+    ya, ha, mean_a, invstd_a, dxa, dwa, dba, dca = arrays(
+        queue, shape, shape, shape[:-k], shape[:-k], shape, shape[-k:], shape[-k:], shape[-k:])
     silu_epilogue = nc.epilogue(nc.ACTIVATION_SILU)
 
-    forward = normcl.call("layer_norm_forward_fused", runtime, xa.desc, ra.desc, k, wa.desc, ba.desc, eps,
+    forward = normcl.call("layer_norm_forward_fused", runtime, xa.desc, ra.desc, ca.desc, k, wa.desc, ba.desc, eps,
                           silu_epilogue, ya.desc, mean_a.desc, invstd_a.desc, ha.desc)
-    backward = normcl.call("layer_norm_backward_fused", runtime, dya.desc, xa.desc, ra.desc, ha.desc, k, wa.desc,
-                           ba.desc, mean_a.desc, invstd_a.desc, silu_epilogue, gsa.desc, dxa.desc, dwa.desc,
-                           dba.desc, wait_for=[forward])
+    backward = normcl.call("layer_norm_backward_fused", runtime, dya.desc, xa.desc, ra.desc, ca.desc, ha.desc, k,
+                           wa.desc, ba.desc, mean_a.desc, invstd_a.desc, silu_epilogue, gsa.desc, dxa.desc, dwa.desc,
+                           dba.desc, dca.desc, wait_for=[forward])
 
-    h = x + r
+    h = (x + c) + r
     a, mean, invstd = ref.layer_norm(h, k, w, b, eps)
     check("y", ya.read([forward]), silu(a))
     check("residual_sum", ha.read(), h)
@@ -336,6 +336,7 @@ def test_layer_norm_fused(normcl, queue, runtime):
     check("dx", dxa.read([backward]), dx + gs)
     check("dweight", dwa.read(), dw)
     check("dbias", dba.read(), db)
+    check("dinput_bias", dca.read(), (dx + gs).sum(axis=0))
 
 
 @pytest.mark.parametrize("layout", [nc.CHANNELS_FIRST, nc.CHANNELS_LAST], ids=["NCHW", "NHWC"])
@@ -377,10 +378,10 @@ def test_fused_errors(normcl, in_order_queue, in_order_runtime):
             normcl.call(name, *arguments)
         assert error.value.status == status and needle in error.value.message, error.value
 
-    fails(nc.INVALID_ARGUMENT, "epilogue.activation", "rms_norm_forward_fused", runtime, xa.desc, ra.desc, 1, None,
-          None, 1e-5, nc.epilogue(8), ya.desc, sa.desc, None)
-    fails(nc.SHAPE_MISMATCH, "'residual'", "rms_norm_forward_fused", runtime, xa.desc, other.desc, 1, None, None,
-          1e-5, None, ya.desc, sa.desc, None)
+    fails(nc.INVALID_ARGUMENT, "epilogue.activation", "rms_norm_forward_fused", runtime, xa.desc, ra.desc, None, 1,
+          None, None, 1e-5, nc.epilogue(8), ya.desc, sa.desc, None)
+    fails(nc.SHAPE_MISMATCH, "'residual'", "rms_norm_forward_fused", runtime, xa.desc, other.desc, None, 1, None,
+          None, 1e-5, None, ya.desc, sa.desc, None)
     fails(nc.UNSUPPORTED, "'addend'", "batch_norm_forward_training_fused", runtime, xa.desc, None, None, None, None,
           0.1, None, 1e-5, half.desc, nc.epilogue(nc.ACTIVATION_RELU), ya.desc, None, None)
     assert np.isnan(ya.read()).all() and np.isnan(sa.read()).all()

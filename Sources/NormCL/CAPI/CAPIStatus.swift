@@ -57,6 +57,7 @@ enum CAPIStatus {
     private static let cArgumentNames: [(swift: String, c: String)] = [
         ("'destinations.output'", "'y'"), ("'destinations.gradInput'", "'dx'"),
         ("'destinations.gradWeight'", "'dweight'"), ("'destinations.gradBias'", "'dbias'"), ("'destinations.gradAddend'", "'dz'"),
+        ("'destinations.gradInputBias'", "'dinput_bias'"),
         ("'destinations.residualSum'", "'residual_sum'"), ("'destinations.", "'"),
         ("'input'", "'x'"), ("'gradOutput'", "'dy'"), ("'saveMean'", "'save_mean'"), ("'saveInvstd'", "'save_invstd'"),
         ("'saveInvRms'", "'save_invrms'"), ("'runningMean'", "'running_mean'"), ("'runningVar'", "'running_var'"),
@@ -68,7 +69,7 @@ enum CAPIStatus {
         ("forward.layerVariance", "statistics.layer_var"), ("forward.batchMean", "statistics.batch_mean"),
         ("forward.batchVariance", "statistics.batch_var"),
         ("'returnsResidualSum'", "'residual_sum'"), ("'gradResidualSum'", "'grad_residual_sum'"),
-        ("'weightOffset'", "'epilogue.weight_offset'"),
+        ("'weightOffset'", "'epilogue.weight_offset'"), ("'inputBias'", "'input_bias'"),
     ]
 
     /// `message` with the Swift argument names it quotes replaced by the C parameters'.

@@ -97,25 +97,32 @@ extension NormalizationProblem {
     /// Switchable Norm, a residual for BatchNorm, an addend for LayerNorm, …) makes
     /// ``OpenCLRuntime/warmUp(_:)`` throw ``NormError/unsupported(argument:reason:)``.
     public struct Epilogue: Hashable, Sendable {
-        /// The residual added before a LayerNorm or RMSNorm: `h = x + residual`.
+        /// The residual added before a LayerNorm or RMSNorm: `h = (x + inputBias) + residual`.
         public struct Residual: Hashable, Sendable {
             /// The residual's element type, which the sum h is stored in: nil for the
             /// input's, or ``ElementType/float32`` under half storage (the residual stream
             /// kept in float32).
             public var elementType: ElementType?
+            /// Whether an input bias (`inputBias`, one float32 per column of the
+            /// normalized shape) is added with the residual; the backward then returns its
+            /// gradient.
+            public var inputBias: Bool
             /// Whether the forward returns h (`returnsResidualSum`). The backward then reads
             /// the stored h when it has the input's element type, as
             /// ``rmsNormBackward(_:forward:gradResidualSum:outputMask:into:waitingFor:)`` and
             /// the C backward given `residual_sum` do.
             public var returnsSum: Bool
 
-            /// A residual of `elementType` (nil: the input's), its sum returned or not.
+            /// A residual of `elementType` (nil: the input's), with an input bias or not,
+            /// its sum returned or not.
             ///
             /// - Parameters:
             ///   - elementType: the residual's element type; nil for the input's.
-            ///   - returnsSum: whether the forward returns h = x + residual.
-            public init(elementType: ElementType? = nil, returnsSum: Bool = false) {
+            ///   - inputBias: whether an input bias is added with the residual.
+            ///   - returnsSum: whether the forward returns h.
+            public init(elementType: ElementType? = nil, inputBias: Bool = false, returnsSum: Bool = false) {
                 self.elementType = elementType
+                self.inputBias = inputBias
                 self.returnsSum = returnsSum
             }
         }
@@ -238,6 +245,7 @@ extension OpenCLRuntime {
         let addend = fused.addend ? try scratch(problem.elementType) : nil
         let residual = try fused.residual.map { try scratch($0.elementType ?? problem.elementType) }
         let returnsSum = fused.residual?.returnsSum ?? false
+        let inputBias = try parameter(0, if: fused.residual?.inputBias ?? false)
         switch problem.operation {
         case .batchNorm(let training):
             var statistics = try running()
@@ -253,14 +261,14 @@ extension OpenCLRuntime {
             if let dy { _ = try batchNormBackward(dy, forward: out) }
         case .layerNorm(let normalized):
             let out = try layerNorm(
-                x, normalizedShape: normalized, weight: weight, bias: bias, residual: residual,
+                x, normalizedShape: normalized, weight: weight, bias: bias, residual: residual, inputBias: inputBias,
                 returnsResidualSum: returnsSum, weightOffset: fused.weightOffset, activation: activation)
             if let dy { _ = try layerNormBackward(dy, forward: out) }
         case .rmsNorm(let normalized):
             let out = try rmsNorm(
                 x, normalizedShape: normalized, weight: weight, bias: parameter(0, if: fused.rmsNormBias),
-                residual: residual, returnsResidualSum: returnsSum, weightOffset: fused.weightOffset,
-                activation: activation)
+                residual: residual, inputBias: inputBias, returnsResidualSum: returnsSum,
+                weightOffset: fused.weightOffset, activation: activation)
             if let dy { _ = try rmsNormBackward(dy, forward: out) }
         case .instanceNorm:
             let out = try instanceNorm(x, weight: weight, bias: bias)
