@@ -399,10 +399,9 @@ typedef char normcl_epilogue_layout_check_[
  * save_invstd are h's. */
 int normcl_layer_norm_forward_fused(
     normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, const normcl_tensor *input_bias,
-    int32_t normalized_rank,
-    const normcl_tensor *weight, const normcl_tensor *bias, float eps, const normcl_epilogue *epilogue,
-    const normcl_tensor *y, const normcl_tensor *save_mean, const normcl_tensor *save_invstd,
-    const normcl_tensor *residual_sum, NORMCL_EVENT_ARGS);
+    int32_t normalized_rank, const normcl_tensor *weight, const normcl_tensor *bias, float eps,
+    const normcl_epilogue *epilogue, const normcl_tensor *y, const normcl_tensor *save_mean,
+    const normcl_tensor *save_invstd, const normcl_tensor *residual_sum, NORMCL_EVENT_ARGS);
 
 /* The backward of normcl_layer_norm_forward_fused: x, residual, input_bias, weight, bias
  * and epilogue as in the forward (bias is read only with an activation, whose input it
@@ -429,10 +428,9 @@ int normcl_layer_norm_backward_fused(
  * NORMCL_EPS_DEFAULT (x's dtype's epsilon). */
 int normcl_rms_norm_forward_fused(
     normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, const normcl_tensor *input_bias,
-    int32_t normalized_rank,
-    const normcl_tensor *weight, const normcl_tensor *bias, float eps, const normcl_epilogue *epilogue,
-    const normcl_tensor *y, const normcl_tensor *save_invrms, const normcl_tensor *residual_sum,
-    NORMCL_EVENT_ARGS);
+    int32_t normalized_rank, const normcl_tensor *weight, const normcl_tensor *bias, float eps,
+    const normcl_epilogue *epilogue, const normcl_tensor *y, const normcl_tensor *save_invrms,
+    const normcl_tensor *residual_sum, NORMCL_EVENT_ARGS);
 
 /* The backward of normcl_rms_norm_forward_fused; the arguments as in
  * normcl_layer_norm_backward_fused. dbias (sum over rows of g) needs the bias: without one
