@@ -75,8 +75,11 @@
 extern "C" {
 #endif
 
-/* The version of this header's interface; normcl_api_version() returns the library's. */
-#define NORMCL_API_VERSION 1
+/* The version of this header's interface; normcl_api_version() returns the library's,
+ * which has every function of the versions up to its own (use a function of version N
+ * only when normcl_api_version() >= N). 1: the plain ops; 2: the fused epilogues (the
+ * `_fused` functions, normcl_epilogue, normcl_activation). */
+#define NORMCL_API_VERSION 2
 
 /* ---- Status codes -------------------------------------------------------------------- */
 typedef enum normcl_status {
@@ -134,7 +137,7 @@ typedef char normcl_tensor_layout_check_[
 
 /* ---- Library ----------------------------------------------------------------------- */
 
-/* NORMCL_API_VERSION of the library (compare with the header's). */
+/* NORMCL_API_VERSION of the library (at least the header's for every function of it). */
 int normcl_api_version(void);
 
 /* The library version, e.g. "0.1.0": a static string, never freed. */
@@ -329,6 +332,183 @@ int normcl_switchable_norm_backward(
     const normcl_switchable_norm_statistics *statistics, const normcl_tensor *dx, const normcl_tensor *dweight,
     const normcl_tensor *dbias, const normcl_tensor *d_mean_logits, const normcl_tensor *d_var_logits,
     NORMCL_EVENT_ARGS);
+
+/* ---- Fused epilogues ---------------------------------------------------------------------
+ * What a network does right around a norm, done in the norm's own pass (docs/C-API.md
+ * "Fused epilogues", docs/SEMANTICS.md "Fused epilogues"), forward and backward:
+ *
+ *   LayerNorm, RMSNorm   h = (x + input_bias) + residual;
+ *                        y = f(norm(h) * (weight + weight_offset) + bias)
+ *   BatchNorm, Renorm    y = f(BN(x) + addend)                 (dz = dy * f'(a) in the backward)
+ *   GroupNorm            y = f(GN(x))
+ *
+ * with f the activation. Each fused op has `_fused` functions beside its plain ones. The
+ * plain functions are unchanged and are the `_fused` ones with every fused tensor NULL
+ * and a NULL epilogue. In the `_fused` functions:
+ *   - The fused tensors are ordinary arguments, checked and named like every other: the
+ *     inputs (residual, input_bias, addend, grad_residual_sum, RMSNorm's bias) are
+ *     optional, the outputs (residual_sum, dz, dinput_bias) are written when non-NULL.
+ *   - The scalar options are in a normcl_epilogue, passed by pointer; NULL means no
+ *     activation and no weight offset. The struct starts with its own size, so that a
+ *     later version can add options to it without new functions: initialise it with
+ *     NORMCL_EPILOGUE_INIT, then set the fields.
+ * The backward of a fused forward takes the same fused inputs and epilogue as the
+ * forward: it recomputes the activation's input (and h) from them and the saved
+ * statistics rather than reading a stored copy. */
+
+/* The activation f applied after the norm (PyTorch's CPU formulas; NaN and Inf propagate
+ * as there): RELU max(a, 0) with NaN kept; SILU a * sigmoid(a); GELU a * Phi(a) (exact,
+ * approximate="none"); GELU_TANH the tanh approximation (approximate="tanh"). Any other
+ * value is NORMCL_INVALID_ARGUMENT. */
+typedef enum normcl_activation {
+    NORMCL_ACTIVATION_NONE = 0,
+    NORMCL_ACTIVATION_RELU = 1,
+    NORMCL_ACTIVATION_SILU = 2,
+    NORMCL_ACTIVATION_GELU = 3,
+    NORMCL_ACTIVATION_GELU_TANH = 4
+} normcl_activation;
+
+/* The scalar options of a `_fused` call.
+ *   - struct_size: sizeof(normcl_epilogue) (NORMCL_EPILOGUE_INIT sets it). A size this
+ *     library does not know is NORMCL_INVALID_ARGUMENT (smaller) or NORMCL_UNSUPPORTED
+ *     (larger: a newer header's struct needs a newer library).
+ *   - activation: a normcl_activation.
+ *   - weight_offset: LayerNorm and RMSNorm: added to every weight before it scales (1 for
+ *     Gemma's zero-centred weight, x * rstd * (1 + w)); finite; non-zero needs a weight.
+ *     dweight is unchanged by it. Must be 0 for the other ops (NORMCL_UNSUPPORTED).
+ *   - reserved: 0. */
+typedef struct normcl_epilogue {
+    uint32_t struct_size;
+    int32_t activation;
+    float weight_offset;
+    uint32_t reserved;
+} normcl_epilogue;
+
+#define NORMCL_EPILOGUE_INIT {sizeof(normcl_epilogue), NORMCL_ACTIVATION_NONE, 0.0f, 0}
+
+typedef char normcl_epilogue_layout_check_[
+    (sizeof(normcl_epilogue) == 16 && offsetof(normcl_epilogue, activation) == 4 &&
+     offsetof(normcl_epilogue, weight_offset) == 8) ? 1 : -1];
+
+/* LayerNorm of h = (x + input_bias) + residual, with the epilogue. residual (may be NULL:
+ * h = x) has x's shape and layout and x's dtype, or F32 under F16 x (the residual stream
+ * kept in float32). input_bias (may be NULL; needs a residual) is F32 [normalized shape]:
+ * the bias of the linear layer that produced x (Megatron's bias-dropout-add without the
+ * dropout). h is formed in float32, its statistics taken from that, and written to
+ * residual_sum (may be NULL; needs a residual) in the residual's dtype. save_mean and
+ * save_invstd are h's. */
+int normcl_layer_norm_forward_fused(
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, const normcl_tensor *input_bias,
+    int32_t normalized_rank, const normcl_tensor *weight, const normcl_tensor *bias, float eps,
+    const normcl_epilogue *epilogue, const normcl_tensor *y, const normcl_tensor *save_mean,
+    const normcl_tensor *save_invstd, const normcl_tensor *residual_sum, NORMCL_EVENT_ARGS);
+
+/* The backward of normcl_layer_norm_forward_fused: x, residual, input_bias, weight, bias
+ * and epilogue as in the forward (bias is read only with an activation, whose input it
+ * shifts).
+ *   - residual_sum (may be NULL; needs the residual): the h the forward wrote; with x's
+ *     dtype it is read instead of x and the residual (one tensor read instead of two).
+ *   - grad_residual_sum (may be NULL; needs the residual): dL/dh from elsewhere (the next
+ *     block's residual stream), in h's dtype, added to dx.
+ *   - dx is the gradient of x and of the residual alike; dweight, dbias as in the plain
+ *     backward, of g = dy * f'(a); dinput_bias (may be NULL; needs the input_bias): F32
+ *     [normalized shape], the sum of dx over the rows. */
+int normcl_layer_norm_backward_fused(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *residual,
+    const normcl_tensor *input_bias, const normcl_tensor *residual_sum, int32_t normalized_rank,
+    const normcl_tensor *weight, const normcl_tensor *bias, const normcl_tensor *save_mean,
+    const normcl_tensor *save_invstd, const normcl_epilogue *epilogue, const normcl_tensor *grad_residual_sum,
+    const normcl_tensor *dx, const normcl_tensor *dweight, const normcl_tensor *dbias,
+    const normcl_tensor *dinput_bias, NORMCL_EVENT_ARGS);
+
+/* RMSNorm of h = (x + input_bias) + residual, with the epilogue: y = f(h * rstd(h) *
+ * (weight + weight_offset) + bias). bias [normalized shape] (may be NULL) is an offset
+ * added after the scaling; residual, input_bias and residual_sum as in
+ * normcl_layer_norm_forward_fused (vLLM's fused_add_rms_norm). eps may be
+ * NORMCL_EPS_DEFAULT (x's dtype's epsilon). */
+int normcl_rms_norm_forward_fused(
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *residual, const normcl_tensor *input_bias,
+    int32_t normalized_rank, const normcl_tensor *weight, const normcl_tensor *bias, float eps,
+    const normcl_epilogue *epilogue, const normcl_tensor *y, const normcl_tensor *save_invrms,
+    const normcl_tensor *residual_sum, NORMCL_EVENT_ARGS);
+
+/* The backward of normcl_rms_norm_forward_fused; the arguments as in
+ * normcl_layer_norm_backward_fused. dbias (sum over rows of g) needs the bias: without one
+ * it is NORMCL_INVALID_ARGUMENT. */
+int normcl_rms_norm_backward_fused(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *residual,
+    const normcl_tensor *input_bias, const normcl_tensor *residual_sum, int32_t normalized_rank,
+    const normcl_tensor *weight, const normcl_tensor *bias, const normcl_tensor *save_invrms,
+    const normcl_epilogue *epilogue, const normcl_tensor *grad_residual_sum, const normcl_tensor *dx,
+    const normcl_tensor *dweight, const normcl_tensor *dbias, const normcl_tensor *dinput_bias, NORMCL_EVENT_ARGS);
+
+/* BatchNorm training with the epilogue: y = f(BN(x) + addend), the ResNet block's
+ * relu(bn(conv) + shortcut). addend (may be NULL) has x's shape, layout and dtype. The
+ * rest as in normcl_batch_norm_forward_training. */
+int normcl_batch_norm_forward_training_fused(
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *weight, const normcl_tensor *bias,
+    const normcl_tensor *running_mean, const normcl_tensor *running_var, float momentum,
+    int64_t *num_batches_tracked, float eps, const normcl_tensor *addend, const normcl_epilogue *epilogue,
+    const normcl_tensor *y, const normcl_tensor *save_mean, const normcl_tensor *save_invstd, NORMCL_EVENT_ARGS);
+
+/* BatchNorm inference with the epilogue: y = f(BN(x) + addend), the running statistics
+ * required. */
+int normcl_batch_norm_forward_inference_fused(
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *weight, const normcl_tensor *bias,
+    const normcl_tensor *running_mean, const normcl_tensor *running_var, float eps, const normcl_tensor *addend,
+    const normcl_epilogue *epilogue, const normcl_tensor *y, NORMCL_EVENT_ARGS);
+
+/* Batch Renorm's training forward with the epilogue: y = f(BatchRenorm(x) + addend). */
+int normcl_batch_renorm_forward_fused(
+    normcl_runtime *runtime, const normcl_tensor *x, const normcl_tensor *weight, const normcl_tensor *bias,
+    const normcl_tensor *running_mean, const normcl_tensor *running_var, float rmax, float dmax, float momentum,
+    int64_t *num_batches_tracked, float eps, const normcl_tensor *addend, const normcl_epilogue *epilogue,
+    const normcl_tensor *y, const normcl_tensor *save_mean, const normcl_tensor *save_invstd,
+    const normcl_tensor *renorm_r, const normcl_tensor *renorm_d, NORMCL_EVENT_ARGS);
+
+/* The backward of a fused BatchNorm training forward: weight, bias, addend and epilogue as
+ * in the forward (bias is read only with an activation). dy is taken through the
+ * activation at a = BN(x) + addend, recomputed: g = dy * f'(a); dx, dweight, dbias are
+ * the plain backward's of g, and dz (may be NULL; needs the addend) receives g, the
+ * addend's gradient, in the addend's shape, layout and dtype. */
+int normcl_batch_norm_backward_training_fused(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *weight,
+    const normcl_tensor *bias, const normcl_tensor *save_mean, const normcl_tensor *save_invstd,
+    const normcl_tensor *addend, const normcl_epilogue *epilogue, const normcl_tensor *dx,
+    const normcl_tensor *dweight, const normcl_tensor *dbias, const normcl_tensor *dz, NORMCL_EVENT_ARGS);
+
+/* The backward of a fused BatchNorm inference forward (the running statistics constant);
+ * the fused arguments as in normcl_batch_norm_backward_training_fused. */
+int normcl_batch_norm_backward_inference_fused(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *weight,
+    const normcl_tensor *bias, const normcl_tensor *running_mean, const normcl_tensor *running_var, float eps,
+    const normcl_tensor *addend, const normcl_epilogue *epilogue, const normcl_tensor *dx,
+    const normcl_tensor *dweight, const normcl_tensor *dbias, const normcl_tensor *dz, NORMCL_EVENT_ARGS);
+
+/* The backward of normcl_batch_renorm_forward_fused (r and d constant); the fused
+ * arguments as in normcl_batch_norm_backward_training_fused. */
+int normcl_batch_renorm_backward_fused(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, const normcl_tensor *weight,
+    const normcl_tensor *bias, const normcl_tensor *save_mean, const normcl_tensor *save_invstd,
+    const normcl_tensor *renorm_r, const normcl_tensor *renorm_d, const normcl_tensor *addend,
+    const normcl_epilogue *epilogue, const normcl_tensor *dx, const normcl_tensor *dweight,
+    const normcl_tensor *dbias, const normcl_tensor *dz, NORMCL_EVENT_ARGS);
+
+/* GroupNorm with the epilogue's activation: y = f(GN(x)) (the diffusion U-Net's
+ * silu(group_norm(x))), in both layouts. */
+int normcl_group_norm_forward_fused(
+    normcl_runtime *runtime, const normcl_tensor *x, int32_t num_groups, const normcl_tensor *weight,
+    const normcl_tensor *bias, float eps, const normcl_epilogue *epilogue, const normcl_tensor *y,
+    const normcl_tensor *save_mean, const normcl_tensor *save_invstd, NORMCL_EVENT_ARGS);
+
+/* The backward of normcl_group_norm_forward_fused: dy is taken through the activation at
+ * a = x_hat * weight + bias (recomputed; bias is read only with an activation), then
+ * GroupNorm's own backward. */
+int normcl_group_norm_backward_fused(
+    normcl_runtime *runtime, const normcl_tensor *dy, const normcl_tensor *x, int32_t num_groups,
+    const normcl_tensor *weight, const normcl_tensor *bias, const normcl_tensor *save_mean,
+    const normcl_tensor *save_invstd, const normcl_epilogue *epilogue, const normcl_tensor *dx,
+    const normcl_tensor *dweight, const normcl_tensor *dbias, NORMCL_EVENT_ARGS);
 
 #undef NORMCL_EVENT_ARGS
 

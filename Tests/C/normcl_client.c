@@ -4,8 +4,10 @@
  *
  * On an in-order and an out-of-order queue: LayerNorm and BatchNorm (training with the
  * running statistics updated in place, inference) forward and backward, chained by the
- * events NormCL returns and checked against a double-precision reference below; an
- * empty input (the marker event); then bad arguments: error codes and messages.
+ * events NormCL returns and checked against a double-precision reference below; the
+ * fused epilogues (RMSNorm + residual with the sum returned, BatchNorm + addend + ReLU
+ * with dz, GroupNorm + SiLU) forward and backward against the same; an empty input (the
+ * marker event); then bad arguments, plain and fused: error codes and messages.
  * Prints one line per check group and exits non-zero on any failure.
  */
 #include "normcl.h"
@@ -500,6 +502,347 @@ static void test_released_buffer(env *e) {
     }
 }
 
+/* ---- Fused epilogues ------------------------------------------------------------------- */
+
+static double gelu(double a) { return 0.5 * a * (1.0 + erf(a / sqrt(2.0))); }
+static double gelu_gradient(double a) { return 0.5 * (1.0 + erf(a / sqrt(2.0))) + a * exp(-0.5 * a * a) / 2.5066282746310002; }
+static double silu(double a) { return a / (1.0 + exp(-a)); }
+static double silu_gradient(double a) {
+    double s = 1.0 / (1.0 + exp(-a));
+    return s * (1.0 + a * (1.0 - s));
+}
+
+/* A pre-norm transformer block's tail: h = (x + c) + residual, c the input bias, y =
+ * gelu(rmsnorm(h) * (1 + w) + b) (Gemma's zero-centred weight, weight_offset 1) with h
+ * returned; the backward from the stored h and from x and the residual, with dL/dh from
+ * the next block added to dx, and dc. */
+static void test_fused_rms_norm(env *e) {
+    enum { ROWS = 6, D = 48, N = ROWS * D };
+    const int64_t shape[2] = {ROWS, D}, param_shape[1] = {D}, stat_shape[1] = {ROWS};
+    float x[N], r[N], dy[N], gs[N], w[D], b[D], c[D];
+    fill_random(c, D, 0.5f, 0.0f);
+    fill_random(x, N, 1.5f, 0.2f);
+    fill_random(r, N, 1.0f, 0.0f);
+    fill_random(dy, N, 1.0f, 0.0f);
+    fill_random(gs, N, 1.0f, 0.0f);
+    fill_random(w, D, 0.3f, 0.0f);
+    fill_random(b, D, 0.2f, 0.0f);
+    cl_mem xb = upload(e, x, N), rb = upload(e, r, N), dyb = upload(e, dy, N), gsb = upload(e, gs, N);
+    cl_mem wb = upload(e, w, D), bb = upload(e, b, D), yb = nans(e, N), hb = nans(e, N), sb = nans(e, ROWS);
+    cl_mem dxb = nans(e, N), dwb = nans(e, D), dbb = nans(e, D), dx2b = nans(e, N), cb = upload(e, c, D);
+    cl_mem dcb = nans(e, D);
+    normcl_tensor xt = tensor(xb, 0, 2, shape), rt = tensor(rb, 0, 2, shape), dyt = tensor(dyb, 0, 2, shape);
+    normcl_tensor gst = tensor(gsb, 0, 2, shape), yt = tensor(yb, 0, 2, shape), ht = tensor(hb, 0, 2, shape);
+    normcl_tensor wt = tensor(wb, 0, 1, param_shape), bt = tensor(bb, 0, 1, param_shape);
+    normcl_tensor st = tensor(sb, 0, 1, stat_shape), dxt = tensor(dxb, 0, 2, shape), dx2t = tensor(dx2b, 0, 2, shape);
+    normcl_tensor dwt = tensor(dwb, 0, 1, param_shape), dbt = tensor(dbb, 0, 1, param_shape);
+    normcl_tensor ct = tensor(cb, 0, 1, param_shape), dct = tensor(dcb, 0, 1, param_shape);
+    normcl_epilogue epilogue = NORMCL_EPILOGUE_INIT;
+    epilogue.activation = NORMCL_ACTIVATION_GELU;
+    epilogue.weight_offset = 1.0f;
+    const float eps = 1e-6f;
+
+    cl_event forward = NULL, backward = NULL, backward2 = NULL;
+    NORMCL_OK(normcl_rms_norm_forward_fused(e->runtime, &xt, &rt, &ct, 1, &wt, &bt, eps, &epilogue, &yt, &st, &ht, 0,
+                                            NULL, &forward));
+    /* From the stored h (read instead of x, c and the residual), then from x, c and the residual. */
+    NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, &ct, &ht, 1, &wt, &bt, &st, &epilogue, &gst,
+                                             &dxt, &dwt, &dbt, &dct, 1, &forward, &backward));
+    NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, &ct, NULL, 1, &wt, &bt, &st, &epilogue, &gst,
+                                             &dx2t, NULL, NULL, NULL, 1, &backward, &backward2));
+    float y[N], h[N], rstd[ROWS], dx[N], dw[D], db[D], dx2[N], dc[D];
+    CL_OK(clWaitForEvents(1, &backward2));
+    download(e, yb, 0, y, N, forward);
+    download(e, hb, 0, h, N, NULL);
+    download(e, sb, 0, rstd, ROWS, NULL);
+    download(e, dxb, 0, dx, N, backward);
+    download(e, dwb, 0, dw, D, NULL);
+    download(e, dbb, 0, db, D, NULL);
+    download(e, dcb, 0, dc, D, NULL);
+    download(e, dx2b, 0, dx2, N, backward2);
+
+    double y_ref[N], h_ref[N], rstd_ref[ROWS], dx_ref[N], dw_ref[D], db_ref[D], dc_ref[D];
+    for (size_t i = 0; i < D; i++) dw_ref[i] = db_ref[i] = dc_ref[i] = 0;
+    for (size_t row = 0; row < ROWS; row++) {
+        double squares = 0, sum_gx = 0, g[D];
+        for (size_t i = 0; i < D; i++) {
+            size_t k = row * D + i;
+            h_ref[k] = ((double)x[k] + c[i]) + r[k];
+            squares += h_ref[k] * h_ref[k];
+        }
+        rstd_ref[row] = 1.0 / sqrt(squares / D + eps);
+        /* The backward from the device's saved rstd, as NormCL's takes it. */
+        double s = rstd[row];
+        for (size_t i = 0; i < D; i++) {
+            size_t k = row * D + i;
+            double gamma = 1.0 + w[i], a = h_ref[k] * rstd_ref[row] * gamma + b[i];
+            y_ref[k] = gelu(a);
+            double xhat = h_ref[k] * s, grad = dy[k] * gelu_gradient(xhat * gamma + b[i]);
+            g[i] = grad * gamma;
+            sum_gx += g[i] * xhat;
+            dw_ref[i] += grad * xhat;
+            db_ref[i] += grad;
+        }
+        for (size_t i = 0; i < D; i++) {
+            size_t k = row * D + i;
+            dx_ref[k] = s * (g[i] - h_ref[k] * s * sum_gx / D) + gs[k];
+            dc_ref[i] += dx_ref[k];
+        }
+    }
+    int ok = close_to(e, "fused rms_norm y", y, y_ref, N) & close_to(e, "fused rms_norm residual_sum", h, h_ref, N) &
+             close_to(e, "fused rms_norm save_invrms", rstd, rstd_ref, ROWS) &
+             close_to(e, "fused rms_norm dx", dx, dx_ref, N) & close_to(e, "fused rms_norm dweight", dw, dw_ref, D) &
+             close_to(e, "fused rms_norm dbias", db, db_ref, D) & close_to(e, "fused rms_norm dinput_bias", dc, dc_ref, D) &
+             close_to(e, "fused rms_norm dx (from x + residual)", dx2, dx_ref, N);
+    printf("%s: [%s] RMSNorm + residual and input bias (residual_sum), weight offset, bias, GELU: forward and backward\n",
+           ok ? "PASS" : "FAIL", e->name);
+    cl_mem all[] = {xb, rb, dyb, gsb, wb, bb, yb, hb, sb, dxb, dwb, dbb, dx2b, cb, dcb};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
+}
+
+/* A ResNet block's tail: y = relu(BN(x) + z) in training (no running statistics), its
+ * backward with dz. */
+static void test_fused_batch_norm(env *e) {
+    enum { BN = 3, C = 4, M = 12, N = BN * C * M };
+    const int64_t shape[4] = {BN, C, 3, 4}, channel_shape[1] = {C};
+    const float eps = 1e-5f;
+    float x[N], z[N], dy[N], w[C], b[C];
+    fill_random(x, N, 2.0f, 0.5f);
+    fill_random(z, N, 1.0f, 0.0f);
+    fill_random(dy, N, 1.0f, 0.0f);
+    fill_random(w, C, 0.5f, 1.0f);
+    fill_random(b, C, 0.5f, 0.0f);
+    cl_mem xb = upload(e, x, N), zb = upload(e, z, N), dyb = upload(e, dy, N), wb = upload(e, w, C);
+    cl_mem bb = upload(e, b, C), yb = nans(e, N), mean_b = nans(e, C), invstd_b = nans(e, C), dxb = nans(e, N);
+    cl_mem dwb = nans(e, C), dbb = nans(e, C), dzb = nans(e, N);
+    normcl_tensor xt = tensor(xb, 0, 4, shape), zt = tensor(zb, 0, 4, shape), dyt = tensor(dyb, 0, 4, shape);
+    normcl_tensor yt = tensor(yb, 0, 4, shape), dxt = tensor(dxb, 0, 4, shape), dzt = tensor(dzb, 0, 4, shape);
+    normcl_tensor wt = tensor(wb, 0, 1, channel_shape), bt = tensor(bb, 0, 1, channel_shape);
+    normcl_tensor mt = tensor(mean_b, 0, 1, channel_shape), it = tensor(invstd_b, 0, 1, channel_shape);
+    normcl_tensor dwt = tensor(dwb, 0, 1, channel_shape), dbt = tensor(dbb, 0, 1, channel_shape);
+    normcl_epilogue relu = NORMCL_EPILOGUE_INIT;
+    relu.activation = NORMCL_ACTIVATION_RELU;
+
+    cl_event forward = NULL, backward = NULL;
+    NORMCL_OK(normcl_batch_norm_forward_training_fused(e->runtime, &xt, &wt, &bt, NULL, NULL, 0.1f, NULL, eps, &zt,
+                                                       &relu, &yt, &mt, &it, 0, NULL, &forward));
+    NORMCL_OK(normcl_batch_norm_backward_training_fused(e->runtime, &dyt, &xt, &wt, &bt, &mt, &it, &zt, &relu, &dxt,
+                                                        &dwt, &dbt, &dzt, 1, &forward, &backward));
+    float y[N], mean[C], invstd[C], dx[N], dw[C], db[C], dz[N], g[N];
+    CL_OK(clWaitForEvents(1, &backward));
+    download(e, yb, 0, y, N, forward);
+    download(e, mean_b, 0, mean, C, NULL);
+    download(e, invstd_b, 0, invstd, C, NULL);
+    download(e, dxb, 0, dx, N, backward);
+    download(e, dwb, 0, dw, C, NULL);
+    download(e, dbb, 0, db, C, NULL);
+    download(e, dzb, 0, dz, N, NULL);
+
+    /* The forward's reference BN(x) (running statistics unused), then the epilogue. */
+    double bn[N], mean_ref[C], invstd_ref[C], unused[2][C] = {{0}}, dx_ref[N], dw_ref[C], db_ref[C], y_ref[N], dz_ref[N];
+    batch_norm_reference(x, BN, C, M, w, b, eps, 0.0, bn, mean_ref, invstd_ref, unused[0], unused[1]);
+    for (int k = 0; k < N; k++) {
+        int c = (k / M) % C;
+        double a = (x[k] - (double)mean[c]) * invstd[c] * w[c] + b[c] + z[k]; /* the backward's, recomputed */
+        y_ref[k] = bn[k] + z[k] < 0 ? 0 : bn[k] + z[k];
+        g[k] = a > 0 ? dy[k] : 0.0f;
+        dz_ref[k] = g[k];
+    }
+    batch_norm_backward_reference(g, x, BN, C, M, w, mean, invstd, dx_ref, dw_ref, db_ref);
+    int ok = close_to(e, "fused batch_norm y", y, y_ref, N) & close_to(e, "fused batch_norm save_mean", mean, mean_ref, C) &
+             close_to(e, "fused batch_norm save_invstd", invstd, invstd_ref, C) &
+             close_to(e, "fused batch_norm dx", dx, dx_ref, N) & close_to(e, "fused batch_norm dweight", dw, dw_ref, C) &
+             close_to(e, "fused batch_norm dbias", db, db_ref, C) & close_to(e, "fused batch_norm dz", dz, dz_ref, N);
+    printf("%s: [%s] BatchNorm + addend + ReLU: training forward and backward with dz\n", ok ? "PASS" : "FAIL",
+           e->name);
+    cl_mem all[] = {xb, zb, dyb, wb, bb, yb, mean_b, invstd_b, dxb, dwb, dbb, dzb};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
+}
+
+/* The diffusion U-Net's silu(group_norm(x)), forward and backward. */
+static void test_fused_group_norm(env *e) {
+    enum { BN = 2, C = 6, G = 3, M = 10, K = C / G * M, N = BN * C * M };
+    const int64_t shape[3] = {BN, C, M}, channel_shape[1] = {C}, stat_shape[2] = {BN, G};
+    const float eps = 1e-5f;
+    float x[N], dy[N], w[C], b[C];
+    fill_random(x, N, 2.0f, -0.3f);
+    fill_random(dy, N, 1.0f, 0.0f);
+    fill_random(w, C, 0.5f, 1.0f);
+    fill_random(b, C, 0.5f, 0.0f);
+    cl_mem xb = upload(e, x, N), dyb = upload(e, dy, N), wb = upload(e, w, C), bb = upload(e, b, C);
+    cl_mem yb = nans(e, N), mean_b = nans(e, BN * G), invstd_b = nans(e, BN * G), dxb = nans(e, N);
+    cl_mem dwb = nans(e, C), dbb = nans(e, C);
+    normcl_tensor xt = tensor(xb, 0, 3, shape), dyt = tensor(dyb, 0, 3, shape), yt = tensor(yb, 0, 3, shape);
+    normcl_tensor wt = tensor(wb, 0, 1, channel_shape), bt = tensor(bb, 0, 1, channel_shape);
+    normcl_tensor mt = tensor(mean_b, 0, 2, stat_shape), it = tensor(invstd_b, 0, 2, stat_shape);
+    normcl_tensor dxt = tensor(dxb, 0, 3, shape), dwt = tensor(dwb, 0, 1, channel_shape);
+    normcl_tensor dbt = tensor(dbb, 0, 1, channel_shape);
+    normcl_epilogue epilogue = NORMCL_EPILOGUE_INIT;
+    epilogue.activation = NORMCL_ACTIVATION_SILU;
+
+    cl_event forward = NULL, backward = NULL;
+    NORMCL_OK(normcl_group_norm_forward_fused(e->runtime, &xt, G, &wt, &bt, eps, &epilogue, &yt, &mt, &it, 0, NULL,
+                                              &forward));
+    NORMCL_OK(normcl_group_norm_backward_fused(e->runtime, &dyt, &xt, G, &wt, &bt, &mt, &it, &epilogue, &dxt, &dwt,
+                                               &dbt, 1, &forward, &backward));
+    float y[N], mean[BN * G], invstd[BN * G], dx[N], dw[C], db[C];
+    CL_OK(clWaitForEvents(1, &backward));
+    download(e, yb, 0, y, N, forward);
+    download(e, mean_b, 0, mean, BN * G, NULL);
+    download(e, invstd_b, 0, invstd, BN * G, NULL);
+    download(e, dxb, 0, dx, N, backward);
+    download(e, dwb, 0, dw, C, NULL);
+    download(e, dbb, 0, db, C, NULL);
+
+    double y_ref[N], mean_ref[BN * G], invstd_ref[BN * G], dx_ref[N], dw_ref[C], db_ref[C];
+    for (int c = 0; c < C; c++) dw_ref[c] = db_ref[c] = 0;
+    for (int n = 0; n < BN; n++)
+        for (int grp = 0; grp < G; grp++) {
+            const int first = (n * C + grp * (C / G)) * M, s = n * G + grp; /* a group is K values in a row */
+            double m = 0, v = 0, sum_g = 0, sum_gx = 0;
+            for (int k = 0; k < K; k++) m += x[first + k];
+            m /= K;
+            for (int k = 0; k < K; k++) v += (x[first + k] - m) * (x[first + k] - m);
+            mean_ref[s] = m;
+            invstd_ref[s] = 1.0 / sqrt(v / K + eps);
+            for (int k = 0; k < K; k++) {
+                int c = grp * (C / G) + k / M;
+                double xhat_ref = (x[first + k] - m) * invstd_ref[s];
+                y_ref[first + k] = silu(xhat_ref * w[c] + b[c]);
+                /* The backward from the device's saved statistics. */
+                double xhat = (x[first + k] - (double)mean[s]) * invstd[s];
+                double grad = dy[first + k] * silu_gradient(xhat * w[c] + b[c]);
+                sum_g += grad * w[c];
+                sum_gx += grad * w[c] * xhat;
+                dw_ref[c] += grad * xhat;
+                db_ref[c] += grad;
+            }
+            for (int k = 0; k < K; k++) {
+                int c = grp * (C / G) + k / M;
+                double xhat = (x[first + k] - (double)mean[s]) * invstd[s];
+                double grad = dy[first + k] * silu_gradient(xhat * w[c] + b[c]);
+                dx_ref[first + k] = invstd[s] / K * (K * grad * w[c] - sum_g - xhat * sum_gx);
+            }
+        }
+    int ok = close_to(e, "fused group_norm y", y, y_ref, N) &
+             close_to(e, "fused group_norm save_mean", mean, mean_ref, BN * G) &
+             close_to(e, "fused group_norm save_invstd", invstd, invstd_ref, BN * G) &
+             close_to(e, "fused group_norm dx", dx, dx_ref, N) & close_to(e, "fused group_norm dweight", dw, dw_ref, C) &
+             close_to(e, "fused group_norm dbias", db, db_ref, C);
+    printf("%s: [%s] GroupNorm + SiLU: forward and backward\n", ok ? "PASS" : "FAIL", e->name);
+    cl_mem all[] = {xb, dyb, wb, bb, yb, mean_b, invstd_b, dxb, dwb, dbb};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
+}
+
+/* Whether every one of the `n` floats of `b` is still NaN (nothing written). */
+static int untouched(env *e, cl_mem b, size_t n) {
+    float *v = malloc(n * sizeof(float));
+    download(e, b, 0, v, n, NULL);
+    int all_nan = 1;
+    for (size_t i = 0; i < n; i++) all_nan &= isnan(v[i]) != 0;
+    free(v);
+    return all_nan;
+}
+
+/* Bad fused arguments: typed errors, messages that name the argument, nothing written. */
+static void test_fused_errors(env *e) {
+    const int64_t shape[2] = {4, 8}, wrong[2] = {4, 7}, param_shape[1] = {8}, stat_shape[1] = {4};
+    const int64_t nchw[4] = {2, 4, 2, 2}, channel_shape[1] = {4};
+    cl_mem xb = upload(e, (float[32]){0.5f, -1, 2, 0.25f}, 32), rb = upload(e, (float[32]){1, 2}, 32);
+    cl_mem yb = nans(e, 32), hb = nans(e, 32), sb = nans(e, 4), wb = upload(e, (float[8]){1, 1, 1, 1, 1, 1, 1, 1}, 8);
+    cl_mem mb = nans(e, 4), ib = nans(e, 4);
+    normcl_tensor x = tensor(xb, 0, 2, shape), r = tensor(rb, 0, 2, shape), y = tensor(yb, 0, 2, shape);
+    normcl_tensor h = tensor(hb, 0, 2, shape), s = tensor(sb, 0, 1, stat_shape), w = tensor(wb, 0, 1, param_shape);
+    normcl_tensor bad, xc = tensor(xb, 0, 4, nchw), yc = tensor(yb, 0, 4, nchw), zc = tensor(rb, 0, 4, nchw);
+    normcl_tensor mc = tensor(mb, 0, 1, channel_shape), ic = tensor(ib, 0, 1, channel_shape);
+    normcl_epilogue epilogue = NORMCL_EPILOGUE_INIT;
+    cl_event event = NULL;
+    int ok = 1, status;
+#define EXPECT(what, call, expected, needle)                                                 \
+    do {                                                                                     \
+        event = (cl_event)1;                                                                 \
+        status = (call);                                                                     \
+        ok &= expect_error(e, what, status, expected, needle, event);                        \
+    } while (0)
+#define RMS(residual, epilogue_pointer) \
+    normcl_rms_norm_forward_fused(e->runtime, &x, residual, NULL, 1, &w, NULL, 1e-5f, epilogue_pointer, &y, &s, &h, 0, \
+                                  NULL, &event)
+#define BNF(addend, epilogue_pointer) \
+    normcl_batch_norm_forward_training_fused(e->runtime, &xc, NULL, NULL, NULL, NULL, 0.1f, NULL, 1e-5f, addend, \
+                                             epilogue_pointer, &yc, &mc, &ic, 0, NULL, &event)
+
+    epilogue.activation = 9;
+    EXPECT("unknown activation", RMS(&r, &epilogue), NORMCL_INVALID_ARGUMENT, "epilogue.activation");
+    EXPECT("unknown activation (BatchNorm)", BNF(&zc, &epilogue), NORMCL_INVALID_ARGUMENT, "epilogue.activation");
+    epilogue.activation = NORMCL_ACTIVATION_RELU;
+    epilogue.struct_size = 8;
+    EXPECT("epilogue.struct_size too small", RMS(&r, &epilogue), NORMCL_INVALID_ARGUMENT, "struct_size");
+    epilogue.struct_size = sizeof epilogue;
+    epilogue.weight_offset = 1.0f;
+    EXPECT("weight_offset on BatchNorm", BNF(&zc, &epilogue), NORMCL_UNSUPPORTED, "weight_offset");
+    epilogue.weight_offset = 0.0f;
+    bad = tensor(rb, 0, 2, wrong);
+    EXPECT("residual of another shape", RMS(&bad, &epilogue), NORMCL_SHAPE_MISMATCH, "'residual' has shape [4, 7]");
+    EXPECT("residual_sum without a residual", RMS(NULL, &epilogue), NORMCL_INVALID_ARGUMENT, "residual_sum");
+    EXPECT("input_bias without a residual",
+           normcl_rms_norm_forward_fused(e->runtime, &x, NULL, &w, 1, &w, NULL, 1e-5f, NULL, &y, &s, NULL, 0, NULL,
+                                         &event),
+           NORMCL_INVALID_ARGUMENT, "'input_bias'");
+    bad = zc, bad.dtype = NORMCL_DTYPE_F16;
+    EXPECT("addend of another dtype", BNF(&bad, &epilogue), NORMCL_UNSUPPORTED, "'addend'");
+    bad = tensor(rb, 0, 4, (int64_t[4]){2, 4, 4, 1});
+    EXPECT("addend of another shape", BNF(&bad, &epilogue), NORMCL_SHAPE_MISMATCH, "'addend'");
+    EXPECT("dz without an addend",
+           normcl_batch_norm_backward_training_fused(e->runtime, &xc, &xc, NULL, NULL, &mc, &ic, NULL, &epilogue,
+                                                     &yc, NULL, NULL, &zc, 0, NULL, &event),
+           NORMCL_INVALID_ARGUMENT, "dz");
+    EXPECT("grad_residual_sum without a residual",
+           normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, NULL, 1, &w, NULL, &s, NULL, &r, &y, NULL, NULL,
+                                          NULL, 0, NULL, &event),
+           NORMCL_INVALID_ARGUMENT, "grad_residual_sum");
+    EXPECT("RMSNorm dbias without a bias",
+           normcl_rms_norm_backward_fused(e->runtime, &x, &x, NULL, NULL, NULL, 1, &w, NULL, &s, NULL, NULL, &y, NULL, &h,
+                                          NULL, 0, NULL, &event),
+           NORMCL_INVALID_ARGUMENT, "dbias");
+    /* Every fused function is in the library and checks its runtime. */
+    const int null_runtime[] = {
+        normcl_layer_norm_forward_fused(NULL, &x, NULL, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, NULL, 0, NULL,
+                                        NULL),
+        normcl_layer_norm_backward_fused(NULL, &x, &x, NULL, NULL, NULL, 1, NULL, NULL, &s, &s, NULL, NULL, &y, NULL,
+                                         NULL, NULL, 0, NULL, NULL),
+        normcl_rms_norm_forward_fused(NULL, &x, NULL, NULL, 1, NULL, NULL, 1e-5f, NULL, &y, NULL, NULL, 0, NULL, NULL),
+        normcl_rms_norm_backward_fused(NULL, &x, &x, NULL, NULL, NULL, 1, NULL, NULL, &s, NULL, NULL, &y, NULL, NULL,
+                                       NULL, 0, NULL, NULL),
+        normcl_batch_norm_forward_training_fused(NULL, &xc, NULL, NULL, NULL, NULL, 0.1f, NULL, 1e-5f, NULL, NULL, &yc,
+                                                 NULL, NULL, 0, NULL, NULL),
+        normcl_batch_norm_forward_inference_fused(NULL, &xc, NULL, NULL, &mc, &ic, 1e-5f, NULL, NULL, &yc, 0, NULL,
+                                                  NULL),
+        normcl_batch_renorm_forward_fused(NULL, &xc, NULL, NULL, &mc, &ic, 2.0f, 1.0f, 0.1f, NULL, 1e-5f, NULL, NULL,
+                                          &yc, NULL, NULL, NULL, NULL, 0, NULL, NULL),
+        normcl_batch_norm_backward_training_fused(NULL, &xc, &xc, NULL, NULL, &mc, &ic, NULL, NULL, &yc, NULL, NULL,
+                                                  NULL, 0, NULL, NULL),
+        normcl_batch_norm_backward_inference_fused(NULL, &xc, &xc, NULL, NULL, &mc, &ic, 1e-5f, NULL, NULL, &yc, NULL,
+                                                   NULL, NULL, 0, NULL, NULL),
+        normcl_batch_renorm_backward_fused(NULL, &xc, &xc, NULL, NULL, &mc, &ic, &mc, &ic, NULL, NULL, &yc, NULL, NULL,
+                                           NULL, 0, NULL, NULL),
+        normcl_group_norm_forward_fused(NULL, &xc, 2, NULL, NULL, 1e-5f, NULL, &yc, NULL, NULL, 0, NULL, NULL),
+        normcl_group_norm_backward_fused(NULL, &xc, &xc, 2, NULL, NULL, &mc, &ic, NULL, &yc, NULL, NULL, 0, NULL, NULL),
+    };
+    for (size_t i = 0; i < sizeof null_runtime / sizeof *null_runtime; i++)
+        ok &= expect_error(e, "a fused function with a NULL runtime", null_runtime[i], NORMCL_INVALID_ARGUMENT,
+                           "runtime", NULL);
+#undef BNF
+#undef RMS
+#undef EXPECT
+    int clean = untouched(e, yb, 32) && untouched(e, hb, 32) && untouched(e, sb, 4) && untouched(e, mb, 4) &&
+                untouched(e, ib, 4);
+    CHECK(clean, "[%s] a failed fused call wrote into an output", e->name);
+    printf("%s: [%s] bad fused arguments give typed errors and write nothing\n", ok && clean ? "PASS" : "FAIL",
+           e->name);
+    cl_mem all[] = {xb, rb, yb, hb, sb, wb, mb, ib};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) clReleaseMemObject(all[i]);
+}
+
 /* ---- Main ---------------------------------------------------------------------------- */
 
 static int setup(env *e, const char *name, cl_platform_id platform, cl_device_id device, cl_command_queue_properties props) {
@@ -562,8 +905,12 @@ int main(void) {
         if (!setup(&e, modes[i].name, platform, device, modes[i].properties)) continue;
         test_layer_norm(&e);
         test_batch_norm(&e);
+        test_fused_rms_norm(&e);
+        test_fused_batch_norm(&e);
+        test_fused_group_norm(&e);
         test_empty(&e);
         test_errors(&e);
+        test_fused_errors(&e);
         if (i == 0) test_released_buffer(&e);
         teardown(&e);
     }

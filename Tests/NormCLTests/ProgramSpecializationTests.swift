@@ -1,5 +1,5 @@
 import Testing
-@testable import NormCL
+@_spi(CAPI) @testable import NormCL
 
 /// Sizes are kernel arguments: a program is specialised on what changes its code, never
 /// on a shape. Each test runs one op over many shapes that share their specialisation
@@ -302,6 +302,125 @@ struct ProgramSpecializationTests {
         let y = try Tensor(repeating: 1, shape: [3, 8, 4, 4], layout: .channelsLast, on: backend)
         _ = try groupNorm(y, numGroups: 2).output.toArray()
         #expect(runtime.programStatistics.builtFromSource == built, "calls after warmUp built programs")
+    }
+
+    /// Fused problems (one per op that fuses), forward and backward, and the real fused
+    /// calls they stand for.
+    static var fusedProblems: [(problem: NormalizationProblem, call: (Backend) throws -> Void)] {
+        [
+        (
+            NormalizationProblem(
+                .rmsNorm(normalizedShape: [64]), direction: .backward, shape: [8, 64], elementType: .float16,
+                epilogue: .init(
+                    activation: .silu, residual: .init(elementType: .float32, inputBias: true, returnsSum: true),
+                    weightOffset: 1, rmsNormBias: true)),
+            { backend in
+                let x = try Tensor(repeating: 0.5, shape: [8, 64], elementType: .float16, on: backend)
+                let residual = try Tensor(repeating: 1, shape: [8, 64], on: backend)
+                let (w, b) = (try Tensor(repeating: 0.1, shape: [64], on: backend), try Tensor(repeating: 0, shape: [64], on: backend))
+                let out = try NormCL.rmsNorm(
+                    x, normalizedShape: [64], weight: w, bias: b, eps: 1e-6, residual: residual, inputBias: w,
+                    returnsResidualSum: true, weightOffset: 1, activation: .silu)
+                _ = try NormCL.rmsNormBackward(x, forward: out, gradResidualSum: residual).input!.toArray()
+            }
+        ),
+        (
+            NormalizationProblem(
+                .layerNorm(normalizedShape: [64]), direction: .backward, shape: [8, 64],
+                epilogue: .init(activation: .gelu, residual: .init(returnsSum: true))),
+            { backend in
+                let x = try Tensor(repeating: 0.5, shape: [8, 64], on: backend)
+                let (w, b) = (try Tensor(repeating: 1, shape: [64], on: backend), try Tensor(repeating: 0, shape: [64], on: backend))
+                let out = try NormCL.layerNorm(
+                    x, normalizedShape: [64], weight: w, bias: b, residual: x, returnsResidualSum: true, activation: .gelu)
+                _ = try NormCL.layerNormBackward(x, forward: out).input!.toArray()
+            }
+        ),
+        (
+            NormalizationProblem(
+                .batchNorm(training: true), direction: .backward, shape: [4, 8, 4, 4],
+                epilogue: .init(activation: .relu, addend: true)),
+            { backend in
+                let x = try Tensor(repeating: 0.5, shape: [4, 8, 4, 4], on: backend)
+                var running = try RunningStatistics(channels: 8, on: backend)
+                let (w, b) = (try Tensor(repeating: 1, shape: [8], on: backend), try Tensor(repeating: 0, shape: [8], on: backend))
+                let out = try NormCL.batchNorm(
+                    x, weight: w, bias: b, runningStatistics: &running, training: true, activation: .relu, addend: x)
+                _ = try NormCL.batchNormBackward(x, forward: out).addend!.toArray()
+            }
+        ),
+        (
+            NormalizationProblem(
+                .groupNorm(groups: 2), direction: .backward, shape: [2, 8, 4, 4], layout: .channelsLast,
+                epilogue: .init(activation: .silu)),
+            { backend in
+                let x = try Tensor(repeating: 0.5, shape: [2, 8, 4, 4], layout: .channelsLast, on: backend)
+                let (w, b) = (try Tensor(repeating: 1, shape: [8], on: backend), try Tensor(repeating: 0, shape: [8], on: backend))
+                let out = try NormCL.groupNorm(x, numGroups: 2, weight: w, bias: b, activation: .silu)
+                _ = try NormCL.groupNormBackward(x, forward: out).input!.toArray()
+            }
+        ),
+        ]
+    }
+
+    @Test("warmUp of fused problems builds their fused programs: the fused calls build nothing")
+    func warmUpFused() throws {
+        let runtime = try isolatedRuntime()
+        try runtime.warmUp(Self.fusedProblems.map(\.problem))
+        let built = runtime.programStatistics.builtFromSource
+        #expect(built >= Self.fusedProblems.count * 2)
+        for (problem, call) in Self.fusedProblems {
+            try call(.openCL(runtime))
+            #expect(runtime.programStatistics.builtFromSource == built, "\(problem.operation) built after warmUp")
+        }
+        // The C API's fused LayerNorm, its backward reading the stored sum: the same programs.
+        let c = CArguments(runtime), backend = Backend.openCL(runtime)
+        let x = try Tensor(repeating: 0.5, shape: [8, 64], on: backend)
+        let (y, h, dx) = (try Tensor(zerosLike: x), try Tensor(zerosLike: x), try Tensor(zerosLike: x))
+        let (mean, invstd) = (try Tensor(repeating: 0, shape: [8], on: backend), try Tensor(repeating: 0, shape: [8], on: backend))
+        let (w, b) = (try Tensor(repeating: 1, shape: [64], on: backend), try Tensor(repeating: 0, shape: [64], on: backend))
+        let (dw, db) = (try Tensor(zerosLike: w), try Tensor(zerosLike: b))
+        let gelu = c.epilogue(3)
+        try c.expectSuccess {
+            normcl_layer_norm_forward_fused(
+                c.runtime, c(x), c(x), nil, 1, c(w), c(b), 1e-5, gelu, c(y), c(mean), c(invstd), c(h), 0, nil, $0)
+        }
+        try c.expectSuccess {
+            normcl_layer_norm_backward_fused(
+                c.runtime, c(x), c(x), c(x), nil, c(h), 1, c(w), c(b), c(mean), c(invstd), gelu, nil, c(dx), c(dw), c(db), nil, 0,
+                nil, $0)
+        }
+        #expect(runtime.programStatistics.builtFromSource == built, "the C API's fused LayerNorm built after warmUp")
+    }
+
+    @Test("warmUp of the plain problems does not build the fused calls' programs")
+    func warmUpPlainIsNotFused() throws {
+        let runtime = try isolatedRuntime()
+        try runtime.warmUp(Self.fusedProblems.map { var plain = $0.problem; plain.epilogue = .none; return plain })
+        for (problem, call) in Self.fusedProblems {
+            let before = runtime.programStatistics.builtFromSource
+            try call(.openCL(runtime))
+            #expect(runtime.programStatistics.builtFromSource > before, "\(problem.operation): no fused program of its own")
+        }
+    }
+
+    @Test("warmUp rejects an epilogue part the op does not fuse")
+    func warmUpUnsupportedEpilogue() throws {
+        let runtime = try isolatedRuntime()
+        let cases: [(NormalizationProblem.Operation, NormalizationProblem.Epilogue, String)] = [
+            (.instanceNorm, .init(activation: .relu), "epilogue.activation"),
+            (.batchNorm(training: false), .init(residual: .init()), "epilogue.residual"),
+            (.groupNorm(groups: 2), .init(addend: true), "epilogue.addend"),
+            (.layerNorm(normalizedShape: [16]), .init(rmsNormBias: true), "epilogue.rmsNormBias"),
+            (.groupNorm(groups: 2), .init(weightOffset: 1), "epilogue.weightOffset"),
+        ]
+        for (operation, epilogue, argument) in cases {
+            let problem = NormalizationProblem(operation, shape: [2, 4, 16], epilogue: epilogue)
+            #expect(throws: NormError.unsupported(argument: argument, reason: "\(operation) does not fuse it")) {
+                try runtime.warmUp([problem])
+            }
+        }
+        #expect(runtime.programStatistics.builtFromSource == 0)
     }
 
     @Test("warmUp rejects a problem the op rejects, with the op's error")

@@ -38,7 +38,7 @@ def library_path():
 @pytest.fixture(scope="session")
 def normcl():
     library = normcl_ctypes.Library(library_path())
-    assert library.lib.normcl_api_version() == 1
+    assert library.lib.normcl_api_version() == 2
     return library
 
 

@@ -51,7 +51,30 @@ class SwitchableStatistics(ctypes.Structure):
     _fields_ = [(name, Tensor) for name in NAMES]
 
 
+ACTIVATION_NONE, ACTIVATION_RELU, ACTIVATION_SILU, ACTIVATION_GELU, ACTIVATION_GELU_TANH = range(5)
+
+
+class Epilogue(ctypes.Structure):
+    """normcl_epilogue."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("activation", ctypes.c_int32),
+        ("weight_offset", ctypes.c_float),
+        ("reserved", ctypes.c_uint32),
+    ]
+
+
+assert ctypes.sizeof(Epilogue) == 16, "normcl_epilogue layout"
+
+
+def epilogue(activation=ACTIVATION_NONE, weight_offset=0.0):
+    """A normcl_epilogue pointer (NORMCL_EPILOGUE_INIT with these fields)."""
+    return ctypes.pointer(Epilogue(ctypes.sizeof(Epilogue), activation, weight_offset, 0))
+
+
 T = ctypes.POINTER(Tensor)
+E = ctypes.POINTER(Epilogue)
 S = ctypes.POINTER(SwitchableStatistics)
 INT = ctypes.c_int
 RT = ctypes.c_void_p
@@ -78,6 +101,18 @@ SIGNATURES = {
     "instance_norm_backward_inference": [RT, T, T, T, T, T, F32, T, T, T],
     "switchable_norm_forward": [RT, T, T, T, T, T, T, T, INT, I32, INT, F32, I64P, F32, T, S],
     "switchable_norm_backward": [RT, T, T, T, T, T, T, T, INT, I32, INT, F32, S, T, T, T, T, T],
+    "layer_norm_forward_fused": [RT, T, T, T, I32, T, T, F32, E, T, T, T, T],
+    "layer_norm_backward_fused": [RT, T, T, T, T, T, I32, T, T, T, T, E, T, T, T, T, T],
+    "rms_norm_forward_fused": [RT, T, T, T, I32, T, T, F32, E, T, T, T],
+    "rms_norm_backward_fused": [RT, T, T, T, T, T, I32, T, T, T, E, T, T, T, T, T],
+    "batch_norm_forward_training_fused": [RT, T, T, T, T, T, F32, I64P, F32, T, E, T, T, T],
+    "batch_norm_forward_inference_fused": [RT, T, T, T, T, T, F32, T, E, T],
+    "batch_norm_backward_training_fused": [RT, T, T, T, T, T, T, T, E, T, T, T, T],
+    "batch_norm_backward_inference_fused": [RT, T, T, T, T, T, T, F32, T, E, T, T, T, T],
+    "batch_renorm_forward_fused": [RT, T, T, T, T, T, F32, F32, F32, I64P, F32, T, E, T, T, T, T, T],
+    "batch_renorm_backward_fused": [RT, T, T, T, T, T, T, T, T, T, E, T, T, T, T],
+    "group_norm_forward_fused": [RT, T, I32, T, T, F32, E, T, T, T],
+    "group_norm_backward_fused": [RT, T, T, I32, T, T, T, T, E, T, T, T],
 }
 
 

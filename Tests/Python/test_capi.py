@@ -2,8 +2,8 @@
 queues and buffers: every op's forward and backward against the float64 numpy reference
 (reference.py), chained by the events NormCL returns, on in-order and out-of-order
 queues; f16 storage at a byte offset; channels-last; running statistics updated in place;
-the output mask; wait lists; errors. PyTorch, when importable, is checked too
-(test_torch.py)."""
+the output mask; wait lists; errors; the fused epilogues (the `_fused` functions). PyTorch,
+when importable, is checked too (test_torch.py)."""
 
 import ctypes
 
@@ -297,6 +297,94 @@ def test_empty_input_returns_a_marker(normcl, in_order_queue, in_order_runtime, 
     assert event.command_execution_status != cl.command_execution_status.COMPLETE
     gate.set_status(cl.command_execution_status.COMPLETE)
     event.wait()
+
+
+# ---- Fused epilogues -------------------------------------------------------------------------
+
+def silu(a):
+    return a / (1 + np.exp(-a))
+
+
+def silu_gradient(a):
+    s = 1 / (1 + np.exp(-a))
+    return s * (1 + a * (1 - s))
+
+
+def test_layer_norm_fused(normcl, queue, runtime):
+    """h = (x + c) + residual, c the input bias, y = silu(layer_norm(h)), h returned; the
+    backward through both, with dL/dh added to dx, and dc."""
+    shape, k, eps = (4, 3, 8), 2, 1e-5
+    x, r, dy, gs = random(shape, 2, 0.5), random(shape), random(shape), random(shape)
+    w, b, c = random(shape[-k:], 0.5, 1), random(shape[-k:], 0.5), random(shape[-k:])
+    xa, ra, dya, gsa, wa, ba, ca = arrays(queue, x, r, dy, gs, w, b, c)
+    ya, ha, mean_a, invstd_a, dxa, dwa, dba, dca = arrays(
+        queue, shape, shape, shape[:-k], shape[:-k], shape, shape[-k:], shape[-k:], shape[-k:])
+    silu_epilogue = nc.epilogue(nc.ACTIVATION_SILU)
+
+    forward = normcl.call("layer_norm_forward_fused", runtime, xa.desc, ra.desc, ca.desc, k, wa.desc, ba.desc, eps,
+                          silu_epilogue, ya.desc, mean_a.desc, invstd_a.desc, ha.desc)
+    backward = normcl.call("layer_norm_backward_fused", runtime, dya.desc, xa.desc, ra.desc, ca.desc, ha.desc, k,
+                           wa.desc, ba.desc, mean_a.desc, invstd_a.desc, silu_epilogue, gsa.desc, dxa.desc, dwa.desc,
+                           dba.desc, dca.desc, wait_for=[forward])
+
+    h = (x + c) + r
+    a, mean, invstd = ref.layer_norm(h, k, w, b, eps)
+    check("y", ya.read([forward]), silu(a))
+    check("residual_sum", ha.read(), h)
+    check("save_invstd", invstd_a.read(), invstd)
+    dx, dw, db = ref.layer_norm_backward(dy * silu_gradient(a), h, k, w, mean_a.read(), invstd_a.read())
+    check("dx", dxa.read([backward]), dx + gs)
+    check("dweight", dwa.read(), dw)
+    check("dbias", dba.read(), db)
+    check("dinput_bias", dca.read(), (dx + gs).sum(axis=0))
+
+
+@pytest.mark.parametrize("layout", [nc.CHANNELS_FIRST, nc.CHANNELS_LAST], ids=["NCHW", "NHWC"])
+def test_batch_norm_inference_fused(normcl, queue, runtime, layout):
+    """y = relu(BN(x) + z) with the running statistics; dz = dy where the sum is positive."""
+    shape, eps = (2, 4, 3, 5), 1e-5
+    x, z, dy = random(shape, 2), random(shape), random(shape)
+    w, b, rm, rv = random(4, 0.5, 1), random(4, 0.5), random(4, 0.5), random(4, 0.5, 1.5)
+    xa, za, dya, ya, dxa, dza = arrays(queue, x, z, dy, shape, shape, shape, layout=layout)
+    wa, ba, rma, rva, dwa, dba = arrays(queue, w, b, rm, rv, (4,), (4,))
+    relu = nc.epilogue(nc.ACTIVATION_RELU)
+
+    forward = normcl.call("batch_norm_forward_inference_fused", runtime, xa.desc, wa.desc, ba.desc, rma.desc,
+                          rva.desc, eps, za.desc, relu, ya.desc)
+    backward = normcl.call("batch_norm_backward_inference_fused", runtime, dya.desc, xa.desc, wa.desc, ba.desc,
+                           rma.desc, rva.desc, eps, za.desc, relu, dxa.desc, dwa.desc, dba.desc, dza.desc,
+                           wait_for=[forward])
+
+    a = ref.batch_norm_inference(x, w, b, rm, rv, eps) + z
+    check("y", ya.read([forward]), np.maximum(a, 0))
+    g = np.where(a > 0, dy, 0)
+    dx, dw, db = ref.batch_norm_backward_inference(g, x, w, rm, rv, eps)
+    check("dx", dxa.read([backward]), dx)
+    check("dweight", dwa.read(), dw)
+    check("dbias", dba.read(), db)
+    check("dz", dza.read(), g)
+
+
+def test_fused_errors(normcl, in_order_queue, in_order_runtime):
+    """An unknown activation, a residual of another shape, an addend of another dtype:
+    typed errors, nothing written."""
+    queue, runtime = in_order_queue, in_order_runtime
+    xa, ra, ya, sa = arrays(queue, random((4, 8)), random((4, 8)), (4, 8), (4,))
+    other, = arrays(queue, random((4, 7)))
+    half, = arrays(queue, random((4, 8)), dtype=np.float16)
+
+    def fails(status, needle, name, *arguments):
+        with pytest.raises(nc.NormCLError) as error:
+            normcl.call(name, *arguments)
+        assert error.value.status == status and needle in error.value.message, error.value
+
+    fails(nc.INVALID_ARGUMENT, "epilogue.activation", "rms_norm_forward_fused", runtime, xa.desc, ra.desc, None, 1,
+          None, None, 1e-5, nc.epilogue(8), ya.desc, sa.desc, None)
+    fails(nc.SHAPE_MISMATCH, "'residual'", "rms_norm_forward_fused", runtime, xa.desc, other.desc, None, 1, None,
+          None, 1e-5, None, ya.desc, sa.desc, None)
+    fails(nc.UNSUPPORTED, "'addend'", "batch_norm_forward_training_fused", runtime, xa.desc, None, None, None, None,
+          0.1, None, 1e-5, half.desc, nc.epilogue(nc.ACTIVATION_RELU), ya.desc, None, None)
+    assert np.isnan(ya.read()).all() and np.isnan(sa.read()).all()
 
 
 def test_errors(normcl, in_order_queue, in_order_runtime):

@@ -162,25 +162,32 @@ struct CAPICall {
 
     /// Runs a backward body with destinations for the gradients whose tensor is given and
     /// the mask of those, and delivers them (and the `extra` results, such as Switchable
-    /// Norm's logit gradients, to theirs); with no tensor given, runs nothing.
+    /// Norm's logit gradients, to theirs); with no tensor given, runs nothing. `dz` is a
+    /// fused BatchNorm's addend gradient (``NormGradientMask/addend``), `dInputBias` a
+    /// fused row norm's input bias's (``NormGradientMask/inputBias``).
     func backward<Gradients: CAPIGradients>(
-        dx: CTensorArgument, dweight: CTensorArgument, dbias: CTensorArgument,
+        dx: CTensorArgument, dweight: CTensorArgument, dbias: CTensorArgument, dz: CTensorArgument = nil,
+        dInputBias: CTensorArgument = nil,
         extra: [(result: (Gradients) -> Tensor?, descriptor: CTensorArgument, name: String)] = [],
         _ body: (BackwardDestinations, NormGradientMask) throws -> Gradients
     ) throws -> [KernelEvent] {
         let destinations = BackwardDestinations(
-            gradInput: try tensor(dx, "dx"), gradWeight: try tensor(dweight, "dweight"), gradBias: try tensor(dbias, "dbias"))
+            gradInput: try tensor(dx, "dx"), gradWeight: try tensor(dweight, "dweight"), gradBias: try tensor(dbias, "dbias"),
+            gradAddend: try tensor(dz, "dz"), gradInputBias: try tensor(dInputBias, "dinput_bias"))
         let extraDestinations = try extra.map { try tensor($0.descriptor, $0.name) }
         var mask: NormGradientMask = []
         if destinations.gradInput != nil { mask.insert(.input) }
         if destinations.gradWeight != nil { mask.insert(.weight) }
         if destinations.gradBias != nil { mask.insert(.bias) }
+        if destinations.gradAddend != nil { mask.insert(.addend) }
+        if destinations.gradInputBias != nil { mask.insert(.inputBias) }
         guard !mask.isEmpty || extraDestinations.contains(where: { $0 != nil }) else { return [] }
         let gradients = try body(destinations, mask)
         return try deliver(
             gradients.events,
             [(gradients.input, destinations.gradInput, "dx"), (gradients.weight, destinations.gradWeight, "dweight"),
-             (gradients.bias, destinations.gradBias, "dbias")]
+             (gradients.bias, destinations.gradBias, "dbias"), (gradients.addend, destinations.gradAddend, "dz"),
+             (gradients.inputBias, destinations.gradInputBias, "dinput_bias")]
                 + zip(extra, extraDestinations).map { ($0.result(gradients), $1, $0.name) })
     }
 
@@ -230,7 +237,16 @@ protocol CAPIGradients {
     var input: Tensor? { get }
     var weight: Tensor? { get }
     var bias: Tensor? { get }
+    /// dz, a fused BatchNorm's addend gradient (nil where the op has none).
+    var addend: Tensor? { get }
+    /// A fused row norm's input bias's gradient (nil where the op has none).
+    var inputBias: Tensor? { get }
     var events: [KernelEvent] { get }
+}
+
+extension CAPIGradients {
+    var addend: Tensor? { nil }
+    var inputBias: Tensor? { nil }
 }
 
 extension NormGradients: CAPIGradients {}

@@ -2,9 +2,10 @@ import COpenCL
 
 // GroupNorm and InstanceNorm for include/normcl.h: the Swift ops write into the caller's
 // tensors after the caller's events; ``CAPICall/deliver(_:_:)`` copies only what has no
-// destination there (an empty input's statistics).
+// destination there (an empty input's statistics). GroupNorm's plain functions are the
+// fused ones without an epilogue.
 
-/// `normcl_group_norm_forward`: ``groupNorm(_:numGroups:weight:bias:eps:)`` into the
+/// `normcl_group_norm_forward`: ``groupNorm(_:numGroups:weight:bias:eps:activation:into:waitingFor:)`` into the
 /// caller's y, save_mean and save_invstd.
 @_spi(CAPI) @_cdecl("normcl_group_norm_forward")
 public func normcl_group_norm_forward(
@@ -13,13 +14,26 @@ public func normcl_group_norm_forward(
     _ saveInvstd: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
+    normcl_group_norm_forward_fused(
+        runtime, x, numGroups, weight, bias, eps, nil, y, saveMean, saveInvstd, waitCount, waitList, event)
+}
+
+/// `normcl_group_norm_forward_fused`: `y = f(GroupNorm(x))`, f the epilogue's activation.
+@_spi(CAPI) @_cdecl("normcl_group_norm_forward_fused")
+public func normcl_group_norm_forward_fused(
+    _ runtime: OpaquePointer?, _ x: CTensorArgument, _ numGroups: Int32, _ weight: CTensorArgument,
+    _ bias: CTensorArgument, _ eps: Float, _ epilogue: CEpilogueArgument, _ y: CTensorArgument,
+    _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         let input = try call.required(x, "x")
+        let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
         let destinations = try call.forward(y: y, saveMean: saveMean, saveInvstd: saveInvstd)
         let (weight, bias) = (try call.tensor(weight, "weight"), try call.tensor(bias, "bias"))
         let out = try groupNorm(
-            input, numGroups: Int(numGroups), weight: weight, bias: bias, eps: eps, strategy: nil,
-            call: call.op(destinations))
+            input, numGroups: Int(numGroups), weight: weight, bias: bias, eps: eps, activation: activation,
+            strategy: nil, call: call.op(destinations))
         return try call.deliver(
             out.events, output: out.output, saveMean: out.saveMean, saveInvstd: out.saveInvstd, into: destinations)
     }
@@ -34,6 +48,20 @@ public func normcl_group_norm_backward(
     _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
     _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
 ) -> Int32 {
+    normcl_group_norm_backward_fused(
+        runtime, dy, x, numGroups, weight, nil, saveMean, saveInvstd, nil, dx, dweight, dbias, waitCount, waitList,
+        event)
+}
+
+/// `normcl_group_norm_backward_fused`: the backward of `normcl_group_norm_forward_fused`,
+/// through its activation (whose input β shifts).
+@_spi(CAPI) @_cdecl("normcl_group_norm_backward_fused")
+public func normcl_group_norm_backward_fused(
+    _ runtime: OpaquePointer?, _ dy: CTensorArgument, _ x: CTensorArgument, _ numGroups: Int32,
+    _ weight: CTensorArgument, _ bias: CTensorArgument, _ saveMean: CTensorArgument, _ saveInvstd: CTensorArgument,
+    _ epilogue: CEpilogueArgument, _ dx: CTensorArgument, _ dweight: CTensorArgument, _ dbias: CTensorArgument,
+    _ waitCount: cl_uint, _ waitList: CWaitList, _ event: CEventOut
+) -> Int32 {
     CAPICall.run(runtime, waitCount, waitList, event) { call in
         try call.backward(dx: dx, dweight: dweight, dbias: dbias) { destinations, mask in
             let (gradOutput, input) = (try call.required(dy, "dy"), try call.required(x, "x"))
@@ -41,9 +69,11 @@ public func normcl_group_norm_backward(
                 try call.tensor(weight, "weight"), try call.required(saveMean, "save_mean"),
                 try call.required(saveInvstd, "save_invstd")
             )
+            let activation = try CEpilogue(epilogue).withoutWeightOffset("GroupNorm")
             return try groupNormBackward(
-                gradOutput, input: input, numGroups: Int(numGroups), weight: weight, saveMean: mean, saveInvstd: invstd,
-                outputMask: mask, strategy: nil, tuning: nil, call: call.op(backward: destinations))
+                gradOutput, input: input, numGroups: Int(numGroups), weight: weight, bias: call.tensor(bias, "bias"),
+                saveMean: mean, saveInvstd: invstd, activation: activation, outputMask: mask, strategy: nil,
+                tuning: nil, call: call.op(backward: destinations))
         }
     }
 }

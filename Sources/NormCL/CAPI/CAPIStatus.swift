@@ -20,7 +20,7 @@ enum CAPIStatus {
     static let internalError: Int32 = -8
 
     /// The header's `NORMCL_API_VERSION`.
-    static let apiVersion: Int32 = 1
+    static let apiVersion: Int32 = 2
 
     /// Runs `body`, catching every error: the status code, with the message recorded for
     /// the calling thread on failure. Nothing is thrown across the C boundary.
@@ -56,7 +56,9 @@ enum CAPIStatus {
     /// parameters they stand for (the first match of a name wins).
     private static let cArgumentNames: [(swift: String, c: String)] = [
         ("'destinations.output'", "'y'"), ("'destinations.gradInput'", "'dx'"),
-        ("'destinations.gradWeight'", "'dweight'"), ("'destinations.gradBias'", "'dbias'"), ("'destinations.", "'"),
+        ("'destinations.gradWeight'", "'dweight'"), ("'destinations.gradBias'", "'dbias'"), ("'destinations.gradAddend'", "'dz'"),
+        ("'destinations.gradInputBias'", "'dinput_bias'"),
+        ("'destinations.residualSum'", "'residual_sum'"), ("'destinations.", "'"),
         ("'input'", "'x'"), ("'gradOutput'", "'dy'"), ("'saveMean'", "'save_mean'"), ("'saveInvstd'", "'save_invstd'"),
         ("'saveInvRms'", "'save_invrms'"), ("'runningMean'", "'running_mean'"), ("'runningVar'", "'running_var'"),
         ("'runningStatistics'", "'running_mean'"), ("'renormR'", "'renorm_r'"), ("'renormD'", "'renorm_d'"),
@@ -66,6 +68,8 @@ enum CAPIStatus {
         ("forward.instanceVariance", "statistics.instance_var"), ("forward.layerMean", "statistics.layer_mean"),
         ("forward.layerVariance", "statistics.layer_var"), ("forward.batchMean", "statistics.batch_mean"),
         ("forward.batchVariance", "statistics.batch_var"),
+        ("'returnsResidualSum'", "'residual_sum'"), ("'gradResidualSum'", "'grad_residual_sum'"),
+        ("'weightOffset'", "'epilogue.weight_offset'"), ("'inputBias'", "'input_bias'"),
     ]
 
     /// `message` with the Swift argument names it quotes replaced by the C parameters'.
