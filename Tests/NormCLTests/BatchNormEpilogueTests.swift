@@ -6,7 +6,8 @@ import Testing
 /// (the ResNet block's `relu(BN(conv) + shortcut)`), forward and backward (dx, dγ, dβ,
 /// dz), on OpenCL against the reference, which runs the unfused sequence; the
 /// reference's own backward against finite differences; NaN isolation, typed errors,
-/// run-to-run determinism, the layer and the synchronized paths' refusal.
+/// run-to-run determinism and the layer. Synchronized BatchNorm's epilogue is tested in
+/// SyncBatchNormTests.
 @Suite("BatchNorm fused epilogue")
 struct BatchNormEpilogueTests {
     /// The activations with a kernel of their own (``Activation/none`` with an addend is
@@ -342,24 +343,6 @@ struct BatchNormEpilogueTests {
         }
     }
 
-    @Test("synchronized BatchNorm refuses a fused activation or addend with a typed error")
-    func synchronizedRefuses() throws {
-        for backend in allBackends {
-            // [2, 3, 5] f32 NCHW with SiLU: a cell's programs.
-            let x = try Tensor((0..<30).map { Float($0 % 7) }, shape: [2, 3, 5], on: backend)
-            var layer = try BatchNorm(numFeatures: 3, on: backend)
-            layer.activation = .relu
-            #expect(thrown { try layer.forward(x, synchronizedOver: SoloExchange()) } == "unsupported(activation)")
-            var sync = try SyncBatchNorm(numFeatures: 3, on: [backend])
-            sync.replicas[0].activation = .silu
-            #expect(thrown { try sync.forward([x]) } == "unsupported(activation)")
-            let fused = try batchNorm(x, activation: .silu)
-            #expect(thrown {
-                try syncBatchNormBackward(x, input: x, weight: nil, forward: fused, over: SoloExchange())
-            } == "unsupported(forward)")
-        }
-    }
-
     @Test("empty input: empty output and empty dz, no kernel")
     func emptyInput() throws {
         for backend in allBackends {
@@ -443,13 +426,6 @@ struct EpilogueCell: Sendable, CustomTestStringConvertible {
     var testDescription: String {
         "\(activation)\(addend ? "+z" : "") \(shape) \(layout) \(elementType)"
     }
-}
-
-/// A single participant: synchronized BatchNorm's calls with nobody else.
-struct SoloExchange: StatisticsExchange {
-    var rank: Int { 0 }
-    var participants: Int { 1 }
-    func allGather(_ values: [Double]) throws -> [[Double]] { [values] }
 }
 
 /// Runs the fused forward and backward on a backend and on the reference with the same
@@ -543,17 +519,28 @@ struct EpilogueHarness {
         let actual = try forward(on: backend, mode: mode, strategy: strategy)
         let label = "\(cell.testDescription) \(mode) strategy=\(strategy.map { "\($0)" } ?? "auto")"
         let base = mode == .renorm ? 8e-6 : 4e-6
-        let half = cell.elementType == .float16
         expectClose(actual.y, expected.y, "y \(label)") { i in
-            let addend = cell.addend ? Swift.abs(Double(z[i])) : 0
-            return base * (1 + Swift.abs(Double(bn[i])) + addend)
-                + (half ? 0x1p-10 * (Swift.abs(Double(bn[i])) + Swift.abs(Double(expected.y[i]))) + 0x1p-24 : 0)
+            Self.outputTolerance(
+                bn: bn[i], addend: cell.addend ? z[i] : nil, expected: expected.y[i], elementType: cell.elementType,
+                base: base)
         }
         if mode != .inference, let m = actual.saveMean, let e = expected.saveMean {
             expectClose(m, e, "saveMean \(label)", relative: 1e-5, absolute: 1e-5)
             expectClose(actual.saveInvstd ?? [], expected.saveInvstd ?? [], "saveInvstd \(label)", relative: 1e-5)
         }
         #expect((actual.r == nil) == (mode != .renorm), "r \(label)")
+    }
+
+    /// The tolerance of one element of a fused y against the reference's unfused one (see
+    /// ``checkForward(on:mode:strategy:)``): `base·(1 + |bn| + |z|)`, and in half storage
+    /// `2^-10·(|bn| + |y|)` and the smallest half step on top.
+    static func outputTolerance(
+        bn: Float, addend: Float?, expected: Float, elementType: ElementType, base: Double = 4e-6
+    ) -> Double {
+        let z = addend.map { Swift.abs(Double($0)) } ?? 0
+        let half = elementType == .float16
+        return base * (1 + Swift.abs(Double(bn)) + z)
+            + (half ? 0x1p-10 * (Swift.abs(Double(bn)) + Swift.abs(Double(expected))) + 0x1p-24 : 0)
     }
 
     /// The statistics the backward reads, from a reference forward on the same x: (mean,
@@ -592,15 +579,8 @@ struct EpilogueHarness {
             dz: try grads.addend?.toArray())
     }
 
-    /// Compares `backend` with the reference, fed the same statistics.
-    ///
-    /// Tolerances: ``BatchNormBackwardHarness``'s with dy replaced by the gradient at the
-    /// norm's output, `g = dy·f′(a)`, bounded by `G = |dy|·(1 + |a|)` (|f′| ≤ 1.13, and the
-    /// kernel's float32 `a` and `f′` err by a few ulps of `|a|` and of 1), and `1e-5`
-    /// for `4e-6`: per channel `A = mean G`, `B = mean G·|x̂|`, dx within
-    /// `1e-5·|γ·r·invstd|·(G + A + |x̂|·B)`, dγ within `1e-5·Σ G·(|x̂|·r + |d|)`, dβ within
-    /// `1e-5·Σ G`, dz within `1e-5·G`; half storage rounds dx and dz once more on each side:
-    /// `2^-10` of them on top.
+    /// Compares `backend` with the reference, fed the same statistics, within
+    /// ``EpilogueGradientTolerance``.
     func checkBackward(
         on backend: Backend, mode: Mode, mask: NormGradientMask, strategy: BatchNormPlan.Strategy?,
         sourceLocation: SourceLocation = #_sourceLocation
@@ -616,50 +596,83 @@ struct EpilogueHarness {
             (actual.dz != nil) == (mask.contains(.addend) && cell.addend), "dz presence \(label)",
             sourceLocation: sourceLocation)
 
-        let index = self.index
         let invstd = (0..<channels).map { c in
             mode == .inference ? 1 / (Double(s.second[c]) + 1e-5).squareRoot() : Double(s.second[c])
         }
-        let r = s.r.map { $0.map(Double.init) } ?? [Double](repeating: 1, count: channels)
-        let d = s.d.map { $0.map(Double.init) } ?? [Double](repeating: 0, count: channels)
-        var channelOf = [Int](repeating: 0, count: x.count)
-        var xhat = [Double](repeating: 0, count: x.count), bound = xhat
-        var sumBound = [Double](repeating: 0, count: channels), sumBoundXhat = sumBound
-        for b in 0..<shape[0] {
+        let bounds = EpilogueGradientTolerance(
+            x: x, dy: dy, addend: cell.addend ? z : nil, weight: weight, bias: bias, mean: s.mean, invstd: invstd,
+            r: s.r, d: s.d, index: index, elementType: cell.elementType)
+        if let a = actual.dx, let e = expected.dx {
+            expectClose(a, e, "dx \(label)", sourceLocation: sourceLocation) { bounds.dx($0, expected: e[$0]) }
+        }
+        if let a = actual.dWeight, let e = expected.dWeight {
+            expectClose(a, e, "dγ \(label)", sourceLocation: sourceLocation) { bounds.dWeight($0) }
+        }
+        if let a = actual.dBias, let e = expected.dBias {
+            expectClose(a, e, "dβ \(label)", sourceLocation: sourceLocation) { bounds.dBias($0) }
+        }
+        if let a = actual.dz, let e = expected.dz {
+            expectClose(a, e, "dz \(label)", sourceLocation: sourceLocation) { bounds.dz($0, expected: e[$0]) }
+        }
+    }
+}
+
+/// The tolerances of a fused BatchNorm backward against the reference's, both fed the
+/// same statistics: ``BatchNormBackwardHarness``'s with dy replaced by the gradient at the
+/// norm's output, `g = dy·f′(a)`, bounded by `G = |dy|·(1 + |a|)` (|f′| ≤ 1.13, and the
+/// kernel's float32 `a` and `f′` err by a few ulps of `|a|` and of 1), and `1e-5` for
+/// `4e-6`: per channel `A = mean G`, `B = mean G·|x̂|`, dx within
+/// `1e-5·|γ·r·invstd|·(G + A + |x̂|·B)`, dγ within `1e-5·Σ G·(|x̂|·r + |d|)`, dβ within
+/// `1e-5·Σ G`, dz within `1e-5·G`; half storage rounds dx and dz once more on each side:
+/// `2^-10` of them on top. Element indices are the whole tensor's memory order.
+struct EpilogueGradientTolerance {
+    private var channelOf: [Int], xhat: [Double], bound: [Double]
+    private var sumBound: [Double], sumBoundXhat: [Double], scale: [Double]
+    private let r: [Double], d: [Double], n: Double, halfRounding: Double
+
+    /// - Parameters:
+    ///   - invstd: per channel, the saved invstd (training) or `1/sqrt(running_var + eps)`.
+    ///   - r, d: Batch Renorm's, or nil (1 and 0).
+    init(
+        x: [Float], dy: [Float], addend z: [Float]?, weight: [Float], bias: [Float], mean: [Float], invstd: [Double],
+        r: [Float]?, d: [Float]?, index: ReferenceBatchNorm.Indexing, elementType: ElementType
+    ) {
+        let channels = index.channels
+        self.r = r.map { $0.map(Double.init) } ?? [Double](repeating: 1, count: channels)
+        self.d = d.map { $0.map(Double.init) } ?? [Double](repeating: 0, count: channels)
+        channelOf = [Int](repeating: 0, count: x.count)
+        xhat = [Double](repeating: 0, count: x.count)
+        bound = xhat
+        sumBound = [Double](repeating: 0, count: channels)
+        sumBoundXhat = sumBound
+        scale = (0..<channels).map { c in Swift.abs(Double(weight[c]) * (r.map { Double($0[c]) } ?? 1) * invstd[c]) }
+        for b in 0..<index.batch {
             for c in 0..<channels {
                 for m in 0..<index.spatial {
                     let i = index(b, c, m)
                     channelOf[i] = c
-                    xhat[i] = (Double(x[i]) - Double(s.mean[c])) * invstd[c]
-                    let a = (xhat[i] * r[c] + d[c]) * Double(weight[c]) + Double(bias[c]) + (cell.addend ? Double(z[i]) : 0)
+                    xhat[i] = (Double(x[i]) - Double(mean[c])) * invstd[c]
+                    let a =
+                        (xhat[i] * self.r[c] + self.d[c]) * Double(weight[c]) + Double(bias[c]) + Double(z?[i] ?? 0)
                     bound[i] = Swift.abs(Double(dy[i])) * (1 + Swift.abs(a))
                     sumBound[c] += bound[i]
                     sumBoundXhat[c] += bound[i] * Swift.abs(xhat[i])
                 }
             }
         }
-        let n = Double(index.batch * index.spatial)
-        let halfRounding = cell.elementType == .float16 ? 0x1p-10 : 0
-        if let a = actual.dx, let e = expected.dx {
-            expectClose(a, e, "dx \(label)", sourceLocation: sourceLocation) { i in
-                let c = channelOf[i]
-                let scale = Swift.abs(Double(weight[c]) * r[c] * invstd[c])
-                return 1e-5 * scale * (bound[i] + sumBound[c] / n + Swift.abs(xhat[i]) * sumBoundXhat[c] / n)
-                    + halfRounding * Swift.abs(Double(e[i])) + 1e-30
-            }
-        }
-        if let a = actual.dWeight, let e = expected.dWeight {
-            expectClose(a, e, "dγ \(label)", sourceLocation: sourceLocation) { c in
-                1e-5 * (r[c] * sumBoundXhat[c] + Swift.abs(d[c]) * sumBound[c]) + 1e-30
-            }
-        }
-        if let a = actual.dBias, let e = expected.dBias {
-            expectClose(a, e, "dβ \(label)", sourceLocation: sourceLocation) { c in 1e-5 * sumBound[c] + 1e-30 }
-        }
-        if let a = actual.dz, let e = expected.dz {
-            expectClose(a, e, "dz \(label)", sourceLocation: sourceLocation) { i in
-                1e-5 * bound[i] + halfRounding * Swift.abs(Double(e[i])) + 1e-30
-            }
-        }
+        n = Double(index.batch * index.spatial)
+        halfRounding = elementType == .float16 ? 0x1p-10 : 0
     }
+
+    func dx(_ i: Int, expected: Float) -> Double {
+        let c = channelOf[i]
+        return 1e-5 * scale[c] * (bound[i] + sumBound[c] / n + Swift.abs(xhat[i]) * sumBoundXhat[c] / n)
+            + halfRounding * Swift.abs(Double(expected)) + 1e-30
+    }
+
+    func dWeight(_ c: Int) -> Double { 1e-5 * (r[c] * sumBoundXhat[c] + Swift.abs(d[c]) * sumBound[c]) + 1e-30 }
+
+    func dBias(_ c: Int) -> Double { 1e-5 * sumBound[c] + 1e-30 }
+
+    func dz(_ i: Int, expected: Float) -> Double { 1e-5 * bound[i] + halfRounding * Swift.abs(Double(expected)) + 1e-30 }
 }

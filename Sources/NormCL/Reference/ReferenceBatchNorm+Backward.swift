@@ -62,6 +62,23 @@ extension ReferenceBatchNorm {
         return (sumDy, sumDyCentered)
     }
 
+    /// Per channel `Σ g` and `Σ g·(x − mean_c)` over one part of a synchronized batch
+    /// (``BatchNormBackwardProblem``'s input), with `g = dy·f′(a)` taken through the
+    /// problem's epilogue (``epilogueGradient(dy:x:index:weight:bias:mean:invstd:renorm:activation:addend:)``;
+    /// `invstd`, `weight`, `bias` and `addend` are read only with an activation).
+    static func channelSums(
+        _ problem: BatchNormBackwardProblem, dy: [Float], x: [Float], weight: [Float]?, bias: [Float]?,
+        mean: [Float], invstd: [Float], addend: [Float]?
+    ) -> (sumDy: [Double], sumDyCentered: [Double]) {
+        let index = Indexing(problem, layout: problem.layout)
+        let xs = x.map(Double.init), means = mean.map(Double.init)
+        let g = epilogueGradient(
+            dy: dy.map(Double.init), x: xs, index: index, weight: weight?.map(Double.init),
+            bias: bias?.map(Double.init), mean: means, invstd: invstd.map(Double.init), activation: problem.activation,
+            addend: addend?.map(Double.init))
+        return channelSums(dy: g, x: xs, index: index, mean: means)
+    }
+
     /// The gradients from the per-channel sums `Σ dy` and `Σ dy·x̂` over `count` values
     /// per channel: those of `x` itself, or of a whole batch of which `x` is a part
     /// (synchronized BatchNorm), with the formulas above.
@@ -142,12 +159,15 @@ extension ReferenceBatchNorm {
     /// fused epilogue (the problem's activation, `bias` and `addend`), the unfused
     /// sequence's backward: the activation's gradient
     /// (``epilogueGradient(dy:x:index:weight:bias:mean:invstd:renorm:activation:addend:)``),
-    /// which is dz, then BatchNorm's backward of it. Returns Floats, dx and dz rounded once.
+    /// which is dz, then BatchNorm's backward of it. With `given` (training: one part of a
+    /// synchronized batch), BatchNorm's backward takes the whole batch's sums of g
+    /// instead of the part's own. Returns Floats, dx and dz rounded once.
     static func backward(
         _ problem: BatchNormBackwardProblem, dy: [Float], x: [Float], weight: [Float]?, bias: [Float]? = nil,
-        mean: [Float], second: [Float], renormR: [Float]?, renormD: [Float]?, eps: Float, addend: [Float]? = nil
+        mean: [Float], second: [Float], renormR: [Float]?, renormD: [Float]?, eps: Float, addend: [Float]? = nil,
+        given: BatchNormGradientSums? = nil
     ) -> (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?, gradAddend: [Float]?) {
-        let index = Indexing(batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
+        let index = Indexing(problem, layout: problem.layout)
         let invstd: [Double] =
             problem.mode == .inference
             ? second.map { 1 / (Double($0) + Double(eps)).squareRoot() } : second.map(Double.init)
@@ -157,9 +177,18 @@ extension ReferenceBatchNorm {
         let g = epilogueGradient(
             dy: dy.map(Double.init), x: xs, index: index, weight: weights, bias: bias?.map(Double.init), mean: means,
             invstd: invstd, renorm: renorm, activation: problem.activation, addend: addend?.map(Double.init))
-        let result = backward(
-            dy: g, x: xs, index: index, weight: weights, mean: means, invstd: invstd, renorm: renorm,
-            mode: problem.mode == .inference ? .inference : .training, mask: problem.outputMask)
+        let mode: BackwardMode = problem.mode == .inference ? .inference : .training
+        let result =
+            if let given {
+                backward(
+                    dy: g, x: xs, index: index, weight: weights, mean: means, invstd: invstd, sumDy: given.sumGradOutput,
+                    sumDyXhat: zip(given.sumGradOutputCentered, invstd).map { $0 * $1 }, count: given.count,
+                    renorm: renorm, mode: mode, mask: problem.outputMask)
+            } else {
+                backward(
+                    dy: g, x: xs, index: index, weight: weights, mean: means, invstd: invstd, renorm: renorm, mode: mode,
+                    mask: problem.outputMask)
+            }
         return (
             result.gradInput?.map(Float.init), result.gradWeight?.map(Float.init), result.gradBias?.map(Float.init),
             problem.outputMask.contains(.addend) ? g.map(Float.init) : nil

@@ -10,6 +10,18 @@ enum ReferenceBatchNorm {
         let batch: Int, channels: Int, spatial: Int
         let layout: TensorLayout
 
+        /// The indexing of `shape`'s `(N, C, M)` in `layout`.
+        init(_ shape: some ChannelShaped, layout: TensorLayout) {
+            self.init(batch: shape.batch, channels: shape.channels, spatial: shape.spatial, layout: layout)
+        }
+
+        init(batch: Int, channels: Int, spatial: Int, layout: TensorLayout) {
+            self.batch = batch
+            self.channels = channels
+            self.spatial = spatial
+            self.layout = layout
+        }
+
         func callAsFunction(_ n: Int, _ c: Int, _ m: Int) -> Int {
             switch layout {
             case .channelsFirst: (n * channels + c) * spatial + m

@@ -19,6 +19,12 @@ public struct BatchNormOutput: Sendable {
     /// The running statistics an inference forward normalised with (constants for its
     /// backward pass); nil for a training forward.
     var runningStatistics: RunningStatistics? = nil
+    /// The fused epilogue of one part of a synchronized batch (set by
+    /// ``batchNorm(_:moments:weight:bias:runningStatistics:momentum:eps:activation:addend:into:waitingFor:)``),
+    /// for the synchronized backward. Such an output keeps ``saved`` nil, so that
+    /// ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``, whose gradients would
+    /// be the part's alone, refuses it.
+    var partEpilogue: BatchNormEpilogue? = nil
 
     init(
         output: Tensor, saveMean: Tensor?, saveInvstd: Tensor?, renormR: Tensor? = nil, renormD: Tensor? = nil,

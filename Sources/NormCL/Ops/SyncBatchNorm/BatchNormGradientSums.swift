@@ -1,24 +1,26 @@
 /// The two per-channel sums BatchNorm's training backward needs from one part of a
-/// batch, in float64: `Σ dy` and `Σ dy·(x − mean)`, with `mean` the whole batch's
-/// (the forward's saved mean).
+/// batch, in float64: `Σ g` and `Σ g·(x − mean)`, with `mean` the whole batch's (the
+/// forward's saved mean) and `g` the gradient at the norm's output — dy, or for a forward
+/// with a fused epilogue `y = f(a)`, `a = (x − mean)·invstd·γ + β + z`, `g = dy·f′(a)`.
 ///
 /// Sums of parts add: the whole batch's are the parts' in any grouping, and
 /// ``merged(_:)`` adds them in the order given, so every participant gets the same bits.
 /// From the whole batch's sums, with `invstd` the saved inverse standard deviation and
 /// `n` the whole batch's values per channel:
 ///
-///     dβ = Σ dy        dγ = invstd·Σ dy·(x − mean)
-///     dx = γ·invstd·(dy − Σ dy/n − (x − mean)·invstd²·Σ dy·(x − mean)/n)
+///     dβ = Σ g        dγ = invstd·Σ g·(x − mean)
+///     dx = γ·invstd·(g − Σ g/n − (x − mean)·invstd²·Σ g·(x − mean)/n)        dz = g
 ///
-/// ``batchNormGradientSums(_:input:saveMean:waitingFor:)`` computes a part's sums;
-/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:gradientSums:outputMask:into:waitingFor:)``
+/// ``batchNormGradientSums(_:input:weight:bias:saveMean:saveInvstd:activation:addend:waitingFor:)``
+/// computes a part's sums;
+/// ``batchNormBackward(_:input:weight:bias:saveMean:saveInvstd:gradientSums:activation:addend:outputMask:into:waitingFor:)``
 /// finishes the backward pass with merged ones.
 public struct BatchNormGradientSums: Sendable, Equatable {
     /// Values per channel these sums cover.
     public let count: Int
-    /// Per channel, `Σ dy`.
+    /// Per channel, `Σ g` (`Σ dy` without an activation).
     public let sumGradOutput: [Double]
-    /// Per channel, `Σ dy·(x − mean)`.
+    /// Per channel, `Σ g·(x − mean)` (`Σ dy·(x − mean)` without an activation).
     public let sumGradOutputCentered: [Double]
 
     /// The number of channels.
@@ -54,7 +56,7 @@ public struct BatchNormGradientSums: Sendable, Equatable {
         return try BatchNormGradientSums(count: count, sumGradOutput: sumDy, sumGradOutputCentered: sumDyCentered)
     }
 
-    /// The sums as `1 + 2·channels` numbers — count, Σ dy, Σ dy·(x − mean) — for an
+    /// The sums as `1 + 2·channels` numbers — count, Σ g, Σ g·(x − mean) — for an
     /// exchange between processes (``StatisticsExchange``).
     public var packed: [Double] { [Double(count)] + sumGradOutput + sumGradOutputCentered }
 

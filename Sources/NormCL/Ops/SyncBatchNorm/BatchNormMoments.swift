@@ -15,7 +15,7 @@
 /// gets the same bits, whichever finished first.
 ///
 /// ``batchNormMoments(_:waitingFor:)`` computes a part's moments;
-/// ``batchNorm(_:moments:weight:bias:runningStatistics:momentum:eps:into:waitingFor:)``
+/// ``batchNorm(_:moments:weight:bias:runningStatistics:momentum:eps:activation:addend:into:waitingFor:)``
 /// normalises with merged ones.
 public struct BatchNormMoments: Sendable, Equatable {
     /// Values per channel in this part: N·M of its `(N, C, *S)` input.

@@ -2,9 +2,10 @@
 // normalisation with the whole batch's, each part's gradient sums, and the backward
 // pass with the whole batch's. These are the four steps synchronized BatchNorm is made
 // of (as PyTorch's `batch_norm_stats`, `batch_norm_elemt`, `batch_norm_backward_reduce`
-// and `batch_norm_backward_elemt`); `syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:)`
-// and `syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)` do the
-// exchange between them.
+// and `batch_norm_backward_elemt`); `syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:activation:addends:)`
+// and `syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:activation:addend:over:)` do the
+// exchange between them. Each step takes the fused epilogue y = f(BN(x) + z) as
+// BatchNorm does (the activation's input recomputed in the backward, dz returned).
 
 /// The moments of one part of a batch: per channel its count, mean and M2 (see
 /// ``BatchNormMoments``), the first step of synchronized BatchNorm.
@@ -29,9 +30,8 @@ public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent]
     if input.isEmpty { return .empty(channels: problem.channels) }
     switch input.backend {
     case .reference:
-        let index = ReferenceBatchNorm.Indexing(
-            batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
-        let (mean, variance) = ReferenceBatchNorm.channelStatistics(try input.toArray(), index)
+        let (mean, variance) = ReferenceBatchNorm.channelStatistics(
+            try input.toArray(), ReferenceBatchNorm.Indexing(problem, layout: problem.layout))
         let n = Double(problem.valuesPerChannel)
         return BatchNormMoments(unchecked: problem.valuesPerChannel, mean: mean, m2: variance.map { $0 * n })
     case .openCL(let runtime):
@@ -54,16 +54,24 @@ public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent]
 ///
 /// With `n = moments.count`, `mean_c = moments.mean[c]` and `var_c = moments.m2[c]/n`:
 ///
-///     y = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
+///     BN(x) = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
+///     y     = f(BN(x) + z)                          (f = activation, z = addend)
 ///     running_mean = (1 − m)·running_mean + m·mean_c
 ///     running_var  = (1 − m)·running_var  + m·var_c·n/(n − 1)     (unbiased, whole batch)
 ///
 /// so every part gets the same saved statistics and running statistics, those of
-/// BatchNorm on the whole batch. A part with no samples (N = 0) still writes them (its
-/// y is empty). The saved statistics are for
-/// ``batchNormBackward(_:input:weight:saveMean:saveInvstd:gradientSums:outputMask:into:waitingFor:)``;
-/// the output saves nothing for ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``,
-/// whose gradients would be the part's alone.
+/// BatchNorm on the whole batch, and its own slice of the fused epilogue's y (the
+/// ResNet block's `relu(BN(x) + shortcut)`, Apex's SyncBatchNorm with `fuse_relu` and
+/// an addend), computed in the same store as BN(x) as
+/// ``batchNorm(_:weight:bias:runningStatistics:training:momentum:eps:activation:addend:into:waitingFor:)``
+/// computes it. A part with no samples (N = 0) still writes the statistics (its y is
+/// empty). The saved statistics are for
+/// ``batchNormGradientSums(_:input:weight:bias:saveMean:saveInvstd:activation:addend:waitingFor:)``
+/// and
+/// ``batchNormBackward(_:input:weight:bias:saveMean:saveInvstd:gradientSums:activation:addend:outputMask:into:waitingFor:)``;
+/// the output keeps its epilogue for ``syncBatchNormBackward(_:inputs:weights:forwards:outputMask:)``,
+/// but saves nothing for ``batchNormBackward(_:forward:outputMask:into:waitingFor:)``,
+/// whose gradients would be the part's alone (it throws).
 ///
 /// - Parameters:
 ///   - input: this part, `(N, C, *S)`; N may be 0.
@@ -76,93 +84,150 @@ public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent]
 ///     updates them in training; `numBatchesTracked` is incremented first.
 ///   - momentum: the new batch's weight, nil for a cumulative average.
 ///   - eps: added to the variance inside the square root.
+///   - activation: `f`, applied after the norm (and the addend); ``Activation/none``
+///     (the default) for plain BatchNorm.
+///   - addend: z, this part's slice of the tensor added before the activation: the
+///     input's shape, layout, element type and backend; nil (the default) for none.
 ///   - destinations: tensors for y, the saved statistics and the running statistics
-///     (see ``ForwardDestinations``).
+///     (see ``ForwardDestinations``); none may overlap the addend.
 ///   - waitList: events the first kernel waits for.
 /// - Returns: y, the saved mean and inverse standard deviation of the whole batch.
 ///   With `moments.count == 0` (every part empty) nothing is normalised and the running
 ///   statistics keep their values, as BatchNorm of an empty batch.
-/// - Throws: ``NormError`` for the arguments BatchNorm training rejects, moments of
-///   another channel count or counting fewer values than this part holds, and a whole
-///   batch of one value per channel.
+/// - Throws: ``NormError`` for the arguments BatchNorm training rejects (an addend of
+///   another shape, layout, element type or backend than the input, naming `addend`,
+///   among them), moments of another channel count or counting fewer values than this
+///   part holds, and a whole batch of one value per channel.
 public func batchNorm(
     _ input: Tensor, moments: BatchNormMoments, weight: Tensor? = nil, bias: Tensor? = nil,
     runningStatistics: inout RunningStatistics, momentum: Float? = 0.1, eps: Float = 1e-5,
+    activation: Activation = .none, addend: Tensor? = nil,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     try runningStatistics.updated { running in
         try batchNormPart(
             input, moments: moments, weight: weight, bias: bias, runningStatistics: &running, momentum: momentum,
-            eps: eps, call: OpCall(waitList: waitList, forward: destinations))
+            eps: eps, epilogue: BatchNormEpilogue(bias: bias, activation: activation, addend: addend),
+            call: OpCall(waitList: waitList, forward: destinations))
     }
 }
 
 /// BatchNorm training of one part of a batch with the whole batch's moments, tracking
-/// no running statistics: see
-/// ``batchNorm(_:moments:weight:bias:runningStatistics:momentum:eps:into:waitingFor:)``.
+/// no running statistics, with the same fused epilogue `y = f(BN(x) + z)`: see
+/// ``batchNorm(_:moments:weight:bias:runningStatistics:momentum:eps:activation:addend:into:waitingFor:)``.
+///
+/// - Parameters:
+///   - input: this part, `(N, C, *S)`; N may be 0.
+///   - moments: the whole batch's moments.
+///   - weight: γ, `[C]`, or nil for γ = 1.
+///   - bias: β, `[C]`, or nil for β = 0.
+///   - eps: added to the variance inside the square root.
+///   - activation: `f`, applied after the norm (and the addend); ``Activation/none``
+///     (the default) for none.
+///   - addend: z, the input's shape, layout, element type and backend; nil for none.
+///   - destinations: tensors for y and the saved statistics.
+///   - waitList: events the first kernel waits for.
 public func batchNorm(
     _ input: Tensor, moments: BatchNormMoments, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+    activation: Activation = .none, addend: Tensor? = nil,
     into destinations: ForwardDestinations = ForwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormOutput {
     var none: RunningStatistics? = nil
     return try batchNormPart(
         input, moments: moments, weight: weight, bias: bias, runningStatistics: &none, momentum: nil, eps: eps,
+        epilogue: BatchNormEpilogue(bias: bias, activation: activation, addend: addend),
         call: OpCall(waitList: waitList, forward: destinations))
 }
 
+/// The fused epilogue of a BatchNorm forward, `y = f(BN(x) + z)`: what its backward
+/// needs besides x, γ and the statistics to recompute the activation's input
+/// `a = (x − mean)·invstd·γ + β + z` (β enters it only through the activation).
+struct BatchNormEpilogue: Sendable {
+    var bias: Tensor?
+    var activation: Activation = .none
+    var addend: Tensor?
+
+    static let none = BatchNormEpilogue(bias: nil, addend: nil)
+}
+
+/// The normalising step of one part, with its epilogue recorded in the output
+/// (``BatchNormOutput/partEpilogue``) for the synchronized backward.
 func batchNormPart(
     _ input: Tensor, moments: BatchNormMoments, weight: Tensor?, bias: Tensor?,
-    runningStatistics: inout RunningStatistics?, momentum: Float?, eps: Float, call: OpCall
+    runningStatistics: inout RunningStatistics?, momentum: Float?, eps: Float, epilogue: BatchNormEpilogue,
+    call: OpCall
 ) throws -> BatchNormOutput {
     let problem = try BatchNormProblem.validated(
         input: input, weight: weight, bias: bias, running: runningStatistics,
         mode: .training(updatesRunningStatistics: runningStatistics != nil), momentum: momentum, eps: eps,
-        wholeBatchValuesPerChannel: moments.count)
+        wholeBatchValuesPerChannel: moments.count, activation: epilogue.activation, addend: epilogue.addend)
     try checkWholeBatch(moments.channels, moments.count, of: problem, argument: "moments")
 
     var updated = runningStatistics
     let effectiveMomentum = updated?.countStep(momentum: momentum) ?? momentum ?? 0
+    var output: BatchNormOutput
     if moments.count == 0 {
-        runningStatistics = updated
-        return try emptyBatchNorm(problem, like: input)
+        output = try emptyBatchNorm(problem, like: input)
+    } else {
+        output = try normalisedPart(
+            input, problem: problem, moments: moments, weight: weight, bias: bias, running: &updated,
+            momentum: effectiveMomentum, eps: eps, addend: epilogue.addend, call: call)
     }
+    runningStatistics = updated
+    output.partEpilogue = epilogue
+    return output
+}
 
+/// `problem`'s y with the whole batch's `moments`, on the input's backend; the updated
+/// running statistics, if any, go into `running`.
+private func normalisedPart(
+    _ input: Tensor, problem: BatchNormProblem, moments: BatchNormMoments, weight: Tensor?, bias: Tensor?,
+    running: inout RunningStatistics?, momentum: Float, eps: Float, addend: Tensor?, call: OpCall
+) throws -> BatchNormOutput {
     switch input.backend {
     case .reference:
-        let index = ReferenceBatchNorm.Indexing(
-            batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
-        let result = ReferenceBatchNorm.training(
-            try input.toArray(), index, mean: moments.mean, variance: moments.variance, count: moments.count,
-            weight: try weight?.toArray(), bias: try bias?.toArray(), runningMean: try runningStatistics?.mean.toArray(),
-            runningVar: try runningStatistics?.variance.toArray(), updatesRunning: runningStatistics != nil,
-            momentum: Double(effectiveMomentum), eps: Double(eps))
-        let output = try BatchNormOutput(reference: result, problem: problem, running: &updated)
-        runningStatistics = updated
-        return output
+        var result = ReferenceBatchNorm.training(
+            try input.toArray(), ReferenceBatchNorm.Indexing(problem, layout: problem.layout), mean: moments.mean,
+            variance: moments.variance, count: moments.count, weight: try weight?.toArray(), bias: try bias?.toArray(),
+            runningMean: try running?.mean.toArray(), runningVar: try running?.variance.toArray(),
+            updatesRunning: running != nil, momentum: Double(momentum), eps: Double(eps))
+        result.output = ReferenceBatchNorm.epilogue(
+            result.output, elementType: problem.elementType, activation: problem.activation,
+            addend: try addend?.toArray())
+        return try BatchNormOutput(reference: result, problem: problem, running: &running)
     case .openCL(let runtime):
         let plan = BatchNormPlan(
             problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
         let given = try BatchNormKernels.GivenMoments(moments, on: runtime)
-        let operands = ChannelOperands(
-            weight: weight, bias: bias, running: runningStatistics, momentum: effectiveMomentum, eps: eps)
+        let operands = ChannelOperands(weight: weight, bias: bias, running: running, momentum: momentum, eps: eps)
+        // An empty part launches no apply step: any buffer stands in for its x and z.
         let result = try BatchNormKernels.run(
             problem, plan: plan, inputs: ChannelInputs(x: input.deviceBuffer ?? given.pilots, operands: operands),
-            renorm: nil, running: runningStatistics,
-            call: call.reading(input, weight, bias, runningStatistics?.mean, runningStatistics?.variance), on: runtime,
-            given: given)
+            renorm: nil, running: running,
+            call: call.reading(input, weight, bias, running?.mean, running?.variance, addend), on: runtime,
+            addend: addend.map { $0.deviceBuffer ?? given.pilots }, given: given)
         if let mean = result.runningMean, let variance = result.runningVar {
-            updated?.mean = mean
-            updated?.variance = variance
+            running?.mean = mean
+            running?.variance = variance
         }
-        runningStatistics = updated
         return BatchNormOutput(
             output: result.output, saveMean: result.saveMean, saveInvstd: result.saveInvstd, events: result.events)
     }
 }
 
 /// The sums one part of a batch contributes to BatchNorm's training backward, per
-/// channel `Σ dy` and `Σ dy·(x − mean)` with the whole batch's saved mean (see
+/// channel `Σ g` and `Σ g·(x − mean)` with the whole batch's saved mean (see
 /// ``BatchNormGradientSums``): the reducing step of synchronized BatchNorm's backward.
+///
+/// `g` is the gradient at the norm's output: dy itself, or for a forward with a fused
+/// epilogue `y = f(a)`, `a = BN(x) + z`, dy taken through the activation,
+///
+///     a = (x − mean_c)·invstd_c·γ_c + β_c + z        g = dy·f′(a)
+///
+/// with `a` recomputed from x, the saved statistics, γ, β and z (never read back from a
+/// stored pre-activation). Pass the forward's `activation`, and with one its `weight`,
+/// `bias`, `addend` and `saveInvstd`: they are read only with an activation (an addend
+/// alone does not change g).
 ///
 /// On OpenCL the sums are computed on the device as BatchNorm's backward computes them
 /// (float32, compensated, a few partials per channel in a small device buffer), read
@@ -171,17 +236,36 @@ func batchNormPart(
 /// - Parameters:
 ///   - gradOutput: dy, the input's shape, layout and element type.
 ///   - input: this part's x; N may be 0.
+///   - weight: γ, `[C]`, as in the forward, or nil for γ = 1.
+///   - bias: β, `[C]`, as in the forward, or nil for β = 0.
 ///   - saveMean: the whole batch's mean, `[C]` (the synchronized forward's
 ///     ``BatchNormOutput/saveMean``).
+///   - saveInvstd: the synchronized forward's ``BatchNormOutput/saveInvstd``; required
+///     with an activation, nil (the default) otherwise.
+///   - activation: the forward's fused activation (``Activation/none``: none).
+///   - addend: the forward's addend z for this part, or nil.
 ///   - waitList: events the reduction waits for.
-/// - Throws: ``NormError`` for a `gradOutput` that does not match the input or a
-///   `saveMean` that is not `[C]` float32 on the input's backend.
+/// - Throws: ``NormError`` for a `gradOutput` or `addend` that does not match the input,
+///   a weight, bias or statistic that is not `[C]` float32 on the input's backend, and
+///   ``NormError/invalidArgument(argument:reason:)`` naming `saveInvstd` for an
+///   activation without it.
 public func batchNormGradientSums(
-    _ gradOutput: Tensor, input: Tensor, saveMean: Tensor, waitingFor waitList: [OpenCLEvent] = []
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, saveMean: Tensor,
+    saveInvstd: Tensor? = nil, activation: Activation = .none, addend: Tensor? = nil,
+    waitingFor waitList: [OpenCLEvent] = []
 ) throws -> BatchNormGradientSums {
+    guard activation == .none || saveInvstd != nil else {
+        throw NormError.invalidArgument(
+            argument: "saveInvstd",
+            reason: "the activation's input a = (x − mean)·invstd·γ + β + z needs the saved invstd")
+    }
+    let invstd = saveInvstd ?? saveMean
     let problem = try BatchNormBackwardProblem.validated(
-        gradOutput: gradOutput, input: input, weight: nil, statistics: .batch(mean: saveMean, invstd: saveMean),
-        outputMask: [.weight, .bias], wholeBatchValuesPerChannel: 0)
+        gradOutput: gradOutput, input: input, weight: weight, statistics: .batch(mean: saveMean, invstd: invstd),
+        outputMask: [.weight, .bias], wholeBatchValuesPerChannel: 0, bias: bias, activation: activation,
+        addend: addend)
+    // β enters only the activation's input: not read (nor passed) without an activation.
+    let bias = activation == .none ? nil : bias
     let channels = problem.channels
     if input.isEmpty {
         let zeros = [Double](repeating: 0, count: channels)
@@ -189,11 +273,10 @@ public func batchNormGradientSums(
     }
     switch input.backend {
     case .reference:
-        let index = ReferenceBatchNorm.Indexing(
-            batch: problem.batch, channels: channels, spatial: problem.spatial, layout: problem.layout)
         let sums = ReferenceBatchNorm.channelSums(
-            dy: try gradOutput.toArray().map(Double.init), x: try input.toArray().map(Double.init), index: index,
-            mean: try saveMean.toArray().map(Double.init))
+            problem, dy: try gradOutput.toArray(), x: try input.toArray(), weight: try weight?.toArray(),
+            bias: try bias?.toArray(), mean: try saveMean.toArray(), invstd: try invstd.toArray(),
+            addend: try addend?.toArray())
         return try BatchNormGradientSums(
             count: problem.valuesPerChannel, sumGradOutput: sums.sumDy, sumGradOutputCentered: sums.sumDyCentered)
     case .openCL(let runtime):
@@ -201,15 +284,15 @@ public func batchNormGradientSums(
         let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
         var launches = KernelLaunches(program, on: runtime, waitingFor: waitList)
         let groups = plan.strategy.reductionGroups
-        let mean = saveMean.openCLBuffer
         let inputs = BatchNormBackwardKernels.Inputs(
-            x: input.openCLBuffer, dy: gradOutput.openCLBuffer, weight: nil, mean: mean, second: mean, renormR: nil,
-            renormD: nil, eps: 0)
+            x: input.openCLBuffer, dy: gradOutput.openCLBuffer, weight: weight?.deviceBuffer,
+            mean: saveMean.openCLBuffer, second: invstd.openCLBuffer, renormR: nil, renormD: nil, eps: 0,
+            bias: bias?.deviceBuffer, addend: addend?.openCLBuffer)
         let partials = try BatchNormBackwardKernels.enqueuePartialSums(
             problem, launch: plan.launch, inputs: inputs, groups: groups, columns: problem.isRowsByChannels,
             launches: &launches)
         let sums = try partials.download(as: Float.self)
-        // Channel c's partials are pairs (Σdy, Σdy·(x − mean)) at 2·(c·groups + g).
+        // Channel c's partials are pairs (Σg, Σg·(x − mean)) at 2·(c·groups + g).
         var sumDy = [Double](repeating: 0, count: channels), sumDyCentered = sumDy
         for c in 0..<channels {
             for g in 0..<groups {
@@ -223,73 +306,87 @@ public func batchNormGradientSums(
 }
 
 /// The training backward of one part of a batch from the whole batch's gradient sums
-/// (every part's ``batchNormGradientSums(_:input:saveMean:waitingFor:)``, merged): the
-/// finishing step of synchronized BatchNorm's backward. With `n = gradientSums.count`,
-/// `S₁ = Σ dy` and `S₂ = Σ dy·(x − mean)` over the whole batch:
+/// (every part's ``batchNormGradientSums(_:input:weight:bias:saveMean:saveInvstd:activation:addend:waitingFor:)``,
+/// merged): the finishing step of synchronized BatchNorm's backward. With
+/// `n = gradientSums.count`, `S₁ = Σ g` and `S₂ = Σ g·(x − mean)` over the whole batch:
 ///
 ///     dβ_c = S₁        dγ_c = invstd_c·S₂
-///     dx   = γ_c·invstd_c·(dy − S₁/n − (x − mean_c)·invstd_c²·S₂/n)
+///     dx   = γ_c·invstd_c·(g − S₁/n − (x − mean_c)·invstd_c²·S₂/n)
+///     dz   = g
 ///
-/// dγ and dβ are the whole batch's, the same on every part (PyTorch's SyncBatchNorm
-/// returns each process's own share and leaves the sum to its data-parallel wrapper).
+/// where `g = dy` without a fused epilogue, and for a forward `y = f(a)`,
+/// `a = (x − mean_c)·invstd_c·γ_c + β_c + z`, `g = dy·f′(a)` with `a` recomputed here
+/// from x, the saved statistics, γ, β and z. dz (``NormGradients/addend``) is returned
+/// only with an addend. dγ and dβ are the whole batch's, the same on every part
+/// (PyTorch's SyncBatchNorm returns each process's own share and leaves the sum to its
+/// data-parallel wrapper).
 ///
 /// - Parameters:
 ///   - gradOutput: dy, the input's shape, layout and element type.
-///   - input: this part's x; N may be 0 (dx is empty, dγ and dβ are still written).
+///   - input: this part's x; N may be 0 (dx and dz are empty, dγ and dβ are still
+///     written).
 ///   - weight: γ, `[C]`, or nil for γ = 1.
+///   - bias: β, `[C]`, as in the forward, or nil for β = 0; read only with an activation.
 ///   - saveMean: the synchronized forward's saved mean (the whole batch's).
 ///   - saveInvstd: the synchronized forward's saved inverse standard deviation.
 ///   - gradientSums: the whole batch's sums, `C` channels, counting at least this
-///     part's values.
+///     part's values (taken through the same epilogue).
+///   - activation: the forward's fused activation (``Activation/none``: none).
+///   - addend: the forward's addend z for this part, or nil; with one, dz is returned.
 ///   - outputMask: which gradients to compute.
-///   - destinations: tensors for dx, dγ and dβ (see ``BackwardDestinations``).
+///   - destinations: tensors for dx, dγ, dβ and dz (see ``BackwardDestinations``); none
+///     may overlap the addend.
 ///   - waitList: events the first kernel waits for.
-/// - Throws: ``NormError`` for the arguments BatchNorm's backward rejects, sums of
-///   another channel count or counting fewer values than this part holds, and a whole
-///   batch of one value per channel.
+/// - Throws: ``NormError`` for the arguments BatchNorm's backward rejects (an addend
+///   that does not match the input among them), sums of another channel count or
+///   counting fewer values than this part holds, and a whole batch of one value per
+///   channel.
 public func batchNormBackward(
-    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    gradientSums: BatchNormGradientSums, outputMask: NormGradientMask = .all,
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, bias: Tensor? = nil, saveMean: Tensor, saveInvstd: Tensor,
+    gradientSums: BatchNormGradientSums, activation: Activation = .none, addend: Tensor? = nil,
+    outputMask: NormGradientMask = .all,
     into destinations: BackwardDestinations = BackwardDestinations(), waitingFor waitList: [OpenCLEvent] = []
 ) throws -> NormGradients {
     let problem = try BatchNormBackwardProblem.validated(
         gradOutput: gradOutput, input: input, weight: weight, statistics: .batch(mean: saveMean, invstd: saveInvstd),
-        outputMask: outputMask, wholeBatchValuesPerChannel: gradientSums.count)
+        outputMask: outputMask, wholeBatchValuesPerChannel: gradientSums.count, bias: bias, activation: activation,
+        addend: addend)
     try checkWholeBatch(gradientSums.channels, gradientSums.count, of: problem, argument: "gradientSums")
-    let parameterShape = [problem.channels]
-    if outputMask.isEmpty { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
+    let bias = activation == .none ? nil : bias
+    let mask = problem.outputMask
+    if mask.isEmpty { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
     if gradientSums.count == 0 {
-        return try NormGradients.empty(like: input, parameterShape: parameterShape, mask: outputMask)
+        var gradients = try NormGradients.empty(like: input, parameterShape: [problem.channels], mask: mask)
+        if mask.contains(.addend) { gradients.addend = try Tensor(zerosLike: input) }
+        return gradients
     }
     switch input.backend {
     case .reference:
-        let index = ReferenceBatchNorm.Indexing(
-            batch: problem.batch, channels: problem.channels, spatial: problem.spatial, layout: problem.layout)
-        let invstd = try saveInvstd.toArray().map(Double.init)
         let result = ReferenceBatchNorm.backward(
-            dy: try gradOutput.toArray().map(Double.init), x: try input.toArray().map(Double.init), index: index,
-            weight: try weight?.toArray().map(Double.init), mean: try saveMean.toArray().map(Double.init),
-            invstd: invstd, sumDy: gradientSums.sumGradOutput,
-            sumDyXhat: zip(gradientSums.sumGradOutputCentered, invstd).map { $0 * $1 }, count: gradientSums.count,
-            mode: .training, mask: outputMask)
-        return try NormGradients(
-            reference: (
-                result.gradInput?.map(Float.init), result.gradWeight?.map(Float.init), result.gradBias?.map(Float.init)
-            ), problem: problem)
+            problem, dy: try gradOutput.toArray(), x: try input.toArray(), weight: try weight?.toArray(),
+            bias: try bias?.toArray(), mean: try saveMean.toArray(), second: try saveInvstd.toArray(), renormR: nil,
+            renormD: nil, eps: 0, addend: try addend?.toArray(), given: gradientSums)
+        var gradients = try NormGradients(
+            reference: (result.gradInput, result.gradWeight, result.gradBias), problem: problem)
+        gradients.addend = result.gradAddend.map {
+            Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
+        }
+        return gradients
     case .openCL(let runtime):
         let plan = BatchNormPlan(problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
-        let partials = try DeviceBuffer(byteCount: problem.channels * 2 * 4, on: runtime)
-        try partials.upload(
-            (0..<problem.channels).flatMap {
+        let partials = try DeviceBuffer(
+            uploading: (0..<problem.channels).flatMap {
                 [Float(gradientSums.sumGradOutput[$0]), Float(gradientSums.sumGradOutputCentered[$0])]
-            })
-        let mean = saveMean.openCLBuffer
+            }, on: runtime)
+        // An empty part launches no dx step: any buffer stands in for its x, dy and z.
         let inputs = BatchNormBackwardKernels.Inputs(
             x: input.deviceBuffer ?? partials, dy: gradOutput.deviceBuffer ?? partials, weight: weight?.deviceBuffer,
-            mean: mean, second: saveInvstd.openCLBuffer, renormR: nil, renormD: nil, eps: 0)
+            mean: saveMean.openCLBuffer, second: saveInvstd.openCLBuffer, renormR: nil, renormD: nil, eps: 0,
+            bias: bias?.deviceBuffer, addend: addend.map { $0.deviceBuffer ?? partials })
         return try BatchNormBackwardKernels.run(
             problem, plan: plan, inputs: inputs,
-            call: OpCall(waitList: waitList, backward: destinations).reading(gradOutput, input, weight, saveMean, saveInvstd),
+            call: OpCall(waitList: waitList, backward: destinations).reading(
+                gradOutput, input, weight, saveMean, saveInvstd, bias, addend),
             on: runtime, given: .init(partials: partials, count: gradientSums.count))
     }
 }
@@ -386,7 +483,7 @@ extension BatchNormProblem {
     var launchable: BatchNormProblem {
         BatchNormProblem(
             shape: launchableShape, layout: layout, elementType: elementType, mode: mode, renorm: renorm,
-            hasWeight: hasWeight, hasBias: hasBias)
+            hasWeight: hasWeight, hasBias: hasBias, activation: activation, hasAddend: hasAddend)
     }
 }
 
@@ -395,6 +492,6 @@ extension BatchNormBackwardProblem {
     var launchable: BatchNormBackwardProblem {
         BatchNormBackwardProblem(
             shape: launchableShape, layout: layout, elementType: elementType, mode: mode, hasWeight: hasWeight,
-            outputMask: outputMask)
+            outputMask: outputMask, activation: activation, hasAddend: hasAddend)
     }
 }

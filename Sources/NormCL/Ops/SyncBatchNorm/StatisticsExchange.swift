@@ -46,9 +46,14 @@ public enum SyncBatchNormError: Error, Equatable, Sendable, CustomStringConverti
 /// Synchronized BatchNorm of this participant's part of a batch: its moments are
 /// exchanged with every other participant's (``StatisticsExchange``), merged in rank
 /// order, and the part is normalised with the whole batch's statistics, as
-/// ``syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:)`` does in one
-/// process. Every participant must call it with the same C, momentum and eps; a part
-/// may be empty (N = 0).
+/// ``syncBatchNorm(_:weights:biases:runningStatistics:momentum:eps:activation:addends:)``
+/// does in one process, with the same fused epilogue:
+///
+///     y = f(BN(x) + z)      BN(x) = (x − mean_c) / sqrt(var_c + eps) · γ_c + β_c
+///
+/// with the whole batch's mean and biased variance. Every participant must call it with
+/// the same C, momentum and eps (checked) and the same γ, β and activation (not
+/// checked); a part may be empty (N = 0).
 ///
 /// - Parameters:
 ///   - input: this participant's part, `(N, C, *S)`.
@@ -58,43 +63,60 @@ public enum SyncBatchNormError: Error, Equatable, Sendable, CustomStringConverti
 ///     participant.
 ///   - momentum: the new batch's weight, nil for a cumulative average.
 ///   - eps: added to the variance inside the square root.
+///   - activation: `f`; ``Activation/none`` (the default) for plain BatchNorm.
+///   - addend: z, this part's slice of the tensor added before the activation: the
+///     input's shape, layout, element type and backend; nil (the default) for none.
 ///   - exchange: the participants.
-/// - Returns: this part's output, with the whole batch's saved statistics.
+/// - Returns: this part's output, with the whole batch's saved statistics; it carries
+///   its epilogue to ``syncBatchNormBackward(_:input:weight:forward:outputMask:over:)``.
 /// - Throws: this participant's own error (``NormError``, ``OpenCLError``) when its step
 ///   fails — after telling the others —, ``SyncBatchNormError`` when another participant
 ///   failed or disagrees, and whatever the exchange throws.
 public func syncBatchNorm(
     _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, runningStatistics: inout RunningStatistics,
-    momentum: Float? = 0.1, eps: Float = 1e-5, over exchange: some StatisticsExchange
+    momentum: Float? = 0.1, eps: Float = 1e-5, activation: Activation = .none, addend: Tensor? = nil,
+    over exchange: some StatisticsExchange
 ) throws -> BatchNormOutput {
     var running: RunningStatistics? = runningStatistics
     let output = try syncBatchNormPart(
-        input, weight: weight, bias: bias, runningStatistics: &running, momentum: momentum, eps: eps, over: exchange)
+        input, weight: weight, bias: bias, runningStatistics: &running, momentum: momentum, eps: eps,
+        epilogue: BatchNormEpilogue(bias: bias, activation: activation, addend: addend), over: exchange)
     if let running { runningStatistics = running }
     return output
 }
 
-/// Synchronized BatchNorm of this participant's part without running statistics: see
-/// ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``.
+/// Synchronized BatchNorm of this participant's part without running statistics, with
+/// the same fused epilogue: see
+/// ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:activation:addend:over:)``.
+///
+/// - Parameters:
+///   - input: this participant's part, `(N, C, *S)`.
+///   - weight: γ, `[C]`, or nil for γ = 1.
+///   - bias: β, `[C]`, or nil for β = 0.
+///   - eps: added to the variance inside the square root.
+///   - activation: `f`; ``Activation/none`` for none.
+///   - addend: z, the input's shape, layout, element type and backend; nil for none.
+///   - exchange: the participants.
 public func syncBatchNorm(
-    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
-    over exchange: some StatisticsExchange
+    _ input: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5, activation: Activation = .none,
+    addend: Tensor? = nil, over exchange: some StatisticsExchange
 ) throws -> BatchNormOutput {
     var none: RunningStatistics? = nil
     return try syncBatchNormPart(
-        input, weight: weight, bias: bias, runningStatistics: &none, momentum: nil, eps: eps, over: exchange)
+        input, weight: weight, bias: bias, runningStatistics: &none, momentum: nil, eps: eps,
+        epilogue: BatchNormEpilogue(bias: bias, activation: activation, addend: addend), over: exchange)
 }
 
 private func syncBatchNormPart(
     _ input: Tensor, weight: Tensor?, bias: Tensor?, runningStatistics: inout RunningStatistics?,
-    momentum: Float?, eps: Float, over exchange: some StatisticsExchange
+    momentum: Float?, eps: Float, epilogue: BatchNormEpilogue, over exchange: some StatisticsExchange
 ) throws -> BatchNormOutput {
     let local = Result { () throws -> BatchNormMoments in
         // Everything the normalising step checks, before the exchange.
         _ = try BatchNormProblem.validated(
             input: input, weight: weight, bias: bias, running: runningStatistics,
             mode: .training(updatesRunningStatistics: runningStatistics != nil), momentum: momentum, eps: eps,
-            wholeBatchValuesPerChannel: 0)
+            wholeBatchValuesPerChannel: 0, activation: epilogue.activation, addend: epilogue.addend)
         return try batchNormMoments(input)
     }
     let channels = input.shape.count >= 2 ? input.shape[1] : -1
@@ -104,47 +126,63 @@ private func syncBatchNormPart(
     let moments = try BatchNormMoments.merged(parts.map { try BatchNormMoments(packed: $0, channels: channels) })
     return try batchNormPart(
         input, moments: moments, weight: weight, bias: bias, runningStatistics: &runningStatistics, momentum: momentum,
-        eps: eps, call: OpCall())
+        eps: eps, epilogue: epilogue, call: OpCall())
 }
 
-/// The backward pass of ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``
-/// for this participant's part: its `Σ dy` and `Σ dy·(x − mean)` are exchanged, added
-/// in rank order, and dx, dγ and dβ come from the whole batch's sums (dγ and dβ the same
-/// on every participant: the whole batch's, not this part's share).
+/// The backward pass of ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:activation:addend:over:)``
+/// for this participant's part: its `Σ g` and `Σ g·(x − mean)` are exchanged, added in
+/// rank order, and dx, dγ, dβ and dz come from the whole batch's sums (dγ and dβ the
+/// same on every participant: the whole batch's, not this part's share). `g = dy`
+/// without an activation, else `dy·f′(a)` with `a = (x − mean)·invstd·γ + β + z`
+/// recomputed from x and the statistics (see
+/// ``batchNormBackward(_:input:weight:bias:saveMean:saveInvstd:gradientSums:activation:addend:outputMask:into:waitingFor:)``).
 ///
 /// - Parameters:
 ///   - gradOutput: dy, the input's shape, layout and element type.
 ///   - input: this participant's part.
 ///   - weight: γ as in the forward, or nil.
+///   - bias: β as in the forward, or nil; read only with an activation.
 ///   - saveMean: the synchronized forward's ``BatchNormOutput/saveMean``.
 ///   - saveInvstd: the synchronized forward's ``BatchNormOutput/saveInvstd``.
+///   - activation: the forward's fused activation (``Activation/none``: none).
+///   - addend: the forward's addend z for this part, or nil; with one, dz is returned.
 ///   - outputMask: which gradients to compute.
 ///   - exchange: the participants.
 /// - Throws: as the forward.
 public func syncBatchNormBackward(
-    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, saveMean: Tensor, saveInvstd: Tensor,
-    outputMask: NormGradientMask = .all, over exchange: some StatisticsExchange
+    _ gradOutput: Tensor, input: Tensor, weight: Tensor?, bias: Tensor? = nil, saveMean: Tensor, saveInvstd: Tensor,
+    activation: Activation = .none, addend: Tensor? = nil, outputMask: NormGradientMask = .all,
+    over exchange: some StatisticsExchange
 ) throws -> NormGradients {
+    let saved = SyncSavedForward(
+        mean: saveMean, invstd: saveInvstd,
+        epilogue: BatchNormEpilogue(bias: bias, activation: activation, addend: addend))
     let local = Result { () throws -> BatchNormGradientSums in
         _ = try BatchNormBackwardProblem.validated(
             gradOutput: gradOutput, input: input, weight: weight, statistics: .batch(mean: saveMean, invstd: saveInvstd),
-            outputMask: outputMask, wholeBatchValuesPerChannel: 0)
-        return try batchNormGradientSums(gradOutput, input: input, saveMean: saveMean)
+            outputMask: outputMask, wholeBatchValuesPerChannel: 0, bias: bias, activation: activation, addend: addend)
+        return try saved.gradientSums(gradOutput, input: input, weight: weight)
     }
     let channels = input.shape.count >= 2 ? input.shape[1] : -1
     // The forward's settings are not the backward's: zeros keep the header's length.
     let parts = try exchangeParts(
         local.map(\.packed), channels: channels, pass: .backward, settings: [0, 0], over: exchange)
     let sums = try BatchNormGradientSums.merged(parts.map { try BatchNormGradientSums(packed: $0, channels: channels) })
-    return try batchNormBackward(
-        gradOutput, input: input, weight: weight, saveMean: saveMean, saveInvstd: saveInvstd, gradientSums: sums,
-        outputMask: outputMask)
+    return try saved.backward(gradOutput, input: input, weight: weight, gradientSums: sums, outputMask: outputMask)
 }
 
-/// The backward pass of ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:over:)``
-/// from what it returned: its saved statistics (see
-/// ``syncBatchNormBackward(_:input:weight:saveMean:saveInvstd:outputMask:over:)``).
+/// The backward pass of ``syncBatchNorm(_:weight:bias:runningStatistics:momentum:eps:activation:addend:over:)``
+/// from what it returned: its saved statistics and its fused epilogue (β, activation,
+/// addend; see
+/// ``syncBatchNormBackward(_:input:weight:bias:saveMean:saveInvstd:activation:addend:outputMask:over:)``).
 ///
+/// - Parameters:
+///   - gradOutput: dy, the input's shape, layout and element type.
+///   - input: this participant's part.
+///   - weight: γ as in the forward, or nil.
+///   - forward: what the synchronized forward returned.
+///   - outputMask: which gradients to compute; dz only for a forward with an addend.
+///   - exchange: the participants.
 /// - Throws: as that, and ``NormError/invalidArgument(argument:reason:)`` for a forward
 ///   that saved no statistics.
 public func syncBatchNormBackward(
@@ -153,7 +191,8 @@ public func syncBatchNormBackward(
 ) throws -> NormGradients {
     let saved = try forward.savedStatistics(argument: "forward")
     return try syncBatchNormBackward(
-        gradOutput, input: input, weight: weight, saveMean: saved.mean, saveInvstd: saved.invstd,
+        gradOutput, input: input, weight: weight, bias: saved.epilogue.bias, saveMean: saved.mean,
+        saveInvstd: saved.invstd, activation: saved.epilogue.activation, addend: saved.epilogue.addend,
         outputMask: outputMask, over: exchange)
 }
 
