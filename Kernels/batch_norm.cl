@@ -11,7 +11,7 @@
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPU prefetchers like it)
 //                  0: work-items interleave (GPUs coalesce neighbouring loads)
 //   INDEX_T        uint or ulong: wide enough for every element index
-//   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
+//   CVEC           16, 8, 4 or 1: channels per load in the column kernels (divides C)
 //   TILE           column vectors per work-item in the column kernels
 //   ACTIVATION     the fused activation f of y = f(BN(x) + z) (epilogue.cl; 0: none)
 //   HAS_ADDEND     1: every kernel that writes y adds z, x's shape, layout and storage,

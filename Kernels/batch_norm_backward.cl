@@ -32,7 +32,7 @@
 //                  interleave (GPUs coalesce neighbouring loads)
 //   INFERENCE      1: mean/stat are the running mean and variance; dx = dy * gamma * invstd
 //   INDEX_T        uint or ulong: wide enough for every element index
-//   CVEC           4 or 1: channels per load in the column kernels (4 needs C % 4 == 0)
+//   CVEC           16, 8, 4 or 1: channels per load in the column kernels (divides C)
 //   TILE           column vectors per work-item in the column kernels
 //   ACTIVATION     the activation f of a fused forward y = f(BN(x) + z) (epilogue.cl)
 //   HAS_ADDEND     1: the forward added z; dz is written where given (reduction.cl)

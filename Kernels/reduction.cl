@@ -373,7 +373,19 @@ inline float2 accumulate_vector_gradient_sums(__global const storage_t *dy, __gl
 // neighbouring tiles (GPUs, TILE = 1, coalesce). No work-group reduction.
 
 #ifdef CVEC
-#if CVEC == 4
+#if CVEC == 16
+typedef float16 floatc;
+#define CLOAD(i, p) vload16((i), (p))
+#define CSTORE(v, i, p) vstore16((v), (i), (p))
+#define LOADC(p, i) LOAD16(p, i)
+#define STOREC(v, p, i) STORE16(v, p, i)
+#elif CVEC == 8
+typedef float8 floatc;
+#define CLOAD(i, p) vload8((i), (p))
+#define CSTORE(v, i, p) vstore8((v), (i), (p))
+#define LOADC(p, i) LOAD8(p, i)
+#define STOREC(v, p, i) STORE8(v, p, i)
+#elif CVEC == 4
 typedef float4 floatc;
 #define CLOAD(i, p) vload4((i), (p))
 #define CSTORE(v, i, p) vstore4((v), (i), (p))

@@ -21,7 +21,7 @@
 //
 // Build options, all set by SwitchableNormPlan (Sources/NormCL/Ops/SwitchableNorm/):
 //   VEC            elements per load along an NCHW run: 16, 8, 4 or 1 (divides L)
-//   CVEC, TILE     channels per load (4 needs C % 4 == 0) and column vectors per work-item
+//   CVEC, TILE     channels per load (16, 8, 4 or 1, dividing C) and column vectors per work-item
 //                  of the NHWC kernels (Kernels/reduction.cl)
 //   WG             work-group size of sn_moments_groups (a power of two)
 //   CHUNKED        1: each work-item walks one contiguous chunk (CPUs); 0: interleaved (GPUs)

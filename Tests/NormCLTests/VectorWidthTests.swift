@@ -86,38 +86,42 @@ struct VectorWidthTests {
         }
     }
 
-    @Test("channel norms over NCHW planes", arguments: [ElementType.float32, .float16])
+    @Test("channel norms over NCHW planes and NHWC rows", arguments: [ElementType.float32, .float16])
     func channelNorms(elementType: ElementType) throws {
         let tolerance = elementType == .float16 ? 1e-2 : 1e-4
-        // Planes of 4·4 = 16 and 2·4 = 8 values.
-        for shape in [[3, 4, 4, 4], [2, 6, 2, 4]] {
+        // NCHW planes of 4·4 = 16 and 2·4 = 8 values; NHWC rows of 16 and 24 channels (the
+        // column kernels' channel vectors: 16 and 8 wide).
+        for (shape, layout) in [
+            ([3, 4, 4, 4], TensorLayout.channelsFirst), ([2, 6, 2, 4], .channelsFirst), ([2, 16, 3, 5], .channelsLast),
+            ([3, 24, 2, 3], .channelsLast),
+        ] {
             var rng = SeededGenerator(seed: UInt64(shape[1]))
             let count = shape.reduce(1, *), channels = shape[1]
             let x = rng.normals(count, offset: 2).map { elementType.rounded($0) }
             let z = rng.normals(count).map { elementType.rounded($0) }
             let dy = rng.normals(count).map { elementType.rounded($0) }
             let w = rng.normals(channels, offset: 1, scale: 0.3), b = rng.normals(channels, scale: 0.3)
-            try Self.check("BatchNorm+add+ReLU \(shape) \(elementType)", tolerance: tolerance) { backend in
+            try Self.check("BatchNorm+add+ReLU \(shape) \(layout) \(elementType)", tolerance: tolerance) { backend in
                 let f = try batchNorm(
-                    Tensor(x, shape: shape, elementType: elementType, on: backend),
+                    Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend),
                     weight: Tensor(w, shape: [channels], on: backend), bias: Tensor(b, shape: [channels], on: backend),
-                    activation: .relu, addend: Tensor(z, shape: shape, elementType: elementType, on: backend))
-                let g = try batchNormBackward(Tensor(dy, shape: shape, elementType: elementType, on: backend), forward: f)
+                    activation: .relu, addend: Tensor(z, shape: shape, layout: layout, elementType: elementType, on: backend))
+                let g = try batchNormBackward(Tensor(dy, shape: shape, layout: layout, elementType: elementType, on: backend), forward: f)
                 return [f.output, f.saveMean, f.saveInvstd, g.input, g.weight, g.bias, g.addend]
             }
-            try Self.check("GroupNorm+SiLU \(shape) \(elementType)", tolerance: tolerance) { backend in
+            try Self.check("GroupNorm+SiLU \(shape) \(layout) \(elementType)", tolerance: tolerance) { backend in
                 let f = try groupNorm(
-                    Tensor(x, shape: shape, elementType: elementType, on: backend), numGroups: 2,
+                    Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend), numGroups: 2,
                     weight: Tensor(w, shape: [channels], on: backend), bias: Tensor(b, shape: [channels], on: backend),
                     activation: .silu)
-                let g = try groupNormBackward(Tensor(dy, shape: shape, elementType: elementType, on: backend), forward: f)
+                let g = try groupNormBackward(Tensor(dy, shape: shape, layout: layout, elementType: elementType, on: backend), forward: f)
                 return [f.output, f.saveMean, f.saveInvstd, g.input, g.weight, g.bias]
             }
-            try Self.check("InstanceNorm \(shape) \(elementType)", tolerance: tolerance) { backend in
+            try Self.check("InstanceNorm \(shape) \(layout) \(elementType)", tolerance: tolerance) { backend in
                 let f = try instanceNorm(
-                    Tensor(x, shape: shape, elementType: elementType, on: backend),
+                    Tensor(x, shape: shape, layout: layout, elementType: elementType, on: backend),
                     weight: Tensor(w, shape: [channels], on: backend), bias: Tensor(b, shape: [channels], on: backend))
-                let g = try instanceNormBackward(Tensor(dy, shape: shape, elementType: elementType, on: backend), forward: f)
+                let g = try instanceNormBackward(Tensor(dy, shape: shape, layout: layout, elementType: elementType, on: backend), forward: f)
                 return [f.output, g.input, g.weight, g.bias]
             }
         }

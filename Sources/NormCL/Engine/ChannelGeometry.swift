@@ -13,8 +13,19 @@ struct ChannelGeometry: Equatable, Sendable {
     /// (``LaunchGeometry/vectorWidth(dividing:)``; 1 for channels-last input). A vector never straddles two channels, so γ and β stay per
     /// vector.
     let vectorWidth: Int
-    /// Channels per load in the column kernels: 4 when `C % 4 == 0`, else 1.
+    /// Channels per load in the column kernels: the widest the device takes that divides
+    /// C (``LaunchGeometry/vectorWidth(dividing:)``; the activations of a fused epilogue
+    /// run at this width).
     let channelVectorWidth: Int
+    /// Column vectors a column kernel's work-item owns (`TILE`): the tuning's
+    /// ``LaunchGeometry/columnTile`` of 4-channel vectors, in vectors of this width (so a
+    /// work-item owns the same channels whatever the width).
+    let columnTile: Int
+
+    /// ``columnTile`` for vectors of `channelVectorWidth` channels (up to 4: the tuning's).
+    static func columnTile(_ launch: LaunchGeometry, channelVectorWidth: Int) -> Int {
+        channelVectorWidth > 4 ? max(1, launch.columnTile * 4 / channelVectorWidth) : launch.columnTile
+    }
     /// Work-items of a column kernel over one block of rows (one per tile of channel
     /// vectors), and their work-group size.
     let columnWorkItems: Int
@@ -30,8 +41,10 @@ struct ChannelGeometry: Equatable, Sendable {
     init(_ problem: some ChannelShaped, layout: TensorLayout, launch: LaunchGeometry, localBytesPerItem: Int) {
         self.launch = launch
         vectorWidth = layout == .channelsFirst ? launch.vectorWidth(dividing: problem.spatial) : 1
-        channelVectorWidth = problem.channels % 4 == 0 ? 4 : 1
-        (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(columnVectors: problem.channels / channelVectorWidth)
+        channelVectorWidth = launch.vectorWidth(dividing: problem.channels)
+        columnTile = Self.columnTile(launch, channelVectorWidth: channelVectorWidth)
+        (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(
+            columnVectors: problem.channels / channelVectorWidth, tile: columnTile)
         reductionWorkGroupSize = launch.reductionWorkGroupSize(localBytesPerItem: localBytesPerItem)
     }
 
@@ -76,7 +89,7 @@ struct ChannelGeometry: Equatable, Sendable {
         options.define("WG", reductionWorkGroupSize)
         if let channelVectorWidth {
             options.define("CVEC", channelVectorWidth)
-            options.define("TILE", launch.columnTile)
+            options.define("TILE", Self.columnTile(launch, channelVectorWidth: channelVectorWidth))
         }
         return options
     }

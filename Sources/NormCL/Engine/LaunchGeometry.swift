@@ -71,8 +71,8 @@ struct LaunchGeometry: Equatable, Sendable {
 
     /// Column kernels over `columnVectors` column vectors: work-items (one per tile) and
     /// their work-group size.
-    func columnWorkItems(columnVectors: Int) -> (items: Int, groupSize: Int) {
-        let items = max(1, columnVectors.ceilingDivided(by: columnTile))
+    func columnWorkItems(columnVectors: Int, tile: Int? = nil) -> (items: Int, groupSize: Int) {
+        let items = max(1, columnVectors.ceilingDivided(by: tile ?? columnTile))
         return (items, min(elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4)))
     }
 
