@@ -17,15 +17,6 @@ struct ChannelGeometry: Equatable, Sendable {
     /// C (``LaunchGeometry/vectorWidth(dividing:)``; the activations of a fused epilogue
     /// run at this width).
     let channelVectorWidth: Int
-    /// Column vectors a column kernel's work-item owns (`TILE`): the tuning's
-    /// ``LaunchGeometry/columnTile`` of 4-channel vectors, in vectors of this width (so a
-    /// work-item owns the same channels whatever the width).
-    let columnTile: Int
-
-    /// ``columnTile`` for vectors of `channelVectorWidth` channels (up to 4: the tuning's).
-    static func columnTile(_ launch: LaunchGeometry, channelVectorWidth: Int) -> Int {
-        channelVectorWidth > 4 ? max(1, launch.columnTile * 4 / channelVectorWidth) : launch.columnTile
-    }
     /// Work-items of a column kernel over one block of rows (one per tile of channel
     /// vectors), and their work-group size.
     let columnWorkItems: Int
@@ -42,9 +33,8 @@ struct ChannelGeometry: Equatable, Sendable {
         self.launch = launch
         vectorWidth = layout == .channelsFirst ? launch.vectorWidth(dividing: problem.spatial) : 1
         channelVectorWidth = launch.vectorWidth(dividing: problem.channels)
-        columnTile = Self.columnTile(launch, channelVectorWidth: channelVectorWidth)
         (columnWorkItems, columnWorkGroupSize) = launch.columnWorkItems(
-            columnVectors: problem.channels / channelVectorWidth, tile: columnTile)
+            columnVectors: problem.channels / channelVectorWidth, vectorWidth: channelVectorWidth)
         reductionWorkGroupSize = launch.reductionWorkGroupSize(localBytesPerItem: localBytesPerItem)
     }
 
@@ -89,7 +79,7 @@ struct ChannelGeometry: Equatable, Sendable {
         options.define("WG", reductionWorkGroupSize)
         if let channelVectorWidth {
             options.define("CVEC", channelVectorWidth)
-            options.define("TILE", Self.columnTile(launch, channelVectorWidth: channelVectorWidth))
+            options.define("TILE", launch.columnTile(vectorWidth: channelVectorWidth))
         }
         return options
     }

@@ -69,10 +69,17 @@ struct LaunchGeometry: Equatable, Sendable {
         ([max(1, segments).roundedUp(toMultipleOf: perSegmentWorkGroupSize)], [perSegmentWorkGroupSize])
     }
 
-    /// Column kernels over `columnVectors` column vectors: work-items (one per tile) and
-    /// their work-group size.
-    func columnWorkItems(columnVectors: Int, tile: Int? = nil) -> (items: Int, groupSize: Int) {
-        let items = max(1, columnVectors.ceilingDivided(by: tile ?? columnTile))
+    /// Column vectors of `vectorWidth` channels a column kernel's work-item owns (`TILE`):
+    /// ``columnTile`` vectors of 4 channels (or narrower), fewer of wider vectors, so that a
+    /// work-item owns the same channels whatever the width.
+    func columnTile(vectorWidth: Int) -> Int {
+        vectorWidth > 4 ? max(1, columnTile * 4 / vectorWidth) : columnTile
+    }
+
+    /// Column kernels over `columnVectors` column vectors of `vectorWidth` channels:
+    /// work-items (one per tile) and their work-group size.
+    func columnWorkItems(columnVectors: Int, vectorWidth: Int) -> (items: Int, groupSize: Int) {
+        let items = max(1, columnVectors.ceilingDivided(by: columnTile(vectorWidth: vectorWidth)))
         return (items, min(elementwiseWorkGroupSize, items.roundedUp(toMultipleOf: 4)))
     }
 
