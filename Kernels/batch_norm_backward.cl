@@ -170,6 +170,26 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
     })
 }
 
+// One work-item per channel (NCHW with many channels of few values each): bnb_fused's
+// sums, dgamma, dbeta and dx without a work-group reduction (see bn_train_channels).
+__kernel void bnb_channels(__global const storage_t *x, __global const storage_t *dy, __global const storage_t *z,
+                           __global storage_t *dx, __global storage_t *dz, uint batch, uint channels, uint spatial,
+                           CHANNEL_PARAMETERS) {
+    uint c = get_global_id(0);
+    if (c >= channels) return;
+    INDEX_T plane_vecs = spatial / VEC;
+    ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, 0, 1);
+    float m = mean[c];
+    float2 pre = channel_pre(c, PRE_ARGUMENTS);
+    float2 sums = accumulate_channel(x, dy, z, c, channels, plane_vecs, r, m, pre);
+    float3 k = finish_channel(c, sums, (float)((INDEX_T)batch * spatial), CHANNEL_ARGUMENTS);
+    if (!dx && !dz) return;
+    float scale = k.x, mean_dy = k.y, xcoef = k.z;
+    FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
+        for (INDEX_T j = lo; j < hi; ++j) STORE_GRADIENTS_V(j, m, pre, scale, mean_dy, xcoef);
+    })
+}
+
 // Split reduction, step 1 of 3 (then bnb_finish, bnb_dx): work-group (g, c) sums slice
 // g of channel c into partials[c * G + g].
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))

@@ -155,7 +155,7 @@ struct BatchNormBackwardTests {
                     switch plan.strategy {
                     case .elementwise: #expect(mode == .inference && mask == .input)
                     case .columns, .splitColumns: #expect(problem.isRowsByChannels && problem.needsSums)
-                    case .fusedPerChannel, .splitReduction: #expect(!problem.isRowsByChannels && problem.needsSums)
+                    case .fusedPerChannel, .channelItems, .splitReduction: #expect(!problem.isRowsByChannels && problem.needsSums)
                     }
                 }
             }

@@ -159,4 +159,39 @@ struct BatchNormChannelsLastTests {
         // Too few rows to split.
         #expect(try strategy([2, 8, 3, 3]) == .columns)
     }
+
+    @Test("on a CPU: one pass when the column tiles fill the compute units; many short NCHW channels one per work-item")
+    func cpuPlanChoice() throws {
+        let runtime = try #require(sharedRuntime)
+        let cpu = DeviceTuning(defaultsFor: .cpu)
+        func strategy(_ shape: [Int], _ layout: TensorLayout) throws -> BatchNormPlan.Strategy {
+            let input = try Tensor(repeating: 0, shape: shape, layout: layout, on: .reference)
+            let problem = try BatchNormProblem.validated(
+                input: input, weight: nil, bias: nil, running: nil, mode: .training(updatesRunningStatistics: false),
+                momentum: 0.1, eps: 1e-5)
+            return BatchNormPlan(problem: problem, device: runtime.device, tuning: cpu).strategy
+        }
+        let units = runtime.device.computeUnits, target = units * cpu.workGroupsPerComputeUnit
+        // CPU defaults: 16 channels a vector, 4 vectors a work-item, 16 work-items a work-group,
+        // so 1024 channels a column work-group.
+        let channelsPerGroup = 16 * (cpu.columnTile * 4 / 16) * cpu.elementwiseWorkGroupSize
+        #expect(try strategy([256, units * channelsPerGroup], .channelsLast) == .columns)
+        #expect(try strategy([256, 2 * units * channelsPerGroup], .channelsLast) == .columns)
+        if units > 1 {
+            // Fewer column work-groups than compute units: 256 rows split into 4 slices.
+            #expect(try strategy([256, channelsPerGroup], .channelsLast) == .splitColumns(rowGroups: 4))
+        }
+        // NCHW: at least `target` channels of fewer than minimumVectorsPerWorkGroup vectors.
+        #expect(try strategy([4, target, 14, 14], .channelsFirst) == .channelItems)
+        #expect(try strategy([4, 4 * target, 7, 7], .channelsFirst) == .channelItems)
+        #expect(try strategy([1, target, 256, 256], .channelsFirst) == .fusedPerChannel)
+        if target > 1 { #expect(try strategy([4, target - 1, 14, 14], .channelsFirst) == .fusedPerChannel) }
+        // A GPU tuning keeps a work-group per channel, and splits rows by work-group count.
+        let gpu = DeviceTuning(defaultsFor: .gpu)
+        let input = try Tensor(repeating: 0, shape: [4, 1024, 14, 14], on: .reference)
+        let problem = try BatchNormProblem.validated(
+            input: input, weight: nil, bias: nil, running: nil, mode: .training(updatesRunningStatistics: false),
+            momentum: 0.1, eps: 1e-5)
+        #expect(BatchNormPlan(problem: problem, device: runtime.device, tuning: gpu).strategy == .fusedPerChannel)
+    }
 }

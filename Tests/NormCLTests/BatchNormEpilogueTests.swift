@@ -478,7 +478,8 @@ struct EpilogueHarness {
 
     var reducingStrategies: [BatchNormPlan.Strategy] {
         cell.layout == .channelsLast || shape.dropFirst(2).reduce(1, *) == 1
-            ? [.columns, .splitColumns(rowGroups: 3)] : [.fusedPerChannel, .splitReduction(groupsPerChannel: 3)]
+            ? [.columns, .splitColumns(rowGroups: 3)]
+            : [.fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 3)]
     }
 
     func forwardStrategies(_ mode: Mode) -> [BatchNormPlan.Strategy?] {

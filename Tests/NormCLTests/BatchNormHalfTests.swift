@@ -12,7 +12,7 @@ struct BatchNormHalfTests {
         let rowsByChannels = layout == .channelsLast || shape.dropFirst(2).allSatisfy { $0 == 1 }
         return rowsByChannels
             ? [nil, .columns, .splitColumns(rowGroups: 3)]
-            : [nil, .fusedPerChannel, .splitReduction(groupsPerChannel: 3)]
+            : [nil, .fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 3)]
     }
 
     @Test("training and inference match the reference", arguments: shapes, TensorLayout.allCases)

@@ -7,7 +7,7 @@ import Testing
 struct BatchNormNumericsTests {
     /// Both training strategies forced, and the plan's own choice.
     static let strategies: [BatchNormPlan.Strategy?] = [
-        nil, .fusedPerChannel, .splitReduction(groupsPerChannel: 2), .splitReduction(groupsPerChannel: 37),
+        nil, .fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 2), .splitReduction(groupsPerChannel: 37),
     ]
 
     // MARK: Large mean
@@ -75,7 +75,7 @@ struct BatchNormNumericsTests {
         // negative "variance"). Even a correctly rounded E[x²] ≈ 1e8 has an ulp of 8.
         try #require(naiveWorst > 0.5, "the data should defeat the naïve float32 formula (its error is only \(naiveWorst))")
 
-        for strategy: BatchNormPlan.Strategy in [.fusedPerChannel, .splitReduction(groupsPerChannel: 8)] {
+        for strategy: BatchNormPlan.Strategy in [.fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 8)] {
             let result = try harness.run(on: .openCL(runtime), training: true, strategy: strategy)
             let invstd = try #require(result.saveInvstd)
             for c in 0..<channels {
@@ -258,7 +258,7 @@ struct BatchNormPilotTests {
                 harness.x[(n * channels + c) * spatial + m] = c % 2 == 0 ? 1e4 : -1e4
             }
         }
-        var strategies: [BatchNormPlan.Strategy?] = [nil, .fusedPerChannel, .splitReduction(groupsPerChannel: 5)]
+        var strategies: [BatchNormPlan.Strategy?] = [nil, .fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 5)]
         if spatial == 1 { strategies.append(.columns) }
         for strategy in strategies {
             try harness.check(on: .openCL(runtime), training: true, strategy: strategy)
@@ -274,7 +274,7 @@ struct BatchNormPilotTests {
         let channels = shape[1], spatial = shape.dropFirst(2).reduce(1, *)
         harness.x[(2 * channels + 1) * spatial] = .nan  // channel 1, n = 2
         harness.x[(3 * channels + 3) * spatial] = .infinity  // channel 3, n = 3
-        var strategies: [BatchNormPlan.Strategy?] = [nil, .fusedPerChannel, .splitReduction(groupsPerChannel: 3)]
+        var strategies: [BatchNormPlan.Strategy?] = [nil, .fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 3)]
         if spatial == 1 { strategies.append(.columns) }
         let expected = try harness.run(on: .reference, training: true)
         for strategy in strategies {

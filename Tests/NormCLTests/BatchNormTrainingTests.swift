@@ -22,7 +22,9 @@ struct BatchNormTrainingTests {
     func everyStrategy(shape: [Int]) throws {
         let runtime = try #require(sharedRuntime)
         let harness = BatchNormHarness(shape: shape, seed: UInt64(shape.count * 7919))
-        var strategies: [BatchNormPlan.Strategy] = [.fusedPerChannel, .splitReduction(groupsPerChannel: 3), .splitReduction(groupsPerChannel: 64)]
+        var strategies: [BatchNormPlan.Strategy] = [
+            .fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 3), .splitReduction(groupsPerChannel: 64),
+        ]
         if shape.count == 2 || shape.dropFirst(2).allSatisfy({ $0 == 1 }) { strategies.append(.columns) }
         for strategy in strategies {
             try harness.check(on: .openCL(runtime), training: true, strategy: strategy)

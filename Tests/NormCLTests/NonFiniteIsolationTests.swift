@@ -75,6 +75,8 @@ struct NonFiniteIsolationTests {
                 PathCase(op: op, shape: standard, path: .batchNorm(.fusedPerChannel)),
                 PathCase(op: op, shape: standard, path: .batchNorm(.splitReduction(groupsPerChannel: 2))),
                 PathCase(op: op, shape: long, path: .batchNorm(.fusedPerChannel), backward: true),
+                PathCase(op: op, shape: standard, path: .batchNorm(.channelItems), backward: true),
+                PathCase(op: op, shape: long, path: .batchNorm(.channelItems), backward: true),
                 PathCase(op: op, shape: long, path: .batchNorm(.splitReduction(groupsPerChannel: 3))),
                 PathCase(op: op, shape: standard, layout: .channelsLast, path: .batchNorm(.columns)),
                 PathCase(op: op, shape: standard, layout: .channelsLast, path: .batchNorm(.splitColumns(rowGroups: 2))),

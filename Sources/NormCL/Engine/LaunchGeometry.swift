@@ -18,6 +18,8 @@ struct LaunchGeometry: Equatable, Sendable {
     let elementwiseWorkGroupSize: Int
     /// Work-items per work-group of one-work-item-per-segment kernels (merges, scales).
     let perSegmentWorkGroupSize: Int
+    /// The device's compute units.
+    let computeUnits: Int
     /// Work-groups that keep every compute unit busy.
     let targetWorkGroups: Int
     /// The fewest vectors worth a reduction work-group of their own (see ``DeviceTuning``).
@@ -32,6 +34,7 @@ struct LaunchGeometry: Equatable, Sendable {
         maximumVectorWidth = tuning.vectorWidth
         elementwiseWorkGroupSize = max(1, min(tuning.elementwiseWorkGroupSize, device.maxWorkGroupSize))
         perSegmentWorkGroupSize = max(1, min(64, device.maxWorkGroupSize))
+        computeUnits = max(1, device.computeUnits)
         targetWorkGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
         minimumVectorsPerWorkGroup = max(1, tuning.minimumVectorsPerWorkGroup)
         tunedReductionWorkGroupSize = tuning.reductionWorkGroupSize
@@ -67,6 +70,15 @@ struct LaunchGeometry: Equatable, Sendable {
     /// The 1-D launch of one work-item per segment (channel, row, group) of `segments`.
     func perSegmentLaunch(segments: Int) -> (global: [Int], local: [Int]) {
         ([max(1, segments).roundedUp(toMultipleOf: perSegmentWorkGroupSize)], [perSegmentWorkGroupSize])
+    }
+
+    /// The 1-D launch of `items` independent work-items (one per channel, say) in
+    /// work-groups of a power of two small enough that there are ``targetWorkGroups`` of
+    /// them where the items allow (a CPU driver runs a work-group on one thread), at most
+    /// ``perSegmentWorkGroupSize``.
+    func spreadLaunch(items: Int) -> (global: [Int], local: [Int]) {
+        let size = Self.powerOfTwo(atMost: max(1, min(perSegmentWorkGroupSize, items / targetWorkGroups)))
+        return ([max(1, items).roundedUp(toMultipleOf: size)], [size])
     }
 
     /// Column vectors of `vectorWidth` channels a column kernel's work-item owns (`TILE`):

@@ -103,7 +103,7 @@ struct BatchNormBackwardHarness {
         if case .inference = mode, !mask.contains(.weight), !mask.contains(.bias) { return [nil, .elementwise] }
         return layout == .channelsLast || spatial == 1
             ? [nil, .columns, .splitColumns(rowGroups: 3)]
-            : [nil, .fusedPerChannel, .splitReduction(groupsPerChannel: 3)]
+            : [nil, .fusedPerChannel, .channelItems, .splitReduction(groupsPerChannel: 3)]
     }
 
     /// Compares `backend` (with `strategy`) against the reference.

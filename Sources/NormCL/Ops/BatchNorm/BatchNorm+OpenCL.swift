@@ -153,6 +153,8 @@ enum BatchNormKernels {
             let columns = plan.strategy == .columns
             let (geometry, sizes) = try launch.singlePass(columns: columns)
             try launches.enqueue(columns ? "bn_train_columns" : "bn_train_fused", geometry, xyz, sizes, statistics)
+        case .channelItems:
+            try launches.enqueue("bn_train_channels", launch.channelItems, xyz, try launch.planeSizes(), statistics)
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial moments per (channel, slice), merged per channel, then the apply pass.
             let (partials, pilots) = try enqueuePartialMoments(

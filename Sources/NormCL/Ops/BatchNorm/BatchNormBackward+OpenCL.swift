@@ -135,6 +135,9 @@ enum BatchNormBackwardKernels {
             let (geometry, sizes) = try launch.singlePass(columns: columns)
             try launches.enqueue(
                 columns ? "bnb_columns" : "bnb_fused", geometry, inputsAndGradients, sizes, channelArguments)
+        case .channelItems:
+            try launches.enqueue(
+                "bnb_channels", launch.channelItems, inputsAndGradients, try launch.planeSizes(), channelArguments)
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups):
             // Partial (Σdy, Σdy·(x − mean)) per (channel, slice), merged per channel in
             // order, then the dx pass.

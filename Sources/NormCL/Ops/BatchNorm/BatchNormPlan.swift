@@ -8,6 +8,10 @@
 /// - ``Strategy/fusedPerChannel``: NCHW with enough channels to keep every compute unit
 ///   busy with one work-group each. One launch: a work-group reduces its channel, then
 ///   writes the channel's y or dx (the backward also dγ, dβ) while it is still in cache.
+/// - ``Strategy/channelItems``: NCHW with many channels of few values each (on a CPU,
+///   fewer than ``DeviceTuning/minimumVectorsPerWorkGroup`` vectors), where scheduling a
+///   work-group per channel costs more than its reduction saves. One launch: a
+///   work-item reduces its channel alone and writes the channel's y or dx.
 /// - ``Strategy/splitReduction(groupsPerChannel:)``: NCHW with few channels and long
 ///   reductions (e.g. `C = 1`, millions of values). `G` work-groups per channel write
 ///   partials, one work-item per channel merges them in a fixed order, and an
@@ -32,6 +36,7 @@
 struct BatchNormPlan: Equatable, Sendable {
     enum Strategy: Equatable, Sendable {
         case fusedPerChannel
+        case channelItems
         case splitReduction(groupsPerChannel: Int)
         case columns
         case splitColumns(rowGroups: Int)
@@ -76,7 +81,7 @@ struct BatchNormPlan: Equatable, Sendable {
         switch forced {
         case .columns?, .splitColumns?:
             precondition(layout == .channelsLast || problem.spatial == 1, "column strategies take (rows, C) input")
-        case .fusedPerChannel?, .splitReduction?:
+        case .fusedPerChannel?, .channelItems?, .splitReduction?:
             precondition(layout == .channelsFirst || problem.spatial == 1, "per-channel strategies take NCHW memory")
         case .elementwise?, nil:
             break

@@ -412,7 +412,7 @@ extension BatchNormPlan.Strategy {
     var reductionGroups: Int {
         switch self {
         case .splitReduction(let groups), .splitColumns(rowGroups: let groups): groups
-        case .fusedPerChannel, .columns, .elementwise: 1
+        case .fusedPerChannel, .channelItems, .columns, .elementwise: 1
         }
     }
 }
