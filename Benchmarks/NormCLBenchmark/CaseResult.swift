@@ -31,6 +31,10 @@ struct CaseResult: Sendable {
     let kernel: TimingSummary?
     /// Host wall time per call including the wait for the result, ms.
     let host: TimingSummary
+    /// Host wall time per call until the op returns, its kernels enqueued and not waited
+    /// for: NormCL's own host overhead (validation, plan, allocation, argument setting,
+    /// the driver's enqueue calls), ms.
+    let enqueue: TimingSummary
     /// Kernels the op enqueues per call (each costs a launch on top of its run time).
     let launches: Int
     /// A float4 copy moving the case's ideal bytes (read plus written), run after each

@@ -265,6 +265,7 @@ struct NormCLBench: ParsableCommand {
         }
         var kernelTimes: [Double] = []
         var hostTimes: [Double] = []
+        var enqueueTimes: [Double] = []
         var copyTimes: [Double] = []
         // Each kernel's own device time, by its position in the op's launch sequence.
         var kernelNames: [String] = []
@@ -272,6 +273,7 @@ struct NormCLBench: ParsableCommand {
         for iteration in 0..<iterations {
             start = clock.now
             let result = try run()
+            enqueueTimes.append((clock.now - start).milliseconds)
             try Self.waitForResult(result)
             hostTimes.append((clock.now - start).milliseconds)
             let events = result.events
@@ -325,7 +327,7 @@ struct NormCLBench: ParsableCommand {
             name: benchmarkCase.name, op: benchmarkCase.op, shape: benchmarkCase.shape,
             layout: benchmarkCase.layout.rawValue, dtype: benchmarkCase.elementType.rawValue, idealBytes: benchmarkCase.idealBytes,
             firstCallMilliseconds: firstCall, warmFirstCallMilliseconds: warmFirstCall, programs: programs, kernel: kernelTimes.isEmpty ? nil : TimingSummary(kernelTimes),
-            host: TimingSummary(hostTimes), launches: launches, copy: copyTimes.isEmpty ? nil : TimingSummary(copyTimes),
+            host: TimingSummary(hostTimes), enqueue: TimingSummary(enqueueTimes), launches: launches, copy: copyTimes.isEmpty ? nil : TimingSummary(copyTimes),
             copyBytes: copyProbe?.bytes, fractionOfCopy: copyFractions.isEmpty ? nil : TimingSummary(copyFractions).median,
             referenceMilliseconds: referenceTime, maxError: maxError, matchesReference: matches,
             kernelBreakdown: zip(kernelNames, perKernelTimes).map { KernelTiming(name: $0, median: TimingSummary($1).median) },

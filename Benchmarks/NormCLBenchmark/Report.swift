@@ -9,13 +9,13 @@ enum Report {
     /// One row per case; `peerName` heads the peer column ("× PyTorch").
     static func table(_ results: [CaseResult], peerName: String = "PyTorch") -> String {
         var rows = [[
-            "case", "kernels", "kernel ms", "min ms", "host ms", "p90/p10", "first ms", "warm first ms", "built", "GB/s", "copy GB/s",
+            "case", "kernels", "kernel ms", "min ms", "host ms", "enqueue ms", "p90/p10", "first ms", "warm first ms", "built", "GB/s", "copy GB/s",
             "% copy", "× ref", "× \(peerName)", "\(peerName) ms", "p90/p10", "check",
         ]]
         for r in results {
             rows.append([
                 r.name, String(r.launches),
-                format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), spread(r.host),
+                format(r.kernel?.median), format(r.kernel?.minimum), format(r.host.median), format(r.enqueue.median), spread(r.host),
                 format(r.firstCallMilliseconds, digits: 1),
                 format(r.warmFirstCallMilliseconds, digits: 1), r.programs.map { String($0.total) } ?? "–",
                 format(r.gigabytesPerSecond, digits: 1),
@@ -112,7 +112,7 @@ enum Report {
             "programs_built": \(r.programs.map { String($0.builtFromSource) } ?? "null"), \
             "programs_loaded": \(r.programs.map { String($0.loadedFromDisk) } ?? "null"), "kernel_median_ms": \(number(r.kernel?.median)), \
             "kernel_min_ms": \(number(r.kernel?.minimum)), "host_median_ms": \(number(r.host.median)), \
-            "host_min_ms": \(number(r.host.minimum)), "host_p10_ms": \(number(r.host.p10)), \
+            "host_min_ms": \(number(r.host.minimum)), "enqueue_median_ms": \(number(r.enqueue.median)), "host_p10_ms": \(number(r.host.p10)), \
             "host_p90_ms": \(number(r.host.p90)), "gb_per_s": \(number(r.gigabytesPerSecond)), \
             "copy_median_ms": \(number(r.copy?.median)), "copy_bytes": \(r.copyBytes.map(String.init) ?? "null"), \
             "copy_gb_per_s": \(number(r.copyGigabytesPerSecond)), "fraction_of_copy": \(number(r.fractionOfCopy)), \

@@ -36,7 +36,7 @@ struct IndexWidthTests {
         for kind in [RowNormProblem.Kind.layerNorm, .rmsNorm] {
             let huge = try problem([1 << 16, (1 << 16) + 1], [(1 << 16) + 1], kind)
             #expect(RowNormPlan(problem: huge, device: device, tuning: tuning).wideIndices)
-            #expect(RowNormPlan(problem: huge, device: device, tuning: tuning).buildOptions(for: huge).contains("-D INDEX_T=ulong"))
+            #expect(RowNormPlan(problem: huge, device: device, tuning: tuning).buildOptions(for: huge).text.contains("-D INDEX_T=ulong"))
             let small = try problem([64, 128], [128], kind)
             #expect(!RowNormPlan(problem: small, device: device, tuning: tuning).wideIndices)
             // The backward plan builds on the forward's, with the same problem.

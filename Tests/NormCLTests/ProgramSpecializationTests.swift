@@ -278,7 +278,7 @@ struct ProgramSpecializationTests {
                     kind, input: input, normalizedShape: [1024], weight: nil, bias: nil, eps: 1e-5)
                 let plan = RowNormPlan(problem: problem, device: device, tuning: .gpuStyle)
                 #expect(plan.itemsPerReduction > 1, "rows \(rows): \(plan.strategy)")
-                options.insert(plan.buildOptions(for: problem))
+                options.insert(plan.buildOptions(for: problem).text)
             }
             #expect(options.count == 1, "\(kind): \(options.sorted())")
         }

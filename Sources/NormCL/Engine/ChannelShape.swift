@@ -23,17 +23,32 @@ extension ChannelShaped {
 /// An input shape being checked (``NormError/checkChannelInput(_:op:limits:)``).
 struct ChannelShape: ChannelShaped {
     let shape: [Int]
+
+    /// A size that kernels take as a 32-bit value. (An enum, not a key path: a key-path
+    /// literal is instantiated at run time each time it is evaluated, which showed in the
+    /// host time of every call.)
+    enum Size: Sendable {
+        case batchSpatial, channels, planes
+    }
+
+    subscript(size: Size) -> Int {
+        switch size {
+        case .batchSpatial: batchSpatial
+        case .channels: channels
+        case .planes: planes
+        }
+    }
 }
 
 extension NormError {
     /// Throws unless `shape` is `(N, C, *spatial)`, its element count fits `Int`, and each
-    /// size in `limits` (a key path and its name for the message, e.g. `(\.batchSpatial,
-    /// "N·M")`) is below 2^32: the sizes the op's kernels take as 32-bit arguments
+    /// size in `limits` (each with its name for the message, e.g. `(.batchSpatial, "N·M")`)
+    /// is below 2^32: the sizes the op's kernels take as 32-bit arguments
     /// (element offsets may be 64-bit).
     ///
     /// - Parameter op: the op's name for the message ("BatchNorm").
     static func checkChannelInput(
-        _ shape: [Int], op: String, limits: [(KeyPath<ChannelShape, Int>, String)]
+        _ shape: [Int], op: String, limits: [(ChannelShape.Size, String)]
     ) throws(NormError) {
         guard shape.count >= 2 else {
             throw .invalidShape(argument: "input", reason: "\(op) needs (N, C, *spatial), got \(shape)")
@@ -41,7 +56,7 @@ extension NormError {
         try checkDimensions(shape, argument: "input")
         let sizes = ChannelShape(shape: shape)
         for (size, name) in limits {
-            try check32BitLimit(sizes[keyPath: size], name, argument: "input", shape: shape)
+            try check32BitLimit(sizes[size], name, argument: "input", shape: shape)
         }
     }
 

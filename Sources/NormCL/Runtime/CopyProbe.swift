@@ -42,7 +42,7 @@ public struct CopyProbe: Sendable {
         let specialization = KernelSpecialization(
             elementType: .float32, chunkedAccess: geometry.chunkedAccess,
             wideIndices: LaunchGeometry.needsWideIndices(elements: vectors, workItems: groups * local))
-        program = try runtime.program(.memory, options: specialization.text)
+        program = try runtime.program(.memory, options: specialization)
     }
 
     /// Copies once and returns the kernel's device time in nanoseconds (from its

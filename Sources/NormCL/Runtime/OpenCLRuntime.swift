@@ -259,8 +259,13 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// `options`: from memory, else loaded from the disk cache's binary, else built from
     /// source, and cached (see ``ProgramCacheConfiguration``). Every program keeps its
     /// kernels' parameter lists (`-cl-kernel-arg-info`) for ``KernelSignature``'s check.
+    func program(_ source: KernelSource, options: KernelSpecialization) throws -> CompiledProgram {
+        try programs.program(source: source, specialization: options, context: context, device: device)
+    }
+
+    /// The same for options given as one command-line text.
     func program(_ source: KernelSource, options: String) throws -> CompiledProgram {
-        try programs.program(source: source, options: options, context: context, device: device)
+        try program(source, options: KernelSpecialization(text: options))
     }
 
     /// Enqueues one kernel launch with named arguments: ``enqueue(_:from:global:local:arguments:names:waitingFor:)``,

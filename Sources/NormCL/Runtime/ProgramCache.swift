@@ -18,10 +18,11 @@ import COpenCL
 /// failures never fail the request.
 final class ProgramCache: Sendable {
     /// Names, not texts: each kernel file has a unique name, and hashing a name is
-    /// cheap on every launch. (The disk key holds the full text: see `ProgramBinaryKey`.)
+    /// cheap on every launch; the options as a ``KernelSpecialization``, whose command line
+    /// is formed only for a build. (The disk key holds the full texts: see `ProgramBinaryKey`.)
     private struct Key: Hashable {
         let sourceName: String
-        let options: String
+        let options: KernelSpecialization
     }
 
     private struct Resident {
@@ -66,7 +67,7 @@ final class ProgramCache: Sendable {
     /// Whether the program for (`source`, `options`) is in memory, without touching its
     /// recency (for tests of the eviction order).
     func isResident(_ source: KernelSource, options: String) -> Bool {
-        state.withLock { $0.resident[Key(sourceName: source.name, options: options)] != nil }
+        state.withLock { $0.resident[Key(sourceName: source.name, options: KernelSpecialization(text: options))] != nil }
     }
 
     /// The disk store's entry path for the program (nil without a disk cache), for tests.
@@ -82,10 +83,12 @@ final class ProgramCache: Sendable {
         options + " -cl-kernel-arg-info"
     }
 
-    func program(source: KernelSource, options: String, context: cl_context, device: OpenCLDevice) throws -> CompiledProgram {
-        let key = Key(sourceName: source.name, options: options)
+    func program(
+        source: KernelSource, specialization: KernelSpecialization, context: cl_context, device: OpenCLDevice
+    ) throws -> CompiledProgram {
+        let key = Key(sourceName: source.name, options: specialization)
         if let cached = residentProgram(key) { return cached }
-        let options = Self.compilerOptions(options)
+        let options = Self.compilerOptions(specialization.text)
         let (program, entry) = try programBuildLock.withLock { builds -> (CompiledProgram, (key: String, binary: [UInt8])?) in
             if let cached = residentProgram(key) { return (cached, nil) }
             let text = CompiledProgram.sourceText(of: source)

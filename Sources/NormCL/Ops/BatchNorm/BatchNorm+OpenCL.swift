@@ -30,7 +30,7 @@ enum BatchNormKernels {
         precondition((addend != nil) == problem.hasAddend, "an addend exactly when the problem has one")
         let output = try call.forward(
             \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)
-        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
+        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem))
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         // Every kernel that writes y takes x, y and the addend z first (NULL without one).
         let xyz: KeyValuePairs<String, KernelArgument> = [

@@ -47,7 +47,7 @@ enum BatchNormBackwardKernels {
             ? try call.backward(
                 \.gradAddend, "gradAddend", shape: problem.shape, layout: problem.layout,
                 elementType: problem.elementType, on: runtime) : nil
-        let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
+        let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem))
         // CHANNEL_PARAMETERS in batch_norm_backward.cl.
         let channelArguments: KeyValuePairs<String, KernelArgument> = [
             "mean": .buffer(inputs.mean), "stat": .buffer(inputs.second), "eps": .float(inputs.eps),

@@ -83,5 +83,5 @@ struct BatchNormProblem: ChannelShaped, Hashable, Sendable {
 
     /// The sizes the kernels of both directions take as 32-bit arguments: N·M (also the
     /// rows of channels-last input) and C.
-    static var sizeLimits: [(KeyPath<ChannelShape, Int>, String)] { [(\.batchSpatial, "N·M"), (\.channels, "C")] }
+    static let sizeLimits: [(ChannelShape.Size, String)] = [(.batchSpatial, "N·M"), (.channels, "C")]
 }

@@ -136,7 +136,7 @@ enum ElementwiseKernels {
         options.define("VEC", vectorWidth)
         options.addResidual(residualType, storage: input.elementType)
         options.fuse(activation)
-        let program = try runtime.program(.elementwise, options: options.text)
+        let program = try runtime.program(.elementwise, options: options)
         var launches = KernelLaunches(program, on: runtime, waitingFor: call.waitList)
         try launches.enqueue(
             kernel, launch, arguments, [outputName: .buffer(output.deviceBuffer), "vectors": .ulong(UInt64(vectors))])

@@ -31,7 +31,7 @@ enum GroupNormKernels {
         _ problem: GroupNormProblem, plan: GroupNormPlan, inputs: Inputs, running: RunningStatistics?, call: OpCall,
         on runtime: OpenCLRuntime
     ) throws -> Outputs {
-        let program = try runtime.program(.groupNorm, options: plan.specialization(for: problem).text)
+        let program = try runtime.program(.groupNorm, options: plan.specialization(for: problem))
         let geometry = plan.geometry
         let output = try call.forward(
             \.output, "output", shape: problem.shape, layout: problem.layout, elementType: problem.elementType, on: runtime)

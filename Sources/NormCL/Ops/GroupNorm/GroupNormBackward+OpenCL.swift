@@ -41,7 +41,7 @@ enum GroupNormBackwardKernels {
     ) throws -> NormGradients {
         let mask = plan.mask
         guard !mask.isEmpty else { return NormGradients(input: nil, weight: nil, bias: nil, events: []) }
-        let program = try runtime.program(.groupNormBackward, options: plan.specialization(for: problem).text)
+        let program = try runtime.program(.groupNormBackward, options: plan.specialization(for: problem))
         let geometry = plan.geometry
         let planes = problem.planes
         let channels = try KernelArgument.count(problem.channels)

@@ -57,12 +57,15 @@ struct GroupNormProblem: ChannelShaped, Hashable, Sendable {
             statistics: statistics, hasWeight: weight != nil, hasBias: bias != nil, activation: activation)
     }
 
+    /// The sizes the kernels take as 32-bit values, stored .
+    static let sizeLimits: [(ChannelShape.Size, String)] = [(.batchSpatial, "N·M"), (.planes, "N·C")]
+
     /// The checks of the input, its groups and γ, which forward and backward share.
     static func checkInput(_ input: Tensor, groups: Int, weight: Tensor?, op: String) throws(NormError) {
         let shape = input.shape
         // Kernels take N·M, N·C, N·G and C as 32-bit values (N·G and C are at most N·C when
         // N > 0; an empty input launches nothing).
-        try NormError.checkChannelInput(shape, op: op, limits: [(\.batchSpatial, "N·M"), (\.planes, "N·C")])
+        try NormError.checkChannelInput(shape, op: op, limits: sizeLimits)
         let channels = shape[1]
         // InstanceNorm's groups are its channels: none for C = 0 (an empty input).
         guard groups > 0 || (op == "InstanceNorm" && channels == 0) else {

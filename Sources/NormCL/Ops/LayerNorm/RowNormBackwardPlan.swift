@@ -143,7 +143,7 @@ struct RowNormBackwardPlan: Equatable, Sendable {
     /// lanes, blocks are kernel arguments), and not which gradients are formed (NULL
     /// outputs and a `parameters` argument, checked once per vector). The kernels index
     /// with explicit 64-bit offsets and never use INDEX_T, so it stays the default.
-    func buildOptions(for problem: RowNormBackwardProblem) -> String {
+    func buildOptions(for problem: RowNormBackwardProblem) -> KernelSpecialization {
         var options = forward.specialization(for: problem.forward, wideIndices: false)
         // β is read only to recompute an activation's input (never for a gradient).
         if problem.forward.fusion.activation != .none { options.flag("HAS_BIAS", problem.forward.hasBias) }
@@ -151,6 +151,6 @@ struct RowNormBackwardPlan: Equatable, Sendable {
         options.define("FINAL_LANES", finalLanes)
         options.define("FINAL_COLS", finalColumns)
         options.define("PRIVATE_PARTIALS", privatePartialsCapacity)
-        return options.text
+        return options
     }
 }

@@ -131,9 +131,9 @@ struct RowNormPlan: Equatable, Sendable {
     }
 
     /// The build options of the kernels of `layer_norm.cl`.
-    func buildOptions(for problem: RowNormProblem) -> String {
+    func buildOptions(for problem: RowNormProblem) -> KernelSpecialization {
         var options = specialization(for: problem, wideIndices: wideIndices)
         options.flag("HAS_BIAS", problem.hasBias)
-        return options.text
+        return options
     }
 }

@@ -42,12 +42,12 @@ struct SwitchableNormBackwardPlan: Equatable, Sendable {
     /// The build options of `switchable_norm_backward.cl`: the forward's shared
     /// specialisation, training (which changes the terms of dx for every element: the
     /// BN set's statistics depend on x only in training) and which kernels are compiled.
-    func buildOptions(for problem: SwitchableNormProblem) -> String {
+    func buildOptions(for problem: SwitchableNormProblem) -> KernelSpecialization {
         var options = geometry.specialization(for: problem)
         options.flag("TRAINING", problem.training)
         options.define("SUMS", sumsKernel)
         options.flag("SPLIT", splitCoefficients)
         options.flag("DX_COLUMNS", geometry.elementwiseColumns(for: problem))
-        return options.text
+        return options
     }
 }

@@ -127,8 +127,8 @@ struct SwitchableNormPlan: Equatable, Sendable {
     /// the running update and whether the BN set comes from the batch (training) or the
     /// running statistics act once per channel or instance, so the kernels take them as
     /// arguments (NULL or a flag) and every such combination shares one program.
-    func buildOptions(for problem: SwitchableNormProblem) -> String {
-        specialization(for: problem).text
+    func buildOptions(for problem: SwitchableNormProblem) -> KernelSpecialization {
+        specialization(for: problem)
     }
 
     /// The step-1 pass over x (forward: instance moments, backward: instance sums): the

@@ -21,6 +21,9 @@ struct SwitchableNormProblem: ChannelShaped, Hashable, Sendable {
     /// Whether the batch statistics come from this batch.
     var usesBatchStatistics: Bool { training && branches.hasBatch }
 
+    /// The sizes the kernels take as 32-bit values (L: the spatial size).
+    static let sizeLimits: [(ChannelShape.Size, String)] = [(.batchSpatial, "N·L"), (.planes, "N·C")]
+
     /// Checks every argument and describes the call.
     ///
     /// - Throws: ``NormError`` naming the first argument that is wrong.
@@ -32,7 +35,7 @@ struct SwitchableNormProblem: ChannelShaped, Hashable, Sendable {
         // Kernels take N·C, L and N·L as 32-bit values (L is at most N·L when N > 0; an empty
         // input launches nothing).
         try NormError.checkChannelInput(
-            shape, op: "Switchable Norm", limits: [(\.batchSpatial, "N·L"), (\.planes, "N·C")])
+            shape, op: "Switchable Norm", limits: Self.sizeLimits)
         let channels = shape[1], spatial = shape.dropFirst(2).reduce(1, *)
         let branches = options.branches
         let unbiased = options.varianceEstimator == .unbiased

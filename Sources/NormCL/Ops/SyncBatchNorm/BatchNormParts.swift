@@ -36,7 +36,7 @@ public func batchNormMoments(_ input: Tensor, waitingFor waitList: [OpenCLEvent]
         return BatchNormMoments(unchecked: problem.valuesPerChannel, mean: mean, m2: variance.map { $0 * n })
     case .openCL(let runtime):
         let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
-        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem).text)
+        let program = try runtime.program(.batchNorm, options: plan.specialization(for: problem))
         var launches = KernelLaunches(program, on: runtime, waitingFor: waitList)
         let groups = plan.strategy.reductionGroups
         let (partials, pilots) = try BatchNormKernels.enqueuePartialMoments(
@@ -281,7 +281,7 @@ public func batchNormGradientSums(
             count: problem.valuesPerChannel, sumGradOutput: sums.sumDy, sumGradOutputCentered: sums.sumDyCentered)
     case .openCL(let runtime):
         let plan = BatchNormPlan(problem: problem, device: runtime.device, tuning: runtime.tuning)
-        let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem).text)
+        let program = try runtime.program(.batchNormBackward, options: plan.specialization(for: problem))
         var launches = KernelLaunches(program, on: runtime, waitingFor: waitList)
         let groups = plan.strategy.reductionGroups
         let inputs = BatchNormBackwardKernels.Inputs(
