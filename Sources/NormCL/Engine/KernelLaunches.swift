@@ -33,17 +33,16 @@ struct KernelLaunches {
         _ kernel: String, _ launch: Launch, _ parts: KeyValuePairs<String, KernelArgument>...
     ) throws -> KernelEvent {
         let arguments = parts.flatMap { $0 }
-        let staged = arguments.enumerated().compactMap { index, argument -> (Int, DeviceBuffer)? in
-            guard case .buffer(let buffer?) = argument.value, buffer.isStaged else { return nil }
-            return (index, buffer)
+        var staged: [(Int, DeviceBuffer)] = []
+        for (index, argument) in arguments.enumerated() {
+            if case .buffer(let buffer?) = argument.value, buffer.isStaged { staged.append((index, buffer)) }
         }
         for (_, buffer) in staged where stagedIn.insert(ObjectIdentifier(buffer)).inserted {
             try buffer.stageIn(waitingFor: waitList)
             waitList = []
         }
         let event = try runtime.enqueue(
-            kernel, from: program, global: launch.global, local: launch.local, arguments: arguments.map(\.value),
-            names: arguments.map(\.key), waitingFor: waitList)
+            kernel, from: program, global: launch.global, local: launch.local, named: arguments, waitingFor: waitList)
         waitList = []
         events.append(event)
         if !staged.isEmpty {

@@ -276,9 +276,21 @@ public final class OpenCLRuntime: @unchecked Sendable {
         global: [Int], local: [Int], arguments: KeyValuePairs<String, KernelArgument>,
         waitingFor events: [OpenCLEvent] = []
     ) throws -> KernelEvent {
+        try enqueue(kernelName, from: program, global: global, local: local, named: Array(arguments), waitingFor: events)
+    }
+
+    /// The same with the named arguments as an array (``KernelLaunches``' form): the names
+    /// are read only for the first launch's check, so a steady-state launch forms no other
+    /// list.
+    @discardableResult
+    func enqueue(
+        _ kernelName: String, from program: CompiledProgram,
+        global: [Int], local: [Int], named arguments: [(key: String, value: KernelArgument)],
+        waitingFor events: [OpenCLEvent] = []
+    ) throws -> KernelEvent {
         try enqueue(
-            kernelName, from: program, global: global, local: local,
-            arguments: arguments.map(\.value), names: arguments.map(\.key), waitingFor: events)
+            kernelName, from: program, global: global, local: local, count: arguments.count,
+            argument: { arguments[$0].value }, names: { arguments.map(\.key) }, waitingFor: events)
     }
 
     /// Enqueues one kernel launch, after `events` (the caller's), and returns its event
@@ -296,12 +308,24 @@ public final class OpenCLRuntime: @unchecked Sendable {
         global: [Int], local: [Int], arguments: [KernelArgument], names: [String]? = nil,
         waitingFor events: [OpenCLEvent] = []
     ) throws -> KernelEvent {
+        try enqueue(
+            kernelName, from: program, global: global, local: local, count: arguments.count,
+            argument: { arguments[$0] }, names: { names }, waitingFor: events)
+    }
+
+    /// The launch itself, its `count` arguments read through `argument` (and their names,
+    /// for the first launch's signature check, through `names`).
+    private func enqueue(
+        _ kernelName: String, from program: CompiledProgram, global: [Int], local: [Int], count: Int,
+        argument: (Int) -> KernelArgument, names: () -> [String]?, waitingFor events: [OpenCLEvent]
+    ) throws -> KernelEvent {
         precondition(global.count == local.count && (1...3).contains(global.count), "bad launch geometry")
         precondition(zip(global, local).allSatisfy { $0 % $1 == 0 }, "global size not a multiple of local size")
         let event = try program.withKernel(kernelName) { kernel throws -> KernelEvent in
-            try program.checkSignatureOnce(of: kernelName, kernel: kernel, arguments: arguments, names: names)
-            for (index, argument) in arguments.enumerated() {
-                try argument.set(on: kernel, at: cl_uint(index))
+            try program.checkSignatureOnce(
+                of: kernelName, kernel: kernel, arguments: (0..<count).map(argument), names: names())
+            for index in 0..<count {
+                try argument(index).set(on: kernel, at: cl_uint(index))
             }
             let queue = self.queue
             let event = try global.withUnsafeBufferPointer { globalSizes throws(OpenCLError) in

@@ -317,9 +317,13 @@ final class CompiledProgram: @unchecked Sendable {
 
     /// Checks a launch's arguments against `kernel`'s parameter list the first time
     /// `name` is launched from this program (see ``KernelSignature``).
-    func checkSignatureOnce(of name: String, kernel: cl_kernel, arguments: [KernelArgument], names: [String]?) throws {
+    /// The arguments and names are formed only for that first check.
+    func checkSignatureOnce(
+        of name: String, kernel: cl_kernel, arguments: @autoclosure () -> [KernelArgument],
+        names: @autoclosure () -> [String]?
+    ) throws {
         guard checkedKernels.withLock({ !$0.contains(name) }) else { return }
-        try KernelSignature(of: kernel).verify(arguments, names: names, kernel: "\(sourceName).\(name)")
+        try KernelSignature(of: kernel).verify(arguments(), names: names(), kernel: "\(sourceName).\(name)")
         checkedKernels.withLock { _ = $0.insert(name) }
     }
 
