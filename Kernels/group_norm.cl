@@ -186,7 +186,7 @@ __kernel void gn_column_partials(__global const storage_t *x, __global float *pa
             uint c = (first + t) * CVEC + l;
             lanes[l] = tile_pilot(x, row0, spatial, channels, c - c % cpg, cpg);
         }
-        pilot[t] = CLOAD(0, lanes);
+        pilot[t] = CLOAD_LANES(lanes);
     }
     float count = accumulate_column_moments(x, row0, column_vecs, first, width, lo, hi, pilot, mean, m2);
     FOR_EACH_TILE_LANE(first, width, t, l, c, {

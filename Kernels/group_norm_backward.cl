@@ -259,10 +259,10 @@ __kernel void gnb_column_partials(__global const storage_t *dy, __global const s
             shifts[l] = pre.y;
 #endif
         }
-        mu[t] = CLOAD(0, lanes);
+        mu[t] = CLOAD_LANES(lanes);
 #if ACTIVATION
-        pre_scale[t] = CLOAD(0, scales);
-        pre_shift[t] = CLOAD(0, shifts);
+        pre_scale[t] = CLOAD_LANES(scales);
+        pre_shift[t] = CLOAD_LANES(shifts);
 #endif
     }
     accumulate_column_gradient_sums(dy, x, (INDEX_T)n * spatial, column_vecs, first, width, lo, hi, mu, pre_scale,
