@@ -182,7 +182,7 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
     FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
         BN_STORE_EPILOGUE(floatc, LOADC, STOREC, ((LOADC(x, at) - pilot[t]) - mean[t]) * scale[t] + beta[t], z, y,
                           at);
-    })
+    });
 }
 
 // Columns, split reduction, step 1 of 3 (then bn_finish_moments, bn_apply_columns):

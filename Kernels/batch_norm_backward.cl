@@ -308,7 +308,7 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
     if (!dx && !dz) return;
     FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
         STORE_GRADIENTS_C(at, m[t], pre_scale[t], pre_shift[t], scale[t], mean_dy[t], xcoef[t]);
-    })
+    });
 }
 
 // Columns, split reduction, step 1 of 3 (then bnb_finish, bnb_dx_columns): work-item
