@@ -105,8 +105,7 @@ struct ForwardBackwardContractTests {
 
     @Test("BatchNorm layer: a γ or β replaced after the forward is a typed error", arguments: allBackends)
     func batchNormLayerMismatch(backend: Backend) throws {
-        let d = Data(count: Self.shape.reduce(1, *), parameters: Self.channels)
-        let x = try Tensor(d.x, shape: Self.shape, on: backend), dy = try Tensor(d.dy, shape: Self.shape, on: backend)
+        let (d, x, dy) = try Self.layerOperands(on: backend)
         var layer = try BatchNorm(numFeatures: Self.channels, on: backend)
         let step = try layer.forward(x)
         _ = try layer.backward(dy, forward: step)  // unchanged: fine
@@ -116,6 +115,12 @@ struct ForwardBackwardContractTests {
         let unbiasedStep = try unbiased.forward(x)
         unbiased.bias = nil
         #expect(Self.mismatch(try unbiased.backward(dy, forward: unbiasedStep)) == "bias")
+    }
+
+    /// The data, x and dy (`shape`, channels first) of the layer tests on `backend`.
+    static func layerOperands(on backend: Backend) throws -> (data: Data, x: Tensor, dy: Tensor) {
+        let d = Data(count: shape.reduce(1, *), parameters: channels)
+        return (d, try Tensor(d.x, shape: shape, on: backend), try Tensor(d.dy, shape: shape, on: backend))
     }
 
     /// The argument of a `forwardMismatch` thrown by `body`, nil when it threw nothing or another error.
@@ -216,8 +221,7 @@ struct ForwardBackwardContractTests {
 
     @Test("GroupNorm and InstanceNorm layers: a replaced γ or β is a typed error", arguments: allBackends)
     func groupedLayerMismatch(backend: Backend) throws {
-        let d = Data(count: Self.shape.reduce(1, *), parameters: Self.channels)
-        let x = try Tensor(d.x, shape: Self.shape, on: backend), dy = try Tensor(d.dy, shape: Self.shape, on: backend)
+        let (d, x, dy) = try Self.layerOperands(on: backend)
         var gn = try GroupNorm(numGroups: 2, numChannels: Self.channels, on: backend)
         let f = try gn.forward(x)
         _ = try gn.backward(dy, forward: f)
@@ -273,8 +277,7 @@ struct ForwardBackwardContractTests {
 
     @Test("SwitchableNorm layer: replaced γ or logits are a typed error", arguments: allBackends)
     func switchableLayerMismatch(backend: Backend) throws {
-        let d = Data(count: Self.shape.reduce(1, *), parameters: Self.channels)
-        let x = try Tensor(d.x, shape: Self.shape, on: backend), dy = try Tensor(d.dy, shape: Self.shape, on: backend)
+        let (d, x, dy) = try Self.layerOperands(on: backend)
         var layer = try SwitchableNorm(numFeatures: Self.channels, on: backend)
         let f = try layer.forward(x)
         _ = try layer.backward(dy, forward: f)

@@ -79,13 +79,21 @@ struct GroupNormBackwardGradientTests {
         }
     }
 
-    @Test("a mask leaves gradients out; the others are unchanged")
-    func mask() throws {
+    /// (2, 4, 3) in 2 groups, channels first, without γ, β: N(0, 1) x and w, and the
+    /// statistics of x (eps 1e-5).
+    static func smallCase(seed: UInt64) throws -> (
+        problem: GroupNormProblem, x: [Double], w: [Double], stats: (y: [Double], mean: [Double], invstd: [Double])
+    ) {
         let problem = try Self.problem([2, 4, 3], groups: 2, layout: .channelsFirst)
-        var rng = SeededGenerator(seed: 3)
+        var rng = SeededGenerator(seed: seed)
         let x = (0..<problem.count).map { _ in rng.normal() }
         let w = (0..<problem.count).map { _ in rng.normal() }
-        let stats = Self.forward(problem, x: x, weight: nil, bias: nil, eps: 1e-5)
+        return (problem, x, w, Self.forward(problem, x: x, weight: nil, bias: nil, eps: 1e-5))
+    }
+
+    @Test("a mask leaves gradients out; the others are unchanged")
+    func mask() throws {
+        let (problem, x, w, stats) = try Self.smallCase(seed: 3)
         let all = ReferenceGroupNorm.backward(
             problem, gradOutput: w, input: x, weight: nil, mean: stats.mean, invstd: stats.invstd, mask: .all)
         for mask: NormGradientMask in [.input, .weight, .bias, [.weight, .bias], []] {
@@ -136,11 +144,7 @@ struct GroupNormBackwardGradientTests {
 
     @Test("the check can fail: a dx without the statistics' terms is caught")
     func detectsMissingStatisticsTerms() throws {
-        let problem = try Self.problem([2, 4, 3], groups: 2, layout: .channelsFirst)
-        var rng = SeededGenerator(seed: 11)
-        let x = (0..<problem.count).map { _ in rng.normal() }
-        let w = (0..<problem.count).map { _ in rng.normal() }
-        let stats = Self.forward(problem, x: x, weight: nil, bias: nil, eps: 1e-5)
+        let (problem, x, w, stats) = try Self.smallCase(seed: 11)
         // Treating the group statistics as constants (dx = dy·invstd) is a real mistake.
         let constant = ReferenceGroupNorm.backwardWithConstantStatistics(
             problem, gradOutput: w, input: x, weight: nil, mean: [Double](repeating: 0, count: 4),

@@ -5,7 +5,7 @@ import Testing
 /// reference with the same `dy`, `x`, γ and statistics, and checks dx, dγ and dβ
 /// against the reference within stated tolerances. (Shared by the GroupNorm and
 /// InstanceNorm backward suites; its own sanity test is below.)
-struct GroupNormBackwardHarness {
+struct GroupNormBackwardHarness: ChannelsAndSpatial {
     enum Op: CustomStringConvertible {
         case group(Int)
         /// InstanceNorm with the input's statistics.
@@ -34,8 +34,6 @@ struct GroupNormBackwardHarness {
     var eps: Float = 1e-5
     var mask: NormGradientMask = .all
 
-    var channels: Int { shape[1] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
     var groups: Int {
         if case .group(let g) = op { g } else { channels }
     }

@@ -275,7 +275,7 @@ extension GroupNormBackwardPlan {
 
 /// One GroupNorm + activation problem with its data: runs it on a backend, forward and
 /// backward, and checks OpenCL against the reference.
-struct FusedGroupNorm {
+struct FusedGroupNorm: ChannelsAndSpatial {
     var shape: [Int]
     var groups: Int
     var layout: TensorLayout
@@ -288,8 +288,6 @@ struct FusedGroupNorm {
     var bias: [Float]?
     var eps: Float = 1e-5
 
-    var channels: Int { shape[1] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
 
     /// x = 0.5 + 1.5·N(0, 1), dy = N(0, 1), γ = 1 + 0.5·N(0, 1), β = 0.5·N(0, 1): the
     /// activations' inputs spread over their bends.
@@ -298,11 +296,8 @@ struct FusedGroupNorm {
         affine: Bool = true, seed: UInt64
     ) {
         var rng = SeededGenerator(seed: seed)
-        self.shape = shape
-        self.groups = groups
-        self.layout = layout
-        self.elementType = elementType
-        self.activation = activation
+        (self.shape, self.groups, self.layout, self.elementType, self.activation) =
+            (shape, groups, layout, elementType, activation)
         let count = shape.reduce(1, *)
         x = rng.normals(count, offset: 0.5, scale: 1.5)
         dy = rng.normals(count)

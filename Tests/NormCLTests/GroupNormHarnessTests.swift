@@ -4,7 +4,7 @@ import Testing
 /// Runs GroupNorm or InstanceNorm on a backend and on the float64 reference with the
 /// same data, and checks every output against the reference within stated tolerances.
 /// (Shared by the GroupNorm and InstanceNorm suites; its own sanity test is below.)
-struct GroupNormHarness: ChannelDataHolder {
+struct GroupNormHarness: ChannelDataHolder, ChannelsAndSpatial {
     enum Op {
         case group(Int)
         /// InstanceNorm with `useInputStats`.
@@ -21,8 +21,6 @@ struct GroupNormHarness: ChannelDataHolder {
     var momentum: Float? = 0.1
     var eps: Float = 1e-5
 
-    var channels: Int { shape[1] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
     var groups: Int {
         if case .group(let g) = op { g } else { channels }
     }

@@ -15,26 +15,51 @@ struct InteropTests {
     /// LayerNorm forward and backward and BatchNorm training forward and backward on
     /// `backend`, read back in one list.
     static func layerAndBatchNorm(on backend: Backend, x: [Float], dy: [Float]) throws -> [[Float]] {
-        let input = try Tensor(x, shape: shape, on: backend)
-        let gradOutput = try Tensor(dy, shape: shape, on: backend)
-        let gamma = try Tensor((0..<7).map { 1 + Float($0) / 10 }, on: backend)
-        let ln = try layerNorm(input, normalizedShape: normalizedShape, weight: gamma, bias: gamma)
-        let lnGrads = try layerNormBackward(gradOutput, forward: ln)
-        let channels = try Tensor((0..<5).map { 1 - Float($0) / 10 }, on: backend)
-        var running = try RunningStatistics(channels: 5, on: backend)
-        let bn = try batchNorm(input, weight: channels, bias: channels, runningStatistics: &running, training: true)
-        let bnGrads = try batchNormBackward(gradOutput, forward: bn)
-        return try [
+        let o = try Operands(x: x, dy: dy, on: backend)
+        let ln = try layerNorm(o.input, normalizedShape: normalizedShape, weight: o.gamma, bias: o.gamma)
+        let lnGrads = try layerNormBackward(o.gradOutput, forward: ln)
+        var running = o.running
+        let bn = try batchNorm(o.input, weight: o.channels, bias: o.channels, runningStatistics: &running, training: true)
+        let bnGrads = try batchNormBackward(o.gradOutput, forward: bn)
+        return try results(ln, lnGrads, bn, running, bnGrads)
+    }
+
+    /// x and dy, LayerNorm's γ = β (7 values) and BatchNorm's γ = β (5 channels), and
+    /// new running statistics on one backend.
+    struct Operands {
+        let input, gradOutput, gamma, channels: Tensor
+        let running: RunningStatistics
+
+        init(x: [Float], dy: [Float], on backend: Backend) throws {
+            input = try Tensor(x, shape: InteropTests.shape, on: backend)
+            gradOutput = try Tensor(dy, shape: InteropTests.shape, on: backend)
+            gamma = try Tensor((0..<7).map { 1 + Float($0) / 10 }, on: backend)
+            channels = try Tensor((0..<5).map { 1 - Float($0) / 10 }, on: backend)
+            running = try RunningStatistics(channels: 5, on: backend)
+        }
+    }
+
+    /// Every result of ``layerAndBatchNorm(on:x:dy:)``, read back in one list.
+    static func results(
+        _ ln: LayerNormOutput, _ lnGrads: NormGradients, _ bn: BatchNormOutput, _ running: RunningStatistics,
+        _ bnGrads: NormGradients
+    ) throws -> [[Float]] {
+        try [
             ln.output, ln.saveMean, ln.saveInvstd, lnGrads.input!, lnGrads.weight!, lnGrads.bias!, bn.output,
             running.mean, running.variance, bnGrads.input!, bnGrads.weight!, bnGrads.bias!,
         ].map { try $0.toArray() }
     }
 
+    /// Seeded x and dy, and their ``layerAndBatchNorm(on:x:dy:)`` results on the shared runtime.
+    static func data(seed: UInt64) throws -> (x: [Float], dy: [Float], expected: [[Float]]) {
+        var rng = SeededGenerator(seed: seed)
+        let (x, dy) = (rng.normals(count, offset: 3), rng.normals(count))
+        return (x, dy, try layerAndBatchNorm(on: .openCL(sharedRuntime!), x: x, dy: dy))
+    }
+
     @Test("a runtime on the caller's context and queue gives the results of NormCL's own", arguments: [false, true])
     func adoptedRuntime(outOfOrder: Bool) throws {
-        var rng = SeededGenerator(seed: 16)
-        let (x, dy) = (rng.normals(Self.count, offset: 3), rng.normals(Self.count))
-        let expected = try Self.layerAndBatchNorm(on: .openCL(sharedRuntime!), x: x, dy: dy)
+        let (x, dy, expected) = try Self.data(seed: 16)
         let caller = try CallerOpenCL(device: device, outOfOrder: outOfOrder)
         let referencesBefore = caller.contextReferenceCount
         do {
@@ -137,35 +162,26 @@ struct InteropTests {
 
     @Test("ops enqueue behind the caller's unset user event and return; setting it runs them", arguments: [false, true])
     func userEventGate(outOfOrder: Bool) throws {
-        var rng = SeededGenerator(seed: 18)
-        let (x, dy) = (rng.normals(Self.count, offset: 3), rng.normals(Self.count))
-        let expected = try Self.layerAndBatchNorm(on: .openCL(sharedRuntime!), x: x, dy: dy)
+        let (x, dy, expected) = try Self.data(seed: 18)
         let caller = try CallerOpenCL(device: device, outOfOrder: outOfOrder)
         // A fresh runtime: its programs are new, so these are first launches (which on
         // PoCL would otherwise wait for their compile).
         let runtime = try OpenCLRuntime(adopting: caller.context, queue: caller.queue, device: caller.device)
-        let backend = Backend.openCL(runtime)
-        let input = try Tensor(x, shape: Self.shape, on: backend), gradOutput = try Tensor(dy, shape: Self.shape, on: backend)
-        let gamma = try Tensor((0..<7).map { 1 + Float($0) / 10 }, on: backend)
-        let channels = try Tensor((0..<5).map { 1 - Float($0) / 10 }, on: backend)
-        var running = try RunningStatistics(channels: 5, on: backend)
+        let o = try Operands(x: x, dy: dy, on: .openCL(runtime))
+        var running = o.running
         var status: cl_int = CL_SUCCESS
         let gate = try #require(clCreateUserEvent(caller.context, &status))
         defer { clReleaseEvent(gate) }
-        let ln = try layerNorm(input, normalizedShape: [7], weight: gamma, bias: gamma, waitingFor: [OpenCLEvent(gate)])
-        let lnGrads = try layerNormBackward(gradOutput, forward: ln, waitingFor: ln.events.map(\.openCLEvent))
+        let ln = try layerNorm(o.input, normalizedShape: [7], weight: o.gamma, bias: o.gamma, waitingFor: [OpenCLEvent(gate)])
+        let lnGrads = try layerNormBackward(o.gradOutput, forward: ln, waitingFor: ln.events.map(\.openCLEvent))
         let bn = try batchNorm(
-            input, weight: channels, bias: channels, runningStatistics: &running, training: true,
+            o.input, weight: o.channels, bias: o.channels, runningStatistics: &running, training: true,
             waitingFor: lnGrads.events.map(\.openCLEvent))
-        let bnGrads = try batchNormBackward(gradOutput, forward: bn, waitingFor: bn.events.map(\.openCLEvent))
+        let bnGrads = try batchNormBackward(o.gradOutput, forward: bn, waitingFor: bn.events.map(\.openCLEvent))
         let events = ln.events + lnGrads.events + bn.events + bnGrads.events
         #expect(!events.isEmpty && events.allSatisfy(isPending), "nothing has run while the gate is unset")
         #expect(clSetUserEventStatus(gate, CL_COMPLETE) == CL_SUCCESS)
-        let results = try [
-            ln.output, ln.saveMean, ln.saveInvstd, lnGrads.input!, lnGrads.weight!, lnGrads.bias!, bn.output,
-            running.mean, running.variance, bnGrads.input!, bnGrads.weight!, bnGrads.bias!,
-        ].map { try $0.toArray() }
-        #expect(results == expected)
+        #expect(try Self.results(ln, lnGrads, bn, running, bnGrads) == expected)
     }
 
     @Test("with destinations an op needs no memory of NormCL's: it runs under a zero memory limit, and fails cleanly without")

@@ -29,7 +29,7 @@ import Testing
 ///   be affected on those samples and channels; with IN, LN and BN in training that is
 ///   all of dx. dγ, dβ: the channels of the affected instances; the logit gradients sum
 ///   over all instances and are always affected.
-struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
+struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible, ChannelsAndSpatial {
     enum Op: Sendable, CustomTestStringConvertible, CaseIterable {
         case batchNormTraining, batchNormInference, batchRenorm, layerNorm, rmsNorm, groupNorm, instanceNorm
         case instanceNormRunning
@@ -118,8 +118,6 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
     var normalizedShape: [Int] { Array(shape.dropFirst(2)) }
     var count: Int { shape.reduce(1, *) }
     var batch: Int { shape[0] }
-    var channels: Int { shape[1] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
     var rowLength: Int { spatial }
     /// The poisoned element: n₀ = 1, c₀ = 2, m₀ = 3 (0 with one value per instance); for
     /// the row norms row r₀ = n₀·C + c₀, column j₀ = m₀.
@@ -285,23 +283,18 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
             RunningStatistics(mean: try Tensor(d.runningMean, on: backend), variance: try Tensor(d.runningVar, on: backend))
         }
         var results: [(String, [Float])] = []
-        func add(_ name: String, _ tensor: Tensor?) throws {
-            if let tensor { results.append((name, try tensor.toArray())) }
+        /// Appends each tensor given (in order), read back, under its name.
+        func add(_ named: KeyValuePairs<String, Tensor?>) throws {
+            for case let (name, tensor?) in named { results.append((name, try tensor.toArray())) }
         }
         func addGradients(_ g: NormGradients) throws {
-            try add("dx", g.input)
-            try add("dγ", g.weight)
-            try add("dβ", g.bias)
+            try add(["dx": g.input, "dγ": g.weight, "dβ": g.bias])
         }
         func addRunning(_ r: RunningStatistics?) throws {
-            try add("runningMean", r?.mean)
-            try add("runningVar", r?.variance)
+            try add(["runningMean": r?.mean, "runningVar": r?.variance])
         }
         func addSaved(_ out: BatchNormOutput) throws {
-            try add("saveMean", out.saveMean)
-            try add("saveInvstd", out.saveInvstd)
-            try add("r", out.renormR)
-            try add("d", out.renormD)
+            try add(["saveMean": out.saveMean, "saveInvstd": out.saveInvstd, "r": out.renormR, "d": out.renormD])
         }
         switch op {
         case .batchNormTraining, .batchNormInference:
@@ -315,7 +308,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                 out = try batchNorm(x, weight: w, bias: b, runningStatistics: &stats, training: op.training)
             }
             if !backward {
-                try add("y", out.output)
+                try add(["y": out.output])
                 try addSaved(out)
                 if op.training { try addRunning(stats) }
             } else if op.training {
@@ -339,7 +332,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
             if backward {
                 try addGradients(try batchRenormBackward(dy, input: x, weight: w, forward: out))
             } else {
-                try add("y", out.output)
+                try add(["y": out.output])
                 try addSaved(out)
                 try addRunning(stats)
             }
@@ -352,9 +345,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                 out = try layerNorm(x, normalizedShape: normalizedShape, weight: w, bias: b)
             }
             if !backward {
-                try add("y", out.output)
-                try add("saveMean", out.saveMean)
-                try add("saveInvstd", out.saveInvstd)
+                try add(["y": out.output, "saveMean": out.saveMean, "saveInvstd": out.saveInvstd])
             } else if case .rowNorm(let strategy, let fuse) = path {
                 try addGradients(
                     try layerNormBackward(
@@ -371,8 +362,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                 out = try rmsNorm(x, normalizedShape: normalizedShape, weight: w, eps: 1e-6)
             }
             if !backward {
-                try add("y", out.output)
-                try add("saveInvRms", out.saveInvRms)
+                try add(["y": out.output, "saveInvRms": out.saveInvRms])
             } else if case .rowNorm(let strategy, let fuse) = path {
                 try addGradients(
                     try rmsNormBackward(
@@ -391,9 +381,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
             if backward {
                 try addGradients(try groupNormBackward(dy, input: x, numGroups: Self.groups, weight: w, forward: out))
             } else {
-                try add("y", out.output)
-                try add("saveMean", out.saveMean)
-                try add("saveInvstd", out.saveInvstd)
+                try add(["y": out.output, "saveMean": out.saveMean, "saveInvstd": out.saveInvstd])
             }
         case .instanceNorm, .instanceNormRunning:
             var stats: RunningStatistics? = try running()
@@ -406,9 +394,7 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                 out = try instanceNorm(x, runningStatistics: &stats, weight: w, bias: b, useInputStats: op.training)
             }
             if !backward {
-                try add("y", out.output)
-                try add("saveMean", out.saveMean)
-                try add("saveInvstd", out.saveInvstd)
+                try add(["y": out.output, "saveMean": out.saveMean, "saveInvstd": out.saveInvstd])
                 if op.training { try addRunning(stats) }
             } else if op.training {
                 try addGradients(try instanceNormBackward(dy, input: x, weight: w, forward: out))
@@ -449,21 +435,13 @@ struct NonFiniteIsolationCase: Sendable, CustomTestStringConvertible {
                         dy, input: x, meanLogits: meanLogits, varianceLogits: varianceLogits, weight: w, forward: out,
                         runningStatistics: initial, training: op.training, options: options)
                 }
-                try add("dx", g.input)
-                try add("dγ", g.weight)
-                try add("dβ", g.bias)
-                try add("dwμ", g.meanLogits)
-                try add("dwσ", g.varianceLogits)
+                try add(["dx": g.input, "dγ": g.weight, "dβ": g.bias, "dwμ": g.meanLogits, "dwσ": g.varianceLogits])
             } else {
-                try add("y", out.output)
-                try add("mean", out.saveMean)
-                try add("invstd", out.saveInvstd)
-                try add("instanceMean", out.instanceMean)
-                try add("instanceVariance", out.instanceVariance)
-                try add("layerMean", out.layerMean)
-                try add("layerVariance", out.layerVariance)
-                try add("batchMean", out.batchMean)
-                try add("batchVariance", out.batchVariance)
+                try add([
+                    "y": out.output, "mean": out.saveMean, "invstd": out.saveInvstd, "instanceMean": out.instanceMean,
+                    "instanceVariance": out.instanceVariance, "layerMean": out.layerMean,
+                    "layerVariance": out.layerVariance, "batchMean": out.batchMean, "batchVariance": out.batchVariance,
+                ])
                 if op.training && branches.hasBatch { try addRunning(stats) }
             }
         }

@@ -122,19 +122,21 @@ struct RowNormEpilogueTests {
             let f = try layerNorm(
                 x, normalizedShape: c.normalizedShape, weight: weight, bias: bias, eps: 1e-5, fusing: fused,
                 strategy: strategy, tuning: tuning)
-            let g = try layerNormBackward(
-                dy, input: x, normalizedShape: c.normalizedShape, weight: weight, saveMean: f.saveMean,
-                saveInvstd: f.saveInvstd, outputMask: .all, fusing: backwardFused, strategy: strategy,
-                fuseParameters: fuse, tuning: tuning)
-            return Run(output: f.output, residualSum: f.residualSum, mean: f.saveMean, scale: f.saveInvstd, gradients: g)
+            return Run(
+                output: f.output, residualSum: f.residualSum, mean: f.saveMean, scale: f.saveInvstd,
+                gradients: try layerNormBackward(
+                    dy, input: x, normalizedShape: c.normalizedShape, weight: weight, saveMean: f.saveMean,
+                    saveInvstd: f.saveInvstd, outputMask: .all, fusing: backwardFused, strategy: strategy,
+                    fuseParameters: fuse, tuning: tuning))
         case .rmsNorm:
             let f = try rmsNorm(
                 x, normalizedShape: c.normalizedShape, weight: weight, bias: bias, eps: 1e-5, fusing: fused,
                 strategy: strategy, tuning: tuning)
-            let g = try rmsNormBackward(
-                dy, input: x, normalizedShape: c.normalizedShape, weight: weight, saveInvRms: f.saveInvRms,
-                outputMask: .all, fusing: backwardFused, strategy: strategy, fuseParameters: fuse, tuning: tuning)
-            return Run(output: f.output, residualSum: f.residualSum, mean: nil, scale: f.saveInvRms, gradients: g)
+            return Run(
+                output: f.output, residualSum: f.residualSum, mean: nil, scale: f.saveInvRms,
+                gradients: try rmsNormBackward(
+                    dy, input: x, normalizedShape: c.normalizedShape, weight: weight, saveInvRms: f.saveInvRms,
+                    outputMask: .all, fusing: backwardFused, strategy: strategy, fuseParameters: fuse, tuning: tuning))
         }
     }
 

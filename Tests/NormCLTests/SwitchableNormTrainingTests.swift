@@ -176,7 +176,7 @@ struct SwitchableNormTrainingTests {
 
 /// Runs Switchable Norm on a backend and on the reference with the same data (in the
 /// layout's memory order) and checks every output within stated tolerances.
-struct SwitchableNormHarness {
+struct SwitchableNormHarness: ChannelsAndSpatial {
     var shape: [Int]
     var layout: TensorLayout = .channelsFirst
     var elementType: ElementType = .float32
@@ -191,9 +191,7 @@ struct SwitchableNormHarness {
     /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
     var tuning: DeviceTuning?
 
-    var channels: Int { shape[1] }
     var batch: Int { shape[0] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
 
     /// Drops the running statistics (the op then neither reads nor updates any).
     mutating func untrack() {

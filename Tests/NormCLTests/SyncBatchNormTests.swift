@@ -8,7 +8,7 @@ import Testing
 @Suite("Synchronized BatchNorm")
 struct SyncBatchNormTests {
     /// One batch, its split into parts along N, and the whole batch's BatchNorm on OpenCL.
-    struct Case: CustomStringConvertible {
+    struct Case: CustomStringConvertible, ChannelsAndSpatial {
         var shape: [Int]
         var layout: TensorLayout = .channelsFirst
         var elementType: ElementType = .float32
@@ -22,7 +22,6 @@ struct SyncBatchNormTests {
             let epilogue = activation == .none && !addend ? "" : " \(activation)\(addend ? "+z" : "")"
             return "\(shape) \(layout) \(elementType)\(epilogue) split \(split)"
         }
-        var channels: Int { shape[1] }
         /// Values per sample (C·M).
         var sampleSize: Int { shape.dropFirst().reduce(1, *) }
 
@@ -347,7 +346,7 @@ struct SyncBatchNormTests {
         let wholeDz = try wholeGradients.addend?.toArray()
         #expect((wholeDz != nil) == c.addend)
         let index = ReferenceBatchNorm.Indexing(
-            batch: c.shape[0], channels: c.channels, spatial: c.shape.dropFirst(2).reduce(1, *), layout: c.layout)
+            batch: c.shape[0], channels: c.channels, spatial: c.spatial, layout: c.layout)
         let bounds = EpilogueGradientTolerance(
             x: x, dy: dy, addend: c.addend ? z : nil, weight: gamma, bias: beta,
             mean: try #require(wholeOutput.saveMean).toArray(),

@@ -15,10 +15,11 @@ struct ValidationCase {
 }
 
 /// Tensors of ones for one family's cases on one backend: the input `x`, vectors of 3
-/// and 4 values (too short and right for x's channels or rows), and `rows`, the shape
-/// of its saved statistics.
+/// and 4 values (too short and right for x's channels or rows), `rows`, the shape
+/// of its saved statistics, and running statistics with a short mean or variance.
 struct ValidationTensors {
     let x, c3, c4, rows: Tensor
+    let shortMean, shortVariance: RunningStatistics
     /// "from <backend>", for the labels of the cases that mix backends.
     let origin: String
 
@@ -27,6 +28,7 @@ struct ValidationTensors {
         c3 = try Tensor(repeating: 1, shape: [3], on: backend)
         c4 = try Tensor(repeating: 1, shape: [4], on: backend)
         self.rows = try Tensor(repeating: 1, shape: rows, on: backend)
+        (shortMean, shortVariance) = (RunningStatistics(mean: c3, variance: c4), RunningStatistics(mean: c4, variance: c3))
         origin = "from \(backend.name)"
     }
 }
@@ -105,11 +107,11 @@ struct ValidationTests {
                 .init("short bias", "shapeMismatch(bias)") { try batchNorm(x, bias: c3) },
                 .init("half weight", "unsupported(weight)") { try batchNorm(x, weight: half4) },
                 .init("short running mean", "shapeMismatch(runningMean)") {
-                    var r: RunningStatistics? = RunningStatistics(mean: c3, variance: c4)
+                    var r: RunningStatistics? = t.shortMean
                     return try batchNorm(x, runningStatistics: &r, training: true)
                 },
                 .init("short running var", "shapeMismatch(runningVar)") {
-                    var r: RunningStatistics? = RunningStatistics(mean: c4, variance: c3)
+                    var r: RunningStatistics? = t.shortVariance
                     return try batchNorm(x, runningStatistics: &r, training: false)
                 },
                 .init("inference without running statistics", "invalidArgument(runningStatistics)") {
@@ -189,8 +191,7 @@ struct ValidationTests {
                     try batchNormBackward(x, input: x, weight: nil, saveMean: mean, saveInvstd: c3)
                 },
                 .init("short runningVar (backward)", "shapeMismatch(runningVar)") {
-                    try batchNormBackward(
-                        x, input: x, weight: nil, runningStatistics: RunningStatistics(mean: c4, variance: c3))
+                    try batchNormBackward(x, input: x, weight: nil, runningStatistics: t.shortVariance)
                 },
                 .init("short renormR", "shapeMismatch(renormR)") {
                     try batchRenormBackward(x, input: x, weight: nil, saveMean: mean, saveInvstd: invstd, renormR: c3, renormD: c4)
@@ -299,7 +300,7 @@ struct ValidationTests {
                 },
                 .init("instance: short weight", "shapeMismatch(weight)") { try instanceNorm(x, weight: c3) },
                 .init("instance: short running mean", "shapeMismatch(runningMean)") {
-                    var r: RunningStatistics? = RunningStatistics(mean: c3, variance: c4)
+                    var r: RunningStatistics? = t.shortMean
                     return try instanceNorm(x, runningStatistics: &r)
                 },
                 .init("instance: running statistics required", "invalidArgument(runningStatistics)") {
@@ -314,8 +315,7 @@ struct ValidationTests {
                     try instanceNormBackward(x, input: x, weight: nil, saveMean: rows, saveInvstd: rows)
                 },
                 .init("instance backward: short runningVar", "shapeMismatch(runningVar)") {
-                    try instanceNormBackward(
-                        x, input: x, weight: nil, runningStatistics: RunningStatistics(mean: c4, variance: c3))
+                    try instanceNormBackward(x, input: x, weight: nil, runningStatistics: t.shortVariance)
                 },
                 .init("instance backward of running-statistics output", "invalidArgument(forward)") {
                     let out = InstanceNormOutput(output: x, saveMean: nil, saveInvstd: nil, events: [])
@@ -480,7 +480,7 @@ struct ValidationTests {
                 .init("variance logits length", "shapeMismatch(varianceLogits)") { try sn(varianceLogits: k2) },
                 .init("short weight", "shapeMismatch(weight)") { try sn(weight: c3) },
                 .init("short running mean", "shapeMismatch(runningMean)") {
-                    try sn(running: RunningStatistics(mean: c3, variance: c4))
+                    try sn(running: t.shortMean)
                 },
                 .init("running statistics without a BN branch", "invalidArgument(runningStatistics)") {
                     try sn(meanLogits: k2, varianceLogits: k2, running: RunningStatistics(mean: c4, variance: c4), options: .init(branches: .instanceLayer))

@@ -4,7 +4,7 @@ import Testing
 /// Runs BatchNorm's backward pass on a backend and on the reference, fed the same
 /// saved (or running) statistics, and checks every gradient against the reference
 /// within stated tolerances.
-struct BatchNormBackwardHarness {
+struct BatchNormBackwardHarness: ChannelsAndSpatial {
     enum Mode {
         /// Batch statistics, saved by a reference forward.
         case training
@@ -28,8 +28,6 @@ struct BatchNormBackwardHarness {
     /// Replaces the runtime's tuning on OpenCL (e.g. GPU-style launches on a CPU device).
     var tuning: DeviceTuning?
 
-    var channels: Int { shape[1] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
 
     /// x = `offset + scale·N(0,1)`, dy = N(0,1), γ = `1 + 0.5·N(0,1)` (when affine),
     /// running statistics away from the batch's (so Batch Renorm clips some channels).

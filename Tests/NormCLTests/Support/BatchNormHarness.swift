@@ -3,7 +3,7 @@ import Testing
 
 /// Runs BatchNorm on a backend and on the reference with the same data, and checks
 /// every output against the reference within stated tolerances.
-struct BatchNormHarness: ChannelDataHolder {
+struct BatchNormHarness: ChannelDataHolder, ChannelsAndSpatial {
     var shape: [Int]
     /// How `x` is laid out in memory (shape stays `(N, C, *S)`).
     var layout: TensorLayout = .channelsFirst
@@ -16,7 +16,6 @@ struct BatchNormHarness: ChannelDataHolder {
     /// Batch Renorm's limits (training only; needs running statistics).
     var renorm: BatchRenormLimits?
 
-    var channels: Int { shape[1] }
 
     /// Random data `offset + scale·N(0,1)`, random affine parameters and running statistics.
     init(shape: [Int], offset: Double = 0, scale: Double = 1, affine: Bool = true, tracking: Bool = true, seed: UInt64 = 1) {
@@ -82,7 +81,6 @@ struct BatchNormHarness: ChannelDataHolder {
         let halfRounding = elementType == .float16 ? 0x1p-10 : 0
         // 4 ulps of |mean − pilot|, in data units, per channel (0 unless pilotDistance is given).
         let slack = (0..<channels).map { 4 * 0x1p-24 * (pilotDistance?[$0] ?? 0) }
-        let spatial = shape.dropFirst(2).reduce(1, *)
         func channel(ofElement i: Int) -> Int { layout == .channelsFirst ? (i / spatial) % channels : i % channels }
         expectClose(actual.output, expected.output, "output \(label)", sourceLocation: sourceLocation) { i in
             let c = channel(ofElement: i)

@@ -45,6 +45,16 @@ struct ChannelData {
     }
 }
 
+/// An `(N, C, *S)` problem's channels and spatial size (values per (n, c)).
+protocol ChannelsAndSpatial {
+    var shape: [Int] { get }
+}
+
+extension ChannelsAndSpatial {
+    var channels: Int { shape[1] }
+    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
+}
+
 /// A harness that keeps its data in a ``ChannelData``, read and written as
 /// `harness.x`, `harness.weight` and so on.
 @dynamicMemberLookup

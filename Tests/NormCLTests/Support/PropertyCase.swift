@@ -5,7 +5,7 @@ import Testing
 /// layout, element type, the op's parameters and the data seed. Its description is
 /// what PropertyBased prints for a failing (and shrunk) case, so it names every choice:
 /// `BatchNorm backward renorm(3,5) [2, 3, 5] channelsLast float16 affine eps=0.001 mask=input seed=17`.
-struct PropertyCase: Sendable, CustomTestStringConvertible, CustomStringConvertible {
+struct PropertyCase: Sendable, CustomTestStringConvertible, CustomStringConvertible, ChannelsAndSpatial {
     enum Op: Sendable, Equatable {
         /// BatchNorm in training (batch statistics), inference (running statistics), or
         /// Batch Renorm training with these limits.
@@ -42,8 +42,6 @@ struct PropertyCase: Sendable, CustomTestStringConvertible, CustomStringConverti
 
     var normalizedShape: [Int] { Array(shape.suffix(normalizedDims)) }
     var batch: Int { shape[0] }
-    var channels: Int { shape[1] }
-    var spatial: Int { shape.dropFirst(2).reduce(1, *) }
 
     var description: String {
         var parts: [String] = []

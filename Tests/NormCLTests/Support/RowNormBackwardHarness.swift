@@ -4,7 +4,7 @@ import Testing
 /// Runs LayerNorm or RMSNorm backward on a backend and on the reference with the same
 /// data and the same saved statistics, and checks every gradient against the reference
 /// within stated tolerances.
-struct RowNormBackwardHarness {
+struct RowNormBackwardHarness: RowNormGeometry {
     var kind: RowNormProblem.Kind
     /// The input's shape, and its trailing dims that are normalised over.
     var shape, normalizedShape: [Int]
@@ -16,10 +16,6 @@ struct RowNormBackwardHarness {
     /// The saved statistics both backends get: the reference forward's float32 values.
     var saveMean, saveScale: [Float]
 
-    var rowLength: Int { normalizedShape.reduce(1, *) }
-    var rows: Int { shape.reduce(1, *) / rowLength }
-    var statisticsShape: [Int] { Array(shape.dropLast(normalizedShape.count)) }
-
     /// Random x = `offset + scale·N(0,1)`, dy = N(0,1), and γ = 1 + N(0, 0.5²) when
     /// `affine`; the statistics from the reference forward (eps 1e-5).
     init(
@@ -27,10 +23,7 @@ struct RowNormBackwardHarness {
         offset: Double = 0, scale: Double = 1, affine: Bool = true, seed: UInt64 = 1
     ) throws {
         var rng = SeededGenerator(seed: seed)
-        self.kind = kind
-        self.shape = shape
-        self.normalizedShape = normalizedShape
-        self.elementType = elementType
+        (self.kind, self.shape, self.normalizedShape, self.elementType) = (kind, shape, normalizedShape, elementType)
         let count = shape.reduce(1, *)
         x = rng.normals(count, offset: offset, scale: scale).map { elementType.rounded($0) }
         dy = rng.normals(count).map { elementType.rounded($0) }

@@ -3,7 +3,7 @@ import Testing
 
 /// Runs LayerNorm or RMSNorm on a backend and on the reference with the same data,
 /// and checks every output against the reference within stated tolerances.
-struct RowNormHarness {
+struct RowNormHarness: RowNormGeometry {
     var kind: RowNormProblem.Kind
     /// The input's shape, and its trailing dims that are normalised over.
     var shape, normalizedShape: [Int]
@@ -15,9 +15,6 @@ struct RowNormHarness {
     /// nil: the op's default (1e-5 for LayerNorm, the element type's epsilon for RMSNorm).
     var eps: Float?
 
-    var rowLength: Int { normalizedShape.reduce(1, *) }
-    var rows: Int { shape.reduce(1, *) / rowLength }
-
     /// Random data `offset + scale·N(0,1)`, and random γ (and β for LayerNorm when
     /// `bias`) when `affine`.
     init(
@@ -25,11 +22,7 @@ struct RowNormHarness {
         offset: Double = 0, scale: Double = 1, affine: Bool = true, bias: Bool = true, eps: Float? = nil, seed: UInt64 = 1
     ) {
         var rng = SeededGenerator(seed: seed)
-        self.kind = kind
-        self.shape = shape
-        self.normalizedShape = normalizedShape
-        self.elementType = elementType
-        self.eps = eps
+        (self.kind, self.shape, self.normalizedShape, self.elementType, self.eps) = (kind, shape, normalizedShape, elementType, eps)
         x = rng.normals(shape.reduce(1, *), offset: offset, scale: scale).map { elementType.rounded($0) }
         let d = normalizedShape.reduce(1, *)
         if affine {
@@ -90,7 +83,6 @@ struct RowNormHarness {
         let label = "\(kind) \(shape)/\(normalizedShape) \(elementType) \(backend.name) strategy=\(strategy.map { "\($0)" } ?? "auto") chunked=\(tuning?.chunkedAccess ?? true) affine=\(weight != nil)/\(bias != nil)"
         #expect(actual.outputShape == shape, "output shape \(label)", sourceLocation: sourceLocation)
         #expect(actual.outputType == elementType, "output type \(label)", sourceLocation: sourceLocation)
-        let statisticsShape = Array(shape.dropLast(normalizedShape.count))
         #expect(actual.statisticsShape == statisticsShape, "statistics shape \(label)", sourceLocation: sourceLocation)
         let halfUlp = elementType == .float16 ? 0x1p-10 : 0
         let d = rowLength
@@ -112,6 +104,20 @@ struct RowNormHarness {
             }
         }
     }
+}
+
+/// The rows of a LayerNorm or RMSNorm input: its trailing `normalizedShape` dims are a row.
+protocol RowNormGeometry {
+    /// The input's shape, and its trailing dims that are normalised over.
+    var shape: [Int] { get }
+    var normalizedShape: [Int] { get }
+}
+
+extension RowNormGeometry {
+    var rowLength: Int { normalizedShape.reduce(1, *) }
+    var rows: Int { shape.reduce(1, *) / rowLength }
+    /// The saved statistics' shape: one value per row.
+    var statisticsShape: [Int] { Array(shape.dropLast(normalizedShape.count)) }
 }
 
 extension DeviceTuning {
