@@ -28,6 +28,12 @@ def check(name, got, want, dtype=np.float32):
     np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
+def check_all(event, *checks):
+    """check(name, array.read([event]), want) for each (name, array, want)."""
+    for name, array, want in checks:
+        check(name, array.read([event]), want)
+
+
 def arrays(queue, *specs, **options):
     """DeviceArrays: a spec is a shape (NaN-filled output) or a numpy array (input)."""
     return [DeviceArray(queue, spec.shape, values=spec, **options) if isinstance(spec, np.ndarray)
@@ -52,13 +58,9 @@ def test_layer_norm(normcl, queue, runtime):
                            dxa.desc, dwa.desc, dba.desc, wait_for=[forward])
 
     y, mean, invstd = ref.layer_norm(x, k, w, b, eps)
-    check("y", ya.read([forward]), y)
-    check("save_mean", mean_a.read([forward]), mean)
-    check("save_invstd", invstd_a.read([forward]), invstd)
+    check_all(forward, ("y", ya, y), ("save_mean", mean_a, mean), ("save_invstd", invstd_a, invstd))
     dx, dw, db = ref.layer_norm_backward(dy, x, k, w, mean_a.read(), invstd_a.read())
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read([backward]), dw)
-    check("dbias", dba.read([backward]), db)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw), ("dbias", dba, db))
 
 
 def test_layer_norm_f16_at_byte_offset(normcl, queue, runtime, device):
@@ -100,11 +102,9 @@ def test_rms_norm(normcl, queue, runtime):
                            dwa.desc, wait_for=[forward])
 
     y, invrms = ref.rms_norm(x, k, w, np.finfo(np.float32).eps)
-    check("y", ya.read([forward]), y)
-    check("save_invrms", invrms_a.read([forward]), invrms)
+    check_all(forward, ("y", ya, y), ("save_invrms", invrms_a, invrms))
     dx, dw = ref.rms_norm_backward(dy, x, k, w, invrms_a.read())
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read([backward]), dw)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw))
 
 
 # ---- BatchNorm ------------------------------------------------------------------------------
@@ -135,21 +135,14 @@ def test_batch_norm(normcl, queue, runtime, layout):
                             eps, dx2a.desc, dw2a.desc, db2a.desc, wait_for=[inference])
 
     y, mean, invstd, new_rm, new_rv, _, _ = ref.batch_norm_training(x, w, b, rm, rv, 0.25, eps)
-    check("y", ya.read([forward]), y)
-    check("save_mean", mean_a.read([forward]), mean)
-    check("save_invstd", invstd_a.read([forward]), invstd)
-    check("running_mean", rma.read([forward]), new_rm)
-    check("running_var", rva.read([forward]), new_rv)
+    check_all(forward, ("y", ya, y), ("save_mean", mean_a, mean), ("save_invstd", invstd_a, invstd),
+              ("running_mean", rma, new_rm), ("running_var", rva, new_rv))
     dx, dw, db = ref.batch_norm_backward_training(dy, x, w, mean_a.read(), invstd_a.read())
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read([backward]), dw)
-    check("dbias", dba.read([backward]), db)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw), ("dbias", dba, db))
     rm_now, rv_now = rma.read(), rva.read()
     check("inference y", y2a.read([inference]), ref.batch_norm_inference(x, w, b, rm_now, rv_now, eps))
     dx, dw, db = ref.batch_norm_backward_inference(dy, x, w, rm_now, rv_now, eps)
-    check("inference dx", dx2a.read([backward2]), dx)
-    check("inference dweight", dw2a.read([backward2]), dw)
-    check("inference dbias", db2a.read([backward2]), db)
+    check_all(backward2, ("inference dx", dx2a, dx), ("inference dweight", dw2a, dw), ("inference dbias", db2a, db))
 
 
 def test_batch_renorm(normcl, queue, runtime):
@@ -169,15 +162,10 @@ def test_batch_renorm(normcl, queue, runtime):
 
     y, mean, invstd, new_rm, new_rv, r, d = ref.batch_norm_training(x, w, b, rm, rv, momentum, eps, rmax, dmax)
     assert np.any(np.abs(r) == rmax) or np.any(np.abs(d) == dmax), "the test should clip"
-    check("y", ya.read([forward]), y)
-    check("renorm_r", ra.read([forward]), r)
-    check("renorm_d", da.read([forward]), d)
-    check("running_mean", rma.read([forward]), new_rm)
-    check("running_var", rva.read([forward]), new_rv)
+    check_all(forward, ("y", ya, y), ("renorm_r", ra, r), ("renorm_d", da, d), ("running_mean", rma, new_rm),
+              ("running_var", rva, new_rv))
     dx, dw, db = ref.batch_norm_backward_training(dy, x, w, mean_a.read(), invstd_a.read(), ra.read(), da.read())
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read([backward]), dw)
-    check("dbias", dba.read([backward]), db)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw), ("dbias", dba, db))
 
 
 def test_output_mask(normcl, in_order_queue, in_order_runtime):
@@ -211,13 +199,9 @@ def test_group_norm(normcl, queue, runtime):
                            invstd_a.desc, dxa.desc, dwa.desc, dba.desc, wait_for=[forward])
 
     y, mean, invstd = ref.group_norm(x, groups, w, b, eps)
-    check("y", ya.read([forward]), y)
-    check("save_mean", mean_a.read([forward]), mean)
-    check("save_invstd", invstd_a.read([forward]), invstd)
+    check_all(forward, ("y", ya, y), ("save_mean", mean_a, mean), ("save_invstd", invstd_a, invstd))
     dx, dw, db = ref.group_norm_backward(dy, x, groups, w, mean_a.read(), invstd_a.read())
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read([backward]), dw)
-    check("dbias", dba.read([backward]), db)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw), ("dbias", dba, db))
 
 
 def test_instance_norm(normcl, queue, runtime):
@@ -245,21 +229,15 @@ def test_instance_norm(normcl, queue, runtime):
     # InstanceNorm is GroupNorm with one channel per group.
     y, mean, invstd = ref.group_norm(x, 4, w, b, eps)
     new_rm, new_rv = ref.instance_norm_running(x, rm, rv, momentum)
-    check("y", ya.read([forward]), y)
-    check("save_mean", mean_a.read([forward]), mean)
-    check("save_invstd", invstd_a.read([forward]), invstd)
-    check("running_mean", rma.read([forward]), new_rm)
-    check("running_var", rva.read([forward]), new_rv)
+    check_all(forward, ("y", ya, y), ("save_mean", mean_a, mean), ("save_invstd", invstd_a, invstd),
+              ("running_mean", rma, new_rm), ("running_var", rva, new_rv))
     dx, dw, db = ref.group_norm_backward(dy, x, 4, w, mean_a.read(), invstd_a.read())
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read([backward]), dw)
-    check("dbias", dba.read([backward]), db)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw), ("dbias", dba, db))
     rm_now, rv_now = rma.read(), rva.read()
     check("use_input_stats=0 y", y2a.read([inference]), ref.batch_norm_inference(x, w, b, rm_now, rv_now, eps))
     dx, dw, db = ref.batch_norm_backward_inference(dy, x, w, rm_now, rv_now, eps)
-    check("use_input_stats=0 dx", dx2a.read([backward2]), dx)
-    check("use_input_stats=0 dweight", dw2a.read([backward2]), dw)
-    check("use_input_stats=0 dbias", db2a.read([backward2]), db)
+    check_all(backward2, ("use_input_stats=0 dx", dx2a, dx), ("use_input_stats=0 dweight", dw2a, dw),
+              ("use_input_stats=0 dbias", db2a, db))
 
 
 # ---- Events and errors ---------------------------------------------------------------------
@@ -329,14 +307,10 @@ def test_layer_norm_fused(normcl, queue, runtime):
 
     h = (x + c) + r
     a, mean, invstd = ref.layer_norm(h, k, w, b, eps)
-    check("y", ya.read([forward]), silu(a))
-    check("residual_sum", ha.read(), h)
-    check("save_invstd", invstd_a.read(), invstd)
+    check_all(forward, ("y", ya, silu(a)), ("residual_sum", ha, h), ("save_invstd", invstd_a, invstd))
     dx, dw, db = ref.layer_norm_backward(dy * silu_gradient(a), h, k, w, mean_a.read(), invstd_a.read())
-    check("dx", dxa.read([backward]), dx + gs)
-    check("dweight", dwa.read(), dw)
-    check("dbias", dba.read(), db)
-    check("dinput_bias", dca.read(), (dx + gs).sum(axis=0))
+    check_all(backward, ("dx", dxa, dx + gs), ("dweight", dwa, dw), ("dbias", dba, db),
+              ("dinput_bias", dca, (dx + gs).sum(axis=0)))
 
 
 @pytest.mark.parametrize("layout", [nc.CHANNELS_FIRST, nc.CHANNELS_LAST], ids=["NCHW", "NHWC"])
@@ -359,10 +333,7 @@ def test_batch_norm_inference_fused(normcl, queue, runtime, layout):
     check("y", ya.read([forward]), np.maximum(a, 0))
     g = np.where(a > 0, dy, 0)
     dx, dw, db = ref.batch_norm_backward_inference(g, x, w, rm, rv, eps)
-    check("dx", dxa.read([backward]), dx)
-    check("dweight", dwa.read(), dw)
-    check("dbias", dba.read(), db)
-    check("dz", dza.read(), g)
+    check_all(backward, ("dx", dxa, dx), ("dweight", dwa, dw), ("dbias", dba, db), ("dz", dza, g))
 
 
 def test_fused_errors(normcl, in_order_queue, in_order_runtime):
