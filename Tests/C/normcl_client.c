@@ -99,6 +99,12 @@ static cl_mem upload(env *e, const float *v, size_t n) {
     return b;
 }
 
+/* A buffer of `n` random values (fill_random), which stay in `v` for the reference. */
+static cl_mem random_upload(env *e, float *v, size_t n, float scale, float shift) {
+    fill_random(v, n, scale, shift);
+    return upload(e, v, n);
+}
+
 /* A buffer of NaNs, so that an element NormCL does not write fails the comparison. */
 static cl_mem nans(env *e, size_t n) {
     float *v = malloc(n * sizeof(float));
@@ -113,6 +119,20 @@ static void download(env *e, cl_mem b, size_t byte_offset, float *out, size_t n,
     CL_OK(clEnqueueReadBuffer(e->queue, b, CL_TRUE, byte_offset, n * sizeof(float), out, after ? 1 : 0,
                               after ? &after : NULL, NULL));
     if (after) clReleaseEvent(after);
+}
+
+/* A buffer to read back: `n` floats into `values`. */
+typedef struct {
+    cl_mem buffer;
+    float *values;
+    size_t n;
+} readback;
+
+/* Waits for `done` (the last event of an op chain), reads each of `reads`, releases `done`. */
+static void download_all(env *e, cl_event done, const readback *reads, size_t count) {
+    CL_OK(clWaitForEvents(1, &done));
+    for (size_t i = 0; i < count; i++) download(e, reads[i].buffer, 0, reads[i].values, reads[i].n, NULL);
+    clReleaseEvent(done);
 }
 
 static int close_to(const env *e, const char *what, const float *got, const double *want, size_t n) {
@@ -291,13 +311,10 @@ static void test_batch_norm(env *e) {
     const int64_t shape[4] = {BN, C, 5, 5}, channel_shape[1] = {C};
     const float eps = 1e-5f, momentum = 0.1f;
     float x[N], dy[N], w[C], b[C], rm[C] = {0.5f, -0.25f, 0.0f}, rv[C] = {1.0f, 2.0f, 0.5f};
-    fill_random(x, N, 3.0f, -1.0f);
-    fill_random(dy, N, 1.0f, 0.0f);
-    fill_random(w, C, 0.5f, 1.0f);
-    fill_random(b, C, 0.5f, 0.0f);
 
-    cl_mem xb = upload(e, x, N), yb = nans(e, N), dyb = upload(e, dy, N);
-    cl_mem wb = upload(e, w, C), bb = upload(e, b, C), rmb = upload(e, rm, C), rvb = upload(e, rv, C);
+    cl_mem xb = random_upload(e, x, N, 3.0f, -1.0f), dyb = random_upload(e, dy, N, 1.0f, 0.0f);
+    cl_mem wb = random_upload(e, w, C, 0.5f, 1.0f), bb = random_upload(e, b, C, 0.5f, 0.0f);
+    cl_mem yb = nans(e, N), rmb = upload(e, rm, C), rvb = upload(e, rv, C);
     cl_mem mean_b = nans(e, C), invstd_b = nans(e, C), dxb = nans(e, N), dwb = nans(e, C), dbb = nans(e, C);
     cl_mem y2b = nans(e, N);
     normcl_tensor xt = tensor(xb, 0, 4, shape), yt = tensor(yb, 0, 4, shape), dyt = tensor(dyb, 0, 4, shape);
@@ -318,16 +335,11 @@ static void test_batch_norm(env *e) {
                                                   &inference));
 
     float y[N], mean[C], invstd[C], rm_out[C], rv_out[C], dx[N], dw[C], db[C], y2[N];
-    clWaitForEvents(1, &inference);
-    download(e, yb, 0, y, N, forward);
-    download(e, mean_b, 0, mean, C, NULL);
-    download(e, invstd_b, 0, invstd, C, NULL);
-    download(e, rmb, 0, rm_out, C, NULL);
-    download(e, rvb, 0, rv_out, C, NULL);
-    download(e, dxb, 0, dx, N, backward);
-    download(e, dwb, 0, dw, C, NULL);
-    download(e, dbb, 0, db, C, NULL);
-    download(e, y2b, 0, y2, N, inference);
+    const readback reads[] = {{yb, y, N}, {mean_b, mean, C}, {invstd_b, invstd, C}, {rmb, rm_out, C}, {rvb, rv_out, C},
+                              {dxb, dx, N}, {dwb, dw, C}, {dbb, db, C}, {y2b, y2, N}};
+    download_all(e, inference, reads, sizeof reads / sizeof *reads);
+    clReleaseEvent(forward);
+    clReleaseEvent(backward);
 
     double y_ref[N], mean_ref[C], invstd_ref[C], rm_ref[C], rv_ref[C], dx_ref[N], dw_ref[C], db_ref[C], y2_ref[N];
     for (int c = 0; c < C; c++) rm_ref[c] = rm[c], rv_ref[c] = rv[c];
@@ -520,17 +532,11 @@ static void test_fused_rms_norm(env *e) {
     enum { ROWS = 6, D = 48, N = ROWS * D };
     const int64_t shape[2] = {ROWS, D}, param_shape[1] = {D}, stat_shape[1] = {ROWS};
     float x[N], r[N], dy[N], gs[N], w[D], b[D], c[D];
-    fill_random(c, D, 0.5f, 0.0f);
-    fill_random(x, N, 1.5f, 0.2f);
-    fill_random(r, N, 1.0f, 0.0f);
-    fill_random(dy, N, 1.0f, 0.0f);
-    fill_random(gs, N, 1.0f, 0.0f);
-    fill_random(w, D, 0.3f, 0.0f);
-    fill_random(b, D, 0.2f, 0.0f);
-    cl_mem xb = upload(e, x, N), rb = upload(e, r, N), dyb = upload(e, dy, N), gsb = upload(e, gs, N);
-    cl_mem wb = upload(e, w, D), bb = upload(e, b, D), yb = nans(e, N), hb = nans(e, N), sb = nans(e, ROWS);
-    cl_mem dxb = nans(e, N), dwb = nans(e, D), dbb = nans(e, D), dx2b = nans(e, N), cb = upload(e, c, D);
-    cl_mem dcb = nans(e, D);
+    cl_mem cb = random_upload(e, c, D, 0.5f, 0.0f), xb = random_upload(e, x, N, 1.5f, 0.2f);
+    cl_mem rb = random_upload(e, r, N, 1.0f, 0.0f), dyb = random_upload(e, dy, N, 1.0f, 0.0f);
+    cl_mem gsb = random_upload(e, gs, N, 1.0f, 0.0f), wb = random_upload(e, w, D, 0.3f, 0.0f);
+    cl_mem bb = random_upload(e, b, D, 0.2f, 0.0f), yb = nans(e, N), hb = nans(e, N), sb = nans(e, ROWS);
+    cl_mem dxb = nans(e, N), dwb = nans(e, D), dbb = nans(e, D), dx2b = nans(e, N), dcb = nans(e, D);
     normcl_tensor xt = tensor(xb, 0, 2, shape), rt = tensor(rb, 0, 2, shape), dyt = tensor(dyb, 0, 2, shape);
     normcl_tensor gst = tensor(gsb, 0, 2, shape), yt = tensor(yb, 0, 2, shape), ht = tensor(hb, 0, 2, shape);
     normcl_tensor wt = tensor(wb, 0, 1, param_shape), bt = tensor(bb, 0, 1, param_shape);
@@ -551,15 +557,11 @@ static void test_fused_rms_norm(env *e) {
     NORMCL_OK(normcl_rms_norm_backward_fused(e->runtime, &dyt, &xt, &rt, &ct, NULL, 1, &wt, &bt, &st, &epilogue, &gst,
                                              &dx2t, NULL, NULL, NULL, 1, &backward, &backward2));
     float y[N], h[N], rstd[ROWS], dx[N], dw[D], db[D], dx2[N], dc[D];
-    CL_OK(clWaitForEvents(1, &backward2));
-    download(e, yb, 0, y, N, forward);
-    download(e, hb, 0, h, N, NULL);
-    download(e, sb, 0, rstd, ROWS, NULL);
-    download(e, dxb, 0, dx, N, backward);
-    download(e, dwb, 0, dw, D, NULL);
-    download(e, dbb, 0, db, D, NULL);
-    download(e, dcb, 0, dc, D, NULL);
-    download(e, dx2b, 0, dx2, N, backward2);
+    const readback reads[] = {{yb, y, N}, {hb, h, N}, {sb, rstd, ROWS}, {dxb, dx, N}, {dwb, dw, D}, {dbb, db, D},
+                              {dcb, dc, D}, {dx2b, dx2, N}};
+    download_all(e, backward2, reads, sizeof reads / sizeof *reads);
+    clReleaseEvent(forward);
+    clReleaseEvent(backward);
 
     double y_ref[N], h_ref[N], rstd_ref[ROWS], dx_ref[N], dw_ref[D], db_ref[D], dc_ref[D];
     for (size_t i = 0; i < D; i++) dw_ref[i] = db_ref[i] = dc_ref[i] = 0;
@@ -607,14 +609,10 @@ static void test_fused_batch_norm(env *e) {
     const int64_t shape[4] = {BN, C, 3, 4}, channel_shape[1] = {C};
     const float eps = 1e-5f;
     float x[N], z[N], dy[N], w[C], b[C];
-    fill_random(x, N, 2.0f, 0.5f);
-    fill_random(z, N, 1.0f, 0.0f);
-    fill_random(dy, N, 1.0f, 0.0f);
-    fill_random(w, C, 0.5f, 1.0f);
-    fill_random(b, C, 0.5f, 0.0f);
-    cl_mem xb = upload(e, x, N), zb = upload(e, z, N), dyb = upload(e, dy, N), wb = upload(e, w, C);
-    cl_mem bb = upload(e, b, C), yb = nans(e, N), mean_b = nans(e, C), invstd_b = nans(e, C), dxb = nans(e, N);
-    cl_mem dwb = nans(e, C), dbb = nans(e, C), dzb = nans(e, N);
+    cl_mem xb = random_upload(e, x, N, 2.0f, 0.5f), zb = random_upload(e, z, N, 1.0f, 0.0f);
+    cl_mem dyb = random_upload(e, dy, N, 1.0f, 0.0f), wb = random_upload(e, w, C, 0.5f, 1.0f);
+    cl_mem bb = random_upload(e, b, C, 0.5f, 0.0f), yb = nans(e, N), mean_b = nans(e, C), invstd_b = nans(e, C);
+    cl_mem dxb = nans(e, N), dwb = nans(e, C), dbb = nans(e, C), dzb = nans(e, N);
     normcl_tensor xt = tensor(xb, 0, 4, shape), zt = tensor(zb, 0, 4, shape), dyt = tensor(dyb, 0, 4, shape);
     normcl_tensor yt = tensor(yb, 0, 4, shape), dxt = tensor(dxb, 0, 4, shape), dzt = tensor(dzb, 0, 4, shape);
     normcl_tensor wt = tensor(wb, 0, 1, channel_shape), bt = tensor(bb, 0, 1, channel_shape);
@@ -629,14 +627,10 @@ static void test_fused_batch_norm(env *e) {
     NORMCL_OK(normcl_batch_norm_backward_training_fused(e->runtime, &dyt, &xt, &wt, &bt, &mt, &it, &zt, &relu, &dxt,
                                                         &dwt, &dbt, &dzt, 1, &forward, &backward));
     float y[N], mean[C], invstd[C], dx[N], dw[C], db[C], dz[N], g[N];
-    CL_OK(clWaitForEvents(1, &backward));
-    download(e, yb, 0, y, N, forward);
-    download(e, mean_b, 0, mean, C, NULL);
-    download(e, invstd_b, 0, invstd, C, NULL);
-    download(e, dxb, 0, dx, N, backward);
-    download(e, dwb, 0, dw, C, NULL);
-    download(e, dbb, 0, db, C, NULL);
-    download(e, dzb, 0, dz, N, NULL);
+    const readback reads[] = {{yb, y, N}, {mean_b, mean, C}, {invstd_b, invstd, C}, {dxb, dx, N}, {dwb, dw, C},
+                              {dbb, db, C}, {dzb, dz, N}};
+    download_all(e, backward, reads, sizeof reads / sizeof *reads);
+    clReleaseEvent(forward);
 
     /* The forward's reference BN(x) (running statistics unused), then the epilogue. */
     double bn[N], mean_ref[C], invstd_ref[C], unused[2][C] = {{0}}, dx_ref[N], dw_ref[C], db_ref[C], y_ref[N], dz_ref[N];
@@ -665,11 +659,8 @@ static void test_fused_group_norm(env *e) {
     const int64_t shape[3] = {BN, C, M}, channel_shape[1] = {C}, stat_shape[2] = {BN, G};
     const float eps = 1e-5f;
     float x[N], dy[N], w[C], b[C];
-    fill_random(x, N, 2.0f, -0.3f);
-    fill_random(dy, N, 1.0f, 0.0f);
-    fill_random(w, C, 0.5f, 1.0f);
-    fill_random(b, C, 0.5f, 0.0f);
-    cl_mem xb = upload(e, x, N), dyb = upload(e, dy, N), wb = upload(e, w, C), bb = upload(e, b, C);
+    cl_mem xb = random_upload(e, x, N, 2.0f, -0.3f), dyb = random_upload(e, dy, N, 1.0f, 0.0f);
+    cl_mem wb = random_upload(e, w, C, 0.5f, 1.0f), bb = random_upload(e, b, C, 0.5f, 0.0f);
     cl_mem yb = nans(e, N), mean_b = nans(e, BN * G), invstd_b = nans(e, BN * G), dxb = nans(e, N);
     cl_mem dwb = nans(e, C), dbb = nans(e, C);
     normcl_tensor xt = tensor(xb, 0, 3, shape), dyt = tensor(dyb, 0, 3, shape), yt = tensor(yb, 0, 3, shape);
@@ -686,13 +677,10 @@ static void test_fused_group_norm(env *e) {
     NORMCL_OK(normcl_group_norm_backward_fused(e->runtime, &dyt, &xt, G, &wt, &bt, &mt, &it, &epilogue, &dxt, &dwt,
                                                &dbt, 1, &forward, &backward));
     float y[N], mean[BN * G], invstd[BN * G], dx[N], dw[C], db[C];
-    CL_OK(clWaitForEvents(1, &backward));
-    download(e, yb, 0, y, N, forward);
-    download(e, mean_b, 0, mean, BN * G, NULL);
-    download(e, invstd_b, 0, invstd, BN * G, NULL);
-    download(e, dxb, 0, dx, N, backward);
-    download(e, dwb, 0, dw, C, NULL);
-    download(e, dbb, 0, db, C, NULL);
+    const readback reads[] = {{yb, y, N}, {mean_b, mean, BN * G}, {invstd_b, invstd, BN * G}, {dxb, dx, N},
+                              {dwb, dw, C}, {dbb, db, C}};
+    download_all(e, backward, reads, sizeof reads / sizeof *reads);
+    clReleaseEvent(forward);
 
     double y_ref[N], mean_ref[BN * G], invstd_ref[BN * G], dx_ref[N], dw_ref[C], db_ref[C];
     for (int c = 0; c < C; c++) dw_ref[c] = db_ref[c] = 0;
