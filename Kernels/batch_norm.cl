@@ -122,6 +122,7 @@ void bn_train_fused(__global const storage_t *x, __global storage_t *y, __global
                     STATISTICS_PARAMETERS) {
     GROUP_REDUCTION(Moments, slots, lid);
     __local float coefficients[3];
+    const bool stream = BN_STREAMS((ulong)batch * channels * spatial);
     uint c = get_group_id(0);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, lid, WG);
@@ -134,8 +135,9 @@ void bn_train_fused(__global const storage_t *x, __global storage_t *y, __global
     float mean = k.x, scale = k.y, beta = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j)
-            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, ((LOADV(x, j) - pilot) - mean) * scale + beta, z, y, j);
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV_STREAM, ((LOADV(x, j) - pilot) - mean) * scale + beta, z, y, j);
     })
+    STREAM_FENCE();
 }
 
 // Training, one work-item per channel (NCHW with many channels of few values each):
@@ -146,8 +148,9 @@ void bn_train_fused(__global const storage_t *x, __global storage_t *y, __global
 __kernel void bn_train_channels(__global const storage_t *x, __global storage_t *y, __global const storage_t *z,
                                 uint batch, uint channels, uint spatial, __global const float *weight,
                                 __global const float *bias, STATISTICS_PARAMETERS) {
+    const bool stream = BN_STREAMS((ulong)batch * channels * spatial);
     uint c = get_global_id(0);
-    if (c >= channels) return;
+    if (c >= channels) STREAM_RETURN();
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, 0, 1);
     float pilot = channel_pilot(x, c, channels, plane_vecs, batch);
@@ -156,8 +159,9 @@ __kernel void bn_train_channels(__global const storage_t *x, __global storage_t 
     float mean = k.x, scale = k.y, beta = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j)
-            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, ((LOADV(x, j) - pilot) - mean) * scale + beta, z, y, j);
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV_STREAM, ((LOADV(x, j) - pilot) - mean) * scale + beta, z, y, j);
     })
+    STREAM_FENCE();
 }
 
 // Training on a row-major (rows, C) matrix: (N, C) input (M == 1, BatchNorm1d), or
@@ -167,8 +171,9 @@ __kernel void bn_train_channels(__global const storage_t *x, __global storage_t 
 __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *y, __global const storage_t *z,
                                uint rows, uint channels, __global const float *weight, __global const float *bias,
                                STATISTICS_PARAMETERS) {
+    const bool stream = BN_STREAMS((ulong)rows * channels);
     uint column_vecs = channels / CVEC, first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) STREAM_RETURN();
     floatc pilot[TILE], mean[TILE], m2[TILE], scale[TILE], beta[TILE];
     for (uint t = 0; t < width; ++t) pilot[t] = column_pilot(x, 0, rows, column_vecs, first + t);
     float count = accumulate_column_moments(x, 0, column_vecs, first, width, 0, rows, pilot, mean, m2);
@@ -180,9 +185,10 @@ __kernel void bn_train_columns(__global const storage_t *x, __global storage_t *
         COLUMN_LANE(beta[t], i) = k.z;
     })
     FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
-        BN_STORE_EPILOGUE(floatc, LOADC, STOREC, ((LOADC(x, at) - pilot[t]) - mean[t]) * scale[t] + beta[t], z, y,
-                          at);
+        BN_STORE_EPILOGUE(floatc, LOADC, STOREC_STREAM,
+                          ((LOADC(x, at) - pilot[t]) - mean[t]) * scale[t] + beta[t], z, y, at);
     });
+    STREAM_FENCE();
 }
 
 // Columns, split reduction, step 1 of 3 (then bn_finish_moments, bn_apply_columns):
@@ -208,14 +214,16 @@ __kernel void bn_column_partials(__global const storage_t *x, uint rows, uint ch
 __kernel void bn_apply_columns(__global const storage_t *x, __global storage_t *y, __global const storage_t *z,
                                uint rows, uint channels, __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
+    const bool stream = BN_STREAMS((ulong)rows * channels);
     uint column_vecs = channels / CVEC;
     ItemRange r = item_range(0, (INDEX_T)rows * column_vecs, get_global_id(0), get_global_size(0));
     FOR_EACH_COLUMN_RUN(r, column_vecs, lo, hi, column, {
         for (INDEX_T j = lo, k = column; j < hi; ++j, ++k)
-            BN_STORE_EPILOGUE(floatc, LOADC, STOREC,
+            BN_STORE_EPILOGUE(floatc, LOADC, STOREC_STREAM,
                               ((LOADC(x, j) - CLOAD(k, pilot)) - CLOAD(k, offset)) * CLOAD(k, scale) + CLOAD(k, shift),
                               z, y, j);
     })
+    STREAM_FENCE();
 }
 
 // Training, split reduction, step 1 of 3: work-group (g, c) reduces slice g of
@@ -270,13 +278,15 @@ __kernel void bn_inference_apply(__global const storage_t *restrict x, __global 
                                  __global const storage_t *restrict z, uint batch, uint channels, uint spatial,
                                  __global const float *running_mean, __global const float *running_var,
                                  __global const float *weight, __global const float *bias, float eps) {
+    const bool stream = BN_STREAMS((ulong)batch * channels * spatial);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
     FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, {
         float k = running_mean[c], s = bn_running_scale(c, running_var, weight, eps), b = beta_of(bias, c);
         for (INDEX_T j = lo; j < hi; ++j)
-            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, (LOADV(x, j) - k) * s + b, z, y, j);
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV_STREAM, (LOADV(x, j) - k) * s + b, z, y, j);
     })
+    STREAM_FENCE();
 }
 
 // y = ((x - pilot[c]) - offset[c]) * scale[c] + shift[c] over every element of NCHW
@@ -285,12 +295,14 @@ __kernel void bn_inference_apply(__global const storage_t *restrict x, __global 
 __kernel void bn_apply(__global const storage_t *x, __global storage_t *y, __global const storage_t *z, uint batch,
                        uint channels, uint spatial, __global const float *pilot, __global const float *offset,
                        __global const float *scale, __global const float *shift) {
+    const bool stream = BN_STREAMS((ulong)batch * channels * spatial);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
     // Contiguous runs inside one (n, c) plane share their coefficients.
     FOR_EACH_NCHW_RUN(r, channels, plane_vecs, c, lo, hi, {
         float k = pilot[c], o = offset[c], s = scale[c], b = shift[c];
         for (INDEX_T j = lo; j < hi; ++j)
-            BN_STORE_EPILOGUE(floatv, LOADV, STOREV, ((LOADV(x, j) - k) - o) * s + b, z, y, j);
+            BN_STORE_EPILOGUE(floatv, LOADV, STOREV_STREAM, ((LOADV(x, j) - k) - o) * s + b, z, y, j);
     })
+    STREAM_FENCE();
 }

@@ -135,7 +135,7 @@ inline float3 finish_channel(uint c, float2 sums, float count, CHANNEL_PARAMETER
     do {                                                                                \
         floatv xv_ = LOADV(x, j);                                                       \
         floatv g_ = GRADIENT_AT(dy, xv_, j, m, pre, z);                                 \
-        BN_STORE_GRADIENTS(STOREV, DX(xv_, g_, m, scale, mean_dy, xcoef), g_, dx, dz, j); \
+        BN_STORE_GRADIENTS(STOREV_STREAM, DX(xv_, g_, m, scale, mean_dy, xcoef), g_, dx, dz, j); \
     } while (0)
 
 // The same at column vector j, pre as its two floatc halves.
@@ -143,7 +143,7 @@ inline float3 finish_channel(uint c, float2 sums, float count, CHANNEL_PARAMETER
     do {                                                                                \
         floatc xv_ = LOADC(x, j);                                                       \
         floatc g_ = COLUMN_GRADIENT_AT(dy, xv_, j, m, pre_scale, pre_shift, z);         \
-        BN_STORE_GRADIENTS(STOREC, DX(xv_, g_, m, scale, mean_dy, xcoef), g_, dx, dz, j); \
+        BN_STORE_GRADIENTS(STOREC_STREAM, DX(xv_, g_, m, scale, mean_dy, xcoef), g_, dx, dz, j); \
     } while (0)
 
 // One work-group per channel: the sums, dgamma and dbeta, then dx over the same
@@ -154,6 +154,7 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
                CHANNEL_PARAMETERS) {
     GROUP_REDUCTION(float2, slots, lid);
     __local float coefficients[3];
+    const bool stream = BNB_STREAMS((ulong)batch * channels * spatial);
     uint c = get_group_id(0);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, lid, WG);
@@ -168,6 +169,7 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j) STORE_GRADIENTS_V(j, m, pre, scale, mean_dy, xcoef);
     })
+    STREAM_FENCE();
 }
 
 // One work-item per channel (NCHW with many channels of few values each): bnb_fused's
@@ -175,19 +177,21 @@ void bnb_fused(__global const storage_t *x, __global const storage_t *dy, __glob
 __kernel void bnb_channels(__global const storage_t *x, __global const storage_t *dy, __global const storage_t *z,
                            __global storage_t *dx, __global storage_t *dz, uint batch, uint channels, uint spatial,
                            CHANNEL_PARAMETERS) {
+    const bool stream = BNB_STREAMS((ulong)batch * channels * spatial);
     uint c = get_global_id(0);
-    if (c >= channels) return;
+    if (c >= channels) STREAM_RETURN();
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * plane_vecs, 0, 1);
     float m = mean[c];
     float2 pre = channel_pre(c, PRE_ARGUMENTS);
     float2 sums = accumulate_channel(x, dy, z, c, channels, plane_vecs, r, m, pre);
     float3 k = finish_channel(c, sums, (float)((INDEX_T)batch * spatial), CHANNEL_ARGUMENTS);
-    if (!dx && !dz) return;
+    if (!dx && !dz) STREAM_RETURN();
     float scale = k.x, mean_dy = k.y, xcoef = k.z;
     FOR_EACH_CHANNEL_SPAN(r, c, channels, plane_vecs, lo, hi, {
         for (INDEX_T j = lo; j < hi; ++j) STORE_GRADIENTS_V(j, m, pre, scale, mean_dy, xcoef);
     })
+    STREAM_FENCE();
 }
 
 // Split reduction, step 1 of 3 (then bnb_finish, bnb_dx): work-group (g, c) sums slice
@@ -259,6 +263,7 @@ __kernel void bnb_dx(__global const storage_t *x, __global const storage_t *dy, 
                      __global const float *mean, __global const float *scale, __global const float *mean_dy,
                      __global const float *xcoef, __global const float *pre_shift, __global const float *stat,
                      __global const float *weight, __global const float *bias, float eps) {
+    const bool stream = BNB_STREAMS((ulong)batch * channels * spatial);
     INDEX_T plane_vecs = spatial / VEC;
     ItemRange r = item_range(0, (INDEX_T)batch * channels * plane_vecs, get_global_id(0), get_global_size(0));
     // Contiguous runs inside one (n, c) plane share their coefficients.
@@ -267,6 +272,7 @@ __kernel void bnb_dx(__global const storage_t *x, __global const storage_t *dy, 
         float2 pre = DX_PRE(c, s);
         for (INDEX_T j = lo; j < hi; ++j) STORE_GRADIENTS_V(j, m, pre, s, b, k);
     })
+    STREAM_FENCE();
 }
 
 // Column kernels, on a row-major (rows, C) matrix: a work-item owns TILE adjacent
@@ -291,8 +297,9 @@ inline void tile_channel_maps(uint first, uint width, __global const float *mean
 __kernel void bnb_columns(__global const storage_t *x, __global const storage_t *dy, __global const storage_t *z,
                           __global storage_t *dx, __global storage_t *dz, uint rows, uint channels,
                           CHANNEL_PARAMETERS) {
+    const bool stream = BNB_STREAMS((ulong)rows * channels);
     uint column_vecs = channels / CVEC, first, width;
-    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) return;
+    if (!column_tile(get_global_id(0), column_vecs, &first, &width)) STREAM_RETURN();
     floatc m[TILE], pre_scale[TILE], pre_shift[TILE], sum_dy[TILE], sum_dyx[TILE];
     floatc scale[TILE], mean_dy[TILE], xcoef[TILE];
     tile_channel_maps(first, width, mean, PRE_ARGUMENTS, m, pre_scale, pre_shift);
@@ -305,10 +312,11 @@ __kernel void bnb_columns(__global const storage_t *x, __global const storage_t 
         COLUMN_LANE(mean_dy[t], i) = k.y;
         COLUMN_LANE(xcoef[t], i) = k.z;
     })
-    if (!dx && !dz) return;
+    if (!dx && !dz) STREAM_RETURN();
     FOR_EACH_TILE_ROW(rows, column_vecs, first, width, at, t, {
         STORE_GRADIENTS_C(at, m[t], pre_scale[t], pre_shift[t], scale[t], mean_dy[t], xcoef[t]);
     });
+    STREAM_FENCE();
 }
 
 // Columns, split reduction, step 1 of 3 (then bnb_finish, bnb_dx_columns): work-item
@@ -341,6 +349,7 @@ __kernel void bnb_dx_columns(__global const storage_t *x, __global const storage
                              __global storage_t *dx, __global storage_t *dz, uint rows, uint channels,
                              __global const float *mean, __global const float *scale, __global const float *mean_dy,
                              __global const float *xcoef, __global const float *pre_shift) {
+    const bool stream = BNB_STREAMS((ulong)rows * channels);
     uint column_vecs = channels / CVEC;
     ItemRange r = item_range(0, (INDEX_T)rows * column_vecs, get_global_id(0), get_global_size(0));
     FOR_EACH_COLUMN_RUN(r, column_vecs, lo, hi, column, {
@@ -350,4 +359,5 @@ __kernel void bnb_dx_columns(__global const storage_t *x, __global const storage
             STORE_GRADIENTS_C(j, CLOAD(k, mean), CLOAD(k, scale), COLUMN_PRE_SHIFT(k, pre_shift), CLOAD(k, scale),
                               CLOAD(k, mean_dy), CLOAD(k, xcoef));
     })
+    STREAM_FENCE();
 }

@@ -17,30 +17,36 @@
 // h = x + residual, formed in float32 and stored as residual_t (HAS_RESIDUAL=1).
 __kernel void elementwise_sum(__global const storage_t *x, __global const residual_t *residual,
                               __global residual_t *sum, ulong vectors) {
-    FOR_EACH_VECTOR(i, vectors) STORERV(LOADV(x, i) + LOADRV(residual, i), sum, i);
+    const bool stream = STREAMS_OVER(vectors * VEC, 3);
+    FOR_EACH_VECTOR(i, vectors) STORERV_STREAM(LOADV(x, i) + LOADRV(residual, i), sum, i);
+    STREAM_FENCE();
 }
 
 // y = f(x + addend) (addend NULL: f(x)), with f the ACTIVATION.
 __kernel void elementwise_activate(__global const storage_t *x, __global const storage_t *addend,
                                    __global storage_t *y, ulong vectors) {
+    const bool stream = STREAMS_OVER(vectors * VEC, (addend ? 3 : 2));
     if (addend) {
         FOR_EACH_VECTOR(i, vectors) {
             floatv v = LOADV(x, i) + LOADV(addend, i);
-            STOREV(ACTIVATE(floatv, v), y, i);
+            STOREV_STREAM(ACTIVATE(floatv, v), y, i);
         }
     } else {
         FOR_EACH_VECTOR(i, vectors) {
             floatv v = LOADV(x, i);
-            STOREV(ACTIVATE(floatv, v), y, i);
+            STOREV_STREAM(ACTIVATE(floatv, v), y, i);
         }
     }
+    STREAM_FENCE();
 }
 
 // da = dy * f'(a): the activation's backward at its input a (ACTIVATION).
 __kernel void elementwise_activation_grad(__global const storage_t *dy, __global const storage_t *a,
                                           __global storage_t *da, ulong vectors) {
+    const bool stream = STREAMS_OVER(vectors * VEC, 3);
     FOR_EACH_VECTOR(i, vectors) {
         floatv d = LOADV(dy, i), v = LOADV(a, i);
-        STOREV(ACTIVATION_GRAD(floatv, d, v), da, i);
+        STOREV_STREAM(ACTIVATION_GRAD(floatv, d, v), da, i);
     }
+    STREAM_FENCE();
 }

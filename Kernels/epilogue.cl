@@ -46,6 +46,9 @@ typedef storage_t residual_t;
 #define LOADRV(p, i) LOADV(p, i)
 #define STORERV(v, p, i) STOREV(v, p, i)
 #endif
+#ifdef VEC
+#define STORERV_STREAM(v, p, i) STREAM_STORE(floatv, VEC, STORERV, v, p, i)
+#endif
 // The residual's and the sum's (or the sum's gradient's) rows at element offset `base`
 // (NULL stays NULL; neither is read without HAS_RESIDUAL or SUM_GRADIENT).
 #if HAS_RESIDUAL || SUM_GRADIENT

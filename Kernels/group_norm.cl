@@ -67,6 +67,7 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
                    __global float *save_mean, __global float *save_invstd, __global float *save_var, float eps,
                    uint groups, uint cpg, uint spatial_vecs) {
     GROUP_REDUCTION(Moments, slots, lid);
+    const bool stream = STREAMS_OVER((ulong)get_num_groups(0) * cpg * spatial_vecs * VEC, 2);
     uint r = get_group_id(0);
     uint c0 = (r % groups) * cpg;
     INDEX_T row_vecs = (INDEX_T)cpg * spatial_vecs;
@@ -84,9 +85,10 @@ void gn_fused_rows(__global const storage_t *x, __global storage_t *y,
         float scale = invstd * gamma_of(weight, c), beta = beta_of(bias, c);
         for (uint i = 0; i < len; ++i) {
             floatv a = ((LOADV(x, base + v + i) - pilot) - mean) * scale + beta;
-            STOREV(ACTIVATE(floatv, a), y, base + v + i);
+            STOREV_STREAM(ACTIVATE(floatv, a), y, base + v + i);
         }
     });
+    STREAM_FENCE();
 }
 
 // Channels-first, split reduction, step 1 of 3 (then gn_finish_rows, gn_apply_planes):
@@ -138,15 +140,17 @@ __kernel void gn_finish_rows(__global const float *pilots, __global const float 
 __kernel void gn_apply_planes(__global const storage_t *x, __global storage_t *y, uint planes, uint spatial_vecs,
                               __global const float *pilot, __global const float *offset,
                               __global const float *scale, __global const float *shift) {
+    const bool stream = STREAMS_OVER((ulong)planes * spatial_vecs * VEC, 2);
     INDEX_T total = (INDEX_T)planes * spatial_vecs;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
     FOR_EACH_PLANE_RUN(r, spatial_vecs, k, v, len, {
         float p = pilot[k], o = offset[k], s = scale[k], b = shift[k];
         for (uint i = 0; i < len; ++i) {
             floatv a = ((LOADV(x, v + i) - p) - o) * s + b;
-            STOREV(ACTIVATE(floatv, a), y, v + i);
+            STOREV_STREAM(ACTIVATE(floatv, a), y, v + i);
         }
     });
+    STREAM_FENCE();
 }
 
 // ---------------------------------------------------------------------------------
@@ -202,11 +206,13 @@ __kernel void gn_column_partials(__global const storage_t *x, __global float *pa
 __kernel void gn_apply_columns(__global const storage_t *x, __global storage_t *y, uint rows, uint spatial,
                                uint channels, __global const float *pilot, __global const float *offset,
                                __global const float *scale, __global const float *shift) {
+    const bool stream = STREAMS_OVER((ulong)rows * channels, 2);
     uint column_vecs = channels / CVEC;
     FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, e, j, {
         floatc a = ((LOADC(x, e) - CLOAD(j, pilot)) - CLOAD(j, offset)) * CLOAD(j, scale) + CLOAD(j, shift);
-        STOREC(ACTIVATE(floatc, a), y, e);
+        STOREC_STREAM(ACTIVATE(floatc, a), y, e);
     });
+    STREAM_FENCE();
 }
 #endif  // CVEC
 

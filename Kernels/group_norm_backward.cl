@@ -98,6 +98,7 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
                     __global storage_t *dx,
                     __global float *sums, uint groups, uint cpg, uint spatial_vecs) {
     GROUP_REDUCTION(float2, slots, lid);
+    const bool stream = STREAMS_OVER((ulong)get_num_groups(0) * cpg * spatial_vecs * VEC, 3);
     uint r = get_group_id(0);
     uint c0 = (r % groups) * cpg;
     float mu = mean[r], s = invstd[r];
@@ -129,7 +130,7 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
         b = bc.x;
         c = bc.y;
     }
-    if (!dx) return;
+    if (!dx) STREAM_RETURN();
     // Runs inside one channel share gamma (and beta).
     ItemRange range = item_range(0, row_vecs, lid, WG);
     FOR_EACH_PLANE_RUN(range, spatial_vecs, j, v, len, {
@@ -139,9 +140,10 @@ void gnb_fused_rows(__global const storage_t *dy, __global const storage_t *x, _
             INDEX_T e = base + v + i;
             floatv dyv = LOADV(dy, e), xv = LOADV(x, e);
             floatv g = NORM_GRAD(floatv, dyv, xv, mu, pre.x, pre.y);
-            STOREV(DX_OF(a, b, mu, c, g, xv), dx, e);
+            STOREV_STREAM(DX_OF(a, b, mu, c, g, xv), dx, e);
         }
     });
+    STREAM_FENCE();
 }
 
 // Channels-first, split over planes, step 1 of 3 (then gnb_finish_rows, gnb_dx_planes):
@@ -207,6 +209,7 @@ __kernel void gnb_dx_planes(__global const storage_t *dy, __global const storage
                             uint planes, uint spatial_vecs, __global const float *coef_a, __global const float *coef_b,
                             __global const float *coef_mean, __global const float *coef_c,
                             __global const float *coef_beta) {
+    const bool stream = STREAMS_OVER((ulong)planes * spatial_vecs * VEC, 3);
     INDEX_T total = (INDEX_T)planes * spatial_vecs;
     ItemRange r = item_range(0, total, get_global_id(0), get_global_size(0));
     FOR_EACH_PLANE_RUN(r, spatial_vecs, k, v, len, {
@@ -215,9 +218,10 @@ __kernel void gnb_dx_planes(__global const storage_t *dy, __global const storage
         for (uint i = 0; i < len; ++i) {
             floatv dyv = LOADV(dy, v + i), xv = LOADV(x, v + i);
             floatv g = NORM_GRAD(floatv, dyv, xv, mu, a, beta);
-            STOREV(DX_OF(a, b, mu, c, g, xv), dx, v + i);
+            STOREV_STREAM(DX_OF(a, b, mu, c, g, xv), dx, v + i);
         }
     });
+    STREAM_FENCE();
 }
 
 // ---------------------------------------------------------------------------------
@@ -281,12 +285,14 @@ __kernel void gnb_dx_columns(__global const storage_t *dy, __global const storag
                              uint rows, uint spatial, uint channels, __global const float *coef_a,
                              __global const float *coef_b, __global const float *coef_mean,
                              __global const float *coef_c, __global const float *coef_beta) {
+    const bool stream = STREAMS_OVER((ulong)rows * channels, 3);
     uint column_vecs = channels / CVEC;
     FOR_EACH_SAMPLE_COLUMN_VECTOR(rows, column_vecs, spatial, e, j, {
         floatc a = CLOAD(j, coef_a), mu = CLOAD(j, coef_mean), dyv = LOADC(dy, e), xv = LOADC(x, e);
         floatc g = NORM_GRAD(floatc, dyv, xv, mu, a, CLOAD(j, coef_beta));
-        STOREC(DX_OF(a, CLOAD(j, coef_b), mu, CLOAD(j, coef_c), g, xv), dx, e);
+        STOREC_STREAM(DX_OF(a, CLOAD(j, coef_b), mu, CLOAD(j, coef_c), g, xv), dx, e);
     });
+    STREAM_FENCE();
 }
 #endif  // CVEC
 

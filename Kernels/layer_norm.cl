@@ -157,16 +157,21 @@ inline float row_scale(RowStats m, uint row_length, float eps) {
     return 1.0f / sqrt(stats_squares(m) / (float)row_length + eps);
 }
 
+// Whether a row-norm kernel over rows * row_length values streams its stores
+// (common.cl): it moves x and y, and the residual and h when there are.
+#define ROW_STREAMS(rows, row_length, sum) \
+    STREAMS((ulong)(rows) * (row_length) * sizeof(storage_t) * (2 + (HAS_RESIDUAL ? 1 + ((sum) != 0) : 0)))
+
 // y over the span of one row: f(((h - pilot) - offset) * scale * gamma + beta)
 // (LayerNorm) or f(h * scale * gamma + beta) (RMSNorm), with h = x (+ residual, also
-// stored to `sum` when given) and f the fused activation.
+// stored to `sum` when given) and f the fused activation; `stream`: ROW_STREAMS.
 inline void apply_span(__global const storage_t *row, RowInput res, __global residual_t *sum,
                        __global storage_t *out, Span s, float pilot, float offset, float scale,
-                       __global const float *weight, float weight_offset, __global const float *bias) {
+                       __global const float *weight, float weight_offset, __global const float *bias, bool stream) {
     for (uint v = s.first; v < s.end; v += s.stride) {
         floatv h = INPUTV(row, res, v);
 #if HAS_RESIDUAL
-        if (sum) STORERV(h, sum, v);
+        if (sum) STORERV_STREAM(h, sum, v);
 #endif
 #if RMS
         floatv value = h * scale;
@@ -179,7 +184,7 @@ inline void apply_span(__global const storage_t *row, RowInput res, __global res
 #if HAS_BIAS
         value += LOADP(bias, v);
 #endif
-        STOREV(ACTIVATE(floatv, value), out, v);
+        STOREV_STREAM(ACTIVATE(floatv, value), out, v);
     }
 }
 
@@ -193,6 +198,7 @@ __kernel void rownorm_fused(__global const storage_t *x, __global const residual
                             __global const float *bias, __global float *save_mean, __global float *save_scale,
                             float eps) {
     ROW_SCRATCH(RowStats, scratch, SCRATCH_ITEMS);
+    const bool stream = ROW_STREAMS(rows, row_length, sum);
     uint item, slot;
     uint row = row_lane(&item, &slot);
     // Items past the last row shadow it (so every item reaches the barriers) but store nothing.
@@ -209,7 +215,7 @@ __kernel void rownorm_fused(__global const storage_t *x, __global const residual
     // The statistics of the ITEMS work-items that share the row, merged by the tree.
     RowStats m = REDUCE_ROW_LANE(reduce_row_stats, row_moments(in, res, s, pilot), scratch + slot, item);
     float scale = row_scale(m, row_length, eps);
-    if (!live) return;
+    if (!live) STREAM_RETURN();
     if (item == 0) {
 #if !RMS
         save_mean[row] = pilot + m.mean;
@@ -217,7 +223,8 @@ __kernel void rownorm_fused(__global const storage_t *x, __global const residual
         save_scale[row] = scale;
     }
     apply_span(in, res, RESIDUAL_ROW(sum, base), y + base, s, pilot, stats_offset(m), scale, weight, weight_offset,
-               bias);
+               bias, stream);
+    STREAM_FENCE();
 }
 
 // Split rows, step 1 of 3 (then rownorm_finish, rownorm_apply): work-group (g, r)
@@ -276,6 +283,7 @@ __kernel void rownorm_apply(__global const storage_t *x, __global const residual
                             __global storage_t *y, uint rows, uint row_length, __global const float *weight,
                             float weight_offset, __global const float *bias, __global const float *pilots,
                             __global const float *offsets, __global const float *scales) {
+    const bool stream = ROW_STREAMS(rows, row_length, sum);
     uint row_vecs = row_length / VEC;
     INDEX_T total = (INDEX_T)rows * row_vecs;
     INDEX_T items = get_global_size(0), item = get_global_id(0);
@@ -289,7 +297,7 @@ __kernel void rownorm_apply(__global const storage_t *x, __global const residual
         Span s = {column, column + len, 1};
         ulong base = (ulong)row * row_length;
         apply_span(x + base, row_input(residual, input_bias, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
-                   offsets[row], scales[row], weight, weight_offset, bias);
+                   offsets[row], scales[row], weight, weight_offset, bias, stream);
         v += len;
     }
 #else
@@ -300,7 +308,7 @@ __kernel void rownorm_apply(__global const storage_t *x, __global const residual
         Span s = {column, column + 1, 1};
         ulong base = (ulong)row * row_length;
         apply_span(x + base, row_input(residual, input_bias, base), RESIDUAL_ROW(sum, base), y + base, s, pilots[row],
-                   offsets[row], scales[row], weight, weight_offset, bias);
+                   offsets[row], scales[row], weight, weight_offset, bias, stream);
         row += step_rows;
         if (column >= row_vecs - step_columns) {
             column -= row_vecs - step_columns;
@@ -310,4 +318,5 @@ __kernel void rownorm_apply(__global const storage_t *x, __global const residual
         }
     }
 #endif
+    STREAM_FENCE();
 }

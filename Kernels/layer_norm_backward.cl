@@ -111,13 +111,21 @@ inline floatv output_gradient(__global const storage_t *x, RowInput res,
 // dx of vector v, plus the gradient flowing into h from elsewhere (`grad_sum`, the
 // row of the residual stream's gradient; with HAS_RESIDUAL or SUM_GRADIENT, when given).
 // Returns the float32 dx (the gradient of h, whose column sums are the input bias's).
-inline floatv store_input_gradient(floatv dxv, __global storage_t *dx, __global const residual_t *grad_sum, uint v) {
+// `stream`: ROWB_STREAMS.
+inline floatv store_input_gradient(floatv dxv, __global storage_t *dx, __global const residual_t *grad_sum, uint v,
+                                   bool stream) {
 #if HAS_RESIDUAL || SUM_GRADIENT
     if (grad_sum) dxv += LOADRV(grad_sum, v);
 #endif
-    STOREV(dxv, dx, v);
+    STOREV_STREAM(dxv, dx, v);
     return dxv;
 }
+
+// Whether a row-norm backward kernel over rows * row_length values streams its dx
+// stores (common.cl): it moves x, dy and dx, and the residual and h's gradient when
+// there are.
+#define ROWB_STREAMS(rows, row_length, residual, grad_sum) \
+    STREAMS((ulong)(rows) * (row_length) * sizeof(storage_t) * (3 + ((residual) != 0) + ((grad_sum) != 0)))
 
 // Adds `value` to the column partial at vector v of `p` (stores it for the first row).
 inline void add_partial(__global float *p, uint v, floatv value, bool first) {
@@ -175,12 +183,12 @@ inline floatv input_gradient(floatv d, floatv xhat, floatv gamma, float scale, f
 inline void row_backward_span(__global const storage_t *x, RowInput res,
                               __global const storage_t *dy, __global storage_t *dx, __global const residual_t *grad_sum,
                               Affine a, Span s, float mean, float scale, float2 c, __global float *p, ulong stride,
-                              bool first, uint parameters) {
+                              bool first, uint parameters, bool stream) {
     for (uint v = s.first; v < s.end; v += s.stride) {
         floatv gamma = GAMMA(a.weight, v, a.weight_offset), xhat;
         floatv d = output_gradient(x, res, dy, v, mean, scale, gamma, a, &xhat);
         floatv dh = 0.0f;
-        if (dx) dh = store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx, grad_sum, v);
+        if (dx) dh = store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx, grad_sum, v, stream);
         if (parameters & PARTIALS_DGAMMA) add_partial(p, v, d * xhat, first);
         if (parameters & PARTIALS_DBETA) add_partial(p + stride, v, d, first);
         if (WANTS_DINPUT_BIAS(parameters)) add_partial(p + 2 * stride, v, dh, first);
@@ -200,6 +208,7 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
                             __global const float *save_mean, __global const float *save_scale,
                             __global float *partials, uint parameters) {
     ROW_SCRATCH(float2, scratch, SCRATCH_ITEMS);
+    const bool stream = dx && ROWB_STREAMS(rows, row_length, residual, grad_sum);
     Affine a = {weight, weight_offset, bias};
     uint item, slot;
     uint lane = row_lane(&item, &slot);
@@ -236,17 +245,17 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
             floatv gamma = GAMMA(weight, v, weight_offset), xhat;
             floatv d = output_gradient(x + base, res, dy + base, v, mean, scale, gamma, a, &xhat);
             if (dx) ai[j] += store_input_gradient(input_gradient(d, xhat, gamma, scale, c), dx + base,
-                                                  RESIDUAL_ROW(grad_sum, base), v);
+                                                  RESIDUAL_ROW(grad_sum, base), v, stream);
             aw[j] += d * xhat;
             ab[j] += d;
         }
 #else
         row_backward_span(x + base, res, dy + base, dx ? dx + base : dx, RESIDUAL_ROW(grad_sum, base), a, s, mean,
-                          scale, c, pw, stride, k == 0, parameters);
+                          scale, c, pw, stride, k == 0, parameters, stream);
 #endif
     }
 #if PRIVATE_PARTIALS
-    if (lane >= lanes) return;
+    if (lane >= lanes) STREAM_RETURN();
     for (uint j = 0; j < PRIVATE_PARTIALS; ++j) {
         uint v = s.first + j * ITEMS;
         if (v >= s.end) break;
@@ -255,6 +264,7 @@ __kernel void rownorm_backward_fused(__global const storage_t *x, __global const
         if (WANTS_DINPUT_BIAS(parameters)) STOREP(ai[j], pw + 2 * stride, v);
     }
 #endif
+    STREAM_FENCE();
 }
 
 // Split rows, step 1: work-group (g, r) of ITEMS work-items sums g and g*xhat over
@@ -302,9 +312,10 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
                                        __global const float *coefficients_in, __global float *partials,
                                        uint parameters) {
     Affine a = {weight, weight_offset, bias};
+    const bool stream = dx && ROWB_STREAMS(rows, row_length, residual, grad_sum);
     uint block = get_global_id(1);
     uint first_row = block * rows_per_block;
-    if (block >= blocks || first_row >= rows) return;
+    if (block >= blocks || first_row >= rows) STREAM_RETURN();
     uint end_row = min(first_row + rows_per_block, rows);
     uint row_vecs = row_length / VEC;
     Span s = item_span(0, row_vecs, get_global_id(0), get_global_size(0));
@@ -321,7 +332,7 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
                                        scale, gamma, a, &xhat);
             if (dx)
                 si += store_input_gradient(input_gradient(d, xhat, gamma, scale, vload2(row, coefficients_in)),
-                                           dx + base, RESIDUAL_ROW(grad_sum, base), v);
+                                           dx + base, RESIDUAL_ROW(grad_sum, base), v, stream);
             sw += d * xhat;
             sb += d;
         }
@@ -329,6 +340,7 @@ __kernel void rownorm_backward_columns(__global const storage_t *x, __global con
         if (parameters & PARTIALS_DBETA) STOREP(sb, pw + stride, v);
         if (WANTS_DINPUT_BIAS(parameters)) STOREP(si, pw + 2 * stride, v);
     }
+    STREAM_FENCE();
 }
 
 // dgamma's, dbeta's and the input bias's sums of one column vector.

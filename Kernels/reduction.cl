@@ -406,6 +406,7 @@ typedef float floatc;
 #define LOADC(p, i) LOAD1(p, i)
 #define STOREC(v, p, i) STORE1(v, p, i)
 #endif
+#define STOREC_STREAM(v, p, i) STREAM_STORE(floatc, CVEC, STOREC, v, p, i)
 
 // The tile of column vectors [first, first + width) of `column_vecs` that work-item
 // `item` owns; false when it owns none (the launch is rounded up to whole work-groups).
@@ -858,6 +859,11 @@ inline void sn_softmax(__global const float *logits, float *w) {
 #else
 #define BN_PLUS_ADDEND(LOAD, v, z, i) (v)
 #endif
+
+// Whether a BatchNorm kernel over `elements` values streams its stores (common.cl):
+// the forward moves x, y (and z), the backward x, dy, dx (and z, dz).
+#define BN_STREAMS(elements) STREAMS_OVER(elements, 2 + HAS_ADDEND)
+#define BNB_STREAMS(elements) STREAMS_OVER(elements, 3 + 2 * HAS_ADDEND)
 
 // Stores f(v + z) at i of y: the normalised vector v of type T (floatv or floatc) through
 // the epilogue, by STORE (STOREV or STOREC) with the matching LOAD for z. Without an

@@ -296,21 +296,25 @@ __kernel void sn_mix(STATISTICS_PARAMETERS) { mix_runs(sn_device_share(batch * c
 // Channels-first: contiguous runs share their coefficients.
 __kernel void sn_apply_rows(__global const storage_t *x, __global storage_t *y, __global const float *coefficients,
                             uint batch, uint channels, uint spatial) {
+    const bool stream = STREAMS_OVER((ulong)batch * channels * spatial, 2);
     uint runs = batch * channels;
     SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
         uint r = (uint)s.at.q;
         float k = coefficients[r], o = coefficients[runs + r], sc = coefficients[2 * runs + r];
         float b = coefficients[3 * runs + r];
-        for (INDEX_T i = s.lo; i < s.hi; ++i) STOREV(((LOADV(x, i) - k) - o) * sc + b, y, i);
+        for (INDEX_T i = s.lo; i < s.hi; ++i) STOREV_STREAM(((LOADV(x, i) - k) - o) * sc + b, y, i);
     }
+    STREAM_FENCE();
 }
 
 // Channels-last: rows of C channels; the coefficients of row (n, m) are those of sample n.
 __kernel void sn_apply_columns(__global const storage_t *x, __global storage_t *y, __global const float *coefficients,
                                uint batch, uint channels, uint spatial) {
+    const bool stream = STREAMS_OVER((ulong)batch * channels * spatial, 2);
     uint runs = batch * channels;
 #define K(slot) CLOAD(j, coefficients + (slot) * runs)
-    SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, STOREC(((LOADC(x, i) - K(0)) - K(1)) * K(2) + K(3), y, i));
+    SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial, STOREC_STREAM(((LOADC(x, i) - K(0)) - K(1)) * K(2) + K(3), y, i));
 #undef K
+    STREAM_FENCE();
 }
 #endif

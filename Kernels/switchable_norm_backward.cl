@@ -349,6 +349,7 @@ __kernel void snb_logits(COEFFICIENT_PARAMETERS) {
 #if !DX_COLUMNS
 // Channels-first (and L == 1): contiguous runs share their coefficients.
 __kernel void snb_dx_rows(DX_PARAMETERS) {
+    const bool stream = STREAMS_OVER((ulong)batch * channels * spatial, 3);
     uint runs = batch * channels;
     SN_FOR_EACH_RUN_SEGMENT(s, runs, spatial) {
         uint r = (uint)s.at.q;
@@ -357,18 +358,21 @@ __kernel void snb_dx_rows(DX_PARAMETERS) {
 #if TWO_CENTERS
         float b2 = coefficients[4 * runs + r], m2 = coefficients[5 * runs + r];
 #endif
-        for (INDEX_T i = s.lo; i < s.hi; ++i) STOREV(DX(a, b, c, m, b2, m2, LOADV(dy, i), LOADV(x, i)), dx, i);
+        for (INDEX_T i = s.lo; i < s.hi; ++i) STOREV_STREAM(DX(a, b, c, m, b2, m2, LOADV(dy, i), LOADV(x, i)), dx, i);
     }
+    STREAM_FENCE();
 }
 #endif
 
 #if DX_COLUMNS
 // Channels-last: rows of C channels; the coefficients of row (n, m) are those of sample n.
 __kernel void snb_dx_columns(DX_PARAMETERS) {
+    const bool stream = STREAMS_OVER((ulong)batch * channels * spatial, 3);
     uint runs = batch * channels;
 #define K(slot) CLOAD(j, coefficients + (slot) * runs)
     SN_FOR_EACH_COLUMN_VECTOR(i, j, batch, channels, spatial,
-                              STOREC(DX(K(0), K(1), K(2), K(3), K(4), K(5), LOADC(dy, i), LOADC(x, i)), dx, i));
+                              STOREC_STREAM(DX(K(0), K(1), K(2), K(3), K(4), K(5), LOADC(dy, i), LOADC(x, i)), dx, i));
 #undef K
+    STREAM_FENCE();
 }
 #endif

@@ -78,6 +78,9 @@ struct Tuner {
             Parameter(
                 name: "vectorWidth", candidates: [4, 8, 16], value: { $0.vectorWidth }, set: { $0.vectorWidth = $1 }),
             Parameter(
+                name: "streamingStoreBytes", candidates: [0, 8 << 20, 32 << 20, 128 << 20],
+                value: { $0.streamingStoreBytes }, set: { $0.streamingStoreBytes = $1 }),
+            Parameter(
                 name: "minimumVectorsPerWorkGroup", candidates: [1024, 2048, 4096, 8192, 16384],
                 value: { $0.minimumVectorsPerWorkGroup }, set: { $0.minimumVectorsPerWorkGroup = $1 }),
         ]
@@ -159,7 +162,8 @@ struct Tuner {
                         driverVersion: \(quoted(device.driverVersion)),
                         tuning: DeviceTuning(
                             reductionWorkGroupSize: \(t.reductionWorkGroupSize), elementwiseWorkGroupSize: \(t.elementwiseWorkGroupSize), workGroupsPerComputeUnit: \(t.workGroupsPerComputeUnit),
-                            minimumVectorsPerWorkGroup: \(t.minimumVectorsPerWorkGroup), chunkedAccess: \(t.chunkedAccess), columnTile: \(t.columnTile), vectorWidth: \(t.vectorWidth)),
+                            minimumVectorsPerWorkGroup: \(t.minimumVectorsPerWorkGroup), chunkedAccess: \(t.chunkedAccess), columnTile: \(t.columnTile), vectorWidth: \(t.vectorWidth),
+                            streamingStoreBytes: \(t.streamingStoreBytes)),
                         measured: \(quoted("normcl-bench --tune, \(date): \(gain)"))),
 
             """

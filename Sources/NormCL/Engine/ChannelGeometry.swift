@@ -87,7 +87,7 @@ struct ChannelGeometry: Equatable, Sendable {
         elementType: ElementType, wideIndices: Bool, vectorWidth: Int, channelVectorWidth: Int?
     ) -> KernelSpecialization {
         var options = KernelSpecialization(
-            elementType: elementType, chunkedAccess: launch.chunkedAccess, wideIndices: wideIndices)
+            elementType: elementType, geometry: launch, wideIndices: wideIndices)
         options.define("VEC", vectorWidth)
         options.define("WG", reductionWorkGroupSize)
         if let channelVectorWidth {

@@ -30,12 +30,22 @@ struct KernelSpecialization: Hashable, Sendable {
     /// FNV-1a of the options so far (``append(_:)``).
     private var digest = FNV1a64()
 
-    /// The options every program shares.
-    init(elementType: ElementType, chunkedAccess: Bool, wideIndices: Bool) {
+    /// The options every program shares: the element type, the access pattern, the index
+    /// width and the streaming threshold (``DeviceTuning/streamingStoreBytes``, the same
+    /// for every shape on a device; 0 leaves it out).
+    init(elementType: ElementType, chunkedAccess: Bool, wideIndices: Bool, streamingStoreBytes: Int = 0) {
         append(.text("-cl-std=CL1.2"))
         append(.text(elementType.buildOption))
         append(.define("CHUNKED", chunkedAccess ? 1 : 0))
         append(.text(wideIndices ? "-D INDEX_T=ulong" : "-D INDEX_T=uint"))
+        if streamingStoreBytes > 0 { append(.define("STREAM_BYTES", streamingStoreBytes)) }
+    }
+
+    /// The options every program shares, from `geometry`.
+    init(elementType: ElementType, geometry: LaunchGeometry, wideIndices: Bool) {
+        self.init(
+            elementType: elementType, chunkedAccess: geometry.chunkedAccess, wideIndices: wideIndices,
+            streamingStoreBytes: geometry.streamingStoreBytes)
     }
 
     /// Options given as one command-line text (tests' probe programs).

@@ -24,6 +24,8 @@ struct LaunchGeometry: Equatable, Sendable {
     let targetWorkGroups: Int
     /// The fewest vectors worth a reduction work-group of their own (see ``DeviceTuning``).
     let minimumVectorsPerWorkGroup: Int
+    /// Kernels moving more bytes stream their stores (``DeviceTuning/streamingStoreBytes``).
+    let streamingStoreBytes: Int
     private let tunedReductionWorkGroupSize: Int
     private let maxWorkGroupSize: Int
     private let localMemoryBytes: Int
@@ -37,6 +39,7 @@ struct LaunchGeometry: Equatable, Sendable {
         computeUnits = max(1, device.computeUnits)
         targetWorkGroups = max(1, device.computeUnits * tuning.workGroupsPerComputeUnit)
         minimumVectorsPerWorkGroup = max(1, tuning.minimumVectorsPerWorkGroup)
+        streamingStoreBytes = tuning.streamingStoreBytes
         tunedReductionWorkGroupSize = tuning.reductionWorkGroupSize
         maxWorkGroupSize = device.maxWorkGroupSize
         localMemoryBytes = device.localMemoryBytes

@@ -40,7 +40,7 @@ public struct CopyProbe: Sendable {
         local = geometry.elementwiseWorkGroupSize
         groups = geometry.elementwiseWorkGroups(vectors: vectors)
         let specialization = KernelSpecialization(
-            elementType: .float32, chunkedAccess: geometry.chunkedAccess,
+            elementType: .float32, geometry: geometry,
             wideIndices: LaunchGeometry.needsWideIndices(elements: vectors, workItems: groups * local))
         program = try runtime.program(.memory, options: specialization)
     }

@@ -25,6 +25,7 @@ extension DeviceTuning {
             case "chunkedAccess" where value <= 1: tuning.chunkedAccess = value != 0
             case "columnTile" where (1...64).contains(value): tuning.columnTile = value
             case "vectorWidth" where [1, 4, 8, 16].contains(value): tuning.vectorWidth = value
+            case "streamingStoreBytes": tuning.streamingStoreBytes = value
             default: rejected.append(String(pair))
             }
         }

@@ -42,7 +42,8 @@ enum TuningDatabase {
             driverVersion: "3.1+debian",
             tuning: DeviceTuning(
                 reductionWorkGroupSize: 16, elementwiseWorkGroupSize: 16, workGroupsPerComputeUnit: 4,
-                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16, vectorWidth: 16),
+                minimumVectorsPerWorkGroup: 4096, chunkedAccess: true, columnTile: 16, vectorWidth: 16,
+                streamingStoreBytes: 32 << 20),
             measured: "normcl-bench --tune --iterations 15 --warmup 3, 2026-12-07, 2 vCPUs: the search's pick (chunkedAccess=1,reductionWorkGroupSize=16,elementwiseWorkGroupSize=256,workGroupsPerComputeUnit=4,columnTile=16,minimumVectorsPerWorkGroup=16384) did not hold up when alternated with these values: 0.984 vs 0.994 ms"),
         // END OF ENTRIES (normcl-bench --tune --tune-database inserts new entries above this line)
     ]

@@ -281,12 +281,7 @@ func batchNormBackward(
             bias: try bias?.toArray(), mean: try statistics.mean.toArray(), second: try statistics.second.toArray(),
             renormR: try renorm?.r.toArray(), renormD: try renorm?.d.toArray(), eps: statistics.eps,
             addend: try addend?.toArray())
-        var gradients = try NormGradients(
-            reference: (result.gradInput, result.gradWeight, result.gradBias), problem: problem)
-        gradients.addend = result.gradAddend.map {
-            Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
-        }
-        return gradients
+        return try NormGradients(reference: result, problem: problem)
     case .openCL(let runtime):
         let x = input.openCLBuffer, dy = gradOutput.openCLBuffer
         let mean = statistics.mean.openCLBuffer, second = statistics.second.openCLBuffer
@@ -305,18 +300,18 @@ func batchNormBackward(
 }
 
 extension NormGradients {
-    /// A reference backward's gradients as host tensors: dx of `problem`'s shape, layout
-    /// and element type (rounded once), dγ and dβ `[C]` float32.
+    /// A reference backward's gradients as host tensors: dx and dz of `problem`'s shape,
+    /// layout and element type (rounded once), dγ and dβ `[C]` float32.
     init(
-        reference result: (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?),
+        reference result: (gradInput: [Float]?, gradWeight: [Float]?, gradBias: [Float]?, gradAddend: [Float]?),
         problem: BatchNormBackwardProblem
     ) throws {
+        func like(_ values: [Float]) -> Tensor {
+            Tensor(referenceValues: values, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
+        }
         self.init(
-            input: result.gradInput.map {
-                Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
-            },
-            weight: try result.gradWeight.map { try Tensor($0, on: .reference) },
-            bias: try result.gradBias.map { try Tensor($0, on: .reference) },
-            events: [])
+            input: result.gradInput.map(like), weight: try result.gradWeight.map { try Tensor($0, on: .reference) },
+            bias: try result.gradBias.map { try Tensor($0, on: .reference) }, events: [])
+        addend = result.gradAddend.map(like)
     }
 }

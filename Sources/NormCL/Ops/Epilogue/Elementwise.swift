@@ -131,7 +131,7 @@ enum ElementwiseKernels {
         let vectors = input.count / vectorWidth
         let launch = geometry.elementwiseLaunch(vectors: vectors)
         var options = KernelSpecialization(
-            elementType: input.elementType, chunkedAccess: geometry.chunkedAccess,
+            elementType: input.elementType, geometry: geometry,
             wideIndices: LaunchGeometry.needsWideIndices(elements: vectors, workItems: launch.global[0]))
         options.define("VEC", vectorWidth)
         options.addResidual(residualType, storage: input.elementType)

@@ -120,7 +120,7 @@ struct RowNormPlan: Equatable, Sendable {
     /// work-items per row the local scratch is sized by ``scratchItems``.
     func specialization(for problem: RowNormProblem, wideIndices: Bool) -> KernelSpecialization {
         var options = KernelSpecialization(
-            elementType: problem.elementType, chunkedAccess: chunkedAccess, wideIndices: wideIndices)
+            elementType: problem.elementType, geometry: geometry, wideIndices: wideIndices)
         options.flag("RMS", problem.kind == .rmsNorm)
         options.define("VEC", vectorWidth)
         options.define("ITEMS", itemsPerReduction)

@@ -366,12 +366,7 @@ public func batchNormBackward(
             problem, dy: try gradOutput.toArray(), x: try input.toArray(), weight: try weight?.toArray(),
             bias: try bias?.toArray(), mean: try saveMean.toArray(), second: try saveInvstd.toArray(), renormR: nil,
             renormD: nil, eps: 0, addend: try addend?.toArray(), given: gradientSums)
-        var gradients = try NormGradients(
-            reference: (result.gradInput, result.gradWeight, result.gradBias), problem: problem)
-        gradients.addend = result.gradAddend.map {
-            Tensor(referenceValues: $0, shape: problem.shape, layout: problem.layout, elementType: problem.elementType)
-        }
-        return gradients
+        return try NormGradients(reference: result, problem: problem)
     case .openCL(let runtime):
         let plan = BatchNormPlan(problem: problem.launchable, device: runtime.device, tuning: runtime.tuning)
         let partials = try DeviceBuffer(
