@@ -35,6 +35,17 @@ struct StreamingStoreTests {
         }
     }
 
+    /// x (mean 1) and dy of `shape` in `layout`.
+    static func inputAndGradient(
+        _ shape: [Int], _ layout: TensorLayout, _ backend: Backend, _ rng: inout SeededGenerator
+    ) throws -> (Tensor, Tensor) {
+        let count = shape.reduce(1, *)
+        return try (
+            Tensor(rng.normals(count, offset: 1), shape: shape, layout: layout, on: backend),
+            Tensor(rng.normals(count), shape: shape, layout: layout, on: backend)
+        )
+    }
+
     @Test("BatchNorm, every training strategy and inference, with addend and ReLU, and their backward")
     func batchNormStrategies() throws {
         let runtime = sharedRuntime!
@@ -110,9 +121,7 @@ struct StreamingStoreTests {
     func groupNorms() throws {
         for layout in [TensorLayout.channelsFirst, .channelsLast] {
             try expectSameBits("GroupNorm/InstanceNorm \(layout)") { backend, rng in
-                let shape = [2, 32, 8, 16], count = 8192
-                let x = try Tensor(rng.normals(count, offset: 1), shape: shape, layout: layout, on: backend)
-                let dy = try Tensor(rng.normals(count), shape: shape, layout: layout, on: backend)
+                let (x, dy) = try Self.inputAndGradient([2, 32, 8, 16], layout, backend, &rng)
                 let weight = try Tensor(rng.normals(32, offset: 1), shape: [32], on: backend)
                 let bias = try Tensor(rng.normals(32), shape: [32], on: backend)
                 let group = try groupNorm(x, numGroups: 4, weight: weight, bias: bias, activation: .silu)
@@ -132,9 +141,7 @@ struct StreamingStoreTests {
     func switchableNorms() throws {
         for layout in [TensorLayout.channelsFirst, .channelsLast] {
             try expectSameBits("SwitchableNorm \(layout)") { backend, rng in
-                let shape = [2, 32, 4, 16], count = 4096
-                let x = try Tensor(rng.normals(count, offset: 1), shape: shape, layout: layout, on: backend)
-                let dy = try Tensor(rng.normals(count), shape: shape, layout: layout, on: backend)
+                let (x, dy) = try Self.inputAndGradient([2, 32, 4, 16], layout, backend, &rng)
                 let logits = try Tensor(rng.normals(3), shape: [3], on: backend)
                 let out = try switchableNorm(x, meanLogits: logits, varianceLogits: logits, training: true)
                 let g = try switchableNormBackward(dy, forward: out)

@@ -65,13 +65,8 @@ public struct NormalizationProblem: Hashable, Sendable {
         _ operation: Operation, direction: Direction = .forward, shape: [Int], layout: TensorLayout = .channelsFirst,
         elementType: ElementType = .float32, affine: Bool = true, epilogue: Epilogue = .none
     ) {
-        self.operation = operation
-        self.direction = direction
-        self.shape = shape
-        self.layout = layout
-        self.elementType = elementType
-        self.affine = affine
-        self.epilogue = epilogue
+        (self.operation, self.direction, self.shape, self.layout) = (operation, direction, shape, layout)
+        (self.elementType, self.affine, self.epilogue) = (elementType, affine, epilogue)
     }
 }
 

@@ -33,12 +33,8 @@ public struct ForwardDestinations: Sendable {
         output: Tensor? = nil, saveMean: Tensor? = nil, saveInvstd: Tensor? = nil, runningMean: Tensor? = nil,
         runningVar: Tensor? = nil, residualSum: Tensor? = nil
     ) {
-        self.output = output
-        self.saveMean = saveMean
-        self.saveInvstd = saveInvstd
-        self.runningMean = runningMean
-        self.runningVar = runningVar
-        self.residualSum = residualSum
+        (self.output, self.saveMean, self.saveInvstd) = (output, saveMean, saveInvstd)
+        (self.runningMean, self.runningVar, self.residualSum) = (runningMean, runningVar, residualSum)
     }
 }
 
@@ -62,11 +58,8 @@ public struct BackwardDestinations: Sendable {
         gradInput: Tensor? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil, gradAddend: Tensor? = nil,
         gradInputBias: Tensor? = nil
     ) {
-        self.gradInput = gradInput
-        self.gradWeight = gradWeight
-        self.gradBias = gradBias
-        self.gradAddend = gradAddend
-        self.gradInputBias = gradInputBias
+        (self.gradInput, self.gradWeight, self.gradBias) = (gradInput, gradWeight, gradBias)
+        (self.gradAddend, self.gradInputBias) = (gradAddend, gradInputBias)
     }
 }
 

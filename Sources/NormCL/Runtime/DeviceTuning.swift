@@ -49,14 +49,11 @@ public struct DeviceTuning: Sendable, Equatable {
         minimumVectorsPerWorkGroup: Int, chunkedAccess: Bool, columnTile: Int, vectorWidth: Int = 4,
         streamingStoreBytes: Int = 0
     ) {
-        self.columnTile = columnTile
-        self.vectorWidth = vectorWidth
-        self.streamingStoreBytes = streamingStoreBytes
-        self.reductionWorkGroupSize = reductionWorkGroupSize
-        self.elementwiseWorkGroupSize = elementwiseWorkGroupSize
-        self.workGroupsPerComputeUnit = workGroupsPerComputeUnit
-        self.minimumVectorsPerWorkGroup = minimumVectorsPerWorkGroup
-        self.chunkedAccess = chunkedAccess
+        (self.reductionWorkGroupSize, self.elementwiseWorkGroupSize, self.workGroupsPerComputeUnit) =
+            (reductionWorkGroupSize, elementwiseWorkGroupSize, workGroupsPerComputeUnit)
+        (self.minimumVectorsPerWorkGroup, self.chunkedAccess, self.columnTile) =
+            (minimumVectorsPerWorkGroup, chunkedAccess, columnTile)
+        (self.vectorWidth, self.streamingStoreBytes) = (vectorWidth, streamingStoreBytes)
     }
 
     /// The tuning for `device`: its entry in NormCL's tuning database

@@ -30,11 +30,7 @@ public struct BatchNormOutput: Sendable {
         output: Tensor, saveMean: Tensor?, saveInvstd: Tensor?, renormR: Tensor? = nil, renormD: Tensor? = nil,
         events: [KernelEvent]
     ) {
-        self.output = output
-        self.saveMean = saveMean
-        self.saveInvstd = saveInvstd
-        self.renormR = renormR
-        self.renormD = renormD
-        self.events = events
+        (self.output, self.saveMean, self.saveInvstd) = (output, saveMean, saveInvstd)
+        (self.renormR, self.renormD, self.events) = (renormR, renormD, events)
     }
 }
