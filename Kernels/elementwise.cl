@@ -9,11 +9,6 @@
 // ACTIVATION (epilogue.cl). Sizes are kernel arguments: `vectors`, the tensor's elements
 // / VEC.
 
-// An output written over an input (activate and its backward may run in place) is
-// stored plainly: its lines are in the cache from the read, and a non-temporal store
-// there cost twice the time (y = relu(y + z) over 25.7 MB: 0.9 -> 1.85 ms).
-#define STREAMS_APART(vectors, tensors, out, in) (STREAMS_OVER((vectors) * VEC, tensors) && (out) != (in))
-
 // Vector i of every work-item's range: a chunk (CPUs) or every items-th one (GPUs).
 #define FOR_EACH_VECTOR(i, vectors)                                                      \
     ItemRange r_ = item_range(0, (INDEX_T)(vectors), get_global_id(0), get_global_size(0)); \
@@ -30,7 +25,10 @@ __kernel void elementwise_sum(__global const storage_t *x, __global const residu
 // y = f(x + addend) (addend NULL: f(x)), with f the ACTIVATION.
 __kernel void elementwise_activate(__global const storage_t *x, __global const storage_t *addend,
                                    __global storage_t *y, ulong vectors) {
-    const bool stream = STREAMS_APART(vectors, addend ? 3 : 2, y, x) && y != addend;
+    // An output written over an input (this pass and its backward may run in place) is
+    // stored plainly: its lines are in the cache from the read, and a non-temporal store
+    // there cost twice the time (y = relu(y + z) over 25.7 MB: 0.9 -> 1.85 ms).
+    const bool stream = STREAMS_OVER(vectors * VEC, addend ? 3 : 2) && y != x && y != addend;
     if (addend) {
         FOR_EACH_VECTOR(i, vectors) {
             floatv v = LOADV(x, i) + LOADV(addend, i);
@@ -48,7 +46,7 @@ __kernel void elementwise_activate(__global const storage_t *x, __global const s
 // da = dy * f'(a): the activation's backward at its input a (ACTIVATION).
 __kernel void elementwise_activation_grad(__global const storage_t *dy, __global const storage_t *a,
                                           __global storage_t *da, ulong vectors) {
-    const bool stream = STREAMS_APART(vectors, 3, da, dy) && da != a;
+    const bool stream = STREAMS_OVER(vectors * VEC, 3) && da != dy && da != a;  // in place: as above
     FOR_EACH_VECTOR(i, vectors) {
         floatv d = LOADV(dy, i), v = LOADV(a, i);
         STOREV_STREAM(ACTIVATION_GRAD(floatv, d, v), da, i);
