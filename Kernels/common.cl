@@ -217,8 +217,8 @@ typedef float floatv;
 // with an addend 2.04 -> 1.62 ms; an output that fits in the cache is read back 1.5x
 // slower after them, hence the threshold.
 //
-// A streaming kernel declares `const bool stream = STREAMS(bytes);` (bytes: its
-// tensors' sizes added up) and stores its output with STOREV_STREAM / STOREC_STREAM
+// A streaming kernel declares `const bool stream = STREAMS_OVER(elements, tensors);`
+// (STREAMS of its tensors' sizes added up) and stores its output with STOREV_STREAM / STOREC_STREAM
 // (reduction.cl), which store as STOREV / STOREC do: non-temporally where `stream`
 // holds and the address is aligned to the vector (a caller's buffer at an offset may
 // not be: a plain store then). Half storage stores plainly (its conversions, not its

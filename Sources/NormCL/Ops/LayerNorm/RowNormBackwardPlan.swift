@@ -28,7 +28,6 @@ struct RowNormBackwardPlan: Equatable, Sendable {
     var strategy: RowNormPlan.Strategy { forward.strategy }
     /// Elements per load: 4 when `D % 4 == 0`, else 1.
     var vectorWidth: Int { forward.vectorWidth }
-    var chunkedAccess: Bool { forward.chunkedAccess }
     var geometry: LaunchGeometry { forward.geometry }
     /// Fused strategy: the dx kernel also accumulates the column partials.
     let fusesParameters: Bool

@@ -30,8 +30,6 @@ struct RowNormPlan: Equatable, Sendable {
     /// overshoot of a work-item's range past the end, reach 2^32.
     let wideIndices: Bool
 
-    var chunkedAccess: Bool { geometry.chunkedAccess }
-
     /// The widest reduction work-group of a device and tuning (`geometry`), with one
     /// Moments (three floats) of local memory per work-item for the merge.
     static func widestGroup(_ geometry: LaunchGeometry) -> Int {
